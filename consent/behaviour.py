@@ -1,0 +1,67 @@
+"""Hard rule 8 at the edge: device behaviour that may mean the brukare took the camera down.
+
+The composition root hands :meth:`BehaviourWatch.device_event` every device ``event`` the
+registry accepted; the rounds report the motion probe's ``covered`` verdicts to
+:meth:`BehaviourWatch.covered`.
+The policy (:func:`consent.rules.should_suspend`) decides; the store records the event, the
+suspension and their audit entries in one transaction and publishes a ``suspended``
+:class:`~consent.model.ConsentChange`, so live sessions of that brukare end at once. Camera checks
+stay suspended until an administrator re-verifies consent (``POST
+/api/recipients/{id}/reverify``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import structlog
+
+from consent.model import BehaviourEvent, Suspension
+from consent.ports import ConsentStore
+
+log = structlog.get_logger(__name__)
+
+
+class BehaviourWatch:
+    """Counts behaviour events of bound devices; ``threshold`` is the setting
+    ``HOMECARE_TAMPER_SUSPEND_THRESHOLD`` (privacy-switch events before a suspension)."""
+
+    def __init__(self, store: ConsentStore, *, threshold: int = 1) -> None:
+        if threshold < 1:
+            raise ValueError("threshold must be at least 1")
+        self._store = store
+        self._threshold = threshold
+
+    async def device_event(
+        self, device_id: str, event_type: str, at: datetime
+    ) -> Suspension | None:
+        """A device ``event`` of any type; those that are not behaviour (``call_answer``, ...)
+        and events of unbound devices change nothing (``None``)."""
+        try:
+            kind = BehaviourEvent(event_type)
+        except ValueError:
+            return None
+        if kind is BehaviourEvent.COVERED:
+            return None  # a verdict of ours, never a device's word
+        return await self._record(device_id, kind, at)
+
+    async def covered(self, device_id: str, at: datetime) -> Suspension | None:
+        """The motion probe saw a covered lens on ``device_id`` during a check."""
+        return await self._record(device_id, BehaviourEvent.COVERED, at)
+
+    async def _record(
+        self, device_id: str, kind: BehaviourEvent, at: datetime
+    ) -> Suspension | None:
+        found = await self._store.record_device_event(
+            device_id=device_id, event_type=kind, at=at, threshold=self._threshold
+        )
+        if found is not None:
+            log.warning(
+                "supervision_suspended",
+                recipient_id=found.recipient_id,
+                device_id=device_id,
+                event_type=kind.value,
+                event_count=found.event_count,
+                suspension_id=found.suspension_id,
+            )
+        return found

@@ -1,0 +1,431 @@
+"""The consent slice's values (pure): brukare, cohabitants, care plans, consents, pauses, device
+bindings, suspensions, the gate's decision and the change events.
+
+Every datetime is timezone-aware (checked in ``__post_init__``); times of day (:class:`CheckTime`,
+:class:`TimeWindow`) are naive local wall-clock times in the brukare's zone
+(``CareRecipient.time_zone``, default Europe/Stockholm). Display names, homes and free text are
+personal data: they are left out of ``repr`` so they cannot reach a log by accident.
+
+A *night* is named by the date of its evening and runs from local noon to the next local noon, so a
+check at 22:30 belongs to the night of that date and a check at 02:00 to the night before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, time
+from enum import StrEnum
+
+DEFAULT_ZONE = "Europe/Stockholm"
+DEFAULT_VIEW_CAP_S = 30
+DEFAULT_RETRY_INTERVAL_S = 20 * 60
+DEFAULT_TOLERANCE_MIN = 15
+
+
+def _aware(name: str, value: datetime | None) -> None:
+    if value is not None and (value.tzinfo is None or value.utcoffset() is None):
+        raise ValueError(f"{name} must be timezone-aware")
+
+
+class Purpose(StrEnum):
+    """What a consent covers. Camera purposes see into the home without anyone answering."""
+
+    CAMERA_CHECK = "camera_check"
+    MOTION_ANALYSIS = "motion_analysis"
+    VIDEO_CALL = "video_call"
+    AUTO_ANSWER = "auto_answer"
+
+
+class Reason(StrEnum):
+    """Why the gate said no (machine-readable, stable)."""
+
+    NO_CONSENT = "no_consent"
+    COHABITANT_MISSING = "cohabitant_missing"
+    WITHDRAWN = "withdrawn"
+    EXPIRED = "expired"
+    OUTSIDE_WINDOW = "outside_window"
+    PAUSED = "paused"
+    PLAN_INACTIVE = "plan_inactive"
+    DEVICE_NOT_BOUND = "device_not_bound"
+    SUSPENDED = "suspended"
+    NO_LEGAL_BASIS = "no_legal_basis"
+
+
+class Basis(StrEnum):
+    """The legal basis of a consent record. A record without one (``None``) never activates."""
+
+    INFORMED_CONSENT = "informed_consent"  # the person's own informed consent
+    OTHER_LEGAL_BASIS = "other_legal_basis"  # another documented basis; needs ``basis_ref``
+
+
+class EscalationStep(StrEnum):
+    RETRY = "retry"
+    CALL = "call"
+    PATROL = "patrol"
+
+
+class PausedCheckPolicy(StrEnum):
+    """What a planned check becomes while a pause is in force."""
+
+    DROP = "drop"
+    PHYSICAL_VISIT = "physical_visit"
+
+
+class PauseSource(StrEnum):
+    """Who reported the pause."""
+
+    RECIPIENT = "recipient"
+    RELATIVE = "relative"
+    STAFF = "staff"
+    HOSPITAL = "hospital"
+    OTHER = "other"
+
+
+class PauseReason(StrEnum):
+    HOSPITAL_STAY = "hospital_stay"
+    TRAVEL = "travel"
+    VISITORS = "visitors"
+    RECIPIENT_REQUEST = "recipient_request"
+    OTHER = "other"
+
+
+class BehaviourEvent(StrEnum):
+    """Behaviour that may mean the brukare took the camera down (hard rule 8): the device events
+    ``privacy_switch``, ``tamper`` and ``unplugged``, and ``covered``, the motion probe's verdict
+    of a covered lens (reported by the rounds)."""
+
+    PRIVACY_SWITCH = "privacy_switch"
+    TAMPER = "tamper"
+    UNPLUGGED = "unplugged"
+    COVERED = "covered"
+
+
+class BindingAction(StrEnum):
+    BIND = "bind"
+    UNBIND = "unbind"
+
+
+class ChangeKind(StrEnum):
+    """What changed; every kind may turn an allowed look into a denied one (or back)."""
+
+    RECIPIENT_CHANGED = "recipient_changed"
+    COHABITANT_ADDED = "cohabitant_added"
+    COHABITANT_REMOVED = "cohabitant_removed"
+    PLAN_ADDED = "plan_added"
+    PLAN_ENDED = "plan_ended"
+    CONSENT_RECORDED = "consent_recorded"
+    CONSENT_WITHDRAWN = "consent_withdrawn"
+    PAUSE_ADDED = "pause_added"
+    PAUSE_ENDED = "pause_ended"
+    DEVICE_BOUND = "device_bound"
+    DEVICE_UNBOUND = "device_unbound"
+    SUSPENDED = "suspended"
+    REVERIFIED = "reverified"
+    SCHEDULED = "scheduled"  # a dated change came into force (pause start, plan or consent end)
+    RESYNC = "resync"  # events may have been missed: re-check everything
+
+
+@dataclass(frozen=True, slots=True)
+class CareRecipient:
+    """A brukare: pseudonymous ``recipient_id``; the display name and home are never logged."""
+
+    recipient_id: str
+    display_name: str = field(repr=False)
+    home: str = field(default="", repr=False)
+    time_zone: str = DEFAULT_ZONE
+    language: str = "sv"
+    created_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        _aware("created_at", self.created_at)
+
+
+@dataclass(frozen=True, slots=True)
+class Cohabitant:
+    """A relative in the same home, registered from ``moved_in_at`` until ``moved_out_at``."""
+
+    cohabitant_id: str
+    recipient_id: str
+    display_name: str = field(repr=False)
+    moved_in_at: datetime
+    moved_out_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        _aware("moved_in_at", self.moved_in_at)
+        _aware("moved_out_at", self.moved_out_at)
+
+    def lives_there(self, at: datetime) -> bool:
+        return self.moved_in_at <= at and (self.moved_out_at is None or at < self.moved_out_at)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckTime:
+    """One agreed check of the night: local wall-clock ``at`` ± ``tolerance_min`` minutes."""
+
+    at: time
+    tolerance_min: int = DEFAULT_TOLERANCE_MIN
+
+
+@dataclass(frozen=True, slots=True)
+class TimeWindow:
+    """A daily local window ``[start, end)``; ``end < start`` crosses midnight (22:00–06:00)."""
+
+    start: time
+    end: time
+
+    def contains(self, local: time) -> bool:
+        if self.start < self.end:
+            return self.start <= local < self.end
+        return local >= self.start or local < self.end
+
+
+@dataclass(frozen=True, slots=True)
+class CheckWindow:
+    """One check of one night resolved to instants: ``start <= t < end`` is inside."""
+
+    index: int
+    at: datetime
+    start: datetime
+    end: datetime
+
+    def contains(self, t: datetime) -> bool:
+        return self.start <= t < self.end
+
+
+@dataclass(frozen=True, slots=True)
+class CarePlan:
+    """Granted night supervision (biståndsbeslut / genomförandeplan) for one brukare.
+
+    In force from ``valid_from`` until the earlier of ``valid_until`` and ``ended_at`` (exclusive).
+    ``retry_interval_s`` and ``view_cap_s`` are seconds.
+    """
+
+    plan_id: str
+    recipient_id: str
+    decision_ref: str
+    valid_from: datetime
+    checks: tuple[CheckTime, ...]
+    valid_until: datetime | None = None
+    view_cap_s: int = DEFAULT_VIEW_CAP_S
+    motion_may_clear: bool = False
+    retry_interval_s: int = DEFAULT_RETRY_INTERVAL_S
+    escalation: tuple[EscalationStep, ...] = (
+        EscalationStep.RETRY,
+        EscalationStep.CALL,
+        EscalationStep.PATROL,
+    )
+    instruction: str = field(default="", repr=False)
+    paused_checks: PausedCheckPolicy = PausedCheckPolicy.PHYSICAL_VISIT
+    created_at: datetime | None = None
+    created_by: str = ""
+    ended_at: datetime | None = None
+    ended_by: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("valid_from", "valid_until", "created_at", "ended_at"):
+            _aware(name, getattr(self, name))
+
+    @property
+    def effective_until(self) -> datetime | None:
+        if self.ended_at is None:
+            return self.valid_until
+        if self.valid_until is None:
+            return self.ended_at
+        return min(self.ended_at, self.valid_until)
+
+    def is_active(self, at: datetime) -> bool:
+        until = self.effective_until
+        return self.valid_from <= at and (until is None or at < until)
+
+
+@dataclass(frozen=True, slots=True)
+class Consent:
+    """One version of one person's consent for one purpose (append-only).
+
+    ``cohabitant_id`` is ``None`` for the brukare's own consent. The version in force at ``t`` is
+    the highest ``version`` of the series (recipient, person, purpose) with ``valid_from <= t``.
+    A withdrawal (``withdrawn_at``) withdraws the whole series from that instant.
+    """
+
+    consent_id: str
+    recipient_id: str
+    cohabitant_id: str | None
+    purpose: Purpose
+    version: int
+    basis: Basis | None
+    given_at: datetime
+    valid_from: datetime
+    valid_until: datetime | None = None
+    basis_ref: str | None = None
+    informed_by: str | None = None
+    informed_how: str | None = field(default=None, repr=False)
+    windows: tuple[TimeWindow, ...] = ()
+    document_ref: str | None = None
+    recorded_at: datetime | None = None
+    recorded_by: str = ""
+    withdrawn_at: datetime | None = None
+    withdrawn_by: str | None = None
+    withdrawal_reason: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        for name in ("given_at", "valid_from", "valid_until", "recorded_at", "withdrawn_at"):
+            _aware(name, getattr(self, name))
+
+    @property
+    def person(self) -> str:
+        """``"recipient"`` or the cohabitant's id."""
+        return self.cohabitant_id or "recipient"
+
+    @property
+    def has_legal_basis(self) -> bool:
+        if self.basis is Basis.INFORMED_CONSENT:
+            return bool(self.informed_by)
+        if self.basis is Basis.OTHER_LEGAL_BASIS:
+            return bool(self.basis_ref)
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """No camera checks from ``starts_at`` until ``ends_at`` (exclusive; ``None`` = until ended)."""
+
+    pause_id: str
+    recipient_id: str
+    starts_at: datetime
+    ends_at: datetime | None
+    source: PauseSource
+    reason: PauseReason
+    note: str = field(default="", repr=False)
+    created_at: datetime | None = None
+    created_by: str = ""
+    ended_by: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("starts_at", "ends_at", "created_at"):
+            _aware(name, getattr(self, name))
+
+    def is_active(self, at: datetime) -> bool:
+        return self.starts_at <= at and (self.ends_at is None or at < self.ends_at)
+
+
+@dataclass(frozen=True, slots=True)
+class BindingRequest:
+    """First step of binding or unbinding a device; an administrator confirms it, naming the
+    brukare, before ``expires_at``."""
+
+    request_id: str
+    action: BindingAction
+    device_id: str
+    recipient_id: str
+    requested_by: str
+    requested_at: datetime
+    expires_at: datetime
+    confirmed_by: str | None = None
+    confirmed_at: datetime | None = None
+    cancelled_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("requested_at", "expires_at", "confirmed_at", "cancelled_at"):
+            _aware(name, getattr(self, name))
+
+    @property
+    def is_open(self) -> bool:
+        return self.confirmed_at is None and self.cancelled_at is None
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """A device bound to a brukare's home from ``bound_at`` until ``unbound_at`` (exclusive)."""
+
+    binding_id: str
+    device_id: str
+    recipient_id: str
+    bound_at: datetime
+    requested_by: str
+    bound_by: str
+    unbound_at: datetime | None = None
+    unbound_by: str | None = None
+    device_kind: str | None = None
+
+    def __post_init__(self) -> None:
+        _aware("bound_at", self.bound_at)
+        _aware("unbound_at", self.unbound_at)
+
+    def is_active(self, at: datetime) -> bool:
+        return self.bound_at <= at and (self.unbound_at is None or at < self.unbound_at)
+
+
+@dataclass(frozen=True, slots=True)
+class Suspension:
+    """Camera checks suspended after device behaviour (hard rule 8) until an administrator
+    re-verifies consent (``lifted_at``)."""
+
+    suspension_id: str
+    recipient_id: str
+    device_id: str
+    event_type: BehaviourEvent
+    started_at: datetime
+    event_count: int
+    lifted_at: datetime | None = None
+    lifted_by: str | None = None
+
+    def __post_init__(self) -> None:
+        _aware("started_at", self.started_at)
+        _aware("lifted_at", self.lifted_at)
+
+    def is_active(self, at: datetime) -> bool:
+        return self.started_at <= at and (self.lifted_at is None or at < self.lifted_at)
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientBasis:
+    """Everything the gate needs about one brukare, as read at one moment."""
+
+    recipient: CareRecipient
+    cohabitants: tuple[Cohabitant, ...] = ()
+    plans: tuple[CarePlan, ...] = ()
+    consents: tuple[Consent, ...] = ()
+    pauses: tuple[Pause, ...] = ()
+    bindings: tuple[Binding, ...] = ()
+    suspensions: tuple[Suspension, ...] = ()
+
+    @property
+    def recipient_id(self) -> str:
+        return self.recipient.recipient_id
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The gate's answer. ``reason`` is ``None`` exactly when ``allowed``.
+
+    When allowed, ``recipient_id``, ``plan_id`` and ``view_cap_s`` say whom and for how long.
+    """
+
+    allowed: bool
+    reason: Reason | None
+    recipient_id: str | None = None
+    plan_id: str | None = None
+    view_cap_s: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.allowed != (self.reason is None):
+            raise ValueError("a decision is allowed exactly when it has no reason")
+
+    @classmethod
+    def deny(cls, reason: Reason, recipient_id: str | None = None) -> Decision:
+        return cls(allowed=False, reason=reason, recipient_id=recipient_id)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentChange:
+    """Something changed for ``recipient_id`` (``None``: anyone, after a resync); sessions on
+    ``device_ids`` must re-ask the gate at once. ``event_id`` deduplicates deliveries."""
+
+    event_id: str
+    kind: ChangeKind
+    recipient_id: str | None
+    device_ids: tuple[str, ...]
+    at: datetime
+
+    def __post_init__(self) -> None:
+        _aware("at", self.at)

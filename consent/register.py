@@ -1,0 +1,52 @@
+"""The camera register (pure): per device binding, its location, purposes, legal basis, start
+and end, for the municipality's records (issue item 11)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from consent import rules
+from consent.model import Basis, Purpose, RecipientBasis
+from consent.ports import RegisterRow
+
+_JUST_BEFORE = timedelta(microseconds=1)
+
+
+def register_rows(bases: Iterable[RecipientBasis], *, at: datetime) -> list[RegisterRow]:
+    """One row per binding ever confirmed, ordered by device then start. Purposes and basis are
+    those in force at ``at``, or just before the binding ended."""
+    rows: list[RegisterRow] = []
+    for basis in bases:
+        zone = rules.zone_of(basis.recipient.time_zone)
+        for b in basis.bindings:
+            ref = at if b.unbound_at is None or b.unbound_at > at else b.unbound_at - _JUST_BEFORE
+            purposes = tuple(
+                p.value for p in Purpose if rules.consent_reason(basis, None, p, ref, zone) is None
+            )
+            camera = rules.consent_in_force(
+                basis.consents, cohabitant_id=None, purpose=Purpose.CAMERA_CHECK, at=ref
+            )
+            legal = ""
+            if camera is not None and camera.has_legal_basis:
+                legal = camera.basis.value if camera.basis else ""
+                if camera.basis is Basis.OTHER_LEGAL_BASIS:
+                    legal = f"{legal}: {camera.basis_ref}"
+            plan = next((p for p in basis.plans if p.is_active(ref)), None)
+            if plan is None and basis.plans:
+                plan = max(basis.plans, key=lambda p: p.valid_from)
+            rows.append(
+                RegisterRow(
+                    device_id=b.device_id,
+                    device_kind=b.device_kind or "",
+                    recipient_id=b.recipient_id,
+                    location=basis.recipient.home,
+                    purposes=purposes,
+                    legal_basis=legal,
+                    decision_ref=plan.decision_ref if plan else "",
+                    start=b.bound_at,
+                    end=b.unbound_at,
+                )
+            )
+    rows.sort(key=lambda r: (r.device_id, r.start))
+    return rows

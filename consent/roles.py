@@ -1,0 +1,65 @@
+"""Staff roles, the authenticated principal, and route declarations (pure).
+
+Every HTTP route declares who may call it; the HTTP layer refuses everything else (default deny).
+A route with ``roles=PUBLIC`` needs no login (health checks, the login form, static files).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Role(StrEnum):
+    OPERATOR = "operator"
+    ADMINISTRATOR = "administrator"
+    TECHNICIAN = "technician"
+    SYSTEM = "system"  # the backend itself (probes, rounds); never a login
+
+
+PUBLIC: frozenset[Role] = frozenset()
+STAFF = frozenset({Role.OPERATOR, Role.ADMINISTRATOR, Role.TECHNICIAN})
+OPERATORS = frozenset({Role.OPERATOR, Role.ADMINISTRATOR})
+ADMINS = frozenset({Role.ADMINISTRATOR})
+DEVICE_STAFF = frozenset({Role.ADMINISTRATOR, Role.TECHNICIAN})
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: a staff account (pseudonymous ``staff_id``) with one role."""
+
+    staff_id: str
+    role: Role
+    via: str = "session"  # "session" (cookie) or "token" (bearer)
+    session_id: str | None = None
+
+
+SYSTEM_PRINCIPAL = Principal(staff_id="system", role=Role.SYSTEM, via="internal")
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One HTTP route: ``roles`` empty means public; otherwise the caller's role must be in it.
+
+    ``body`` and ``response`` are JSON-schema fragments for the OpenAPI document.
+    """
+
+    method: str
+    path: str
+    handler: Callable[..., Any]
+    roles: frozenset[Role]
+    summary: str
+    body: dict[str, Any] | None = None
+    response: dict[str, Any] | None = None
+    tags: tuple[str, ...] = field(default=())
+
+    @property
+    def is_public(self) -> bool:
+        return not self.roles
+
+    def allows(self, principal: Principal | None) -> bool:
+        if self.is_public:
+            return True
+        return principal is not None and principal.role in self.roles

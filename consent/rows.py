@@ -1,0 +1,171 @@
+"""Decoding stored rows into the consent model: from asyncpg records and from the JSON objects
+that ``json_agg`` returns (timestamps then arrive as ISO strings)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any, Protocol
+
+from consent import records
+from consent.model import (
+    Basis,
+    BehaviourEvent,
+    Binding,
+    BindingAction,
+    BindingRequest,
+    CarePlan,
+    CareRecipient,
+    Cohabitant,
+    Consent,
+    EscalationStep,
+    Pause,
+    PausedCheckPolicy,
+    PauseReason,
+    PauseSource,
+    Purpose,
+    Suspension,
+)
+
+
+class Row(Protocol):
+    """An asyncpg record or a decoded JSON object."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+def ts(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value))
+
+
+def ts_opt(value: Any) -> datetime | None:
+    return None if value is None else ts(value)
+
+
+def js(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def recipient(d: Row) -> CareRecipient:
+    return CareRecipient(
+        recipient_id=d["recipient_id"],
+        display_name=d["display_name"],
+        home=d["home"],
+        time_zone=d["time_zone"],
+        language=d["language"],
+        created_at=ts_opt(d["created_at"]),
+    )
+
+
+def cohabitant(d: Row) -> Cohabitant:
+    return Cohabitant(
+        cohabitant_id=d["cohabitant_id"],
+        recipient_id=d["recipient_id"],
+        display_name=d["display_name"],
+        moved_in_at=ts(d["moved_in_at"]),
+        moved_out_at=ts_opt(d["moved_out_at"]),
+    )
+
+
+def plan(d: Row) -> CarePlan:
+    return CarePlan(
+        plan_id=d["plan_id"],
+        recipient_id=d["recipient_id"],
+        decision_ref=d["decision_ref"],
+        valid_from=ts(d["valid_from"]),
+        valid_until=ts_opt(d["valid_until"]),
+        checks=records.checks_from_json(js(d["checks"])),
+        view_cap_s=d["view_cap_s"],
+        motion_may_clear=d["motion_may_clear"],
+        retry_interval_s=d["retry_interval_s"],
+        escalation=tuple(EscalationStep(s) for s in d["escalation"]),
+        instruction=d["instruction"],
+        paused_checks=PausedCheckPolicy(d["paused_checks"]),
+        created_at=ts_opt(d["created_at"]),
+        created_by=d["created_by"],
+        ended_at=ts_opt(d["ended_at"]),
+        ended_by=d["ended_by"],
+    )
+
+
+def consent(d: Row) -> Consent:
+    return Consent(
+        consent_id=d["consent_id"],
+        recipient_id=d["recipient_id"],
+        cohabitant_id=d["cohabitant_id"],
+        purpose=Purpose(d["purpose"]),
+        version=d["version"],
+        basis=Basis(d["basis"]) if d["basis"] else None,
+        basis_ref=d["basis_ref"],
+        informed_by=d["informed_by"],
+        informed_how=d["informed_how"],
+        given_at=ts(d["given_at"]),
+        valid_from=ts(d["valid_from"]),
+        valid_until=ts_opt(d["valid_until"]),
+        windows=records.windows_from_json(js(d["windows"])),
+        document_ref=d["document_ref"],
+        recorded_at=ts_opt(d["recorded_at"]),
+        recorded_by=d["recorded_by"],
+        withdrawn_at=ts_opt(d["withdrawn_at"]),
+        withdrawn_by=d["withdrawn_by"],
+        withdrawal_reason=d["withdrawal_reason"],
+    )
+
+
+def pause(d: Row) -> Pause:
+    return Pause(
+        pause_id=d["pause_id"],
+        recipient_id=d["recipient_id"],
+        starts_at=ts(d["starts_at"]),
+        ends_at=ts_opt(d["ends_at"]),
+        source=PauseSource(d["source"]),
+        reason=PauseReason(d["reason"]),
+        note=d["note"],
+        created_at=ts_opt(d["created_at"]),
+        created_by=d["created_by"],
+        ended_by=d["ended_by"],
+    )
+
+
+def binding(d: Row) -> Binding:
+    return Binding(
+        binding_id=d["binding_id"],
+        device_id=d["device_id"],
+        recipient_id=d["recipient_id"],
+        bound_at=ts(d["bound_at"]),
+        requested_by=d["requested_by"],
+        bound_by=d["bound_by"],
+        unbound_at=ts_opt(d["unbound_at"]),
+        unbound_by=d["unbound_by"],
+        device_kind=d["device_kind"],
+    )
+
+
+def request(d: Row) -> BindingRequest:
+    return BindingRequest(
+        request_id=d["request_id"],
+        action=BindingAction(d["action"]),
+        device_id=d["device_id"],
+        recipient_id=d["recipient_id"],
+        requested_by=d["requested_by"],
+        requested_at=ts(d["requested_at"]),
+        expires_at=ts(d["expires_at"]),
+        confirmed_by=d["confirmed_by"],
+        confirmed_at=ts_opt(d["confirmed_at"]),
+        cancelled_at=ts_opt(d["cancelled_at"]),
+    )
+
+
+def suspension(d: Row) -> Suspension:
+    return Suspension(
+        suspension_id=d["suspension_id"],
+        recipient_id=d["recipient_id"],
+        device_id=d["device_id"],
+        event_type=BehaviourEvent(d["event_type"]),
+        started_at=ts(d["started_at"]),
+        event_count=d["event_count"],
+        lifted_at=ts_opt(d["lifted_at"]),
+        lifted_by=d["lifted_by"],
+    )

@@ -1,0 +1,710 @@
+"""The gate and the validation rules (pure, default deny).
+
+The gate answers, for a brukare's :class:`~consent.model.RecipientBasis`, a purpose, a device and
+an instant: allowed, or denied with one :class:`~consent.model.Reason`. Nothing is allowed unless
+every requirement of the purpose holds:
+
+=================  =====  =========  ====  ==========================  =====  ======
+purpose            bound  suspended  plan  consents (who)              pause  window
+=================  =====  =========  ====  ==========================  =====  ======
+camera_check       yes    yes        yes   camera_check (all)          yes    yes
+motion_analysis    yes    yes        yes   camera_check +              yes    yes
+                                           motion_analysis (all)
+auto_answer        yes    yes        yes   video_call + auto_answer    yes    no
+                                           (all)
+video_call         yes    no         no    video_call (brukare)        no     no
+=================  =====  =========  ====  ==========================  =====  ======
+
+"all" means the brukare and every cohabitant living there at that instant. When several
+requirements fail, the first in this order is the reason: ``device_not_bound``, ``suspended``,
+``plan_inactive``, then per required purpose and per person (the brukare first, then cohabitants
+by id): ``no_consent`` / ``cohabitant_missing``, ``withdrawn``, ``no_legal_basis``, ``expired``,
+``outside_window`` (the consent's own time windows); then ``paused``, then ``outside_window`` (the
+plan's agreed windows).
+
+Time: the version of a consent in force at ``t`` is the highest version of its series with
+``valid_from <= t``. An agreed check time is a local wall-clock time in the brukare's zone; its
+window is that time ± the tolerance, measured in real time around one instant, so every check
+happens exactly once a night and keeps its length, also on the nights the clocks change:
+
+- a time that does not exist (March, 02:00–02:59 in Stockholm) is read with the offset in force
+  before the jump (``fold=0``), so 02:30 happens at 03:30 summer time, 2½ real hours after
+  midnight, and 02:00 exactly at the jump;
+- a time that occurs twice (October) happens at its first occurrence.
+
+Plan validation resolves every night the plan may run in its first :data:`DST_SCAN_DAYS` days
+on which the offset changes, and refuses checks whose windows would then overlap or swap order
+(``dst_overlap``). Dated local timestamps (a plan's ``valid_from`` written without an offset,
+say) that do not exist or are ambiguous are refused by :func:`resolve_local`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from enum import StrEnum
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from consent.model import (
+    Basis,
+    BehaviourEvent,
+    CarePlan,
+    CareRecipient,
+    CheckTime,
+    CheckWindow,
+    Cohabitant,
+    Consent,
+    Decision,
+    EscalationStep,
+    Pause,
+    Purpose,
+    Reason,
+    RecipientBasis,
+    TimeWindow,
+)
+
+NOON = time(12, 0)
+MIN_CHECKS, MAX_CHECKS = 1, 24
+MIN_TOLERANCE_MIN, MAX_TOLERANCE_MIN = 1, 180
+MIN_VIEW_CAP_S, MAX_VIEW_CAP_S = 5, 300
+MIN_RETRY_S, MAX_RETRY_S = 60, 4 * 3600
+CLOCK_SKEW = timedelta(minutes=2)
+"""How far in the future a 'now' timestamp from a client may be (clock drift)."""
+DST_SCAN_DAYS = 400
+_DAY = timedelta(days=1)
+_MINUTES_PER_DAY = 24 * 60
+
+
+@dataclass(frozen=True, slots=True)
+class Requirement:
+    """What one purpose needs (see the module table)."""
+
+    consents: tuple[Purpose, ...]
+    needs_cohabitants: bool
+    needs_plan: bool
+    is_suspendable: bool
+    is_pausable: bool
+    needs_window: bool
+
+
+REQUIREMENTS: dict[Purpose, Requirement] = {
+    Purpose.CAMERA_CHECK: Requirement((Purpose.CAMERA_CHECK,), True, True, True, True, True),
+    Purpose.MOTION_ANALYSIS: Requirement(
+        (Purpose.CAMERA_CHECK, Purpose.MOTION_ANALYSIS), True, True, True, True, True
+    ),
+    Purpose.AUTO_ANSWER: Requirement(
+        (Purpose.VIDEO_CALL, Purpose.AUTO_ANSWER), True, True, True, True, False
+    ),
+    Purpose.VIDEO_CALL: Requirement((Purpose.VIDEO_CALL,), False, False, False, False, False),
+}
+
+
+# --- time ----------------------------------------------------------------------------------
+
+
+def zone_of(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def night_of(at: datetime, zone: tzinfo) -> date:
+    """The night containing ``at``: named by its evening's date, running noon to noon locally."""
+    local = at.astimezone(zone)
+    return local.date() if local.time() >= NOON else local.date() - _DAY
+
+
+def night_minute(t: time) -> int:
+    """Minutes since the night began at noon (0..1439): 12:00 -> 0, 22:30 -> 630, 02:00 -> 840."""
+    return (t.hour * 60 + t.minute - 12 * 60) % _MINUTES_PER_DAY
+
+
+def check_date(night: date, t: time) -> date:
+    """The calendar date on which local time ``t`` falls in ``night``."""
+    return night if t >= NOON else night + _DAY
+
+
+class LocalKind(StrEnum):
+    EXISTS = "exists"
+    NONEXISTENT = "nonexistent"  # skipped when clocks go forward (March)
+    AMBIGUOUS = "ambiguous"  # occurs twice when clocks go back (October)
+
+
+def local_kind(wall: datetime, zone: tzinfo) -> LocalKind:
+    """Whether a naive local wall-clock time exists once, never, or twice in ``zone``."""
+    first = wall.replace(tzinfo=zone, fold=0)
+    second = wall.replace(tzinfo=zone, fold=1)
+    if first.utcoffset() == second.utcoffset():
+        return LocalKind.EXISTS
+    back = first.astimezone(UTC).astimezone(zone).replace(tzinfo=None)
+    return (
+        LocalKind.AMBIGUOUS if back == wall.replace(tzinfo=None, fold=0) else LocalKind.NONEXISTENT
+    )
+
+
+def night_windows(plan: CarePlan, night: date, zone: tzinfo) -> tuple[CheckWindow, ...]:
+    """The plan's agreed windows on ``night`` as instants (UTC), in the plan's check order."""
+    out = []
+    for i, check in enumerate(plan.checks):
+        wall = datetime.combine(check_date(night, check.at), check.at, tzinfo=zone)
+        at = wall.astimezone(UTC)
+        tol = timedelta(minutes=check.tolerance_min)
+        out.append(CheckWindow(index=i, at=at, start=at - tol, end=at + tol))
+    return tuple(out)
+
+
+def window_at(plan: CarePlan, at: datetime, zone: tzinfo) -> CheckWindow | None:
+    """The plan's agreed window containing ``at``, if any (neighbouring nights included)."""
+    night = night_of(at, zone)
+    for n in (night, night - _DAY, night + _DAY):
+        for window in night_windows(plan, n, zone):
+            if window.contains(at):
+                return window
+    return None
+
+
+# --- the gate ------------------------------------------------------------------------------
+
+
+def consent_in_force(
+    consents: Iterable[Consent], *, cohabitant_id: str | None, purpose: Purpose, at: datetime
+) -> Consent | None:
+    """The version of the series (person, purpose) in force at ``at``: the highest version with
+    ``valid_from <= at``."""
+    best: Consent | None = None
+    for c in consents:
+        if (
+            c.cohabitant_id == cohabitant_id
+            and c.purpose is purpose
+            and c.valid_from <= at
+            and (best is None or c.version > best.version)
+        ):
+            best = c
+    return best
+
+
+def consent_reason(
+    basis: RecipientBasis, cohabitant_id: str | None, purpose: Purpose, at: datetime, zone: tzinfo
+) -> Reason | None:
+    c = consent_in_force(basis.consents, cohabitant_id=cohabitant_id, purpose=purpose, at=at)
+    if c is None:
+        return Reason.NO_CONSENT if cohabitant_id is None else Reason.COHABITANT_MISSING
+    if c.withdrawn_at is not None and c.withdrawn_at <= at:
+        return Reason.WITHDRAWN
+    if not c.has_legal_basis:
+        return Reason.NO_LEGAL_BASIS
+    if c.valid_until is not None and at >= c.valid_until:
+        return Reason.EXPIRED
+    if c.windows:
+        local = at.astimezone(zone).time().replace(tzinfo=None)
+        if not any(w.contains(local) for w in c.windows):
+            return Reason.OUTSIDE_WINDOW
+    return None
+
+
+def _decide(basis: RecipientBasis, purpose: Purpose, at: datetime) -> Decision:
+    req = REQUIREMENTS[purpose]
+    rid = basis.recipient_id
+    if req.is_suspendable and any(s.is_active(at) for s in basis.suspensions):
+        return Decision.deny(Reason.SUSPENDED, rid)
+    plans = [p for p in basis.plans if p.is_active(at)]
+    if req.needs_plan and not plans:
+        return Decision.deny(Reason.PLAN_INACTIVE, rid)
+    zone = zone_of(basis.recipient.time_zone)
+    people: list[str | None] = [None]
+    if req.needs_cohabitants:
+        people += sorted(c.cohabitant_id for c in basis.cohabitants if c.lives_there(at))
+    for needed in req.consents:
+        for person in people:
+            reason = consent_reason(basis, person, needed, at, zone)
+            if reason is not None:
+                return Decision.deny(reason, rid)
+    if req.is_pausable and any(p.is_active(at) for p in basis.pauses):
+        return Decision.deny(Reason.PAUSED, rid)
+    plan = plans[0] if plans else None
+    if req.needs_window:
+        plan = next((p for p in plans if window_at(p, at, zone) is not None), None)
+        if plan is None:
+            return Decision.deny(Reason.OUTSIDE_WINDOW, rid)
+    return Decision(
+        allowed=True,
+        reason=None,
+        recipient_id=rid,
+        plan_id=plan.plan_id if plan else None,
+        view_cap_s=plan.view_cap_s if plan else None,
+    )
+
+
+def decide(
+    basis: RecipientBasis | None, *, device_id: str, purpose: Purpose, at: datetime
+) -> Decision:
+    """May ``device_id`` be used for ``purpose`` at ``at``? ``basis`` is the brukare the device
+    is (or was) bound to, or ``None`` when it has never been bound."""
+    if at.tzinfo is None:
+        raise ValueError("at must be timezone-aware")
+    if basis is None or not any(
+        b.device_id == device_id and b.is_active(at) for b in basis.bindings
+    ):
+        return Decision.deny(
+            Reason.DEVICE_NOT_BOUND, basis.recipient_id if basis is not None else None
+        )
+    return _decide(basis, purpose, at)
+
+
+def decide_recipient(basis: RecipientBasis, *, purpose: Purpose, at: datetime) -> Decision:
+    """The gate for a brukare through any device bound to the home at ``at`` (for planning)."""
+    if at.tzinfo is None:
+        raise ValueError("at must be timezone-aware")
+    if not any(b.is_active(at) for b in basis.bindings):
+        return Decision.deny(Reason.DEVICE_NOT_BOUND, basis.recipient_id)
+    return _decide(basis, purpose, at)
+
+
+def transitions(basis: RecipientBasis, after: datetime, until: datetime) -> list[datetime]:
+    """Dated instants in ``(after, until]`` at which a stored record comes into force or ends and
+    may turn an allowed look into a denied one with nobody writing anything: a pause starts, a
+    plan or a consent ends, a consent version or a withdrawal takes effect, a cohabitant moves
+    in. Sorted, without duplicates."""
+    found: set[datetime] = set()
+    found.update(p.starts_at for p in basis.pauses)
+    found.update(t for p in basis.plans for t in (p.valid_until, p.ended_at) if t is not None)
+    for c in basis.consents:
+        found.update(t for t in (c.valid_from, c.valid_until, c.withdrawn_at) if t is not None)
+    found.update(c.moved_in_at for c in basis.cohabitants)
+    return sorted(t for t in found if after < t <= until)
+
+
+def devices_at(basis: RecipientBasis, at: datetime) -> tuple[str, ...]:
+    """Ids of the devices bound to the brukare's home at ``at``, sorted."""
+    return tuple(sorted({b.device_id for b in basis.bindings if b.is_active(at)}))
+
+
+# --- validation ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One validation failure: the request field (``checks[2].at``), a stable code, a message."""
+
+    field: str
+    code: str
+    message: str
+
+
+def parse_zone(name: str, field: str = "time_zone") -> ZoneInfo | Problem:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return Problem(field, "unknown_time_zone", f"{field} is not a known time zone: {name!r}")
+
+
+def resolve_local(wall: datetime, zone: tzinfo, field: str) -> datetime | Problem:
+    """A naive local wall-clock timestamp as an instant, refusing DST gaps and repeats."""
+    kind = local_kind(wall, zone)
+    if kind is LocalKind.NONEXISTENT:
+        return Problem(
+            field,
+            "nonexistent_local_time",
+            f"{field}: {wall:%Y-%m-%d %H:%M} does not exist in {zone} "
+            "(clocks go forward); give a UTC offset or another time",
+        )
+    if kind is LocalKind.AMBIGUOUS:
+        return Problem(
+            field,
+            "ambiguous_local_time",
+            f"{field}: {wall:%Y-%m-%d %H:%M} occurs twice in {zone} "
+            "(clocks go back); give a UTC offset",
+        )
+    return wall.replace(tzinfo=zone)
+
+
+@lru_cache(maxsize=512)
+def _transition_nights(zone_name: str, first: date, days: int) -> tuple[date, ...]:
+    """Nights in ``[first, first + days)`` during which the zone's UTC offset changes."""
+    zone = ZoneInfo(zone_name)
+    out = []
+    prev = datetime.combine(first, NOON, tzinfo=zone).utcoffset()
+    for i in range(days):
+        d = first + timedelta(days=i)
+        nxt = datetime.combine(d + _DAY, NOON, tzinfo=zone).utcoffset()
+        if nxt != prev:
+            out.append(d)
+        prev = nxt
+    return tuple(out)
+
+
+def transition_nights(zone_name: str, start: datetime, until: datetime | None) -> tuple[date, ...]:
+    """The DST nights a plan running from ``start`` may meet in its first ``DST_SCAN_DAYS``."""
+    zone = ZoneInfo(zone_name)
+    first = night_of(start, zone)
+    days = DST_SCAN_DAYS
+    if until is not None:
+        days = max(1, min(days, (night_of(until, zone) - first).days + 1))
+    return _transition_nights(zone_name, first, days)
+
+
+def sorted_checks(checks: Sequence[CheckTime]) -> tuple[CheckTime, ...]:
+    """Checks in the order they fall in the night (from noon)."""
+    return tuple(sorted(checks, key=lambda c: night_minute(c.at)))
+
+
+def validate_checks(
+    checks: Sequence[CheckTime],
+    *,
+    zone_name: str,
+    valid_from: datetime,
+    valid_until: datetime | None,
+) -> list[Problem]:
+    """Count, tolerances, overlaps, noon crossings and DST for a night's agreed times."""
+    problems: list[Problem] = []
+    if not MIN_CHECKS <= len(checks) <= MAX_CHECKS:
+        return [
+            Problem(
+                "checks",
+                "check_count",
+                f"a night has {MIN_CHECKS} to {MAX_CHECKS} checks, got {len(checks)}",
+            )
+        ]
+    for i, c in enumerate(checks):
+        f = f"checks[{i}]"
+        if c.at.tzinfo is not None:
+            problems.append(Problem(f"{f}.at", "not_local", f"{f}.at must be a local time"))
+        if c.tolerance_min < 0:
+            problems.append(
+                Problem(
+                    f"{f}.tolerance_min",
+                    "inverted_window",
+                    f"{f}.tolerance_min is negative: the window ends before it starts",
+                )
+            )
+        elif not MIN_TOLERANCE_MIN <= c.tolerance_min <= MAX_TOLERANCE_MIN:
+            problems.append(
+                Problem(
+                    f"{f}.tolerance_min",
+                    "out_of_range",
+                    f"{f}.tolerance_min must be {MIN_TOLERANCE_MIN} to {MAX_TOLERANCE_MIN} minutes",
+                )
+            )
+        else:
+            m = night_minute(c.at)
+            if m - c.tolerance_min < 0 or m + c.tolerance_min > _MINUTES_PER_DAY:
+                problems.append(
+                    Problem(
+                        f,
+                        "crosses_noon",
+                        f"{f}: the window crosses 12:00, where one night ends and the next begins",
+                    )
+                )
+    if problems:
+        return problems
+    order = sorted(range(len(checks)), key=lambda i: night_minute(checks[i].at))
+    for a, b in itertools.pairwise(order):
+        ca, cb = checks[a], checks[b]
+        if night_minute(ca.at) + ca.tolerance_min > night_minute(cb.at) - cb.tolerance_min:
+            problems.append(
+                Problem(f"checks[{b}]", "overlapping_windows", f"checks[{b}] overlaps checks[{a}]")
+            )
+    if problems:
+        return problems
+    zone = ZoneInfo(zone_name)
+    probe = CarePlan(
+        plan_id="-", recipient_id="-", decision_ref="-", valid_from=valid_from, checks=tuple(checks)
+    )
+    for night in transition_nights(zone_name, valid_from, valid_until):
+        windows = night_windows(probe, night, zone)
+        for a, b in itertools.pairwise(order):
+            wa, wb = windows[a], windows[b]
+            if wa.end > wb.start:
+                return [
+                    Problem(
+                        f"checks[{b}]",
+                        "dst_overlap",
+                        f"checks[{b}] overlaps or comes before checks[{a}] on the night "
+                        f"of {night.isoformat()}, when the clocks change in {zone_name}",
+                    )
+                ]
+    return problems
+
+
+def validate_plan(plan: CarePlan, *, zone_name: str) -> list[Problem]:
+    """Everything wrong with a new care plan, field by field (empty when valid)."""
+    problems: list[Problem] = []
+    zone = parse_zone(zone_name)
+    if isinstance(zone, Problem):
+        return [zone]
+    if not plan.decision_ref.strip() or len(plan.decision_ref) > 128:
+        problems.append(
+            Problem(
+                "decision_ref",
+                "required",
+                "decision_ref (the granted decision) is required, at most 128 characters",
+            )
+        )
+    if plan.valid_until is not None and plan.valid_until <= plan.valid_from:
+        problems.append(
+            Problem("valid_until", "inverted_period", "valid_until must be after valid_from")
+        )
+    if not MIN_VIEW_CAP_S <= plan.view_cap_s <= MAX_VIEW_CAP_S:
+        problems.append(
+            Problem(
+                "view_cap_s",
+                "out_of_range",
+                f"view_cap_s must be {MIN_VIEW_CAP_S} to {MAX_VIEW_CAP_S}",
+            )
+        )
+    if not MIN_RETRY_S <= plan.retry_interval_s <= MAX_RETRY_S:
+        problems.append(
+            Problem(
+                "retry_interval_s",
+                "out_of_range",
+                f"retry_interval_s must be {MIN_RETRY_S} to {MAX_RETRY_S}",
+            )
+        )
+    if not plan.escalation or plan.escalation[-1] is not EscalationStep.PATROL:
+        problems.append(
+            Problem(
+                "escalation",
+                "must_end_with_patrol",
+                "the escalation ladder must end with a patrol visit",
+            )
+        )
+    if len(plan.instruction) > 2000:
+        problems.append(Problem("instruction", "too_long", "instruction is at most 2000 chars"))
+    if problems:
+        return problems
+    return validate_checks(
+        plan.checks, zone_name=zone_name, valid_from=plan.valid_from, valid_until=plan.valid_until
+    )
+
+
+def plan_overlap(new: CarePlan, existing: Iterable[CarePlan]) -> Problem | None:
+    """A brukare has at most one care plan in force at any instant."""
+    for old in existing:
+        if old.recipient_id != new.recipient_id:
+            continue
+        old_until, new_until = old.effective_until, new.effective_until
+        if (old_until is None or new.valid_from < old_until) and (
+            new_until is None or old.valid_from < new_until
+        ):
+            return Problem(
+                "valid_from",
+                "overlapping_plan",
+                f"the period overlaps care plan {old.plan_id}; end it first",
+            )
+    return None
+
+
+def _spans(w: TimeWindow) -> list[tuple[int, int]]:
+    """A daily window as minute intervals ``[a, b)`` of one day (two if it crosses midnight)."""
+    a, b = w.start.hour * 60 + w.start.minute, w.end.hour * 60 + w.end.minute
+    return [(a, b)] if a < b else [(a, _MINUTES_PER_DAY), (0, b)]
+
+
+def validate_windows(windows: Sequence[TimeWindow], field: str = "windows") -> list[Problem]:
+    """Each window non-empty, and no two overlapping (a window ending when the next starts is
+    fine)."""
+    problems = [
+        Problem(f"{field}[{i}]", "empty_window", f"{field}[{i}] starts when it ends")
+        for i, w in enumerate(windows)
+        if w.start == w.end
+    ]
+    if problems:
+        return problems
+    for j, wj in enumerate(windows):
+        for i in range(j):
+            if any(a < d and c < b for a, b in _spans(windows[i]) for c, d in _spans(wj)):
+                return [
+                    Problem(
+                        f"{field}[{j}]",
+                        "overlapping_windows",
+                        f"{field}[{j}] overlaps {field}[{i}]",
+                    )
+                ]
+    return []
+
+
+def validate_consent(c: Consent, *, now: datetime) -> list[Problem]:
+    """Everything wrong with a new consent record (the person is checked by the store)."""
+    problems: list[Problem] = []
+    if c.basis is Basis.OTHER_LEGAL_BASIS and not (c.basis_ref or "").strip():
+        problems.append(
+            Problem("basis_ref", "required", "another legal basis needs its reference (basis_ref)")
+        )
+    if c.basis is Basis.INFORMED_CONSENT:
+        if not (c.informed_by or "").strip():
+            problems.append(
+                Problem("informed_by", "required", "informed consent needs who informed the person")
+            )
+        if not (c.informed_how or "").strip():
+            problems.append(
+                Problem(
+                    "informed_how", "required", "informed consent needs how the person was informed"
+                )
+            )
+    if c.given_at > now + CLOCK_SKEW:
+        problems.append(Problem("given_at", "in_future", "given_at is in the future"))
+    if c.valid_until is not None and c.valid_until <= c.valid_from:
+        problems.append(
+            Problem("valid_until", "inverted_period", "valid_until must be after valid_from")
+        )
+    problems += validate_windows(c.windows)
+    return problems
+
+
+def validate_withdrawal(c: Consent, *, withdrawn_at: datetime, now: datetime) -> Problem | None:
+    if withdrawn_at < c.given_at:
+        return Problem(
+            "withdrawn_at", "before_consent", "withdrawn_at is before the consent was given"
+        )
+    if withdrawn_at > now + CLOCK_SKEW:
+        return Problem(
+            "withdrawn_at",
+            "in_future",
+            "a withdrawal takes effect at once; it cannot be dated in the future",
+        )
+    return None
+
+
+def validate_pause(p: Pause) -> list[Problem]:
+    if p.ends_at is not None and p.ends_at <= p.starts_at:
+        return [Problem("ends_at", "inverted_period", "ends_at must be after starts_at")]
+    return []
+
+
+BEHAVIOUR_WINDOW = timedelta(days=7)
+"""Behaviour older than this no longer counts towards a suspension."""
+COVERED_SUSPEND_THRESHOLD = 3
+"""Covered-lens verdicts within :data:`BEHAVIOUR_WINDOW` that count as taking the camera down."""
+SUSPEND_AT_ONCE = frozenset({BehaviourEvent.TAMPER, BehaviourEvent.UNPLUGGED})
+"""The camera removed or unplugged: a possible withdrawal at the first event."""
+
+
+def behaviour_count(
+    event_type: BehaviourEvent, recent: Iterable[tuple[BehaviourEvent, datetime]], at: datetime
+) -> int:
+    """How many of ``recent`` count with ``event_type`` at ``at``: events of the same class
+    (covered verdicts, or the device events) within :data:`BEHAVIOUR_WINDOW` up to ``at``."""
+    covered = event_type is BehaviourEvent.COVERED
+    return sum(
+        1
+        for kind, t in recent
+        if (kind is BehaviourEvent.COVERED) == covered and at - BEHAVIOUR_WINDOW < t <= at
+    )
+
+
+def should_suspend(
+    *,
+    event_type: BehaviourEvent,
+    recent: Iterable[tuple[BehaviourEvent, datetime]],
+    at: datetime,
+    threshold: int,
+    is_suspended: bool,
+) -> bool:
+    """Hard rule 8: is this behaviour a possible withdrawal, so that camera checks stop until a
+    human re-verifies consent?
+
+    ``recent`` is the brukare's behaviour since the last re-verification, this event included.
+    The policy:
+
+    - ``tamper`` (camera removed) and ``unplugged``: at once;
+    - ``privacy_switch``: once ``threshold`` device events (the setting
+      ``HOMECARE_TAMPER_SUSPEND_THRESHOLD``, default 1) fall within :data:`BEHAVIOUR_WINDOW`;
+    - ``covered`` (the probe saw a covered lens): once :data:`COVERED_SUSPEND_THRESHOLD` covered
+      verdicts fall within :data:`BEHAVIOUR_WINDOW` ("covered repeatedly").
+
+    Nothing new starts while a suspension is in force.
+    """
+    if threshold < 1:
+        raise ValueError("threshold must be at least 1")
+    if is_suspended:
+        return False
+    if event_type in SUSPEND_AT_ONCE:
+        return True
+    need = COVERED_SUSPEND_THRESHOLD if event_type is BehaviourEvent.COVERED else threshold
+    return behaviour_count(event_type, recent, at) >= need
+
+
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+
+
+def is_id(value: object) -> bool:
+    """A pseudonymous id: 1..64 of ``[a-z0-9-]``, not starting with a dash."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= 64
+        and value[0] != "-"
+        and set(value) <= _ID_CHARS
+    )
+
+
+def validate_recipient(r: CareRecipient) -> list[Problem]:
+    problems: list[Problem] = []
+    if not is_id(r.recipient_id):
+        problems.append(
+            Problem(
+                "recipient_id",
+                "invalid_id",
+                "recipient_id is 1..64 lowercase letters, digits and dashes",
+            )
+        )
+    if not r.display_name.strip() or len(r.display_name) > 200:
+        problems.append(
+            Problem("display_name", "required", "display_name is required, at most 200 characters")
+        )
+    if len(r.home) > 500:
+        problems.append(Problem("home", "too_long", "home is at most 500 characters"))
+    zone = parse_zone(r.time_zone)
+    if isinstance(zone, Problem):
+        problems.append(zone)
+    if not (2 <= len(r.language) <= 8 and r.language.replace("-", "").isalpha()):
+        problems.append(Problem("language", "invalid", "language is a tag like 'sv' or 'fi'"))
+    return problems
+
+
+def validate_cohabitant(c: Cohabitant) -> list[Problem]:
+    problems: list[Problem] = []
+    if not is_id(c.cohabitant_id):
+        problems.append(
+            Problem(
+                "cohabitant_id",
+                "invalid_id",
+                "cohabitant_id is 1..64 lowercase letters, digits and dashes",
+            )
+        )
+    if not c.display_name.strip() or len(c.display_name) > 200:
+        problems.append(
+            Problem("display_name", "required", "display_name is required, at most 200 characters")
+        )
+    if c.moved_out_at is not None and c.moved_out_at < c.moved_in_at:
+        problems.append(
+            Problem("moved_out_at", "inverted_period", "moved_out_at is before moved_in_at")
+        )
+    return problems
+
+
+DEFAULT_PLAN_HOUR = 18
+"""Local hour the night round begins (``HOMECARE_PLAN_HOUR``); every round ends at noon."""
+
+
+def validate_round_times(
+    checks: Sequence[CheckTime], plan_hour: int = DEFAULT_PLAN_HOUR
+) -> list[tuple[str, str]]:
+    """``(field, message)`` for agreed times outside any round (for the plan API's 422).
+
+    Wall-clock arithmetic only: a window must start at or after ``plan_hour`` and end by noon.
+    """
+    out = []
+    for i, c in enumerate(checks):
+        minute = c.at.hour * 60 + c.at.minute
+        since_start = (minute - plan_hour * 60) % (24 * 60)
+        length = (24 - plan_hour + 12) * 60
+        if since_start - c.tolerance_min < 0 or since_start + c.tolerance_min > length:
+            out.append(
+                (
+                    f"checks[{i}].at",
+                    f"checks[{i}] at {c.at:%H:%M} ± {c.tolerance_min} min is outside the "
+                    f"night round {plan_hour:02d}:00-12:00",
+                )
+            )
+    return out

@@ -1,0 +1,1 @@
+"""Device registry: the MQTT wire contract, presence, metadata, health, commands and bindings."""

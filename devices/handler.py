@@ -1,0 +1,167 @@
+"""MQTT adapter of the registry: decode, apply the pure state change, store, announce.
+
+Each message is decoded by ``devices.topics``, applied by ``devices.registry`` under a row lock and
+stored in one transaction; a presence change is then handed to ``on_presence`` (the in-process
+event bus). Anything refused is counted by reason in ``rejected`` and logged; nothing changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+import asyncpg
+import structlog
+
+from devices import registry, store, topics
+from devices.errors import PayloadError
+
+log = structlog.get_logger(__name__)
+
+Clock = Callable[[], datetime]
+EventHook = Callable[[str, topics.Event, datetime], Awaitable[None]]
+
+
+class DeviceHandler:
+    """Handles every device channel except signalling (``webrtc/out``), which signalling owns."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        clock: Clock,
+        on_presence: Callable[[registry.PresenceChanged], None],
+        on_event: EventHook | None = None,
+    ) -> None:
+        self._pool = pool
+        self._clock = clock
+        self._on_presence = on_presence
+        self._on_event = on_event
+        self.rejected: Counter[str] = Counter()
+        self._acks: dict[str, asyncio.Future[topics.CommandAck]] = {}
+        self._sweep: asyncio.Task[None] | None = None
+
+    def reject(self, reason: str, device_id: str | None, detail: str) -> None:
+        """Count a refused message (also called by the MQTT link for topic errors)."""
+        self.rejected[reason] += 1
+
+    async def _apply(
+        self, device_id: str, step: Callable[[registry.DeviceRecord | None], registry.Applied]
+    ) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            current = await store.get(conn, device_id, for_update=True)
+            applied = step(current)
+            if applied.rejected:
+                raise PayloadError(applied.rejected, "refused by the registry")
+            if applied.record is not None:
+                await store.put(conn, applied.record)
+        if applied.change is not None:
+            log.info(
+                "device_presence_changed",
+                device_id=device_id,
+                presence=applied.change.presence.value,
+                session=applied.change.session,
+            )
+            self._on_presence(applied.change)
+
+    async def handle(self, topic: topics.Topic, payload: bytes) -> None:
+        now = self._clock()
+        device_id = topic.device_id
+        match topic.channel:
+            case topics.Channel.STATUS:
+                status = topics.decode_status(payload, device_id)
+                await self._apply(
+                    device_id, lambda r: registry.apply_status(r, device_id, status, now)
+                )
+            case topics.Channel.META:
+                meta = topics.decode_meta(payload, device_id)
+                await self._apply(device_id, lambda r: registry.apply_meta(r, device_id, meta, now))
+            case topics.Channel.HEALTH:
+                health = topics.decode_health(payload, device_id)
+                await self._apply(
+                    device_id, lambda r: registry.apply_health(r, device_id, health, now)
+                )
+            case topics.Channel.EVENT:
+                event = topics.decode_event(payload, device_id)
+                if await store.get(self._pool, device_id) is None:
+                    raise PayloadError("unknown_device", "event from a device never announced")
+                log.info("device_event_received", device_id=device_id, type=event.type.value)
+                if self._on_event is not None:
+                    await self._on_event(device_id, event, now)
+            case topics.Channel.CMD_ACK:
+                ack = topics.decode_ack(payload)
+                # every backend process hears every ack: the first stores it, and the sender
+                # resolves its waiter whichever process that was
+                recorded = await store.record_ack(self._pool, ack.id, device_id, ack.ok, ack.detail)
+                if not recorded and not await store.command_sent(self._pool, ack.id, device_id):
+                    raise PayloadError("unknown_command", "ack for a command never sent")
+                waiter = self._acks.pop(ack.id, None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(ack)
+            case _:
+                raise PayloadError("bad_topic", f"the registry does not take {topic.channel}")
+
+    async def sweep_silent(self, since: datetime) -> list[str]:
+        """Mark offline every online device not heard from since ``since`` (see
+        ``registry.mark_silent``); returns their ids."""
+        now = self._clock()
+        ids = [
+            r["device_id"]
+            for r in await self._pool.fetch(
+                "SELECT device_id FROM devices WHERE presence = 'online'"
+                " AND (last_seen IS NULL OR last_seen < $1)",
+                since,
+            )
+        ]
+        for device_id in ids:
+            await self._apply(
+                device_id,
+                lambda r: (
+                    registry.mark_silent(r, since, now) if r is not None else registry.Applied(None)
+                ),
+            )
+        if ids:
+            log.warning("devices_silent_after_reconnect", count=len(ids))
+        return ids
+
+    def link_connected(self, grace_s: float) -> None:
+        """The backend's MQTT link (re)connected: devices re-announce on ``server/status``;
+        after ``grace_s`` those that did not are swept offline."""
+        since = self._clock()
+        if self._sweep is not None:
+            self._sweep.cancel()
+
+        async def later() -> None:
+            await asyncio.sleep(grace_s)
+            try:
+                await self.sweep_silent(since)
+            except (OSError, asyncpg.PostgresError):
+                log.exception("device_sweep_failed")
+
+        self._sweep = asyncio.get_running_loop().create_task(later(), name="device-sweep")
+
+    async def close(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweep
+
+    def expect_ack(self, command_id: str) -> asyncio.Future[topics.CommandAck]:
+        fut: asyncio.Future[topics.CommandAck] = asyncio.get_running_loop().create_future()
+        self._acks[command_id] = fut
+        return fut
+
+    def forget_ack(self, command_id: str) -> None:
+        self._acks.pop(command_id, None)
+
+
+REGISTRY_CHANNELS = (
+    topics.Channel.STATUS,
+    topics.Channel.META,
+    topics.Channel.HEALTH,
+    topics.Channel.EVENT,
+    topics.Channel.CMD_ACK,
+)

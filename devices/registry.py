@@ -1,0 +1,131 @@
+"""Registry state changes, pure: what a status, meta or health message does to a device record.
+
+Presence follows the device's session counter (DESIGN.md): a message of an older session than the
+one on record is stale and changes nothing, so a late will of an old connection never marks a
+reconnected device offline. A device first heard of is created quarantined; binding is an
+administrator's act elsewhere and never happens here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from devices.topics import Capability, DeviceKind, Health, Meta, Presence, Status, VideoSpec
+
+
+class Stored(StrEnum):
+    """Stored presence: the wire's three states plus ``unknown`` (heard of, never online)."""
+
+    UNKNOWN = "unknown"
+    ONLINE = "online"
+    OFFLINE = "offline"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    device_id: str
+    presence: Stored
+    session: int
+    presence_since: datetime
+    first_seen: datetime
+    last_seen: datetime | None = None
+    kind: DeviceKind | None = None
+    firmware: str | None = None
+    caps: tuple[Capability, ...] = ()
+    video: VideoSpec | None = None
+    health: dict[str, Any] | None = None
+    health_at: datetime | None = None
+    quarantined: bool = True
+
+    @property
+    def is_online(self) -> bool:
+        return self.presence is Stored.ONLINE
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceChanged:
+    """Published when a device's presence changes (stored and sent to in-process subscribers)."""
+
+    device_id: str
+    presence: Stored
+    previous: Stored
+    session: int
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """The outcome of one message: the record to store (or None to change nothing)."""
+
+    record: DeviceRecord | None
+    change: PresenceChanged | None = None
+    rejected: str | None = None  # a stable reason code when the message was refused
+
+
+def new_record(device_id: str, at: datetime) -> DeviceRecord:
+    return DeviceRecord(
+        device_id=device_id, presence=Stored.UNKNOWN, session=0, presence_since=at, first_seen=at
+    )
+
+
+def apply_status(
+    record: DeviceRecord | None, device_id: str, status: Status, at: datetime
+) -> Applied:
+    """Apply a ``status`` message received at ``at``."""
+    current = record or new_record(device_id, at)
+    if status.session < current.session:
+        reason = "stale_will" if status.state is not Presence.ONLINE else "stale_session"
+        return Applied(None, rejected=reason)
+    presence = Stored(status.state.value)
+    if presence is current.presence and status.session == current.session:
+        return Applied(
+            dataclasses.replace(current, last_seen=at) if presence is Stored.ONLINE else None
+        )
+    updated = dataclasses.replace(
+        current,
+        presence=presence,
+        session=status.session,
+        presence_since=at,
+        last_seen=at if presence is Stored.ONLINE else current.last_seen,
+    )
+    change = None
+    if presence is not current.presence:
+        change = PresenceChanged(device_id, presence, current.presence, status.session, at)
+    return Applied(updated, change)
+
+
+def mark_silent(record: DeviceRecord, since: datetime, at: datetime) -> Applied:
+    """After the backend (re)connects, every device re-announces; one online device that has
+    not been heard since ``since`` is offline (its will may have died with a restarted broker)."""
+    if record.presence is not Stored.ONLINE or (record.last_seen and record.last_seen >= since):
+        return Applied(None)
+    return apply_status(record, record.device_id, Status(Presence.OFFLINE, record.session), at)
+
+
+def apply_meta(record: DeviceRecord | None, device_id: str, meta: Meta, at: datetime) -> Applied:
+    current = record or new_record(device_id, at)
+    if current.kind is not None and current.kind is not meta.kind:
+        return Applied(None, rejected="kind_changed")
+    return Applied(
+        dataclasses.replace(
+            current,
+            kind=meta.kind,
+            firmware=meta.fw,
+            caps=meta.caps,
+            video=meta.video,
+            last_seen=at,
+        )
+    )
+
+
+def apply_health(
+    record: DeviceRecord | None, device_id: str, health: Health, at: datetime
+) -> Applied:
+    if record is None:
+        return Applied(None, rejected="unknown_device")
+    return Applied(dataclasses.replace(record, health=health.as_json(), health_at=at, last_seen=at))

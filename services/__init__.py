@@ -1,0 +1,1 @@
+"""Composition root, settings, HTTP, signalling, MQTT link and CLI. Nothing imports this."""

@@ -1,0 +1,89 @@
+"""PostgreSQL pool and numbered plain-SQL migrations applied under an advisory lock.
+
+Migrations are ``services/migrations/NNNN_name.sql``, applied in order, each in its own
+transaction, recorded in ``schema_migrations``. A session-level advisory lock makes two processes
+starting at once apply them exactly once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import TYPE_CHECKING, TypeAlias
+
+import asyncpg
+import structlog
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
+
+log = structlog.get_logger(__name__)
+
+MIGRATION_LOCK_KEY = 0x68635F6D6967  # "hc_mig"
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """Return ``(version, name, sql)`` for every migration file, ordered by version."""
+    found = []
+    for entry in resources.files("services.migrations").iterdir():
+        if entry.name.endswith(".sql"):
+            version = int(entry.name.split("_", 1)[0])
+            found.append((version, entry.name, entry.read_text(encoding="utf-8")))
+    found.sort()
+    versions = [v for v, _, _ in found]
+    if len(set(versions)) != len(versions):
+        raise RuntimeError(f"two migrations share a number: {versions}")
+    return found
+
+
+async def migrate(conn: Conn) -> list[str]:
+    """Apply pending migrations; return the names applied. Safe to run concurrently."""
+    applied: list[str] = []
+    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+    try:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version int PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {
+            r["version"]: r["checksum"]
+            for r in await conn.fetch("SELECT version, checksum FROM schema_migrations")
+        }
+        for version, name, sql in migrations():
+            checksum = hashlib.sha256(sql.encode()).hexdigest()
+            if version in done:
+                if done[version] != checksum:
+                    log.warning("migration_changed_after_apply", migration=name)
+                continue
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                    version,
+                    name,
+                    checksum,
+                )
+            applied.append(name)
+            log.info("migration_applied", migration=name)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+    return applied
+
+
+@asynccontextmanager
+async def open_pool(
+    dsn: str, *, min_size: int = 1, max_size: int = 10
+) -> AsyncIterator[asyncpg.Pool]:
+    """Create a pool, run migrations, yield it, close it."""
+    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, command_timeout=30)
+    try:
+        async with pool.acquire() as conn:
+            await migrate(conn)
+        yield pool
+    finally:
+        await pool.close()

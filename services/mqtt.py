@@ -1,0 +1,240 @@
+"""The backend's MQTT link: one client, a reconnect loop, birth/will, and per-channel dispatch.
+
+The backend publishes ``{prefix}/server/status`` = online (retained) on every connect, with a
+retained ``offline`` will; devices re-announce when they see it go online. Handlers are awaited
+one message at a time, so a device's messages are handled in order; a handler that raises is
+logged and the link goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from urllib.parse import unquote, urlsplit
+
+import aiomqtt
+import structlog
+
+from devices import topics
+from devices.errors import PayloadError
+from services.http import UNAVAILABLE
+from services.limits import RateLimiter
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[topics.Topic, bytes], Awaitable[None]]
+RejectHook = Callable[[str, str | None, str], None]
+
+
+class MqttUnavailable(ConnectionError):
+    """The broker is not connected right now."""
+
+
+def client_args(url: str) -> dict[str, object]:
+    """aiomqtt ``Client`` keyword arguments for an ``mqtt://`` or ``mqtts://`` URL."""
+    parts = urlsplit(url)
+    args: dict[str, object] = {
+        "hostname": parts.hostname or "127.0.0.1",
+        "port": parts.port or (8883 if parts.scheme == "mqtts" else 1883),
+    }
+    if parts.username:
+        args["username"] = unquote(parts.username)
+        args["password"] = unquote(parts.password or "")
+    if parts.scheme == "mqtts":
+        args["tls_context"] = ssl.create_default_context()
+    return args
+
+
+class MqttLink:
+    """Owns the backend's broker connection for the life of the process."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str,
+        keepalive_s: int,
+        instance_id: str,
+        on_reject: RejectHook | None = None,
+        on_connect: Callable[[], None] | None = None,
+    ) -> None:
+        self.url = url
+        self._on_connect = on_connect
+        self.prefix = prefix
+        self.keepalive_s = keepalive_s
+        self.instance_id = instance_id
+        self.connected = asyncio.Event()
+        self.reconnected_at: float | None = None  # event loop time of the last reconnect
+        self._handlers: dict[topics.Channel, list[Handler]] = {}
+        self._client: aiomqtt.Client | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._on_reject = on_reject
+        self.messages_in = 0
+        self.retried = 0  # handler retries while a backing service was unreachable
+        self.retry_s = 60.0
+        # Per device: 20 messages/s, bursts of 100 (a re-announce is 2-3); a flood is dropped
+        # and counted as rate_limited, so one device cannot starve the others' handling.
+        # Presence (``status``) is never dropped: a lost will would leave a device "online".
+        self.device_limit = RateLimiter(
+            20, 100, event="mqtt_device_rate_limited", describe=lambda d: {"device_id": d}
+        )
+
+    def subscribe(self, channel: topics.Channel, handler: Handler) -> None:
+        """Call ``handler`` for every message on ``{prefix}/dev/+/{channel}``."""
+        first = channel not in self._handlers
+        self._handlers.setdefault(channel, []).append(handler)
+        if first and self._client is not None and self.connected.is_set():
+            task = asyncio.get_running_loop().create_task(
+                self._client.subscribe(self._filter(channel), qos=1)
+            )
+            task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+    def _filter(self, channel: topics.Channel) -> str:
+        return f"{self.prefix}/dev/+/{channel.value}"
+
+    async def publish(
+        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
+    ) -> None:
+        client = self._client
+        if client is None or not self.connected.is_set():
+            raise MqttUnavailable("the MQTT broker is not connected")
+        try:
+            await client.publish(topic, payload, qos=qos, retain=retain, timeout=10)
+        except aiomqtt.MqttError as e:
+            raise MqttUnavailable(str(e)) from e
+
+    async def __aenter__(self) -> MqttLink:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="mqtt-link")
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        client = self._client
+        if client is not None and self.connected.is_set():
+            with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+                await client.publish(
+                    topics.server_status_topic(self.prefix),
+                    topics.server_status(topics.Presence.STOPPED, self.instance_id),
+                    qos=1,
+                    retain=True,
+                    timeout=2,
+                )
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        backoff = 0.2
+        was_connected = False
+        status_topic = topics.server_status_topic(self.prefix)
+        while True:
+            try:
+                async with aiomqtt.Client(
+                    **client_args(self.url),  # type: ignore[arg-type]
+                    identifier=f"homecare-{self.instance_id}",
+                    keepalive=self.keepalive_s,
+                    clean_session=True,
+                    timeout=10,
+                    will=aiomqtt.Will(
+                        status_topic,
+                        topics.server_status(topics.Presence.OFFLINE, self.instance_id),
+                        qos=1,
+                        retain=True,
+                    ),
+                ) as client:
+                    self._client = client
+                    for channel in self._handlers:
+                        await client.subscribe(self._filter(channel), qos=1)
+                    await client.publish(
+                        status_topic,
+                        topics.server_status(topics.Presence.ONLINE, self.instance_id),
+                        qos=1,
+                        retain=True,
+                    )
+                    if was_connected:  # the broker may have restarted: devices reconnect too
+                        self.reconnected_at = asyncio.get_running_loop().time()
+                    was_connected = True
+                    self.connected.set()
+                    if self._on_connect is not None:
+                        self._on_connect()
+                    backoff = 0.2
+                    log.info("mqtt_connected", broker=urlsplit(self.url).netloc.rpartition("@")[2])
+                    async for message in client.messages:
+                        await self._dispatch(
+                            str(message.topic),
+                            bytes(message.payload)
+                            if isinstance(message.payload, bytes | bytearray)
+                            else str(message.payload or "").encode(),
+                        )
+            except aiomqtt.MqttError as e:
+                if self.connected.is_set():
+                    log.warning("mqtt_disconnected", error=str(e))
+                self.connected.clear()
+                self._client = None
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _dispatch(self, name: str, payload: bytes) -> None:
+        self.messages_in += 1
+        try:
+            topic = topics.parse_topic(self.prefix, name)
+        except PayloadError as e:
+            self.reject(e.reason, None, e.detail)
+            return
+        if topic.channel is not topics.Channel.STATUS and self.device_limit.take(topic.device_id):
+            if self._on_reject is not None:
+                self._on_reject("rate_limited", topic.device_id, "too many messages")
+            return
+        for handler in self._handlers.get(topic.channel, ()):
+            await self._deliver(handler, topic, payload)
+
+    async def _deliver(self, handler: Handler, topic: topics.Topic, payload: bytes) -> None:
+        """Run one handler; while the database (or another backing service) is unreachable,
+        retry with backoff for up to ``retry_s`` seconds, holding later messages back, so a
+        presence change during an outage is not lost and order is kept."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.retry_s
+        delay_s = 0.2
+        while True:
+            try:
+                await handler(topic, payload)
+                return
+            except PayloadError as e:
+                self.reject(e.reason, topic.device_id, e.detail)
+                return
+            except UNAVAILABLE as e:
+                if loop.time() + delay_s > deadline:
+                    log.warning(
+                        "mqtt_message_dropped",
+                        device_id=topic.device_id,
+                        channel=topic.channel.value,
+                        error=type(e).__name__,
+                    )
+                    if self._on_reject is not None:
+                        self._on_reject("unavailable", topic.device_id, "backing service down")
+                    return
+                if delay_s == 0.2:
+                    log.warning(
+                        "mqtt_handler_retrying",
+                        device_id=topic.device_id,
+                        channel=topic.channel.value,
+                        error=type(e).__name__,
+                    )
+                self.retried += 1
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, 5.0)
+            except Exception:
+                log.exception(
+                    "mqtt_handler_failed", device_id=topic.device_id, channel=topic.channel.value
+                )
+                return
+
+    def reject(self, reason: str, device_id: str | None, detail: str) -> None:
+        log.warning("mqtt_message_rejected", reason=reason, device_id=device_id, detail=detail)
+        if self._on_reject is not None:
+            self._on_reject(reason, device_id, detail)

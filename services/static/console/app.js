@@ -1,0 +1,216 @@
+// The console's shell: session, header, language switch, live events and a hash router.
+// Screens are modules under screens/ exporting mount(container, ctx) -> unmount().
+import { h, fill, setText } from './dom.js';
+import * as i18n from './i18n.js';
+import { get, post, onUnauthorized } from './api.js';
+import { Live } from './live.js';
+
+const SCREENS = {
+  login: () => import('./screens/login.js'),
+  round: () => import('./screens/round.js'),
+  alarms: () => import('./screens/alarms.js'),
+  devices: () => import('./screens/devices.js'),
+  recipients: () => import('./screens/recipients.js'),
+  report: () => import('./screens/report.js'),
+};
+
+const state = {
+  me: null,
+  live: null,
+  unmount: null,
+  route: null,
+  mountSeq: 0,
+};
+
+const $ = (id) => document.getElementById(id);
+
+export function announce(text) {
+  const el = $('announce');
+  el.textContent = '';
+  setTimeout(() => { el.textContent = text; }, 30);
+}
+
+export function alertNow(text) {
+  const el = $('alert');
+  el.textContent = '';
+  setTimeout(() => { el.textContent = text; }, 30);
+}
+
+function defaultRoute(me) {
+  return me && me.role === 'technician' ? 'devices' : 'round';
+}
+
+/** May the signed-in role use this screen? (the menu says which; the server decides anyway) */
+function allowed(name) {
+  const link = document.querySelector(`.nav a[data-route="${name}"]`);
+  const roles = link?.dataset.roles;
+  return !roles || (state.me && roles.split(' ').includes(state.me.role));
+}
+
+function parseHash() {
+  const hash = location.hash || '';
+  if (!hash.startsWith('#/')) return null;
+  const [name, ...params] = hash.slice(2).split('/').map(decodeURIComponent);
+  return { name: name || '', params };
+}
+
+function navigate(path) {
+  if (location.hash === `#${path}`) route();
+  else location.hash = `#${path}`;
+}
+
+async function mount(name, params, { focus = true } = {}) {
+  const seq = ++state.mountSeq;
+  if (state.unmount) {
+    try { state.unmount(); } catch (e) { console.error(e); }
+    state.unmount = null;
+  }
+  const load = SCREENS[name];
+  const main = $('main');
+  main.setAttribute('aria-busy', 'true');
+  let module;
+  try {
+    module = await load();
+  } catch (e) {
+    console.error(e);
+    if (seq !== state.mountSeq) return;
+    fill(main, h('h1', {}, i18n.t(`title_${name}`)), h('p', { class: 'form-error', role: 'alert' }, i18n.t('error_screen')));
+    main.removeAttribute('aria-busy');
+    return;
+  }
+  if (seq !== state.mountSeq) return;
+  fill(main);
+  main.dataset.screen = name;
+  state.route = name;
+  for (const link of document.querySelectorAll('.nav a')) {
+    if (link.dataset.route === name) link.setAttribute('aria-current', 'page');
+    else link.removeAttribute('aria-current');
+  }
+  const ctx = {
+    me: state.me,
+    live: state.live,
+    params,
+    announce,
+    alert: alertNow,
+    navigate,
+    isAdmin: state.me?.role === 'administrator',
+  };
+  state.unmount = module.mount(main, ctx) || null;
+  main.removeAttribute('aria-busy');
+  document.title = `${i18n.t(`title_${name}`)} · ${i18n.t('app_name')}`;
+  if (focus) {
+    const heading = main.querySelector('h1');
+    if (heading) {
+      heading.tabIndex = -1;
+      heading.focus({ preventScroll: true });
+    }
+  }
+}
+
+async function route() {
+  if (!state.me) return;
+  const parsed = parseHash();
+  if (!parsed || !SCREENS[parsed.name] || parsed.name === 'login' || !allowed(parsed.name)) {
+    history.replaceState(null, '', `#/${defaultRoute(state.me)}`);
+    await mount(defaultRoute(state.me), []);
+    return;
+  }
+  await mount(parsed.name, parsed.params);
+}
+
+function renderHeader() {
+  const me = state.me;
+  $('top').hidden = !me;
+  if (!me) return;
+  for (const link of document.querySelectorAll('.nav a')) link.hidden = !allowed(link.dataset.route);
+  const who = $('who');
+  fill(who, me.display_name || me.username || me.staff_id, ' · ', i18n.tx(`role_${me.role}`));
+  const switchButton = $('lang-switch');
+  const other = i18n.lang() === 'sv' ? 'en' : 'sv';
+  switchButton.textContent = other === 'en' ? 'English' : 'Svenska';
+  switchButton.lang = other;
+  switchButton.setAttribute('aria-label', other === 'en' ? 'Switch to English' : 'Byt till svenska');
+}
+
+function renderLiveState() {
+  const el = $('live-state');
+  const liveState = state.live ? state.live.state : 'offline';
+  el.dataset.state = liveState;
+  i18n.bind(el, `live_${liveState}`);
+}
+
+async function startSession(me) {
+  state.me = me;
+  state.live = new Live(['/ws/console']);
+  state.live.addEventListener('state', renderLiveState);
+  state.live.on('unauthorized', () => checkSession());
+  state.live.start();
+  renderHeader();
+  renderLiveState();
+  await route();
+}
+
+function endSession(reasonKey) {
+  if (state.live) state.live.stop();
+  if (state.unmount) {
+    try { state.unmount(); } catch (e) { console.error(e); }
+  }
+  state.unmount = null;
+  state.live = null;
+  state.me = null;
+  renderHeader();
+  mount('login', [], { focus: false }).then(() => {
+    if (reasonKey) document.dispatchEvent(new CustomEvent('login-message', { detail: reasonKey }));
+  });
+}
+
+async function checkSession() {
+  try {
+    const me = await get('/api/me', { quiet401: true });
+    if (!state.me) await startSession(me);
+  } catch (e) {
+    if (state.me) endSession(e.status === 401 ? 'session_expired' : null);
+    else endSession(null);
+  }
+}
+
+async function logout() {
+  try {
+    await post('/api/logout');
+  } catch {
+    // the cookie is cleared either way when the session has already ended
+  }
+  history.replaceState(null, '', '#/');
+  endSession('logged_out');
+}
+
+function init() {
+  document.documentElement.lang = i18n.lang();
+  i18n.apply(document);
+  $('skip').addEventListener('click', (e) => {
+    e.preventDefault();
+    const main = $('main');
+    (main.querySelector('h1') || main).focus();
+  });
+  $('lang-switch').addEventListener('click', () => {
+    i18n.setLang(i18n.lang() === 'sv' ? 'en' : 'sv');
+    renderHeader();
+    if (state.route) document.title = `${i18n.t(`title_${state.route}`)} · ${i18n.t('app_name')}`;
+  });
+  $('logout').addEventListener('click', logout);
+  window.addEventListener('hashchange', () => route());
+  onUnauthorized(() => {
+    if (state.me) endSession('session_expired');
+  });
+  document.addEventListener('logged-in', (e) => startSession(e.detail));
+  checkSession();
+}
+
+// Exposed for tests and support: the current user and live state (no personal data).
+window.homecareConsole = {
+  get route() { return state.route; },
+  get liveState() { return state.live ? state.live.state : 'offline'; },
+  get role() { return state.me ? state.me.role : null; },
+};
+
+init();

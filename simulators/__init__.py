@@ -1,0 +1,1 @@
+"""Simulated homes: real MQTT clients and aiortc peers speaking the device contract."""

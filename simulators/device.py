@@ -1,0 +1,218 @@
+"""A simulated device's MQTT agent: the reference implementation of the device side of the contract.
+
+Birth (``status`` online, retained, QoS 1) with a session number that grows with every connection,
+a retained ``offline`` will of the same session, retained ``meta``, periodic ``health``, command
+acks, re-announcement when the backend's ``server/status`` goes online, ``stopped`` on a clean exit,
+and reconnect with exponential backoff plus jitter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import time
+import zlib
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiomqtt
+
+from devices import topics
+
+CommandHandler = Callable[[topics.Command], Coroutine[Any, Any, tuple[bool, str | None]]]
+SignalHandler = Callable[[dict[str, Any]], Coroutine[Any, Any, None]]
+
+
+def client_args(url: str) -> dict[str, Any]:
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(url)
+    args: dict[str, Any] = {"hostname": parts.hostname or "127.0.0.1", "port": parts.port or 1883}
+    if parts.username:
+        args["username"] = unquote(parts.username)
+        args["password"] = unquote(parts.password or "")
+    return args
+
+
+@dataclass
+class DeviceSpec:
+    device_id: str
+    kind: topics.DeviceKind
+    fw: str = "sim-1.0"
+    width: int = 320
+    height: int = 240
+    fps: float = 5.0
+
+    @property
+    def caps(self) -> tuple[topics.Capability, ...]:
+        if self.kind is topics.DeviceKind.VIDEO_PHONE:
+            return (topics.Capability.VIDEO, topics.Capability.AUDIO, topics.Capability.DRIVE)
+        return (topics.Capability.VIDEO, topics.Capability.PRIVACY_SHUTTER)
+
+    def meta(self) -> topics.Meta:
+        return topics.Meta(
+            kind=self.kind,
+            fw=self.fw,
+            caps=self.caps,
+            video=topics.VideoSpec(self.width, self.height, self.fps),
+        )
+
+
+@dataclass
+class SimulatedDevice:
+    """Run with ``await device.run(stop_event)``; hooks let media and call logic plug in."""
+
+    spec: DeviceSpec
+    mqtt_url: str
+    prefix: str = "hc/v1"
+    keepalive_s: int = 5
+    health_interval_s: float = 30.0
+    on_command: dict[topics.CommandOp, CommandHandler] = field(default_factory=dict)
+    on_signal: SignalHandler | None = None
+    session: int = 0
+    connected: asyncio.Event = field(default_factory=asyncio.Event)
+    shutter: topics.Shutter = topics.Shutter.OPEN
+    started_at: float = field(default_factory=time.monotonic)
+    _client: aiomqtt.Client | None = None
+
+    @property
+    def client_id(self) -> str:
+        """``dev-{id}``; under another topic prefix (tests sharing one broker) also a hash of
+        it, so the same device id in two prefixes never takes over the other's connection."""
+        if self.prefix == "hc/v1":
+            return f"dev-{self.spec.device_id}"
+        return f"dev-{self.spec.device_id}-{zlib.crc32(self.prefix.encode()):08x}"
+
+    def _topic(self, channel: topics.Channel) -> str:
+        return topics.topic(self.prefix, self.spec.device_id, channel)
+
+    def _status(self, state: topics.Presence) -> bytes:
+        return topics.Status(state=state, session=self.session, ts=round(time.time(), 3)).encode()
+
+    async def publish(
+        self, channel: topics.Channel, payload: bytes, *, retain: bool = False
+    ) -> None:
+        if self._client is None:
+            raise aiomqtt.MqttError("not connected")
+        await self._client.publish(self._topic(channel), payload, qos=1, retain=retain)
+
+    async def send_signal(self, envelope: dict[str, Any]) -> None:
+        await self.publish(topics.Channel.WEBRTC_OUT, json.dumps(envelope).encode())
+
+    async def send_event(self, event_type: topics.EventType, session_id: str | None = None) -> None:
+        await self.publish(
+            topics.Channel.EVENT,
+            topics.Event(type=event_type, ts=round(time.time(), 3), session_id=session_id).encode(),
+        )
+
+    def health(self) -> topics.Health:
+        battery = None
+        if self.spec.kind is topics.DeviceKind.VIDEO_PHONE:
+            battery = round(max(5.0, 100.0 - (time.monotonic() - self.started_at) / 360), 1)
+        return topics.Health(
+            uptime_s=round(time.monotonic() - self.started_at, 1),
+            battery_pct=battery,
+            shutter=self.shutter,
+            tamper=False,
+            link=round(random.uniform(0.85, 1.0), 2),
+            ts=round(time.time(), 3),
+        )
+
+    async def _announce(self) -> None:
+        await self.publish(topics.Channel.STATUS, self._status(topics.Presence.ONLINE), retain=True)
+        await self.publish(topics.Channel.META, self.spec.meta().encode(), retain=True)
+
+    async def _health_loop(self) -> None:
+        while True:
+            await self.publish(topics.Channel.HEALTH, self.health().encode())
+            await asyncio.sleep(self.health_interval_s)
+
+    async def _handle_command(self, payload: bytes) -> None:
+        try:
+            command = topics.decode_command(payload)
+        except ValueError:
+            return
+        handler = self.on_command.get(command.op)
+        ok, detail = (True, None) if handler is None else await handler(command)
+        await self.publish(
+            topics.Channel.CMD_ACK, topics.CommandAck(id=command.id, ok=ok, detail=detail).encode()
+        )
+
+    async def _session_loop(self, client: aiomqtt.Client) -> None:
+        server = topics.server_status_topic(self.prefix)
+        await client.subscribe(self._topic(topics.Channel.CMD), qos=1)
+        await client.subscribe(self._topic(topics.Channel.WEBRTC_IN), qos=1)
+        await client.subscribe(server, qos=1)
+        await self._announce()
+        self.connected.set()
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._health_loop())
+            async for message in client.messages:
+                payload = message.payload if isinstance(message.payload, bytes) else b""
+                name = str(message.topic)
+                if name == server:
+                    with contextlib.suppress(ValueError):
+                        if topics.decode_server_status(payload) is topics.Presence.ONLINE:
+                            await self._announce()
+                elif name.endswith("/cmd"):
+                    tg.create_task(self._handle_command(payload))
+                elif self.on_signal is not None:
+                    with contextlib.suppress(ValueError):
+                        envelope = json.loads(payload)
+                        if isinstance(envelope, dict):
+                            tg.create_task(self.on_signal(envelope))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Connect, serve and reconnect until ``stop`` is set; then publish ``stopped``."""
+        backoff = 0.5
+        while not stop.is_set():
+            self.session = max(self.session + 1, int(time.time() * 1000))
+            will = aiomqtt.Will(
+                self._topic(topics.Channel.STATUS),
+                self._status(topics.Presence.OFFLINE),
+                qos=1,
+                retain=True,
+            )
+            try:
+                async with aiomqtt.Client(
+                    **client_args(self.mqtt_url),
+                    identifier=self.client_id,
+                    keepalive=self.keepalive_s,
+                    will=will,
+                    clean_session=True,
+                    timeout=10,
+                ) as client:
+                    self._client = client
+                    backoff = 0.5
+                    serve = asyncio.create_task(self._session_loop(client))
+                    stopper = asyncio.create_task(stop.wait())
+                    done, _ = await asyncio.wait(
+                        {serve, stopper}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    if stopper in done:
+                        serve.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                            await serve
+                        with contextlib.suppress(aiomqtt.MqttError):
+                            await client.publish(
+                                self._topic(topics.Channel.STATUS),
+                                self._status(topics.Presence.STOPPED),
+                                qos=1,
+                                retain=True,
+                                timeout=2,
+                            )
+                        return
+                    stopper.cancel()
+                    serve.result()
+            except (aiomqtt.MqttError, ExceptionGroup) as e:
+                if isinstance(e, ExceptionGroup) and not e.subgroup(aiomqtt.MqttError):
+                    raise
+            finally:
+                self._client = None
+                self.connected.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), backoff * random.uniform(0.8, 1.2))
+            backoff = min(backoff * 2, 10.0)

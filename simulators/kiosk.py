@@ -1,0 +1,96 @@
+"""The simulated video phones' own screens: a small local web page with big Svara / Avvisa
+buttons, as a kiosk browser on the unit would show (answer policy ``manual``).
+
+``GET /`` lists the phones; ``GET /kiosk/{id}`` is one phone's screen (Swedish; ``?lang=en``),
+which polls ``GET /kiosk/{id}/state`` (``call_state``, ``session_id``, ``caller``: who calls, as
+the ring named them, or null, and ``frames_received``: the callers' video frames the phone has
+decoded) and presses ``POST /kiosk/{id}/answer`` or ``/decline`` (decline while ringing, hang
+up in a call). Bind it to loopback: it is the simulated unit's own screen and has no login.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+
+from aiohttp import web
+
+from simulators.peer import DevicePeer
+
+PAGE = Path(__file__).parent / "static" / "kiosk.html"
+PEERS: web.AppKey[Mapping[str, DevicePeer]] = web.AppKey("kiosk_peers")
+
+
+def _phone(request: web.Request) -> DevicePeer:
+    peer = request.app[PEERS].get(request.match_info["device_id"])
+    if peer is None or not peer.is_phone:
+        raise web.HTTPNotFound(text="no such video phone")
+    return peer
+
+
+async def index(request: web.Request) -> web.Response:
+    phones = sorted(d for d, p in request.app[PEERS].items() if p.is_phone)
+    items = "".join(
+        f'<li><a href="/kiosk/{html.escape(d)}">{html.escape(d)}</a></li>' for d in phones
+    )
+    return web.Response(
+        text=f'<!doctype html><meta charset="utf-8"><title>Bildtelefoner</title><ul>{items}</ul>',
+        content_type="text/html",
+    )
+
+
+async def screen(request: web.Request) -> web.FileResponse:
+    _phone(request)
+    return web.FileResponse(PAGE, headers={"Cache-Control": "no-cache"})
+
+
+async def state(request: web.Request) -> web.Response:
+    peer = _phone(request)
+    return web.json_response(
+        {
+            "call_state": peer.call_state.value,
+            "session_id": peer.ringing_session,
+            "caller": peer.caller,  # the display name the ring carried, or null
+            # callers' video frames this phone has decoded since it started (counted, not kept)
+            "frames_received": peer.stats.frames_received,
+        }
+    )
+
+
+async def answer(request: web.Request) -> web.Response:
+    ok = await _phone(request).answer()
+    return web.json_response({"ok": ok}, status=200 if ok else 409)
+
+
+async def decline(request: web.Request) -> web.Response:
+    ok = await _phone(request).decline()
+    return web.json_response({"ok": ok}, status=200 if ok else 409)
+
+
+def kiosk_app(peers: Mapping[str, DevicePeer]) -> web.Application:
+    app = web.Application()
+    app[PEERS] = peers
+    app.router.add_get("/", index)
+    app.router.add_get("/kiosk/{device_id}", screen)
+    app.router.add_get("/kiosk/{device_id}/state", state)
+    app.router.add_post("/kiosk/{device_id}/answer", answer)
+    app.router.add_post("/kiosk/{device_id}/decline", decline)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    peers: Mapping[str, DevicePeer], port: int, host: str = "127.0.0.1"
+) -> AsyncIterator[str]:
+    """Serve the screens on ``host:port`` (0: any free port); yields the base URL."""
+    runner = web.AppRunner(kiosk_app(peers), handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound = runner.addresses[0][1]
+        yield f"http://{host}:{bound}"
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,338 @@
+"""The simulated device's WebRTC side: answers offers from ``webrtc/in`` with real media.
+
+:func:`attach` hooks a :class:`DevicePeer` onto a :class:`simulators.device.SimulatedDevice`: its
+``webrtc/in`` envelopes and the ``ring``, ``hangup``, ``sleep``, ``wake``, ``drive`` and
+``scene`` commands. Per offer the peer builds an aiortc connection, sends a synthetic scene
+(:class:`simulators.media.SceneTrack`; a video phone also a tone), applies trickled candidates,
+and answers on ``webrtc/out`` with every candidate inside the SDP (aiortc's half trickle). One
+session at a time; a repeated offer for the current session (QoS 1) is ignored.
+
+A video phone rings on ``cmd ring`` and answers by its :class:`AnswerPolicy`: ``always``,
+``never``, ``after:N`` (seconds) or ``manual`` (the kiosk page's Svara / Avvisa). When the ring
+says ``auto_answer`` (the backend saw an auto-answer consent) it answers at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import zlib
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.sdp import candidate_from_sdp
+
+from devices import envelope as env
+from devices import topics
+from devices.errors import PayloadError
+from simulators.device import SimulatedDevice
+from simulators.media import FrameSource, SceneTrack, ToneTrack
+from simulators.scenes import Scene, SceneKind
+
+log = logging.getLogger(__name__)
+DEVICE_IN_TYPES = frozenset(
+    {env.MessageType.OFFER, env.MessageType.CANDIDATE, env.MessageType.BYE, env.MessageType.ERROR}
+)
+
+
+class PolicyMode(StrEnum):
+    ALWAYS = "always"
+    NEVER = "never"
+    AFTER = "after"
+    MANUAL = "manual"
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerPolicy:
+    """How the brukare answers a ringing video phone (``after_s`` for ``after``)."""
+
+    mode: PolicyMode = PolicyMode.MANUAL
+    after_s: float = 0.0
+
+    @classmethod
+    def parse(cls, text: str) -> AnswerPolicy:
+        """``always``, ``never``, ``manual`` or ``after:N`` (N seconds, 0-600)."""
+        head, _, arg = text.strip().lower().partition(":")
+        try:
+            mode = PolicyMode(head)
+        except ValueError:
+            raise ValueError("answer policy is always, never, manual or after:N") from None
+        if mode is PolicyMode.AFTER:
+            try:
+                after_s = float(arg)
+            except ValueError:
+                raise ValueError("after:N needs N seconds") from None
+            if not 0 <= after_s <= 600:
+                raise ValueError("after:N takes 0-600 seconds")
+            return cls(mode, after_s)
+        if arg:
+            raise ValueError(f"{mode.value} takes no argument")
+        return cls(mode)
+
+
+class CallState(StrEnum):
+    IDLE = "idle"
+    RINGING = "ringing"
+    IN_CALL = "in_call"
+
+
+@dataclass
+class PeerStats:
+    offers: int = 0
+    answers: int = 0
+    byes: int = 0
+    errors: list[str] = field(default_factory=list)
+    frames_received: int = 0
+    drives: list[tuple[float, float]] = field(default_factory=list)
+
+
+class DevicePeer:
+    """The WebRTC answerer of one simulated device. ``close()`` is safe to call twice."""
+
+    def __init__(
+        self,
+        device: SimulatedDevice,
+        *,
+        scene: FrameSource | None = None,
+        policy: AnswerPolicy | None = None,
+    ) -> None:
+        self.device = device
+        self.scene: FrameSource = scene or Scene(
+            SceneKind.ASLEEP, seed=zlib.crc32(device.spec.device_id.encode()) & 0xFFFF
+        )
+        self.policy = policy or AnswerPolicy()
+        self.stats = PeerStats()
+        self.session_id: str | None = None
+        self.pc: RTCPeerConnection | None = None
+        self.video: SceneTrack | None = None
+        self.call_state = CallState.IDLE
+        self.ringing_session: str | None = None
+        self.caller: str | None = None  # who calls, as the ring named them (shown, never logged)
+        self._lock = asyncio.Lock()
+        self._early: list[env.Candidate] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def is_phone(self) -> bool:
+        return self.device.spec.kind is topics.DeviceKind.VIDEO_PHONE
+
+    @property
+    def frames_sent(self) -> int:
+        return 0 if self.video is None else self.video.frames_sent
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------ signalling
+
+    async def on_signal(self, raw: dict[str, Any]) -> None:
+        """One envelope from ``webrtc/in`` (the device agent calls this; order is kept)."""
+        async with self._lock:
+            try:
+                message = env.decode_object(raw, allowed=DEVICE_IN_TYPES)
+            except env.EnvelopeError as e:
+                self.stats.errors.append(e.reason)
+                return
+            match message:
+                case env.Offer():
+                    await self._on_offer(message)
+                case env.Candidate():
+                    await self._on_candidate(message)
+                case env.Bye():
+                    if message.session_id in {self.session_id, self.ringing_session}:
+                        self.stats.byes += 1
+                        await self.close()
+                case env.Error():
+                    self.stats.errors.append(message.code)
+
+    async def _on_offer(self, offer: env.Offer) -> None:
+        if offer.session_id == self.session_id:
+            return  # a duplicate delivery
+        await self._close_pc()
+        if self.ringing_session not in {None, offer.session_id}:
+            self.ringing_session = None
+            self.call_state = CallState.IDLE
+        self.stats.offers += 1
+        self.session_id = offer.session_id
+        servers = [
+            RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential)
+            for s in offer.ice_servers
+        ]
+        pc = self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
+
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            self._spawn(self._drain(track))
+
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type="offer"))
+        spec = self.device.spec
+        self.video = SceneTrack(self.scene, width=spec.width, height=spec.height, fps=spec.fps)
+        pc.addTrack(self.video)
+        if self.is_phone:
+            pc.addTrack(ToneTrack())
+        for candidate in self._early:
+            if candidate.session_id == offer.session_id:
+                await self._add_candidate(candidate)
+        self._early.clear()
+        answer = await pc.createAnswer()
+        await pc.setLocalDescription(answer)  # gathers every candidate (half trickle)
+        if self.pc is not pc:
+            return
+        await self.device.send_signal(
+            env.as_json(env.Answer(offer.session_id, sdp=pc.localDescription.sdp))
+        )
+        self.stats.answers += 1
+        if self.ringing_session == offer.session_id:
+            self.call_state = CallState.IN_CALL
+
+    async def _on_candidate(self, candidate: env.Candidate) -> None:
+        if self.pc is None or candidate.session_id != self.session_id:
+            if len(self._early) < 64:
+                self._early.append(candidate)
+            return
+        await self._add_candidate(candidate)
+
+    async def _add_candidate(self, candidate: env.Candidate) -> None:
+        assert self.pc is not None
+        if candidate.is_end:
+            with contextlib.suppress(ValueError):
+                await self.pc.addIceCandidate(None)
+            return
+        ice = candidate_from_sdp(candidate.candidate.removeprefix("candidate:"))
+        ice.sdpMid = candidate.sdp_mid
+        ice.sdpMLineIndex = candidate.sdp_mline_index
+        with contextlib.suppress(ValueError):
+            await self.pc.addIceCandidate(ice)
+
+    async def _drain(self, track: MediaStreamTrack) -> None:
+        """Receive (and count) the caller's media: aiortc's receive queue is unbounded."""
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                await track.recv()
+                self.stats.frames_received += track.kind == "video"
+
+    async def _close_pc(self) -> None:
+        pc, self.pc = self.pc, None
+        self.session_id = None
+        self.video = None
+        self._early = [c for c in self._early if c.session_id == self.ringing_session]
+        if pc is not None:
+            await pc.close()
+
+    async def close(self) -> None:
+        """End the media session and any ringing."""
+        self.ringing_session = None
+        self.caller = None
+        self.call_state = CallState.IDLE
+        await self._close_pc()
+
+    # ------------------------------------------------------------ calls
+
+    async def on_ring(self, command: topics.Command) -> tuple[bool, str | None]:
+        if not self.is_phone:
+            return False, "not_a_phone"
+        try:
+            ring = topics.decode_ring(command)
+        except PayloadError as e:  # refused; nothing changes (the reason names no value)
+            log.warning("ring refused: %s", e.reason)
+            return False, "bad_args"
+        session_id = ring.session_id
+        if not env.is_session_id(session_id):
+            return False, "bad_session_id"
+        self.ringing_session = session_id
+        self.caller = ring.caller
+        self.call_state = CallState.RINGING
+        if ring.auto_answer or self.policy.mode is PolicyMode.ALWAYS:
+            self._spawn(self._answer_after(session_id, 0.0))
+        elif self.policy.mode is PolicyMode.AFTER:
+            self._spawn(self._answer_after(session_id, self.policy.after_s))
+        return True, None
+
+    async def _answer_after(self, session_id: str, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        if self.ringing_session == session_id and self.call_state is CallState.RINGING:
+            await self.answer()
+
+    async def answer(self) -> bool:
+        """The brukare presses Svara."""
+        session_id = self.ringing_session
+        if session_id is None or self.call_state is not CallState.RINGING:
+            return False
+        self.call_state = CallState.IN_CALL
+        await self.device.send_event(topics.EventType.CALL_ANSWER, session_id)
+        return True
+
+    async def decline(self) -> bool:
+        """The brukare presses Avvisa (while ringing) or hangs up (in a call)."""
+        session_id = self.ringing_session
+        if session_id is None:
+            return False
+        await self.device.send_event(topics.EventType.CALL_DECLINE, session_id)
+        await self.close()
+        return True
+
+    async def on_stop(self, command: topics.Command) -> tuple[bool, str | None]:
+        """``hangup`` and ``sleep``: end whatever runs (a named session only if it is ours)."""
+        sid = command.args.get("session_id")
+        if sid is None or sid in {self.session_id, self.ringing_session}:
+            async with self._lock:
+                await self.close()
+        return True, None
+
+    async def on_drive(self, command: topics.Command) -> tuple[bool, str | None]:
+        linear, angular = command.args.get("linear"), command.args.get("angular")
+        if self.call_state is not CallState.IN_CALL or self.pc is None:
+            return False, "not_in_call"
+        if not isinstance(linear, int | float) or not isinstance(angular, int | float):
+            return False, "bad_args"
+        self.stats.drives.append((float(linear), float(angular)))
+        return True, None
+
+    async def on_scene(self, command: topics.Command) -> tuple[bool, str | None]:
+        """``{"scene": kind, "ir": bool}``: what the camera shows from the next frame on."""
+        ir = command.args.get("ir", False)
+        try:
+            kind = SceneKind(str(command.args.get("scene")))
+        except ValueError:
+            return False, "unknown_scene"
+        if not isinstance(ir, bool):
+            return False, "bad_args"
+        seed = zlib.crc32(self.device.spec.device_id.encode()) & 0xFFFF
+        self.scene = Scene(kind, seed=seed, ir=ir)
+        if self.video is not None:
+            self.video.set_scene(self.scene)
+        return True, None
+
+
+async def _ok(command: topics.Command) -> tuple[bool, str | None]:
+    return True, None
+
+
+def attach(
+    device: SimulatedDevice, *, scene: FrameSource | None = None, policy: AnswerPolicy | None = None
+) -> DevicePeer:
+    """Give ``device`` real media and call behaviour; returns the peer for inspection."""
+    peer = DevicePeer(device, scene=scene, policy=policy)
+    device.on_signal = peer.on_signal
+    device.on_command.update(
+        {
+            topics.CommandOp.RING: peer.on_ring,
+            topics.CommandOp.HANGUP: peer.on_stop,
+            topics.CommandOp.SLEEP: peer.on_stop,
+            topics.CommandOp.WAKE: _ok,
+            topics.CommandOp.DRIVE: peer.on_drive,
+            topics.CommandOp.SCENE: peer.on_scene,
+        }
+    )
+    return peer

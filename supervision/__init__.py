@@ -1,0 +1,1 @@
+"""Night rounds, checks, escalation, and the motion check with its probe."""

@@ -1,0 +1,426 @@
+"""HTTP routes of the night round: tonight's queue, duty, views and outcomes, patrol tasks,
+alarms, planning and the morning report.
+
+Operator outcomes (``ok``, ``not_seen``, ``call``, ``patrol``, ``technical``, an optional note)
+need the operator on duty at that instant (403 ``not_on_duty``); an outcome the check's state does
+not accept is 409 with the refusal as ``code``; nothing changes on any error. Notes go to the
+round's own table, never to the audit log. Dependencies come through the typed app keys below,
+set by the composition root: :data:`STORE`, :data:`CLOCK`, :data:`WATCHDOG` (planning),
+:data:`ZONE` and :data:`PUBLISH` (console events of operator steps); :func:`console_event` turns
+the round's bus events into console messages.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+
+from consent.access import caller
+from consent.body import Body, read_object
+from consent.roles import ADMINS, OPERATORS, Route
+from consent.rules import night_of
+from supervision import checks as ch
+from supervision import report as rp
+from supervision.checks import Check, OutcomeKind, State
+from supervision.errors import BadRequest
+from supervision.ports import AlarmRaised, CheckChanged, Clock, Publish
+from supervision.runner import log_transition, publish_transition
+from supervision.store import RoundStore
+from supervision.watchdog import Watchdog
+
+STORE: web.AppKey[RoundStore] = web.AppKey("rounds_store")
+CLOCK: web.AppKey[Clock] = web.AppKey("rounds_clock")
+WATCHDOG: web.AppKey[Watchdog] = web.AppKey("rounds_watchdog")
+ZONE: web.AppKey[tzinfo] = web.AppKey("rounds_zone")
+PUBLISH: web.AppKey[Publish] = web.AppKey("rounds_publish")
+
+_TAGS = ("rounds",)
+_REASON = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+MAX_NOTE = 2000
+
+
+def _store(request: web.Request) -> RoundStore:
+    return request.app[STORE]
+
+
+def _now(request: web.Request) -> datetime:
+    return request.app[CLOCK]()
+
+
+def _zone(request: web.Request) -> tzinfo:
+    return request.app.get(ZONE) or ZoneInfo("Europe/Stockholm")
+
+
+def check_json(c: Check) -> dict[str, Any]:
+    return {
+        "check_id": c.check_id,
+        "recipient_id": c.recipient_id,
+        "device_id": c.device_id,
+        "night": c.night.isoformat(),
+        "agreed": c.agreed.strftime("%H:%M"),
+        "agreed_at": c.agreed_at.isoformat(),
+        "window_start": c.window_start.isoformat(),
+        "window_end": c.window_end.isoformat(),
+        "state": c.state.value,
+        "category": c.category.value,
+        "since": c.since.isoformat(),
+        "deadline": c.deadline.isoformat() if c.deadline else None,
+        "attempt": c.attempt,
+        "reason": c.reason,
+        "holder": c.holder,
+        "verdict": c.verdict,
+        "version": c.version,
+        "view_cap_s": c.policy.view_cap_s,
+    }
+
+
+def _night(request: web.Request, raw: str | None = None) -> date:
+    text = raw if raw is not None else request.match_info["date"]
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise BadRequest(
+            "date must be a night's evening date like 2025-06-10", field="date", code="invalid_date"
+        ) from None
+
+
+async def _body(request: web.Request) -> Body:
+    return Body(await read_object(request))
+
+
+def _note(b: Body) -> str | None:
+    return b.text("note", max_len=MAX_NOTE, required=False) or None
+
+
+def _reason(b: Body, *, required: bool = False) -> str | None:
+    value = b.text("reason", max_len=64, required=required)
+    if value is not None and not _REASON.match(value):
+        raise BadRequest(
+            "reason is a short code like 'fallen' or 'no_answer'",
+            field="reason",
+            code="invalid_reason",
+        )
+    return value
+
+
+# --------------------------------------------------------------------------- the queue
+
+
+async def queue(request: web.Request) -> web.Response:
+    """Tonight's unfinished checks, the human queue first, and the open alarms."""
+    store = _store(request)
+    now = _now(request)
+    raw = request.query.get("night")
+    night = _night(request, raw) if raw else night_of(now, _zone(request))
+    checks = [c for c in await store.open_checks() if c.night == night]
+    order = {State.VIEWING: 0, State.NEEDS_VIEW: 1, State.CALLING: 2, State.PATROL: 3}
+    checks.sort(key=lambda c: (order.get(c.state, 9), c.deadline or c.since, c.check_id))
+    motion = await store.verdict_details([c.check_id for c in checks])
+    return web.json_response(
+        {
+            "night": night.isoformat(),
+            "at": now.isoformat(),
+            "checks": [{**check_json(c), "motion": motion.get(c.check_id)} for c in checks],
+            "alarms": [_alarm_json(a) for a in await store.alarms(night, open_only=True)],
+            "on_duty": await store.on_duty(now),
+        }
+    )
+
+
+def _alarm_json(a: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in a.items()}
+
+
+async def get_check(request: web.Request) -> web.Response:
+    store = _store(request)
+    c = await store.get(request.match_info["check_id"])
+    steps = [t for t in await store.transitions(c.night) if t.check_id == c.check_id]
+    return web.json_response(
+        {
+            **check_json(c),
+            "motion": (await store.verdict_details([c.check_id])).get(c.check_id),
+            "transitions": [
+                {
+                    "version": t.version,
+                    "at": t.at.isoformat(),
+                    "from": t.from_state.value,
+                    "to": t.to_state.value,
+                    "event": t.event,
+                    "actor": t.actor,
+                    "reason": t.reason,
+                    "verdict": t.verdict,
+                    "note": t.note,
+                }
+                for t in steps
+            ],
+        }
+    )
+
+
+# --------------------------------------------------------------------------- duty
+
+
+async def start_duty(request: web.Request) -> web.Response:
+    who = caller(request)
+    (await _body(request)).done()
+    await _store(request).start_duty(who.staff_id, at=_now(request))
+    return web.json_response({"staff_id": who.staff_id, "on_duty": True}, status=201)
+
+
+async def end_duty(request: web.Request) -> web.Response:
+    who = caller(request)
+    ended = await _store(request).end_duty(who.staff_id, at=_now(request))
+    if not ended:
+        raise BadRequest("you are not on duty", field=None, code="not_on_duty")
+    return web.json_response({"staff_id": who.staff_id, "on_duty": False})
+
+
+# --------------------------------------------------------------------------- operator steps
+
+
+async def _step(
+    request: web.Request, event: ch.Event, *, note: str | None = None, on_duty: bool = True
+) -> web.Response:
+    tr = await _store(request).transition(
+        request.match_info["check_id"], event, at=_now(request), note=note, on_duty=on_duty
+    )
+    log_transition(tr)
+    publish_transition(request.app.get(PUBLISH), tr)
+    return web.json_response(check_json(tr.check))
+
+
+async def open_view(request: web.Request) -> web.Response:
+    """The operator opened the feed (the view itself goes through signalling)."""
+    who = caller(request)
+    (await _body(request)).done()
+    return await _step(request, ch.ViewOpened(who.staff_id))
+
+
+async def outcome(request: web.Request) -> web.Response:
+    who = caller(request)
+    b = await _body(request)
+    kind = b.enum("outcome", OutcomeKind)
+    reason = _reason(b, required=kind is OutcomeKind.PATROL)
+    note = _note(b)
+    b.done()
+    return await _step(request, ch.Outcome(who.staff_id, kind, reason), note=note)
+
+
+async def patrol_ack(request: web.Request) -> web.Response:
+    who = caller(request)
+    (await _body(request)).done()
+    return await _step(request, ch.PatrolAcknowledged(who.staff_id), on_duty=False)
+
+
+async def patrol_visited(request: web.Request) -> web.Response:
+    who = caller(request)
+    b = await _body(request)
+    note = _note(b)
+    b.done()
+    return await _step(request, ch.PatrolVisited(who.staff_id), note=note, on_duty=False)
+
+
+async def ack_alarm(request: web.Request) -> web.Response:
+    who = caller(request)
+    try:
+        version = int(request.match_info["version"])
+    except ValueError:
+        raise BadRequest("version is a whole number", field="version") from None
+    await _store(request).acknowledge_alarm(
+        request.match_info["check_id"], version, staff_id=who.staff_id, at=_now(request)
+    )
+    return web.json_response(
+        {"check_id": request.match_info["check_id"], "version": version, "acknowledged": True}
+    )
+
+
+# --------------------------------------------------------------------------- nights
+
+
+async def plan_night(request: web.Request) -> web.Response:
+    night = _night(request)
+    watchdog = request.app[WATCHDOG]
+    tonight = watchdog.tonight(_now(request))
+    if not tonight - date.resolution <= night <= tonight + date.resolution:
+        raise BadRequest(
+            f"only the nights around tonight ({tonight}) can be planned",
+            field="date",
+            code="night_out_of_range",
+        )
+    plan = await watchdog.plan(night)
+    return web.json_response(
+        {
+            "night": night.isoformat(),
+            "checks": len(plan.checks),
+            "by_state": {k.value: v for k, v in plan.by_state().items()},
+            "problems": [
+                {
+                    "recipient_id": p.recipient_id,
+                    "plan_id": p.plan_id,
+                    "field": p.field,
+                    "code": p.code,
+                    "message": p.message,
+                }
+                for p in plan.problems
+            ],
+        }
+    )
+
+
+async def reconcile_night(request: web.Request) -> web.Response:
+    night = _night(request)
+    now = _now(request)
+    watchdog = request.app[WATCHDOG]
+    if now < watchdog.reconcile_at(night) and "force" not in request.query:
+        raise BadRequest(
+            f"the round of {night} is not over until "
+            f"{watchdog.reconcile_at(night).isoformat()}; add ?force=1",
+            field="date",
+            code="night_not_over",
+        )
+    closed = await watchdog.reconcile(night)
+    return web.json_response({"night": night.isoformat(), "closed": len(closed)})
+
+
+async def night_report(request: web.Request) -> web.Response:
+    night = _night(request)
+    store = _store(request)
+    nights = await store.planned_nights()
+    report = rp.build(
+        night,
+        await store.night_checks(night),
+        await store.transitions(night),
+        generated_at=_now(request),
+        reconciled_at=nights.get(night),
+        alarms=await store.alarms(night),
+    )
+    wants_html = request.query.get("format") == "html" or (
+        "format" not in request.query and "text/html" in request.headers.get("Accept", "")
+    )
+    if wants_html:
+        return web.Response(text=rp.render_html(report), content_type="text/html")
+    return web.json_response(report)
+
+
+def console_event(event: object) -> dict[str, Any] | None:
+    """A round's bus event as a console message (``services.console`` encoder), else None:
+    ``{"type": "check.changed", ...}`` or ``{"type": "check.alarm", ...}``; pseudonymous ids."""
+    if isinstance(event, CheckChanged):
+        return {
+            "type": "check.changed",
+            "check_id": event.check_id,
+            "recipient_id": event.recipient_id,
+            "device_id": event.device_id,
+            "from": event.before.value,
+            "state": event.state.value,
+            "category": ch.CATEGORY[event.state].value,
+            "verdict": event.verdict,
+            "reason": event.reason,
+            "deadline": event.deadline.isoformat() if event.deadline else None,
+            "at": event.at.isoformat(),
+            "actor": event.actor,
+        }
+    if isinstance(event, AlarmRaised):
+        a = event.alarm
+        return {
+            "type": "check.alarm",
+            "check_id": a.check_id,
+            "recipient_id": a.recipient_id,
+            "state": a.state.value,
+            "deadline": a.deadline.isoformat(),
+            "version": a.version,
+            "late_s": round(a.late_s),
+            "at": event.at.isoformat(),
+        }
+    return None
+
+
+_OUTCOME_BODY = {
+    "type": "object",
+    "required": ["outcome"],
+    "additionalProperties": False,
+    "properties": {
+        "outcome": {"enum": [k.value for k in OutcomeKind]},
+        "reason": {"type": "string", "pattern": _REASON.pattern},
+        "note": {"type": "string", "maxLength": MAX_NOTE},
+    },
+}
+
+
+def routes() -> list[Route]:
+    r, t = Route, _TAGS
+    return [
+        r("GET", "/api/rounds/queue", queue, OPERATORS, "Tonight's open checks and alarms", tags=t),
+        r("POST", "/api/rounds/duty", start_duty, OPERATORS, "Start my duty", tags=t),
+        r("DELETE", "/api/rounds/duty", end_duty, OPERATORS, "End my duty", tags=t),
+        r("GET", "/api/checks/{check_id}", get_check, OPERATORS, "One check and its steps", tags=t),
+        r(
+            "POST",
+            "/api/checks/{check_id}/view",
+            open_view,
+            OPERATORS,
+            "I opened the feed of a queued check",
+            tags=t,
+        ),
+        r(
+            "POST",
+            "/api/checks/{check_id}/outcome",
+            outcome,
+            OPERATORS,
+            "Document a check: ok, not_seen, call, patrol (with reason), technical",
+            body=_OUTCOME_BODY,
+            tags=t,
+        ),
+        r(
+            "POST",
+            "/api/checks/{check_id}/patrol/ack",
+            patrol_ack,
+            OPERATORS,
+            "The patrol takes the visit",
+            tags=t,
+        ),
+        r(
+            "POST",
+            "/api/checks/{check_id}/patrol/visited",
+            patrol_visited,
+            OPERATORS,
+            "The patrol made the visit",
+            tags=t,
+        ),
+        r(
+            "POST",
+            "/api/alarms/{check_id}/{version}/ack",
+            ack_alarm,
+            OPERATORS,
+            "Acknowledge a missed-deadline alarm",
+            tags=t,
+        ),
+        r(
+            "POST",
+            "/api/nights/{date}/plan",
+            plan_night,
+            ADMINS,
+            "Plan a night now (idempotent)",
+            tags=t,
+        ),
+        r(
+            "POST",
+            "/api/nights/{date}/reconcile",
+            reconcile_night,
+            ADMINS,
+            "Close a night: every open check becomes a deviation or escalated",
+            tags=t,
+        ),
+        r(
+            "GET",
+            "/api/nights/{date}/report",
+            night_report,
+            OPERATORS,
+            "Morning report as JSON, or printable HTML (?format=html)",
+            tags=t,
+        ),
+    ]

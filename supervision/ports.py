@@ -1,0 +1,128 @@
+"""What the night round needs from the rest of the system, as protocols (ports).
+
+The composition root (``services/app.py``) hands adapters for these to
+:class:`supervision.runner.Runner` and :class:`supervision.watchdog.Watchdog`; tests and the
+simulated night hand in-process fakes that implement the same protocols.
+
+================  =====================================================  ==================
+port              what                                                   real adapter
+================  =====================================================  ==================
+:class:`Gate`     the consent gate at an instant (hard rules 1 and 3)    consent gate
+:class:`Prober`   watch a camera a few seconds, return the verdict       probe (issue 5)
+:class:`Devices`  wake a camera; which devices are online now            devices.commands
+:class:`Bases`    brukare, plans, consents, pauses, bindings             consent store
+:data:`Clock`     the injectable clock (tz-aware)                        system / simulated
+:data:`Publish`   console events (in-process bus)                        services.events
+================  =====================================================  ==================
+
+Presence and consent changes arrive as async iterators of objects shaped like
+:class:`PresenceEvent` (``devices.registry.PresenceChanged``) and
+:class:`~consent.model.ConsentChange`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+from consent.model import Decision, Purpose, RecipientBasis
+from supervision.checks import Alarm, State
+
+Clock = Callable[[], datetime]
+"""Returns the current instant, timezone-aware."""
+
+Publish = Callable[[object], None]
+"""Publishes a console event (:class:`CheckChanged`, :class:`AlarmRaised`); never blocks."""
+
+
+class Gate(Protocol):
+    async def decide(self, *, device_id: str, purpose: Purpose, at: datetime) -> Decision:
+        """May ``device_id`` be used for ``purpose`` at ``at``? Default deny."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """The motion check's verdict over one probe window (names as in ``supervision.verdict``)."""
+
+    verdict: str
+    needs_human: bool
+    confidence: float = 0.0
+    frames: int = 0
+    detail: Mapping[str, Any] | None = None  # the numbers behind the verdict (JSON, no pictures)
+
+
+class Prober(Protocol):
+    async def probe(self, *, device_id: str, check_id: str, window_s: float) -> ProbeResult:
+        """Watch ``device_id`` receive-only for ``window_s`` seconds and return the verdict.
+
+        Returns ``no_signal`` when nothing arrives; raises only on a broken invariant.
+        """
+        ...
+
+
+class LinkDown(ConnectionError):
+    """This process's own link to the devices (the broker) is down: not the device's fault."""
+
+
+class Devices(Protocol):
+    async def wake(self, device_id: str) -> bool:
+        """Ask the camera to wake; True when it acknowledged in time (:class:`LinkDown` if this
+        process could not reach the device's broker meanwhile)."""
+        ...
+
+    async def online(self, device_ids: Collection[str] | None = None) -> set[str]:
+        """Ids of the devices (of ``device_ids``, or all) that are online now."""
+        ...
+
+
+class Bases(Protocol):
+    async def bases(
+        self, recipient_ids: Collection[str] | None = None
+    ) -> dict[str, RecipientBasis]:
+        """Everything about many (default all) brukare: ``consent.ports.ConsentStore.bases``."""
+        ...
+
+
+@runtime_checkable
+class PresenceEvent(Protocol):
+    """A device's presence changed (``devices.registry.PresenceChanged``)."""
+
+    @property
+    def device_id(self) -> str: ...
+
+    @property
+    def presence(self) -> str: ...  # "online" | "offline" | "stopped" | "unknown"
+
+    @property
+    def at(self) -> datetime: ...
+
+
+# --------------------------------------------------------------------------- console events
+
+
+@dataclass(frozen=True, slots=True)
+class CheckChanged:
+    """A check moved; the console updates its queue. Pseudonymous ids only."""
+
+    check_id: str
+    recipient_id: str
+    device_id: str | None
+    before: State
+    state: State
+    reason: str | None
+    deadline: datetime | None
+    at: datetime
+    actor: str
+    verdict: str | None = None  # the motion check's verdict, once probed
+    relayed: bool = False  # made by another process (supervision.relay): already acted on there
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmRaised:
+    """A deadline was missed (watchdog); shown in the console until acknowledged."""
+
+    alarm: Alarm
+    at: datetime

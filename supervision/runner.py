@@ -1,0 +1,247 @@
+"""Round workers: claim due checks, re-check the gate, wake the camera, probe, apply the verdict.
+
+One :class:`Runner` per process (``--roles rounds``), any number of processes per night: the
+store hands each due check to one worker (``FOR UPDATE SKIP LOCKED``) and takes a claim back when
+it expires, so a crashed worker's checks are done by another, and a worker whose claim was taken
+over has its late result refused. The runner talks to ports only (:mod:`supervision.ports`).
+
+For each claimed check, at the instant the work starts:
+
+1. the check's own agreed window (a first look claimed after it ends is not taken) and the gate
+   for ``camera_check`` (hard rule 1). Refused: paused -> dropped or visited as the plan says;
+   outside the agreed window (a retry or a late claim) -> the ladder continues without a look
+   (call or patrol); anything else -> a physical visit with the gate's reason;
+2. the camera's presence in the registry: offline -> a physical visit (hard rule 7);
+3. the gate for ``motion_analysis`` (hard rule 3). Refused, or no prober in this process (no
+   ``probes`` role, or the probe is not installed) -> straight to a human view;
+4. wake the camera. No acknowledgement -> a physical visit (``wake_failed``, hard rule 7). This
+   process's own broker link down (:class:`~supervision.ports.LinkDown`) is not the camera's
+   fault: the worker keeps its claim and starts again from step 1 every ``link_retry_s`` for up
+   to ``link_wait_s``; after that the claim lapses and the check is claimed again (too late for
+   its agreed window -> the ladder goes on);
+5. the probe watches ``probe_window_s`` and its verdict is applied per care plan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from consent.model import Purpose, Reason
+from supervision import checks as ch
+from supervision import relay
+from supervision.checks import Check, Transition
+from supervision.errors import TransitionRefused
+from supervision.ports import Clock, Devices, Gate, LinkDown, Prober, Publish
+from supervision.store import RoundStore
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerConfig:
+    """Seconds of real time unless named otherwise."""
+
+    worker_id: str
+    concurrency: int = 8  # checks probed at once by this worker
+    poll_s: float = 1.0  # how often an idle worker looks for due checks
+    probe_window_s: float = 8.0  # how long the probe watches (camera time)
+    open_checks: bool = True  # this worker also opens checks whose window started
+    claim_after_s: float = 0.0  # take a due check only once it has waited this long
+    link_retry_s: float = 1.0  # own broker link down: try the check again after this
+    link_wait_s: float = 30.0  # ... for this long, then let the claim lapse (< probe_timeout_s)
+
+
+def publish_transition(publish: Publish | None, tr: Transition) -> None:
+    if publish is not None:
+        publish(relay.changed(tr))
+
+
+def log_transition(tr: Transition) -> None:
+    c = tr.check
+    log.info(
+        "check_transitioned",
+        check_id=c.check_id,
+        recipient_id=c.recipient_id,
+        before=tr.before.value,
+        state=c.state.value,
+        step=ch.event_name(tr.event),
+        reason=c.reason,
+        version=c.version,
+    )
+
+
+class Runner:
+    def __init__(
+        self,
+        store: RoundStore,
+        *,
+        gate: Gate,
+        prober: Prober | None,
+        devices: Devices,
+        clock: Clock,
+        config: RunnerConfig,
+        publish: Publish | None = None,
+    ) -> None:
+        self.store = store
+        self.gate = gate
+        self.prober = prober
+        self.devices = devices
+        self.clock = clock
+        self.config = config
+        self.publish = publish
+        self.processed = 0  # checks this worker finished (for tests and metrics)
+        self.lost_claims = 0  # results refused because another worker took over
+        self.link_retries = 0  # checks started again because this process's link was down
+        self._inflight = 0
+        self._details: dict[str, Mapping[str, Any]] = {}  # check id -> the probe's numbers
+
+    def _emit(self, tr: Transition) -> None:
+        log_transition(tr)
+        publish_transition(self.publish, tr)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until ``stop`` is set; in-flight checks finish (or their claims expire)."""
+        async with asyncio.TaskGroup() as tasks:
+            while not stop.is_set():
+                try:
+                    claimed = await self.tick(tasks)
+                except Exception:  # a task boundary (the database went away for a moment)
+                    log.exception("round_tick_failed", worker=self.config.worker_id)
+                    claimed = 0
+                if claimed == 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), self.config.poll_s)
+
+    async def tick(self, tasks: asyncio.TaskGroup) -> int:
+        """Open due checks, claim as many as there are free slots, start them; return claimed."""
+        now = self.clock()
+        if self.config.open_checks:
+            for tr in await self.store.open_due(now):
+                self._emit(tr)
+        free = self.config.concurrency - self._inflight
+        if free <= 0:
+            return 0
+        claimed = await self.store.claim_transitions(
+            self.config.worker_id, now, limit=free, after_s=self.config.claim_after_s
+        )
+        for tr in claimed:
+            self._emit(tr)
+            self._inflight += 1
+            tasks.create_task(self._guarded(tr.check))
+        return len(claimed)
+
+    async def _guarded(self, check: Check) -> None:
+        try:
+            await self.process(check)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a task boundary: the claim expires and another worker retries
+            log.exception("check_processing_failed", check_id=check.check_id)
+        finally:
+            self._inflight -= 1
+
+    async def process(self, check: Check) -> Transition | None:
+        """Do one claimed check; return the transition stored, or None if the claim was lost."""
+        event = await self.decide(check)
+        detail = self._details.pop(check.check_id, None)
+        try:
+            tr = await self.store.finish(check, event, at=self.clock(), detail=detail)
+        except TransitionRefused as e:
+            self.lost_claims += 1
+            log.warning(
+                "check_claim_lost",
+                check_id=check.check_id,
+                worker=self.config.worker_id,
+                refusal=e.code,
+            )
+            return None
+        self.processed += 1
+        self._emit(tr)
+        return tr
+
+    async def decide(self, check: Check) -> ch.Event:
+        """The event that ends the probing state of ``check`` (gate, wake, probe); started again
+        while this process's own link is down, up to ``link_wait_s`` (then ``LinkDown``)."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.config.link_wait_s
+        while True:
+            try:
+                return await self._decide(check)
+            except LinkDown as e:
+                if loop.time() + self.config.link_retry_s > give_up:
+                    raise  # the claim lapses; the check is claimed again later
+                self.link_retries += 1
+                log.warning(
+                    "check_waits_for_link",
+                    check_id=check.check_id,
+                    worker=self.config.worker_id,
+                    error=str(e),
+                )
+                await asyncio.sleep(self.config.link_retry_s)
+
+    async def _decide(self, check: Check) -> ch.Event:
+        if check.device_id is None:
+            return ch.Cancel(str(Reason.DEVICE_NOT_BOUND))
+        device = check.device_id
+        now = self.clock()
+        if check.attempt == 1 and not check.window_start <= now <= check.window_end:
+            return ch.LookRefused("outside_window")  # claimed too late for its agreed window
+        camera = await self.gate.decide(
+            device_id=device, purpose=Purpose.CAMERA_CHECK, at=self.clock()
+        )
+        if not camera.allowed:
+            reason = camera.reason or Reason.NO_CONSENT
+            if reason is Reason.OUTSIDE_WINDOW:
+                return ch.LookRefused(str(reason))
+            if reason is Reason.PAUSED:
+                return ch.Cancel("paused", visit=check.policy.paused_visit)
+            return ch.Cancel(str(reason))
+        if device not in await self.devices.online([device]):
+            return ch.DeviceLost("device_offline")  # hard rule 7: no look at a dead camera
+        motion = await self.gate.decide(
+            device_id=device, purpose=Purpose.MOTION_ANALYSIS, at=self.clock()
+        )
+        if not motion.allowed:
+            return ch.ProbeSkipped("no_motion_consent")
+        if self.prober is None:  # this process has no probes role: a human looks
+            return ch.ProbeSkipped("no_prober")
+        try:
+            awake = await self.devices.wake(device)
+        except LinkDown:
+            raise
+        except (OSError, TimeoutError, LookupError) as e:
+            log.warning(
+                "camera_wake_failed",
+                check_id=check.check_id,
+                device_id=device,
+                error=type(e).__name__,
+            )
+            awake = False
+        if not awake:
+            return ch.DeviceLost("wake_failed")
+        try:
+            result = await self.prober.probe(
+                device_id=device, check_id=check.check_id, window_s=self.config.probe_window_s
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a broken probe must not clear anything: a human looks instead
+            log.exception("probe_failed", check_id=check.check_id, device_id=device)
+            return ch.ProbeSkipped("probe_failed")
+        log.info(
+            "probe_finished",
+            check_id=check.check_id,
+            device_id=device,
+            verdict=result.verdict,
+            needs_human=result.needs_human,
+            frames=result.frames,
+        )
+        if result.detail is not None:
+            self._details[check.check_id] = result.detail
+        return ch.ProbeDone(result.verdict, result.needs_human)

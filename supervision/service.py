@@ -1,0 +1,221 @@
+"""The night round as a running service: the adapters of its ports and the tasks of one process.
+
+The composition root (``services/app.py``) builds one :class:`Rounds` per process with the roles
+it runs and hands it the consent gate, the device registry's pool, a wake function, the event
+bus and the clock; :meth:`Rounds.run` then runs, until cancelled:
+
+- the watchdog (``run_watchdog``): plans tonight at the planning hour, opens checks, raises
+  alarms for missed deadlines, reconciles a finished night;
+- the watchdog's reactions to changes: device presence from the in-process event bus (a camera
+  offline before or during a check -> patrol at once) and consent, plan, pause and binding changes
+  from the gate's feed (re-plan that brukare's remaining checks);
+- one worker (``run_workers``): claims due checks (``FOR UPDATE SKIP LOCKED``) and does them; its
+  prober is the motion probe when the process runs the ``probes`` role, else None (a human
+  looks), and then it takes a due check only after ``claim_after_s``, so that where processes
+  with probes exist they get every check first.
+
+:meth:`Rounds.relay_events` (in processes that serve consoles) republishes the steps and alarms
+of other processes on this one's bus (:mod:`supervision.relay`).
+
+:class:`RegistryDevices` implements :class:`supervision.ports.Devices` over the ``devices`` table
+(presence as the registry stored it) and a wake command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterable, Awaitable, Callable, Collection
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import asyncpg
+import structlog
+
+from devices import topics
+from supervision import relay
+from supervision.ports import Bases, Clock, Gate, LinkDown, Prober, Publish
+from supervision.runner import Runner, RunnerConfig
+from supervision.store import RoundStore
+from supervision.watchdog import Watchdog, WatchdogConfig
+
+log = structlog.get_logger(__name__)
+
+Wake = Callable[[str], Awaitable[bool]]
+"""Asks a device to wake; True when it acknowledged in time (False or an ``OSError``/
+``TimeoutError``/``LookupError`` otherwise; :class:`~supervision.ports.LinkDown` when this
+process's own broker link was down)."""
+
+
+class _Sender(Protocol):
+    async def send(
+        self,
+        device_id: str,
+        op: topics.CommandOp,
+        args: dict[str, Any] | None = None,
+        timeout_s: float = 5.0,
+    ) -> topics.CommandAck: ...
+
+
+class _Link(Protocol):
+    """``services.mqtt.MqttLink`` as far as a wake needs it."""
+
+    connected: asyncio.Event
+    reconnected_at: float | None  # event loop time of the last reconnect after a drop
+
+
+def command_wake(
+    commands: _Sender, *, timeout_s: float = 5.0, link: _Link | None = None, settle_s: float = 0.0
+) -> Wake:
+    """A :data:`Wake` over ``devices.commands.Commands``: ``wake`` with an ack, or False.
+
+    :class:`LinkDown` (the device is not to blame) when the command could not be sent (a
+    ``ConnectionError``: the broker is not connected), or no ack came while ``link`` was down,
+    reconnected, or had reconnected less than ``settle_s`` before (after a broker restart the
+    devices are still reconnecting; the registry's sweep grace)."""
+
+    async def wake(device_id: str) -> bool:
+        loop = asyncio.get_running_loop()
+        sent = loop.time()
+        try:
+            ack = await commands.send(device_id, topics.CommandOp.WAKE, timeout_s=timeout_s)
+        except ConnectionError as e:
+            raise LinkDown(str(e)) from e
+        except TimeoutError:
+            if link is not None and (
+                not link.connected.is_set()
+                or (link.reconnected_at is not None and link.reconnected_at > sent - settle_s)
+            ):
+                raise LinkDown("no ack while the broker link was down or settling") from None
+            raise
+        return ack.ok
+
+    return wake
+
+
+class RegistryDevices:
+    """The :class:`~supervision.ports.Devices` port over the registry's table and a wake command."""
+
+    def __init__(self, pool: asyncpg.Pool, wake: Wake | None = None) -> None:
+        self._pool = pool
+        self._wake = wake
+
+    async def wake(self, device_id: str) -> bool:
+        if self._wake is None:  # no command link in this process: the probe finds out
+            return True
+        return await self._wake(device_id)
+
+    async def online(self, device_ids: Collection[str] | None = None) -> set[str]:
+        rows = await self._pool.fetch(
+            "SELECT device_id FROM devices WHERE presence = 'online'"
+            " AND ($1::text[] IS NULL OR device_id = ANY($1))",
+            None if device_ids is None else list(device_ids),
+        )
+        return {r["device_id"] for r in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class RoundsConfig:
+    """What this process does for the round. Seconds of real time."""
+
+    worker_id: str
+    zone: str = "Europe/Stockholm"
+    plan_hour: int = 18
+    run_watchdog: bool = True
+    run_workers: bool = True
+    concurrency: int = 8
+    poll_s: float = 1.0
+    probe_window_s: float = 8.0
+    claim_after_s: float = 0.0  # a worker without a prober leaves due checks to probing ones
+    share_events: bool = False  # send steps and alarms to other processes' consoles (relay)
+
+
+class Rounds:
+    """The round's objects of one process and the tasks that drive them."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        config: RoundsConfig,
+        gate: Gate,
+        bases: Bases,
+        devices: RegistryDevices,
+        clock: Clock,
+        prober: Prober | None = None,
+        publish: Publish | None = None,
+    ) -> None:
+        self.config = config
+        self.pool = pool
+        self.store = RoundStore(pool, origin=config.worker_id if config.share_events else None)
+        self.watchdog = Watchdog(
+            self.store,
+            bases=bases,
+            devices=devices,
+            clock=clock,
+            config=WatchdogConfig(
+                zone=config.zone, plan_hour=config.plan_hour, poll_s=config.poll_s
+            ),
+            publish=publish,
+        )
+        self.runner = Runner(
+            self.store,
+            gate=gate,
+            prober=prober,
+            devices=devices,
+            clock=clock,
+            config=RunnerConfig(
+                worker_id=config.worker_id,
+                concurrency=config.concurrency,
+                poll_s=config.poll_s,
+                probe_window_s=config.probe_window_s,
+                open_checks=not config.run_watchdog,
+                claim_after_s=config.claim_after_s,
+            ),
+            publish=publish,
+        )
+
+    async def run(
+        self,
+        *,
+        presence: AsyncIterable[object] | None = None,
+        changes: AsyncIterable[object] | None = None,
+        stop: asyncio.Event | None = None,
+    ) -> None:
+        """Run this process's part of the round until ``stop`` is set or the task is cancelled.
+
+        ``presence``: the event bus subscription (``PresenceChanged`` among other events);
+        ``changes``: the gate's consent change feed. Both are read by the watchdog only.
+        """
+        stop = stop or asyncio.Event()
+        log.info(
+            "rounds_started",
+            worker=self.config.worker_id,
+            watchdog=self.config.run_watchdog,
+            workers=self.config.run_workers,
+            prober=self.runner.prober is not None,
+        )
+        async with asyncio.TaskGroup() as tasks:
+            if self.config.run_watchdog:
+                tasks.create_task(self.watchdog.run(stop))
+                for feed in (presence, changes):
+                    if feed is not None:
+                        tasks.create_task(self._watch(feed, stop))
+            if self.config.run_workers:
+                tasks.create_task(self.runner.run(stop))
+
+    async def relay_events(self, publish: Publish) -> None:
+        """Publish the steps and alarms other processes made on this process's bus (for its
+        consoles) until cancelled; see :mod:`supervision.relay`."""
+        await relay.listen(self.pool, publish, origin=self.config.worker_id)
+
+    async def _watch(self, feed: AsyncIterable[object], stop: asyncio.Event) -> None:
+        watcher = asyncio.ensure_future(self.watchdog.watch(feed))
+        try:
+            await stop.wait()
+        finally:
+            watcher.cancel()
+            try:
+                await watcher
+            except asyncio.CancelledError:
+                if not watcher.cancelled():
+                    raise

@@ -1,0 +1,730 @@
+"""The night round in PostgreSQL: checks, transitions, alarms and duties (plain SQL, asyncpg).
+
+Every change goes through :func:`supervision.checks.apply` on a row locked ``FOR UPDATE`` and is
+written in one transaction with its ``round_transitions`` row and its audit entry
+(``consent.audit_store.append``, appended last so the audit lock is held briefly). The
+``(check_id, version)`` key of ``round_transitions`` makes a second write of the same step
+impossible, so no check is done twice even if two processes race. Planning is the exception for
+speed (tens of thousands of checks at once): checks go in with one ``INSERT ... unnest`` in their
+planned state, the moves made at planning (to patrol or deviation) with one more, and the audit
+gets one ``round.settled`` entry per :data:`SETTLED_PER_ENTRY` of those moves, listing each.
+
+Workers share the queue with ``SELECT ... FOR UPDATE SKIP LOCKED``: :meth:`RoundStore.open_due`
+opens checks whose window (or retry time) has come, :meth:`RoundStore.claim` hands a due check
+to one worker for ``Timing.probe_timeout_s``; a claim that outlives that (a crashed worker) is
+claimable again, and the late worker's result is then refused (:meth:`RoundStore.finish`).
+All instants come from the caller's clock; SQL never calls ``now()``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import asyncpg
+
+from consent import audit_store
+from supervision import checks as ch
+from supervision import relay
+from supervision.checks import Alarm, Check, Policy, Rejected, State, Step, Transition
+from supervision.errors import (
+    AlreadyOnDuty,
+    NotOnDuty,
+    TransitionRefused,
+    UnknownAlarm,
+    UnknownCheck,
+)
+from supervision.ports import AlarmRaised
+from supervision.schedule import NightPlan
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    Connection: TypeAlias = (
+        "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
+    )
+
+Audit = Callable[..., Awaitable[object]]
+"""``consent.audit_store.append``-shaped: ``(conn, *, actor, action, subject, data, at)``."""
+
+COLUMNS = (
+    "check_id, recipient_id, device_id, night, agreed, agreed_at, window_start, window_end,"
+    " policy::text AS policy, state, since, deadline, attempt, ladder_step, reason, holder,"
+    " verdict, version"
+)
+OPERATOR_EVENTS = (ch.ViewOpened, ch.Outcome)
+INSERT_COLUMNS = (
+    "check_id", "recipient_id", "device_id", "night", "agreed", "agreed_at", "window_start",
+    "window_end", "policy", "state", "since", "deadline", "attempt", "ladder_step", "reason",
+    "holder", "verdict",
+)  # fmt: skip
+"""The columns :func:`_columns` gives, in its order."""
+SETTLED_PER_ENTRY = 40
+"""Planning transitions listed per ``round.settled`` audit entry (entries hold at most 8 KiB)."""
+
+
+@functools.lru_cache(maxsize=256)
+def policy_json(p: Policy) -> str:
+    return json.dumps(
+        {
+            "view_cap_s": p.view_cap_s,
+            "may_clear_without_human": p.may_clear_without_human,
+            "retry_interval_s": p.retry_interval_s,
+            "ladder": [s.value for s in p.ladder],
+            "paused_visit": p.paused_visit,
+        }
+    )
+
+
+def policy_from(raw: str) -> Policy:
+    d = json.loads(raw)
+    return Policy(
+        view_cap_s=d["view_cap_s"],
+        may_clear_without_human=d["may_clear_without_human"],
+        retry_interval_s=d["retry_interval_s"],
+        ladder=tuple(Step(s) for s in d["ladder"]),
+        paused_visit=d["paused_visit"],
+    )
+
+
+def check_from(row: asyncpg.Record) -> Check:
+    return Check(
+        check_id=row["check_id"],
+        recipient_id=row["recipient_id"],
+        device_id=row["device_id"],
+        night=row["night"],
+        agreed=row["agreed"],
+        agreed_at=row["agreed_at"],
+        window_start=row["window_start"],
+        window_end=row["window_end"],
+        policy=policy_from(row["policy"]),
+        state=State(row["state"]),
+        since=row["since"],
+        deadline=row["deadline"],
+        attempt=row["attempt"],
+        ladder_step=row["ladder_step"],
+        reason=row["reason"],
+        holder=row["holder"],
+        verdict=row["verdict"],
+        version=row["version"],
+    )
+
+
+def _actor(raw: str) -> str:
+    """An audit actor id: lowercase, safe characters only."""
+    clean = "".join(ch_ if ch_.isalnum() or ch_ in "._:-" else "-" for ch_ in raw.lower())
+    return clean[:128] or "system"
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionRow:
+    """One stored transition, as the report reads it."""
+
+    check_id: str
+    version: int
+    at: datetime
+    from_state: State
+    to_state: State
+    event: str
+    actor: str
+    reason: str | None
+    verdict: str | None
+    note: str | None
+
+
+class RoundStore:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        timing: ch.Timing = ch.DEFAULT_TIMING,
+        audit: Audit = audit_store.append,
+        origin: str | None = None,
+    ) -> None:
+        """``origin``: this process's name; when set, every step and alarm is also sent to the
+        other processes (:mod:`supervision.relay`)."""
+        self.pool = pool
+        self.timing = timing
+        self._audit = audit
+        self.origin = origin
+
+    # ------------------------------------------------------------------ writing one step
+
+    async def _write(
+        self,
+        conn: Connection,
+        tr: Transition,
+        *,
+        note: str | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        new, actor = tr.check, ch.actor_of(tr.event)
+        status = await conn.execute(
+            "UPDATE round_checks SET state=$2, since=$3, deadline=$4, attempt=$5, ladder_step=$6,"
+            " reason=$7, holder=$8, verdict=$9, version=$10 WHERE check_id=$1 AND version=$11",
+            new.check_id,
+            new.state.value,
+            new.since,
+            new.deadline,
+            new.attempt,
+            new.ladder_step,
+            new.reason,
+            new.holder,
+            new.verdict,
+            new.version,
+            new.version - 1,
+        )
+        if status != "UPDATE 1":
+            raise RuntimeError(f"check {new.check_id} changed under its row lock")
+        await self._record(conn, tr, actor=actor, note=note, detail=detail)
+
+    async def _record(
+        self,
+        conn: Connection,
+        tr: Transition,
+        *,
+        actor: str,
+        note: str | None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        new = tr.check
+        await conn.execute(
+            "INSERT INTO round_transitions (check_id, version, at, from_state, to_state, event,"
+            " actor, reason, verdict, note, verdict_detail)"
+            " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11::jsonb)",
+            new.check_id,
+            new.version,
+            tr.at,
+            tr.before.value,
+            new.state.value,
+            ch.event_name(tr.event),
+            actor,
+            new.reason,
+            new.verdict,
+            note,
+            None if detail is None else json.dumps(dict(detail)),
+        )
+        await self._audit(
+            conn,
+            actor=_actor(actor),
+            action=f"check.{new.state.value}",
+            subject=new.check_id,
+            at=tr.at,
+            data={
+                "recipient_id": new.recipient_id,
+                "device_id": new.device_id,
+                "from": tr.before.value,
+                "event": ch.event_name(tr.event),
+                "reason": new.reason,
+                "verdict": new.verdict,
+                "version": new.version,
+                "has_note": note is not None,
+            },
+        )
+        if self.origin is not None:
+            await relay.notify(conn, self.origin, relay.changed(tr))
+
+    async def _locked(self, conn: Connection, check_id: str) -> Check:
+        row = await conn.fetchrow(
+            f"SELECT {COLUMNS} FROM round_checks WHERE check_id=$1 FOR UPDATE", check_id
+        )
+        if row is None:
+            raise UnknownCheck(check_id)
+        return check_from(row)
+
+    async def transition(
+        self,
+        check_id: str,
+        event: ch.Event,
+        *,
+        at: datetime,
+        note: str | None = None,
+        holder: str | None = None,
+        on_duty: bool = False,
+        detail: Mapping[str, Any] | None = None,
+    ) -> Transition:
+        """Apply one event to one check; raise :class:`TransitionRefused` if it does not fit.
+
+        ``holder``: refuse unless the check is still held by it (a worker finishing its claim).
+        ``on_duty``: the event's operator must be on duty at ``at`` (operator outcomes).
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            check = await self._locked(conn, check_id)
+            if on_duty:
+                operator = ch.actor_of(event)
+                if not await self._is_on_duty(conn, operator, at):
+                    raise NotOnDuty(operator)
+            if holder is not None and check.holder != holder:
+                raise TransitionRefused(
+                    Rejected(check_id, check.state, ch.event_name(event), ch.Refusal.CLAIMED)
+                )
+            result = ch.apply(check, event, at=at, timing=self.timing)
+            if isinstance(result, Rejected):
+                raise TransitionRefused(result)
+            await self._write(conn, result, note=note, detail=detail)
+            return result
+
+    async def apply_many(
+        self, events: Iterable[tuple[str, ch.Event]], *, at: datetime
+    ) -> tuple[list[Transition], list[Rejected]]:
+        """Apply events to several checks in one transaction; refusals are returned, not raised."""
+        done: list[Transition] = []
+        refused: list[Rejected] = []
+        async with self.pool.acquire() as conn, conn.transaction():
+            for check_id, event in sorted(events, key=lambda e: e[0]):
+                result = ch.apply(
+                    await self._locked(conn, check_id), event, at=at, timing=self.timing
+                )
+                if isinstance(result, Rejected):
+                    refused.append(result)
+                else:
+                    await self._write(conn, result)
+                    done.append(result)
+        return done, refused
+
+    # ------------------------------------------------------------------ planning
+
+    async def save_plan(self, plan: NightPlan, *, at: datetime, actor: str = "system") -> int:
+        """Insert the plan's checks that do not exist yet, with their planning transitions.
+
+        Idempotent: a check id already stored is left as it is. Returns the number inserted.
+        """
+        if not plan.checks:
+            async with self.pool.acquire() as conn:
+                await self._mark_planned(conn, plan.night, at, {"checks": 0})
+            return 0
+        async with self.pool.acquire() as conn, conn.transaction():
+            known = {
+                r["check_id"]
+                for r in await conn.fetch(
+                    "SELECT check_id FROM round_checks WHERE night = $1"
+                    " AND check_id = ANY($2::text[])",
+                    plan.night,
+                    [c.check_id for c in plan.checks],
+                )
+            }
+            rows = [c for c in plan.checks if c.check_id not in known]
+            inserted = await self._insert_checks(conn, rows, at) if rows else []
+            fresh = {r["check_id"] for r in inserted}
+            moved = [t for t in plan.transitions if t.check.check_id in fresh]
+            await self._record_planning(conn, plan.night, moved, actor=actor)
+            counts: dict[str, int] = {"checks": len(fresh)}
+            for c in plan.checks:
+                if c.check_id in fresh:
+                    counts[c.state.value] = counts.get(c.state.value, 0) + 1
+            counts["problems"] = len(plan.problems)
+            await self._mark_planned(conn, plan.night, at, counts)
+            if fresh:
+                await self._audit(
+                    conn,
+                    actor=_actor(actor),
+                    action="round.planned",
+                    subject=None,
+                    at=at,
+                    data={"night": plan.night.isoformat(), **counts},
+                )
+        return len(fresh)
+
+    async def _insert_checks(
+        self, conn: Connection, rows: Sequence[Check], at: datetime
+    ) -> list[asyncpg.Record]:
+        """COPY new checks (in their planned state) into a scratch table, then insert the ones
+        no other process inserted meanwhile; returns their ids."""
+        await conn.execute("CREATE TEMP TABLE round_checks_in (LIKE round_checks) ON COMMIT DROP")
+        await conn.copy_records_to_table(
+            "round_checks_in",
+            records=zip(*_columns(rows), [r.version for r in rows], [at] * len(rows), strict=True),
+            columns=[*INSERT_COLUMNS, "version", "planned_at"],
+        )
+        names = ", ".join([*INSERT_COLUMNS, "version", "planned_at"])
+        return await conn.fetch(
+            f"INSERT INTO round_checks ({names}) SELECT {names} FROM round_checks_in"
+            " ON CONFLICT (check_id) DO NOTHING RETURNING check_id"
+        )
+
+    async def _record_planning(
+        self, conn: Connection, night: date, moved: Sequence[Transition], *, actor: str
+    ) -> None:
+        """Store the planning transitions in one statement and audit them in batches: one
+        ``round.settled`` entry lists up to :data:`SETTLED_PER_ENTRY` of them."""
+        if not moved:
+            return
+        await conn.execute(
+            "INSERT INTO round_transitions (check_id, version, at, from_state, to_state, event,"
+            " actor, reason, verdict) SELECT * FROM unnest($1::text[], $2::int[],"
+            " $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],"
+            " $9::text[])",
+            [t.check.check_id for t in moved],
+            [t.check.version for t in moved],
+            [t.at for t in moved],
+            [t.before.value for t in moved],
+            [t.check.state.value for t in moved],
+            [ch.event_name(t.event) for t in moved],
+            [ch.actor_of(t.event) for t in moved],
+            [t.check.reason for t in moved],
+            [t.check.verdict for t in moved],
+        )
+        for i in range(0, len(moved), SETTLED_PER_ENTRY):
+            batch = moved[i : i + SETTLED_PER_ENTRY]
+            await self._audit(
+                conn,
+                actor=_actor(actor),
+                action="round.settled",
+                subject=None,
+                at=batch[0].at,
+                data={
+                    "night": night.isoformat(),
+                    "transitions": [
+                        [
+                            t.check.check_id,
+                            t.check.version,
+                            t.before.value,
+                            t.check.state.value,
+                            t.check.reason,
+                        ]
+                        for t in batch
+                    ],
+                },
+            )
+
+    async def _mark_planned(
+        self, conn: Connection, night: date, at: datetime, counts: Mapping[str, int]
+    ) -> None:
+        await conn.execute(
+            "INSERT INTO round_nights (night, planned_at, summary) VALUES ($1, $2, $3::jsonb)"
+            " ON CONFLICT (night) DO NOTHING",
+            night,
+            at,
+            json.dumps(dict(counts)),
+        )
+
+    async def planned_nights(self) -> dict[date, datetime | None]:
+        """Planned nights and when each was reconciled (None: not yet)."""
+        rows = await self.pool.fetch("SELECT night, reconciled_at FROM round_nights")
+        return {r["night"]: r["reconciled_at"] for r in rows}
+
+    # ------------------------------------------------------------------ the queue
+
+    async def _batch(
+        self, sql: str, args: Sequence[object], make: Callable[[Check], ch.Event], at: datetime
+    ) -> list[Transition]:
+        done: list[Transition] = []
+        async with self.pool.acquire() as conn, conn.transaction():
+            for row in await conn.fetch(sql, *args):
+                check = check_from(row)
+                result = ch.apply(check, make(check), at=at, timing=self.timing)
+                if isinstance(result, Transition):
+                    await self._write(conn, result)
+                    done.append(result)
+        return done
+
+    async def open_due(self, at: datetime, *, limit: int = 500) -> list[Transition]:
+        """Open planned checks whose window started and retries whose interval passed."""
+        return await self._batch(
+            f"SELECT {COLUMNS} FROM round_checks WHERE state IN ('planned', 'retry_wait')"
+            " AND deadline <= $1 ORDER BY deadline LIMIT $2 FOR UPDATE SKIP LOCKED",
+            (at, limit),
+            lambda c: ch.Open() if c.state is State.PLANNED else ch.RetryDue(),
+            at,
+        )
+
+    async def claim(
+        self, worker_id: str, at: datetime, *, limit: int = 1, after_s: float = 0.0
+    ) -> list[Check]:
+        """Give up to ``limit`` due checks (or expired claims) to ``worker_id``."""
+        claimed = await self.claim_transitions(worker_id, at, limit=limit, after_s=after_s)
+        return [t.check for t in claimed]
+
+    async def claim_transitions(
+        self, worker_id: str, at: datetime, *, limit: int = 1, after_s: float = 0.0
+    ) -> list[Transition]:
+        """:meth:`claim`, returning the claim transitions. ``after_s``: take only checks due for
+        at least that long (a worker that cannot probe leaves them to one that can first)."""
+        return await self._batch(
+            f"SELECT {COLUMNS} FROM round_checks WHERE (state = 'due' AND since <= $3)"
+            " OR (state = 'probing' AND deadline <= $1)"
+            " ORDER BY window_start, check_id LIMIT $2 FOR UPDATE SKIP LOCKED",
+            (at, limit, at - timedelta(seconds=after_s)),
+            lambda c: ch.Claim(worker_id),
+            at,
+        )
+
+    async def finish(
+        self,
+        check: Check,
+        event: ch.Event,
+        *,
+        at: datetime,
+        detail: Mapping[str, Any] | None = None,
+    ) -> Transition:
+        """A worker's result for a check it claimed; refused if the claim was taken over.
+        ``detail``: the motion check's numbers, stored with the transition (never audited)."""
+        if check.holder is None:
+            raise ValueError("finish() needs a claimed check")
+        return await self.transition(
+            check.check_id, event, at=at, holder=check.holder, detail=detail
+        )
+
+    # ------------------------------------------------------------------ reads
+
+    async def get(self, check_id: str) -> Check:
+        row = await self.pool.fetchrow(
+            f"SELECT {COLUMNS} FROM round_checks WHERE check_id=$1", check_id
+        )
+        if row is None:
+            raise UnknownCheck(check_id)
+        return check_from(row)
+
+    async def verdict_details(self, check_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The motion check's numbers last stored with each check's steps (``verdict_detail``:
+        verdict, confidence, reason, numbers), by check id; checks never probed are absent."""
+        rows = await self.pool.fetch(
+            "SELECT DISTINCT ON (check_id) check_id, verdict_detail::text AS detail"
+            " FROM round_transitions WHERE check_id = ANY($1::text[])"
+            " AND verdict_detail IS NOT NULL ORDER BY check_id, version DESC",
+            list(check_ids),
+        )
+        return {r["check_id"]: json.loads(r["detail"]) for r in rows}
+
+    async def night_checks(self, night: date) -> list[Check]:
+        rows = await self.pool.fetch(
+            f"SELECT {COLUMNS} FROM round_checks WHERE night=$1 ORDER BY agreed_at, check_id", night
+        )
+        return [check_from(r) for r in rows]
+
+    async def open_checks(
+        self,
+        *,
+        recipient_id: str | None = None,
+        device_id: str | None = None,
+        states: Sequence[State] | None = None,
+    ) -> list[Check]:
+        """Unfinished checks, optionally of one brukare or device, or in some states."""
+        rows = await self.pool.fetch(
+            f"SELECT {COLUMNS} FROM round_checks WHERE deadline IS NOT NULL"
+            " AND ($1::text IS NULL OR recipient_id=$1) AND ($2::text IS NULL OR device_id=$2)"
+            " AND ($3::text[] IS NULL OR state = ANY($3)) ORDER BY deadline, check_id",
+            recipient_id,
+            device_id,
+            [s.value for s in states] if states is not None else None,
+        )
+        return [check_from(r) for r in rows]
+
+    async def transitions(self, night: date) -> list[TransitionRow]:
+        rows = await self.pool.fetch(
+            "SELECT t.* FROM round_transitions t JOIN round_checks c USING (check_id)"
+            " WHERE c.night=$1 ORDER BY t.at, t.check_id, t.version",
+            night,
+        )
+        return [
+            TransitionRow(
+                r["check_id"],
+                r["version"],
+                r["at"],
+                State(r["from_state"]),
+                State(r["to_state"]),
+                r["event"],
+                r["actor"],
+                r["reason"],
+                r["verdict"],
+                r["note"],
+            )
+            for r in rows
+        ]
+
+    # ------------------------------------------------------------------ alarms
+
+    async def raise_alarms(self, at: datetime, *, limit: int = 500) -> list[Alarm]:
+        """Raise an alarm, once per (check, version), for every check past its deadline."""
+        grace = timedelta(seconds=self.timing.alarm_grace_s)
+        raised: list[Alarm] = []
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                f"SELECT {COLUMNS} FROM round_checks WHERE deadline < $1"
+                " AND alarmed_version IS DISTINCT FROM version ORDER BY deadline LIMIT $2"
+                " FOR UPDATE SKIP LOCKED",
+                at - grace,
+                limit,
+            )
+            for row in rows:
+                alarm = ch.overdue(check_from(row), at, self.timing)
+                if alarm is None:
+                    continue
+                await conn.execute(
+                    "INSERT INTO round_alarms (check_id, version, state, deadline, raised_at)"
+                    " VALUES ($1,$2,$3,$4,$5) ON CONFLICT DO NOTHING",
+                    alarm.check_id,
+                    alarm.version,
+                    alarm.state.value,
+                    alarm.deadline,
+                    at,
+                )
+                await conn.execute(
+                    "UPDATE round_checks SET alarmed_version=version WHERE check_id=$1",
+                    alarm.check_id,
+                )
+                await self._audit(
+                    conn,
+                    actor="system",
+                    action="check.alarm_raised",
+                    subject=alarm.check_id,
+                    at=at,
+                    data={
+                        "recipient_id": alarm.recipient_id,
+                        "state": alarm.state.value,
+                        "version": alarm.version,
+                        "late_s": round(alarm.late_s),
+                    },
+                )
+                if self.origin is not None:
+                    await relay.notify(conn, self.origin, AlarmRaised(alarm, at))
+                raised.append(alarm)
+        return raised
+
+    async def alarms(self, night: date, *, open_only: bool = False) -> list[dict[str, Any]]:
+        rows = await self.pool.fetch(
+            "SELECT a.*, c.recipient_id FROM round_alarms a JOIN round_checks c USING (check_id)"
+            " WHERE c.night=$1 AND (NOT $2 OR a.acknowledged_at IS NULL)"
+            " ORDER BY a.raised_at, a.check_id",
+            night,
+            open_only,
+        )
+        return [dict(r) for r in rows]
+
+    async def acknowledge_alarm(
+        self, check_id: str, version: int, *, staff_id: str, at: datetime
+    ) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            status = await conn.execute(
+                "UPDATE round_alarms SET acknowledged_at=$3, acknowledged_by=$4"
+                " WHERE check_id=$1 AND version=$2 AND acknowledged_at IS NULL",
+                check_id,
+                version,
+                at,
+                staff_id,
+            )
+            if status != "UPDATE 1":
+                raise UnknownAlarm(f"no open alarm for {check_id} version {version}")
+            await self._audit(
+                conn,
+                actor=_actor(staff_id),
+                action="check.alarm_acknowledged",
+                subject=check_id,
+                at=at,
+                data={"version": version},
+            )
+
+    # ------------------------------------------------------------------ duty
+
+    async def _is_on_duty(self, conn: Connection, staff_id: str, at: datetime) -> bool:
+        found = await conn.fetchval(
+            "SELECT 1 FROM round_duty WHERE staff_id=$1 AND started_at <= $2"
+            " AND (ended_at IS NULL OR ended_at > $2)",
+            staff_id,
+            at,
+        )
+        return found is not None
+
+    async def is_on_duty(self, staff_id: str, at: datetime) -> bool:
+        async with self.pool.acquire() as conn:
+            return await self._is_on_duty(conn, staff_id, at)
+
+    async def start_duty(self, staff_id: str, *, at: datetime) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            try:
+                await conn.execute(
+                    "INSERT INTO round_duty (staff_id, started_at) VALUES ($1,$2)", staff_id, at
+                )
+            except asyncpg.UniqueViolationError as e:
+                raise AlreadyOnDuty(f"{staff_id} is already on duty") from e
+            await self._audit(
+                conn,
+                actor=_actor(staff_id),
+                action="round.duty_started",
+                subject=None,
+                at=at,
+                data={},
+            )
+
+    async def end_duty(self, staff_id: str, *, at: datetime) -> bool:
+        async with self.pool.acquire() as conn, conn.transaction():
+            status = await conn.execute(
+                "UPDATE round_duty SET ended_at=$2 WHERE staff_id=$1 AND ended_at IS NULL"
+                " AND started_at < $2",
+                staff_id,
+                at,
+            )
+            if status != "UPDATE 1":
+                return False
+            await self._audit(
+                conn,
+                actor=_actor(staff_id),
+                action="round.duty_ended",
+                subject=None,
+                at=at,
+                data={},
+            )
+            return True
+
+    async def on_duty(self, at: datetime) -> list[str]:
+        rows = await self.pool.fetch(
+            "SELECT staff_id FROM round_duty WHERE started_at <= $1"
+            " AND (ended_at IS NULL OR ended_at > $1) ORDER BY staff_id",
+            at,
+        )
+        return [r["staff_id"] for r in rows]
+
+    # ------------------------------------------------------------------ morning
+
+    async def reconcile(self, night: date, *, at: datetime) -> list[Transition]:
+        """Close the night: every open check ends as a deviation or escalated."""
+        done = await self._batch(
+            f"SELECT {COLUMNS} FROM round_checks WHERE night=$1 AND deadline IS NOT NULL"
+            " ORDER BY check_id FOR UPDATE",
+            (night,),
+            lambda c: ch.Reconcile(),
+            at,
+        )
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO round_nights (night, planned_at, reconciled_at) VALUES ($1,$2,$2)"
+                " ON CONFLICT (night) DO UPDATE SET reconciled_at=$2"
+                " WHERE round_nights.reconciled_at IS NULL",
+                night,
+                at,
+            )
+            await self._audit(
+                conn,
+                actor="system",
+                action="round.reconciled",
+                subject=None,
+                at=at,
+                data={"night": night.isoformat(), "closed": len(done)},
+            )
+        return done
+
+
+def _columns(rows: Sequence[Check]) -> list[list[Any]]:
+    return [
+        [r.check_id for r in rows],
+        [r.recipient_id for r in rows],
+        [r.device_id for r in rows],
+        [r.night for r in rows],
+        [r.agreed for r in rows],
+        [r.agreed_at for r in rows],
+        [r.window_start for r in rows],
+        [r.window_end for r in rows],
+        [policy_json(r.policy) for r in rows],
+        [r.state.value for r in rows],
+        [r.since for r in rows],
+        [r.deadline for r in rows],
+        [r.attempt for r in rows],
+        [r.ladder_step for r in rows],
+        [r.reason for r in rows],
+        [r.holder for r in rows],
+        [r.verdict for r in rows],
+    ]

@@ -1,0 +1,100 @@
+"""Shared fixtures: a fresh migrated PostgreSQL database per test and a unique MQTT prefix.
+
+Servers come from ``HOMECARE_TEST_DATABASE_URL`` (default: the loopback PostgreSQL as
+``postgres``) and ``HOMECARE_TEST_MQTT_URL`` (default: loopback Mosquitto). When they are not
+reachable, ``tests/servers.py`` starts embedded ones, except under ``CI=true`` where a missing
+server fails the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import pytest
+
+from services import db
+from tests import servers
+
+
+@pytest.fixture(scope="session")
+def test_servers() -> Iterator[servers.TestServers]:
+    with servers.ensure() as found:
+        yield found
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(test_servers: servers.TestServers) -> str:
+    return test_servers.database_url
+
+
+@pytest.fixture(scope="session")
+def mqtt_url(test_servers: servers.TestServers) -> str:
+    return test_servers.mqtt_url
+
+
+def _with_db(url: str, name: str) -> str:
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{name}"
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_admin_url: str) -> Iterator[str]:
+    """A migrated template database, made once per test session."""
+    name = f"hc_tpl_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+
+    async def make() -> None:
+        admin = await asyncpg.connect(pg_admin_url)
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        conn = await asyncpg.connect(_with_db(pg_admin_url, name))
+        try:
+            await db.migrate(conn)
+        finally:
+            await conn.close()
+
+    asyncio.run(make())
+    yield name
+
+    async def drop() -> None:
+        admin = await asyncpg.connect(pg_admin_url)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+    asyncio.run(drop())
+
+
+@pytest.fixture
+async def database_url(pg_admin_url: str, template_db: str) -> AsyncIterator[str]:
+    """URL of a fresh database cloned from the migrated template; dropped afterwards."""
+    name = f"hc_t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(pg_admin_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    finally:
+        await admin.close()
+    yield _with_db(pg_admin_url, name)
+    admin = await asyncpg.connect(pg_admin_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    async with db.open_pool(database_url, max_size=5) as p:
+        yield p
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    """A unique MQTT topic prefix so tests never see each other's retained messages."""
+    return f"t{uuid.uuid4().hex[:10]}/hc/v1"

@@ -1,0 +1,622 @@
+"""One contract suite for the consent store, run against the in-memory fake and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, time, timedelta
+
+import asyncpg
+import pytest
+
+from consent import rules
+from consent.errors import Conflict, InvalidInput, NotFound
+from consent.fake import FakeConsentStore
+from consent.model import (
+    Basis,
+    BehaviourEvent,
+    BindingAction,
+    CarePlan,
+    CareRecipient,
+    ChangeKind,
+    CheckTime,
+    Cohabitant,
+    Consent,
+    ConsentChange,
+    Pause,
+    PauseReason,
+    PauseSource,
+    Purpose,
+    Reason,
+)
+from consent.ports import ConsentStore
+from consent.store import PgConsentStore
+
+T0 = datetime(2026, 1, 12, 20, 0, tzinfo=UTC)  # a winter evening; 21:00 in Stockholm
+ADMIN = "staff-admin01"
+
+
+@dataclass
+class Harness:
+    store: ConsentStore
+    add_device: Callable[[str], Awaitable[None]]
+    is_quarantined: Callable[[str], Awaitable[bool]]
+    audit_actions: Callable[[], Awaitable[list[str]]]
+    changes: list[ConsentChange] = field(default_factory=list)
+
+
+def _fake() -> Harness:
+    changes: list[ConsentChange] = []
+    fake = FakeConsentStore(publish=changes.append)
+
+    async def add_device(device_id: str) -> None:
+        fake.add_device(device_id, "camera")
+
+    async def is_quarantined(device_id: str) -> bool:
+        return fake.is_quarantined(device_id)
+
+    async def audit_actions() -> list[str]:
+        return [a[1] for a in fake.audit]
+
+    return Harness(fake, add_device, is_quarantined, audit_actions, changes)
+
+
+def _postgres(pool: asyncpg.Pool) -> Harness:
+    changes: list[ConsentChange] = []
+
+    async def add_device(device_id: str) -> None:
+        await pool.execute("INSERT INTO devices (device_id, kind) VALUES ($1, 'camera')", device_id)
+
+    async def is_quarantined(device_id: str) -> bool:
+        return bool(
+            await pool.fetchval("SELECT quarantined FROM devices WHERE device_id = $1", device_id)
+        )
+
+    async def audit_actions() -> list[str]:
+        return [r["action"] for r in await pool.fetch("SELECT action FROM audit_log ORDER BY seq")]
+
+    return Harness(
+        PgConsentStore(pool, publish=changes.append),
+        add_device,
+        is_quarantined,
+        audit_actions,
+        changes,
+    )
+
+
+@pytest.fixture(params=["fake", pytest.param("postgres", marks=pytest.mark.integration)])
+def h(request: pytest.FixtureRequest) -> Harness:
+    if request.param == "fake":
+        return _fake()
+    return _postgres(request.getfixturevalue("pool"))
+
+
+def recipient(rid: str = "r-1") -> CareRecipient:
+    return CareRecipient(recipient_id=rid, display_name="Astrid Lindqvist", home="Storgatan 1")
+
+
+def plan(
+    pid: str = "plan-1",
+    rid: str = "r-1",
+    *,
+    valid_from: datetime = T0 - timedelta(days=1),
+    checks: tuple[CheckTime, ...] = (CheckTime(time(22, 0)), CheckTime(time(2, 0))),
+    valid_until: datetime | None = None,
+) -> CarePlan:
+    return CarePlan(
+        plan_id=pid,
+        recipient_id=rid,
+        decision_ref="SN-2026-0042",
+        valid_from=valid_from,
+        valid_until=valid_until,
+        checks=checks,
+    )
+
+
+def consent(
+    cid: str,
+    purpose: Purpose = Purpose.CAMERA_CHECK,
+    *,
+    rid: str = "r-1",
+    cohabitant_id: str | None = None,
+    given_at: datetime = T0 - timedelta(days=2),
+    basis: Basis | None = Basis.INFORMED_CONSENT,
+) -> Consent:
+    return Consent(
+        consent_id=cid,
+        recipient_id=rid,
+        cohabitant_id=cohabitant_id,
+        purpose=purpose,
+        version=0,
+        basis=basis,
+        given_at=given_at,
+        valid_from=given_at,
+        informed_by="staff-admin01",
+        informed_how="samtal i hemmet med broschyr",
+    )
+
+
+async def seeded(h: Harness) -> None:
+    """A brukare with a plan, camera consent and a bound camera (allowed at 22:00 local)."""
+    await h.store.add_recipient(recipient(), actor=ADMIN, at=T0)
+    await h.store.add_plan(plan(), actor=ADMIN, at=T0)
+    await h.store.record_consent(consent("cons-1"), actor=ADMIN, at=T0)
+    await h.add_device("cam-0001")
+    req = await h.store.request_binding(
+        request_id="breq-1",
+        action=BindingAction.BIND,
+        device_id="cam-0001",
+        recipient_id="r-1",
+        actor=ADMIN,
+        at=T0,
+    )
+    await h.store.confirm_binding(req.request_id, recipient_id="r-1", actor=ADMIN, at=T0)
+
+
+AT_22 = T0 + timedelta(hours=1)  # 22:00 Stockholm
+
+
+async def gate(
+    h: Harness, at: datetime = AT_22, purpose: Purpose = Purpose.CAMERA_CHECK
+) -> Reason | None:
+    basis = await h.store.basis_for_device("cam-0001", at)
+    return rules.decide(basis, device_id="cam-0001", purpose=purpose, at=at).reason
+
+
+async def test_seeded_recipient_is_allowed_in_window_only(h: Harness) -> None:
+    await seeded(h)
+    assert await gate(h) is None
+    assert await gate(h, AT_22 + timedelta(hours=1)) is Reason.OUTSIDE_WINDOW
+    assert await gate(h, purpose=Purpose.MOTION_ANALYSIS) is Reason.NO_CONSENT
+    assert await h.audit_actions() == [
+        "recipient.created",
+        "care_plan.created",
+        "consent.recorded",
+        "binding.bind_requested",
+        "binding.bind_confirmed",
+    ]
+
+
+async def test_recipient_validation_and_duplicates(h: Harness) -> None:
+    with pytest.raises(InvalidInput) as e:
+        await h.store.add_recipient(replace(recipient(), recipient_id="Bad Id"), actor=ADMIN, at=T0)
+    assert e.value.field == "recipient_id"
+    with pytest.raises(InvalidInput) as e:
+        await h.store.add_recipient(
+            replace(recipient(), time_zone="Mars/Olympus"), actor=ADMIN, at=T0
+        )
+    assert e.value.field == "time_zone"
+    await h.store.add_recipient(recipient(), actor=ADMIN, at=T0)
+    with pytest.raises(Conflict):
+        await h.store.add_recipient(recipient(), actor=ADMIN, at=T0)
+    assert [r.recipient_id for r in await h.store.list_recipients()] == ["r-1"]
+    assert await h.audit_actions() == ["recipient.created"]
+    with pytest.raises(NotFound):
+        await h.store.basis("r-nobody")
+
+
+@pytest.mark.parametrize(
+    ("checks", "field", "code"),
+    [
+        ((), "checks", "check_count"),
+        (
+            tuple(CheckTime(time(13 + i // 4 % 11, 15 * (i % 4)), 5) for i in range(25)),
+            "checks",
+            "check_count",
+        ),
+        (
+            (CheckTime(time(22, 0), 30), CheckTime(time(22, 20), 15)),
+            "checks[1]",
+            "overlapping_windows",
+        ),
+        ((CheckTime(time(2, 30), 10), CheckTime(time(3, 30), 10)), "checks[1]", "dst_overlap"),
+        ((CheckTime(time(23, 0), -5),), "checks[0].tolerance_min", "inverted_window"),
+    ],
+)
+async def test_bad_plans_store_nothing(
+    h: Harness, checks: tuple[CheckTime, ...], field: str, code: str
+) -> None:
+    await h.store.add_recipient(recipient(), actor=ADMIN, at=T0)
+    with pytest.raises(InvalidInput) as e:
+        await h.store.add_plan(plan(checks=checks), actor=ADMIN, at=T0)
+    assert (e.value.field, e.value.code) == (field, code)
+    assert (await h.store.basis("r-1")).plans == ()
+    assert await h.audit_actions() == ["recipient.created"]
+    assert h.changes == []
+
+
+async def test_overlapping_plans_conflict_and_ending_a_plan(h: Harness) -> None:
+    await seeded(h)
+    with pytest.raises(Conflict) as e:
+        await h.store.add_plan(
+            plan("plan-2", valid_from=T0 + timedelta(days=3)), actor=ADMIN, at=T0
+        )
+    assert e.value.code == "overlapping_plan"
+    ended = await h.store.end_plan(
+        "plan-1", ended_at=AT_22 - timedelta(minutes=1), actor=ADMIN, at=T0
+    )
+    assert ended.ended_by == ADMIN
+    assert await gate(h) is Reason.PLAN_INACTIVE
+    await h.store.add_plan(plan("plan-2", valid_from=T0 + timedelta(days=3)), actor=ADMIN, at=T0)
+    with pytest.raises(Conflict):
+        await h.store.end_plan("plan-1", ended_at=T0, actor=ADMIN, at=T0)
+    assert [c.kind for c in h.changes][-2:] == [ChangeKind.PLAN_ENDED, ChangeKind.PLAN_ADDED]
+    assert h.changes[-1].device_ids == ("cam-0001",)
+
+
+async def test_consent_versions_and_withdrawal_of_the_series(h: Harness) -> None:
+    await seeded(h)
+    v2 = await h.store.record_consent(consent("cons-2"), actor=ADMIN, at=T0)
+    assert v2.version == 2
+    assert v2.recorded_by == ADMIN
+    with pytest.raises(InvalidInput) as e:
+        await h.store.withdraw_consent(
+            "cons-2", withdrawn_at=T0 - timedelta(days=3), reason=None, actor=ADMIN, at=T0
+        )
+    assert e.value.field == "withdrawn_at"
+    assert e.value.code == "before_consent"
+    with pytest.raises(InvalidInput) as e:
+        await h.store.withdraw_consent(
+            "cons-2", withdrawn_at=T0 + timedelta(hours=1), reason=None, actor=ADMIN, at=T0
+        )
+    assert e.value.code == "in_future"
+    w = await h.store.withdraw_consent(
+        "cons-2", withdrawn_at=T0, reason="vill inte längre", actor=ADMIN, at=T0
+    )
+    assert w.withdrawn_at == T0
+    assert w.withdrawn_by == ADMIN
+    basis = await h.store.basis("r-1")
+    assert all(c.withdrawn_at == T0 for c in basis.consents)
+    assert await gate(h) is Reason.WITHDRAWN
+    with pytest.raises(Conflict):
+        await h.store.withdraw_consent("cons-1", withdrawn_at=T0, reason=None, actor=ADMIN, at=T0)
+    assert h.changes[-1].kind is ChangeKind.CONSENT_WITHDRAWN
+    assert h.changes[-1].recipient_id == "r-1"
+    assert h.changes[-1].device_ids == ("cam-0001",)
+    # consent given again later: a new version, in force from then
+    v3 = await h.store.record_consent(
+        replace(
+            consent("cons-3"),
+            given_at=T0 + timedelta(minutes=10),
+            valid_from=T0 + timedelta(minutes=10),
+        ),
+        actor=ADMIN,
+        at=T0 + timedelta(minutes=10),
+    )
+    assert v3.version == 3
+    assert await gate(h) is None
+
+
+async def test_consent_for_unknown_person_or_without_basis(h: Harness) -> None:
+    await seeded(h)
+    with pytest.raises(InvalidInput) as e:
+        await h.store.record_consent(
+            consent("cons-x", cohabitant_id="co-ghost"), actor=ADMIN, at=T0
+        )
+    assert e.value.field == "person"
+    with pytest.raises(InvalidInput) as e:
+        await h.store.record_consent(
+            replace(consent("cons-y"), basis=Basis.OTHER_LEGAL_BASIS, basis_ref=None),
+            actor=ADMIN,
+            at=T0,
+        )
+    assert e.value.field == "basis_ref"
+    await h.store.record_consent(consent("cons-z", basis=None), actor=ADMIN, at=T0)
+    assert await gate(h) is Reason.NO_LEGAL_BASIS
+
+
+async def test_cohabitant_needs_own_consent(h: Harness) -> None:
+    await seeded(h)
+    await h.store.add_cohabitant(
+        Cohabitant(
+            cohabitant_id="co-1", recipient_id="r-1", display_name="Bo Lindqvist", moved_in_at=T0
+        ),
+        actor=ADMIN,
+        at=T0,
+    )
+    assert await gate(h) is Reason.COHABITANT_MISSING
+    await h.store.record_consent(consent("cons-co", cohabitant_id="co-1"), actor=ADMIN, at=T0)
+    assert await gate(h) is None
+    await h.store.end_cohabitant("co-1", moved_out_at=T0 + timedelta(minutes=5), actor=ADMIN, at=T0)
+    with pytest.raises(Conflict):
+        await h.store.end_cohabitant("co-1", moved_out_at=T0, actor=ADMIN, at=T0)
+    assert [c.kind for c in h.changes][-3:] == [
+        ChangeKind.COHABITANT_ADDED,
+        ChangeKind.CONSENT_RECORDED,
+        ChangeKind.COHABITANT_REMOVED,
+    ]
+
+
+async def test_pauses(h: Harness) -> None:
+    await seeded(h)
+    with pytest.raises(InvalidInput) as e:
+        await h.store.add_pause(
+            Pause(
+                pause_id="pause-0",
+                recipient_id="r-1",
+                starts_at=T0,
+                ends_at=T0,
+                source=PauseSource.HOSPITAL,
+                reason=PauseReason.HOSPITAL_STAY,
+            ),
+            actor=ADMIN,
+            at=T0,
+        )
+    assert e.value.field == "ends_at"
+    p = await h.store.add_pause(
+        Pause(
+            pause_id="pause-1",
+            recipient_id="r-1",
+            starts_at=T0,
+            ends_at=None,
+            source=PauseSource.HOSPITAL,
+            reason=PauseReason.HOSPITAL_STAY,
+            note="Sös avd 12",
+        ),
+        actor=ADMIN,
+        at=T0,
+    )
+    assert p.created_by == ADMIN
+    assert await gate(h) is Reason.PAUSED
+    ended = await h.store.end_pause(
+        "pause-1",
+        ended_at=AT_22 - timedelta(minutes=1),
+        actor=ADMIN,
+        at=AT_22 - timedelta(minutes=1),
+    )
+    assert ended.ends_at == AT_22 - timedelta(minutes=1)
+    assert await gate(h) is None
+    with pytest.raises(Conflict):
+        await h.store.end_pause("pause-1", ended_at=AT_22, actor=ADMIN, at=AT_22)
+    assert "Sös" not in str(await h.audit_actions())
+
+
+async def test_binding_is_two_steps_and_names_the_recipient(h: Harness) -> None:
+    await h.store.add_recipient(recipient(), actor=ADMIN, at=T0)
+    await h.store.add_recipient(recipient("r-2"), actor=ADMIN, at=T0)
+    await h.add_device("cam-0001")
+    with pytest.raises(NotFound):
+        await h.store.request_binding(
+            request_id="breq-0",
+            action=BindingAction.BIND,
+            device_id="cam-9999",
+            recipient_id="r-1",
+            actor=ADMIN,
+            at=T0,
+        )
+    req = await h.store.request_binding(
+        request_id="breq-1",
+        action=BindingAction.BIND,
+        device_id="cam-0001",
+        recipient_id="r-1",
+        actor=ADMIN,
+        at=T0,
+    )
+    assert await h.is_quarantined("cam-0001")
+    assert await h.store.basis_for_device("cam-0001", T0) is None
+    with pytest.raises(Conflict) as e:
+        await h.store.confirm_binding(req.request_id, recipient_id="r-2", actor=ADMIN, at=T0)
+    assert (e.value.code, e.value.field) == ("recipient_mismatch", "recipient_id")
+    assert await h.is_quarantined("cam-0001")
+    b = await h.store.confirm_binding(
+        req.request_id, recipient_id="r-1", actor="staff-admin02", at=T0
+    )
+    assert (b.device_id, b.recipient_id, b.requested_by, b.bound_by, b.device_kind) == (
+        "cam-0001",
+        "r-1",
+        ADMIN,
+        "staff-admin02",
+        "camera",
+    )
+    assert not await h.is_quarantined("cam-0001")
+    with pytest.raises(Conflict) as e:
+        await h.store.confirm_binding(req.request_id, recipient_id="r-1", actor=ADMIN, at=T0)
+    assert e.value.code == "request_closed"
+    with pytest.raises(Conflict) as e:
+        await h.store.request_binding(
+            request_id="breq-2",
+            action=BindingAction.BIND,
+            device_id="cam-0001",
+            recipient_id="r-2",
+            actor=ADMIN,
+            at=T0,
+        )
+    assert e.value.code == "device_bound"
+    assert h.changes[-1].kind is ChangeKind.DEVICE_BOUND
+    # unbinding: also two steps; an expired request cannot be confirmed
+    t1 = T0 + timedelta(hours=1)
+    old = await h.store.request_binding(
+        request_id="breq-3",
+        action=BindingAction.UNBIND,
+        device_id="cam-0001",
+        recipient_id=None,
+        actor=ADMIN,
+        at=t1,
+    )
+    assert old.recipient_id == "r-1"
+    with pytest.raises(Conflict) as e:
+        await h.store.confirm_binding(
+            "breq-3", recipient_id="r-1", actor=ADMIN, at=t1 + timedelta(hours=1)
+        )
+    assert e.value.code == "request_expired"
+    await h.store.request_binding(
+        request_id="breq-4",
+        action=BindingAction.UNBIND,
+        device_id="cam-0001",
+        recipient_id="r-1",
+        actor=ADMIN,
+        at=t1,
+    )
+    with pytest.raises(Conflict):
+        await h.store.confirm_binding("breq-3", recipient_id="r-1", actor=ADMIN, at=t1)
+    u = await h.store.confirm_binding("breq-4", recipient_id="r-1", actor=ADMIN, at=t1)
+    assert u.unbound_at == t1
+    assert await h.is_quarantined("cam-0001")
+    assert [c.kind for c in h.changes][-1] is ChangeKind.DEVICE_UNBOUND
+    assert h.changes[-1].device_ids == ("cam-0001",)
+    basis = await h.store.basis_for_device("cam-0001", t1)
+    assert (
+        rules.decide(basis, device_id="cam-0001", purpose=Purpose.CAMERA_CHECK, at=t1).reason
+        is Reason.DEVICE_NOT_BOUND
+    )
+    assert [r.request_id for r in await h.store.binding_requests(device_id="cam-0001")] == [
+        "breq-1",
+        "breq-3",
+        "breq-4",
+    ]
+
+
+async def test_behaviour_suspends_until_reverified(h: Harness) -> None:
+    await seeded(h)
+    t = AT_22
+    first = await h.store.record_device_event(
+        device_id="cam-0001", event_type=BehaviourEvent.PRIVACY_SWITCH, at=t, threshold=2
+    )
+    assert first is None
+    assert await gate(h, t) is None
+    s = await h.store.record_device_event(
+        device_id="cam-0001",
+        event_type=BehaviourEvent.TAMPER,
+        at=t + timedelta(seconds=1),
+        threshold=2,
+    )
+    assert s is not None
+    assert (s.event_count, s.event_type, s.recipient_id) == (2, BehaviourEvent.TAMPER, "r-1")
+    assert await gate(h, t + timedelta(seconds=2)) is Reason.SUSPENDED
+    assert h.changes[-1].kind is ChangeKind.SUSPENDED
+    # further events while suspended start nothing new
+    assert (
+        await h.store.record_device_event(
+            device_id="cam-0001",
+            event_type=BehaviourEvent.UNPLUGGED,
+            at=t + timedelta(seconds=3),
+            threshold=2,
+        )
+        is None
+    )
+    lifted = await h.store.reverify("r-1", actor=ADMIN, at=t + timedelta(seconds=4))
+    assert [x.lifted_by for x in lifted] == [ADMIN]
+    assert await gate(h, t + timedelta(seconds=5)) is None
+    with pytest.raises(Conflict):
+        await h.store.reverify("r-1", actor=ADMIN, at=t + timedelta(seconds=5))
+    # the count starts again after re-verification
+    assert (
+        await h.store.record_device_event(
+            device_id="cam-0001",
+            event_type=BehaviourEvent.PRIVACY_SWITCH,
+            at=t + timedelta(seconds=6),
+            threshold=2,
+        )
+        is None
+    )
+    # an unbound device's events are ignored
+    await h.add_device("cam-0002")
+    assert (
+        await h.store.record_device_event(
+            device_id="cam-0002", event_type=BehaviourEvent.TAMPER, at=t, threshold=1
+        )
+        is None
+    )
+    actions = await h.audit_actions()
+    assert actions.count("device.behaviour_event") == 4
+    assert actions.count("supervision.suspended") == 1
+    assert actions.count("consent.reverified") == 1
+
+
+async def test_removal_suspends_at_once_and_covering_when_repeated(h: Harness) -> None:
+    await seeded(h)
+    t = AT_22
+    s = await h.store.record_device_event(
+        device_id="cam-0001", event_type=BehaviourEvent.UNPLUGGED, at=t, threshold=5
+    )
+    assert s is not None
+    assert s.event_type is BehaviourEvent.UNPLUGGED
+    assert await gate(h, t + timedelta(seconds=1)) is Reason.SUSPENDED
+    await h.store.reverify("r-1", actor=ADMIN, at=t + timedelta(seconds=2))
+    assert await gate(h, t + timedelta(seconds=3)) is None
+    # covered verdicts: the third within a week suspends (an old one has dropped out)
+    day = timedelta(days=1)
+    covered = BehaviourEvent.COVERED
+    times = [t + timedelta(seconds=4), t + 8 * day, t + 9 * day, t + 10 * day]
+    found = [
+        await h.store.record_device_event(
+            device_id="cam-0001", event_type=covered, at=at, threshold=1
+        )
+        for at in times
+    ]
+    assert found[:3] == [None, None, None]
+    s = found[3]
+    assert s is not None
+    assert (s.event_type, s.event_count) == (covered, 3)
+    assert h.changes[-1].kind is ChangeKind.SUSPENDED
+    assert h.changes[-1].device_ids == ("cam-0001",)
+
+
+async def test_register_lists_bindings_with_basis(h: Harness) -> None:
+    await seeded(h)
+    await h.store.record_consent(consent("cons-m", Purpose.MOTION_ANALYSIS), actor=ADMIN, at=T0)
+    rows = await h.store.register(actor=ADMIN, at=AT_22)
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row.device_id, row.device_kind, row.recipient_id, row.location) == (
+        "cam-0001",
+        "camera",
+        "r-1",
+        "Storgatan 1",
+    )
+    assert row.purposes == ("camera_check", "motion_analysis")
+    assert row.legal_basis == "informed_consent"
+    assert row.decision_ref == "SN-2026-0042"
+    assert (row.start, row.end) == (T0, None)
+    assert (await h.audit_actions())[-1] == "register.exported"
+
+
+async def test_bases_for_planning(h: Harness) -> None:
+    await seeded(h)
+    await h.store.add_recipient(recipient("r-2"), actor=ADMIN, at=T0)
+    bases = await h.store.bases()
+    assert sorted(bases) == ["r-1", "r-2"]
+    assert bases["r-1"] == await h.store.basis("r-1")
+    assert list(await h.store.bases(["r-2", "r-404"])) == ["r-2"]
+
+
+async def test_transitions_name_dated_changes_nobody_writes(h: Harness) -> None:
+    """What :meth:`Gate.watch_schedule` turns into change events: a pause that starts later, a
+    plan that ends later, a consent that expires, a cohabitant who moves in later."""
+    await seeded(h)
+    day = timedelta(days=1)
+    await h.store.add_pause(
+        Pause(
+            pause_id="pause-1",
+            recipient_id="r-1",
+            starts_at=AT_22 + timedelta(hours=1),
+            ends_at=AT_22 + 2 * day,
+            source=PauseSource.RELATIVE,
+            reason=PauseReason.TRAVEL,
+        ),
+        actor=ADMIN,
+        at=T0,
+    )
+    await h.store.end_plan("plan-1", ended_at=AT_22 + 3 * day, actor=ADMIN, at=T0)
+    await h.store.record_consent(
+        replace(consent("cons-m", Purpose.MOTION_ANALYSIS), valid_until=AT_22 + day),
+        actor=ADMIN,
+        at=T0,
+    )
+    await h.store.add_cohabitant(
+        Cohabitant("co-1", "r-1", "Sven", moved_in_at=AT_22 + timedelta(hours=2)),
+        actor=ADMIN,
+        at=T0,
+    )
+    found = await h.store.transitions(after=AT_22, until=AT_22 + 3 * day)
+    assert found == [
+        ("r-1", AT_22 + timedelta(hours=1)),
+        ("r-1", AT_22 + timedelta(hours=2)),
+        ("r-1", AT_22 + day),
+        ("r-1", AT_22 + 3 * day),
+    ]
+    # half open: after is excluded, until included
+    assert await h.store.transitions(after=AT_22 + day, until=AT_22 + 3 * day) == [
+        ("r-1", AT_22 + 3 * day)
+    ]
+    assert await h.store.transitions(after=AT_22 + 3 * day, until=AT_22 + 9 * day) == []

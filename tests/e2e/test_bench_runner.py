@@ -1,0 +1,92 @@
+"""``homecare bench --quick``: the runner end to end with tiny sizes, through the real CLI.
+
+Behaviour only: every chosen benchmark runs in its own process against the real PostgreSQL and a
+private mosquitto, the JSON has the documented shape, every figure is a real finite number and a
+ratio is value / baseline; a benchmark module that does not exist is reported missing, never
+filled in. No speed is asserted (performance belongs in ``bench/``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+OWN = ["presence", "registry", "reconnect", "audit"]
+
+
+def _number(x: object) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def test_bench_quick_writes_json_and_chart(pg_admin_url: str, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOMECARE_")}
+    env["HOMECARE_DATABASE_URL"] = pg_admin_url  # the server for the scratch databases
+    cmd = [sys.executable, "-m", "services.cli", "bench", "--quick", "--out", str(tmp_path)]
+    for name in OWN:
+        cmd += ["--only", name]
+    # run from elsewhere: the command must find bench/ in the source tree by itself
+    proc = subprocess.run(
+        cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240, check=False
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for i in range(1, len(OWN) + 1):  # progress is shown as it goes
+        assert f"[{i}/{len(OWN)}] " in proc.stdout
+    for name in OWN:
+        assert f"] {name}: " in proc.stdout
+
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert report["quick"] is True
+    assert set(report["benches"]) == set(OWN)
+    assert report["summary"]["ok"] == sorted(OWN)
+    assert _number(report["total_s"])
+    for name in OWN:
+        entry = report["benches"][name]
+        assert entry["status"] == "ok"
+        assert isinstance(entry["result"], dict)
+        assert entry["ignored_args"] == []
+    figures = report["figures"]
+    assert {f["bench"] for f in figures} == set(OWN)
+    for f in figures:
+        assert _number(f["value"]), f
+        if f["baseline_value"] is not None:
+            assert _number(f["baseline_value"]), f
+            assert f["baseline_value"] > 0, f
+            assert f["ratio"] == pytest.approx(f["value"] / f["baseline_value"], rel=1e-2)
+        if f["target"] is not None:
+            assert isinstance(f["target_met"], bool)
+    with_baseline = [f for f in figures if f["ratio"] is not None]
+    assert {f["bench"] for f in with_baseline} == set(OWN)
+    registry = report["benches"]["registry"]["result"]
+    assert registry["messages"] == 5 * 4  # the quick sizes were passed to run()
+
+    html = (tmp_path / "bench.html").read_text()
+    assert html.startswith("<!doctype html>")
+    assert "<svg" in html
+    assert "<script" not in html
+    assert all(f["name"].replace(">", "&gt;") in html for f in figures)
+
+
+def test_a_missing_benchmark_is_reported_not_faked(tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT))
+    try:
+        from bench import run as runner
+    finally:
+        sys.path.remove(str(ROOT))
+    ghost = runner.Bench("no_such_bench", "a benchmark nobody wrote", {}, {}, 5, runner._audit)
+    report = runner.collect(quick=True, out_dir=tmp_path, benches_known=(ghost,))
+    assert report["benches"] == {
+        "no_such_bench": {"status": "missing", "what": "a benchmark nobody wrote"}
+    }
+    assert report["figures"] == []
+    assert report["summary"]["missing"] == ["no_such_bench"]
+    saved = json.loads((tmp_path / "bench.json").read_text())
+    assert saved["summary"] == report["summary"]

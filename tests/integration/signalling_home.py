@@ -1,0 +1,199 @@
+"""The whole service (``services.app.runtime``) with simulated homes and real consent records.
+
+:func:`served` runs the composed application on a test server with a *night clock* (tonight
+22:00 in Stockholm, advancing in real time), so agreed windows hold whenever the suite runs.
+:func:`seed_home` writes a brukare, a care plan, consents and bindings through the real
+consent store; the real gate then decides every request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time as monotime
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import aiohttp
+from aiohttp.test_utils import TestServer
+
+from consent import staff_store
+from consent.model import (
+    Basis,
+    BindingAction,
+    CarePlan,
+    CareRecipient,
+    CheckTime,
+    Consent,
+    Purpose,
+)
+from consent.roles import Role
+from devices import envelope as env
+from devices.topics import DeviceKind
+from services import app
+from services.settings import load
+from services.view import WebSocketChannel
+from simulators.device import DeviceSpec, SimulatedDevice
+from simulators.peer import AnswerPolicy, DevicePeer, attach
+from simulators.scenes import Scene, SceneKind
+from tests.integration.signalling_support import wait_for
+
+STHLM = ZoneInfo("Europe/Stockholm")
+ADMIN = "staff-admin01"
+ADMIN2 = "staff-admin02"
+
+
+def night_clock(hour: int = 22) -> Callable[[], datetime]:
+    """Tonight ``hour``:00 local time, then real time passing."""
+    today = date.today()
+    base = datetime(today.year, today.month, today.day, hour, 0, tzinfo=STHLM)
+    start = monotime.monotonic()
+    return lambda: base + timedelta(seconds=monotime.monotonic() - start)
+
+
+@dataclass
+class Served:
+    rt: app.Runtime
+    server: TestServer
+    token: str
+    peers: dict[str, DevicePeer]
+    clock: Callable[[], datetime]
+
+    @property
+    def ws_url(self) -> str:
+        return str(self.server.make_url("/ws/signal"))
+
+    @contextlib.asynccontextmanager
+    async def channel(self, token: str | None = None) -> AsyncIterator[WebSocketChannel]:
+        headers = {"Authorization": f"Bearer {token or self.token}"}
+        async with (
+            aiohttp.ClientSession(headers=headers) as http,
+            http.ws_connect(self.ws_url, max_msg_size=env.MAX_MESSAGE_BYTES * 2) as ws,
+        ):
+            yield WebSocketChannel(ws)
+
+
+async def _staff_token(rt: app.Runtime, username: str, role: Role) -> str:
+    async with rt.pool.acquire() as conn:
+        account = await staff_store.create_staff(
+            conn, username=username, role=role, password=None, is_service=True
+        )
+        return await staff_store.create_token(
+            conn, staff_id=account.staff_id, role=role, ttl_s=600, label="signalling test"
+        )
+
+
+@contextlib.asynccontextmanager
+async def served(
+    database_url: str,
+    mqtt_url: str,
+    prefix: str,
+    devices: Iterable[tuple[str, DeviceKind]],
+    *,
+    policy: AnswerPolicy | None = None,
+    scene: SceneKind = SceneKind.WALKING,
+    instance_id: str | None = None,
+) -> AsyncIterator[Served]:
+    """The composed service plus simulated devices with real media, all online."""
+    settings = dataclasses.replace(
+        load({}),
+        database_url=database_url,
+        mqtt_url=mqtt_url,
+        mqtt_topic_prefix=prefix,
+        instance_id=instance_id or f"app-{uuid.uuid4().hex[:8]}",
+    )
+    clock = night_clock()
+    async with app.runtime(settings, clock=clock) as rt:
+        await rt.signalling.wait_ready()
+        token = await _staff_token(rt, "op-signal", Role.OPERATOR)
+        server = TestServer(rt.app, host="127.0.0.1")
+        await server.start_server()
+        peers: dict[str, DevicePeer] = {}
+        stop = asyncio.Event()
+        tasks = []
+        for device_id, kind in devices:
+            spec = DeviceSpec(device_id, kind, width=320, height=240, fps=10.0)
+            sim = SimulatedDevice(spec, mqtt_url, prefix=prefix, health_interval_s=3600)
+            peers[device_id] = attach(sim, scene=Scene(scene, seed=7), policy=policy)
+            tasks.append(asyncio.create_task(sim.run(stop)))
+        try:
+            for device_id in peers:
+                await wait_for(lambda d=device_id: _online(rt, d), what=f"{device_id} online")
+            yield Served(rt, server, token, peers, clock)
+        finally:
+            stop.set()
+            for peer in peers.values():
+                await peer.close()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await server.close()
+
+
+async def _online(rt: app.Runtime, device_id: str) -> bool:
+    value = await rt.pool.fetchval(
+        "SELECT presence = 'online' FROM devices WHERE device_id = $1", device_id
+    )
+    return value is True
+
+
+async def seed_home(
+    s: Served,
+    recipient_id: str,
+    device_ids: Iterable[str],
+    *,
+    purposes: Iterable[Purpose] = (Purpose.CAMERA_CHECK,),
+    check_at: time = time(22, 0),
+    view_cap_s: int = 30,
+) -> None:
+    """A brukare with a plan (one check, ±60 min), consents and bound devices."""
+    store, now = s.rt.consent, s.clock()
+    since = now - timedelta(days=2)
+    await store.add_recipient(
+        CareRecipient(recipient_id=recipient_id, display_name="Testperson"), actor=ADMIN, at=now
+    )
+    await store.add_plan(
+        CarePlan(
+            plan_id=f"plan-{recipient_id}",
+            recipient_id=recipient_id,
+            decision_ref="SN-TEST",
+            valid_from=since,
+            checks=(CheckTime(check_at, 60),),
+            view_cap_s=view_cap_s,
+        ),
+        actor=ADMIN,
+        at=now,
+    )
+    for purpose in purposes:
+        await store.record_consent(
+            Consent(
+                consent_id=consent_id(recipient_id, purpose),
+                recipient_id=recipient_id,
+                cohabitant_id=None,
+                purpose=purpose,
+                version=0,
+                basis=Basis.INFORMED_CONSENT,
+                given_at=since,
+                valid_from=since,
+                informed_by=ADMIN,
+                informed_how="samtal i hemmet",
+            ),
+            actor=ADMIN,
+            at=now,
+        )
+    for device_id in device_ids:
+        req = await store.request_binding(
+            request_id=f"breq-{device_id}",
+            action=BindingAction.BIND,
+            device_id=device_id,
+            recipient_id=recipient_id,
+            actor=ADMIN,
+            at=now,
+        )
+        await store.confirm_binding(req.request_id, recipient_id=recipient_id, actor=ADMIN2, at=now)
+
+
+def consent_id(recipient_id: str, purpose: Purpose) -> str:
+    return f"c-{recipient_id}-{purpose.value}".replace("_", "-")

@@ -1,0 +1,128 @@
+"""Default deny over signalling, message type by message type, through the composed service.
+
+- Only operators (and administrators, who may stand in for them) and the system may open
+  ``/ws/signal``: no login is 401 and a technician 403, before any WebSocket exists.
+- ``request``: each purpose only for the roles ``ROLES_FOR`` names (a probe is the system's,
+  never staff's) - anything else is ``denied`` with ``forbidden`` and audited, no session.
+- Every message that names a session (``offer``, ``candidate``, ``bye``, ``drive``, ``video``,
+  and ``request`` to extend) reaches only the caller's own sessions: another operator naming a
+  live view's session gets ``unknown_session`` and the view goes on untouched.
+- Devices' types (``answer``) and server types (``granted``, ``denied``, ``error``, ``ack``) are
+  never accepted from a client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import pytest
+
+from consent.roles import Role
+from devices import envelope as env
+from devices.topics import DeviceKind
+from services.signalling_ports import ROLES_FOR
+from services.view import SERVER_TYPES, View
+from tests.integration.signalling_home import _staff_token, seed_home, served
+from tests.integration.signalling_support import wait_for
+
+pytestmark = pytest.mark.integration
+
+SDP = (
+    "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+    "m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=recvonly\r\n"
+)
+
+
+async def test_every_signalling_message_type_needs_the_right_role(
+    database_url: str, mqtt_url: str, topic_prefix: str
+) -> None:
+    async with served(database_url, mqtt_url, topic_prefix, [("cam-0071", DeviceKind.CAMERA)]) as s:
+        await seed_home(s, "rec-0071", ["cam-0071"])
+        tokens = {
+            role: await _staff_token(s.rt, f"walk-{role.value}", role)
+            for role in (Role.ADMINISTRATOR, Role.TECHNICIAN)
+        }
+        other_operator = await _staff_token(s.rt, "walk-operator2", Role.OPERATOR)
+
+        # The socket itself: no login, or a role without signalling, never gets a WebSocket.
+        async with aiohttp.ClientSession() as http:
+            for headers, status in (
+                ({}, 401),
+                ({"Authorization": f"Bearer {tokens[Role.TECHNICIAN]}"}, 403),
+                ({"Authorization": "Bearer hct_abcdefghij_" + "x" * 43}, 401),
+            ):
+                with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                    await http.ws_connect(s.ws_url, headers=headers)
+                assert refused.value.status == status
+
+        # A live view of the first operator that everything below tries to reach.
+        async with s.channel() as live, s.channel(other_operator) as intruder:
+            view = View(live, "cam-0071")
+            task = asyncio.create_task(view.run())
+            await wait_for(lambda: view.result.frames >= 3, what="the live view's frames")
+            [live_sid] = list(s.rt.signalling.sessions)
+            ws = intruder.ws
+
+            async def reply() -> env.Envelope:
+                msg = await asyncio.wait_for(ws.receive(), 5)
+                assert msg.type is aiohttp.WSMsgType.TEXT, msg
+                return env.decode(msg.data, allowed=SERVER_TYPES)
+
+            audit_before = await s.rt.pool.fetchval("SELECT count(*) FROM audit_log")
+            foreign = [
+                env.Offer(live_sid, sdp=SDP),
+                env.Candidate(
+                    live_sid, candidate="candidate:1 1 udp 1 127.0.0.1 9 typ host", sdp_mid="0"
+                ),
+                env.Bye(live_sid, reason=env.ByeReason.OPERATOR),
+                env.Drive(live_sid, linear=0.5, angular=0.0),
+                env.Video(live_sid, frames=1),
+                env.Request(live_sid, extend=env.ExtendReason.UNCLEAR_IMAGE),
+            ]
+            for message in foreign:
+                await ws.send_str(env.encode(message))
+                answer = await reply()
+                assert isinstance(answer, env.Error), (message.type, answer)
+                assert answer.code in {"unknown_session", "duplicate_session"}, answer
+            # Types a client may never send, whatever session they name.
+            for raw in (
+                env.encode(env.Answer(live_sid, sdp=SDP)),
+                env.encode(
+                    env.Granted(
+                        live_sid,
+                        device_id="cam-0071",
+                        purpose=env.Purpose.VIEW,
+                        deadline=0,
+                        cap_s=1,
+                    )
+                ),
+                f'{{"type": "ack", "session_id": "{live_sid}", "of": "offer"}}',
+                '{"type": "error", "code": "x", "message": "y"}',
+            ):
+                await ws.send_str(raw)
+                answer = await reply()
+                assert isinstance(answer, env.Error), answer
+                assert answer.code in {"unexpected_type", "unknown_type", "bad_value"}, answer
+            assert await s.rt.pool.fetchval("SELECT count(*) FROM audit_log") == audit_before
+            assert view.result.bye is None  # the live view went on
+            frames = view.result.frames
+            await wait_for(lambda: view.result.frames > frames, what="more frames after all that")
+
+            # Purposes by role: a probe is the system's alone.
+            assert Role.OPERATOR not in ROLES_FOR[env.Purpose.PROBE]
+            await ws.send_str(
+                env.encode(
+                    env.Request("s-walk-probe", device_id="cam-0071", purpose=env.Purpose.PROBE)
+                )
+            )
+            denied = await reply()
+            assert isinstance(denied, env.Denied)
+            assert denied.reason == "forbidden"
+            await view.hang_up()
+            await asyncio.wait_for(task, 10)
+
+        # An administrator may stand in for an operator (OPERATORS); a technician may not even
+        # connect (above). Both are what the roles table says.
+        for purpose, roles in ROLES_FOR.items():
+            assert Role.TECHNICIAN not in roles, purpose

@@ -1,0 +1,207 @@
+"""Administrators' staff, token and audit routes through aiohttp's test client."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from consent import audit_store, staff_store
+from consent.roles import Role
+from consent.staff import FAST_HASHING, PasswordHasher
+from services import auth, http, staff_api
+
+pytestmark = pytest.mark.integration
+
+Client = TestClient[web.Request, web.Application]
+T0 = datetime(2026, 11, 23, 23, 0, tzinfo=UTC)
+FAST = PasswordHasher(FAST_HASHING)
+
+
+@pytest.fixture
+async def setup(pool: asyncpg.Pool) -> AsyncIterator[tuple[Client, dict[str, str]]]:
+    headers = {}
+    async with pool.acquire() as conn:
+        for username, role in [("admin1", Role.ADMINISTRATOR), ("natt1", Role.OPERATOR)]:
+            acc = await staff_store.create_staff(
+                conn, username=username, role=role, password=None, now=T0
+            )
+            token = await staff_store.create_token(
+                conn, staff_id=acc.staff_id, role=role, ttl_s=3600, label="", now=T0
+            )
+            headers[username] = token
+    app = http.make_app(max_body_bytes=4096)
+    auth.install(app, auth.make_authenticator(pool, hasher=FAST, clock=lambda: T0))
+    http.add_routes(app, [*auth.routes(), *staff_api.routes()])
+    async with TestClient(TestServer(app)) as c:
+        yield c, headers
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+ADMIN_ROUTES = [
+    ("GET", "/api/staff"),
+    ("POST", "/api/staff"),
+    ("POST", "/api/staff/staff-abcdef/active"),
+    ("POST", "/api/staff/staff-abcdef/password"),
+    ("POST", "/api/staff/staff-abcdef/tokens"),
+    ("DELETE", "/api/tokens/abcdefghij"),
+    ("GET", "/api/audit"),
+    ("GET", "/api/audit/verify"),
+]
+
+
+async def test_admin_only(setup: tuple[Client, dict[str, str]]) -> None:
+    client, tokens = setup
+    for method, path in ADMIN_ROUTES:
+        assert (await client.request(method, path)).status == 401, path
+        resp = await client.request(method, path, headers=bearer(tokens["natt1"]), json={})
+        assert resp.status == 403, path
+    listed = {(r.method, r.path) for r in staff_api.routes()}
+    assert listed == {
+        (m, p.replace("staff-abcdef", "{staff_id}").replace("abcdefghij", "{token_id}"))
+        for m, p in ADMIN_ROUTES
+    }
+
+
+async def test_create_account_then_log_in(
+    setup: tuple[Client, dict[str, str]], pool: asyncpg.Pool
+) -> None:
+    client, tokens = setup
+    admin = bearer(tokens["admin1"])
+    resp = await client.post(
+        "/api/staff",
+        headers=admin,
+        json={
+            "username": "Natt2",
+            "role": "operator",
+            "password": "en lång lösenfras",
+            "display_name": "Bo Ek",
+        },
+    )
+    assert resp.status == 201
+    account = await resp.json()
+    assert (account["username"], account["role"], account["has_password"]) == (
+        "natt2",
+        "operator",
+        True,
+    )
+    login = await client.post(
+        "/api/login", json={"username": "natt2", "password": "en lång lösenfras"}
+    )
+    assert login.status == 200
+    listed = await (await client.get("/api/staff", headers=admin)).json()
+    assert [a["username"] for a in listed["staff"]] == ["admin1", "natt1", "natt2"]
+    async with pool.acquire() as conn:
+        [created] = await audit_store.entries(
+            conn, subject=account["staff_id"], action="staff.created"
+        )
+        admin_id = await staff_store.find_by_username(conn, "admin1")
+    assert admin_id is not None
+    assert created.actor == admin_id.staff_id
+
+
+BAD_ACCOUNTS: list[tuple[dict[str, Any], str, int]] = [
+    ({"role": "operator"}, "username", 422),
+    ({"username": "natt3"}, "role", 422),
+    ({"username": "natt3", "role": "system"}, "role", 422),
+    ({"username": "natt3", "role": "operator", "password": "kort"}, "password", 422),
+    ({"username": "natt3", "role": "operator", "password": 5}, "password", 422),
+    ({"username": "natt1", "role": "operator"}, "username", 409),
+]
+
+
+async def test_bad_account_bodies(setup: tuple[Client, dict[str, str]], pool: asyncpg.Pool) -> None:
+    client, tokens = setup
+    async with pool.acquire() as conn:
+        before = await conn.fetchval("SELECT count(*) FROM audit_log")
+    for body, field, status in BAD_ACCOUNTS:
+        resp = await client.post("/api/staff", headers=bearer(tokens["admin1"]), json=body)
+        assert resp.status == status, body
+        assert (await resp.json())["error"]["field"] == field, body
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM staff") == 2
+        assert await conn.fetchval("SELECT count(*) FROM audit_log") == before
+
+
+async def test_tokens_and_deactivation(setup: tuple[Client, dict[str, str]]) -> None:
+    client, tokens = setup
+    admin = bearer(tokens["admin1"])
+    me = await (await client.get("/api/me", headers=bearer(tokens["natt1"]))).json()
+    resp = await client.post(
+        f"/api/staff/{me['staff_id']}/tokens",
+        headers=admin,
+        json={"ttl_s": 600, "label": "console kiosk"},
+    )
+    assert resp.status == 201
+    new = await resp.json()
+    assert (await client.get("/api/me", headers=bearer(new["token"]))).status == 200
+    resp = await client.delete(f"/api/tokens/{new['token_id']}", headers=admin)
+    assert resp.status == 200
+    assert (await client.get("/api/me", headers=bearer(new["token"]))).status == 401
+    assert (await client.delete(f"/api/tokens/{new['token_id']}", headers=admin)).status == 404
+    resp = await client.post(
+        f"/api/staff/{me['staff_id']}/active", headers=admin, json={"is_active": False}
+    )
+    assert (await resp.json())["is_active"] is False
+    assert (await client.get("/api/me", headers=bearer(tokens["natt1"]))).status == 401
+    bad = await client.post(
+        f"/api/staff/{me['staff_id']}/active", headers=admin, json={"is_active": "no"}
+    )
+    assert (await bad.json())["error"]["field"] == "is_active"
+    missing = await client.post(
+        "/api/staff/staff-nobody99/active", headers=admin, json={"is_active": True}
+    )
+    assert missing.status == 404
+
+
+async def test_an_administrator_cannot_deactivate_themselves(
+    setup: tuple[Client, dict[str, str]], pool: asyncpg.Pool
+) -> None:
+    client, tokens = setup
+    admin = bearer(tokens["admin1"])
+    me = await (await client.get("/api/me", headers=admin)).json()
+    before = await pool.fetchval("SELECT count(*) FROM audit_log")
+    resp = await client.post(
+        f"/api/staff/{me['staff_id']}/active", headers=admin, json={"is_active": False}
+    )
+    assert resp.status == 422
+    assert (await resp.json())["error"]["code"] == "self_deactivation"
+    assert await pool.fetchval("SELECT count(*) FROM audit_log") == before
+    assert (await client.get("/api/me", headers=admin)).status == 200
+
+
+async def test_audit_listing_is_itself_audited(setup: tuple[Client, dict[str, str]]) -> None:
+    client, tokens = setup
+    admin = bearer(tokens["admin1"])
+    resp = await client.get("/api/audit?action=token.created&limit=1", headers=admin)
+    body = await resp.json()
+    assert [e["seq"] for e in body["entries"]] == [2]
+    assert body["next_after_seq"] == 2
+    resp = await client.get("/api/audit?after_seq=2", headers=admin)
+    actions = [e["action"] for e in (await resp.json())["entries"]]
+    assert actions == ["staff.created", "token.created", "audit.exported"]
+    verify = await (await client.get("/api/audit/verify", headers=admin)).json()
+    assert verify == {"ok": True, "checked": 6, "first_broken_seq": None, "reason": None}
+
+
+async def test_bad_audit_queries(setup: tuple[Client, dict[str, str]], pool: asyncpg.Pool) -> None:
+    client, tokens = setup
+    for query, field in [
+        ("subject=Anna%20Svensson", "subject"),
+        ("limit=0", "limit"),
+        ("after_seq=x", "after_seq"),
+        ("action=DROP", "action"),
+    ]:
+        resp = await client.get(f"/api/audit?{query}", headers=bearer(tokens["admin1"]))
+        assert resp.status == 422, query
+        assert (await resp.json())["error"]["field"] == field, query
+    async with pool.acquire() as conn:
+        assert await audit_store.entries(conn, action="audit.exported") == []

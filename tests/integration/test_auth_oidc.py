@@ -1,0 +1,223 @@
+"""OpenID Connect login (authorization code + PKCE) against a local test provider on loopback:
+a good login opens a session for the mapped staff account; a forged, expired, replayed or
+misaddressed ID token, a wrong state or an unknown person is refused, audited and changes no
+session."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestServer
+
+from consent import audit_store, staff_store
+from consent.roles import Role
+from consent.staff import FAST_HASHING, PasswordHasher
+from services import auth, http, oidc
+from services.settings import Settings
+from tests.oidc_provider import OidcProvider
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def provider() -> AsyncIterator[OidcProvider]:
+    async with OidcProvider() as p:
+        yield p
+
+
+@pytest.fixture
+async def accounts(pool: asyncpg.Pool) -> dict[str, str]:
+    hasher = PasswordHasher(FAST_HASHING)
+    out = {}
+    async with pool.acquire() as conn:
+        for username, role, active in [
+            ("natt1", Role.OPERATOR, True),
+            ("admin1", Role.ADMINISTRATOR, True),
+            ("gone1", Role.OPERATOR, False),
+        ]:
+            acc = await staff_store.create_staff(
+                conn, username=username, role=role, password=None, hasher=hasher
+            )
+            if not active:
+                await staff_store.set_active(
+                    conn, staff_id=acc.staff_id, is_active=False, actor="system"
+                )
+            out[username] = acc.staff_id
+    return out
+
+
+@pytest.fixture
+async def server(
+    pool: asyncpg.Pool, provider: OidcProvider, accounts: dict[str, str]
+) -> AsyncIterator[TestServer]:
+    settings = Settings(
+        oidc_issuer=provider.issuer,
+        oidc_client_id=provider.client_id,
+        oidc_client_secret=provider.client_secret,
+        oidc_username_claim="hsa_user",
+        session_secret="a test secret of enough length",
+    )
+    app = http.make_app(max_body_bytes=4096)
+    auth.install(app, auth.make_authenticator(pool, hasher=PasswordHasher(FAST_HASHING)))
+    found = oidc.install(app, settings)
+    assert found is not None
+    app.on_cleanup.append(lambda _app: found.close())
+    http.add_routes(app, [*auth.routes(), *oidc.routes()])
+    async with TestServer(app) as s:
+        yield s
+
+
+async def walk(server: TestServer) -> tuple[aiohttp.ClientResponse, aiohttp.ClientSession]:
+    """The browser's part: start, follow the provider's redirect, land on the callback."""
+    session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    start = await session.get(server.make_url("/api/login/oidc"), allow_redirects=False)
+    assert start.status == 302, await start.text()
+    authorize = await session.get(start.headers["Location"], allow_redirects=False)
+    assert authorize.status == 302, await authorize.text()
+    callback = await session.get(authorize.headers["Location"], allow_redirects=False)
+    return callback, session
+
+
+async def logins(pool: asyncpg.Pool) -> list[tuple[str, dict[str, Any]]]:
+    async with pool.acquire() as conn:
+        rows = await audit_store.entries(conn, limit=1000)
+        assert (await audit_store.verify(conn)).ok
+    return [(e.action, dict(e.data)) for e in rows if e.action.startswith("login.")]
+
+
+async def sessions(pool: asyncpg.Pool) -> int:
+    return int(await pool.fetchval("SELECT count(*) FROM staff_sessions"))
+
+
+@pytest.mark.parametrize("alg", ["RS256", "ES256"])
+async def test_login_maps_the_claim_to_a_staff_account(
+    server: TestServer,
+    provider: OidcProvider,
+    pool: asyncpg.Pool,
+    accounts: dict[str, str],
+    alg: str,
+) -> None:
+    provider.alg = alg
+    provider.claims = {"hsa_user": "Admin1", "name": "Ada Admin"}
+    callback, session = await walk(server)
+    async with session:
+        assert callback.status == 302
+        assert callback.headers["Location"] == "/"
+        cookies = {c.key: c for c in session.cookie_jar}
+        assert "hc_session" in cookies
+        assert "hc_csrf" in cookies
+        assert "hc_oidc" not in cookies  # the flow cookie is spent
+        me = await session.get(server.make_url("/api/me"))
+        assert me.status == 200
+        body = await me.json()
+        assert (body["staff_id"], body["role"], body["via"]) == (
+            accounts["admin1"],
+            "administrator",
+            "session",
+        )
+        # The same session needs the CSRF header for a state change, like a password login.
+        csrf = {"X-CSRF-Token": cookies["hc_csrf"].value}
+        assert (await session.post(server.make_url("/api/logout"))).status == 403
+        assert (await session.post(server.make_url("/api/logout"), headers=csrf)).status == 200
+    [(action, data)] = await logins(pool)
+    assert action == "login.succeeded"
+    assert data["via"] == "oidc"
+    assert "Ada" not in str(data)
+
+
+@pytest.mark.parametrize(
+    "tamper", ["signature", "issuer", "audience", "nonce", "expired", "alg_none"]
+)
+async def test_bad_id_tokens_are_refused(
+    server: TestServer, provider: OidcProvider, pool: asyncpg.Pool, tamper: str
+) -> None:
+    provider.claims = {"hsa_user": "natt1"}
+    provider.tamper = tamper
+    callback, session = await walk(server)
+    async with session:
+        assert callback.status == 401
+        error = (await callback.json())["error"]
+        assert error["code"] == "oidc_token_invalid"
+        assert "hc_session" not in {c.key for c in session.cookie_jar}
+    assert provider.tokens_issued == 1
+    assert await sessions(pool) == 0
+    assert await logins(pool) == []
+
+
+@pytest.mark.parametrize("who", ["nobody9", "gone1", None])
+async def test_unknown_or_inactive_people_are_refused_and_audited(
+    server: TestServer, provider: OidcProvider, pool: asyncpg.Pool, who: str | None
+) -> None:
+    provider.claims = {"hsa_user": who} if who else {}
+    callback, session = await walk(server)
+    await session.close()
+    assert callback.status == 401
+    assert (await callback.json())["error"]["code"] == "bad_credentials"
+    assert await sessions(pool) == 0
+    [(action, data)] = await logins(pool)
+    assert action == "login.failed"
+    assert data["via"] == "oidc"
+    assert data["reason"] == ("inactive" if who == "gone1" else "unknown_user")
+
+
+async def test_state_must_match_and_the_code_works_once(
+    server: TestServer, provider: OidcProvider, pool: asyncpg.Pool
+) -> None:
+    provider.claims = {"hsa_user": "natt1"}
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+        start = await s.get(server.make_url("/api/login/oidc"), allow_redirects=False)
+        authorize = await s.get(start.headers["Location"], allow_redirects=False)
+        location = authorize.headers["Location"]
+        forged = location.rsplit("state=", 1)[0] + "state=forged"
+        resp = await s.get(forged, allow_redirects=False)
+        assert resp.status == 400
+        assert (await resp.json())["error"]["code"] == "oidc_state"
+        # The code was never redeemed; now it is, once.
+        assert (await s.get(location, allow_redirects=False)).status == 302
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as other:
+        # Another browser replaying the callback has no flow cookie.
+        replay = await other.get(location, allow_redirects=False)
+        assert replay.status == 400
+    assert await sessions(pool) == 1
+
+
+async def test_callback_without_a_flow_and_provider_errors(
+    server: TestServer, pool: asyncpg.Pool
+) -> None:
+    async with aiohttp.ClientSession() as s:
+        for query in ("", "?code=x&state=y", "?error=access_denied&state=y"):
+            resp = await s.get(server.make_url(f"{oidc.CALLBACK_PATH}{query}"))
+            assert resp.status == 400
+            assert (await resp.json())["error"]["code"] == "oidc_state"
+    assert await sessions(pool) == 0
+
+
+async def test_not_configured_is_a_clear_404(pool: asyncpg.Pool) -> None:
+    app = http.make_app(max_body_bytes=4096)
+    auth.install(app, auth.make_authenticator(pool))
+    assert oidc.install(app, Settings()) is None
+    http.add_routes(app, oidc.routes())
+    async with TestServer(app) as s, aiohttp.ClientSession() as c:
+        resp = await c.get(s.make_url("/api/login/oidc"), allow_redirects=False)
+        assert resp.status == 404
+        assert (await resp.json())["error"]["code"] == "oidc_not_configured"
+        methods = await (await c.get(s.make_url("/api/login/methods"))).json()
+        assert (methods["password"], methods["oidc"]) == (True, False)
+
+
+async def test_login_methods_name_oidc_when_configured(server: TestServer) -> None:
+    async with aiohttp.ClientSession() as c:
+        methods = await (await c.get(server.make_url("/api/login/methods"))).json()
+    assert methods == {"password": True, "oidc": True, "oidc_start": "/api/login/oidc"}
+
+
+def test_verify_refuses_structural_garbage() -> None:
+    for token in ["", "a.b", "a.b.c", "e30.e30.", "x" * 30_000]:
+        with pytest.raises(oidc.OidcError):
+            oidc.verify_id_token(
+                token, keys=[], issuer="http://x", client_id="c", nonce="n", now_s=0.0
+            )

@@ -1,0 +1,162 @@
+"""The simulated video phone's own screen: Svara / Avvisa answer and end a real call."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from structlog.testing import capture_logs
+
+from consent.model import Purpose as GatePurpose
+from devices import envelope as env
+from devices.topics import MAX_CALLER_CHARS, CommandOp, DeviceKind
+from services.view import View
+from simulators.kiosk import kiosk_app
+from simulators.peer import AnswerPolicy, CallState
+from tests.integration.signalling_support import (
+    FakeGate,
+    audit_actions,
+    client,
+    devices,
+    node,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+PHONE, CAM = "phone-0003", "cam-0003"
+
+
+CALLER = "Karin Nattsköterska"
+
+
+async def test_svara_then_lagg_pa_on_the_phone_screen(
+    pool: asyncpg.Pool, mqtt_url: str, topic_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The phone shows who calls (the staff member's display name, carried by ``ring``); the
+    name appears in no log line."""
+    caplog.set_level(logging.DEBUG)
+    await pool.execute(
+        "INSERT INTO staff (staff_id, username, display_name, role, created_at)"
+        " VALUES ('staff-op0001', 'karin', $1, 'operator', now())",
+        CALLER,
+    )
+    gate = FakeGate()
+    gate.allow(PHONE, GatePurpose.VIDEO_CALL)
+    with capture_logs() as logs:
+        await _svara_then_lagg_pa(pool, mqtt_url, topic_prefix, gate)
+    assert logs  # the call was logged ...
+    assert CALLER not in repr(logs)  # ... without the caller's name
+    assert CALLER not in caplog.text
+
+
+async def _svara_then_lagg_pa(
+    pool: asyncpg.Pool, mqtt_url: str, topic_prefix: str, gate: FakeGate
+) -> None:
+    async with (
+        node(pool, mqtt_url, topic_prefix, gate) as n,
+        devices(
+            mqtt_url,
+            topic_prefix,
+            pool,
+            [(PHONE, DeviceKind.VIDEO_PHONE), (CAM, DeviceKind.CAMERA)],
+            policy=AnswerPolicy.parse("manual"),
+        ) as devs,
+        client(n) as c,
+        TestClient(TestServer(kiosk_app({d: v.peer for d, v in devs.items()}))) as screen,
+    ):
+        page = await screen.get(f"/kiosk/{PHONE}")
+        assert page.status == 200
+        assert "Svara" in await page.text()
+        assert (await screen.get(f"/kiosk/{CAM}")).status == 404
+        assert (await screen.post(f"/kiosk/{PHONE}/answer")).status == 409  # nothing rings
+        phone = devs[PHONE].peer
+        call = View(c.channel, PHONE, purpose=env.Purpose.CALL)
+        task = asyncio.create_task(call.run())
+        await wait_for(lambda: phone.call_state is CallState.RINGING, what="ringing")
+        state = await (await screen.get(f"/kiosk/{PHONE}/state")).json()
+        assert state == {
+            "call_state": "ringing",
+            "session_id": call.session_id,
+            "caller": CALLER,
+            "frames_received": 0,
+        }
+        await asyncio.sleep(0.5)
+        assert call.result.frames == 0  # nothing flows before the brukare answers
+        assert (await screen.post(f"/kiosk/{PHONE}/answer")).status == 200
+        await wait_for(lambda: call.result.frames >= 5, what="the phone's video at the caller")
+        await wait_for(lambda: phone.stats.frames_received >= 5, what="caller's video at phone")
+        state = await (await screen.get(f"/kiosk/{PHONE}/state")).json()
+        assert state["call_state"] == "in_call"
+        assert state["caller"] == CALLER  # "i samtal med ..."
+        assert state["frames_received"] >= 5  # the caller's video, counted at the phone
+        assert (await screen.post(f"/kiosk/{PHONE}/decline")).status == 200  # Lägg på
+        result = await asyncio.wait_for(task, 5)
+    assert result.bye == "declined"
+    actions = [a for a, _ in await audit_actions(pool, call.session_id)]
+    assert actions == ["call.started", "call.answered", "call.ended"]
+
+
+async def test_avvisa_declines_a_ringing_call(
+    pool: asyncpg.Pool, mqtt_url: str, topic_prefix: str
+) -> None:
+    gate = FakeGate()
+    gate.allow(PHONE, GatePurpose.VIDEO_CALL)
+    async with (
+        node(pool, mqtt_url, topic_prefix, gate) as n,
+        devices(
+            mqtt_url,
+            topic_prefix,
+            pool,
+            [(PHONE, DeviceKind.VIDEO_PHONE)],
+            policy=AnswerPolicy.parse("manual"),
+        ) as devs,
+        client(n) as c,
+        TestClient(TestServer(kiosk_app({PHONE: devs[PHONE].peer}))) as screen,
+    ):
+        call = View(c.channel, PHONE, purpose=env.Purpose.CALL)
+        task = asyncio.create_task(call.run())
+        await wait_for(lambda: devs[PHONE].peer.call_state is CallState.RINGING, what="ringing")
+        # a caller without a staff record or display name: no name, the screen names the team
+        ringing = await (await screen.get(f"/kiosk/{PHONE}/state")).json()
+        assert ringing["caller"] is None
+        assert (await screen.post(f"/kiosk/{PHONE}/decline")).status == 200
+        result = await asyncio.wait_for(task, 5)
+        state = await (await screen.get(f"/kiosk/{PHONE}/state")).json()
+    assert result.bye == "declined"
+    assert result.frames == 0
+    assert state["call_state"] == "idle"
+    assert state["caller"] is None
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"caller": 42},
+        {"caller": "x" * (MAX_CALLER_CHARS + 1)},
+        {"caller": "   "},
+        {"colour": "blue"},
+    ],
+)
+async def test_a_bad_ring_is_refused_and_changes_nothing(
+    pool: asyncpg.Pool, mqtt_url: str, topic_prefix: str, bad: dict[str, object]
+) -> None:
+    gate = FakeGate()
+    async with (
+        node(pool, mqtt_url, topic_prefix, gate) as n,
+        devices(
+            mqtt_url,
+            topic_prefix,
+            pool,
+            [(PHONE, DeviceKind.VIDEO_PHONE)],
+            policy=AnswerPolicy.parse("always"),
+        ) as devs,
+        TestClient(TestServer(kiosk_app({PHONE: devs[PHONE].peer}))) as screen,
+    ):
+        args = {"session_id": "s-badring1", "auto_answer": True, **bad}
+        ack = await n.signalling.commands.send(PHONE, CommandOp.RING, args, 5.0)
+        state = await (await screen.get(f"/kiosk/{PHONE}/state")).json()
+    assert (ack.ok, ack.detail) == (False, "bad_args")
+    assert (state["call_state"], state["session_id"], state["caller"]) == ("idle", None, None)

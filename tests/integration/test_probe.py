@@ -1,0 +1,235 @@
+"""The motion probe watches simulated cameras over real signalling, MQTT and WebRTC on loopback.
+
+Each simulated camera sends one of the simulators' scenes (320x240, 10 fps, VP8); the probe
+joins through :meth:`services.signalling.Signalling.connect` as the system, analyses at most
+5 frames a second, and must return that scene's verdict. Probes run concurrently, as a round's
+worker runs them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import asyncpg
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from consent.model import Purpose as GatePurpose
+from devices.topics import DeviceKind
+from simulators.device import DeviceSpec, SimulatedDevice
+from simulators.scenes import Scene, SceneKind
+from supervision.ports import Prober, ProbeResult
+from supervision.probe import MotionProber, ProbeConfig, ViewZones, ask_small_slow, zones_of
+from supervision.verdict import Reason, VerdictKind
+from tests.integration.signalling_support import FakeGate, audit_actions, devices, node, wait_for
+
+pytestmark = pytest.mark.integration
+W, H = 320, 240
+SCENES = {
+    "cam-asleep": (SceneKind.ASLEEP, VerdictKind.STILL),
+    "cam-walking": (SceneKind.WALKING, VerdictKind.ACTIVITY),
+    "cam-covered": (SceneKind.COVERED, VerdictKind.COVERED),
+    "cam-dark": (SceneKind.LIGHTS_OFF, VerdictKind.DARK),
+    "cam-frozen": (SceneKind.FROZEN, VerdictKind.FROZEN),
+}
+
+
+def scene_zones(device_id: str) -> ViewZones | None:
+    return zones_of(W, H, {k: list(v) for k, v in Scene(SceneKind.ASLEEP).zones(W, H).items()})
+
+
+async def test_probe_returns_each_scenes_verdict(
+    pool: asyncpg.Pool, mqtt_url: str, topic_prefix: str
+) -> None:
+    gate = FakeGate()
+    for device_id in SCENES:
+        gate.allow(device_id, GatePurpose.MOTION_ANALYSIS)
+    specs = [(device_id, DeviceKind.CAMERA) for device_id in SCENES]
+    async with (
+        node(pool, mqtt_url, topic_prefix, gate) as n,
+        devices(mqtt_url, topic_prefix, pool, specs) as devs,
+    ):
+        for device_id, (kind, _) in SCENES.items():
+            devs[device_id].peer.scene = Scene(kind, seed=1)
+        prober = MotionProber(n.signalling, zones=scene_zones)
+        outcomes = await asyncio.gather(
+            *(prober.watch(device_id, check_id=f"chk-{device_id}") for device_id in SCENES)
+        )
+    for (device_id, (_, expected)), outcome in zip(SCENES.items(), outcomes, strict=True):
+        v = outcome.verdict
+        assert v.kind is expected, (device_id, v.kind, v.reason, v.numbers.repeat_frac)
+        if device_id != "cam-asleep":  # a sleeper may or may not be cleared; the rest never
+            assert v.needs_human, (device_id, v.reason)
+        assert outcome.ended == "window"
+        assert outcome.frame_size == (W, H)
+        assert 16 <= outcome.frames_analysed <= 45  # at most 5 a second over 8 s (busy CI: fewer)
+        assert outcome.frames_received > outcome.frames_analysed  # the camera sends 10 fps
+    by_device = dict(zip(SCENES, outcomes, strict=True))
+    assert by_device["cam-covered"].verdict.reason is Reason.DEVICE_TROUBLE
+    actions = await audit_actions(pool, by_device["cam-asleep"].session_id)
+    assert [a for a, _ in actions] == ["probe.started", "probe.ended"]
+    row = await pool.fetchrow(
+        "SELECT staff_id, state FROM signal_sessions WHERE session_id = $1",
+        by_device["cam-asleep"].session_id,
+    )
+    assert row is not None
+    assert dict(row) == {"staff_id": "system", "state": "closed"}
+
+
+async def test_probe_is_the_round_runners_prober(
+    pool: asyncpg.Pool, mqtt_url: str, topic_prefix: str
+) -> None:
+    gate = FakeGate()
+    gate.allow("cam-restless", GatePurpose.MOTION_ANALYSIS)
+    async with (
+        node(pool, mqtt_url, topic_prefix, gate) as n,
+        devices(mqtt_url, topic_prefix, pool, [("cam-restless", DeviceKind.CAMERA)]) as devs,
+    ):
+        devs["cam-restless"].peer.scene = Scene(SceneKind.RESTLESS, seed=2)
+        prober: Prober = MotionProber(n.signalling, zones=scene_zones)
+        result = await prober.probe(device_id="cam-restless", check_id="chk-1", window_s=4.0)
+    assert result == ProbeResult(
+        "activity", False, result.confidence, result.frames, detail=result.detail
+    )
+    assert result.detail is not None  # the numbers the round stores with the step
+    assert (result.detail["verdict"], result.detail["where"]) == ("activity", "bed")
+    assert result.detail["numbers"]["frames"] == result.frames
+    assert 8 <= result.frames <= 25
+
+
+async def test_without_consent_the_probe_is_denied_and_says_no_signal(
+    pool: asyncpg.Pool, mqtt_url: str, topic_prefix: str
+) -> None:
+    gate = FakeGate()
+    async with (
+        node(pool, mqtt_url, topic_prefix, gate) as n,
+        devices(mqtt_url, topic_prefix, pool, [("cam-nocons", DeviceKind.CAMERA)]),
+    ):
+        outcome = await MotionProber(n.signalling).watch("cam-nocons", window_s=2.0)
+        offline = await MotionProber(n.signalling).watch("cam-gone", window_s=2.0)
+    assert outcome.verdict.kind is VerdictKind.NO_SIGNAL
+    assert outcome.verdict.needs_human
+    assert outcome.ended == "denied:no_consent"
+    assert offline.ended == "denied:device_offline"
+    assert offline.verdict.kind is VerdictKind.NO_SIGNAL
+
+
+@contextlib.asynccontextmanager
+async def silent_camera(
+    mqtt_url: str, prefix: str, pool: asyncpg.Pool, device_id: str
+) -> AsyncIterator[SimulatedDevice]:
+    """A camera that is online over MQTT but never answers an offer (no media peer)."""
+    sim = SimulatedDevice(
+        DeviceSpec(device_id, DeviceKind.CAMERA), mqtt_url, prefix=prefix, health_interval_s=3600
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(sim.run(stop))
+    try:
+        await wait_for(
+            lambda: pool.fetchval(
+                "SELECT presence = 'online' FROM devices WHERE device_id = $1", device_id
+            ),
+            what="silent camera online",
+        )
+        yield sim
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+async def test_a_camera_that_sends_nothing_is_no_signal(
+    pool: asyncpg.Pool, mqtt_url: str, topic_prefix: str
+) -> None:
+    gate = FakeGate()
+    gate.allow("cam-silent", GatePurpose.MOTION_ANALYSIS)
+    async with (
+        node(pool, mqtt_url, topic_prefix, gate) as n,
+        silent_camera(mqtt_url, topic_prefix, pool, "cam-silent"),
+    ):
+        prober = MotionProber(n.signalling, config=ProbeConfig(connect_timeout_s=2.0))
+        outcome = await asyncio.wait_for(prober.watch("cam-silent"), 10)
+        assert not n.signalling.sessions  # the probe ended its session
+    assert outcome.ended == "no_frames"
+    assert outcome.verdict.kind is VerdictKind.NO_SIGNAL
+    assert outcome.verdict.reason is Reason.NO_SIGNAL
+    assert outcome.frames_received == 0
+
+
+class ShapeShifter:
+    """A camera whose picture changes to another aspect ratio after ``switch_s``."""
+
+    def __init__(self, switch_s: float) -> None:
+        self.scene = Scene(SceneKind.RESTLESS, seed=3)
+        self.switch_s = switch_s
+
+    def yuv420(self, t_s: float, width: int, height: int) -> npt.NDArray[np.uint8]:
+        if t_s < self.switch_s:
+            return self.scene.yuv420(t_s, width, height)
+        return self.scene.yuv420(t_s, 240, 240)
+
+
+async def test_a_size_change_mid_stream_gives_a_verdict_without_clearing(
+    pool: asyncpg.Pool, mqtt_url: str, topic_prefix: str
+) -> None:
+    gate = FakeGate()
+    gate.allow("cam-resize", GatePurpose.MOTION_ANALYSIS)
+    async with (
+        node(pool, mqtt_url, topic_prefix, gate) as n,
+        devices(mqtt_url, topic_prefix, pool, [("cam-resize", DeviceKind.CAMERA)]) as devs,
+    ):
+        devs["cam-resize"].peer.scene = ShapeShifter(switch_s=2.0)
+        outcome = await MotionProber(n.signalling, zones=scene_zones).watch("cam-resize")
+    assert outcome.ended == "window"
+    assert outcome.frame_size == (240, 240)
+    assert outcome.verdict.needs_human  # the zones no longer fit: nothing can be cleared
+    assert outcome.verdict.kind in {VerdictKind.ACTIVITY, VerdictKind.STILL, VerdictKind.NO_SIGNAL}
+
+
+@pytest.mark.parametrize(
+    "changes", [{"window_s": 0.0}, {"connect_timeout_s": -1.0}, {"max_fps": float("nan")}]
+)
+def test_bad_probe_config_raises(changes: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="positive"):
+        ProbeConfig(**changes)
+
+
+async def test_a_bad_window_raises_before_anything_is_opened(
+    pool: asyncpg.Pool, mqtt_url: str, topic_prefix: str
+) -> None:
+    async with node(pool, mqtt_url, topic_prefix, FakeGate()) as n:
+        with pytest.raises(ValueError, match="window_s"):
+            await MotionProber(n.signalling).watch("cam-any", window_s=0.0)
+        assert not n.signalling.connections
+
+
+def test_the_offer_asks_for_a_small_slow_stream_in_each_video_section() -> None:
+    sdp = "\r\n".join(
+        [
+            "v=0",
+            "o=- 1 1 IN IP4 0.0.0.0",
+            "s=-",
+            "t=0 0",
+            "m=audio 9 UDP/TLS/RTP/SAVPF 0",
+            "c=IN IP4 0.0.0.0",
+            "a=recvonly",
+            "m=video 9 UDP/TLS/RTP/SAVPF 97",
+            "c=IN IP4 0.0.0.0",
+            "a=recvonly",
+            "m=video 9 UDP/TLS/RTP/SAVPF 98",
+            "c=IN IP4 0.0.0.0",
+            "a=recvonly",
+            "",
+        ]
+    )
+    asked = ask_small_slow(sdp, ProbeConfig(max_fps=4, max_width=160, max_height=120))
+    sections = asked.split("m=")[1:]
+    assert "b=AS" not in sections[0]
+    for video in sections[1:]:
+        lines = video.split("\r\n")
+        assert lines[1:3] == ["c=IN IP4 0.0.0.0", "b=AS:300"]
+        assert "a=framerate:4" in lines
+        assert "a=imageattr:* recv [x=[16:160],y=[16:120]]" in lines
+    assert asked.endswith("\r\n")

@@ -1,0 +1,154 @@
+"""Video calls: ring, answer or decline on the unit, two-way media, no answer, auto-answer,
+drive."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import asyncpg
+import pytest
+
+from consent.model import Purpose as GatePurpose
+from devices import envelope as env
+from devices.topics import DeviceKind
+from services.signalling import SignallingConfig
+from services.view import View
+from simulators.peer import AnswerPolicy, CallState
+from tests.integration.signalling_support import (
+    FakeGate,
+    audit_actions,
+    client,
+    devices,
+    node,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+PHONE = "phone-0003"
+
+
+async def test_answered_call_has_two_way_media_and_drive_needs_fresh_video(
+    pool: asyncpg.Pool, mqtt_url: str, topic_prefix: str
+) -> None:
+    gate = FakeGate()
+    gate.allow(PHONE, GatePurpose.VIDEO_CALL)
+    async with (
+        node(pool, mqtt_url, topic_prefix, gate) as n,
+        devices(
+            mqtt_url,
+            topic_prefix,
+            pool,
+            [(PHONE, DeviceKind.VIDEO_PHONE)],
+            policy=AnswerPolicy.parse("after:0.3"),
+        ) as devs,
+        client(n) as c,
+    ):
+        phone = devs[PHONE].peer
+        call = View(c.channel, PHONE, purpose=env.Purpose.CALL, report_video=False)
+        task = asyncio.create_task(call.run())
+        await wait_for(lambda: phone.call_state is CallState.RINGING, what="ringing")
+        await asyncio.wait_for(call.first_frame.wait(), 10)
+        await wait_for(lambda: phone.stats.frames_received > 5, what="caller's video at phone")
+        # answered, but the caller has not reported any decoded frame yet: stale
+        await c.send(env.Drive(call.session_id, linear=0.3, angular=0.0))
+        await wait_for(lambda: "video_stale" in call.result.errors, what="stale refusal")
+        await c.send(env.Video(call.session_id, frames=call.result.frames))
+        await c.send(env.Drive(call.session_id, linear=0.3, angular=-0.2))
+        await wait_for(lambda: phone.stats.drives == [(0.3, -0.2)], what="drive at the phone")
+        await asyncio.sleep(1.2)  # no newer frame count reported: stale again
+        await c.send(env.Drive(call.session_id, linear=0.5, angular=0.0))
+        await wait_for(lambda: call.result.errors.count("video_stale") == 2, what="stale again")
+        assert phone.stats.drives == [(0.3, -0.2)]
+        await call.hang_up()
+        result = await asyncio.wait_for(task, 5)
+        assert result.bye == "operator"
+        assert result.frames > 5
+        await wait_for(lambda: phone.pc is None, what="phone hung up")
+    actions = [a for a, _ in await audit_actions(pool, call.session_id)]
+    assert actions == ["call.started", "call.answered", "call.ended"]
+
+
+async def test_declined_on_the_unit(pool: asyncpg.Pool, mqtt_url: str, topic_prefix: str) -> None:
+    gate = FakeGate()
+    gate.allow(PHONE, GatePurpose.VIDEO_CALL)
+    async with (
+        node(pool, mqtt_url, topic_prefix, gate) as n,
+        devices(
+            mqtt_url,
+            topic_prefix,
+            pool,
+            [(PHONE, DeviceKind.VIDEO_PHONE)],
+            policy=AnswerPolicy.parse("manual"),
+        ) as devs,
+        client(n) as c,
+    ):
+        phone = devs[PHONE].peer
+        call = View(c.channel, PHONE, purpose=env.Purpose.CALL)
+        task = asyncio.create_task(call.run())
+        await wait_for(lambda: phone.call_state is CallState.RINGING, what="ringing")
+        assert await phone.decline()
+        result = await asyncio.wait_for(task, 5)
+        assert result.bye == "declined"
+        assert result.frames == 0
+        assert phone.stats.offers == 0  # the caller's offer never reached the unit
+    ended = (await audit_actions(pool, call.session_id))[-1]
+    assert ended[0] == "call.ended"
+    assert ended[1]["reason"] == "declined"
+
+
+async def test_no_answer_and_auto_answer_only_under_consent(
+    pool: asyncpg.Pool, mqtt_url: str, topic_prefix: str
+) -> None:
+    gate = FakeGate()
+    gate.allow(PHONE, GatePurpose.VIDEO_CALL)
+    config = SignallingConfig(ring_timeout_s=1.5)
+    async with (
+        node(pool, mqtt_url, topic_prefix, gate, config=config) as n,
+        devices(
+            mqtt_url,
+            topic_prefix,
+            pool,
+            [(PHONE, DeviceKind.VIDEO_PHONE)],
+            policy=AnswerPolicy.parse("never"),
+        ) as devs,
+        client(n) as c,
+    ):
+        phone = devs[PHONE].peer
+        started = time.monotonic()
+        unanswered = await asyncio.wait_for(
+            View(c.channel, PHONE, purpose=env.Purpose.CALL).run(), 10
+        )
+        assert unanswered.bye == "no_answer"
+        assert 1.4 <= time.monotonic() - started < 3.0
+        await wait_for(lambda: phone.call_state is CallState.IDLE, what="ringing stopped")
+        gate.allow(PHONE, GatePurpose.AUTO_ANSWER)
+        auto = View(c.channel, PHONE, purpose=env.Purpose.CALL, duration_s=1.0)
+        answered = await asyncio.wait_for(auto.run(), 10)
+        assert answered.bye == "operator"
+        assert answered.frames > 0
+    started_data = (await audit_actions(pool, auto.session_id))[0][1]
+    assert started_data["auto_answer"] is True
+
+
+async def test_always_answers_at_once(pool: asyncpg.Pool, mqtt_url: str, topic_prefix: str) -> None:
+    gate = FakeGate()
+    gate.allow(PHONE, GatePurpose.VIDEO_CALL)
+    async with (
+        node(pool, mqtt_url, topic_prefix, gate) as n,
+        devices(
+            mqtt_url,
+            topic_prefix,
+            pool,
+            [(PHONE, DeviceKind.VIDEO_PHONE)],
+            policy=AnswerPolicy.parse("always"),
+        ) as devs,
+        client(n) as c,
+    ):
+        call = View(c.channel, PHONE, purpose=env.Purpose.CALL, duration_s=1.5)
+        result = await asyncio.wait_for(call.run(), 10)
+        assert devs[PHONE].peer.stats.frames_received > 0
+    assert result.bye == "operator"
+    assert result.frames > 0
+    started = (await audit_actions(pool, call.session_id))[0][1]
+    assert started["auto_answer"] is False  # the unit's own policy, not the consent

@@ -1,0 +1,163 @@
+"""Builders for night-round tests: brukare with plans, consents and a bound camera."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Collection
+from datetime import UTC, date, datetime, time
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from consent import rules
+from consent.model import (
+    Basis,
+    Binding,
+    CarePlan,
+    CareRecipient,
+    CheckTime,
+    Consent,
+    Decision,
+    Purpose,
+    RecipientBasis,
+)
+from supervision.ports import LinkDown, ProbeResult
+
+STHLM = ZoneInfo("Europe/Stockholm")
+LONG_AGO = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def at_local(d: date, hh: int, mm: int = 0, ss: int = 0) -> datetime:
+    return datetime(d.year, d.month, d.day, hh, mm, ss, tzinfo=STHLM)
+
+
+def consent(rid: str, purpose: Purpose, *, withdrawn_at: datetime | None = None) -> Consent:
+    return Consent(
+        consent_id=f"c-{rid}-{purpose}",
+        recipient_id=rid,
+        cohabitant_id=None,
+        purpose=purpose,
+        version=1,
+        basis=Basis.INFORMED_CONSENT,
+        given_at=LONG_AGO,
+        valid_from=LONG_AGO,
+        informed_by="staff-abcdef",
+        withdrawn_at=withdrawn_at,
+    )
+
+
+def basis(
+    rid: str,
+    *,
+    times: tuple[time, ...] = (time(22, 0),),
+    tolerance: int = 15,
+    motion: bool = True,
+    camera: bool = True,
+    device: str | None = None,
+    plan: dict[str, Any] | None = None,
+) -> RecipientBasis:
+    care = CarePlan(
+        plan_id=f"plan-{rid}",
+        recipient_id=rid,
+        decision_ref="dec-1",
+        valid_from=LONG_AGO,
+        checks=tuple(CheckTime(t, tolerance) for t in times),
+        **(plan or {}),
+    )
+    consents = []
+    if camera:
+        consents.append(consent(rid, Purpose.CAMERA_CHECK))
+    if motion:
+        consents.append(consent(rid, Purpose.MOTION_ANALYSIS))
+    binding = Binding(
+        binding_id=f"b-{rid}",
+        device_id=device or f"cam-{rid}",
+        recipient_id=rid,
+        bound_at=LONG_AGO,
+        requested_by="a",
+        bound_by="b",
+        device_kind="camera",
+    )
+    return RecipientBasis(
+        recipient=CareRecipient(rid, "Namn"),
+        plans=(care,),
+        consents=tuple(consents),
+        bindings=(binding,),
+    )
+
+
+# --------------------------------------------------------------------------- fakes of the ports
+
+
+class BasisGate:
+    """The consent rules over bases held in memory (a fake of the gate and bases ports)."""
+
+    def __init__(self, bases: dict[str, RecipientBasis]) -> None:
+        self.data = bases
+        self.calls: list[tuple[str, str]] = []
+
+    async def decide(self, *, device_id: str, purpose: Purpose, at: datetime) -> Decision:
+        self.calls.append((device_id, str(purpose)))
+        found = next(
+            (b for b in self.data.values() if any(x.device_id == device_id for x in b.bindings)),
+            None,
+        )
+        return rules.decide(found, device_id=device_id, purpose=purpose, at=at)
+
+    async def bases(
+        self, recipient_ids: Collection[str] | None = None
+    ) -> dict[str, RecipientBasis]:
+        return {k: v for k, v in self.data.items() if recipient_ids is None or k in recipient_ids}
+
+
+class FakeDevices:
+    """Presence as the registry has it (``offline``) and cameras that do not answer a wake
+    command although the registry has them online (``unresponsive``)."""
+
+    def __init__(self, known: Collection[str] = (), offline: set[str] | None = None) -> None:
+        self.all_online = set(known)
+        self.offline = offline or set()
+        self.unresponsive: set[str] = set()
+        self.woken: list[str] = []
+        self.link_down_for = 0  # the next this many wakes find this process's own link down
+
+    async def wake(self, device_id: str) -> bool:
+        self.woken.append(device_id)
+        if self.link_down_for > 0:
+            self.link_down_for -= 1
+            raise LinkDown("the MQTT broker is not connected")
+        return device_id not in self.offline and device_id not in self.unresponsive
+
+    async def online(self, device_ids: Collection[str] | None = None) -> set[str]:
+        if device_ids is None:
+            return self.all_online - self.offline
+        return {d for d in device_ids if d not in self.offline}
+
+
+class TableProber:
+    """Answers each device's verdict from a table (default: activity, no human needed)."""
+
+    def __init__(
+        self, verdicts: dict[str, tuple[str, bool]] | None = None, delay_s: float = 0.0
+    ) -> None:
+        self.verdicts = verdicts or {}
+        self.delay_s = delay_s
+        self.probed: list[str] = []
+
+    async def probe(self, *, device_id: str, check_id: str, window_s: float) -> ProbeResult:
+        self.probed.append(check_id)
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        verdict = self.verdicts.get(device_id, ("activity", False))
+        if verdict[0] == "raise":
+            raise RuntimeError("probe broke")
+        return ProbeResult(
+            verdict[0], verdict[1], frames=40, detail={"verdict": verdict[0], "frames": 40}
+        )
+
+
+class FixedClock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
