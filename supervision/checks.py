@@ -242,7 +242,8 @@ def planned(
         policy=policy,
         state=State.PLANNED,
         since=at,
-        deadline=window_start,
+        # planned after its window opened (a plan added mid-night): due now, not already late
+        deadline=max(window_start, at),
     )
 
 
@@ -455,7 +456,7 @@ def deadline_for(state: State, check: Check, at: datetime, timing: Timing) -> da
     s = timedelta(seconds=1)
     match state:
         case State.PLANNED:
-            return check.window_start
+            return max(check.window_start, at)
         case State.DUE:
             return min(
                 max(at, check.window_start) + timing.claim_grace_s * s, max(check.window_end, at)

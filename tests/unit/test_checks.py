@@ -496,6 +496,31 @@ def test_deadline_of_every_open_state() -> None:
     assert patrol_early.deadline == ws + T.patrol_ack_s * SEC  # the visit is due at the window
 
 
+def test_a_check_planned_inside_its_window_is_due_at_once_not_already_late() -> None:
+    """A plan added mid-night: the check is opened by the watchdog's next tick and is no alarm
+    for the minutes of the window that passed before it existed."""
+    early = make()
+    at = early.window_start + 8 * MIN
+    chk = dataclasses.replace(early, since=at, deadline=c.deadline_for(State.PLANNED, early, at, T))
+    assert chk.deadline == at
+    assert c.overdue(chk, at + T.alarm_grace_s * SEC) is None
+    assert c.overdue(chk, at + (T.alarm_grace_s + 1) * SEC) is not None  # still planned: alarm
+    late = c.planned(
+        check_id=early.check_id,
+        recipient_id=early.recipient_id,
+        device_id=early.device_id,
+        night=early.night,
+        agreed=early.agreed,
+        agreed_at=early.agreed_at,
+        window_start=early.window_start,
+        window_end=early.window_end,
+        policy=early.policy,
+        at=at,
+    )
+    assert late.deadline == at
+    assert ok(c.apply(late, Open(), at=at)).state is State.DUE
+
+
 def test_overdue_raises_an_alarm_only_past_the_grace() -> None:
     chk, at = to_state(State.NEEDS_VIEW)
     assert chk.deadline is not None
