@@ -46,14 +46,11 @@ from aiohttp import web
 from aiortc import RTCConfiguration, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamTrack
 
-from consent import staff_store
+from consent import enrol, staff_store
 from consent.model import (
-    Basis,
-    BindingAction,
     CarePlan,
     CareRecipient,
     CheckTime,
-    Consent,
     Pause,
     PauseReason,
     PauseSource,
@@ -169,31 +166,17 @@ async def _seed(rt: app.Runtime, rid: str, device_id: str, now: datetime) -> Non
         actor=ADMIN,
         at=now,
     )
-    await store.record_consent(
-        Consent(
-            consent_id=f"c-{rid}",
-            recipient_id=rid,
-            cohabitant_id=None,
-            purpose=Purpose.CAMERA_CHECK,
-            version=0,
-            basis=Basis.INFORMED_CONSENT,
-            given_at=since,
-            valid_from=since,
-            informed_by=ADMIN,
-            informed_how="bench",
-        ),
+    await enrol.grant(
+        store,
+        rid,
+        (Purpose.CAMERA_CHECK,),
+        given_at=since,
+        informed_by=ADMIN,
+        informed_how="bench",
         actor=ADMIN,
         at=now,
     )
-    req = await store.request_binding(
-        request_id=f"breq-{device_id}",
-        action=BindingAction.BIND,
-        device_id=device_id,
-        recipient_id=rid,
-        actor=ADMIN,
-        at=now,
-    )
-    await store.confirm_binding(req.request_id, recipient_id=rid, actor=ADMIN2, at=now)
+    await enrol.bind(store, device_id, rid, actor=ADMIN, at=now, confirmed_by=ADMIN2)
 
 
 async def _until(check: Callable[[], bool], timeout_s: float = 10.0) -> None:
@@ -240,7 +223,11 @@ class _Bench:
         now = self.clock()
         if consent:
             await self.rt.consent.withdraw_consent(
-                f"c-{rid}", withdrawn_at=now, reason=None, actor=ADMIN, at=now
+                enrol.consent_id(rid, Purpose.CAMERA_CHECK),
+                withdrawn_at=now,
+                reason=None,
+                actor=ADMIN,
+                at=now,
             )
         else:
             pause = await self.rt.consent.add_pause(

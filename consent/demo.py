@@ -35,18 +35,15 @@ from datetime import datetime, time, timedelta
 
 import asyncpg
 
-from consent import rules
+from consent import enrol, rules
 from consent.errors import Conflict
 from consent.model import (
     DEFAULT_VIEW_CAP_S,
     DEFAULT_ZONE,
-    Basis,
-    BindingAction,
     CarePlan,
     CareRecipient,
     CheckTime,
     Cohabitant,
-    Consent,
     Pause,
     PauseReason,
     PauseSource,
@@ -145,22 +142,26 @@ def demo_checks(home: int, now: datetime, zone_name: str) -> tuple[CheckTime, ..
     return tuple(kept)
 
 
-def _consent(
-    rid: str, purpose: Purpose, now: datetime, person: str | None = None, home: int = 0
-) -> Consent:
+async def _grant(
+    store: ConsentStore,
+    home: int,
+    purposes: tuple[Purpose, ...],
+    now: datetime,
+    person: str | None = None,
+) -> None:
     given = now - timedelta(days=30)
-    return Consent(
-        consent_id=new_id("cons"),
-        recipient_id=rid,
-        cohabitant_id=person,
-        purpose=purpose,
-        version=0,
-        basis=Basis.INFORMED_CONSENT,
+    await enrol.grant(
+        store,
+        recipient_id(home),
+        purposes,
+        given_at=given,
         informed_by="demo-handlaggare",
         informed_how="Muntlig och skriftlig information vid hembesök",
-        given_at=given,
-        valid_from=given,
+        actor=ACTOR,
+        at=now,
+        cohabitant_id=person,
         document_ref=f"DEMO-DOK-{home:04d}",
+        ids={p: new_id("cons") for p in purposes},
     )
 
 
@@ -197,8 +198,7 @@ async def _basis_records(store: ConsentStore, home: int, now: datetime) -> None:
     """The new brukare's consents, cohabitant and pause (each demo case differs here)."""
     rid = recipient_id(home)
     case = (home - 1) % 6
-    for purpose in _purposes(home):
-        await store.record_consent(_consent(rid, purpose, now, home=home), actor=ACTOR, at=now)
+    await _grant(store, home, _purposes(home), now)
     if case in (2, 5):
         co = await store.add_cohabitant(
             Cohabitant(
@@ -211,10 +211,8 @@ async def _basis_records(store: ConsentStore, home: int, now: datetime) -> None:
             at=now,
         )
         if case == 2:
-            for purpose in (Purpose.CAMERA_CHECK, Purpose.MOTION_ANALYSIS):
-                await store.record_consent(
-                    _consent(rid, purpose, now, co.cohabitant_id, home), actor=ACTOR, at=now
-                )
+            purposes = (Purpose.CAMERA_CHECK, Purpose.MOTION_ANALYSIS)
+            await _grant(store, home, purposes, now, co.cohabitant_id)
     if case == 3:
         await store.add_pause(
             Pause(
@@ -282,17 +280,9 @@ async def _bind(store: ConsentStore, device_id: str, rid: str, now: datetime) ->
     if any(b.device_id == device_id and b.unbound_at is None for b in basis.bindings):
         return False
     try:
-        req = await store.request_binding(
-            request_id=new_id("breq"),
-            action=BindingAction.BIND,
-            device_id=device_id,
-            recipient_id=rid,
-            actor=ACTOR,
-            at=now,
-        )
+        await enrol.bind(store, device_id, rid, actor=ACTOR, at=now, request_id=new_id("breq"))
     except Conflict:
         return False  # bound to someone else by an administrator: leave it
-    await store.confirm_binding(req.request_id, recipient_id=rid, actor=ACTOR, at=now)
     return True
 
 

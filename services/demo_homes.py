@@ -17,16 +17,9 @@ from datetime import datetime, time, timedelta
 
 import structlog
 
+from consent import enrol
 from consent.errors import Conflict, InvalidInput
-from consent.model import (
-    Basis,
-    BindingAction,
-    CarePlan,
-    CareRecipient,
-    CheckTime,
-    Consent,
-    Purpose,
-)
+from consent.model import CarePlan, CareRecipient, CheckTime, Purpose
 from consent.ports import ConsentStore
 
 log = structlog.get_logger(__name__)
@@ -67,34 +60,19 @@ async def seed_demo_homes(
         except Conflict:
             continue  # seeded by an earlier demo
         await _plan(store, rid, at, days, view_cap_s)
-        for purpose in PURPOSES:
-            await store.record_consent(
-                Consent(
-                    consent_id=f"c-{rid}-{purpose.value}".replace("_", "-"),
-                    recipient_id=rid,
-                    cohabitant_id=None,
-                    purpose=purpose,
-                    version=0,
-                    basis=Basis.INFORMED_CONSENT,
-                    given_at=at,
-                    valid_from=at,
-                    informed_by=ACTOR,
-                    informed_how="demo",
-                ),
-                actor=ACTOR,
-                at=at,
-            )
+        await enrol.grant(
+            store,
+            rid,
+            PURPOSES,
+            given_at=at,
+            informed_by=ACTOR,
+            informed_how="demo",
+            actor=ACTOR,
+            at=at,
+        )
         for device_id in devices:
             try:
-                req = await store.request_binding(
-                    request_id=f"breq-{device_id}",
-                    action=BindingAction.BIND,
-                    device_id=device_id,
-                    recipient_id=rid,
-                    actor=ACTOR,
-                    at=at,
-                )
-                await store.confirm_binding(req.request_id, recipient_id=rid, actor=ACTOR, at=at)
+                await enrol.bind(store, device_id, rid, actor=ACTOR, at=at)
             except Conflict:
                 log.warning("demo_binding_skipped", device_id=device_id)
         created.append(rid)

@@ -41,15 +41,12 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import structlog
 
-from consent import audit_store
+from consent import audit_store, enrol
 from consent.gate import ChangeBus, ChangeSubscription, Gate
 from consent.model import (
-    Basis,
-    BindingAction,
     CarePlan,
     CareRecipient,
     CheckTime,
-    Consent,
     Pause,
     PauseReason,
     PauseSource,
@@ -305,32 +302,20 @@ async def seed(
         )
         await store.add_plan(plan, actor=ADMIN, at=at)
         purposes = [Purpose.CAMERA_CHECK] + ([Purpose.MOTION_ANALYSIS] if h.motion_consent else [])
-        for purpose in purposes:
-            await store.record_consent(
-                Consent(
-                    consent_id=consent_id(h, purpose),
-                    recipient_id=rid,
-                    cohabitant_id=None,
-                    purpose=purpose,
-                    version=0,
-                    basis=Basis.INFORMED_CONSENT,
-                    given_at=at,
-                    valid_from=at,
-                    informed_by=ADMIN,
-                    informed_how="simulerat samtal",
-                ),
-                actor=ADMIN,
-                at=at,
-            )
-        await store.request_binding(
-            request_id=f"breq-{h.index:05d}",
-            action=BindingAction.BIND,
-            device_id=h.device_id,
-            recipient_id=rid,
+        await enrol.grant(
+            store,
+            rid,
+            purposes,
+            given_at=at,
+            informed_by=ADMIN,
+            informed_how="simulerat samtal",
             actor=ADMIN,
             at=at,
+            ids={p: consent_id(h, p) for p in purposes},
         )
-        await store.confirm_binding(f"breq-{h.index:05d}", recipient_id=rid, actor=ADMIN, at=at)
+        await enrol.bind(
+            store, h.device_id, rid, actor=ADMIN, at=at, request_id=f"breq-{h.index:05d}"
+        )
 
 
 def consent_id(h: Home, purpose: Purpose) -> str:

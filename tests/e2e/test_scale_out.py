@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import os
 import signal
 import subprocess
@@ -42,8 +41,8 @@ import aiohttp
 import asyncpg
 import pytest
 
-from consent import audit_store, staff_store
-from consent.model import BindingAction, CarePlan, CareRecipient, CheckTime, Purpose
+from consent import audit_store, enrol, staff_store
+from consent.model import CarePlan, CareRecipient, CheckTime, Purpose
 from consent.roles import Role
 from consent.store import PgConsentStore
 from devices.topics import DeviceKind
@@ -51,7 +50,7 @@ from services import db
 from services.embedded import free_port
 from simulators import homes
 from simulators.device import DeviceSpec
-from tests.rounds_support import LONG_AGO, STHLM, consent
+from tests.rounds_support import LONG_AGO, STHLM
 
 pytestmark = pytest.mark.e2e
 
@@ -84,24 +83,28 @@ async def _seed_one(store: PgConsentStore, pool: asyncpg.Pool, i: int) -> None:
         checks=(CheckTime(agreed, 10),),
     )
     await store.add_plan(plan, actor=ADMIN, at=LONG_AGO)
-    for purpose in (Purpose.CAMERA_CHECK, Purpose.MOTION_ANALYSIS):
-        await store.record_consent(
-            dataclasses.replace(consent(rid, purpose), version=0, informed_how="samtal i hemmet"),
-            actor=ADMIN,
-            at=LONG_AGO,
-        )
-    await pool.execute(
-        "INSERT INTO devices (device_id, kind) VALUES ($1, 'camera') ON CONFLICT DO NOTHING", cam
-    )
-    await store.request_binding(
-        request_id=f"breq-{i}",
-        action=BindingAction.BIND,
-        device_id=cam,
-        recipient_id=rid,
+    await enrol.grant(
+        store,
+        rid,
+        (Purpose.CAMERA_CHECK, Purpose.MOTION_ANALYSIS),
+        given_at=LONG_AGO,
+        informed_by="staff-abcdef",
+        informed_how="samtal i hemmet",
         actor=ADMIN,
         at=LONG_AGO,
     )
-    await store.confirm_binding(f"breq-{i}", recipient_id=rid, actor="staff-admin02", at=LONG_AGO)
+    await pool.execute(
+        "INSERT INTO devices (device_id, kind) VALUES ($1, 'camera') ON CONFLICT DO NOTHING", cam
+    )
+    await enrol.bind(
+        store,
+        cam,
+        rid,
+        actor=ADMIN,
+        at=LONG_AGO,
+        confirmed_by="staff-admin02",
+        request_id=f"breq-{i}",
+    )
 
 
 async def _seed(database_url: str, t0: datetime) -> str:

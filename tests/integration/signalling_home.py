@@ -21,14 +21,11 @@ from zoneinfo import ZoneInfo
 import aiohttp
 from aiohttp.test_utils import TestServer
 
-from consent import staff_store
+from consent import enrol, staff_store
 from consent.model import (
-    Basis,
-    BindingAction,
     CarePlan,
     CareRecipient,
     CheckTime,
-    Consent,
     Purpose,
 )
 from consent.roles import Role
@@ -166,34 +163,15 @@ async def seed_home(
         actor=ADMIN,
         at=now,
     )
-    for purpose in purposes:
-        await store.record_consent(
-            Consent(
-                consent_id=consent_id(recipient_id, purpose),
-                recipient_id=recipient_id,
-                cohabitant_id=None,
-                purpose=purpose,
-                version=0,
-                basis=Basis.INFORMED_CONSENT,
-                given_at=since,
-                valid_from=since,
-                informed_by=ADMIN,
-                informed_how="samtal i hemmet",
-            ),
-            actor=ADMIN,
-            at=now,
-        )
+    await enrol.grant(
+        store,
+        recipient_id,
+        purposes,
+        given_at=since,
+        informed_by=ADMIN,
+        informed_how="samtal i hemmet",
+        actor=ADMIN,
+        at=now,
+    )
     for device_id in device_ids:
-        req = await store.request_binding(
-            request_id=f"breq-{device_id}",
-            action=BindingAction.BIND,
-            device_id=device_id,
-            recipient_id=recipient_id,
-            actor=ADMIN,
-            at=now,
-        )
-        await store.confirm_binding(req.request_id, recipient_id=recipient_id, actor=ADMIN2, at=now)
-
-
-def consent_id(recipient_id: str, purpose: Purpose) -> str:
-    return f"c-{recipient_id}-{purpose.value}".replace("_", "-")
+        await enrol.bind(store, device_id, recipient_id, actor=ADMIN, at=now, confirmed_by=ADMIN2)

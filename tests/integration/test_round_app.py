@@ -9,12 +9,13 @@ from datetime import date, time
 
 import pytest
 
-from consent.model import BindingAction, CarePlan, CareRecipient, CheckTime, Purpose
+from consent import enrol
+from consent.model import CarePlan, CareRecipient, CheckTime, Purpose
 from services import app, http
 from services.settings import load
 from supervision.checks import State
 from supervision.ports import CheckChanged
-from tests.rounds_support import LONG_AGO, FixedClock, at_local, consent
+from tests.rounds_support import LONG_AGO, FixedClock, at_local
 
 pytestmark = pytest.mark.integration
 
@@ -34,24 +35,22 @@ async def seed(rt: app.Runtime) -> None:
         checks=(CheckTime(time(22, 0), 15),),
     )
     await store.add_plan(plan, actor=ADMIN, at=LONG_AGO)
-    for purpose in (Purpose.CAMERA_CHECK, Purpose.MOTION_ANALYSIS):
-        await store.record_consent(
-            dataclasses.replace(consent("r-1", purpose), version=0, informed_how="samtal i hemmet"),
-            actor=ADMIN,
-            at=LONG_AGO,
-        )
-    await rt.pool.execute(
-        "INSERT INTO devices (device_id, kind, presence) VALUES ('cam-0001', 'camera', 'online')"
-    )
-    await store.request_binding(
-        request_id="breq-1",
-        action=BindingAction.BIND,
-        device_id="cam-0001",
-        recipient_id="r-1",
+    await enrol.grant(
+        store,
+        "r-1",
+        (Purpose.CAMERA_CHECK, Purpose.MOTION_ANALYSIS),
+        given_at=LONG_AGO,
+        informed_by="staff-abcdef",
+        informed_how="samtal i hemmet",
         actor=ADMIN,
         at=LONG_AGO,
     )
-    await store.confirm_binding("breq-1", recipient_id="r-1", actor=ADMIN, at=LONG_AGO)
+    await rt.pool.execute(
+        "INSERT INTO devices (device_id, kind, presence) VALUES ('cam-0001', 'camera', 'online')"
+    )
+    await enrol.bind(
+        store, "cam-0001", "r-1", actor=ADMIN, at=LONG_AGO, confirmed_by=ADMIN, request_id="breq-1"
+    )
 
 
 async def test_split_roles_the_rounds_process_plans_and_a_probes_process_looks(

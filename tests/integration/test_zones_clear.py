@@ -15,7 +15,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from consent.model import Basis, BindingAction, CarePlan, CareRecipient, CheckTime, Consent, Purpose
+from consent import enrol
+from consent.model import CarePlan, CareRecipient, CheckTime, Purpose
 from consent.roles import Role
 from devices.topics import DeviceKind
 from simulators.scenes import Scene, SceneKind
@@ -32,32 +33,17 @@ async def seed(s: Served, rid: str, device_id: str) -> None:
     store, now = s.rt.consent, s.clock()
     since = now - timedelta(days=2)
     await store.add_recipient(CareRecipient(rid, "Testperson"), actor=ADMIN, at=since)
-    for purpose in (Purpose.CAMERA_CHECK, Purpose.MOTION_ANALYSIS):
-        await store.record_consent(
-            Consent(
-                consent_id=f"c-{rid}-{purpose.value}".replace("_", "-"),
-                recipient_id=rid,
-                cohabitant_id=None,
-                purpose=purpose,
-                version=0,
-                basis=Basis.INFORMED_CONSENT,
-                given_at=since,
-                valid_from=since,
-                informed_by=ADMIN,
-                informed_how="samtal i hemmet",
-            ),
-            actor=ADMIN,
-            at=now,
-        )
-    req = await store.request_binding(
-        request_id=f"breq-{device_id}",
-        action=BindingAction.BIND,
-        device_id=device_id,
-        recipient_id=rid,
+    await enrol.grant(
+        store,
+        rid,
+        (Purpose.CAMERA_CHECK, Purpose.MOTION_ANALYSIS),
+        given_at=since,
+        informed_by=ADMIN,
+        informed_how="samtal i hemmet",
         actor=ADMIN,
-        at=since,
+        at=now,
     )
-    await store.confirm_binding(req.request_id, recipient_id=rid, actor="staff-admin02", at=since)
+    await enrol.bind(store, device_id, rid, actor=ADMIN, at=since, confirmed_by="staff-admin02")
     # the plan last: a plan whose brukare has no bound camera yet is planned as visits at once
     await store.add_plan(
         CarePlan(

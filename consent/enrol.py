@@ -1,0 +1,80 @@
+"""Writing a brukare's basis as an administrator does, in one place.
+
+The demo, the simulated night, the benchmarks and the tests enrol homes through these two
+helpers, so they all go through the consent store (validated, audited, published) the same way:
+an informed consent per purpose, and each device bound in the usual two steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from consent.model import Basis, Binding, BindingAction, Consent, Purpose
+from consent.ports import ConsentStore
+
+
+def consent_id(recipient_id: str, purpose: Purpose) -> str:
+    """The default id of a brukare's own consent series for ``purpose``."""
+    return f"c-{recipient_id}-{purpose.value}".replace("_", "-")
+
+
+async def grant(
+    store: ConsentStore,
+    recipient_id: str,
+    purposes: Iterable[Purpose],
+    *,
+    given_at: datetime,
+    informed_by: str,
+    informed_how: str,
+    actor: str,
+    at: datetime,
+    cohabitant_id: str | None = None,
+    document_ref: str | None = None,
+    ids: dict[Purpose, str] | None = None,
+) -> list[Consent]:
+    """Record an informed consent, valid from ``given_at``, for each purpose; ids from ``ids``
+    or :func:`consent_id` (which only fits the brukare's own consents)."""
+    recorded = []
+    for purpose in purposes:
+        cid = (ids or {}).get(purpose) or consent_id(recipient_id, purpose)
+        consent = Consent(
+            consent_id=cid,
+            recipient_id=recipient_id,
+            cohabitant_id=cohabitant_id,
+            purpose=purpose,
+            version=0,
+            basis=Basis.INFORMED_CONSENT,
+            given_at=given_at,
+            valid_from=given_at,
+            informed_by=informed_by,
+            informed_how=informed_how,
+            document_ref=document_ref,
+        )
+        recorded.append(await store.record_consent(consent, actor=actor, at=at))
+    return recorded
+
+
+async def bind(
+    store: ConsentStore,
+    device_id: str,
+    recipient_id: str,
+    *,
+    actor: str,
+    at: datetime,
+    confirmed_by: str | None = None,
+    request_id: str | None = None,
+) -> Binding:
+    """Bind ``device_id`` to the brukare in two steps: ``actor`` asks, ``confirmed_by`` (default
+    the same) confirms naming the brukare. Raises the store's ``Conflict`` if it is bound."""
+    req = await store.request_binding(
+        request_id=request_id or f"breq-{device_id}",
+        action=BindingAction.BIND,
+        device_id=device_id,
+        recipient_id=recipient_id,
+        actor=actor,
+        at=at,
+    )
+    return await store.confirm_binding(
+        req.request_id, recipient_id=recipient_id, actor=confirmed_by or actor, at=at
+    )
