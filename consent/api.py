@@ -10,8 +10,6 @@ app keys below, set by the composition root: :data:`STORE`, :data:`CLOCK`, :data
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Callable
 from datetime import datetime, tzinfo
 from typing import Any
@@ -19,7 +17,8 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from consent import records, rules
+from consent import records, rules, schemas
+from consent import register as camera_register
 from consent.access import caller
 from consent.body import Body, parse_instant, read_object
 from consent.errors import InvalidInput, raise_first
@@ -43,7 +42,7 @@ from consent.model import (
     Purpose,
     TimeWindow,
 )
-from consent.ports import ConsentStore, RegisterRow, new_id
+from consent.ports import ConsentStore, new_id
 from consent.roles import ADMINS, DEVICE_STAFF, OPERATORS, STAFF, Route
 from consent.rules import DEFAULT_PLAN_HOUR, validate_round_times
 
@@ -424,45 +423,6 @@ async def gate(request: web.Request) -> web.Response:
     )
 
 
-CSV_COLUMNS = (
-    "device_id",
-    "device_kind",
-    "recipient_id",
-    "location",
-    "purposes",
-    "legal_basis",
-    "decision_ref",
-    "start",
-    "end",
-)
-
-
-def _cell(value: str) -> str:
-    """Neutralise spreadsheet formulas in free text (CSV injection)."""
-    return f"'{value}" if value[:1] in {"=", "+", "-", "@", "\t", "\r"} else value
-
-
-def register_csv(rows: list[RegisterRow]) -> str:
-    out = io.StringIO()
-    w = csv.writer(out, lineterminator="\r\n")
-    w.writerow(CSV_COLUMNS)
-    for r in rows:
-        w.writerow(
-            [
-                r.device_id,
-                r.device_kind,
-                r.recipient_id,
-                _cell(r.location),
-                ";".join(r.purposes),
-                _cell(r.legal_basis),
-                _cell(r.decision_ref),
-                records.iso(r.start),
-                records.iso(r.end) or "",
-            ]
-        )
-    return out.getvalue()
-
-
 async def register(request: web.Request) -> web.Response:
     who = caller(request)
     fmt = request.query.get("format")
@@ -475,110 +435,17 @@ async def register(request: web.Request) -> web.Response:
     log.info("register_exported", staff_id=who.staff_id, rows=len(rows), format=fmt)
     if fmt == "csv":
         return web.Response(
-            text=register_csv(rows),
+            text=camera_register.csv_text(rows),
             content_type="text/csv",
             charset="utf-8",
             headers={"Content-Disposition": 'attachment; filename="kameraregister.csv"'},
         )
-    items = [
-        {
-            "device_id": r.device_id,
-            "device_kind": r.device_kind,
-            "recipient_id": r.recipient_id,
-            "location": r.location,
-            "purposes": list(r.purposes),
-            "legal_basis": r.legal_basis,
-            "decision_ref": r.decision_ref,
-            "start": records.iso(r.start),
-            "end": records.iso(r.end),
-        }
-        for r in rows
-    ]
-    return _json({"generated_at": records.iso(now), "cameras": items})
+    return _json(
+        {"generated_at": records.iso(now), "cameras": [camera_register.row_json(r) for r in rows]}
+    )
 
 
 # --- routes --------------------------------------------------------------------------------
-
-_TEXT = {"type": "string"}
-_NTEXT = {"type": ["string", "null"]}
-_ID = {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,63}$"}
-_INSTANT = {"type": "string", "description": "ISO 8601; without offset: local time"}
-_HHMM_S = {"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$"}
-
-
-def _obj(required: list[str], **props: Any) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "required": required,
-        "additionalProperties": False,
-        "properties": props,
-    }
-
-
-def _enum(kind: type[Any]) -> dict[str, Any]:
-    return {"type": "string", "enum": [m.value for m in kind]}
-
-
-RECIPIENT_BODY = _obj(
-    ["display_name"],
-    recipient_id=_ID,
-    display_name=_TEXT,
-    home=_TEXT,
-    time_zone=_TEXT,
-    language=_TEXT,
-)
-COHABITANT_BODY = _obj(
-    ["display_name"], cohabitant_id=_ID, display_name=_TEXT, moved_in_at=_INSTANT
-)
-PLAN_BODY = _obj(
-    ["decision_ref", "checks"],
-    plan_id=_ID,
-    decision_ref=_TEXT,
-    valid_from=_INSTANT,
-    valid_until=_INSTANT,
-    checks={
-        "type": "array",
-        "minItems": 1,
-        "maxItems": 24,
-        "items": _obj(["at"], at=_HHMM_S, tolerance_min={"type": "integer"}),
-    },
-    view_cap_s={"type": "integer", "default": DEFAULT_VIEW_CAP_S},
-    motion_may_clear={"type": "boolean", "default": False},
-    retry_interval_s={"type": "integer", "default": DEFAULT_RETRY_INTERVAL_S},
-    escalation={"type": "array", "items": _enum(EscalationStep)},
-    instruction=_TEXT,
-    paused_checks=_enum(PausedCheckPolicy),
-)
-CONSENT_BODY = _obj(
-    ["person", "purpose"],
-    person={"type": "string", "description": "'recipient' or a cohabitant_id"},
-    purpose=_enum(Purpose),
-    basis={"type": ["string", "null"], "enum": [*Basis, None]},
-    basis_ref=_NTEXT,
-    informed_by=_NTEXT,
-    informed_how=_NTEXT,
-    given_at=_INSTANT,
-    valid_from=_INSTANT,
-    valid_until=_INSTANT,
-    document_ref=_NTEXT,
-    windows={"type": "array", "items": _obj(["start", "end"], start=_HHMM_S, end=_HHMM_S)},
-)
-WITHDRAW_BODY = _obj([], withdrawn_at=_INSTANT, reason=_NTEXT)
-PAUSE_BODY = _obj(
-    ["source", "reason"],
-    starts_at=_INSTANT,
-    ends_at=_INSTANT,
-    source=_enum(PauseSource),
-    reason=_enum(PauseReason),
-    note=_TEXT,
-)
-REVERIFY_BODY = _obj(["consent_verified"], consent_verified={"const": True})
-BIND_BODY = _obj([], action=_enum(BindingAction), recipient_id=_ID)
-CONFIRM_BODY = _obj(["recipient_id"], recipient_id=_ID)
-
-
-def _end(key: str) -> dict[str, Any]:
-    return _obj([], **{key: _INSTANT})
 
 
 def routes() -> list[Route]:
@@ -592,7 +459,7 @@ def routes() -> list[Route]:
             create_recipient,
             ADMINS,
             "Register a brukare",
-            body=RECIPIENT_BODY,
+            body=schemas.RECIPIENT_BODY,
             tags=t,
         ),
         r(
@@ -610,7 +477,7 @@ def routes() -> list[Route]:
             add_cohabitant,
             ADMINS,
             "Register a cohabitant (their consent is then required)",
-            body=COHABITANT_BODY,
+            body=schemas.COHABITANT_BODY,
             tags=t,
         ),
         r(
@@ -619,7 +486,7 @@ def routes() -> list[Route]:
             move_out_cohabitant,
             ADMINS,
             "A cohabitant moved out",
-            body=_end("moved_out_at"),
+            body=schemas.end_body("moved_out_at"),
             tags=t,
         ),
         r(
@@ -628,7 +495,7 @@ def routes() -> list[Route]:
             create_plan,
             ADMINS,
             "Register a care plan (agreed check times, view cap, escalation)",
-            body=PLAN_BODY,
+            body=schemas.PLAN_BODY,
             tags=t,
         ),
         r(
@@ -637,7 +504,7 @@ def routes() -> list[Route]:
             end_plan,
             ADMINS,
             "End a care plan",
-            body=_end("ended_at"),
+            body=schemas.end_body("ended_at"),
             tags=t,
         ),
         r(
@@ -646,7 +513,7 @@ def routes() -> list[Route]:
             record_consent,
             ADMINS,
             "Record a consent (a new version of the person's consent for the purpose)",
-            body=CONSENT_BODY,
+            body=schemas.CONSENT_BODY,
             tags=t,
         ),
         r(
@@ -655,7 +522,7 @@ def routes() -> list[Route]:
             withdraw_consent,
             OPERATORS,
             "Withdraw a consent; takes effect at once and ends live sessions",
-            body=WITHDRAW_BODY,
+            body=schemas.WITHDRAW_BODY,
             tags=t,
         ),
         r(
@@ -664,7 +531,7 @@ def routes() -> list[Route]:
             create_pause,
             OPERATORS,
             "Pause camera checks (hospital, travel, visitors)",
-            body=PAUSE_BODY,
+            body=schemas.PAUSE_BODY,
             tags=t,
         ),
         r(
@@ -673,7 +540,7 @@ def routes() -> list[Route]:
             end_pause,
             OPERATORS,
             "End a pause",
-            body=_end("ended_at"),
+            body=schemas.end_body("ended_at"),
             tags=t,
         ),
         r(
@@ -682,7 +549,7 @@ def routes() -> list[Route]:
             reverify,
             ADMINS,
             "Lift a suspension after consent was re-verified",
-            body=REVERIFY_BODY,
+            body=schemas.REVERIFY_BODY,
             tags=t,
         ),
         r(
@@ -707,7 +574,7 @@ def routes() -> list[Route]:
             request_binding,
             DEVICE_STAFF,
             "Step one: ask to bind a device to a brukare's home, or to unbind it",
-            body=BIND_BODY,
+            body=schemas.BIND_BODY,
             tags=t,
         ),
         r(
@@ -716,7 +583,7 @@ def routes() -> list[Route]:
             confirm_binding,
             ADMINS,
             "Step two: confirm, naming the brukare",
-            body=CONFIRM_BODY,
+            body=schemas.CONFIRM_BODY,
             tags=t,
         ),
         r(

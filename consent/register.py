@@ -1,12 +1,15 @@
 """The camera register (pure): per device binding, its location, purposes, legal basis, start
-and end, for the municipality's records (issue item 11)."""
+and end, for the municipality's records (issue item 11); as rows, JSON objects or CSV."""
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
-from consent import rules
+from consent import records, rules
 from consent.model import Basis, Purpose, RecipientBasis
 from consent.ports import RegisterRow
 
@@ -50,3 +53,57 @@ def register_rows(bases: Iterable[RecipientBasis], *, at: datetime) -> list[Regi
             )
     rows.sort(key=lambda r: (r.device_id, r.start))
     return rows
+
+
+CSV_COLUMNS = (
+    "device_id",
+    "device_kind",
+    "recipient_id",
+    "location",
+    "purposes",
+    "legal_basis",
+    "decision_ref",
+    "start",
+    "end",
+)
+
+
+def row_json(r: RegisterRow) -> dict[str, Any]:
+    return {
+        "device_id": r.device_id,
+        "device_kind": r.device_kind,
+        "recipient_id": r.recipient_id,
+        "location": r.location,
+        "purposes": list(r.purposes),
+        "legal_basis": r.legal_basis,
+        "decision_ref": r.decision_ref,
+        "start": records.iso(r.start),
+        "end": records.iso(r.end),
+    }
+
+
+def _cell(value: str) -> str:
+    """Neutralise spreadsheet formulas in free text (CSV injection)."""
+    return f"'{value}" if value[:1] in {"=", "+", "-", "@", "\t", "\r"} else value
+
+
+def csv_text(rows: Iterable[RegisterRow]) -> str:
+    """The register as CSV (CRLF lines, a header row), free text safe to open in a spreadsheet."""
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\r\n")
+    w.writerow(CSV_COLUMNS)
+    for r in rows:
+        w.writerow(
+            [
+                r.device_id,
+                r.device_kind,
+                r.recipient_id,
+                _cell(r.location),
+                ";".join(r.purposes),
+                _cell(r.legal_basis),
+                _cell(r.decision_ref),
+                records.iso(r.start),
+                records.iso(r.end) or "",
+            ]
+        )
+    return out.getvalue()

@@ -37,6 +37,12 @@ def _scrub(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[s
     return event
 
 
+def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
+    """A logger on ``sys.stderr`` as it is when the event is logged, not when logging was
+    configured (a harness that swapped and closed stderr must not break later events)."""
+    return structlog.PrintLogger(sys.stderr)
+
+
 def configure(level: str = "info", fmt: str = "auto") -> None:
     """Configure structlog for the process; safe to call more than once."""
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
@@ -55,6 +61,6 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )

@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from consent import api
+from consent import api, register
 from consent.ports import ConsentStore
 from consent.roles import Principal, Role
 from consent.store import PgConsentStore, on_device_event
@@ -301,7 +301,7 @@ async def test_register_as_json_and_csv(client: Client, pool: asyncpg.Pool) -> N
     assert resp.status == 200
     assert resp.content_type == "text/csv"
     rows = list(csv.reader(io.StringIO(await resp.text())))
-    assert rows[0] == list(api.CSV_COLUMNS)
+    assert rows[0] == list(register.CSV_COLUMNS)
     assert rows[1][:5] == ["cam-0001", "camera", "r-1", '\'=HYPERLINK("x")', "camera_check"]
     assert rows[1][6:] == ["SN-2026-0042", T0.isoformat(), ""]
     err = await error(
