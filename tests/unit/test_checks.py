@@ -182,6 +182,8 @@ def test_every_state_event_pair_is_a_legal_move_or_a_typed_refusal(
     assert new.version == chk.version + 1
     assert new.since == late
     assert (new.deadline is None) == (new.state in c.TERMINAL)
+    # no step is born late: an alarm needs a deadline missed after the step was taken
+    assert new.deadline is None or new.deadline >= late
     assert chk.state is state  # the old value is untouched
 
 
