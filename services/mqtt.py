@@ -1,9 +1,11 @@
 """The backend's MQTT link: one client, a reconnect loop, birth/will, and per-channel dispatch.
 
 The backend publishes ``{prefix}/server/status`` = online (retained) on every connect, with a
-retained ``offline`` will; devices re-announce when they see it go online. Handlers are awaited
-one message at a time, so a device's messages are handled in order; a handler that raises is
-logged and the link goes on.
+retained ``offline`` will; devices re-announce when they see it go online. Messages are handled
+in lanes: a device always maps to the same lane, and a lane awaits its handlers one message at a
+time, so a device's messages are handled in order while other devices' messages are handled
+beside them (each is a database transaction). A full lane holds the link back (backpressure to
+the broker). A handler that raises is logged and the link goes on.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+import zlib
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from urllib.parse import unquote, urlsplit
@@ -60,7 +63,11 @@ class MqttLink:
         instance_id: str,
         on_reject: RejectHook | None = None,
         on_connect: Callable[[], None] | None = None,
+        lanes: int = 8,
+        lane_depth: int = 200,
     ) -> None:
+        if lanes < 1 or lane_depth < 1:
+            raise ValueError("lanes and lane_depth are at least 1")
         self.url = url
         self._on_connect = on_connect
         self.prefix = prefix
@@ -71,6 +78,10 @@ class MqttLink:
         self._handlers: dict[topics.Channel, list[Handler]] = {}
         self._client: aiomqtt.Client | None = None
         self._task: asyncio.Task[None] | None = None
+        self._lanes: list[asyncio.Queue[tuple[topics.Topic, bytes]]] = [
+            asyncio.Queue(lane_depth) for _ in range(lanes)
+        ]
+        self._lane_tasks: list[asyncio.Task[None]] = []
         self._on_reject = on_reject
         self.messages_in = 0
         self.retried = 0  # handler retries while a backing service was unreachable
@@ -107,7 +118,12 @@ class MqttLink:
             raise MqttUnavailable(str(e)) from e
 
     async def __aenter__(self) -> MqttLink:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="mqtt-link")
+        loop = asyncio.get_running_loop()
+        self._lane_tasks = [
+            loop.create_task(self._drain(lane), name=f"mqtt-lane-{i}")
+            for i, lane in enumerate(self._lanes)
+        ]
+        self._task = loop.create_task(self._run(), name="mqtt-link")
         return self
 
     async def __aexit__(
@@ -123,10 +139,11 @@ class MqttLink:
                     retain=True,
                     timeout=2,
                 )
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, *self._lane_tasks):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def _run(self) -> None:
         backoff = 0.2
@@ -190,8 +207,22 @@ class MqttLink:
             if self._on_reject is not None:
                 self._on_reject("rate_limited", topic.device_id, "too many messages")
             return
-        for handler in self._handlers.get(topic.channel, ()):
-            await self._deliver(handler, topic, payload)
+        lane = self._lanes[zlib.crc32(topic.device_id.encode()) % len(self._lanes)]
+        await lane.put((topic, payload))
+
+    async def _drain(self, lane: asyncio.Queue[tuple[topics.Topic, bytes]]) -> None:
+        while True:
+            topic, payload = await lane.get()
+            try:
+                for handler in self._handlers.get(topic.channel, ()):
+                    await self._deliver(handler, topic, payload)
+            finally:
+                lane.task_done()
+
+    async def idle(self) -> None:
+        """Wait until every message received so far has been handled."""
+        for lane in self._lanes:
+            await lane.join()
 
     async def _deliver(self, handler: Handler, topic: topics.Topic, payload: bytes) -> None:
         """Run one handler; while the database (or another backing service) is unreachable,
