@@ -63,7 +63,7 @@ class MqttLink:
         instance_id: str,
         on_reject: RejectHook | None = None,
         on_connect: Callable[[], None] | None = None,
-        lanes: int = 8,
+        lanes: int = 4,
         lane_depth: int = 200,
     ) -> None:
         if lanes < 1 or lane_depth < 1:
