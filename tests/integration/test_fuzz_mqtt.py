@@ -96,6 +96,7 @@ async def test_hostile_payloads_are_refused_and_nothing_escapes(
             async with asyncio.timeout(30):
                 while (found := await store.get(pool, "cam-0001")) is None or found.session != 7:
                     await asyncio.sleep(0.05)
+                await link.idle()  # and cam-0002's lane, handled beside cam-0001's
     failures = [e for e in logs if e["event"] == "mqtt_handler_failed"]
     assert failures == [], failures[:3]
     assert link.messages_in >= len(messages) + 2
