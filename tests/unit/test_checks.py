@@ -51,7 +51,9 @@ def make(
     hh: int = 22,
     mm: int = 30,
     tolerance_min: int = 15,
+    at: datetime | None = None,
 ) -> Check:
+    """A check planned at ``at`` (default 18:00 the evening before, long before its window)."""
     d = night if hh >= 12 else night + timedelta(days=1)
     agreed_at = local(d, hh, mm)
     return c.planned(
@@ -64,7 +66,7 @@ def make(
         window_start=agreed_at - tolerance_min * MIN,
         window_end=agreed_at + tolerance_min * MIN,
         policy=policy or Policy(),
-        at=local(night, 18),
+        at=at or local(night, 18),
     )
 
 
@@ -501,25 +503,12 @@ def test_deadline_of_every_open_state() -> None:
 def test_a_check_planned_inside_its_window_is_due_at_once_not_already_late() -> None:
     """A plan added mid-night: the check is opened by the watchdog's next tick and is no alarm
     for the minutes of the window that passed before it existed."""
-    early = make()
-    at = early.window_start + 8 * MIN
-    chk = dataclasses.replace(early, since=at, deadline=c.deadline_for(State.PLANNED, early, at, T))
-    assert chk.deadline == at
-    assert c.overdue(chk, at + T.alarm_grace_s * SEC) is None
-    assert c.overdue(chk, at + (T.alarm_grace_s + 1) * SEC) is not None  # still planned: alarm
-    late = c.planned(
-        check_id=early.check_id,
-        recipient_id=early.recipient_id,
-        device_id=early.device_id,
-        night=early.night,
-        agreed=early.agreed,
-        agreed_at=early.agreed_at,
-        window_start=early.window_start,
-        window_end=early.window_end,
-        policy=early.policy,
-        at=at,
-    )
+    at = make().window_start + 8 * MIN
+    late = make(at=at)
     assert late.deadline == at
+    assert late.deadline == c.deadline_for(State.PLANNED, late, at, T)
+    assert c.overdue(late, at + T.alarm_grace_s * SEC) is None
+    assert c.overdue(late, at + (T.alarm_grace_s + 1) * SEC) is not None  # still planned: alarm
     assert ok(c.apply(late, Open(), at=at)).state is State.DUE
 
 
