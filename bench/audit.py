@@ -24,9 +24,9 @@ from typing import Any
 
 import asyncpg
 
-from consent import audit_store
-from consent.audit import GENESIS_HASH, next_entry
-from consent.staff import DEFAULT_HASHING, PasswordHasher
+from identity.staff import DEFAULT_HASHING, PasswordHasher
+from kernel.audit import store as audit_store
+from kernel.audit.chain import GENESIS_HASH, next_entry
 from services import db
 
 RESULTS = Path(__file__).parent / "results"

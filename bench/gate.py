@@ -27,11 +27,12 @@ from typing import Any
 
 import asyncpg
 
-from consent import demo, rules
+from consent import rules
 from consent.gate import Gate
 from consent.model import Purpose
 from consent.store import PgConsentStore
 from services import db
+from tools import demo_seed as demo
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -25,11 +25,12 @@ from typing import Any
 import asyncpg
 
 from devices.handler import REGISTRY_CHANNELS, DeviceHandler
-from services import db, embedded, logs
+from services import db, logs
 from services.events import EventBus
 from services.mqtt import MqttLink
 from simulators import homes
 from simulators.device import DeviceSpec
+from tools import embedded
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -36,9 +36,10 @@ import asyncpg
 
 from devices import topics
 from devices.handler import REGISTRY_CHANNELS, DeviceHandler
-from services import db, embedded
+from services import db
 from services.events import EventBus
 from services.mqtt import MqttLink
+from tools import embedded
 
 RESULTS = Path(__file__).parent / "results"
 PREFIX = "hc/v1"

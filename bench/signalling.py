@@ -2,7 +2,7 @@
 
 The composed service (``services.app.runtime``: real consent gate, PostgreSQL, Mosquitto) on a
 local port, ``--homes`` simulated cameras with real aiortc media (320x240, 10 fps), and a
-receive-only aiortc viewer (:class:`services.view.View`) over ``/ws/signal``:
+receive-only aiortc viewer (:class:`tools.view.View`) over ``/ws/signal``:
 
 - **request -> first decoded frame** over ``--sessions`` views (cameras in turn); baseline in
   the same run: two aiortc peers in this process connected directly (no signalling, no broker,
@@ -46,7 +46,7 @@ from aiohttp import web
 from aiortc import RTCConfiguration, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamTrack
 
-from consent import enrol, staff_store
+from consent import enrol
 from consent.model import (
     CarePlan,
     CareRecipient,
@@ -56,16 +56,17 @@ from consent.model import (
     PauseSource,
     Purpose,
 )
-from consent.roles import Role
 from devices import envelope as env
 from devices.topics import DeviceKind
+from identity import store as staff_store
+from kernel.roles import Role
 from services import app
 from services.settings import load
-from services.view import View, WebSocketChannel
 from simulators.device import DeviceSpec, SimulatedDevice
 from simulators.media import SceneTrack
 from simulators.peer import DevicePeer, attach
 from simulators.scenes import Scene, SceneKind
+from tools.view import View, WebSocketChannel
 
 RESULTS = Path(__file__).parent / "results"
 CHROMIUM = "/usr/bin/chromium"
@@ -375,7 +376,7 @@ async def run(
                         paused_device.append(d)
                     browser: list[float] = []
                     if browser_sessions:
-                        from services.auth import ensure_demo_accounts
+                        from identity.login import ensure_demo_accounts
 
                         password = (await ensure_demo_accounts(rt.pool))["nattpersonal"]
                         browser = await _browser_first_frames(

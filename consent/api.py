@@ -4,13 +4,12 @@ pauses, suspension and re-verification, two-step device binding, the gate, and t
 Bodies are JSON objects; every validation error names its field (``checks[1].tolerance_min``).
 Instants are ISO 8601; without an offset they are local time in the brukare's zone (or
 :data:`ZONE` where no brukare is named) and refused if that time does not exist or is ambiguous.
-The acting staff id comes from :func:`consent.access.caller`. Dependencies come through the typed
+The acting staff id comes from :func:`kernel.access.caller`. Dependencies come through the typed
 app keys below, set by the composition root: :data:`STORE`, :data:`CLOCK`, :data:`ZONE`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime, tzinfo
 from typing import Any
 
@@ -19,8 +18,6 @@ from aiohttp import web
 
 from consent import records, rules, schemas
 from consent import register as camera_register
-from consent.access import caller
-from consent.body import Body, parse_instant, read_object
 from consent.errors import InvalidInput, raise_first
 from consent.model import (
     DEFAULT_RETRY_INTERVAL_S,
@@ -43,14 +40,17 @@ from consent.model import (
     TimeWindow,
 )
 from consent.ports import ConsentStore, new_id
-from consent.roles import ADMINS, DEVICE_STAFF, OPERATORS, STAFF, Route
 from consent.rules import DEFAULT_PLAN_HOUR, validate_round_times
+from kernel import access
+from kernel.access import caller
+from kernel.body import Body, parse_instant, read_object
+from kernel.roles import ADMINS, DEVICE_STAFF, OPERATORS, STAFF, Route
+from kernel.values import is_id
 
 log = structlog.get_logger(__name__)
 
-Clock = Callable[[], datetime]
 STORE: web.AppKey[ConsentStore] = web.AppKey("consent_store")
-CLOCK: web.AppKey[Clock] = web.AppKey("consent_clock")
+CLOCK = access.CLOCK  # the service clock (kernel.access); set by the composition root
 ZONE: web.AppKey[tzinfo] = web.AppKey("consent_zone")
 """The zone for local times on routes that name no brukare (the deployment's default)."""
 PLAN_HOUR: web.AppKey[int] = web.AppKey("consent_plan_hour")
@@ -400,7 +400,7 @@ async def confirm_binding(request: web.Request) -> web.Response:
 async def gate(request: web.Request) -> web.Response:
     q = request.query
     device_id = q.get("device_id", "")
-    if not rules.is_id(device_id):
+    if not is_id(device_id):
         raise InvalidInput(
             "device_id", "invalid_id", "device_id is 1..64 lowercase letters, digits and dashes"
         )

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
-from consent import audit_store, rows, rules
+from consent import rows, rules
 from consent.errors import Conflict, InvalidInput, NotFound
 from consent.model import (
     BehaviourEvent,
@@ -19,6 +19,7 @@ from consent.model import (
 )
 from consent.pg import PgCore
 from consent.ports import BINDING_REQUEST_TTL, new_id
+from kernel.audit import store as audit_store
 
 
 class PgBindingStore(PgCore):

@@ -13,7 +13,8 @@ ConsentError
 
 from __future__ import annotations
 
-from consent.rules import Problem
+from kernel import errors as kernel_errors
+from kernel.values import Problem
 
 
 class ConsentError(Exception):
@@ -24,15 +25,13 @@ class ConsentError(Exception):
     field: str | None = None
 
 
-class InvalidInput(ConsentError, ValueError):
+class InvalidInput(ConsentError, kernel_errors.InvalidInput):
     """A value breaks a rule. Nothing was stored."""
 
     http_status = 422
 
     def __init__(self, field: str, code: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.code = code
+        kernel_errors.InvalidInput.__init__(self, field, code, message)
 
     @classmethod
     def of(cls, problem: Problem) -> InvalidInput:

@@ -14,7 +14,6 @@ from datetime import datetime
 from typing import Any
 
 from consent import records, rules
-from consent.audit import GENESIS_HASH, next_entry
 from consent.errors import Conflict, InvalidInput, NotFound, raise_first
 from consent.model import (
     BehaviourEvent,
@@ -33,6 +32,7 @@ from consent.model import (
 )
 from consent.ports import BINDING_REQUEST_TTL, Publish, RegisterRow, new_id
 from consent.register import register_rows
+from kernel.audit.chain import GENESIS_HASH, next_entry
 
 
 @dataclasses.dataclass

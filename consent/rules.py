@@ -44,7 +44,6 @@ import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from enum import StrEnum
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -65,6 +64,7 @@ from consent.model import (
     RecipientBasis,
     TimeWindow,
 )
+from kernel.values import Problem, is_id
 
 NOON = time(12, 0)
 MIN_CHECKS, MAX_CHECKS = 1, 24
@@ -123,24 +123,6 @@ def night_minute(t: time) -> int:
 def check_date(night: date, t: time) -> date:
     """The calendar date on which local time ``t`` falls in ``night``."""
     return night if t >= NOON else night + _DAY
-
-
-class LocalKind(StrEnum):
-    EXISTS = "exists"
-    NONEXISTENT = "nonexistent"  # skipped when clocks go forward (March)
-    AMBIGUOUS = "ambiguous"  # occurs twice when clocks go back (October)
-
-
-def local_kind(wall: datetime, zone: tzinfo) -> LocalKind:
-    """Whether a naive local wall-clock time exists once, never, or twice in ``zone``."""
-    first = wall.replace(tzinfo=zone, fold=0)
-    second = wall.replace(tzinfo=zone, fold=1)
-    if first.utcoffset() == second.utcoffset():
-        return LocalKind.EXISTS
-    back = first.astimezone(UTC).astimezone(zone).replace(tzinfo=None)
-    return (
-        LocalKind.AMBIGUOUS if back == wall.replace(tzinfo=None, fold=0) else LocalKind.NONEXISTENT
-    )
 
 
 def night_windows(plan: CarePlan, night: date, zone: tzinfo) -> tuple[CheckWindow, ...]:
@@ -283,40 +265,11 @@ def devices_at(basis: RecipientBasis, at: datetime) -> tuple[str, ...]:
 # --- validation ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """One validation failure: the request field (``checks[2].at``), a stable code, a message."""
-
-    field: str
-    code: str
-    message: str
-
-
 def parse_zone(name: str, field: str = "time_zone") -> ZoneInfo | Problem:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         return Problem(field, "unknown_time_zone", f"{field} is not a known time zone: {name!r}")
-
-
-def resolve_local(wall: datetime, zone: tzinfo, field: str) -> datetime | Problem:
-    """A naive local wall-clock timestamp as an instant, refusing DST gaps and repeats."""
-    kind = local_kind(wall, zone)
-    if kind is LocalKind.NONEXISTENT:
-        return Problem(
-            field,
-            "nonexistent_local_time",
-            f"{field}: {wall:%Y-%m-%d %H:%M} does not exist in {zone} "
-            "(clocks go forward); give a UTC offset or another time",
-        )
-    if kind is LocalKind.AMBIGUOUS:
-        return Problem(
-            field,
-            "ambiguous_local_time",
-            f"{field}: {wall:%Y-%m-%d %H:%M} occurs twice in {zone} "
-            "(clocks go back); give a UTC offset",
-        )
-    return wall.replace(tzinfo=zone)
 
 
 @lru_cache(maxsize=512)
@@ -623,19 +576,6 @@ def should_suspend(
         return True
     need = COVERED_SUSPEND_THRESHOLD if event_type is BehaviourEvent.COVERED else threshold
     return behaviour_count(event_type, recent, at) >= need
-
-
-_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
-
-
-def is_id(value: object) -> bool:
-    """A pseudonymous id: 1..64 of ``[a-z0-9-]``, not starting with a dash."""
-    return (
-        isinstance(value, str)
-        and 0 < len(value) <= 64
-        and value[0] != "-"
-        and set(value) <= _ID_CHARS
-    )
 
 
 def validate_recipient(r: CareRecipient) -> list[Problem]:

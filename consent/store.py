@@ -3,7 +3,7 @@
 
 Each write runs in one transaction: lock the brukare's row (so versions and overlaps are decided
 one writer at a time), validate with :mod:`consent.rules`, write, append the audit entry
-(``consent.audit_store.append``), and ``pg_notify`` the change on :data:`CHANNEL`; PostgreSQL
+(``kernel.audit.store.append``), and ``pg_notify`` the change on :data:`CHANNEL`; PostgreSQL
 delivers the notification only if the transaction commits. After the commit the change is also
 handed to ``publish`` (the in-process bus), so local subscribers need not wait for the round trip.
 
@@ -20,7 +20,7 @@ from datetime import datetime
 
 import asyncpg
 
-from consent import audit_store, records, rows, rules
+from consent import records, rows, rules
 from consent.binding_store import PgBindingStore
 from consent.errors import Conflict, InvalidInput, NotFound, raise_first
 from consent.model import (
@@ -38,6 +38,7 @@ from consent.model import (
 from consent.pg import BASIS_SQL, CHANNEL, basis_of, read_bases
 from consent.ports import RegisterRow
 from consent.register import register_rows
+from kernel.audit import store as audit_store
 
 TRANSITIONS_SQL = """
 SELECT DISTINCT recipient_id, at FROM (

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 from aiohttp import web
 
-from consent import api as consent_api
-from consent.access import caller
-from consent.body import read_object
-from consent.roles import DEVICE_STAFF, STAFF, Route
-from devices import store, topics, zone_store, zones
+from devices import store, topics
 from devices.errors import UnknownDevice
 from devices.registry import DeviceRecord, Stored
+from kernel.roles import STAFF, Route
 
 POOL = web.AppKey("devices_pool", asyncpg.Pool)
-CLOCK = consent_api.CLOCK
-"""The service clock for audit entries (zones set): the consent API's key, which the composition
-root sets; the system clock when it is not set."""
 
 
 def _iso(t: datetime | None) -> str | None:
@@ -98,81 +92,11 @@ async def get_device(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
-def _device_id(request: web.Request) -> str:
+def device_id_param(request: web.Request) -> str:
     device_id = request.match_info["device_id"]
     if not topics.is_device_id(device_id):
         raise BadQuery("device_id", "device ids are 1-64 characters of a-z, 0-9 and -")
     return device_id
-
-
-def zones_json(device_id: str, found: zones.CameraZones | None) -> dict[str, Any]:
-    if found is None:
-        return {"device_id": device_id, "width": None, "height": None, "zones": []}
-    return {"device_id": device_id, **found.to_json()}
-
-
-async def get_zones(request: web.Request) -> web.Response:
-    """The camera's zones (polygons in reference-picture pixels), or an empty list."""
-    device_id = _device_id(request)
-    pool = request.app[POOL]
-    if await store.get(pool, device_id) is None:
-        raise UnknownDevice(f"no device {device_id}")
-    return web.json_response(zones_json(device_id, await zone_store.get(pool, device_id)))
-
-
-async def put_zones(request: web.Request) -> web.Response:
-    """Replace the camera's zones (administrators and technicians; audited)."""
-    who = caller(request)
-    device_id = _device_id(request)
-    parsed = zones.from_json(await read_object(request))
-    clock = request.app.get(CLOCK)
-    at = clock() if clock is not None else datetime.now(UTC)
-    await zone_store.put(request.app[POOL], device_id, parsed, actor=who.staff_id, at=at)
-    return web.json_response(zones_json(device_id, parsed))
-
-
-_POINT = {
-    "type": "array",
-    "items": {"type": "number", "minimum": 0},
-    "minItems": 2,
-    "maxItems": 2,
-}
-ZONES_BODY: dict[str, Any] = {
-    "type": "object",
-    "required": ["width", "height", "zones"],
-    "additionalProperties": False,
-    "properties": {
-        "width": {"type": "integer", "minimum": zones.MIN_SIDE, "maximum": zones.MAX_SIDE},
-        "height": {"type": "integer", "minimum": zones.MIN_SIDE, "maximum": zones.MAX_SIDE},
-        "zones": {
-            "type": "array",
-            "maxItems": len(zones.ZONE_NAMES),
-            "items": {
-                "type": "object",
-                "required": ["name", "polygon"],
-                "additionalProperties": False,
-                "properties": {
-                    "name": {"enum": list(zones.ZONE_NAMES)},
-                    "polygon": {
-                        "type": "array",
-                        "items": _POINT,
-                        "minItems": 3,
-                        "maxItems": zones.MAX_VERTICES,
-                    },
-                },
-            },
-        },
-    },
-}
-ZONES_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "device_id": {"type": "string"},
-        "width": {"type": ["integer", "null"]},
-        "height": {"type": ["integer", "null"]},
-        "zones": ZONES_BODY["properties"]["zones"],
-    },
-}
 
 
 def routes() -> list[Route]:
@@ -196,25 +120,6 @@ def routes() -> list[Route]:
             STAFF,
             "One device with its recent commands",
             response=DEVICE_SCHEMA,
-            tags=("devices",),
-        ),
-        Route(
-            "GET",
-            "/api/devices/{device_id}/zones",
-            get_zones,
-            STAFF,
-            "A camera's zones (bed, floor, door) as polygons in reference-picture pixels",
-            response=ZONES_SCHEMA,
-            tags=("devices",),
-        ),
-        Route(
-            "PUT",
-            "/api/devices/{device_id}/zones",
-            put_zones,
-            DEVICE_STAFF,
-            "Replace a camera's zones (polygons, never pictures); audited",
-            body=ZONES_BODY,
-            response=ZONES_SCHEMA,
             tags=("devices",),
         ),
     ]

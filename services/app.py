@@ -22,19 +22,26 @@ from aiohttp import web
 from consent import api as consent_api
 from consent.behaviour import BehaviourWatch
 from consent.gate import ChangeBus, Gate
-from consent.roles import PUBLIC, Route
 from consent.store import PgConsentStore
 from devices import api as devices_api
 from devices import topics
 from devices.commands import Commands
 from devices.handler import REGISTRY_CHANNELS, DeviceHandler
-from services import auth, console, db, http, limits, oidc, ops_metrics, signalling_app, staff_api
+from identity import api as staff_api
+from identity import login as auth
+from identity import oidc
+from kernel.roles import PUBLIC, Route
+from services import db
 from services.camera_zones import lookup as zones_of
 from services.events import EventBus
 from services.mqtt import MqttLink
 from services.settings import Settings
-from services.signalling import Signalling
+from services.signalling import app as signalling_app
+from services.signalling.service import Signalling
+from services.web import console, http, limits
+from services.web import metrics as ops_metrics
 from supervision import api as rounds_api
+from supervision import zones_api
 from supervision.checks import State
 from supervision.ports import CheckChanged
 from supervision.probe import MotionProber
@@ -47,6 +54,19 @@ Clock = Callable[[], datetime]
 SETTINGS = web.AppKey("settings", Settings)
 RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime")
 VERSION = "0.1.0"
+
+
+def oidc_config(settings: Settings) -> oidc.OidcConfig | None:
+    """OpenID Connect login as the settings configure it, or ``None`` (password login only)."""
+    if not settings.oidc_issuer or not settings.oidc_client_id:
+        return None
+    return oidc.OidcConfig(
+        issuer=settings.oidc_issuer.rstrip("/"),
+        client_id=settings.oidc_client_id,
+        client_secret=settings.oidc_client_secret,
+        redirect_url=settings.oidc_redirect_url,
+        username_claim=settings.oidc_username_claim,
+    )
 
 
 def system_clock() -> datetime:
@@ -199,11 +219,15 @@ async def runtime(settings: Settings, *, clock: Clock = system_clock) -> AsyncIt
         auth.install(app, auth.make_authenticator(pool, cookie_secure=settings.cookie_secure))
         http.add_routes(app, core_routes())
         http.add_routes(app, auth.routes())
-        if (login_oidc := oidc.install(app, settings)) is not None:
+        if (
+            login_oidc := oidc.install(
+                app, oidc_config(settings), session_secret=settings.session_secret
+            )
+        ) is not None:
             stack.push_async_callback(login_oidc.close)
         http.add_routes(app, oidc.routes())
         http.add_routes(app, staff_api.routes())
-        http.add_routes(app, devices_api.routes())
+        http.add_routes(app, [*devices_api.routes(), *zones_api.routes()])
         app[consent_api.STORE] = consent_store
         app[consent_api.CLOCK] = clock
         app[consent_api.ZONE] = settings.zone

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-from devices import zone_store
+from supervision import zone_store
 from supervision.probe import ViewZones
 
 

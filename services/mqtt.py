@@ -23,8 +23,8 @@ import structlog
 
 from devices import topics
 from devices.errors import PayloadError
-from services.http import UNAVAILABLE
-from services.limits import RateLimiter
+from kernel.outages import UNAVAILABLE
+from kernel.ratelimit import RateLimiter
 
 log = structlog.get_logger(__name__)
 

@@ -4,6 +4,11 @@ Birth (``status`` online, retained, QoS 1) with a session number that grows with
 a retained ``offline`` will of the same session, retained ``meta``, periodic ``health``, command
 acks, re-announcement when the backend's ``server/status`` goes online, ``stopped`` on a clean exit,
 and reconnect with exponential backoff plus jitter.
+
+Nothing a message says ends the device: each command and each ``webrtc/in`` message is handled in
+its own task that logs a failure instead of raising it (a failed command is acked ``ok: false``
+with ``detail: "failed"``), and a session that still fails for a reason other than the broker is
+logged and reconnected like a lost connection.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import random
 import time
 import zlib
@@ -23,7 +29,9 @@ import aiomqtt
 from devices import topics
 
 CommandHandler = Callable[[topics.Command], Coroutine[Any, Any, tuple[bool, str | None]]]
-SignalHandler = Callable[[dict[str, Any]], Coroutine[Any, Any, None]]
+#: Gets each raw ``webrtc/in`` payload; decoding and refusing are its job (simulators.peer).
+SignalHandler = Callable[[bytes], Coroutine[Any, Any, None]]
+log = logging.getLogger(__name__)
 
 
 def client_args(url: str) -> dict[str, Any]:
@@ -136,10 +144,23 @@ class SimulatedDevice:
         except ValueError:
             return
         handler = self.on_command.get(command.op)
-        ok, detail = (True, None) if handler is None else await handler(command)
+        try:
+            ok, detail = (True, None) if handler is None else await handler(command)
+        except Exception:  # a task boundary: one command never ends the device
+            log.exception("command %s failed on %s", command.op.value, self.spec.device_id)
+            ok, detail = False, "failed"
         await self.publish(
             topics.Channel.CMD_ACK, topics.CommandAck(id=command.id, ok=ok, detail=detail).encode()
         )
+
+    async def _guarded(self, coro: Coroutine[Any, Any, None], what: str) -> None:
+        """Run one message's handling; a failure is logged, never raised into the session."""
+        try:
+            await coro
+        except aiomqtt.MqttError as e:  # the connection went; the session loop notices too
+            log.warning("%s on %s not completed: %s", what, self.spec.device_id, e)
+        except Exception:
+            log.exception("%s failed on %s", what, self.spec.device_id)
 
     async def _session_loop(self, client: aiomqtt.Client) -> None:
         server = topics.server_status_topic(self.prefix)
@@ -158,12 +179,9 @@ class SimulatedDevice:
                         if topics.decode_server_status(payload) is topics.Presence.ONLINE:
                             await self._announce()
                 elif name.endswith("/cmd"):
-                    tg.create_task(self._handle_command(payload))
+                    tg.create_task(self._guarded(self._handle_command(payload), "command"))
                 elif self.on_signal is not None:
-                    with contextlib.suppress(ValueError):
-                        envelope = json.loads(payload)
-                        if isinstance(envelope, dict):
-                            tg.create_task(self.on_signal(envelope))
+                    tg.create_task(self._guarded(self.on_signal(payload), "signal"))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Connect, serve and reconnect until ``stop`` is set; then publish ``stopped``."""
@@ -209,7 +227,10 @@ class SimulatedDevice:
                     serve.result()
             except (aiomqtt.MqttError, ExceptionGroup) as e:
                 if isinstance(e, ExceptionGroup) and not e.subgroup(aiomqtt.MqttError):
-                    raise
+                    # not the broker: a bug; keep the device alive and reconnect
+                    log.exception("session of %s failed", self.spec.device_id)
+            except Exception:
+                log.exception("session of %s failed", self.spec.device_id)
             finally:
                 self._client = None
                 self.connected.clear()

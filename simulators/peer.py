@@ -7,6 +7,29 @@
 and answers on ``webrtc/out`` with every candidate inside the SDP (aiortc's half trickle). One
 session at a time; a repeated offer for the current session (QoS 1) is ignored.
 
+Nothing the backend sends can stop the device. A message the device cannot use is refused for its
+session only: the device sends an ``error`` envelope (``session_id`` when it could be read) on
+``webrtc/out``, closes that session's peer if it had one, and keeps serving. Codes:
+
+=================== =================================================================
+code                when
+=================== =================================================================
+envelope reasons    unreadable or not allowed here: ``bad_json``, ``bad_sdp``,
+                    ``unexpected_type``, ... (:func:`devices.envelope.decode`)
+unknown_session     a video phone's offer for a call it did not ring for; a ``bye`` for
+                    a session this device never had
+not_answered        a video phone's offer for a call still ringing (media only once
+                    the brukare answered)
+unexpected_offer    the offer lacks what the device sends (video; a phone also audio)
+bad_offer           the WebRTC stack refuses the offer's SDP (no ``a=rtcp-mux``, no ICE
+                    credentials, ...)
+no_offer            a candidate for a session without an offer
+bad_candidate       a candidate the WebRTC stack cannot parse
+failed              anything else going wrong while handling the message (logged)
+=================== =================================================================
+
+An ``error`` from the backend is only counted, never answered, so two sides never trade errors.
+
 A video phone rings on ``cmd ring`` and answers by its :class:`AnswerPolicy`: ``always``,
 ``never``, ``after:N`` (seconds) or ``manual`` (the kiosk page's Svara / Avvisa). When the ring
 says ``auto_answer`` (the backend saw an auto-answer consent) it answers at once.
@@ -16,8 +39,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import zlib
+from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -42,6 +67,24 @@ log = logging.getLogger(__name__)
 DEVICE_IN_TYPES = frozenset(
     {env.MessageType.OFFER, env.MessageType.CANDIDATE, env.MessageType.BYE, env.MessageType.ERROR}
 )
+#: Sessions that ended lately: a late ``bye`` or trickled candidate of one is expected, not refused.
+RECENT_SESSIONS = 16
+
+
+class Refused(Exception):
+    """A message this device will not act on; ``code`` goes back in an ``error`` envelope."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+def media_kinds(sdp: str) -> frozenset[str]:
+    """The media kinds (``audio``, ``video``, ...) of an SDP's ``m=`` sections."""
+    return frozenset(
+        line[2:].split(" ", 1)[0] for line in sdp.splitlines() if line.startswith("m=")
+    )
 
 
 class PolicyMode(StrEnum):
@@ -90,7 +133,8 @@ class PeerStats:
     offers: int = 0
     answers: int = 0
     byes: int = 0
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # codes of the backend's error envelopes
+    refused: list[str] = field(default_factory=list)  # codes this device sent back
     frames_received: int = 0
     drives: list[tuple[float, float]] = field(default_factory=list)
 
@@ -118,7 +162,7 @@ class DevicePeer:
         self.ringing_session: str | None = None
         self.caller: str | None = None  # who calls, as the ring named them (shown, never logged)
         self._lock = asyncio.Lock()
-        self._early: list[env.Candidate] = []
+        self._ended: deque[str] = deque(maxlen=RECENT_SESSIONS)
         self._tasks: set[asyncio.Task[Any]] = set()
 
     @property
@@ -136,57 +180,93 @@ class DevicePeer:
 
     # ------------------------------------------------------------ signalling
 
-    async def on_signal(self, raw: dict[str, Any]) -> None:
-        """One envelope from ``webrtc/in`` (the device agent calls this; order is kept)."""
+    async def on_signal(self, payload: bytes) -> None:
+        """One ``webrtc/in`` message (the device agent calls this; order is kept).
+
+        Never raises for what the message says: a refusal or failure is answered with an
+        ``error`` for that session (see the module docstring).
+        """
         async with self._lock:
+            session_id: str | None = None
             try:
-                message = env.decode_object(raw, allowed=DEVICE_IN_TYPES)
-            except env.EnvelopeError as e:
-                self.stats.errors.append(e.reason)
-                return
-            match message:
-                case env.Offer():
-                    await self._on_offer(message)
-                case env.Candidate():
-                    await self._on_candidate(message)
-                case env.Bye():
-                    if message.session_id in {self.session_id, self.ringing_session}:
-                        self.stats.byes += 1
-                        await self.close()
-                case env.Error():
-                    self.stats.errors.append(message.code)
+                try:
+                    message = env.decode(payload, allowed=DEVICE_IN_TYPES)
+                except env.EnvelopeError as e:
+                    session_id = e.session_id
+                    if _says_error(payload):
+                        self.stats.errors.append(e.reason)
+                        return
+                    raise Refused(e.reason, e.detail) from None
+                session_id = message.session_id
+                match message:
+                    case env.Offer():
+                        await self._on_offer(message)
+                    case env.Candidate():
+                        await self._on_candidate(message)
+                    case env.Bye():
+                        await self._on_bye(message)
+                    case env.Error():
+                        self.stats.errors.append(message.code)
+            except Refused as e:
+                await self._refuse(e.code, e.message, session_id)
+            except Exception:
+                log.exception(
+                    "signal handling failed on %s (session %s)",
+                    self.device.spec.device_id,
+                    session_id,
+                )
+                await self._refuse("failed", "the device could not handle the message", session_id)
+
+    async def _refuse(self, code: str, message: str, session_id: str | None) -> None:
+        """Answer a refused message with an ``error``; close the session it named, if ours."""
+        self.stats.refused.append(code)
+        log.warning(
+            "signal refused on %s: %s (session %s)", self.device.spec.device_id, code, session_id
+        )
+        if session_id is not None and session_id in {self.session_id, self.ringing_session}:
+            await self.close()
+        error = env.Error(code=code, message=message, session_id=session_id)
+        await self.device.send_signal(env.as_json(error))
 
     async def _on_offer(self, offer: env.Offer) -> None:
         if offer.session_id == self.session_id:
             return  # a duplicate delivery
-        await self._close_pc()
-        if self.ringing_session not in {None, offer.session_id}:
-            self.ringing_session = None
-            self.call_state = CallState.IDLE
-        self.stats.offers += 1
-        self.session_id = offer.session_id
+        if self.is_phone and offer.session_id != self.ringing_session:
+            raise Refused("unknown_session", "a video phone takes offers only for a call it rang")
+        if self.is_phone and self.call_state is not CallState.IN_CALL:
+            raise Refused("not_answered", "the call has not been answered on the phone")
+        wanted = {"audio", "video"} if self.is_phone else {"video"}
+        if not wanted <= media_kinds(offer.sdp):
+            raise Refused("unexpected_offer", f"the offer needs {' and '.join(sorted(wanted))}")
         servers = [
             RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential)
             for s in offer.ice_servers
         ]
-        pc = self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
             self._spawn(self._drain(track))
 
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type="offer"))
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type="offer"))
+        except Exception as e:  # aiortc raises ValueError, KeyError, ... on SDP it cannot use
+            await pc.close()
+            raise Refused("bad_offer", "the offer's SDP cannot be used") from e
+        # A usable offer: its session replaces whatever ran before (one session at a time).
+        await self._close_pc()
+        self.stats.offers += 1
+        self.pc, self.session_id = pc, offer.session_id
         spec = self.device.spec
         self.video = SceneTrack(self.scene, width=spec.width, height=spec.height, fps=spec.fps)
-        pc.addTrack(self.video)
-        if self.is_phone:
-            pc.addTrack(ToneTrack())
-        for candidate in self._early:
-            if candidate.session_id == offer.session_id:
-                await self._add_candidate(candidate)
-        self._early.clear()
-        answer = await pc.createAnswer()
-        await pc.setLocalDescription(answer)  # gathers every candidate (half trickle)
+        try:
+            pc.addTrack(self.video)
+            if self.is_phone:
+                pc.addTrack(ToneTrack())
+            answer = await pc.createAnswer()
+            await pc.setLocalDescription(answer)  # gathers every candidate (half trickle)
+        except Exception as e:
+            raise Refused("bad_offer", "no answer can be made to this offer") from e
         if self.pc is not pc:
             return
         await self.device.send_signal(
@@ -198,22 +278,28 @@ class DevicePeer:
 
     async def _on_candidate(self, candidate: env.Candidate) -> None:
         if self.pc is None or candidate.session_id != self.session_id:
-            if len(self._early) < 64:
-                self._early.append(candidate)
-            return
-        await self._add_candidate(candidate)
-
-    async def _add_candidate(self, candidate: env.Candidate) -> None:
-        assert self.pc is not None
+            if candidate.session_id in self._ended:
+                return  # trickled after the session ended
+            raise Refused("no_offer", "no offer for this session")
         if candidate.is_end:
             with contextlib.suppress(ValueError):
                 await self.pc.addIceCandidate(None)
             return
-        ice = candidate_from_sdp(candidate.candidate.removeprefix("candidate:"))
+        try:
+            ice = candidate_from_sdp(candidate.candidate.removeprefix("candidate:"))
+        except (ValueError, IndexError) as e:
+            raise Refused("bad_candidate", "the candidate cannot be parsed") from e
         ice.sdpMid = candidate.sdp_mid
         ice.sdpMLineIndex = candidate.sdp_mline_index
-        with contextlib.suppress(ValueError):
+        with contextlib.suppress(ValueError):  # names no media section of ours: ignored
             await self.pc.addIceCandidate(ice)
+
+    async def _on_bye(self, bye: env.Bye) -> None:
+        if bye.session_id in {self.session_id, self.ringing_session}:
+            self.stats.byes += 1
+            await self.close()
+        elif bye.session_id not in self._ended:
+            raise Refused("unknown_session", "no such session on this device")
 
     async def _drain(self, track: MediaStreamTrack) -> None:
         """Receive (and count) the caller's media: aiortc's receive queue is unbounded."""
@@ -224,14 +310,17 @@ class DevicePeer:
 
     async def _close_pc(self) -> None:
         pc, self.pc = self.pc, None
+        if self.session_id is not None:
+            self._ended.append(self.session_id)
         self.session_id = None
         self.video = None
-        self._early = [c for c in self._early if c.session_id == self.ringing_session]
         if pc is not None:
             await pc.close()
 
     async def close(self) -> None:
         """End the media session and any ringing."""
+        if self.ringing_session is not None and self.ringing_session != self.session_id:
+            self._ended.append(self.ringing_session)
         self.ringing_session = None
         self.caller = None
         self.call_state = CallState.IDLE
@@ -313,6 +402,15 @@ class DevicePeer:
         if self.video is not None:
             self.video.set_scene(self.scene)
         return True, None
+
+
+def _says_error(payload: bytes) -> bool:
+    """Whether a message the codec refused still says it is an ``error`` (never answered)."""
+    try:
+        obj = json.loads(payload)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(obj, dict) and obj.get("type") == env.MessageType.ERROR.value
 
 
 async def _ok(command: topics.Command) -> tuple[bool, str | None]:

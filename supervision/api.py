@@ -19,10 +19,10 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from consent.access import caller
-from consent.body import Body, read_object
-from consent.roles import ADMINS, OPERATORS, Route
 from consent.rules import night_of
+from kernel.access import caller
+from kernel.body import Body, read_object
+from kernel.roles import ADMINS, OPERATORS, Route
 from supervision import checks as ch
 from supervision import report as rp
 from supervision.checks import Check, OutcomeKind, State
@@ -307,7 +307,7 @@ async def night_report(request: web.Request) -> web.Response:
 
 
 def console_event(event: object) -> dict[str, Any] | None:
-    """A round's bus event as a console message (``services.console`` encoder), else None:
+    """A round's bus event as a console message (``services.web.console`` encoder), else None:
     ``{"type": "check.changed", ...}`` or ``{"type": "check.alarm", ...}``; pseudonymous ids."""
     if isinstance(event, CheckChanged):
         return {

@@ -3,7 +3,8 @@
 A receive-only aiortc peer inside the backend (``purpose=probe``, principal ``system``):
 
 1. opens an in-process client connection on the signalling server (:class:`SignallingPort`,
-   which :class:`services.signalling.Signalling` implements) and sends ``request``; the server
+   which :class:`services.signalling.service.Signalling` implements) and sends ``request``; the
+   server
    checks role, presence and the ``motion_analysis`` gate and audits the session like any view
    (actor ``system``: ``probe.started`` / ``probe.ended``);
 2. on ``granted`` offers receive-only video (every candidate inside the offer), asking for a
@@ -45,8 +46,8 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSession
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import candidate_from_sdp
 
-from consent.roles import SYSTEM_PRINCIPAL, Principal
 from devices import envelope as env
+from kernel.roles import SYSTEM_PRINCIPAL, Principal
 from supervision import motion
 from supervision.ports import ProbeResult
 from supervision.verdict import DEFAULT_THRESHOLDS, Thresholds, Verdict, decide, no_signal
@@ -56,7 +57,7 @@ _LUMA_FIRST = frozenset({"yuv420p", "yuvj420p", "nv12", "yuv422p", "yuv444p", "g
 
 
 class ProbeConnection(Protocol):
-    """``services.signalling_session.ClientConnection`` as the probe uses it."""
+    """``services.signalling.session.ClientConnection`` as the probe uses it."""
 
     async def recv(self, timeout_s: float | None = None) -> env.Envelope:
         """The next server message; ``ConnectionError`` once the connection is closed."""
@@ -67,7 +68,7 @@ C = TypeVar("C", bound=ProbeConnection)
 
 
 class SignallingPort(Protocol[C]):
-    """``services.signalling.Signalling``'s in-process client API."""
+    """``services.signalling.service.Signalling``'s in-process client API."""
 
     def connect(self, principal: Principal) -> AbstractAsyncContextManager[C]: ...
 

@@ -2,7 +2,7 @@
 
 Every change goes through :func:`supervision.checks.apply` on a row locked ``FOR UPDATE`` and is
 written in one transaction with its ``round_transitions`` row and its audit entry
-(``consent.audit_store.append``, appended last so the audit lock is held briefly). The
+(``kernel.audit.store.append``, appended last so the audit lock is held briefly). The
 ``(check_id, version)`` key of ``round_transitions`` makes a second write of the same step
 impossible, so no check is done twice even if two processes race. Planning is the exception for
 speed (tens of thousands of checks at once): checks go in with one ``INSERT ... unnest`` in their
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 
-from consent import audit_store
+from kernel.audit import store as audit_store
 from supervision import checks as ch
 from supervision import relay
 from supervision.checks import Alarm, Check, Policy, Rejected, State, Step, Transition
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     )
 
 Audit = Callable[..., Awaitable[object]]
-"""``consent.audit_store.append``-shaped: ``(conn, *, actor, action, subject, data, at)``."""
+"""``kernel.audit.store.append``-shaped: ``(conn, *, actor, action, subject, data, at)``."""
 
 COLUMNS = (
     "check_id, recipient_id, device_id, night, agreed, agreed_at, window_start, window_end,"

@@ -3,7 +3,7 @@
 ``deploy_broker()`` copies ``deploy/mosquitto/mosquitto.conf`` with only its ports, listen addresses
 and file locations rewritten (``/etc/mosquitto/`` and ``/var/lib/mosquitto/`` to a temporary
 directory; every listener bound to 127.0.0.1), writes a test CA and a server certificate for
-``localhost``/``127.0.0.1``, provisions accounts with ``services.provision`` (so the password file
+``localhost``/``127.0.0.1``, provisions accounts with ``tools.provision`` (so the password file
 and ACL are exactly what an operator would get), and starts ``mosquitto -c`` on it.
 """
 
@@ -30,8 +30,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from services import provision
-from services.embedded import free_port
+from tools import provision
+from tools.embedded import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "deploy" / "mosquitto" / "mosquitto.conf"

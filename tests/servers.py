@@ -38,7 +38,7 @@ def _reachable(url: str, default_port: int) -> bool:
 
 @contextlib.contextmanager
 def _embedded_postgres() -> Iterator[str]:
-    from services import embedded
+    from tools import embedded
 
     with embedded.postgres() as url:
         yield url
@@ -46,7 +46,7 @@ def _embedded_postgres() -> Iterator[str]:
 
 @contextlib.contextmanager
 def _embedded_mqtt() -> Iterator[str]:
-    from services import embedded
+    from tools import embedded
 
     if embedded.has_mosquitto():
         with embedded.mosquitto() as url:

@@ -1,5 +1,5 @@
 """``deploy/coturn/turnserver.conf`` loaded by a real ``turnserver``, and a TURN allocation with
-the credentials ``services/turn.py`` hands out (coturn's REST scheme).
+the credentials ``services/signalling/turn.py`` hands out (coturn's REST scheme).
 
 The config is used as shipped with only what a host adds (listen and relay address on loopback,
 free ports, a certificate, the shared secret, and pid/db files in a temporary folder). coturn
@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from aioice import stun, turn
 
-from services.turn import TurnConfig, ice_servers
+from services.signalling.turn import TurnConfig, ice_servers
 from tests.deploy_broker import write_test_certs
 
 pytestmark = pytest.mark.integration

@@ -155,7 +155,7 @@ def test_jobs_run_real_commands_with_valid_settings() -> None:
             "HOMECARE_DATABASE_URL": SECRET_VALUES["HOMECARE_DATABASE_URL"],
         }
         settings_mod.load(env)
-        from services.cli import parser
+        from tools.cli import parser
 
         parser().parse_args(c["args"])  # the command line is one homecare accepts
 

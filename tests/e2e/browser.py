@@ -33,12 +33,12 @@ from typing import Any
 
 import asyncpg
 
-from services.embedded import free_port
+from tools.embedded import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
-HOMECARE = [sys.executable, "-m", "services.cli"]
+HOMECARE = [sys.executable, "-m", "tools.cli"]
 
 #: ../shared/RECIPES.md: real WebRTC in headless Chromium on loopback.
 CHROMIUM_ARGS = [
@@ -105,8 +105,8 @@ def run_db(database_url: str, work: Callable[[asyncpg.Connection], Any]) -> Any:
 
 def demo_accounts(database_url: str) -> dict[str, str]:
     """The demo staff accounts with fresh passwords: ``{username: password}``."""
+    from identity.login import ensure_demo_accounts
     from services import db
-    from services.auth import ensure_demo_accounts
 
     async def go() -> dict[str, str]:
         async with db.open_pool(database_url, max_size=2) as pool:

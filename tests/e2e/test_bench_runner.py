@@ -43,7 +43,7 @@ def test_bench_quick_writes_json_and_chart(pg_admin_url: str, tmp_path: Path) ->
     assert [b.name for b in _runner().BENCHES] == OWN
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOMECARE_")}
     env["HOMECARE_DATABASE_URL"] = pg_admin_url  # the server for the scratch databases
-    cmd = [sys.executable, "-m", "services.cli", "bench", "--quick", "--out", str(tmp_path)]
+    cmd = [sys.executable, "-m", "tools.cli", "bench", "--quick", "--out", str(tmp_path)]
     for name in OWN:
         cmd += ["--only", name]
     # run from elsewhere: the command must find bench/ in the source tree by itself

@@ -29,8 +29,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from services.embedded import free_port
 from tests.e2e import browser as b
+from tools.embedded import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 

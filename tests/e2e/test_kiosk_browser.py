@@ -2,7 +2,7 @@
 
 ``homecare serve`` and ``homecare simulate --answer manual`` run as processes (real PostgreSQL,
 Mosquitto and aiortc media). The operator is an aiortc peer in this test calling over
-``/ws/signal`` (``services.view.View``, purpose ``call``: it sends a synthetic camera and a tone
+``/ws/signal`` (``tools.view.View``, purpose ``call``: it sends a synthetic camera and a tone
 and decodes the phone's video). Chromium shows the unit's screen and presses its buttons: the
 call rings the phone; Svara gives two-way media (frames decoded at both ends); Lägg på and Avvisa
 end the call ``declined``; Enter and Escape do the same from the keyboard.
@@ -25,11 +25,11 @@ import pytest
 
 from consent.store import PgConsentStore
 from devices import envelope as env
-from services.demo_homes import seed_demo_homes
-from services.embedded import free_port
-from services.view import View, WebSocketChannel
 from tests.e2e import browser as b
 from tests.integration.signalling_support import audit_actions, wait_for
+from tools.demo_homes import seed_demo_homes
+from tools.embedded import free_port
+from tools.view import View, WebSocketChannel
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 

@@ -30,10 +30,10 @@ from typing import Any
 import asyncpg
 import pytest
 
-from consent.demo import COHABITANTS, NAMES
-from consent.roles import Role
-from services.embedded import free_port
+from kernel.roles import Role
 from tests.e2e import browser as b
+from tools.demo_seed import COHABITANTS, NAMES
+from tools.embedded import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -149,7 +149,7 @@ def run_demo(database: str, mqtt_url: str, workdir: Path) -> tuple[bytes, bytes,
 
 
 async def operator_token(conn: asyncpg.Connection) -> str:
-    from consent import staff_store
+    from identity import store as staff_store
 
     account = await staff_store.find_by_username(conn, "nattpersonal")
     assert account is not None

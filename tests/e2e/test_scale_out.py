@@ -41,16 +41,18 @@ import aiohttp
 import asyncpg
 import pytest
 
-from consent import audit_store, enrol, staff_store
+from consent import enrol
 from consent.model import CarePlan, CareRecipient, CheckTime, Purpose
-from consent.roles import Role
 from consent.store import PgConsentStore
 from devices.topics import DeviceKind
+from identity import store as staff_store
+from kernel.audit import store as audit_store
+from kernel.roles import Role
 from services import db
-from services.embedded import free_port
 from simulators import homes
 from simulators.device import DeviceSpec
 from tests.rounds_support import LONG_AGO, STHLM
+from tools.embedded import free_port
 
 pytestmark = pytest.mark.e2e
 

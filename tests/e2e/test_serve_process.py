@@ -23,12 +23,12 @@ import aiohttp
 import asyncpg
 import pytest
 
-from services.embedded import free_port
+from tools.embedded import free_port
 
 pytestmark = pytest.mark.e2e
 
 KEEPALIVE_S = 2
-HOMECARE = [sys.executable, "-m", "services.cli"]
+HOMECARE = [sys.executable, "-m", "tools.cli"]
 
 
 def _env(database_url: str, mqtt_url: str, prefix: str, port: int) -> dict[str, str]:

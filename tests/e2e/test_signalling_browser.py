@@ -18,9 +18,9 @@ import asyncpg
 import pytest
 
 from consent.store import PgConsentStore
-from services.demo_homes import seed_demo_homes
-from services.embedded import free_port
 from tests.e2e import browser as b
+from tools.demo_homes import seed_demo_homes
+from tools.embedded import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 

@@ -3,7 +3,7 @@
 Process A (roles ``api,signalling``) holds the operator's ``/ws/signal`` socket; process B (role
 ``signalling``) only takes its share of the devices' ``webrtc/out`` messages (the shared
 subscription ``$share/hc-signal/...``). The camera is a simulated device in this test with real
-aiortc media; the operator is an aiortc receiver in this test (``services.view.View``) that
+aiortc media; the operator is an aiortc receiver in this test (``tools.view.View``) that
 decodes and counts frames. Views are repeated until B has demonstrably handled a message of a
 session A owns (B's ``homecare_signalling_total{event="routed_out"}`` on ``/metrics`` grew during
 it); each view ends with a ``bye`` that closes both ends: the operator's hang-up (A tells the
@@ -28,10 +28,10 @@ import pytest
 from consent.store import PgConsentStore
 from devices import envelope as env
 from devices.topics import DeviceKind
-from services.demo_homes import seed_demo_homes
-from services.view import View, WebSocketChannel
 from tests.e2e import browser as b
 from tests.integration.signalling_support import devices, wait_for
+from tools.demo_homes import seed_demo_homes
+from tools.view import View, WebSocketChannel
 
 pytestmark = pytest.mark.e2e
 

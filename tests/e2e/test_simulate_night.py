@@ -14,8 +14,8 @@ from datetime import date
 import asyncpg
 import pytest
 
-from services import night_sim
 from supervision.ports import ProbeResult
+from tools import night_sim
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -28,7 +28,7 @@ def test_two_hundred_homes_through_the_command(pg_admin_url: str) -> None:
     }
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "services.cli", "simulate-night", "--homes", "200"],
+        [sys.executable, "-m", "tools.cli", "simulate-night", "--homes", "200"],
         env=env,
         capture_output=True,
         text=True,

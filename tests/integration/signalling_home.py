@@ -21,23 +21,24 @@ from zoneinfo import ZoneInfo
 import aiohttp
 from aiohttp.test_utils import TestServer
 
-from consent import enrol, staff_store
+from consent import enrol
 from consent.model import (
     CarePlan,
     CareRecipient,
     CheckTime,
     Purpose,
 )
-from consent.roles import Role
 from devices import envelope as env
 from devices.topics import DeviceKind
+from identity import store as staff_store
+from kernel.roles import Role
 from services import app
 from services.settings import load
-from services.view import WebSocketChannel
 from simulators.device import DeviceSpec, SimulatedDevice
 from simulators.peer import AnswerPolicy, DevicePeer, attach
 from simulators.scenes import Scene, SceneKind
 from tests.integration.signalling_support import wait_for
+from tools.view import WebSocketChannel
 
 STHLM = ZoneInfo("Europe/Stockholm")
 ADMIN = "staff-admin01"

@@ -1,7 +1,8 @@
 """Test wiring for signalling: a consent gate fake, a service node, simulated devices, clients.
 
 A *node* is what one ``homecare serve`` process runs for signalling: the lead's MQTT link,
-device registry handler and command sender, plus :class:`services.signalling.Signalling` and an
+device registry handler and command sender, plus
+:class:`services.signalling.service.Signalling` and an
 aiohttp server with ``/ws/signal``. Two nodes share only PostgreSQL and the broker.
 """
 
@@ -20,17 +21,18 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from consent import model
-from consent.roles import Principal, Role, Route
 from devices import envelope as env
 from devices.commands import Commands
 from devices.handler import REGISTRY_CHANNELS, DeviceHandler
 from devices.topics import DeviceKind
-from services import http, signalling
+from kernel.roles import Principal, Role, Route
 from services.mqtt import MqttLink
-from services.signalling import Signalling, SignallingConfig
-from services.view import SERVER_TYPES, WebSocketChannel
+from services.signalling import service as signalling
+from services.signalling.service import Signalling, SignallingConfig
+from services.web import http
 from simulators.device import DeviceSpec, SimulatedDevice
 from simulators.peer import AnswerPolicy, DevicePeer, attach
+from tools.view import SERVER_TYPES, WebSocketChannel
 
 TOKENS = {
     "op-token": Principal("staff-op0001", Role.OPERATOR, via="token"),

@@ -9,10 +9,11 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from consent import staff_store
-from consent.roles import STAFF, Role, Route
-from services import app, http
+from identity import store as staff_store
+from kernel.roles import STAFF, Role, Route
+from services import app
 from services.settings import load
+from services.web import http
 
 pytestmark = pytest.mark.integration
 

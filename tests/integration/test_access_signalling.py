@@ -18,13 +18,13 @@ import asyncio
 import aiohttp
 import pytest
 
-from consent.roles import Role
 from devices import envelope as env
 from devices.topics import DeviceKind
-from services.signalling_ports import ROLES_FOR
-from services.view import SERVER_TYPES, View
+from kernel.roles import Role
+from services.signalling.ports import ROLES_FOR
 from tests.integration.signalling_home import _staff_token, seed_home, served
 from tests.integration.signalling_support import wait_for
+from tools.view import SERVER_TYPES, View
 
 pytestmark = pytest.mark.integration
 

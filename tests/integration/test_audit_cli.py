@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
-from consent import audit_store
-from services.audit_cli import audit_verify_command
+from kernel.audit import store as audit_store
+from tools.audit_cli import audit_verify_command
 
 pytestmark = pytest.mark.integration
 
@@ -71,7 +71,7 @@ async def test_the_homecare_command(database_url: str) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "services.cli",
+        "tools.cli",
         "audit",
         "verify",
         env=env,

@@ -10,8 +10,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from consent import audit_store
-from consent.audit import AuditDataError, BreakReason
+from kernel.audit import store as audit_store
+from kernel.audit.chain import AuditDataError, BreakReason
 
 pytestmark = pytest.mark.integration
 

@@ -11,10 +11,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from consent import audit_store, staff_store
-from consent.roles import Role
-from consent.staff import FAST_HASHING, PasswordHasher
-from services import auth, http, staff_api
+from identity import api as staff_api
+from identity import login as auth
+from identity import store as staff_store
+from identity.staff import FAST_HASHING, PasswordHasher
+from kernel.audit import store as audit_store
+from kernel.roles import Role
+from services.web import http
 
 pytestmark = pytest.mark.integration
 

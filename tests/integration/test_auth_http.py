@@ -13,10 +13,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from consent import audit_store, staff_store
-from consent.roles import ADMINS, STAFF, Role, Route
-from consent.staff import FAST_HASHING, PasswordHasher
-from services import auth, http
+from identity import login as auth
+from identity import store as staff_store
+from identity.staff import FAST_HASHING, PasswordHasher
+from kernel.access import caller
+from kernel.audit import store as audit_store
+from kernel.roles import ADMINS, STAFF, Role, Route
+from services.web import http
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +49,7 @@ class CountingHasher(PasswordHasher):
 
 
 async def admin_only(request: web.Request) -> web.Response:
-    return web.json_response({"staff_id": http.principal(request).staff_id})
+    return web.json_response({"staff_id": caller(request).staff_id})
 
 
 @pytest.fixture
@@ -452,7 +455,7 @@ async def test_csrf_token_of_another_session_is_refused(
 async def _ws_echo(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse()
     await ws.prepare(request)
-    await ws.send_str(http.principal(request).staff_id)
+    await ws.send_str(caller(request).staff_id)
     await ws.close()
     return ws
 

@@ -13,11 +13,15 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestServer
 
-from consent import audit_store, staff_store
-from consent.roles import Role
-from consent.staff import FAST_HASHING, PasswordHasher
-from services import auth, http, oidc
+from identity import login as auth
+from identity import oidc
+from identity import store as staff_store
+from identity.staff import FAST_HASHING, PasswordHasher
+from kernel.audit import store as audit_store
+from kernel.roles import Role
+from services.app import oidc_config
 from services.settings import Settings
+from services.web import http
 from tests.oidc_provider import OidcProvider
 
 pytestmark = pytest.mark.integration
@@ -63,7 +67,7 @@ async def server(
     )
     app = http.make_app(max_body_bytes=4096)
     auth.install(app, auth.make_authenticator(pool, hasher=PasswordHasher(FAST_HASHING)))
-    found = oidc.install(app, settings)
+    found = oidc.install(app, oidc_config(settings), session_secret=settings.session_secret)
     assert found is not None
     app.on_cleanup.append(lambda _app: found.close())
     http.add_routes(app, [*auth.routes(), *oidc.routes()])
@@ -199,7 +203,7 @@ async def test_callback_without_a_flow_and_provider_errors(
 async def test_not_configured_is_a_clear_404(pool: asyncpg.Pool) -> None:
     app = http.make_app(max_body_bytes=4096)
     auth.install(app, auth.make_authenticator(pool))
-    assert oidc.install(app, Settings()) is None
+    assert oidc.install(app, oidc_config(Settings()), session_secret="") is None
     http.add_routes(app, oidc.routes())
     async with TestServer(app) as s, aiohttp.ClientSession() as c:
         resp = await c.get(s.make_url("/api/login/oidc"), allow_redirects=False)

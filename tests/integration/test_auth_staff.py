@@ -11,11 +11,13 @@ from typing import Any
 import asyncpg
 import pytest
 
-from consent import audit_store, staff_store
 from consent.errors import Conflict, InvalidInput, NotFound
-from consent.roles import Role
-from consent.staff import FAST_HASHING, PasswordHasher
-from services import auth, token_cli
+from identity import login as auth
+from identity import store as staff_store
+from identity.staff import FAST_HASHING, PasswordHasher
+from kernel.audit import store as audit_store
+from kernel.roles import Role
+from tools import token_cli
 
 pytestmark = pytest.mark.integration
 
@@ -111,7 +113,7 @@ async def run_cli(database_url: str, *args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "services.cli",
+        "tools.cli",
         *args,
         env=env,
         stdout=asyncio.subprocess.PIPE,

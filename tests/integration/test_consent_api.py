@@ -16,9 +16,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from consent import api, register
 from consent.ports import ConsentStore
-from consent.roles import Principal, Role
 from consent.store import PgConsentStore, on_device_event
-from services import http
+from kernel.roles import Principal, Role
+from services.web import http
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from consent import api
 from consent.ports import ConsentStore
 from consent.store import PgConsentStore
-from services import http
+from services.web import http
 from tests.integration.test_consent_api import ADMIN, OPERATOR, T0, Clock, header_authenticator
 
 pytestmark = pytest.mark.integration

@@ -20,7 +20,7 @@ import pytest
 import structlog.testing
 from aiohttp.test_utils import TestClient, TestServer
 
-from consent import audit_store, records, staff_store
+from consent import records
 from consent.gate import ChangeBus, ChangeSubscription, Gate, resync_change
 from consent.model import (
     CareRecipient,
@@ -33,8 +33,10 @@ from consent.model import (
     Reason,
 )
 from consent.pg import CHANNEL
-from consent.roles import Role
 from consent.store import PgConsentStore
+from identity import store as staff_store
+from kernel.audit import store as audit_store
+from kernel.roles import Role
 from services import app
 from services.mqtt import client_args
 from services.settings import load

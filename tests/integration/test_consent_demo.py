@@ -10,9 +10,10 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import pytest
 
-from consent import demo, rules
+from consent import rules
 from consent.model import CarePlan, ChangeKind, ConsentChange, Purpose, Reason
 from consent.store import PgConsentStore
+from tools import demo_seed as demo
 
 pytestmark = pytest.mark.integration
 

@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from consent import demo
 from consent.store import PgConsentStore
-from devices import zone_store
-from devices.zones import from_json
 from simulators.scenes import Scene, SceneKind
+from supervision import zone_store
+from supervision.zones import from_json
+from tools import demo_seed as demo
 
 pytestmark = pytest.mark.integration
 

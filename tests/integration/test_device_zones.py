@@ -13,9 +13,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from consent.roles import Principal, Role
-from devices import api, zone_store
-from services import http
+from devices import api
+from kernel.access import CLOCK
+from kernel.roles import Principal, Role
+from services.web import http
+from supervision import zone_store, zones_api
 
 pytestmark = pytest.mark.integration
 
@@ -35,9 +37,9 @@ async def header_authenticator(request: web.Request) -> Principal | None:
 async def client(pool: asyncpg.Pool) -> AsyncIterator[Client]:
     app = http.make_app(max_body_bytes=65536)
     app[api.POOL] = pool
-    app[api.CLOCK] = lambda: T0
+    app[CLOCK] = lambda: T0
     app[http.AUTHENTICATOR] = header_authenticator
-    http.add_routes(app, api.routes())
+    http.add_routes(app, [*api.routes(), *zones_api.routes()])
     await pool.executemany(
         "INSERT INTO devices (device_id, kind) VALUES ($1, $2)",
         [("cam-0001", "camera"), ("phone-0001", "video_phone")],
@@ -207,7 +209,7 @@ async def test_unknown_devices_phones_and_bad_ids_are_refused(
 
 
 def test_the_zone_routes_are_in_the_openapi_document() -> None:
-    doc = http.openapi(api.routes(), title="t", version="0")
+    doc = http.openapi(zones_api.routes(), title="t", version="0")
     zones = doc["paths"]["/api/devices/{device_id}/zones"]
     assert zones["get"]["x-roles"] == ["administrator", "operator", "technician"]
     assert zones["put"]["x-roles"] == ["administrator", "technician"]

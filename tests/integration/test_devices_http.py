@@ -10,10 +10,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from consent.roles import Principal, Role
 from devices import api, registry, store
 from devices import topics as t
-from services import http
+from kernel.roles import Principal, Role
+from services.web import http
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,6 @@ from devices import store, topics
 from devices.commands import Commands
 from devices.handler import REGISTRY_CHANNELS, DeviceHandler
 from devices.registry import PresenceChanged, Stored
-from services import embedded
-from services.embedded import free_port
 from services.events import EventBus
 from services.mqtt import MqttLink
 from simulators import homes
@@ -27,6 +25,8 @@ from supervision.service import RegistryDevices, command_wake
 from supervision.store import RoundStore
 from supervision.watchdog import Watchdog, WatchdogConfig
 from tests.rounds_support import BasisGate, FixedClock, TableProber, at_local, basis
+from tools import embedded
+from tools.embedded import free_port
 
 pytestmark = [
     pytest.mark.integration,

@@ -16,9 +16,9 @@ import pytest
 
 from devices import envelope as env
 from devices.topics import DeviceKind
-from services.view import View
 from tests.integration.signalling_home import Served, seed_home, served
 from tests.integration.signalling_support import wait_for
+from tools.view import View
 
 pytestmark = pytest.mark.integration
 

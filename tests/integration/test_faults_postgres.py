@@ -33,12 +33,12 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from consent import audit_store, staff_store
-from consent.roles import Role
-from consent.staff import FAST_HASHING, PasswordHasher
 from devices import store, topics
+from identity import store as staff_store
+from identity.staff import FAST_HASHING, PasswordHasher
+from kernel.audit import store as audit_store
+from kernel.roles import Role
 from services import app, db
-from services.embedded import free_port
 from services.mqtt import client_args
 from services.settings import load
 from supervision.checks import State
@@ -46,6 +46,7 @@ from supervision.runner import Runner, RunnerConfig
 from supervision.store import RoundStore
 from supervision.watchdog import Watchdog, WatchdogConfig
 from tests.rounds_support import BasisGate, FakeDevices, TableProber, at_local, basis
+from tools.embedded import free_port
 
 pytestmark = pytest.mark.integration
 

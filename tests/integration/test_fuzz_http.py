@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestServer
 
-from consent import staff_store
-from consent.roles import Role
+from identity import store as staff_store
+from kernel.roles import Role
 from services import app
 from services.settings import load
 

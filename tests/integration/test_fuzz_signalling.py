@@ -18,9 +18,9 @@ from structlog.testing import capture_logs
 
 from devices import envelope as env
 from devices.topics import DeviceKind
-from services.view import SERVER_TYPES, View
 from tests.integration.signalling_home import seed_home, served
 from tests.integration.signalling_support import wait_for
+from tools.view import SERVER_TYPES, View
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,6 @@ from structlog.testing import capture_logs
 from consent.model import Purpose as GatePurpose
 from devices import envelope as env
 from devices.topics import MAX_CALLER_CHARS, CommandOp, DeviceKind
-from services.view import View
 from simulators.kiosk import kiosk_app
 from simulators.peer import AnswerPolicy, CallState
 from tests.integration.signalling_support import (
@@ -24,6 +23,7 @@ from tests.integration.signalling_support import (
     node,
     wait_for,
 )
+from tools.view import View
 
 pytestmark = pytest.mark.integration
 PHONE, CAM = "phone-0003", "cam-0003"

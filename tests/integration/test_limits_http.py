@@ -9,10 +9,11 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from consent import staff_store
-from consent.roles import Role
-from services import app, limits
+from identity import store as staff_store
+from kernel.roles import Role
+from services import app
 from services.settings import load
+from services.web import limits
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import pytest
 
-from services.embedded import free_port
+from tools.embedded import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -111,7 +111,7 @@ def _sheet(*args: str, database_url: str | None) -> subprocess.CompletedProcess[
     if database_url is not None:
         env["HOMECARE_DATABASE_URL"] = database_url
     return subprocess.run(
-        [sys.executable, "-m", "services.cli", "night-sheet", "--night", NIGHT.isoformat(), *args],
+        [sys.executable, "-m", "tools.cli", "night-sheet", "--night", NIGHT.isoformat(), *args],
         env=env,
         capture_output=True,
         text=True,
@@ -216,7 +216,7 @@ async def test_an_export_of_another_night_is_not_printed_as_tonight(
     assert _sheet("--export", str(export), database_url=database_url).returncode == 0
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOMECARE_")}
     old = subprocess.run(
-        [sys.executable, "-m", "services.cli", "night-sheet", "--from-export", str(export)],
+        [sys.executable, "-m", "tools.cli", "night-sheet", "--from-export", str(export)],
         env=env,
         capture_output=True,
         text=True,

@@ -1,7 +1,7 @@
 """The motion probe watches simulated cameras over real signalling, MQTT and WebRTC on loopback.
 
 Each simulated camera sends one of the simulators' scenes (320x240, 10 fps, VP8); the probe
-joins through :meth:`services.signalling.Signalling.connect` as the system, analyses at most
+joins through :meth:`services.signalling.service.Signalling.connect` as the system, analyses at most
 5 frames a second, and must return that scene's verdict. Probes run concurrently, as a round's
 worker runs them.
 """

@@ -13,8 +13,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from consent.roles import Principal, Role
-from services import http
+from kernel.roles import Principal, Role
+from services.web import http
 from supervision import api
 from supervision.checks import State
 from supervision.ports import CheckChanged

@@ -11,8 +11,9 @@ import pytest
 
 from consent import enrol
 from consent.model import CarePlan, CareRecipient, CheckTime, Purpose
-from services import app, http
+from services import app
 from services.settings import load
+from services.web import http
 from supervision.checks import State
 from supervision.ports import CheckChanged
 from tests.rounds_support import LONG_AGO, FixedClock, at_local

@@ -8,7 +8,7 @@ from datetime import date, time, timedelta
 import asyncpg
 import pytest
 
-from consent import audit_store
+from kernel.audit import store as audit_store
 from supervision import checks as ch
 from supervision import schedule
 from supervision.checks import OutcomeKind, State

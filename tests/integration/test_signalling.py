@@ -12,8 +12,7 @@ from consent.model import Purpose as GatePurpose
 from consent.model import Reason
 from devices import envelope as env
 from devices.topics import DeviceKind
-from services.signalling import SignallingConfig
-from services.view import View
+from services.signalling.service import SignallingConfig
 from tests.integration.signalling_support import (
     FakeGate,
     audit_actions,
@@ -22,6 +21,7 @@ from tests.integration.signalling_support import (
     node,
     wait_for,
 )
+from tools.view import View
 
 pytestmark = pytest.mark.integration
 CAM = "cam-0001"

@@ -20,10 +20,10 @@ from consent.model import Basis, BindingAction, Consent, Purpose
 from devices import envelope as env
 from devices.topics import CommandOp, DeviceKind, EventType
 from services import app
-from services.view import View, view_command
 from simulators.peer import AnswerPolicy
 from tests.integration.signalling_home import ADMIN, Served, seed_home, served
 from tests.integration.signalling_support import audit_actions, wait_for
+from tools.view import View, view_command
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,7 @@ import pytest
 from devices import envelope as env
 from devices.topics import DeviceKind
 from services.mqtt import client_args
-from services.signalling import SignallingConfig
-from services.view import View
+from services.signalling.service import SignallingConfig
 from tests.integration.signalling_support import (
     Client,
     FakeGate,
@@ -23,6 +22,7 @@ from tests.integration.signalling_support import (
     node,
     wait_for,
 )
+from tools.view import View
 
 pytestmark = pytest.mark.integration
 CAM, OTHER = "cam-0001", "cam-0002"

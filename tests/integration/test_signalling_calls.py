@@ -12,8 +12,7 @@ import pytest
 from consent.model import Purpose as GatePurpose
 from devices import envelope as env
 from devices.topics import DeviceKind
-from services.signalling import SignallingConfig
-from services.view import View
+from services.signalling.service import SignallingConfig
 from simulators.peer import AnswerPolicy, CallState
 from tests.integration.signalling_support import (
     FakeGate,
@@ -23,6 +22,7 @@ from tests.integration.signalling_support import (
     node,
     wait_for,
 )
+from tools.view import View
 
 pytestmark = pytest.mark.integration
 PHONE = "phone-0003"

@@ -17,8 +17,8 @@ import pytest
 
 from consent import enrol
 from consent.model import CarePlan, CareRecipient, CheckTime, Purpose
-from consent.roles import Role
 from devices.topics import DeviceKind
+from kernel.roles import Role
 from simulators.scenes import Scene, SceneKind
 from supervision import api as rounds_api
 from supervision.checks import State

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consent.audit import (
+from kernel.audit.chain import (
     GENESIS_HASH,
     AuditDataError,
     AuditEntry,

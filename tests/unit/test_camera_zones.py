@@ -1,4 +1,4 @@
-"""Camera zones as the API reads them (``devices.zones``): round trip, and any JSON gives either
+"""Camera zones as the API reads them (``supervision.zones``): round trip, and any JSON gives either
 zones the kernel accepts or a :class:`ZoneError` naming a field, never anything else."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from devices.zones import CameraZones, ZoneError, from_json
 from simulators.scenes import Scene, SceneKind
 from supervision import motion
+from supervision.zones import CameraZones, ZoneError, from_json
 
 
 def test_the_scenes_zones_round_trip_and_the_kernel_runs_them() -> None:

@@ -31,6 +31,7 @@ from consent.model import (
     Suspension,
     TimeWindow,
 )
+from kernel import values
 
 STHLM = ZoneInfo("Europe/Stockholm")
 LONG_AGO = datetime(2025, 1, 1, tzinfo=UTC)
@@ -376,11 +377,15 @@ def test_october_night_the_repeated_hour() -> None:
 
 
 def test_dst_local_times_are_classified() -> None:
-    assert rules.local_kind(datetime(2026, 3, 29, 2, 30), STHLM) is rules.LocalKind.NONEXISTENT
-    assert rules.local_kind(datetime(2026, 10, 25, 2, 30), STHLM) is rules.LocalKind.AMBIGUOUS
-    assert rules.local_kind(datetime(2026, 10, 25, 3, 30), STHLM) is rules.LocalKind.EXISTS
-    assert isinstance(rules.resolve_local(datetime(2026, 3, 29, 2, 30), STHLM, "f"), rules.Problem)
-    assert isinstance(rules.resolve_local(datetime(2026, 10, 25, 2, 30), STHLM, "f"), rules.Problem)
+    assert values.local_kind(datetime(2026, 3, 29, 2, 30), STHLM) is values.LocalKind.NONEXISTENT
+    assert values.local_kind(datetime(2026, 10, 25, 2, 30), STHLM) is values.LocalKind.AMBIGUOUS
+    assert values.local_kind(datetime(2026, 10, 25, 3, 30), STHLM) is values.LocalKind.EXISTS
+    assert isinstance(
+        values.resolve_local(datetime(2026, 3, 29, 2, 30), STHLM, "f"), values.Problem
+    )
+    assert isinstance(
+        values.resolve_local(datetime(2026, 10, 25, 2, 30), STHLM, "f"), values.Problem
+    )
 
 
 def test_plan_validation_catches_windows_that_collide_only_on_a_dst_night() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.cli import parser
+from tools.cli import parser
 
 
 def test_view_cap_is_parsed_with_a_default() -> None:

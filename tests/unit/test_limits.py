@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.limits import RateLimiter, _pseudonym
+from kernel.ratelimit import RateLimiter, _pseudonym
 
 
 class Clock:

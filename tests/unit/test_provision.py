@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from devices import credentials
-from services import cli, provision
+from tools import cli, provision
 
 
 def _hash_of(directory: Path, user: str) -> credentials.PasswordHash:

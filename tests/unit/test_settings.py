@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.cli import main
 from services.settings import SettingsError, load
+from tools.cli import main
 
 
 def test_defaults() -> None:

@@ -8,9 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consent.errors import InvalidInput
-from consent.roles import Role
-from consent.staff import (
+from identity.staff import (
     FAST_HASHING,
     LockoutPolicy,
     PasswordHasher,
@@ -30,6 +28,8 @@ from consent.staff import (
     staff_id_from,
     username_key,
 )
+from kernel.errors import InvalidInput
+from kernel.roles import Role
 
 T0 = datetime(2026, 3, 29, 1, 0, tzinfo=UTC)
 POLICY = LockoutPolicy(max_failures=5, window_s=900, lock_s=900)

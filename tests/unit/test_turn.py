@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from devices.envelope import IceServer
-from services.turn import TurnConfig, credential, ice_servers
+from services.signalling.turn import TurnConfig, credential, ice_servers
 
 NOW = datetime(2026, 1, 15, 22, 0, tzinfo=UTC)
 

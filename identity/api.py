@@ -1,0 +1,335 @@
+"""Administrators' routes for staff accounts, API tokens and the audit log.
+
+All need the ``administrator`` role. Changes are audited by the store in the same transaction,
+with the calling administrator's ``staff_id`` as actor. Reading the audit log is itself audited
+(``audit.exported``: the filters and how many entries left the system).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from identity import store as staff_store
+from identity.login import service
+from identity.staff import STAFF_ID_RE, TOKEN_ID_RE
+from kernel.access import caller
+from kernel.audit import store as audit_store
+from kernel.audit.chain import check_fields
+from kernel.body import read_object
+from kernel.errors import InvalidInput
+from kernel.roles import ADMINS, Role, Route
+
+_ACCOUNT = {
+    "type": "object",
+    "properties": {
+        "staff_id": {"type": "string"},
+        "username": {"type": "string"},
+        "role": {"type": "string", "enum": ["operator", "administrator", "technician"]},
+        "display_name": {"type": ["string", "null"]},
+        "is_active": {"type": "boolean"},
+        "is_service": {"type": "boolean"},
+        "has_password": {"type": "boolean"},
+        "created_at": {"type": "string", "format": "date-time"},
+    },
+}
+_ENTRY = {
+    "type": "object",
+    "properties": {
+        "seq": {"type": "integer"},
+        "at": {"type": "string", "format": "date-time"},
+        "actor": {"type": "string"},
+        "action": {"type": "string"},
+        "subject": {"type": ["string", "null"]},
+        "data": {"type": "object"},
+        "prev_hash": {"type": "string"},
+        "hash": {"type": "string"},
+    },
+}
+
+
+def _staff_id(request: web.Request) -> str:
+    staff_id = request.match_info["staff_id"]
+    if not STAFF_ID_RE.match(staff_id):
+        raise InvalidInput("staff_id", "invalid_staff_id", "not a staff id")
+    return staff_id
+
+
+def _optional_text(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is not None and not isinstance(value, str):
+        raise InvalidInput(name, "invalid", f"{name} must be text")
+    return value
+
+
+def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidInput(name, "invalid", f"{name} must be a whole number") from None
+    if not lo <= value <= hi:
+        raise InvalidInput(name, "invalid", f"{name} must be between {lo} and {hi}")
+    return value
+
+
+async def list_staff(request: web.Request) -> web.Response:
+    async with service(request).pool.acquire() as conn:
+        accounts = await staff_store.list_staff(conn)
+    return web.json_response({"staff": [a.to_json() for a in accounts]})
+
+
+async def create_staff(request: web.Request) -> web.Response:
+    body = await read_object(request)
+    who = caller(request)
+    auth = service(request)
+    username = body.get("username")
+    if not isinstance(username, str):
+        raise InvalidInput("username", "missing", "username is required")
+    role = body.get("role")
+    if not isinstance(role, str) or role not in {r.value for r in Role}:
+        raise InvalidInput(
+            "role", "invalid_role", "role must be operator, administrator or technician"
+        )
+    async with auth.pool.acquire() as conn:
+        account = await staff_store.create_staff(
+            conn,
+            username=username,
+            role=Role(role),
+            password=_optional_text(body, "password"),
+            display_name=_optional_text(body, "display_name"),
+            actor=who.staff_id,
+            now=auth.clock(),
+            hasher=auth.hasher,
+        )
+    return web.json_response(account.to_json(), status=201)
+
+
+async def set_active(request: web.Request) -> web.Response:
+    body = await read_object(request)
+    is_active = body.get("is_active")
+    if not isinstance(is_active, bool):
+        raise InvalidInput("is_active", "invalid", "is_active must be true or false")
+    auth = service(request)
+    who = caller(request)
+    if not is_active and _staff_id(request) == who.staff_id:
+        # Nobody locks themselves out (nor the last administrator out of the system).
+        raise InvalidInput("is_active", "self_deactivation", "you cannot deactivate yourself")
+    async with auth.pool.acquire() as conn:
+        await staff_store.set_active(
+            conn,
+            staff_id=_staff_id(request),
+            is_active=is_active,
+            actor=who.staff_id,
+            now=auth.clock(),
+        )
+        account = await staff_store.get_staff(conn, _staff_id(request))
+    return web.json_response(account.to_json())
+
+
+async def set_password(request: web.Request) -> web.Response:
+    body = await read_object(request)
+    password = body.get("password")
+    if not isinstance(password, str):
+        raise InvalidInput("password", "missing", "password is required")
+    auth = service(request)
+    async with auth.pool.acquire() as conn:
+        await staff_store.set_password(
+            conn,
+            staff_id=_staff_id(request),
+            password=password,
+            actor=caller(request).staff_id,
+            now=auth.clock(),
+            hasher=auth.hasher,
+        )
+    return web.json_response({"sessions_ended": True})
+
+
+async def create_token(request: web.Request) -> web.Response:
+    body = await read_object(request)
+    label = body.get("label", "")
+    ttl_s = body.get("ttl_s", 30 * 24 * 3600)
+    auth = service(request)
+    staff_id = _staff_id(request)
+    async with auth.pool.acquire() as conn:
+        account = await staff_store.get_staff(conn, staff_id)
+        token = await staff_store.create_token(
+            conn,
+            staff_id=staff_id,
+            role=account.role,
+            ttl_s=ttl_s,
+            label=label,
+            actor=caller(request).staff_id,
+            now=auth.clock(),
+        )
+    return web.json_response(
+        {"token": token, "token_id": token.split("_")[1], "role": str(account.role)}, status=201
+    )
+
+
+async def revoke_token(request: web.Request) -> web.Response:
+    token_id = request.match_info["token_id"]
+    if not TOKEN_ID_RE.match(token_id):
+        raise InvalidInput("token_id", "invalid_token_id", "not a token id")
+    auth = service(request)
+    async with auth.pool.acquire() as conn:
+        await staff_store.revoke_token(
+            conn, token_id=token_id, actor=caller(request).staff_id, now=auth.clock()
+        )
+    return web.json_response({"revoked": token_id})
+
+
+async def list_audit(request: web.Request) -> web.Response:
+    after_seq = _int_param(request, "after_seq", 0, 0, 2**62)
+    limit = _int_param(request, "limit", 100, 1, 1000)
+    filters = {k: request.query.get(k) for k in ("subject", "action", "actor")}
+    # The filters are written to the log below: refuse anything that is not an id (a name).
+    check_fields(
+        actor=filters["actor"] or "system",
+        action=filters["action"] or "any.action",
+        subject=filters["subject"],
+    )
+    auth = service(request)
+    async with auth.pool.acquire() as conn, conn.transaction():
+        found = await audit_store.entries(conn, after_seq=after_seq, limit=limit, **filters)
+        await audit_store.append(
+            conn,
+            actor=caller(request).staff_id,
+            action="audit.exported",
+            subject=None,
+            data={
+                "filters": {k: v for k, v in filters.items() if v is not None},
+                "after_seq": after_seq,
+                "count": len(found),
+            },
+            at=auth.clock(),
+        )
+    return web.json_response(
+        {
+            "entries": [e.to_json() for e in found],
+            "next_after_seq": found[-1].seq if found else after_seq,
+        }
+    )
+
+
+async def verify_audit(request: web.Request) -> web.Response:
+    async with service(request).pool.acquire() as conn:
+        result = await audit_store.verify(conn)
+    return web.json_response(
+        {
+            "ok": result.ok,
+            "checked": result.checked,
+            "first_broken_seq": result.first_broken_seq,
+            "reason": result.reason,
+        }
+    )
+
+
+def routes() -> list[Route]:
+    tags = ("staff",)
+    return [
+        Route(
+            "GET",
+            "/api/staff",
+            list_staff,
+            ADMINS,
+            "List staff accounts",
+            tags=tags,
+            response={
+                "type": "object",
+                "properties": {"staff": {"type": "array", "items": _ACCOUNT}},
+            },
+        ),
+        Route(
+            "POST",
+            "/api/staff",
+            create_staff,
+            ADMINS,
+            "Create a staff account",
+            tags=tags,
+            body={
+                "type": "object",
+                "required": ["username", "role"],
+                "properties": {
+                    "username": {"type": "string"},
+                    "role": {"type": "string"},
+                    "password": {"type": ["string", "null"]},
+                    "display_name": {"type": ["string", "null"]},
+                },
+            },
+            response=_ACCOUNT,
+        ),
+        Route(
+            "POST",
+            "/api/staff/{staff_id}/active",
+            set_active,
+            ADMINS,
+            "Activate or deactivate an account (deactivation ends its sessions)",
+            tags=tags,
+            body={
+                "type": "object",
+                "required": ["is_active"],
+                "properties": {"is_active": {"type": "boolean"}},
+            },
+            response=_ACCOUNT,
+        ),
+        Route(
+            "POST",
+            "/api/staff/{staff_id}/password",
+            set_password,
+            ADMINS,
+            "Set a new password (ends the account's sessions)",
+            tags=tags,
+            body={
+                "type": "object",
+                "required": ["password"],
+                "properties": {"password": {"type": "string"}},
+            },
+        ),
+        Route(
+            "POST",
+            "/api/staff/{staff_id}/tokens",
+            create_token,
+            ADMINS,
+            "Create a bearer token acting as this account; shown once",
+            tags=tags,
+            body={
+                "type": "object",
+                "properties": {"ttl_s": {"type": "integer"}, "label": {"type": "string"}},
+            },
+        ),
+        Route(
+            "DELETE",
+            "/api/tokens/{token_id}",
+            revoke_token,
+            ADMINS,
+            "Revoke a bearer token",
+            tags=tags,
+        ),
+        Route(
+            "GET",
+            "/api/audit",
+            list_audit,
+            ADMINS,
+            "Audit entries in seq order (filters: subject, action, actor; after_seq, limit)",
+            tags=("audit",),
+            response={
+                "type": "object",
+                "properties": {
+                    "entries": {"type": "array", "items": _ENTRY},
+                    "next_after_seq": {"type": "integer"},
+                },
+            },
+        ),
+        Route(
+            "GET",
+            "/api/audit/verify",
+            verify_audit,
+            ADMINS,
+            "Verify the audit hash chain",
+            tags=("audit",),
+        ),
+    ]

@@ -1,0 +1,189 @@
+"""Reading request bodies for every route: one JSON object, typed getters that name the field.
+
+Every problem raises :class:`~kernel.errors.InvalidInput` (422) naming the field, or
+:class:`BodyError` (400) when the body is not a UTF-8 JSON object. Unknown fields are refused, so
+a typo never silently drops a value. Instants are ISO 8601; one written without an offset is read
+as local time in the brukare's zone, and refused if that local time does not exist or occurs
+twice (the DST nights).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, time, tzinfo
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from kernel.errors import BodyError, InvalidInput
+from kernel.values import Problem, is_id, resolve_local
+
+E = TypeVar("E", bound=StrEnum)
+_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+_MISSING = object()
+
+
+async def read_object(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise BodyError("body is not UTF-8") from e
+    except (ValueError, RecursionError) as e:  # RecursionError: nested thousands deep
+        raise BodyError("body is not valid JSON") from e
+    if not isinstance(value, dict):
+        raise BodyError("body must be a JSON object")
+    return value
+
+
+def parse_instant(raw: object, field: str, zone: tzinfo) -> datetime:
+    if not isinstance(raw, str):
+        raise InvalidInput(field, "invalid_datetime", f"{field} must be an ISO 8601 date-time")
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise InvalidInput(
+            field, "invalid_datetime", f"{field} must be an ISO 8601 date-time"
+        ) from None
+    if value.tzinfo is not None:
+        return value
+    resolved = resolve_local(value, zone, field)
+    if isinstance(resolved, Problem):
+        raise InvalidInput.of(resolved)
+    return resolved
+
+
+def parse_hhmm(raw: object, field: str) -> time:
+    if not isinstance(raw, str) or not _HHMM.match(raw):
+        raise InvalidInput(field, "invalid_time", f"{field} must be a local time like 22:30")
+    return time.fromisoformat(raw)
+
+
+class Body:
+    """Typed access to a JSON object's fields; :meth:`done` refuses fields nobody read."""
+
+    def __init__(self, data: dict[str, Any], *, prefix: str = "") -> None:
+        self._data = data
+        self._read: set[str] = set()
+        self._prefix = prefix
+
+    def _name(self, key: str) -> str:
+        return f"{self._prefix}{key}"
+
+    def _get(self, key: str, *, required: bool) -> Any:
+        self._read.add(key)
+        value = self._data.get(key, _MISSING)
+        if value is _MISSING or value is None:
+            if required:
+                raise InvalidInput(self._name(key), "required", f"{self._name(key)} is required")
+            return None
+        return value
+
+    def text(self, key: str, *, max_len: int = 200, required: bool = True) -> str | None:
+        value = self._get(key, required=required)
+        if value is None:
+            return None
+        if not isinstance(value, str) or len(value) > max_len or "\x00" in value:
+            raise InvalidInput(
+                self._name(key), "invalid_text", f"{self._name(key)} is text of at most {max_len}"
+            )
+        value = value.strip()
+        if required and not value:
+            raise InvalidInput(self._name(key), "required", f"{self._name(key)} is required")
+        return value
+
+    def req_text(self, key: str, *, max_len: int = 200) -> str:
+        value = self.text(key, max_len=max_len)
+        assert value is not None  # required=True never returns None
+        return value
+
+    def identifier(self, key: str, *, required: bool = True) -> str | None:
+        value = self._get(key, required=required)
+        if value is None:
+            return None
+        if not is_id(value):
+            raise InvalidInput(
+                self._name(key),
+                "invalid_id",
+                f"{self._name(key)} is 1..64 lowercase letters, digits and dashes",
+            )
+        return str(value)
+
+    def integer(self, key: str, default: int, lo: int, hi: int) -> int:
+        value = self._get(key, required=False)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise InvalidInput(
+                self._name(key),
+                "out_of_range",
+                f"{self._name(key)} must be a whole number from {lo} to {hi}",
+            )
+        return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self._get(key, required=False)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise InvalidInput(self._name(key), "invalid", f"{self._name(key)} is true or false")
+        return value
+
+    def enum(self, key: str, kind: type[E], default: E | None = None) -> E:
+        value = self._get(key, required=default is None)
+        if value is None:
+            assert default is not None
+            return default
+        try:
+            return kind(value)
+        except ValueError:
+            allowed = ", ".join(m.value for m in kind)
+            raise InvalidInput(
+                self._name(key), "invalid_choice", f"{self._name(key)} is one of: {allowed}"
+            ) from None
+
+    def opt_enum(self, key: str, kind: type[E]) -> E | None:
+        if self._get(key, required=False) is None:
+            return None
+        return self.enum(key, kind)
+
+    def instant(self, key: str, zone: tzinfo, default: datetime | None = None) -> datetime | None:
+        value = self._get(key, required=False)
+        if value is None:
+            return default
+        return parse_instant(value, self._name(key), zone)
+
+    def hhmm(self, key: str) -> time:
+        return parse_hhmm(self._get(key, required=True), self._name(key))
+
+    def objects(self, key: str, *, required: bool = True) -> list[Body]:
+        value = self._get(key, required=required)
+        if value is None:
+            return []
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise InvalidInput(
+                self._name(key), "invalid_list", f"{self._name(key)} is a list of objects"
+            )
+        if len(value) > 100:
+            raise InvalidInput(self._name(key), "too_many", f"{self._name(key)} is too long")
+        return [Body(v, prefix=f"{self._name(key)}[{i}].") for i, v in enumerate(value)]
+
+    def strings(self, key: str) -> list[str] | None:
+        value = self._get(key, required=False)
+        if value is None:
+            return None
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise InvalidInput(
+                self._name(key), "invalid_list", f"{self._name(key)} is a list of strings"
+            )
+        return list(value)
+
+    def done(self) -> None:
+        extra = sorted(set(self._data) - self._read)
+        if extra:
+            name = self._name(extra[0])
+            raise InvalidInput(name, "unknown_field", f"{name} is not a known field")

@@ -1,0 +1,143 @@
+"""Device side of signalling: check each ``webrtc/out`` message and route it to its session's owner.
+
+A device message reaches exactly one signalling process (a shared subscription). That process
+rate-limits the device, decodes the envelope, finds the session (in memory, else its row in
+PostgreSQL), refuses a session of another device or a closed one with an ``error`` on the
+device's ``webrtc/in``, and hands the message to the process that holds the client's connection:
+itself, or another one over ``{prefix}/server/signal/{instance}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+import structlog
+
+from devices import envelope as env
+from devices import topics
+from devices.errors import PayloadError
+from services.signalling import store
+from services.signalling.bus import BusUnavailable, SignalBus, route_topic
+from services.signalling.session import TokenBucket
+
+log = structlog.get_logger(__name__)
+
+DeviceMessage = env.Answer | env.Candidate | env.Bye
+#: ``(device_id, message)`` to the session's owner in this process.
+Deliver = Callable[[str, DeviceMessage], Awaitable[None]]
+#: The device id of an open session held by this process, else ``None``.
+LocalLookup = Callable[[str], str | None]
+
+
+class DeviceRouter:
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        bus: SignalBus,
+        instance_id: str,
+        rate_per_s: float,
+        burst: float,
+        local: LocalLookup,
+        deliver: Deliver,
+        counters: Counter[str],
+    ) -> None:
+        self.pool = pool
+        self.bus = bus
+        self.instance_id = instance_id
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self.local = local
+        self.deliver = deliver
+        self.counters = counters
+        self._buckets: dict[str, TokenBucket] = {}
+
+    async def tell_device(self, device_id: str, message: env.Envelope) -> None:
+        """Publish to the device's ``webrtc/in``; a broker outage is logged, not raised."""
+        try:
+            await self.bus.publish_to_device(device_id, env.encode_bytes(message))
+        except BusUnavailable:
+            log.warning("signal_device_unreachable", device_id=device_id, type=message.type.value)
+
+    async def device_error(
+        self, device_id: str, code: str, message: str, session_id: str | None
+    ) -> None:
+        log.info(
+            "signal_device_message_rejected",
+            device_id=device_id,
+            reason=code,
+            session_id=session_id,
+        )
+        self.counters[f"device_rejected_{code}"] += 1
+        await self.tell_device(
+            device_id, env.Error(code=code, message=message, session_id=session_id)
+        )
+
+    def _allowed(self, device_id: str) -> bool:
+        now = asyncio.get_running_loop().time()
+        bucket = self._buckets.get(device_id)
+        if bucket is None:
+            if len(self._buckets) > 10_000:
+                self._buckets.clear()
+            bucket = self._buckets[device_id] = TokenBucket(self.rate_per_s, self.burst, now)
+        return bucket.take(now)
+
+    async def on_device_signal(self, device_id: str, payload: bytes) -> None:
+        """A device's ``webrtc/out`` message (this process of the share group got it)."""
+        if not self._allowed(device_id):
+            self.counters["device_rate_limited"] += 1
+            log.warning("signal_device_rate_limited", device_id=device_id)
+            return
+        try:
+            message = env.decode(payload, allowed=env.DEVICE_TYPES)
+        except env.EnvelopeError as e:
+            await self.device_error(device_id, e.reason, e.detail, e.session_id)
+            return
+        assert isinstance(message, env.Answer | env.Candidate | env.Bye)
+        sid = message.session_id
+        local_device = self.local(sid)
+        if local_device is not None:
+            owner, owner_device, is_open = self.instance_id, local_device, True
+        else:
+            row = await store.get(self.pool, sid)
+            if row is None:
+                await self.device_error(device_id, "unknown_session", "no such session", sid)
+                return
+            owner, owner_device, is_open = row.instance_id, row.device_id, row.is_open
+        if owner_device != device_id:
+            log.warning("signal_foreign_session", device_id=device_id, session_id=sid)
+            await self.device_error(
+                device_id, "wrong_device", "the session belongs to another device", sid
+            )
+            return
+        if not is_open:
+            if not isinstance(message, env.Bye):
+                await self.device_error(device_id, "session_closed", "the session has ended", sid)
+            return
+        if owner == self.instance_id:
+            await self.deliver(device_id, message)
+            return
+        self.counters["routed_out"] += 1
+        routed = json.dumps({"device_id": device_id, "envelope": env.as_json(message)})
+        try:
+            await self.bus.publish(route_topic(self.bus.prefix, owner), routed.encode())
+        except BusUnavailable:
+            log.warning("signal_route_failed", session_id=sid, owner=owner)
+
+    async def on_routed(self, payload: bytes) -> None:
+        """A device message another process checked and routed to us (the session's owner)."""
+        try:
+            outer = json.loads(payload)
+            device_id = outer["device_id"]
+            message = env.decode_object(outer["envelope"], allowed=env.DEVICE_TYPES)
+        except (ValueError, KeyError, TypeError) as e:
+            raise PayloadError("bad_route", "unreadable routed message") from e
+        if not topics.is_device_id(device_id):
+            raise PayloadError("bad_route", "routed message names no device")
+        assert isinstance(message, env.Answer | env.Candidate | env.Bye)
+        self.counters["routed_in"] += 1
+        await self.deliver(device_id, message)

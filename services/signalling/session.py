@@ -1,0 +1,131 @@
+"""What one signalling process holds in memory: its clients' connections and their live sessions.
+
+A :class:`ClientConnection` is one WebSocket (or in-process client such as the probe): a principal,
+an outbox the transport drains, a token bucket, and the sessions it opened. A :class:`LiveSession`
+is the process-local half of a ``signal_sessions`` row: timers, held call offers, dedupe flags.
+Nothing here is the only copy of anything that matters: the row in PostgreSQL is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from devices import envelope as env
+from kernel.roles import Principal
+
+_conn_ids = itertools.count(1)
+
+
+class TokenBucket:
+    """``rate_per_s`` tokens a second up to ``burst``; ``take`` spends one if there is one."""
+
+    def __init__(self, rate_per_s: float, burst: float, now: float) -> None:
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self.tokens = burst
+        self.stamp = now
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate_per_s)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+class Closing:
+    """Outbox marker: close the transport with ``code`` (WebSocket close codes)."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        self.code = code
+        self.reason = reason
+
+
+OutboxItem = env.Envelope | Closing
+
+
+class ClientConnection:
+    """One client. ``send`` never blocks: a client that stops reading is disconnected."""
+
+    OUTBOX_LIMIT = 256
+
+    def __init__(self, principal: Principal, bucket: TokenBucket) -> None:
+        self.principal = principal
+        self.conn_id = f"c{next(_conn_ids)}"
+        self.bucket = bucket
+        self.violations = 0
+        self.sessions: dict[str, LiveSession] = {}
+        self.recently_closed: OrderedDict[str, env.ByeReason] = OrderedDict()
+        self.outbox: asyncio.Queue[OutboxItem] = asyncio.Queue()
+        self.is_closed = False
+
+    def send(self, message: env.Envelope) -> None:
+        if self.is_closed:
+            return
+        if self.outbox.qsize() >= self.OUTBOX_LIMIT:
+            self.close(1008, "client does not read")
+            return
+        self.outbox.put_nowait(message)
+
+    def close(self, code: int, reason: str) -> None:
+        if not self.is_closed:
+            self.is_closed = True
+            self.outbox.put_nowait(Closing(code, reason))
+
+    def forget(self, session_id: str, reason: env.ByeReason) -> None:
+        self.sessions.pop(session_id, None)
+        self.recently_closed[session_id] = reason
+        while len(self.recently_closed) > 64:
+            self.recently_closed.popitem(last=False)
+
+    async def recv(self, timeout_s: float | None = None) -> env.Envelope:
+        """Next message for an in-process client; ``ConnectionError`` once closed."""
+        item = await asyncio.wait_for(self.outbox.get(), timeout_s)
+        if isinstance(item, Closing):
+            self.outbox.put_nowait(item)
+            raise ConnectionError(f"signalling closed the connection: {item.reason}")
+        return item
+
+
+class State(StrEnum):
+    GRANTED = "granted"  # view/probe: waiting for the client's offer and the device's answer
+    RINGING = "ringing"  # call: the video phone rings; the caller's offer is held
+    CONNECTED = "connected"  # answer relayed (view) or call accepted
+    CLOSED = "closed"
+
+
+@dataclass(eq=False)
+class LiveSession:
+    session_id: str
+    device_id: str
+    purpose: env.Purpose
+    staff_id: str
+    recipient_id: str | None
+    conn: ClientConnection
+    state: State
+    started_at: datetime
+    deadline: datetime
+    cap_s: float
+    extensions: int = 0
+    offer_sent: bool = False
+    answered: bool = False
+    held: list[env.Offer | env.Candidate] = field(default_factory=list)
+    device_candidates: list[env.Candidate] = field(default_factory=list)
+    last_frames: int = 0
+    last_frame_mono: float | None = None
+    timer: asyncio.TimerHandle | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.state is not State.CLOSED
+
+    def cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None

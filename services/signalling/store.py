@@ -1,0 +1,301 @@
+"""Session rows in PostgreSQL (migration 0005) with their audit entries in the same transaction.
+
+Audit actions are ``{purpose}.started``, ``{purpose}.denied``, ``{purpose}.extended``,
+``{purpose}.answered`` and ``{purpose}.ended`` (purpose: view, call, probe); the actor is the staff
+id (``system`` for probes and for sessions closed by the sweep), the subject the brukare when the
+gate named one, else the device. ``data`` never holds SDP or anything personal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import asyncpg
+
+from devices.envelope import Purpose
+
+
+class AuditAppend(Protocol):
+    """``kernel.audit.store.append`` (``conn`` is a connection in a transaction)."""
+
+    def __call__(
+        self,
+        conn: Any,
+        *,
+        actor: str,
+        action: str,
+        subject: str | None,
+        data: Mapping[str, Any],
+        at: datetime,
+    ) -> Awaitable[object]: ...
+
+
+class SessionExists(LookupError):
+    """A session with this id was opened before (ids are never reused)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    session_id: str
+    device_id: str
+    purpose: Purpose
+    staff_id: str
+    recipient_id: str | None
+    instance_id: str
+    state: str
+    started_at: datetime
+    deadline: datetime
+    extensions: int = 0
+    ended_at: datetime | None = None
+    end_reason: str | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.state != "closed"
+
+    @property
+    def subject(self) -> str:
+        return self.recipient_id or self.device_id
+
+
+_COLUMNS = (
+    "session_id, device_id, purpose, staff_id, recipient_id, instance_id, state,"
+    " started_at, deadline, extensions, ended_at, end_reason"
+)
+
+
+def _row(r: asyncpg.Record) -> SessionRow:
+    return SessionRow(
+        session_id=r["session_id"],
+        device_id=r["device_id"],
+        purpose=Purpose(r["purpose"]),
+        staff_id=r["staff_id"],
+        recipient_id=r["recipient_id"],
+        instance_id=r["instance_id"],
+        state=r["state"],
+        started_at=r["started_at"],
+        deadline=r["deadline"],
+        extensions=r["extensions"],
+        ended_at=r["ended_at"],
+        end_reason=r["end_reason"],
+    )
+
+
+async def open_session(
+    pool: asyncpg.Pool, audit: AuditAppend, row: SessionRow, data: Mapping[str, Any]
+) -> bool:
+    """Insert an open session and audit its start; ``False`` if the device has one open already.
+
+    Raises :class:`SessionExists` if the id was used before.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        try:
+            await conn.execute(
+                "INSERT INTO signal_sessions (session_id, device_id, purpose, staff_id,"
+                " recipient_id, instance_id, state, started_at, deadline)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                row.session_id,
+                row.device_id,
+                row.purpose.value,
+                row.staff_id,
+                row.recipient_id,
+                row.instance_id,
+                row.state,
+                row.started_at,
+                row.deadline,
+            )
+        except asyncpg.UniqueViolationError as e:
+            if e.constraint_name == "signal_sessions_pkey":
+                raise SessionExists(row.session_id) from e
+            return False
+        await audit(
+            conn,
+            actor=row.staff_id,
+            action=f"{row.purpose.value}.started",
+            subject=row.subject,
+            data=data,
+            at=row.started_at,
+        )
+    return True
+
+
+async def audit_denied(
+    pool: asyncpg.Pool,
+    audit: AuditAppend,
+    *,
+    actor: str,
+    purpose: Purpose,
+    subject: str,
+    data: Mapping[str, Any],
+    at: datetime,
+) -> None:
+    async with pool.acquire() as conn:
+        await audit(
+            conn, actor=actor, action=f"{purpose.value}.denied", subject=subject, data=data, at=at
+        )
+
+
+async def get(pool: asyncpg.Pool, session_id: str) -> SessionRow | None:
+    r = await pool.fetchrow(
+        f"SELECT {_COLUMNS} FROM signal_sessions WHERE session_id = $1", session_id
+    )
+    return _row(r) if r else None
+
+
+async def mark_connected(
+    pool: asyncpg.Pool,
+    audit: AuditAppend | None,
+    row: SessionRow,
+    *,
+    at: datetime,
+    deadline: datetime | None = None,
+) -> None:
+    """The device answered (a view) or the brukare accepted (a call, audited)."""
+    async with pool.acquire() as conn, conn.transaction():
+        done = await conn.fetchval(
+            "UPDATE signal_sessions SET state = 'connected', answered_at = $2,"
+            " deadline = coalesce($3, deadline)"
+            " WHERE session_id = $1 AND state IN ('granted', 'ringing') RETURNING 1",
+            row.session_id,
+            at,
+            deadline,
+        )
+        if done and audit is not None:
+            await audit(
+                conn,
+                actor=f"device:{row.device_id}",
+                action=f"{row.purpose.value}.answered",
+                subject=row.subject,
+                data={"session_id": row.session_id, "device_id": row.device_id},
+                at=at,
+            )
+
+
+async def extend(
+    pool: asyncpg.Pool,
+    audit: AuditAppend,
+    row: SessionRow,
+    *,
+    actor: str,
+    reason: str,
+    deadline: datetime,
+    at: datetime,
+) -> int | None:
+    """Move the deadline of an open session and audit why; the new extension count or ``None``."""
+    async with pool.acquire() as conn, conn.transaction():
+        count: int | None = await conn.fetchval(
+            "UPDATE signal_sessions SET deadline = $2, extensions = extensions + 1"
+            " WHERE session_id = $1 AND state <> 'closed' RETURNING extensions",
+            row.session_id,
+            deadline,
+        )
+        if count is None:
+            return None
+        await audit(
+            conn,
+            actor=actor,
+            action=f"{row.purpose.value}.extended",
+            subject=row.subject,
+            data={
+                "session_id": row.session_id,
+                "device_id": row.device_id,
+                "reason": reason,
+                "extension": count,
+                "deadline": deadline,
+            },
+            at=at,
+        )
+    return count
+
+
+def _ended_data(r: SessionRow, reason: str, at: datetime, detail: str | None) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "session_id": r.session_id,
+        "device_id": r.device_id,
+        "reason": reason,
+        "duration_s": round(max(0.0, (at - r.started_at).total_seconds()), 3),
+        "extensions": r.extensions,
+    }
+    if detail:
+        data["detail"] = detail
+    return data
+
+
+async def close(
+    pool: asyncpg.Pool,
+    audit: AuditAppend,
+    session_id: str,
+    *,
+    actor: str,
+    reason: str,
+    at: datetime,
+    detail: str | None = None,
+) -> SessionRow | None:
+    """Close an open session and audit its end (once); the closed row or ``None``."""
+    async with pool.acquire() as conn, conn.transaction():
+        r = await conn.fetchrow(
+            "UPDATE signal_sessions SET state = 'closed', ended_at = $2, end_reason = $3"
+            f" WHERE session_id = $1 AND state <> 'closed' RETURNING {_COLUMNS}",
+            session_id,
+            at,
+            reason,
+        )
+        if r is None:
+            return None
+        row = _row(r)
+        await audit(
+            conn,
+            actor=actor,
+            action=f"{row.purpose.value}.ended",
+            subject=row.subject,
+            data=_ended_data(row, reason, at, detail),
+            at=at,
+        )
+    return row
+
+
+async def sweep_overdue(
+    pool: asyncpg.Pool,
+    audit: AuditAppend,
+    *,
+    at: datetime,
+    grace_s: float,
+    instance_id: str | None = None,
+    limit: int = 100,
+) -> list[SessionRow]:
+    """Close sessions past their deadline by ``grace_s`` (their process died), or every open
+    session of ``instance_id``; each is audited as ended by ``timeout``."""
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(
+            "UPDATE signal_sessions SET state = 'closed', ended_at = $1, end_reason = 'timeout'"
+            " WHERE session_id IN (SELECT session_id FROM signal_sessions WHERE state <> 'closed'"
+            "  AND (deadline < $2 OR instance_id = $3) ORDER BY deadline LIMIT $4"
+            "  FOR UPDATE SKIP LOCKED)"
+            f" RETURNING {_COLUMNS}",
+            at,
+            at - timedelta(seconds=grace_s),
+            instance_id,
+            limit,
+        )
+        closed = [_row(r) for r in rows]
+        for row in closed:
+            await audit(
+                conn,
+                actor="system",
+                action=f"{row.purpose.value}.ended",
+                subject=row.subject,
+                data=_ended_data(row, "timeout", at, "owner_lost"),
+                at=at,
+            )
+    return closed
+
+
+async def prune(pool: asyncpg.Pool, *, before: datetime) -> int:
+    """Forget closed sessions ended before ``before`` (the audit log keeps the history)."""
+    result = await pool.execute(
+        "DELETE FROM signal_sessions WHERE state = 'closed' AND ended_at < $1", before
+    )
+    return int(result.split()[-1])

@@ -1,0 +1,272 @@
+"""The operator console: its static shell and the console's own live-event WebSocket.
+
+The console is plain ES modules, HTML and CSS under ``services/web/static/console/`` (no
+bundler). The
+shell is public (``GET /``, ``GET /console/...``): it holds no data. Everything it shows comes from
+the authenticated JSON APIs of the slices and from ``GET /ws/console`` (staff only), which forwards
+the in-process event bus (:mod:`services.events`) and the consent gate's change events as small
+JSON messages with pseudonymous ids only.
+
+Static files are served from one folder with a fixed set of types; a path that leaves the folder,
+names a hidden file or has another extension is a 404. Every response carries a strict
+Content-Security-Policy (same origin only, no inline script).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable
+from datetime import datetime
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import structlog
+from aiohttp import WSMsgType, web
+
+from consent.gate import ChangeSubscription
+from consent.model import ConsentChange
+from devices.registry import PresenceChanged
+from kernel.access import caller
+from kernel.roles import PUBLIC, STAFF, Route
+from services.events import EventBus
+
+log = structlog.get_logger(__name__)
+
+STATIC_ROOT = Path(__file__).parent / "static" / "console"
+WS_GOING_AWAY = 1001
+
+#: The only file types the console serves, with their content types.
+CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".json": "application/json",
+}
+
+CSP = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "media-src 'self' blob:",
+        "connect-src 'self'",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "object-src 'none'",
+    ]
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+    "Permissions-Policy": "camera=(self), microphone=(self), geolocation=()",
+}
+
+EVENT_BUS = web.AppKey("console_event_bus", EventBus)
+#: Subscribes to the consent gate's change events (``Gate.changes``), when the process has one.
+ConsentChanges = Callable[[], ChangeSubscription]
+CONSENT_CHANGES: web.AppKey[ConsentChanges] = web.AppKey("console_consent_changes")
+
+#: Turns a bus event into a console message (``None``: not for the console). Slices may add
+#: their own: ``app[CONSOLE_EVENT_ENCODERS].append(fn)`` in the composition root.
+EventEncoder = Callable[[object], dict[str, Any] | None]
+EVENT_ENCODERS: web.AppKey[list[EventEncoder]] = web.AppKey("console_event_encoders")
+
+
+class OpenSockets:
+    """The console WebSockets open in this process (closed with GOING_AWAY on shutdown)."""
+
+    def __init__(self) -> None:
+        self.open: set[web.WebSocketResponse] = set()
+
+
+SOCKETS = web.AppKey("console_sockets", OpenSockets)
+
+
+def resolve_static(root: Path, name: str) -> Path | None:
+    """The file ``name`` names under ``root``, or ``None`` if it is not one the console serves."""
+    if not name or len(name) > 200:
+        return None
+    parts = name.split("/")
+    if any(not p or p.startswith(".") for p in parts):
+        return None
+    path = (root / name).resolve()
+    try:
+        path.relative_to(root.resolve())
+    except ValueError:
+        return None
+    if path.suffix not in CONTENT_TYPES or not path.is_file():
+        return None
+    return path
+
+
+def _file(path: Path) -> web.StreamResponse:
+    response = web.FileResponse(path, headers=SECURITY_HEADERS)
+    response.content_type = CONTENT_TYPES[path.suffix].split(";")[0]
+    response.charset = "utf-8" if "charset" in CONTENT_TYPES[path.suffix] else None
+    return response
+
+
+async def index(request: web.Request) -> web.StreamResponse:
+    """The console's single page; the hash decides the screen."""
+    return _file(STATIC_ROOT / "index.html")
+
+
+async def root(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound("/console/")
+
+
+async def static_file(request: web.Request) -> web.StreamResponse:
+    path = resolve_static(STATIC_ROOT, request.match_info["name"])
+    if path is None:
+        raise web.HTTPNotFound(reason="no such console file")
+    return _file(path)
+
+
+# ---------------------------------------------------------------- live events
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    return value
+
+
+def presence_event(event: object) -> dict[str, Any] | None:
+    """``devices.registry.PresenceChanged`` -> ``{"type": "device.presence", ...}``."""
+    if not isinstance(event, PresenceChanged):
+        return None
+    return {
+        "type": "device.presence",
+        "device_id": event.device_id,
+        "presence": _jsonable(event.presence),
+        "previous": _jsonable(event.previous),
+        "at": _jsonable(event.at),
+    }
+
+
+def consent_event(change: ConsentChange) -> dict[str, Any]:
+    """A consent change as ``{"type": "consent.changed", ...}``: which brukare (``None``: anyone,
+    after a resync), what kind, which devices; pseudonymous ids only."""
+    return {
+        "type": "consent.changed",
+        "recipient_id": change.recipient_id,
+        "kind": _jsonable(change.kind),
+        "device_ids": list(change.device_ids),
+        "at": _jsonable(change.at),
+    }
+
+
+async def _forward_consent(subscription: ChangeSubscription, ws: web.WebSocketResponse) -> None:
+    async for change in subscription:
+        await ws.send_str(json.dumps(consent_event(change)))
+
+
+def encode_event(encoders: list[EventEncoder], event: object) -> dict[str, Any] | None:
+    for encoder in encoders:
+        message = encoder(event)
+        if message is not None:
+            return message
+    return None
+
+
+async def ws_console(request: web.Request) -> web.StreamResponse:
+    """``GET /ws/console``: live console events as JSON text frames, server to browser only.
+
+    The first message is ``{"type": "hello", "staff_id", "role"}``. A client that falls behind is
+    sent ``{"type": "resync"}`` (reload lists from the API) instead of the events it missed.
+    """
+    who = caller(request)
+    bus = request.app[EVENT_BUS]
+    encoders = request.app.get(EVENT_ENCODERS) or [presence_event]
+    ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=4096)
+    await ws.prepare(request)
+    sockets = request.app[SOCKETS].open
+    sockets.add(ws)
+    log.info("console_ws_connected", staff_id=who.staff_id)
+    await ws.send_json({"type": "hello", "staff_id": who.staff_id, "role": str(who.role)})
+    with bus.subscribe() as sub:
+
+        async def forward() -> None:
+            while True:
+                event = await sub.queue.get()
+                if sub.dropped:
+                    sub.dropped = 0
+                    await ws.send_json({"type": "resync"})
+                message = encode_event(encoders, event)
+                if message is not None:
+                    await ws.send_str(json.dumps(message, default=_jsonable))
+
+        loop = asyncio.get_running_loop()
+        pumps = [loop.create_task(forward())]
+        subscribe = request.app.get(CONSENT_CHANGES)
+        consent = subscribe() if subscribe is not None else None
+        if consent is not None:
+            pumps.append(loop.create_task(_forward_consent(consent, ws)))
+        try:
+            async for msg in ws:
+                if msg.type is WSMsgType.TEXT and msg.data == "ping":
+                    await ws.send_str('{"type":"pong"}')
+        finally:
+            sockets.discard(ws)
+            if consent is not None:
+                consent.close()
+            for pump in pumps:
+                pump.cancel()
+            for pump in pumps:
+                with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                    await pump
+    if not ws.closed:
+        await ws.close(code=WS_GOING_AWAY)
+    log.info("console_ws_disconnected", staff_id=who.staff_id)
+    return ws
+
+
+def routes() -> list[Route]:
+    return [
+        Route("GET", "/", root, PUBLIC, "Redirect to the operator console", tags=("console",)),
+        Route("GET", "/console/", index, PUBLIC, "The operator console", tags=("console",)),
+        Route(
+            "GET",
+            "/console/{name:.+}",
+            static_file,
+            PUBLIC,
+            "The console's static files (ES modules, CSS)",
+            tags=("console",),
+        ),
+        Route(
+            "GET",
+            "/ws/console",
+            ws_console,
+            STAFF,
+            "Live console events (device presence, rounds) as JSON",
+            tags=("console",),
+        ),
+    ]
+
+
+async def _close_sockets(app: web.Application) -> None:
+    for ws in list(app[SOCKETS].open):
+        await ws.close(code=WS_GOING_AWAY, message=b"server shutting down")
+
+
+def install(
+    app: web.Application, bus: EventBus, *, consent_changes: ConsentChanges | None = None
+) -> None:
+    """Give the console the process's event bus (and the consent gate's change feed, so screens
+    showing consents and the gate's answers update at once); close its WebSockets on shutdown."""
+    app[EVENT_BUS] = bus
+    if consent_changes is not None:
+        app[CONSENT_CHANGES] = consent_changes
+    app[SOCKETS] = OpenSockets()
+    app.setdefault(EVENT_ENCODERS, [presence_event])
+    app.on_shutdown.append(_close_sockets)

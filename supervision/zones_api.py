@@ -1,0 +1,114 @@
+"""HTTP routes of a camera's zones (bed, floor, door): the motion check's picture of the room.
+
+Polygons in reference-picture pixels, never pictures. Reading needs any staff role; replacing
+them is for device staff and is audited.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from devices import store
+from devices.api import POOL, device_id_param
+from devices.errors import UnknownDevice
+from kernel.access import CLOCK, caller
+from kernel.body import read_object
+from kernel.roles import DEVICE_STAFF, STAFF, Route
+from supervision import zone_store, zones
+
+
+def zones_json(device_id: str, found: zones.CameraZones | None) -> dict[str, Any]:
+    if found is None:
+        return {"device_id": device_id, "width": None, "height": None, "zones": []}
+    return {"device_id": device_id, **found.to_json()}
+
+
+async def get_zones(request: web.Request) -> web.Response:
+    """The camera's zones (polygons in reference-picture pixels), or an empty list."""
+    device_id = device_id_param(request)
+    pool = request.app[POOL]
+    if await store.get(pool, device_id) is None:
+        raise UnknownDevice(f"no device {device_id}")
+    return web.json_response(zones_json(device_id, await zone_store.get(pool, device_id)))
+
+
+async def put_zones(request: web.Request) -> web.Response:
+    """Replace the camera's zones (administrators and technicians; audited)."""
+    who = caller(request)
+    device_id = device_id_param(request)
+    parsed = zones.from_json(await read_object(request))
+    clock = request.app.get(CLOCK)
+    at = clock() if clock is not None else datetime.now(UTC)
+    await zone_store.put(request.app[POOL], device_id, parsed, actor=who.staff_id, at=at)
+    return web.json_response(zones_json(device_id, parsed))
+
+
+_POINT = {
+    "type": "array",
+    "items": {"type": "number", "minimum": 0},
+    "minItems": 2,
+    "maxItems": 2,
+}
+ZONES_BODY: dict[str, Any] = {
+    "type": "object",
+    "required": ["width", "height", "zones"],
+    "additionalProperties": False,
+    "properties": {
+        "width": {"type": "integer", "minimum": zones.MIN_SIDE, "maximum": zones.MAX_SIDE},
+        "height": {"type": "integer", "minimum": zones.MIN_SIDE, "maximum": zones.MAX_SIDE},
+        "zones": {
+            "type": "array",
+            "maxItems": len(zones.ZONE_NAMES),
+            "items": {
+                "type": "object",
+                "required": ["name", "polygon"],
+                "additionalProperties": False,
+                "properties": {
+                    "name": {"enum": list(zones.ZONE_NAMES)},
+                    "polygon": {
+                        "type": "array",
+                        "items": _POINT,
+                        "minItems": 3,
+                        "maxItems": zones.MAX_VERTICES,
+                    },
+                },
+            },
+        },
+    },
+}
+ZONES_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "device_id": {"type": "string"},
+        "width": {"type": ["integer", "null"]},
+        "height": {"type": ["integer", "null"]},
+        "zones": ZONES_BODY["properties"]["zones"],
+    },
+}
+
+
+def routes() -> list[Route]:
+    return [
+        Route(
+            "GET",
+            "/api/devices/{device_id}/zones",
+            get_zones,
+            STAFF,
+            "A camera's zones (bed, floor, door) as polygons in reference-picture pixels",
+            response=ZONES_SCHEMA,
+            tags=("devices",),
+        ),
+        Route(
+            "PUT",
+            "/api/devices/{device_id}/zones",
+            put_zones,
+            DEVICE_STAFF,
+            "Replace a camera's zones (polygons, never pictures); audited",
+            body=ZONES_BODY,
+            response=ZONES_SCHEMA,
+            tags=("devices",),
+        ),
+    ]

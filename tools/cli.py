@@ -1,0 +1,394 @@
+"""The ``homecare`` command. Each subcommand builds settings once; a bad value exits 2."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine
+from datetime import date
+from typing import Any
+
+import structlog
+
+from services import logs
+from services.settings import Settings, SettingsError, load
+from tools.ops_cli import add_commands as add_ops_commands
+
+log = structlog.get_logger(__name__)
+
+Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
+
+
+def _stop_event() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from services import app
+
+    _require(settings)
+    await app.serve(settings, stop=_stop_event())
+    return 0
+
+
+async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncpg
+
+    from services import db
+
+    _require(settings, mqtt=False)
+    assert settings.database_url is not None
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        applied = await db.migrate(conn)
+    finally:
+        await conn.close()
+    print(f"{len(applied)} migration(s) applied" + (": " + ", ".join(applied) if applied else ""))
+    return 0
+
+
+async def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from simulators import homes
+
+    if settings.mqtt_url is None:
+        raise SettingsError("HOMECARE_MQTT_URL is required for simulate")
+    specs = homes.home_devices(args.homes, first=args.first)
+    if args.device:
+        specs = [s for s in specs if s.device_id in set(args.device)]
+        if not specs:
+            raise SettingsError("--device names no device of the simulated homes")
+    peers: dict[str, Any] = {}
+    decorate = _media(args, peers)
+    stop = _stop_event()
+    print(f"simulating {len(specs)} device(s) of {args.homes} home(s)", flush=True)
+    async with _kiosk(args, peers):
+        await homes.run_devices(
+            specs,
+            mqtt_url=settings.mqtt_url,
+            prefix=settings.mqtt_topic_prefix,
+            keepalive_s=settings.mqtt_keepalive_s,
+            stop=stop,
+            health_interval_s=args.health_interval,
+            decorate=decorate,
+        )
+    return 0
+
+
+@contextlib.asynccontextmanager
+async def _kiosk(args: argparse.Namespace, peers: dict[str, Any]) -> AsyncIterator[None]:
+    """The video phones' Svara / Avvisa screens on ``--kiosk-port`` (loopback), if asked for."""
+    if args.kiosk_port is None:
+        yield
+        return
+    from simulators import kiosk
+
+    async with kiosk.serving(peers, args.kiosk_port) as url:
+        print(f"video phone screens (Svara / Avvisa): {url}/", flush=True)
+        yield
+
+
+def _media(args: argparse.Namespace, peers: dict[str, Any] | None = None) -> Callable[[Any], None]:
+    """Real media for simulated devices from ``--scene`` and ``--answer`` (bad ones exit 2)."""
+    from simulators import homes
+    from simulators.peer import AnswerPolicy
+
+    try:
+        every, per_home = homes.parse_scenes(args.scene or [])
+        policy = AnswerPolicy.parse(args.answer)
+    except ValueError as e:
+        raise SettingsError(str(e)) from None
+    return homes.media(every=every, per_home=per_home, policy=policy, peers=peers)
+
+
+async def cmd_view(args: argparse.Namespace, settings: Settings) -> int:
+    from devices.envelope import Purpose
+    from tools.view import view_command
+
+    url = args.url or f"http://{settings.http_host}:{settings.http_port}"
+    return await view_command(
+        url=url,
+        device_id=args.device_id,
+        token=args.token or os.environ.get("HOMECARE_TOKEN"),
+        purpose=Purpose.CALL if args.call else Purpose.VIEW,
+        duration_s=args.seconds,
+    )
+
+
+@contextlib.asynccontextmanager
+async def _demo_servers(settings: Settings) -> AsyncIterator[Settings]:
+    """Fill in embedded PostgreSQL / MQTT where the settings name none."""
+    from tools import embedded
+
+    with contextlib.ExitStack() as sync_stack:
+        async with contextlib.AsyncExitStack() as stack:
+            db_url = settings.database_url
+            mqtt_url = settings.mqtt_url
+            if db_url is None:
+                print("no HOMECARE_DATABASE_URL: starting an embedded PostgreSQL ...", flush=True)
+                db_url = await asyncio.to_thread(sync_stack.enter_context, embedded.postgres())
+            if mqtt_url is None:
+                if embedded.has_mosquitto():
+                    print("no HOMECARE_MQTT_URL: starting a private mosquitto ...", flush=True)
+                    mqtt_url = sync_stack.enter_context(embedded.mosquitto())
+                else:
+                    print(
+                        "no HOMECARE_MQTT_URL: starting the in-process amqtt broker ...", flush=True
+                    )
+                    mqtt_url = await stack.enter_async_context(embedded.amqtt_broker())
+            yield dataclasses.replace(settings, database_url=db_url, mqtt_url=mqtt_url)
+
+
+async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    import time
+
+    from devices.registry import PresenceChanged, Stored
+    from services import app
+    from simulators import homes
+
+    peers: dict[str, Any] = {}
+    decorate = _media(args, peers)
+    started = time.monotonic()
+    stop = _stop_event()
+    if "HOMECARE_PLAN_HOUR" not in os.environ:
+        # the demo night begins now, so the round must cover the day too (12:00 to 12:00)
+        settings = dataclasses.replace(settings, plan_hour=12)
+    async with _demo_servers(settings) as filled, _kiosk(args, peers):
+        settings = filled
+        assert settings.mqtt_url is not None
+        ready: asyncio.Queue[tuple[str, app.Runtime]] = asyncio.Queue()
+        async with asyncio.TaskGroup() as tg:
+            server = tg.create_task(
+                app.serve(settings, stop=stop, on_ready=lambda u, r: ready.put_nowait((u, r)))
+            )
+            waiter = tg.create_task(ready.get())
+            await asyncio.wait({server, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            if server.done():
+                waiter.cancel()
+                return 1
+            url, rt = waiter.result()
+            from identity.login import ensure_demo_accounts
+
+            accounts = await ensure_demo_accounts(rt.pool)
+            specs = homes.home_devices(args.homes)
+            print(
+                f"\nNattlig tillsyn demo: {url}/  ({len(specs)} simulated devices in "
+                f"{args.homes} homes; Ctrl-C stops)",
+                flush=True,
+            )
+            print("demo accounts (username / password):", flush=True)
+            for username, password in accounts.items():
+                print(f"  {username:14} {password}", flush=True)
+            with rt.bus.subscribe() as events:
+                tg.create_task(
+                    homes.run_devices(
+                        specs,
+                        mqtt_url=settings.mqtt_url,
+                        prefix=settings.mqtt_topic_prefix,
+                        keepalive_s=settings.mqtt_keepalive_s,
+                        stop=stop,
+                        decorate=decorate,
+                    )
+                )
+                pending = {s.device_id for s in specs}
+                async for event in events:
+                    if isinstance(event, PresenceChanged) and event.presence is Stored.ONLINE:
+                        pending.discard(event.device_id)
+                    if not pending:
+                        break
+            online_s = time.monotonic() - started
+            # Seeded once the devices are online: tonight is planned from the seed at once, and a
+            # camera still offline then would send its checks to the night patrol.
+            from tools.demo_seed import seed_consent
+
+            seeded = await seed_consent(
+                rt.consent,
+                rt.pool,
+                homes=args.homes,
+                now=rt.clock(),
+                zone_name=settings.time_zone,
+                view_cap_s=args.view_cap,
+            )
+            print("demo brukare (agreed times of a demo night that begins now):", flush=True)
+            for line in seeded.lines:
+                print(f"  {line}", flush=True)
+            print(flush=True)
+            print(
+                f"all {len(specs)} simulated devices online {online_s:.1f} s after start",
+                flush=True,
+            )
+            print(
+                f"live view of a camera: {url}/viewer/?device={specs[0].device_id}"
+                " (log in to the console first)",
+                flush=True,
+            )
+    return 0
+
+
+async def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
+    from tools.audit_cli import audit_verify_command
+
+    _require(settings, mqtt=False)
+    assert settings.database_url is not None
+    return await audit_verify_command(settings.database_url)
+
+
+async def cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:
+    from tools.token_cli import token_create_command
+
+    _require(settings, mqtt=False)
+    assert settings.database_url is not None
+    return await token_create_command(
+        settings.database_url,
+        role=args.role,
+        username=args.username,
+        ttl_s=args.ttl_s,
+        label=args.label,
+    )
+
+
+async def cmd_devices(args: argparse.Namespace, settings: Settings) -> int:
+    from tools.provision import run_command
+
+    return run_command(args, settings.mqtt_topic_prefix)
+
+
+async def cmd_simulate_night(args: argparse.Namespace, settings: Settings) -> int:
+    from tools import night_sim
+
+    result = await night_sim.command(args, settings)
+    print(night_sim.render(result), flush=True)
+    return 0 if result.ok else 1
+
+
+def _require(settings: Settings, *, mqtt: bool = True) -> None:
+    if settings.database_url is None:
+        raise SettingsError("HOMECARE_DATABASE_URL is required (e.g. postgresql://user@host/db)")
+    if mqtt and settings.mqtt_url is None:
+        raise SettingsError("HOMECARE_MQTT_URL is required (e.g. mqtt://127.0.0.1:1883)")
+
+
+def _view_cap(text: str) -> int:
+    """``--view-cap``: whole seconds, 5 to 600 (argparse exits 2 otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of seconds: {text!r}") from None
+    if not 5 <= value <= 600:
+        raise argparse.ArgumentTypeError("the view cap must be 5 to 600 s")
+    return value
+
+
+def _demo_arguments(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--homes", type=int, default=6)
+    s.add_argument("--port", type=int, help="HTTP port (default 8080)")
+    s.add_argument(
+        "--view-cap", type=_view_cap, default=30, help="the demo plans' live-view cap in s (30)"
+    )
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="homecare", description="Nattlig tillsyn backend")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="run the service (all roles unless HOMECARE_ROLES says)")
+    s.set_defaults(run=cmd_serve)
+    s.add_argument("--port", type=int, help="HTTP port (overrides HOMECARE_HTTP_PORT)")
+    s.add_argument("--roles", help="comma list of api,signalling,rounds,probes")
+    s = sub.add_parser("migrate", help="apply database migrations and exit")
+    s.set_defaults(run=cmd_migrate)
+    s = sub.add_parser("simulate", help="run simulated homes against the broker")
+    s.set_defaults(run=cmd_simulate)
+    s.add_argument("--homes", type=int, default=3)
+    s.add_argument("--first", type=int, default=1, help="number of the first home")
+    s.add_argument("--device", action="append", help="run only this device id (repeatable)")
+    s.add_argument("--health-interval", type=float, default=30.0, help="seconds between health")
+    _media_arguments(s)
+    s = sub.add_parser("demo", help="services plus simulated homes; embedded servers if none set")
+    s.set_defaults(run=cmd_demo)
+    _demo_arguments(s)
+    _media_arguments(s)
+    s = sub.add_parser("view", help="receive a live view (or --call) and print the frame count")
+    s.set_defaults(run=cmd_view)
+    s.add_argument("device_id", metavar="DEVICE")
+    s.add_argument("--url", help="service URL (default from HOMECARE_HTTP_HOST/PORT)")
+    s.add_argument("--token", help="bearer token (default $HOMECARE_TOKEN)")
+    s.add_argument("--seconds", type=float, help="hang up after this long (default: the cap)")
+    s.add_argument("--call", action="store_true", help="a video call instead of a view")
+    s = sub.add_parser("simulate-night", help="a whole night of rounds in simulated homes, fast")
+    s.set_defaults(run=cmd_simulate_night)
+    s.add_argument("--homes", type=int, default=200, help="simulated homes (1..20000)")
+    s.add_argument("--speed", type=float, default=0.0, help="simulated s per real s (0: max)")
+    s.add_argument("--night", type=date.fromisoformat, help="evening date (default: today)")
+    s.add_argument("--progress", action="store_true", help="log the simulated time as it goes")
+    s = sub.add_parser("audit", help="the audit log")
+    audit_sub = s.add_subparsers(dest="audit_command", required=True)
+    s = audit_sub.add_parser("verify", help="walk the hash chain; exit 1 naming the first break")
+    s.set_defaults(run=cmd_audit_verify)
+    s = sub.add_parser("token", help="bearer tokens for scripts and integrations")
+    token_sub = s.add_subparsers(dest="token_command", required=True)
+    s = token_sub.add_parser("create", help="print a new bearer token (shown once)")
+    s.set_defaults(run=cmd_token_create)
+    s.add_argument("--role", required=True, choices=["operator", "administrator", "technician"])
+    s.add_argument("--username", help="act as this account (created password-less if missing)")
+    s.add_argument("--ttl-s", type=int, default=30 * 24 * 3600, help="lifetime in seconds")
+    s.add_argument("--label", default="", help="what the token is for (max 100 characters)")
+    s = sub.add_parser("devices", help="device broker credentials (provision, revoke, acl)")
+    s.set_defaults(run=cmd_devices)
+    from tools.provision import add_arguments as add_devices_arguments
+
+    add_devices_arguments(s)
+    add_ops_commands(sub)
+    return p
+
+
+def _media_arguments(s: argparse.ArgumentParser) -> None:
+    s.add_argument(
+        "--scene",
+        action="append",
+        metavar="[N=]KIND[:ir]",
+        help="camera scene for every home, or home N (asleep, restless, walking, fall, fallen, "
+        "leaves_bed, empty_bed, lights_off, frozen, covered); repeatable",
+    )
+    s.add_argument(
+        "--answer",
+        default="after:4",
+        help="video phones answer calls: always, never, manual or after:N seconds",
+    )
+    s.add_argument(
+        "--kiosk-port",
+        type=int,
+        help="serve the video phones' Svara / Avvisa screens on this loopback port (0: any)",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        overrides: dict[str, object] = {}
+        if getattr(args, "port", None) is not None:
+            overrides["http_port"] = args.port
+        env = dict(os.environ)
+        if getattr(args, "roles", None):
+            env["HOMECARE_ROLES"] = args.roles
+        settings = load(env, overrides)
+        logs.configure(settings.log_level, settings.log_format)
+        command: Command = args.run
+        return asyncio.run(command(args, settings))
+    except SettingsError as e:
+        print(f"homecare: configuration error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""Operations subcommands of ``homecare``: ``bench`` and ``night-sheet``.
+
+``tools/cli.py`` registers them with :func:`add_commands`; each command has the CLI's shape
+``(args, settings) -> exit status``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import os
+import sys
+from pathlib import Path
+
+from services.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    """Run ``bench/run.py`` from the source tree (the benchmarks are not part of the package).
+
+    ``HOMECARE_DATABASE_URL`` names the PostgreSQL server on which each benchmark makes (and
+    drops) its own scratch database (default: the loopback server)."""
+    if not (ROOT / "bench" / "run.py").exists():
+        sys.stderr.write("homecare bench needs a source checkout (bench/ is not installed)\n")
+        return 2
+    # the benchmarks make scratch databases on this server and read these names
+    if settings.database_url is not None:
+        os.environ["HOMECARE_BENCH_DATABASE_URL"] = settings.database_url
+    if settings.mqtt_url is not None:
+        os.environ["HOMECARE_BENCH_MQTT_URL"] = settings.mqtt_url
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    runner = importlib.import_module("bench.run")
+    out = args.out or ROOT / "bench" / "results"
+    status: int = await asyncio.to_thread(
+        runner.command, quick=args.quick, only=args.only, out_dir=out
+    )
+    return status
+
+
+async def cmd_night_sheet(args: argparse.Namespace, settings: Settings) -> int:
+    from tools import night_sheet
+
+    try:
+        return await night_sheet.command(args, settings)
+    except night_sheet.ExportError as e:
+        sys.stderr.write(f"homecare night-sheet: {e}\n")
+        return 2
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    s = sub.add_parser("bench", help="run every benchmark; JSON and chart in bench/results/")
+    s.set_defaults(run=cmd_bench)
+    s.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+    s.add_argument("--only", action="append", help="run only this benchmark (repeatable)")
+    s.add_argument("--out", type=Path, help="folder for bench.json and bench.html")
+    s = sub.add_parser("night-sheet", help="tonight's physical-visit list (works without backend)")
+    s.set_defaults(run=cmd_night_sheet)
+    from tools.night_sheet import add_arguments
+
+    add_arguments(s)
