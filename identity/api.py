@@ -83,7 +83,7 @@ async def list_staff(request: web.Request) -> web.Response:
 
 
 async def create_staff(request: web.Request) -> web.Response:
-    body = await read_object(request)
+    body = await read_object(request, allow_empty=False)
     who = caller(request)
     auth = service(request)
     username = body.get("username")
@@ -109,7 +109,7 @@ async def create_staff(request: web.Request) -> web.Response:
 
 
 async def set_active(request: web.Request) -> web.Response:
-    body = await read_object(request)
+    body = await read_object(request, allow_empty=False)
     is_active = body.get("is_active")
     if not isinstance(is_active, bool):
         raise InvalidInput("is_active", "invalid", "is_active must be true or false")
@@ -131,7 +131,7 @@ async def set_active(request: web.Request) -> web.Response:
 
 
 async def set_password(request: web.Request) -> web.Response:
-    body = await read_object(request)
+    body = await read_object(request, allow_empty=False)
     password = body.get("password")
     if not isinstance(password, str):
         raise InvalidInput("password", "missing", "password is required")
@@ -149,7 +149,7 @@ async def set_password(request: web.Request) -> web.Response:
 
 
 async def create_token(request: web.Request) -> web.Response:
-    body = await read_object(request)
+    body = await read_object(request, allow_empty=False)
     label = body.get("label", "")
     ttl_s = body.get("ttl_s", 30 * 24 * 3600)
     auth = service(request)

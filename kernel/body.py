@@ -25,10 +25,13 @@ _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 _MISSING = object()
 
 
-async def read_object(request: web.Request) -> dict[str, Any]:
+async def read_object(request: web.Request, *, allow_empty: bool = True) -> dict[str, Any]:
+    """The body as a JSON object; an empty body is ``{}`` where ``allow_empty``, else 400."""
     raw = await request.read()
     if not raw.strip():
-        return {}
+        if allow_empty:
+            return {}
+        raise BodyError("body is empty; send a JSON object")
     try:
         value = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as e:
