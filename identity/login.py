@@ -402,7 +402,8 @@ def _text_field(body: dict[str, Any], name: str, max_chars: int) -> str:
 
 
 async def login_handler(request: web.Request) -> web.Response:
-    body = await read_object(request, allow_empty=False)
+    # A password that is no text (a lone surrogate) is still checked: it fails and is audited.
+    body = await read_object(request, allow_empty=False, secrets=("password",))
     username = _text_field(body, "username", 200)
     password = _text_field(body, "password", MAX_PASSWORD_CHARS)
     auth = service(request)

@@ -217,7 +217,9 @@ class PasswordHasher:
 
     def verify(self, password_hash: str | None, password: str) -> bool:
         try:
-            return bool(self._hasher.verify(password_hash or self._dummy, password)) and (
+            # surrogatepass: a password with a lone surrogate is checked (and fails), not an error
+            secret = password.encode("utf-8", "surrogatepass")
+            return bool(self._hasher.verify(password_hash or self._dummy, secret)) and (
                 password_hash is not None
             )
         except (VerifyMismatchError, VerificationError, InvalidHashError):

@@ -1,37 +1,52 @@
 """Reading request bodies for every route: one JSON object, typed getters that name the field.
 
 Every problem raises :class:`~kernel.errors.InvalidInput` (422) naming the field, or
-:class:`BodyError` (400) when the body is not a UTF-8 JSON object. Unknown fields are refused, so
-a typo never silently drops a value. Instants are ISO 8601; one written without an offset is read
-as local time in the brukare's zone, and refused if that local time does not exist or occurs
-twice (the DST nights).
+:class:`BodyError` (400) when the body is not a UTF-8 JSON object, or
+:class:`~kernel.errors.UnsupportedMediaType` (415) when a body is sent as anything but
+``application/json``. A string anywhere in the object (a key or a value) holding a lone UTF-16
+surrogate (``"\\udfff"``: valid JSON, but no Unicode text) is refused with 422 naming its field
+path (``checks[0].note``), never its value; only fields a route names as ``secrets`` (a password)
+keep such a string, so that a login with it is checked, fails and is audited like any other
+wrong password. Unknown fields are refused, so a typo never silently drops a value.
+
+Instants are ISO 8601; one written without an offset is read as local time in the brukare's
+zone, and refused if that local time does not exist or occurs twice (the DST nights).
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Collection
 from datetime import datetime, time, tzinfo
 from enum import StrEnum
 from typing import Any, TypeVar
 
 from aiohttp import web
 
-from kernel.errors import BodyError, InvalidInput
+from kernel.errors import BodyError, InvalidInput, UnsupportedMediaType
 from kernel.values import Problem, is_id, resolve_local
 
 E = TypeVar("E", bound=StrEnum)
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 _MISSING = object()
+JSON = "application/json"
 
 
-async def read_object(request: web.Request, *, allow_empty: bool = True) -> dict[str, Any]:
-    """The body as a JSON object; an empty body is ``{}`` where ``allow_empty``, else 400."""
+async def read_object(
+    request: web.Request, *, allow_empty: bool = True, secrets: Collection[str] = ()
+) -> dict[str, Any]:
+    """The body as a JSON object; an empty body is ``{}`` where ``allow_empty``, else 400.
+
+    ``secrets`` names top-level fields (a password) whose string may hold lone surrogates: it
+    is passed on unread, for the route to check (and fail) as any other wrong value."""
     raw = await request.read()
     if not raw.strip():
         if allow_empty:
             return {}
         raise BodyError("body is empty; send a JSON object")
+    if request.content_type != JSON:
+        raise UnsupportedMediaType(f"send the body as {JSON}, not {request.content_type}")
     try:
         value = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as e:
@@ -40,7 +55,41 @@ async def read_object(request: web.Request, *, allow_empty: bool = True) -> dict
         raise BodyError("body is not valid JSON") from e
     if not isinstance(value, dict):
         raise BodyError("body must be a JSON object")
+    field = unpaired_surrogate_at(
+        {k: v for k, v in value.items() if k not in secrets or not isinstance(v, str)}
+    )
+    if field is not None:
+        raise InvalidInput(
+            field, "invalid_text", f"{field} holds an unpaired UTF-16 surrogate, which is no text"
+        )
     return value
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # json.loads joins valid pairs: what is left is a lone surrogate
+        return False
+    return True
+
+
+def unpaired_surrogate_at(value: object, path: str = "") -> str | None:
+    """The field path (``a.b[2].c``) of the first string in ``value`` with a lone surrogate, or
+    ``None``. A bad key is named by its parent's path (its own name is not text to show)."""
+    stack: list[tuple[str, object]] = [(path, value)]
+    while stack:  # iterative: json.loads already bounded the depth, but no recursion here
+        where, item = stack.pop()
+        if isinstance(item, str):
+            if not _is_text(item):
+                return where or "body"
+        elif isinstance(item, dict):
+            for key, child in reversed(item.items()):
+                if not _is_text(key):
+                    return where or "body"
+                stack.append((f"{where}.{key}" if where else key, child))
+        elif isinstance(item, list):
+            stack.extend((f"{where}[{i}]", child) for i, child in reversed(list(enumerate(item))))
+    return None
 
 
 def parse_instant(raw: object, field: str, zone: tzinfo) -> datetime:

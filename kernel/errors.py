@@ -2,6 +2,7 @@
 
 InvalidInput (ValueError, 422)   a value breaks a rule; ``field`` names it
 BodyError (ValueError, 400)      the body cannot be read as the JSON object a route needs
+  UnsupportedMediaType (415)     the body is sent as something other than application/json
 
 A slice's own error tree may subclass these (``consent.errors.InvalidInput`` does), so that one
 ``except`` catches a bad value wherever it was found.
@@ -34,3 +35,10 @@ class BodyError(ValueError):
 
     http_status = 400
     code = "bad_body"
+
+
+class UnsupportedMediaType(BodyError):
+    """A body was sent with a Content-Type other than ``application/json``."""
+
+    http_status = 415
+    code = "unsupported_media_type"

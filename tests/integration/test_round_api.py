@@ -213,8 +213,10 @@ async def test_bad_outcomes_change_nothing(rig: Rig, pool: asyncpg.Pool) -> None
             assert err["code"] == what, (body, err)
         elif status == 422:
             assert err["field"] == what, (body, err)
-    err = await error(await c.post(url, headers=OPERATOR, data=b"{not json"), 400)
+    as_json = {**OPERATOR, "Content-Type": "application/json"}
+    err = await error(await c.post(url, headers=as_json, data=b"{not json"), 400)
     assert err["status"] == 400
+    err = await error(await c.post(url, headers=OPERATOR, data=b"{not json"), 415)
     err = await error(
         await c.post("/api/checks/20250610.2200.nobody/outcome", headers=OPERATOR, json={}), 422
     )
