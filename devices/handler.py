@@ -18,10 +18,10 @@ import structlog
 
 from devices import registry, store, topics
 from devices.errors import PayloadError
+from kernel.clock import Clock
 
 log = structlog.get_logger(__name__)
 
-Clock = Callable[[], datetime]
 EventHook = Callable[[str, topics.Event, datetime], Awaitable[None]]
 
 

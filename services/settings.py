@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from kernel import timing
+from kernel.timing import DEFAULT_TIMING, Timing
+
 PREFIX = "HOMECARE_"
 ROLES = ("api", "signalling", "rounds", "probes")
 
@@ -53,6 +56,7 @@ class Settings:
     oidc_username_claim: str = "preferred_username"
     http_rate_per_s: int = 50
     http_rate_burst: int = 200
+    timing: Timing = DEFAULT_TIMING  # every deadline and interval (HOMECARE_TIMING="name=s,...")
 
     @property
     def zone(self) -> ZoneInfo:
@@ -108,6 +112,13 @@ def _host(name: str, raw: str) -> str:
         if not raw or not all(c.isalnum() or c in "-." for c in raw):
             raise SettingsError(f"{PREFIX}{name} must be an IP address or host name") from None
     return raw
+
+
+def _timing(name: str, raw: str) -> Timing:
+    try:
+        return timing.parse(raw)
+    except ValueError as e:
+        raise SettingsError(f"{PREFIX}{name} {e}") from None
 
 
 def _parse(name: str, raw: str) -> object:
@@ -168,6 +179,8 @@ def _parse(name: str, raw: str) -> object:
             return _int(name, raw, 1, 100_000)
         case "HTTP_RATE_BURST":
             return _int(name, raw, 1, 1_000_000)
+        case "TIMING":  # overrides of single deadlines: "ring_timeout_s=5,document_grace_s=20"
+            return _timing(name, raw)
         case "OIDC_ISSUER":
             return _url(name, raw, ("https", "http"))
         case "OIDC_REDIRECT_URL":

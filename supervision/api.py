@@ -22,12 +22,13 @@ from aiohttp import web
 from consent.rules import night_of
 from kernel.access import caller
 from kernel.body import Body, read_object
+from kernel.clock import Clock
 from kernel.roles import ADMINS, OPERATORS, Route
 from supervision import checks as ch
 from supervision import report as rp
 from supervision.checks import Check, OutcomeKind, State
 from supervision.errors import BadRequest
-from supervision.ports import AlarmRaised, CheckChanged, Clock, Publish
+from supervision.ports import AlarmRaised, CheckChanged, Publish
 from supervision.runner import log_transition, publish_transition
 from supervision.store import RoundStore
 from supervision.watchdog import Watchdog

@@ -31,6 +31,8 @@ from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any
 
+from kernel import timing as timing_policy
+
 # --------------------------------------------------------------------------- vocabulary
 
 
@@ -145,21 +147,9 @@ class Policy:
         return tuple(out)
 
 
-@dataclass(frozen=True, slots=True)
-class Timing:
-    """System-wide deadlines (seconds), the one documented place for them."""
-
-    claim_grace_s: int = 120  # a due check must be claimed by a worker within this
-    probe_timeout_s: int = 60  # a worker's claim expires after this; another takes over
-    view_response_s: int = 300  # least time an operator gets to open a queued view
-    document_grace_s: int = 120  # after the view cap, time to document the outcome
-    call_timeout_s: int = 300  # a call must be documented within this
-    patrol_ack_s: int = 600  # the patrol acknowledges a task within this
-    patrol_visit_s: int = 3600  # and reports the visit within this
-    alarm_grace_s: int = 30  # a deadline missed by more than this raises an alarm
-
-
-DEFAULT_TIMING = Timing()
+# System-wide deadlines: the one timing policy (kernel.timing), re-exported for the round.
+Timing = timing_policy.Timing
+DEFAULT_TIMING = timing_policy.DEFAULT_TIMING
 
 
 # --------------------------------------------------------------------------- the check

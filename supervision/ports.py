@@ -30,9 +30,6 @@ from typing import Any, Protocol, runtime_checkable
 from consent.model import Decision, Purpose, RecipientBasis
 from supervision.checks import Alarm, State
 
-Clock = Callable[[], datetime]
-"""Returns the current instant, timezone-aware."""
-
 Publish = Callable[[object], None]
 """Publishes a console event (:class:`CheckChanged`, :class:`AlarmRaised`); never blocks."""
 

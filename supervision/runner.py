@@ -20,6 +20,9 @@ For each claimed check, at the instant the work starts:
    to ``link_wait_s``; after that the claim lapses and the check is claimed again (too late for
    its agreed window -> the ladder goes on);
 5. the probe watches ``probe_window_s`` and its verdict is applied per care plan.
+
+Every interval (``poll_s``, ``probe_window_s``, ``link_retry_s``, ``link_wait_s``) comes from the
+one :class:`~kernel.timing.Timing` the composition root built; tests pass a fast one.
 """
 
 from __future__ import annotations
@@ -33,11 +36,13 @@ from typing import Any
 import structlog
 
 from consent.model import Purpose, Reason
+from kernel.clock import Clock
+from kernel.timing import DEFAULT_TIMING, Timing
 from supervision import checks as ch
 from supervision import relay
 from supervision.checks import Check, Transition
 from supervision.errors import TransitionRefused
-from supervision.ports import Clock, Devices, Gate, LinkDown, Prober, Publish
+from supervision.ports import Devices, Gate, LinkDown, Prober, Publish
 from supervision.store import RoundStore
 
 log = structlog.get_logger(__name__)
@@ -45,16 +50,13 @@ log = structlog.get_logger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class RunnerConfig:
-    """Seconds of real time unless named otherwise."""
+    """What this worker does; its intervals are the timing policy's (seconds of real time)."""
 
     worker_id: str
     concurrency: int = 8  # checks probed at once by this worker
-    poll_s: float = 1.0  # how often an idle worker looks for due checks
-    probe_window_s: float = 8.0  # how long the probe watches (camera time)
     open_checks: bool = True  # this worker also opens checks whose window started
     claim_after_s: float = 0.0  # take a due check only once it has waited this long
-    link_retry_s: float = 1.0  # own broker link down: try the check again after this
-    link_wait_s: float = 30.0  # ... for this long, then let the claim lapse (< probe_timeout_s)
+    timing: Timing = DEFAULT_TIMING  # poll_s, probe_window_s, link_retry_s, link_wait_s
 
 
 def publish_transition(publish: Publish | None, tr: Transition) -> None:
@@ -116,7 +118,7 @@ class Runner:
                     claimed = 0
                 if claimed == 0:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), self.config.poll_s)
+                        await asyncio.wait_for(stop.wait(), self.config.timing.poll_s)
 
     async def tick(self, tasks: asyncio.TaskGroup) -> int:
         """Open due checks, claim as many as there are free slots, start them; return claimed."""
@@ -169,12 +171,13 @@ class Runner:
         """The event that ends the probing state of ``check`` (gate, wake, probe); started again
         while this process's own link is down, up to ``link_wait_s`` (then ``LinkDown``)."""
         loop = asyncio.get_running_loop()
-        give_up = loop.time() + self.config.link_wait_s
+        timing = self.config.timing
+        give_up = loop.time() + timing.link_wait_s
         while True:
             try:
                 return await self._decide(check)
             except LinkDown as e:
-                if loop.time() + self.config.link_retry_s > give_up:
+                if loop.time() + timing.link_retry_s > give_up:
                     raise  # the claim lapses; the check is claimed again later
                 self.link_retries += 1
                 log.warning(
@@ -183,7 +186,7 @@ class Runner:
                     worker=self.config.worker_id,
                     error=str(e),
                 )
-                await asyncio.sleep(self.config.link_retry_s)
+                await asyncio.sleep(timing.link_retry_s)
 
     async def _decide(self, check: Check) -> ch.Event:
         if check.device_id is None:
@@ -227,7 +230,9 @@ class Runner:
             return ch.DeviceLost("wake_failed")
         try:
             result = await self.prober.probe(
-                device_id=device, check_id=check.check_id, window_s=self.config.probe_window_s
+                device_id=device,
+                check_id=check.check_id,
+                window_s=self.config.timing.probe_window_s,
             )
         except asyncio.CancelledError:
             raise

@@ -32,8 +32,10 @@ import asyncpg
 import structlog
 
 from devices import topics
+from kernel.clock import Clock
+from kernel.timing import DEFAULT_TIMING, Timing
 from supervision import relay
-from supervision.ports import Bases, Clock, Gate, LinkDown, Prober, Publish
+from supervision.ports import Bases, Gate, LinkDown, Prober, Publish
 from supervision.runner import Runner, RunnerConfig
 from supervision.store import RoundStore
 from supervision.watchdog import Watchdog, WatchdogConfig
@@ -64,9 +66,14 @@ class _Link(Protocol):
 
 
 def command_wake(
-    commands: _Sender, *, timeout_s: float = 5.0, link: _Link | None = None, settle_s: float = 0.0
+    commands: _Sender,
+    *,
+    timeout_s: float = DEFAULT_TIMING.wake_timeout_s,
+    link: _Link | None = None,
+    settle_s: float = 0.0,
 ) -> Wake:
-    """A :data:`Wake` over ``devices.commands.Commands``: ``wake`` with an ack, or False.
+    """A :data:`Wake` over ``devices.commands.Commands``: ``wake`` with an ack within
+    ``timeout_s`` (the timing policy's ``wake_timeout_s``), or False.
 
     :class:`LinkDown` (the device is not to blame) when the command could not be sent (a
     ``ConnectionError``: the broker is not connected), or no ack came while ``link`` was down,
@@ -115,7 +122,7 @@ class RegistryDevices:
 
 @dataclass(frozen=True, slots=True)
 class RoundsConfig:
-    """What this process does for the round. Seconds of real time."""
+    """What this process does for the round; its deadlines and intervals are ``timing``'s."""
 
     worker_id: str
     zone: str = "Europe/Stockholm"
@@ -123,10 +130,9 @@ class RoundsConfig:
     run_watchdog: bool = True
     run_workers: bool = True
     concurrency: int = 8
-    poll_s: float = 1.0
-    probe_window_s: float = 8.0
     claim_after_s: float = 0.0  # a worker without a prober leaves due checks to probing ones
     share_events: bool = False  # send steps and alarms to other processes' consoles (relay)
+    timing: Timing = DEFAULT_TIMING  # every deadline and interval of the round (kernel.timing)
 
 
 class Rounds:
@@ -146,14 +152,18 @@ class Rounds:
     ) -> None:
         self.config = config
         self.pool = pool
-        self.store = RoundStore(pool, origin=config.worker_id if config.share_events else None)
+        self.store = RoundStore(
+            pool,
+            origin=config.worker_id if config.share_events else None,
+            timing=config.timing,
+        )
         self.watchdog = Watchdog(
             self.store,
             bases=bases,
             devices=devices,
             clock=clock,
             config=WatchdogConfig(
-                zone=config.zone, plan_hour=config.plan_hour, poll_s=config.poll_s
+                zone=config.zone, plan_hour=config.plan_hour, timing=config.timing
             ),
             publish=publish,
         )
@@ -166,10 +176,9 @@ class Rounds:
             config=RunnerConfig(
                 worker_id=config.worker_id,
                 concurrency=config.concurrency,
-                poll_s=config.poll_s,
-                probe_window_s=config.probe_window_s,
                 open_checks=not config.run_watchdog,
                 claim_after_s=config.claim_after_s,
+                timing=config.timing,
             ),
             publish=publish,
         )

@@ -1,10 +1,10 @@
 """The round's clockwork: plan the night, open checks, raise alarms, react to changes, close.
 
-:meth:`Watchdog.tick` (every ``poll_s``) plans tonight once the planning hour has come (and
-again, idempotently, after a restart), opens checks whose window or retry time came, raises an
-alarm for each missed deadline (once per check and step; a console event and a structured log),
-and reconciles a night once its round is over: every check still open ends as a deviation or,
-if the patrol has it, escalated.
+:meth:`Watchdog.tick` (every ``poll_s`` of the timing policy, :mod:`kernel.timing`) plans
+tonight once the planning hour has come (and again, idempotently, after a restart), opens checks
+whose window or retry time came, raises an alarm for each missed deadline (once per check and
+step; a console event and a structured log), and reconciles a night once its round is over: every
+check still open ends as a deviation or, if the patrol has it, escalated.
 
 Changes arrive as events:
 
@@ -31,10 +31,12 @@ import structlog
 
 from consent.model import ConsentChange
 from consent.rules import DEFAULT_PLAN_HOUR, night_of
+from kernel.clock import Clock
+from kernel.timing import DEFAULT_TIMING, Timing
 from supervision import checks as ch
 from supervision import schedule
 from supervision.checks import State, Transition
-from supervision.ports import AlarmRaised, Bases, Clock, Devices, PresenceEvent, Publish
+from supervision.ports import AlarmRaised, Bases, Devices, PresenceEvent, Publish
 from supervision.runner import log_transition, publish_transition
 from supervision.store import RoundStore
 
@@ -55,10 +57,8 @@ UNDER_WAY = (
 class WatchdogConfig:
     zone: str = "Europe/Stockholm"
     plan_hour: int = DEFAULT_PLAN_HOUR
-    poll_s: float = 1.0  # real seconds between ticks
-    offline_horizon_s: int = 30 * 60  # planned checks this close to their window go to patrol
-    reconcile_after_s: int = 3600  # after the round's end (noon), close the night
     auto_plan: bool = True  # plan tonight by itself at the planning hour
+    timing: Timing = DEFAULT_TIMING  # poll_s, offline_horizon_s, reconcile_after_s
 
 
 class Watchdog:
@@ -148,7 +148,7 @@ class Watchdog:
 
     def reconcile_at(self, night: date) -> datetime:
         end = schedule.round_of(night, self.zone, self.config.plan_hour).end
-        return end + timedelta(seconds=self.config.reconcile_after_s)
+        return end + timedelta(seconds=self.config.timing.reconcile_after_s)
 
     async def reconcile(self, night: date) -> list[Transition]:
         closed = await self.store.reconcile(night, at=self.clock())
@@ -163,7 +163,7 @@ class Watchdog:
             except Exception:  # a task boundary: the next tick tries again
                 log.exception("watchdog_tick_failed")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.config.poll_s)
+                await asyncio.wait_for(stop.wait(), self.config.timing.poll_s)
 
     # ------------------------------------------------------------------ changes
 
@@ -172,7 +172,7 @@ class Watchdog:
         if str(event.presence) not in OFFLINE:
             return []
         at = self.clock()
-        horizon = at + timedelta(seconds=self.config.offline_horizon_s)
+        horizon = at + timedelta(seconds=self.config.timing.offline_horizon_s)
         hit = [
             c
             for c in await self.store.open_checks(device_id=event.device_id)

@@ -17,7 +17,15 @@ import asyncpg
 
 from supervision.runner import Runner, RunnerConfig
 from supervision.store import RoundStore
-from tests.rounds_support import BasisGate, FakeDevices, FixedClock, TableProber, at_local, basis
+from tests.rounds_support import (
+    BasisGate,
+    FakeDevices,
+    FixedClock,
+    TableProber,
+    at_local,
+    basis,
+    fast,
+)
 
 NIGHT = date(2025, 6, 10)
 WS = at_local(NIGHT, 21, 45)
@@ -36,7 +44,10 @@ async def main(args: argparse.Namespace) -> None:
             devices=FakeDevices({f"cam-{r}" for r in bases}),
             clock=FixedClock(WS + timedelta(seconds=args.offset_s)),
             config=RunnerConfig(
-                worker_id=args.worker, concurrency=args.concurrency, poll_s=0.05, open_checks=False
+                worker_id=args.worker,
+                concurrency=args.concurrency,
+                open_checks=False,
+                timing=fast(),
             ),
         )
         print(f"worker {args.worker} running", flush=True)

@@ -20,10 +20,16 @@ from consent.model import (
     Purpose,
     RecipientBasis,
 )
+from kernel.timing import Timing
 from supervision.ports import LinkDown, ProbeResult
 
 STHLM = ZoneInfo("Europe/Stockholm")
 LONG_AGO = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def fast(poll_s: float = 0.05, **changes: float) -> Timing:
+    """The production timing policy with fast polling (and any other field changed)."""
+    return Timing(poll_s=poll_s, **changes)
 
 
 def at_local(d: date, hh: int, mm: int = 0, ss: int = 0) -> datetime:

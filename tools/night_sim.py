@@ -55,6 +55,7 @@ from consent.model import (
 from consent.store import PgConsentStore
 from devices.registry import PresenceChanged, Stored
 from kernel.audit import store as audit_store
+from kernel.timing import Timing
 from services import db
 from services.settings import Settings, SettingsError
 from simulators import scenes
@@ -388,8 +389,8 @@ class NightSim:
                 config=RunnerConfig(
                     worker_id=f"sim-w{i + 1}",
                     concurrency=8,
-                    probe_window_s=PROBE_WINDOW_S,
                     open_checks=False,
+                    timing=Timing(probe_window_s=PROBE_WINDOW_S),
                 ),
             )
             for i, store in enumerate((self.store, RoundStore(other_pool)))

@@ -24,7 +24,7 @@ from supervision.runner import Runner, RunnerConfig
 from supervision.service import RegistryDevices, command_wake
 from supervision.store import RoundStore
 from supervision.watchdog import Watchdog, WatchdogConfig
-from tests.rounds_support import BasisGate, FixedClock, TableProber, at_local, basis
+from tests.rounds_support import BasisGate, FixedClock, TableProber, at_local, basis, fast
 from tools import embedded
 from tools.embedded import free_port
 
@@ -158,7 +158,7 @@ async def test_broker_restart_mid_round_loses_no_check(
                     devices=devices,
                     clock=clock,
                     config=RunnerConfig(
-                        worker_id="w-fault", concurrency=2, poll_s=0.05, link_retry_s=0.2
+                        worker_id="w-fault", concurrency=2, timing=fast(link_retry_s=0.2)
                     ),
                 )
                 halt = asyncio.Event()

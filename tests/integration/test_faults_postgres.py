@@ -45,7 +45,7 @@ from supervision.checks import State
 from supervision.runner import Runner, RunnerConfig
 from supervision.store import RoundStore
 from supervision.watchdog import Watchdog, WatchdogConfig
-from tests.rounds_support import BasisGate, FakeDevices, TableProber, at_local, basis
+from tests.rounds_support import BasisGate, FakeDevices, TableProber, at_local, basis, fast
 from tools.embedded import free_port
 
 pytestmark = pytest.mark.integration
@@ -225,7 +225,7 @@ async def test_no_check_is_lost_or_done_twice_across_a_restart(
     async with db.open_pool(private_pg.url, max_size=4) as pool:
         store = RoundStore(pool)
         watchdog = Watchdog(
-            store, bases=gate, devices=devices, clock=clock, config=WatchdogConfig(poll_s=0.05)
+            store, bases=gate, devices=devices, clock=clock, config=WatchdogConfig(timing=fast())
         )
         await watchdog.plan(night)
         clock.start, clock.t0 = at_local(night, 21, 45), time.monotonic()
@@ -236,7 +236,7 @@ async def test_no_check_is_lost_or_done_twice_across_a_restart(
                 prober=prober,
                 devices=devices,
                 clock=clock,
-                config=RunnerConfig(worker_id=f"w{i}", concurrency=2, poll_s=0.05),
+                config=RunnerConfig(worker_id=f"w{i}", concurrency=2, timing=fast()),
             )
             for i in range(2)
         ]

@@ -23,7 +23,15 @@ from supervision.checks import State
 from supervision.runner import Runner, RunnerConfig
 from supervision.store import RoundStore
 from supervision.watchdog import Watchdog, WatchdogConfig
-from tests.rounds_support import BasisGate, FakeDevices, FixedClock, TableProber, at_local, basis
+from tests.rounds_support import (
+    BasisGate,
+    FakeDevices,
+    FixedClock,
+    TableProber,
+    at_local,
+    basis,
+    fast,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +54,7 @@ async def _doomed_worker(database_url: str) -> None:
         prober=TableProber(delay_s=3600),
         devices=FakeDevices({f"cam-{r}" for r in gate.data}),
         clock=FixedClock(at_local(NIGHT, 21, 45)),
-        config=RunnerConfig(worker_id="doomed", concurrency=COUNT, poll_s=0.05),
+        config=RunnerConfig(worker_id="doomed", concurrency=COUNT, timing=fast()),
     )
     print("worker started", flush=True)
     await runner.run(asyncio.Event())
@@ -60,7 +68,7 @@ async def test_a_killed_process_s_checks_are_taken_over(
     clock = FixedClock(at_local(NIGHT, 18))
     store = RoundStore(pool)
     await Watchdog(
-        store, bases=gate, devices=devices, clock=clock, config=WatchdogConfig(poll_s=0.05)
+        store, bases=gate, devices=devices, clock=clock, config=WatchdogConfig(timing=fast())
     ).plan(NIGHT)
 
     proc = await asyncio.create_subprocess_exec(
@@ -95,7 +103,7 @@ async def test_a_killed_process_s_checks_are_taken_over(
         prober=prober,
         devices=devices,
         clock=clock,
-        config=RunnerConfig(worker_id="alive", poll_s=0.05),
+        config=RunnerConfig(worker_id="alive", timing=fast()),
     )
     clock.now = at_local(NIGHT, 21, 45)
 

@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 
 from consent.model import ChangeKind, ConsentChange, Purpose
+from kernel.timing import Timing
 from supervision import schedule
 from supervision.checks import State
 from supervision.ports import AlarmRaised, CheckChanged
@@ -24,6 +25,7 @@ from tests.rounds_support import (
     at_local,
     basis,
     consent,
+    fast,
 )
 
 pytestmark = pytest.mark.integration
@@ -43,14 +45,14 @@ class Rig:
     clock: FixedClock
     events: list[object]
 
-    def runner(self, worker: str = "w1", **kw: object) -> Runner:
+    def runner(self, worker: str = "w1", timing: Timing | None = None, **kw: object) -> Runner:
         return Runner(
             self.store,
             gate=self.gate,
             prober=self.prober,
             devices=self.devices,
             clock=self.clock,
-            config=RunnerConfig(worker_id=worker, poll_s=0.01, **kw),  # type: ignore[arg-type]
+            config=RunnerConfig(worker_id=worker, timing=timing or fast(0.01), **kw),  # type: ignore[arg-type]
             publish=self.events.append,
         )
 
@@ -60,7 +62,7 @@ class Rig:
             bases=self.gate,
             devices=self.devices,
             clock=self.clock,
-            config=WatchdogConfig(poll_s=0.01, **kw),  # type: ignore[arg-type]
+            config=WatchdogConfig(timing=fast(0.01), **kw),  # type: ignore[arg-type]
             publish=self.events.append,
         )
 
@@ -358,7 +360,7 @@ async def test_the_backends_own_link_down_is_waited_out_not_sent_to_the_patrol(
     await r.plan()
     r.clock.now = WS
     r.devices.link_down_for = 3  # the broker is back after three tries
-    runner = r.runner(link_retry_s=0.01)
+    runner = r.runner(timing=fast(0.01, link_retry_s=0.01))
     await r.drain(runner)
     assert await states(r.store) == {"r0": (State.NEEDS_VIEW, "motion_activity")}
     assert runner.link_retries == 3
@@ -371,7 +373,7 @@ async def test_a_link_down_past_the_wait_lets_the_claim_lapse(pool: asyncpg.Pool
     await r.plan()
     r.clock.now = WS
     r.devices.link_down_for = 1000
-    await r.drain(r.runner("w1", link_retry_s=0.01, link_wait_s=0.1))
+    await r.drain(r.runner("w1", timing=fast(0.01, link_retry_s=0.01, link_wait_s=0.1)))
     [check] = await r.store.night_checks(NIGHT)
     assert (check.state, check.holder) == (State.PROBING, "w1")  # no patrol, the claim is held
     assert r.prober.probed == []

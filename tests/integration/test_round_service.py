@@ -16,7 +16,15 @@ from devices.registry import PresenceChanged, Stored
 from supervision.checks import State
 from supervision.service import RegistryDevices, Rounds, RoundsConfig
 from supervision.store import RoundStore
-from tests.rounds_support import BasisGate, FixedClock, TableProber, at_local, basis, consent
+from tests.rounds_support import (
+    BasisGate,
+    FixedClock,
+    TableProber,
+    at_local,
+    basis,
+    consent,
+    fast,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +61,7 @@ async def test_two_processes_run_a_night_and_react_to_presence_and_consent(
     async with asyncpg.create_pool(database_url, min_size=1, max_size=4) as other_pool:
         one = Rounds(
             pool,
-            config=RoundsConfig(worker_id="p1", poll_s=0.02),
+            config=RoundsConfig(worker_id="p1", timing=fast(0.02)),
             gate=gate,
             bases=gate,
             devices=RegistryDevices(pool),
@@ -62,7 +70,7 @@ async def test_two_processes_run_a_night_and_react_to_presence_and_consent(
         )
         two = Rounds(
             other_pool,
-            config=RoundsConfig(worker_id="p2", poll_s=0.02, run_watchdog=False),
+            config=RoundsConfig(worker_id="p2", timing=fast(0.02), run_watchdog=False),
             gate=gate,
             bases=gate,
             devices=RegistryDevices(other_pool, wake=lambda d: _true()),
