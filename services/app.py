@@ -1,14 +1,34 @@
-"""The composition root: builds every resource, wires the slices together, and tears down in order.
+"""The composition root: one bootstrap builds every resource, wires the slices together for the
+roles the process runs, and tears down in order.
 
-``runtime(settings)`` is an async context manager yielding a :class:`Runtime`; ``serve`` runs it
-as a process until SIGTERM/SIGINT. Shutdown order: stop accepting HTTP, close WebSockets and peers,
-cancel background tasks, publish ``offline`` and close MQTT, close the pool.
+``runtime(settings, clock=..., options=...)`` is an async context manager yielding a
+:class:`Runtime`. It is the one bootstrap: ``serve`` runs it as a process until SIGTERM/SIGINT
+(the demo runs ``serve``), ``simulate-night`` runs it on a sped-up clock with its simulated
+probe and wake (:class:`Options`), and the benchmarks and tests run it as it is.
+
+Per role (``HOMECARE_ROLES`` / ``--roles``):
+
+- always: ``/healthz``, ``/readyz`` (PostgreSQL, the MQTT connection, every supervised task),
+  ``/metrics``; the pool, the consent gate and its listener, the device registry on the process's
+  one MQTT connection (:class:`services.mqtt.MqttLink`, shared with signalling);
+- ``api``: the HTTP API, OpenAPI, login, the console and its WebSocket, the relay of other
+  processes' round steps to this process's consoles;
+- ``signalling``: ``/ws/signal`` and the reference viewer, and a share of device signalling;
+- ``rounds``: the planner and watchdog and a worker; ``probes``: a worker with the motion probe
+  (signalling runs in-process for it).
+
+Background tasks run in one :class:`services.supervisor.Supervisor`: a crash is logged, counted
+in ``/metrics`` and makes ``/readyz`` answer 503 naming the task. Shutdown order: stop accepting
+HTTP and close WebSockets (``serve``, ``app.on_shutdown``), cancel the supervised tasks (the last
+started first), close signalling (its peers and timers), publish ``stopped`` and close MQTT,
+close the pool.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import signal
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -30,26 +50,29 @@ from devices.handler import REGISTRY_CHANNELS, DeviceHandler
 from identity import api as staff_api
 from identity import login as auth
 from identity import oidc
+from kernel.clock import Clock
 from kernel.roles import PUBLIC, Route
+from kernel.timing import Timing
 from services import db
 from services.camera_zones import lookup as zones_of
-from services.events import EventBus
+from services.events import EventBus, Overflow
 from services.mqtt import MqttLink
 from services.settings import Settings
 from services.signalling import app as signalling_app
+from services.signalling.ports import SignallingConfig
 from services.signalling.service import Signalling
+from services.supervisor import Supervisor
 from services.web import console, http, limits
 from services.web import metrics as ops_metrics
 from supervision import api as rounds_api
 from supervision import zones_api
 from supervision.checks import State
-from supervision.ports import CheckChanged
+from supervision.ports import CheckChanged, Prober
 from supervision.probe import MotionProber
-from supervision.service import RegistryDevices, Rounds, RoundsConfig, command_wake
+from supervision.runner import Runner
+from supervision.service import RegistryDevices, Rounds, RoundsConfig, Wake, command_wake
 
 log = structlog.get_logger(__name__)
-
-Clock = Callable[[], datetime]
 
 SETTINGS = web.AppKey("settings", Settings)
 RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime")
@@ -69,25 +92,71 @@ def oidc_config(settings: Settings) -> oidc.OidcConfig | None:
     )
 
 
+def signalling_config(timing: Timing) -> SignallingConfig:
+    """Signalling's deadlines from the one timing policy (its rates stay its own)."""
+    return dataclasses.replace(
+        SignallingConfig(),
+        default_cap_s=timing.default_cap_s,
+        ring_timeout_s=timing.ring_timeout_s,
+        max_call_s=timing.max_call_s,
+        stale_video_s=timing.stale_video_s,
+        recheck_interval_s=timing.recheck_interval_s,
+        sweep_interval_s=timing.sweep_interval_s,
+        sweep_grace_s=timing.sweep_grace_s,
+        command_timeout_s=timing.command_timeout_s,
+    )
+
+
 def system_clock() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """How a caller other than ``serve`` runs the bootstrap (the simulated night, tests).
+
+    ``prober`` replaces the motion probe over signalling and ``wake`` the wake command over MQTT;
+    with both (or roles that need neither) the process needs no broker (``mqtt_url`` None).
+    ``drive=False`` starts no background task: the caller steps the round itself
+    (``rt.rounds.watchdog.tick()``, ``runner.tick()`` for each of ``rt.workers``). ``workers``
+    round workers, each after the first on its own pool of ``pool_max`` connections. ``timing``
+    replaces the settings' timing policy."""
+
+    prober: Prober | None = None
+    wake: Wake | None = None
+    drive: bool = True
+    workers: int = 1
+    pool_max: int = 10
+    timing: Timing | None = None
+
+    def __post_init__(self) -> None:
+        if self.workers < 1 or self.pool_max < 1:
+            raise ValueError("workers and pool_max are at least 1")
 
 
 @dataclass
 class Runtime:
     settings: Settings
     pool: asyncpg.Pool
-    mqtt: MqttLink
     bus: EventBus
-    devices: DeviceHandler
-    commands: Commands
     clock: Clock
+    timing: Timing
     app: web.Application
     gate: Gate
     consent: PgConsentStore
     behaviour: BehaviourWatch
-    signalling: Signalling
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    supervisor: Supervisor
+    mqtt: MqttLink | None = None  # the process's one broker connection
+    devices: DeviceHandler | None = None
+    commands: Commands | None = None
+    signalling: Signalling | None = None
+    rounds: Rounds | None = None
+    workers: list[Runner] = field(default_factory=list)  # the round workers of this process
+
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """The supervised background tasks, in the order they were started."""
+        return self.supervisor.tasks
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -95,15 +164,21 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """Ready when every dependency of the process's roles answers and no supervised task failed:
+    PostgreSQL, the MQTT connection (where the process has one), the background tasks."""
     rt = request.app[RUNTIME]
-    checks: dict[str, bool] = {"database": False, "broker": rt.mqtt.connected.is_set()}
+    checks: dict[str, bool] = {"database": False}
+    if rt.mqtt is not None:
+        checks["broker"] = rt.mqtt.connected.is_set()
+    checks["tasks"] = rt.supervisor.healthy
     with contextlib.suppress(OSError, asyncpg.PostgresError, TimeoutError):
         async with asyncio.timeout(2):
             checks["database"] = await rt.pool.fetchval("SELECT 1") == 1
     ok = all(checks.values())
-    return web.json_response(
-        {"status": "ready" if ok else "not_ready", "checks": checks}, status=200 if ok else 503
-    )
+    body: dict[str, object] = {"status": "ready" if ok else "not_ready", "checks": checks}
+    if rt.supervisor.failed:
+        body["failed_tasks"] = sorted(rt.supervisor.failed)
+    return web.json_response(body, status=200 if ok else 503)
 
 
 async def openapi_doc(request: web.Request) -> web.Response:
@@ -113,32 +188,61 @@ async def openapi_doc(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
-    lines = [
-        "# TYPE homecare_mqtt_messages_total counter",
-        f"homecare_mqtt_messages_total {rt.mqtt.messages_in}",
-        "# TYPE homecare_mqtt_rejected_total counter",
-    ]
-    lines += [
-        f'homecare_mqtt_rejected_total{{reason="{reason}"}} {n}'
-        for reason, n in sorted(rt.devices.rejected.items())
-    ]
+    ops_metrics.require_scraper(request, rt.settings.metrics_token)
+    lines: list[str] = []
+    if rt.mqtt is not None:
+        lines += [
+            "# TYPE homecare_mqtt_messages_total counter",
+            f"homecare_mqtt_messages_total {rt.mqtt.messages_in}",
+        ]
+    if rt.devices is not None:
+        lines.append("# TYPE homecare_mqtt_rejected_total counter")
+        lines += [
+            f'homecare_mqtt_rejected_total{{reason="{reason}"}} {n}'
+            for reason, n in sorted(rt.devices.rejected.items())
+        ]
     rows = await rt.pool.fetch("SELECT presence, count(*) AS n FROM devices GROUP BY presence")
     lines.append("# TYPE homecare_devices gauge")
     lines += [f'homecare_devices{{presence="{r["presence"]}"}} {r["n"]}' for r in rows]
     lines += await ops_metrics.table_gauges(rt.pool, rt.clock())
-    lines.append("# TYPE homecare_signalling_total counter")  # routed_out/in, *_rejected_<code>
-    lines += [
-        f'homecare_signalling_total{{event="{event}"}} {n}'
-        for event, n in sorted(rt.signalling.counters.items())
-    ]
+    if rt.signalling is not None:
+        lines.append("# TYPE homecare_signalling_total counter")  # routed_out/in, *_rejected_*
+        lines += [
+            f'homecare_signalling_total{{event="{event}"}} {n}'
+            for event, n in sorted(rt.signalling.counters.items())
+        ]
+    lines += runtime_lines(rt)
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
 
+def runtime_lines(rt: Runtime) -> list[str]:
+    """The supervised tasks and the event bus's subscribers, in the Prometheus text format."""
+    sup = rt.supervisor
+    lines = ["# TYPE homecare_task_crashes_total counter"]
+    names = sorted({*sup.crashes, *(t.get_name() for t in sup.tasks)})
+    lines += [f'homecare_task_crashes_total{{task="{n}"}} {sup.crashes[n]}' for n in names]
+    lines.append("# TYPE homecare_task_failed gauge")
+    lines += [f'homecare_task_failed{{task="{n}"}} {int(n in sup.failed)}' for n in names]
+    subs = sorted((s.name or "anonymous", s) for s in rt.bus.subscriptions)
+    lines.append("# TYPE homecare_events_pending gauge")
+    lines += [f'homecare_events_pending{{subscriber="{n}"}} {s.pending}' for n, s in subs]
+    lines.append("# TYPE homecare_events_dropped_total counter")
+    lines += [f'homecare_events_dropped_total{{subscriber="{n}"}} {s.dropped}' for n, s in subs]
+    return lines
+
+
 def core_routes() -> list[Route]:
+    """The routes of every process, whatever its roles."""
     return [
         Route("GET", "/healthz", healthz, PUBLIC, "The process is alive", tags=("ops",)),
-        Route("GET", "/readyz", readyz, PUBLIC, "Database and broker are reachable", tags=("ops",)),
-        Route("GET", "/api/openapi.json", openapi_doc, PUBLIC, "This document", tags=("ops",)),
+        Route(
+            "GET",
+            "/readyz",
+            readyz,
+            PUBLIC,
+            "Database, broker and background tasks are well",
+            tags=("ops",),
+        ),
         Route(
             "GET",
             "/metrics",
@@ -150,105 +254,185 @@ def core_routes() -> list[Route]:
     ]
 
 
+def api_routes() -> list[Route]:
+    return [Route("GET", "/api/openapi.json", openapi_doc, PUBLIC, "This document", tags=("ops",))]
+
+
+def needs_broker(settings: Settings, options: Options) -> bool:
+    """Whether the process's roles need the MQTT connection (see :class:`Options`)."""
+    roles = set(settings.roles)
+    return (
+        bool(roles & {"api", "signalling"})
+        or ("probes" in roles and options.prober is None)
+        or ("rounds" in roles and options.wake is None)
+    )
+
+
 @contextlib.asynccontextmanager
-async def runtime(settings: Settings, *, clock: Clock = system_clock) -> AsyncIterator[Runtime]:
+async def runtime(
+    settings: Settings, *, clock: Clock = system_clock, options: Options | None = None
+) -> AsyncIterator[Runtime]:
     """Build and wire everything for one process; tear it down in reverse."""
-    if settings.database_url is None or settings.mqtt_url is None:
-        raise RuntimeError("runtime() needs database_url and mqtt_url (the demo fills them in)")
+    options = options or Options()
+    if settings.database_url is None:
+        raise RuntimeError("runtime() needs database_url (the demo fills it in)")
+    if settings.mqtt_url is None and needs_broker(settings, options):
+        raise RuntimeError(
+            f"runtime() needs mqtt_url for the roles {','.join(settings.roles)}"
+            " (the demo fills it in)"
+        )
+    roles = set(settings.roles)
     instance = settings.instance_id or uuid.uuid4().hex[:8]
     bus = EventBus()
+    supervisor = Supervisor()
     async with contextlib.AsyncExitStack() as stack:
-        pool = await stack.enter_async_context(db.open_pool(settings.database_url))
+        pool = await stack.enter_async_context(
+            db.open_pool(settings.database_url, max_size=options.pool_max)
+        )
         consent_bus = ChangeBus()
         consent_store = PgConsentStore(pool, publish=consent_bus.publish)
         gate = Gate(consent_store, consent_bus, clock=clock)
         behaviour = BehaviourWatch(consent_store, threshold=settings.tamper_suspend_threshold)
-
-        async def on_device_event(device_id: str, event: topics.Event, at: datetime) -> None:
-            await behaviour.device_event(device_id, event.type.value, at)
-
-        handler = DeviceHandler(
-            pool, clock=clock, on_presence=bus.publish, on_event=on_device_event
+        app = http.make_app(
+            max_body_bytes=settings.max_body_bytes, body_timeout_s=settings.http_body_timeout_s
         )
-        link = MqttLink(
-            settings.mqtt_url,
-            prefix=settings.mqtt_topic_prefix,
-            keepalive_s=settings.mqtt_keepalive_s,
-            instance_id=instance,
-            on_reject=handler.reject,
-            on_connect=lambda: handler.link_connected(2.0 * settings.mqtt_keepalive_s + 2.0),
-        )
-        for channel in REGISTRY_CHANNELS:
-            link.subscribe(channel, handler.handle)
-        stack.push_async_callback(handler.close)
-        await stack.enter_async_context(link)
-        commands = Commands(pool, handler, link.publish, settings.mqtt_topic_prefix)
-
-        app = http.make_app(max_body_bytes=settings.max_body_bytes)
         limits.install(app, settings)
-        sig = await stack.enter_async_context(
-            signalling_app.installed(
-                app,
-                settings,
-                pool=pool,
-                gate=gate,
-                commands=commands,
-                instance_id=instance,
-                clock=clock,
-            )
-        )
         rt = Runtime(
             settings=settings,
             pool=pool,
-            mqtt=link,
             bus=bus,
-            devices=handler,
-            commands=commands,
             clock=clock,
+            timing=options.timing or settings.timing,
             app=app,
             gate=gate,
             consent=consent_store,
             behaviour=behaviour,
-            signalling=sig,
+            supervisor=supervisor,
         )
-        rt.tasks.append(asyncio.create_task(gate.listen(pool), name="consent-listen"))
-        rt.tasks.append(asyncio.create_task(report_covered(bus, behaviour), name="consent-covered"))
+        if settings.mqtt_url is not None:
+            await _connect(rt, stack, settings.mqtt_url, instance)
+        if rt.mqtt is not None and (
+            "signalling" in roles or ("probes" in roles and options.prober is None)
+        ):
+            assert rt.commands is not None
+            rt.signalling = await stack.enter_async_context(
+                signalling_app.installed(
+                    app,
+                    settings,
+                    pool=pool,
+                    link=rt.mqtt,
+                    gate=gate,
+                    commands=rt.commands,
+                    instance_id=instance,
+                    clock=clock,
+                    config=signalling_config(rt.timing),
+                )
+            )
+        for extra in range(1, options.workers):
+            extra_pool = await stack.enter_async_context(
+                db.open_pool(settings.database_url, max_size=options.pool_max)
+            )
+            rt.workers.append(
+                build_rounds(rt, instance, options, pool=extra_pool, suffix=f"-{extra + 1}").runner
+            )
+        rt.rounds = build_rounds(rt, instance, options)
+        rt.workers.insert(0, rt.rounds.runner)
         app[SETTINGS] = settings
         app[RUNTIME] = rt
-        app[devices_api.POOL] = pool
-        auth.install(app, auth.make_authenticator(pool, cookie_secure=settings.cookie_secure))
+        authenticator = auth.make_authenticator(
+            pool, cookie_secure=settings.cookie_secure, trust_proxy=settings.trust_proxy
+        )
+        auth.install(app, authenticator)
         http.add_routes(app, core_routes())
-        http.add_routes(app, auth.routes())
-        if (
-            login_oidc := oidc.install(
-                app, oidc_config(settings), session_secret=settings.session_secret
-            )
-        ) is not None:
-            stack.push_async_callback(login_oidc.close)
-        http.add_routes(app, oidc.routes())
-        http.add_routes(app, staff_api.routes())
-        http.add_routes(app, [*devices_api.routes(), *zones_api.routes()])
-        app[consent_api.STORE] = consent_store
-        app[consent_api.CLOCK] = clock
-        app[consent_api.ZONE] = settings.zone
-        http.add_routes(app, consent_api.routes())
-        console.install(app, bus, consent_changes=gate.changes)
-        http.add_routes(app, console.routes())
-        install_rounds(rt, instance)
-        try:
-            yield rt
-        finally:
-            for task in rt.tasks:
-                task.cancel()
-            for task in rt.tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        if "api" in roles:
+            install_api(rt, stack)
+        await stack.enter_async_context(supervisor)
+        if options.drive:
+            start_tasks(rt, options)
+        yield rt
+
+
+async def _connect(
+    rt: Runtime, stack: contextlib.AsyncExitStack, mqtt_url: str, instance: str
+) -> None:
+    """The process's one MQTT connection, with the device registry and command acks on it."""
+    settings = rt.settings
+
+    async def on_device_event(device_id: str, event: topics.Event, at: datetime) -> None:
+        await rt.behaviour.device_event(device_id, event.type.value, at)
+
+    handler = DeviceHandler(
+        rt.pool, clock=rt.clock, on_presence=rt.bus.publish, on_event=on_device_event
+    )
+    link = MqttLink(
+        mqtt_url,
+        prefix=settings.mqtt_topic_prefix,
+        keepalive_s=settings.mqtt_keepalive_s,
+        instance_id=instance,
+        on_reject=handler.reject,
+        on_connect=lambda: handler.link_connected(2.0 * settings.mqtt_keepalive_s + 2.0),
+        guard=rt.supervisor.guard,
+    )
+    for channel in REGISTRY_CHANNELS:
+        link.subscribe(channel, handler.handle)
+    stack.push_async_callback(handler.close)
+    await stack.enter_async_context(link)
+    rt.mqtt, rt.devices = link, handler
+    rt.commands = Commands(rt.pool, handler, link.publish, settings.mqtt_topic_prefix)
+
+
+def install_api(rt: Runtime, stack: contextlib.AsyncExitStack) -> None:
+    """The HTTP API, login, the console and its WebSocket (the ``api`` role)."""
+    settings, app = rt.settings, rt.app
+    app[devices_api.POOL] = rt.pool
+    http.add_routes(app, api_routes())
+    http.add_routes(app, auth.routes())
+    if (
+        login_oidc := oidc.install(
+            app, oidc_config(settings), session_secret=settings.session_secret
+        )
+    ) is not None:
+        stack.push_async_callback(login_oidc.close)
+    http.add_routes(app, oidc.routes())
+    http.add_routes(app, staff_api.routes())
+    http.add_routes(app, [*devices_api.routes(), *zones_api.routes()])
+    app[consent_api.STORE] = rt.consent
+    app[consent_api.CLOCK] = rt.clock
+    app[consent_api.ZONE] = settings.zone
+    app[consent_api.PLAN_HOUR] = settings.plan_hour  # a plan's agreed times fit a round
+    http.add_routes(app, consent_api.routes())
+    console.install(app, rt.bus, consent_changes=rt.gate.changes)
+    http.add_routes(app, console.routes())
+    assert rt.rounds is not None
+    app[rounds_api.STORE] = rt.rounds.store
+    app[rounds_api.CLOCK] = rt.clock
+    app[rounds_api.WATCHDOG] = rt.rounds.watchdog
+    app[rounds_api.ZONE] = settings.zone
+    app[rounds_api.PUBLISH] = rt.bus.publish
+    app[console.EVENT_ENCODERS].append(rounds_api.console_event)
+    http.add_routes(app, rounds_api.routes())
+
+
+def start_tasks(rt: Runtime, options: Options) -> None:
+    """The process's background tasks, supervised; each is cancelled at shutdown."""
+    roles = set(rt.settings.roles)
+    sup = rt.supervisor
+    sup.spawn("consent-listen", rt.gate.listen(rt.pool))
+    sup.spawn("consent-covered", report_covered(rt.bus, rt.behaviour))
+    assert rt.rounds is not None
+    if "api" in roles:  # other processes' steps, for this process's consoles
+        sup.spawn("rounds-events", rt.rounds.relay_events(rt.bus.publish))
+    if "rounds" in roles or "probes" in roles:
+        sup.spawn("rounds", run_rounds(rt.rounds, rt.bus, rt.gate))
+        for i, worker in enumerate(rt.workers[1:], start=2):
+            sup.spawn(f"rounds-worker-{i}", worker.run(asyncio.Event()))
 
 
 async def report_covered(bus: EventBus, behaviour: BehaviourWatch) -> None:
     """Hard rule 8, "covered repeatedly": every motion check that found the lens covered (a check
-    leaving ``probing`` for a patrol with reason ``camera_covered``) counts as behaviour."""
-    with bus.subscribe() as events:
+    leaving ``probing`` for a patrol with reason ``camera_covered``) counts as behaviour. Reads
+    the bus without losing an event (``KEEP_ALL``): a slow database must not drop a count."""
+    with bus.subscribe("consent-covered", overflow=Overflow.KEEP_ALL) as events:
         async for event in events:
             if (
                 isinstance(event, CheckChanged)
@@ -263,54 +447,61 @@ async def report_covered(bus: EventBus, behaviour: BehaviourWatch) -> None:
                     log.warning("covered_verdict_not_recorded", device_id=event.device_id)
 
 
-def install_rounds(rt: Runtime, instance: str) -> None:
-    """Night rounds: the API where "api" runs; the planner, watchdog and a worker where "rounds"
-    runs; a worker that probes where "probes" runs (probes scale out as more processes). A worker
+def build_rounds(
+    rt: Runtime,
+    instance: str,
+    options: Options,
+    *,
+    pool: asyncpg.Pool | None = None,
+    suffix: str = "",
+) -> Rounds:
+    """Night rounds: the planner and watchdog where "rounds" runs; a worker where "rounds" or
+    "probes" runs, that probes where "probes" runs (probes scale out as more processes). A worker
     without the probe sends each look to a human, and takes a due check only after 30 s, so
-    that processes with the probe get every check first."""
-    settings, app = rt.settings, rt.app
+    that processes with the probe get every check first. The API (where "api" runs) reads the
+    same store."""
+    settings = rt.settings
     roles = settings.roles
-    rounds = Rounds(
-        rt.pool,
+    wake = options.wake
+    if wake is None and rt.commands is not None:
+        wake = command_wake(
+            rt.commands,
+            timeout_s=rt.timing.wake_timeout_s,
+            link=rt.mqtt,
+            settle_s=2.0 * settings.mqtt_keepalive_s + 2.0,
+        )
+    prober = options.prober
+    if prober is None and "probes" in roles and rt.signalling is not None:
+        prober = MotionProber(rt.signalling, zones=zones_of(rt.pool))
+    pool = pool or rt.pool
+    return Rounds(
+        pool,
         config=RoundsConfig(
-            worker_id=f"{instance}-rounds",
+            worker_id=f"{instance}-rounds{suffix}",
             zone=settings.time_zone,
             plan_hour=settings.plan_hour,
             run_watchdog="rounds" in roles,
             run_workers="rounds" in roles or "probes" in roles,
-            claim_after_s=0.0 if "probes" in roles else 30.0,
+            claim_after_s=0.0 if "probes" in roles else rt.timing.no_prober_claim_after_s,
             share_events=True,
+            timing=rt.timing,
         ),
         gate=rt.gate,
         bases=rt.gate,
-        devices=RegistryDevices(
-            rt.pool,
-            wake=command_wake(
-                rt.commands, link=rt.mqtt, settle_s=2.0 * settings.mqtt_keepalive_s + 2.0
-            ),
-        ),
+        devices=RegistryDevices(pool, wake=wake),
         clock=rt.clock,
-        prober=MotionProber(rt.signalling, zones=zones_of(rt.pool)) if "probes" in roles else None,
+        prober=prober,
         publish=rt.bus.publish,
     )
-    app[rounds_api.STORE] = rounds.store
-    app[rounds_api.CLOCK] = rt.clock
-    app[rounds_api.WATCHDOG] = rounds.watchdog
-    app[rounds_api.ZONE] = settings.zone
-    app[consent_api.PLAN_HOUR] = settings.plan_hour  # a plan's agreed times fit a round
-    app[rounds_api.PUBLISH] = rt.bus.publish
-    app[console.EVENT_ENCODERS].append(rounds_api.console_event)
-    if "api" in settings.roles:
-        http.add_routes(app, rounds_api.routes())
-        events = rounds.relay_events(rt.bus.publish)  # other processes' steps, for the console
-        rt.tasks.append(asyncio.create_task(events, name="rounds-events"))
-    if "rounds" in roles or "probes" in roles:
-        rt.tasks.append(asyncio.create_task(run_rounds(rounds, rt.bus, rt.gate), name="rounds"))
 
 
 async def run_rounds(rounds: Rounds, bus: EventBus, gate: Gate) -> None:
-    """The round's tasks, fed with presence from the bus and the gate's consent changes."""
-    with bus.subscribe() as presence, contextlib.closing(gate.changes()) as changes:
+    """The round's tasks, fed with presence from the bus (every event: hard rules 7 and 8 ride
+    on presence) and the gate's consent changes."""
+    with (
+        bus.subscribe("rounds-presence", overflow=Overflow.KEEP_ALL) as presence,
+        contextlib.closing(gate.changes()) as changes,
+    ):
         await rounds.run(presence=presence, changes=changes)
 
 
@@ -327,7 +518,12 @@ async def serve(
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     async with runtime(settings) as rt:
-        runner = web.AppRunner(rt.app, handle_signals=False, shutdown_timeout=5)
+        runner = web.AppRunner(
+            rt.app,
+            handle_signals=False,
+            shutdown_timeout=5,
+            **http.server_options(header_timeout_s=settings.http_header_timeout_s),
+        )
         await runner.setup()
         site = web.TCPSite(runner, settings.http_host, settings.http_port)
         await site.start()

@@ -1,5 +1,10 @@
 """The backend's MQTT link: one client, a reconnect loop, birth/will, and per-channel dispatch.
 
+The process has one broker connection, and this is it: the device registry, the command acks
+and signalling (its device channels, a shared subscription for ``webrtc/out``, and the topic
+other processes route to it) each register their subscriptions here; one reconnect loop
+re-subscribes them all before the link counts as connected.
+
 The backend publishes ``{prefix}/server/status`` = online (retained) on every connect, with a
 retained ``offline`` will; devices re-announce when they see it go online. Messages are handled
 in lanes: a device always maps to the same lane, and a lane awaits its handlers one message at a
@@ -14,8 +19,9 @@ import asyncio
 import contextlib
 import ssl
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
@@ -29,7 +35,11 @@ from kernel.ratelimit import RateLimiter
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[topics.Topic, bytes], Awaitable[None]]
+#: A handler of one exact, non-device topic (signalling's route from other processes).
+TopicHandler = Callable[[bytes], Awaitable[None]]
 RejectHook = Callable[[str, str | None, str], None]
+#: Wraps a long-running coroutine of the link (``services.supervisor.Supervisor.guard``).
+Guard = Callable[[str, Coroutine[Any, Any, None]], Coroutine[Any, Any, None]]
 
 
 class MqttUnavailable(ConnectionError):
@@ -65,10 +75,14 @@ class MqttLink:
         on_connect: Callable[[], None] | None = None,
         lanes: int = 4,
         lane_depth: int = 200,
+        guard: Guard | None = None,
     ) -> None:
+        """``guard`` wraps the link's loops so that a crash is reported (the supervisor);
+        the link still ends them itself, after publishing ``stopped``."""
         if lanes < 1 or lane_depth < 1:
             raise ValueError("lanes and lane_depth are at least 1")
         self.url = url
+        self._guard = guard
         self._on_connect = on_connect
         self.prefix = prefix
         self.keepalive_s = keepalive_s
@@ -76,9 +90,12 @@ class MqttLink:
         self.connected = asyncio.Event()
         self.reconnected_at: float | None = None  # event loop time of the last reconnect
         self._handlers: dict[topics.Channel, list[Handler]] = {}
+        self._channel_filters: dict[topics.Channel, str] = {}
+        self._topic_handlers: dict[str, list[TopicHandler]] = {}
+        self._subscribed: set[str] = set()  # filters subscribed on the current connection
         self._client: aiomqtt.Client | None = None
         self._task: asyncio.Task[None] | None = None
-        self._lanes: list[asyncio.Queue[tuple[topics.Topic, bytes]]] = [
+        self._lanes: list[asyncio.Queue[tuple[topics.Topic | str, bytes]]] = [
             asyncio.Queue(lane_depth) for _ in range(lanes)
         ]
         self._lane_tasks: list[asyncio.Task[None]] = []
@@ -93,38 +110,111 @@ class MqttLink:
             20, 100, event="mqtt_device_rate_limited", describe=lambda d: {"device_id": d}
         )
 
-    def subscribe(self, channel: topics.Channel, handler: Handler) -> None:
-        """Call ``handler`` for every message on ``{prefix}/dev/+/{channel}``."""
-        first = channel not in self._handlers
-        self._handlers.setdefault(channel, []).append(handler)
-        if first and self._client is not None and self.connected.is_set():
-            task = asyncio.get_running_loop().create_task(
-                self._client.subscribe(self._filter(channel), qos=1)
-            )
-            task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+    @property
+    def identifier(self) -> str:
+        """The MQTT client id: one per instance and topic prefix on a broker."""
+        return f"homecare-{self.instance_id}-{zlib.crc32(self.prefix.encode()):08x}"
 
-    def _filter(self, channel: topics.Channel) -> str:
-        return f"{self.prefix}/dev/+/{channel.value}"
+    def subscribe(
+        self, channel: topics.Channel, handler: Handler, *, share_group: str | None = None
+    ) -> None:
+        """Call ``handler`` for every message on ``{prefix}/dev/+/{channel}``; with
+        ``share_group``, as a shared subscription (each message reaches one process of the
+        group). Every user of a channel must agree on ``share_group``."""
+        name = f"{self.prefix}/dev/+/{channel.value}"
+        if share_group is not None:
+            name = f"$share/{share_group}/{name}"
+        if self._channel_filters.setdefault(channel, name) != name:
+            raise ValueError(
+                f"{channel.value} is already subscribed as {self._channel_filters[channel]}"
+            )
+        self._handlers.setdefault(channel, []).append(handler)
+        self._subscribe_late()
+
+    def subscribe_topic(self, topic: str, handler: TopicHandler) -> None:
+        """Call ``handler`` with the payload of every message on the exact ``topic``."""
+        if any(c in topic for c in "+#") or topic.startswith("$"):
+            raise ValueError("subscribe_topic takes an exact topic")
+        self._topic_handlers.setdefault(topic, []).append(handler)
+        self._subscribe_late()
+
+    def unsubscribe(self, handler: Handler | TopicHandler) -> None:
+        """Stop calling ``handler``; a filter nobody handles any more is unsubscribed."""
+        gone: list[str] = []
+        for channel, found in list(self._handlers.items()):
+            if handler in found:
+                found.remove(handler)
+            if not found:
+                del self._handlers[channel]
+                gone.append(self._channel_filters.pop(channel))
+        for topic, found_t in list(self._topic_handlers.items()):
+            if handler in found_t:
+                found_t.remove(handler)
+            if not found_t:
+                del self._topic_handlers[topic]
+                gone.append(topic)
+        client = self._client
+        for name in gone:
+            self._subscribed.discard(name)
+            if client is not None and self.connected.is_set():
+                self._background(client.unsubscribe(name))
+
+    def _filters(self) -> list[str]:
+        return [*self._channel_filters.values(), *self._topic_handlers]
+
+    def _subscribe_late(self) -> None:
+        if self._client is not None and self.connected.is_set():
+            self._background(self.subscribed())
+
+    def _background(self, coro: Coroutine[Any, Any, object]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+    async def subscribed(self) -> None:
+        """While connected: make sure every registered filter is subscribed (a user that
+        subscribes after the link connected awaits this before it counts as ready)."""
+        client = self._client
+        if client is None or not self.connected.is_set():
+            return  # the reconnect loop subscribes everything before it sets ``connected``
+        with contextlib.suppress(aiomqtt.MqttError):
+            await self._subscribe_all(client)
+
+    async def _subscribe_all(self, client: aiomqtt.Client) -> None:
+        while pending := [f for f in self._filters() if f not in self._subscribed]:
+            for name in pending:
+                await client.subscribe(name, qos=1)
+                self._subscribed.add(name)
 
     async def publish(
-        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        timeout_s: float = 10.0,
     ) -> None:
         client = self._client
         if client is None or not self.connected.is_set():
             raise MqttUnavailable("the MQTT broker is not connected")
         try:
-            await client.publish(topic, payload, qos=qos, retain=retain, timeout=10)
+            await client.publish(topic, payload, qos=qos, retain=retain, timeout=timeout_s)
         except aiomqtt.MqttError as e:
             raise MqttUnavailable(str(e)) from e
 
     async def __aenter__(self) -> MqttLink:
         loop = asyncio.get_running_loop()
         self._lane_tasks = [
-            loop.create_task(self._drain(lane), name=f"mqtt-lane-{i}")
+            loop.create_task(
+                self._guarded(f"mqtt-lane-{i}", self._drain(lane)), name=f"mqtt-lane-{i}"
+            )
             for i, lane in enumerate(self._lanes)
         ]
-        self._task = loop.create_task(self._run(), name="mqtt-link")
+        self._task = loop.create_task(self._guarded("mqtt-link", self._run()), name="mqtt-link")
         return self
+
+    def _guarded(self, name: str, coro: Coroutine[Any, Any, None]) -> Coroutine[Any, Any, None]:
+        return coro if self._guard is None else self._guard(name, coro)
 
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
@@ -153,7 +243,7 @@ class MqttLink:
             try:
                 async with aiomqtt.Client(
                     **client_args(self.url),  # type: ignore[arg-type]
-                    identifier=f"homecare-{self.instance_id}",
+                    identifier=self.identifier,
                     keepalive=self.keepalive_s,
                     clean_session=True,
                     timeout=10,
@@ -165,8 +255,8 @@ class MqttLink:
                     ),
                 ) as client:
                     self._client = client
-                    for channel in self._handlers:
-                        await client.subscribe(self._filter(channel), qos=1)
+                    self._subscribed.clear()
+                    await self._subscribe_all(client)
                     await client.publish(
                         status_topic,
                         topics.server_status(topics.Presence.ONLINE, self.instance_id),
@@ -193,11 +283,15 @@ class MqttLink:
                     log.warning("mqtt_disconnected", error=str(e))
                 self.connected.clear()
                 self._client = None
+                self._subscribed.clear()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
     async def _dispatch(self, name: str, payload: bytes) -> None:
         self.messages_in += 1
+        if name in self._topic_handlers:  # one lane per topic keeps its messages in order
+            await self._lanes[zlib.crc32(name.encode()) % len(self._lanes)].put((name, payload))
+            return
         try:
             topic = topics.parse_topic(self.prefix, name)
         except PayloadError as e:
@@ -210,14 +304,24 @@ class MqttLink:
         lane = self._lanes[zlib.crc32(topic.device_id.encode()) % len(self._lanes)]
         await lane.put((topic, payload))
 
-    async def _drain(self, lane: asyncio.Queue[tuple[topics.Topic, bytes]]) -> None:
+    async def _drain(self, lane: asyncio.Queue[tuple[topics.Topic | str, bytes]]) -> None:
         while True:
             topic, payload = await lane.get()
             try:
-                for handler in self._handlers.get(topic.channel, ()):
-                    await self._deliver(handler, topic, payload)
+                if isinstance(topic, str):
+                    for on_topic in list(self._topic_handlers.get(topic, ())):
+                        await self._deliver_topic(on_topic, topic, payload)
+                else:
+                    for handler in list(self._handlers.get(topic.channel, ())):
+                        await self._deliver(handler, topic, payload)
             finally:
                 lane.task_done()
+
+    async def _deliver_topic(self, handler: TopicHandler, name: str, payload: bytes) -> None:
+        try:
+            await handler(payload)
+        except Exception:  # the handler's boundary: the link goes on
+            log.exception("mqtt_handler_failed", topic=name.rsplit("/", 1)[0])
 
     async def idle(self) -> None:
         """Wait until every message received so far has been handled."""

@@ -2,14 +2,15 @@
 
 ``services/app.py`` does::
 
-    rt.signalling = await stack.enter_async_context(
-        signalling_app.installed(app, settings, pool=pool, gate=gate, commands=commands,
-                                 instance_id=instance, clock=clock))
+    sig = await stack.enter_async_context(
+        signalling_app.installed(app, settings, pool=pool, link=link, gate=gate,
+                                 commands=commands, instance_id=instance, clock=clock))
 
-The signalling service always runs (the in-process probe uses :meth:`Signalling.connect`); it
-serves ``GET /ws/signal`` and takes its share of device messages only when the process has the
-``signalling`` role. Everything it holds is closed in reverse: clients get ``GOING_AWAY`` on
-``app.on_shutdown``, then the broker connection and timers end with the context.
+The signalling service runs where the process has the ``signalling`` or the ``probes`` role (the
+in-process probe uses :meth:`Signalling.connect`); it serves ``GET /ws/signal`` and takes its
+share of device messages only with the ``signalling`` role. It uses the process's one broker
+connection (``link``). Everything it holds is closed in reverse: clients get ``GOING_AWAY`` on
+``app.on_shutdown``, then its subscriptions and timers end with the context.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 from aiohttp import web
 
+from services.mqtt import MqttLink
 from services.settings import Settings
 from services.signalling.http import SIGNALLING, on_shutdown, routes
 from services.signalling.ports import (
@@ -40,6 +42,7 @@ async def installed(
     settings: Settings,
     *,
     pool: asyncpg.Pool,
+    link: MqttLink,
     gate: GatePort,
     commands: CommandsPort,
     instance_id: str,
@@ -47,19 +50,16 @@ async def installed(
     config: SignallingConfig | None = None,
 ) -> AsyncIterator[Signalling]:
     """Run signalling for the life of the block; ``app`` must not be frozen yet."""
-    if settings.mqtt_url is None:
-        raise RuntimeError("signalling needs an MQTT URL")
     serves = "signalling" in settings.roles
     sig = Signalling(
         pool=pool,
-        mqtt_url=settings.mqtt_url,
+        link=link,
         prefix=settings.mqtt_topic_prefix,
         instance_id=instance_id,
         gate=gate,
         commands=commands,
         turn=TurnConfig(settings.turn_urls, settings.turn_secret, settings.turn_ttl_s),
         config=config,
-        keepalive_s=settings.mqtt_keepalive_s,
         handle_devices=serves,
         clock=clock,
     )
