@@ -398,7 +398,9 @@ class RecipientBasis:
 class Decision:
     """The gate's answer. ``reason`` is ``None`` exactly when ``allowed``.
 
-    When allowed, ``recipient_id``, ``plan_id`` and ``view_cap_s`` say whom and for how long.
+    When allowed, ``recipient_id``, ``plan_id`` and ``view_cap_s`` say whom and for how long;
+    ``window_start``/``window_end`` the agreed window it falls in (purposes that need one), which
+    the view budget of that window is counted over.
     """
 
     allowed: bool
@@ -406,6 +408,8 @@ class Decision:
     recipient_id: str | None = None
     plan_id: str | None = None
     view_cap_s: int | None = None
+    window_start: datetime | None = None
+    window_end: datetime | None = None
 
     def __post_init__(self) -> None:
         if self.allowed != (self.reason is None):

@@ -205,8 +205,11 @@ def _decide(basis: RecipientBasis, purpose: Purpose, at: datetime) -> Decision:
     if req.is_pausable and any(p.is_active(at) for p in basis.pauses):
         return Decision.deny(Reason.PAUSED, rid)
     plan = plans[0] if plans else None
+    window = None
     if req.needs_window:
-        plan = next((p for p in plans if window_at(p, at, zone) is not None), None)
+        plan, window = next(
+            ((p, w) for p in plans if (w := window_at(p, at, zone)) is not None), (None, None)
+        )
         if plan is None:
             return Decision.deny(Reason.OUTSIDE_WINDOW, rid)
     return Decision(
@@ -215,6 +218,8 @@ def _decide(basis: RecipientBasis, purpose: Purpose, at: datetime) -> Decision:
         recipient_id=rid,
         plan_id=plan.plan_id if plan else None,
         view_cap_s=plan.view_cap_s if plan else None,
+        window_start=window.start if window else None,
+        window_end=window.end if window else None,
     )
 
 

@@ -1,39 +1,45 @@
-"""Signalling's ports (what it needs from the other slices) and its configuration.
+"""Signalling's ports (what it needs from the other slices and its adapters) and its configuration.
 
 The composition root passes the real adapters: ``consent.gate.Gate`` for :class:`GatePort`,
-``devices.commands.Commands`` for :class:`CommandsPort`; presence defaults to the registry's
-table (:class:`RegistryPresence`); tests pass fakes that implement the same protocols.
+``devices.commands.Commands`` for :class:`CommandsPort`; presence and kind default to the
+registry's table (:class:`RegistryPresence`), the session rows to
+:class:`services.signalling.store.PgSessionStore`, the broker to
+:class:`services.signalling.bus.SignalBus`. Tests pass the fakes of
+:mod:`services.signalling.fakes`, which implement the same protocols.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any, Protocol
 
 import asyncpg
 
 from consent import model as consent_model
-from devices import envelope as env
 from devices import store as device_store
 from devices import topics
-from kernel.roles import OPERATORS, Role
+from devices.envelope import Purpose
+from services.signalling.machine import GATE_PURPOSES, ROLES_FOR, Terms, WindowUse
+from services.signalling.store import SessionRow
 
 Clock = Callable[[], datetime]
 
-#: The consent purpose the gate is asked about for each kind of session.
-GATE_PURPOSE = {
-    env.Purpose.VIEW: consent_model.Purpose.CAMERA_CHECK,
-    env.Purpose.PROBE: consent_model.Purpose.MOTION_ANALYSIS,
-    env.Purpose.CALL: consent_model.Purpose.VIDEO_CALL,
-}
-#: Who may open each kind of session.
-ROLES_FOR = {
-    env.Purpose.VIEW: OPERATORS,
-    env.Purpose.CALL: OPERATORS,
-    env.Purpose.PROBE: frozenset({Role.SYSTEM}),
-}
+#: The first consent purpose the gate is asked about for each kind of session (a call also
+#: needs :data:`GATE_PURPOSES`' camera check).
+GATE_PURPOSE = {purpose: needed[0] for purpose, needed in GATE_PURPOSES.items()}
+__all__ = ["GATE_PURPOSE", "GATE_PURPOSES", "ROLES_FOR"]
+
+
+class Sleeper(Protocol):
+    """A clock that can also sleep (``kernel.clock``'s port): ``seconds`` on that clock."""
+
+    def now(self) -> datetime: ...
+
+    async def sleep(self, seconds: float) -> None: ...
 
 
 class GatePort(Protocol):
@@ -58,19 +64,87 @@ class CommandsPort(Protocol):
     ) -> topics.CommandAck: ...
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceFacts:
+    """What the registry knows of a device: presence and kind (``None`` before its ``meta``)."""
+
+    is_online: bool
+    kind: topics.DeviceKind | None
+
+
 class PresencePort(Protocol):
-    async def is_online(self, device_id: str) -> bool: ...
+    async def device(self, device_id: str) -> DeviceFacts | None: ...
 
 
 class RegistryPresence:
-    """Presence as the device registry stored it (``devices`` table)."""
+    """Presence and kind as the device registry stored them (``devices`` table)."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def is_online(self, device_id: str) -> bool:
+    async def device(self, device_id: str) -> DeviceFacts | None:
         record = await device_store.get(self._pool, device_id)
-        return record is not None and record.is_online
+        return None if record is None else DeviceFacts(record.is_online, record.kind)
+
+
+class SessionStore(Protocol):
+    """Session rows with their audit entries (:class:`services.signalling.store.PgSessionStore`).
+
+    ``open`` returns ``False`` if the device has an open session, raises ``SessionExists`` if
+    the id was used before."""
+
+    async def open(self, row: SessionRow, data: Mapping[str, Any]) -> bool: ...
+
+    async def denied(
+        self,
+        *,
+        actor: str,
+        purpose: Purpose,
+        subject: str,
+        data: Mapping[str, Any],
+        at: datetime,
+    ) -> None: ...
+
+    async def get(self, session_id: str) -> SessionRow | None: ...
+
+    async def mark_connected(
+        self, row: SessionRow, *, at: datetime, deadline: datetime | None, is_audited: bool
+    ) -> None: ...
+
+    async def extend(
+        self, row: SessionRow, *, actor: str, reason: str, deadline: datetime, at: datetime
+    ) -> int | None: ...
+
+    async def close(
+        self, session_id: str, *, actor: str, reason: str, at: datetime, detail: str | None
+    ) -> SessionRow | None: ...
+
+    async def sweep_overdue(
+        self, *, at: datetime, grace_s: float, instance_id: str | None = None
+    ) -> list[SessionRow]: ...
+
+    async def prune(self, *, before: datetime) -> int: ...
+
+    async def window_use(self, device_id: str, *, since: datetime, at: datetime) -> WindowUse: ...
+
+    async def staff_name(self, staff_id: str) -> str | None: ...
+
+
+class BusPort(Protocol):
+    """The broker side (:class:`services.signalling.bus.SignalBus`)."""
+
+    prefix: str
+    connected: asyncio.Event
+
+    async def publish_to_device(self, device_id: str, payload: bytes) -> None: ...
+
+    async def publish(self, topic: str, payload: bytes) -> None: ...
+
+    async def __aenter__(self) -> Any: ...
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +165,16 @@ class SignallingConfig:
     device_rate_per_s: float = 20.0
     device_rate_burst: float = 60.0
     command_timeout_s: float = 3.0
+
+    @property
+    def terms(self) -> Terms:
+        return Terms(
+            default_cap_s=self.default_cap_s,
+            ring_timeout_s=self.ring_timeout_s,
+            max_call_s=self.max_call_s,
+            max_extensions=self.max_extensions,
+            stale_video_s=self.stale_video_s,
+        )
 
 
 def system_clock() -> datetime:

@@ -14,14 +14,13 @@ import json
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
-import asyncpg
 import structlog
 
 from devices import envelope as env
 from devices import topics
 from devices.errors import PayloadError
-from services.signalling import store
-from services.signalling.bus import BusUnavailable, SignalBus, route_topic
+from services.signalling.bus import BusUnavailable, route_topic
+from services.signalling.ports import BusPort, SessionStore
 from services.signalling.session import TokenBucket
 
 log = structlog.get_logger(__name__)
@@ -37,8 +36,8 @@ class DeviceRouter:
     def __init__(
         self,
         *,
-        pool: asyncpg.Pool,
-        bus: SignalBus,
+        store: SessionStore,
+        bus: BusPort,
         instance_id: str,
         rate_per_s: float,
         burst: float,
@@ -46,7 +45,7 @@ class DeviceRouter:
         deliver: Deliver,
         counters: Counter[str],
     ) -> None:
-        self.pool = pool
+        self.store = store
         self.bus = bus
         self.instance_id = instance_id
         self.rate_per_s = rate_per_s
@@ -103,7 +102,7 @@ class DeviceRouter:
         if local_device is not None:
             owner, owner_device, is_open = self.instance_id, local_device, True
         else:
-            row = await store.get(self.pool, sid)
+            row = await self.store.get(sid)
             if row is None:
                 await self.device_error(device_id, "unknown_session", "no such session", sid)
                 return

@@ -2,8 +2,10 @@
 
 A :class:`ClientConnection` is one WebSocket (or in-process client such as the probe): a principal,
 an outbox the transport drains, a token bucket, and the sessions it opened. A :class:`LiveSession`
-is the process-local half of a ``signal_sessions`` row: timers, held call offers, dedupe flags.
-Nothing here is the only copy of anything that matters: the row in PostgreSQL is.
+is the process-local half of a ``signal_sessions`` row: the session's current value (a
+:class:`services.signalling.machine.Session`, which holds held call offers and dedupe flags), the
+connection it belongs to and its timer. Nothing here is the only copy of anything that matters:
+the row in PostgreSQL is.
 """
 
 from __future__ import annotations
@@ -11,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import OrderedDict
-from dataclasses import dataclass, field
-from datetime import datetime
-from enum import StrEnum
+from dataclasses import dataclass
 
 from devices import envelope as env
 from kernel.roles import Principal
+from services.signalling.machine import Session, State
+
+__all__ = ["ClientConnection", "Closing", "LiveSession", "State", "TokenBucket"]
 
 _conn_ids = itertools.count(1)
 
@@ -93,39 +96,40 @@ class ClientConnection:
         return item
 
 
-class State(StrEnum):
-    GRANTED = "granted"  # view/probe: waiting for the client's offer and the device's answer
-    RINGING = "ringing"  # call: the video phone rings; the caller's offer is held
-    CONNECTED = "connected"  # answer relayed (view) or call accepted
-    CLOSED = "closed"
-
-
 @dataclass(eq=False)
 class LiveSession:
-    session_id: str
-    device_id: str
-    purpose: env.Purpose
-    staff_id: str
-    recipient_id: str | None
+    """The machine's current value for one session, its client and its timer task."""
+
+    value: Session
     conn: ClientConnection
-    state: State
-    started_at: datetime
-    deadline: datetime
-    cap_s: float
-    extensions: int = 0
-    offer_sent: bool = False
-    answered: bool = False
-    held: list[env.Offer | env.Candidate] = field(default_factory=list)
-    device_candidates: list[env.Candidate] = field(default_factory=list)
-    last_frames: int = 0
-    last_frame_mono: float | None = None
-    timer: asyncio.TimerHandle | None = None
+    timer: asyncio.Task[None] | None = None
+
+    @property
+    def session_id(self) -> str:
+        return self.value.session_id
+
+    @property
+    def device_id(self) -> str:
+        return self.value.device_id
+
+    @property
+    def recipient_id(self) -> str | None:
+        return self.value.recipient_id
+
+    @property
+    def purpose(self) -> env.Purpose:
+        return self.value.purpose
+
+    @property
+    def state(self) -> State:
+        return self.value.state
 
     @property
     def is_open(self) -> bool:
-        return self.state is not State.CLOSED
+        return self.value.is_open
 
     def cancel_timer(self) -> None:
         if self.timer is not None:
-            self.timer.cancel()
+            if self.timer is not asyncio.current_task():
+                self.timer.cancel()
             self.timer = None

@@ -16,6 +16,8 @@ from typing import Any, Protocol
 import asyncpg
 
 from devices.envelope import Purpose
+from identity import store as staff_store
+from services.signalling.machine import WindowUse
 
 
 class AuditAppend(Protocol):
@@ -299,3 +301,90 @@ async def prune(pool: asyncpg.Pool, *, before: datetime) -> int:
         "DELETE FROM signal_sessions WHERE state = 'closed' AND ended_at < $1", before
     )
     return int(result.split()[-1])
+
+
+async def window_use(
+    pool: asyncpg.Pool, device_id: str, *, since: datetime, at: datetime
+) -> WindowUse:
+    """What the views of ``device_id`` started in ``[since, at)`` spent: seconds (an open one up
+    to ``at``) and extensions. The view budget of an agreed window (hard rule 5)."""
+    r = await pool.fetchrow(
+        "SELECT coalesce(sum(extract(epoch FROM least(coalesce(ended_at, $3), $3) - started_at)),"
+        " 0)::float8 AS used_s, coalesce(sum(extensions), 0)::int AS extensions"
+        " FROM signal_sessions WHERE device_id = $1 AND purpose = 'view'"
+        " AND started_at >= $2 AND started_at < $3",
+        device_id,
+        since,
+        at,
+    )
+    assert r is not None  # an aggregate always has one row
+    return WindowUse(used_s=max(0.0, float(r["used_s"])), extensions=int(r["extensions"]))
+
+
+class PgSessionStore:
+    """:class:`services.signalling.ports.SessionStore` over PostgreSQL and the audit chain."""
+
+    def __init__(self, pool: asyncpg.Pool, audit: AuditAppend) -> None:
+        self.pool = pool
+        self.audit = audit
+
+    async def open(self, row: SessionRow, data: Mapping[str, Any]) -> bool:
+        return await open_session(self.pool, self.audit, row, data)
+
+    async def denied(
+        self,
+        *,
+        actor: str,
+        purpose: Purpose,
+        subject: str,
+        data: Mapping[str, Any],
+        at: datetime,
+    ) -> None:
+        await audit_denied(
+            self.pool, self.audit, actor=actor, purpose=purpose, subject=subject, data=data, at=at
+        )
+
+    async def get(self, session_id: str) -> SessionRow | None:
+        return await get(self.pool, session_id)
+
+    async def mark_connected(
+        self, row: SessionRow, *, at: datetime, deadline: datetime | None, is_audited: bool
+    ) -> None:
+        await mark_connected(
+            self.pool, self.audit if is_audited else None, row, at=at, deadline=deadline
+        )
+
+    async def extend(
+        self, row: SessionRow, *, actor: str, reason: str, deadline: datetime, at: datetime
+    ) -> int | None:
+        return await extend(
+            self.pool, self.audit, row, actor=actor, reason=reason, deadline=deadline, at=at
+        )
+
+    async def close(
+        self, session_id: str, *, actor: str, reason: str, at: datetime, detail: str | None
+    ) -> SessionRow | None:
+        return await close(
+            self.pool, self.audit, session_id, actor=actor, reason=reason, at=at, detail=detail
+        )
+
+    async def sweep_overdue(
+        self, *, at: datetime, grace_s: float, instance_id: str | None = None
+    ) -> list[SessionRow]:
+        return await sweep_overdue(
+            self.pool, self.audit, at=at, grace_s=grace_s, instance_id=instance_id
+        )
+
+    async def prune(self, *, before: datetime) -> int:
+        return await prune(self.pool, before=before)
+
+    async def window_use(self, device_id: str, *, since: datetime, at: datetime) -> WindowUse:
+        return await window_use(self.pool, device_id, since=since, at=at)
+
+    async def staff_name(self, staff_id: str) -> str | None:
+        """The staff member's display name (for the phone's screen; never logged)."""
+        try:
+            async with self.pool.acquire() as conn:
+                return (await staff_store.get_staff(conn, staff_id)).display_name
+        except (LookupError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            return None

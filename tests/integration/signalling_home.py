@@ -132,7 +132,8 @@ async def served(
 
 async def _online(rt: app.Runtime, device_id: str) -> bool:
     value = await rt.pool.fetchval(
-        "SELECT presence = 'online' FROM devices WHERE device_id = $1", device_id
+        "SELECT presence = 'online' AND kind IS NOT NULL FROM devices WHERE device_id = $1",
+        device_id,
     )
     return value is True
 

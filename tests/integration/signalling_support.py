@@ -63,8 +63,14 @@ class FakeGate:
         *purposes: model.Purpose,
         cap_s: int = 30,
         recipient_id: str = "rec-0001",
+        camera: bool = True,
     ) -> None:
-        for purpose in purposes or (model.Purpose.CAMERA_CHECK,):
+        """Allow ``purposes`` (default camera check). A video call also gets the camera check
+        it needs for its video unless ``camera=False``."""
+        wanted = set(purposes or (model.Purpose.CAMERA_CHECK,))
+        if model.Purpose.VIDEO_CALL in wanted and camera:
+            wanted.add(model.Purpose.CAMERA_CHECK)  # a call's video needs the view's basis too
+        for purpose in wanted:
             self.decisions[device_id, purpose] = model.Decision(
                 allowed=True,
                 reason=None,
@@ -149,7 +155,7 @@ async def node(
         commands = Commands(pool, handler, link.publish, prefix)
         sig = Signalling(
             pool=pool,
-            mqtt_url=mqtt_url,
+            link=link,
             prefix=prefix,
             instance_id=instance_id,
             gate=gate,
@@ -209,9 +215,11 @@ async def devices(
 
 
 async def _online(pool: asyncpg.Pool, device_id: str) -> bool:
+    """Online, and its kind known (signalling checks the kind against the purpose)."""
     return (
         await pool.fetchval(
-            "SELECT presence = 'online' FROM devices WHERE device_id = $1", device_id
+            "SELECT presence = 'online' AND kind IS NOT NULL FROM devices WHERE device_id = $1",
+            device_id,
         )
         is True
     )

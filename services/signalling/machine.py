@@ -1,0 +1,694 @@
+"""The signalling session machine (pure): what a live view, call or probe may do, and when it ends.
+
+::
+
+    request ─decide_request─▶ Deny(reason)
+                           └▶ Grant ─▶ granted (view, probe) ─device answer─▶ connected
+                                    └▶ ringing (call) ─answered─▶ connected ─▶ …
+    any open state ─bye / timer at the deadline / gate denied / device lost / client gone /
+                    declined / shutdown─▶ closed
+
+:func:`decide_request` decides a request from values the interpreter gathered (the caller's role,
+the device's presence and kind, the gate's decisions, the view budget already spent in the
+agreed window). :func:`apply` is the only way to change a :class:`Session`: it looks the event up
+in :data:`TABLE` and returns the new session and the :class:`Effect` s the interpreter
+(:mod:`services.signalling.service`) must perform, in order. Refusals are effects too
+(:class:`Refuse`), never exceptions. Nothing here reads a clock: ``now`` is passed in.
+
+The rules decided here (hard rule 5 and issue 13): the view cap (``bye timeout`` at the
+deadline), extensions only with a reason and at most ``max_extensions`` per agreed window,
+``bye withdrawn`` when the gate turns to deny, a call rings first and ends ``no_answer`` at the
+ring timeout or ``declined``, a call is capped, ``drive`` only in an accepted call while the
+caller's video is fresh, an offer's media must fit the purpose (:mod:`.sdp`), and who the audit
+names as the actor of an ending (the operator, ``device:<id>`` or ``system``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from consent.model import Decision
+from consent.model import Purpose as GatePurpose
+from devices import envelope as env
+from devices.topics import CommandOp, DeviceKind
+from kernel.roles import OPERATORS, Role
+from services.signalling import sdp
+
+#: Who may open each kind of session.
+ROLES_FOR: dict[env.Purpose, frozenset[Role]] = {
+    env.Purpose.VIEW: OPERATORS,
+    env.Purpose.CALL: OPERATORS,
+    env.Purpose.PROBE: frozenset({Role.SYSTEM}),
+}
+#: The consent purposes the gate must allow, for each kind of session. A call's video needs
+#: the same basis as a view (every cohabitant, no pause, inside an agreed window).
+GATE_PURPOSES: dict[env.Purpose, tuple[GatePurpose, ...]] = {
+    env.Purpose.VIEW: (GatePurpose.CAMERA_CHECK,),
+    env.Purpose.PROBE: (GatePurpose.MOTION_ANALYSIS,),
+    env.Purpose.CALL: (GatePurpose.VIDEO_CALL, GatePurpose.CAMERA_CHECK),
+}
+#: The device kind each purpose is for.
+KIND_FOR: dict[env.Purpose, DeviceKind] = {
+    env.Purpose.VIEW: DeviceKind.CAMERA,
+    env.Purpose.PROBE: DeviceKind.CAMERA,
+    env.Purpose.CALL: DeviceKind.VIDEO_PHONE,
+}
+MIN_VIEW_S = 1.0
+"""A view budget with less than this left is spent."""
+MAX_HELD = 64
+"""Messages held per session (a ringing call's offer and candidates; early device candidates)."""
+
+
+class State(StrEnum):
+    GRANTED = "granted"  # view/probe: waiting for the client's offer and the device's answer
+    RINGING = "ringing"  # call: the video phone rings; the caller's offer is held
+    CONNECTED = "connected"  # answer relayed (view) or call accepted
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class Terms:
+    """System-wide limits (from ``SignallingConfig``). Durations in seconds."""
+
+    default_cap_s: float = 30.0
+    ring_timeout_s: float = 30.0
+    max_call_s: float = 3600.0
+    max_extensions: int = 3
+    stale_video_s: float = 1.0
+
+
+# --------------------------------------------------------------------------- requests
+
+
+@dataclass(frozen=True, slots=True)
+class WindowUse:
+    """What earlier views of the device spent in the current agreed window."""
+
+    used_s: float = 0.0
+    extensions: int = 0
+
+
+def view_budget_s(cap_s: float, use: WindowUse) -> float:
+    """Seconds of view left in a window: the cap plus one cap per extension taken, less what
+    was used (may be negative). One pure function so the budget can be re-keyed (per check)."""
+    return cap_s * (1 + use.extensions) - use.used_s
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFacts:
+    """Everything a request is decided on. ``decisions`` holds the gate's answer for each of
+    ``GATE_PURPOSES[purpose]`` (a missing one counts as a deny)."""
+
+    purpose: env.Purpose
+    role: Role
+    is_online: bool
+    device_kind: DeviceKind | None
+    decisions: Mapping[GatePurpose, Decision]
+    auto_answer: bool = False
+    window_use: WindowUse = WindowUse()
+    phone_view_allowed: bool = False  # no care plan says a phone may be viewed (yet)
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    state: State
+    cap_s: float  # the view cap (an extension adds this much); the ring timeout for a call
+    deadline: datetime
+    recipient_id: str | None
+    plan_id: str | None
+    auto_answer: bool
+    window_use: WindowUse
+
+
+@dataclass(frozen=True, slots=True)
+class Deny:
+    reason: str
+    recipient_id: str | None = None
+
+
+def may_request(role: Role, purpose: env.Purpose) -> bool:
+    return role in ROLES_FOR[purpose]
+
+
+def decide_request(facts: RequestFacts, now: datetime, terms: Terms) -> Grant | Deny:
+    """Grant or deny a request: role, presence, device kind, every gate purpose, view budget."""
+    purpose = facts.purpose
+    if not may_request(facts.role, purpose):
+        return Deny("forbidden")
+    if not facts.is_online:
+        return Deny("device_offline")
+    if facts.device_kind is None:
+        return Deny("device_kind_unknown")
+    phone_view = (
+        purpose is env.Purpose.VIEW
+        and facts.device_kind is DeviceKind.VIDEO_PHONE
+        and facts.phone_view_allowed
+    )
+    if facts.device_kind is not KIND_FOR[purpose] and not phone_view:
+        return Deny("wrong_device_kind")
+    first: Decision | None = None
+    for gate_purpose in GATE_PURPOSES[purpose]:
+        decision = facts.decisions.get(gate_purpose)
+        if decision is None or not decision.allowed:
+            reason = decision.reason.value if decision and decision.reason else "no_consent"
+            return Deny(reason, decision.recipient_id if decision else None)
+        first = first or decision
+    assert first is not None
+    if purpose is env.Purpose.CALL:
+        cap_s = terms.ring_timeout_s
+        return Grant(
+            State.RINGING,
+            cap_s,
+            now + timedelta(seconds=cap_s),
+            first.recipient_id,
+            first.plan_id,
+            facts.auto_answer,
+            WindowUse(),
+        )
+    cap_s = float(first.view_cap_s or terms.default_cap_s)
+    use = facts.window_use if purpose is env.Purpose.VIEW else WindowUse()
+    left_s = view_budget_s(cap_s, use)
+    if left_s < MIN_VIEW_S:
+        return Deny("budget_spent", first.recipient_id)
+    return Grant(
+        State.GRANTED,
+        cap_s,
+        now + timedelta(seconds=left_s),
+        first.recipient_id,
+        first.plan_id,
+        False,
+        use,
+    )
+
+
+# --------------------------------------------------------------------------- the session
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """One live session as a value. ``cap_s`` is the view cap (the ring timeout for a call)."""
+
+    session_id: str
+    device_id: str
+    purpose: env.Purpose
+    staff_id: str
+    recipient_id: str | None
+    state: State
+    started_at: datetime
+    deadline: datetime
+    cap_s: float
+    window_use: WindowUse = WindowUse()  # spent in this window before this session
+    extensions: int = 0  # taken in this session
+    auto_answer: bool = False
+    answered: bool = False  # the device's answer reached the client
+    offer_sent: bool = False  # the client's offer reached the device
+    held: tuple[env.Offer | env.Candidate, ...] = ()
+    device_candidates: tuple[env.Candidate, ...] = ()
+    last_frames: int = 0
+    last_frame_at: datetime | None = None
+    end_reason: env.ByeReason | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.state is not State.CLOSED
+
+    @property
+    def has_offer(self) -> bool:
+        return self.offer_sent or any(isinstance(m, env.Offer) for m in self.held)
+
+
+def open_session(
+    grant: Grant,
+    *,
+    session_id: str,
+    device_id: str,
+    purpose: env.Purpose,
+    staff_id: str,
+    now: datetime,
+) -> Session:
+    return Session(
+        session_id=session_id,
+        device_id=device_id,
+        purpose=purpose,
+        staff_id=staff_id,
+        recipient_id=grant.recipient_id,
+        state=grant.state,
+        started_at=now,
+        deadline=grant.deadline,
+        cap_s=grant.cap_s,
+        window_use=grant.window_use,
+        auto_answer=grant.auto_answer,
+    )
+
+
+# --------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True, slots=True)
+class ClientOffer:
+    offer: env.Offer
+
+
+@dataclass(frozen=True, slots=True)
+class ClientCandidate:
+    candidate: env.Candidate
+
+
+@dataclass(frozen=True, slots=True)
+class ClientBye:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ClientExtend:
+    """The operator asks for more time with a reason; ``gate`` is the gate's answer now."""
+
+    reason: env.ExtendReason
+    gate: Decision
+
+
+@dataclass(frozen=True, slots=True)
+class ClientVideo:
+    frames: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClientDrive:
+    linear: float
+    angular: float
+
+
+@dataclass(frozen=True, slots=True)
+class ClientGone:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceAnswer:
+    answer: env.Answer
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceCandidate:
+    candidate: env.Candidate
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceBye:
+    reason: env.ByeReason
+
+
+@dataclass(frozen=True, slots=True)
+class CallAnswered:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class CallDeclined:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class RingFailed:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class GateDenied:
+    """The gate turned to deny (withdrawal, pause, unbinding, window end, suspension)."""
+
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceLost:
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Shutdown:
+    pass
+
+
+Event = (
+    ClientOffer
+    | ClientCandidate
+    | ClientBye
+    | ClientExtend
+    | ClientVideo
+    | ClientDrive
+    | ClientGone
+    | DeviceAnswer
+    | DeviceCandidate
+    | DeviceBye
+    | CallAnswered
+    | CallDeclined
+    | RingFailed
+    | TimerFired
+    | GateDenied
+    | DeviceLost
+    | Shutdown
+)
+
+# --------------------------------------------------------------------------- effects
+
+
+@dataclass(frozen=True, slots=True)
+class ToClient:
+    """Send to the client (the interpreter adds TURN credentials to a ``granted``)."""
+
+    message: env.Envelope
+
+
+@dataclass(frozen=True, slots=True)
+class ToDevice:
+    """Publish on the device's ``webrtc/in`` (the interpreter adds TURN credentials to an offer)."""
+
+    message: env.Envelope
+
+
+@dataclass(frozen=True, slots=True)
+class Refuse:
+    """An ``error`` envelope to the client; nothing else changed."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A device command whose ack only gets logged (``sleep``, ``hangup``)."""
+
+    op: CommandOp
+
+
+@dataclass(frozen=True, slots=True)
+class Ring:
+    """``cmd ring``; if it fails the interpreter feeds :class:`RingFailed`."""
+
+    timeout_s: float
+    auto_answer: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Drive:
+    """``cmd drive``; the interpreter answers the client ``ack`` or ``error``."""
+
+    linear: float
+    angular: float
+
+
+@dataclass(frozen=True, slots=True)
+class ArmTimer:
+    """Feed :class:`TimerFired` at ``at`` (replaces the session's timer)."""
+
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MarkConnected:
+    """Row to ``connected`` (and audit ``{purpose}.answered`` as ``device:<id>`` if audited)."""
+
+    at: datetime
+    deadline: datetime | None
+    is_audited: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Extended:
+    """Row deadline moved, audited ``{purpose}.extended`` by ``actor`` with ``reason``."""
+
+    actor: str
+    reason: str
+    deadline: datetime
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """Row closed, audited ``{purpose}.ended`` by ``actor``; the connection forgets the session."""
+
+    reason: env.ByeReason
+    actor: str
+    detail: str | None
+    at: datetime
+
+
+Effect = (
+    ToClient
+    | ToDevice
+    | Refuse
+    | Command
+    | Ring
+    | Drive
+    | ArmTimer
+    | MarkConnected
+    | Extended
+    | Closed
+)
+Result = tuple[Session, tuple[Effect, ...]]
+
+
+# --------------------------------------------------------------------------- ending
+
+
+def actor_of(session: Session, reason: env.ByeReason) -> str:
+    """Who ended a session, for the audit log."""
+    if reason is env.ByeReason.OPERATOR:
+        return session.staff_id
+    if reason in {env.ByeReason.DECLINED, env.ByeReason.DEVICE_LOST}:
+        return f"device:{session.device_id}"
+    return "system"
+
+
+def stop_op(purpose: env.Purpose, reason: env.ByeReason) -> CommandOp | None:
+    """What the device is told to do after a session ends (nothing if it is gone or declined)."""
+    if reason is env.ByeReason.DEVICE_LOST:
+        return None
+    if purpose is env.Purpose.CALL:
+        return None if reason is env.ByeReason.DECLINED else CommandOp.HANGUP
+    return CommandOp.SLEEP
+
+
+def close(
+    s: Session,
+    reason: env.ByeReason,
+    now: datetime,
+    *,
+    detail: str | None = None,
+    tell_device: bool = True,
+) -> Result:
+    """End ``s`` once: ``bye`` to the device (media stops at the source), the stop command, the
+    row and its audit entry, then ``bye`` to the client (so a new request right after succeeds)."""
+    ended = dataclasses.replace(
+        s, state=State.CLOSED, held=(), device_candidates=(), end_reason=reason
+    )
+    effects: list[Effect] = []
+    if tell_device:
+        effects.append(ToDevice(env.Bye(s.session_id, reason)))
+    op = stop_op(s.purpose, reason)
+    if op is not None:
+        effects.append(Command(op))
+    effects.append(Closed(reason, actor_of(s, reason), detail, now))
+    effects.append(ToClient(env.Bye(s.session_id, reason)))
+    return ended, tuple(effects)
+
+
+# --------------------------------------------------------------------------- handlers
+
+
+def _refuse(s: Session, code: str, message: str) -> Result:
+    return s, (Refuse(code, message),)
+
+
+def _hold(s: Session, message: env.Offer | env.Candidate) -> Result:
+    if len(s.held) >= MAX_HELD:
+        return _refuse(s, "too_many_candidates", "candidate limit reached")
+    return dataclasses.replace(s, held=(*s.held, message)), ()
+
+
+def _client_offer(s: Session, e: ClientOffer, now: datetime, t: Terms) -> Result:
+    if s.has_offer:
+        return _refuse(s, "duplicate_offer", "this session has an offer already")
+    problem = sdp.check_offer(s.purpose, e.offer.sdp)
+    if problem is not None:
+        return _refuse(s, "bad_offer", f"{sdp.MESSAGES[problem]} ({problem.value})")
+    if s.state is State.RINGING:  # held until the brukare answers
+        return _hold(s, e.offer)
+    return dataclasses.replace(s, offer_sent=True), (ToDevice(e.offer),)
+
+
+def _client_candidate(s: Session, e: ClientCandidate, now: datetime, t: Terms) -> Result:
+    if not s.has_offer:
+        return _refuse(s, "no_offer", "send the offer before candidates")
+    if s.state is State.RINGING:
+        return _hold(s, e.candidate)
+    return s, (ToDevice(e.candidate),)
+
+
+def _client_bye(s: Session, e: ClientBye, now: datetime, t: Terms) -> Result:
+    return close(s, env.ByeReason.OPERATOR, now)
+
+
+def _client_gone(s: Session, e: ClientGone, now: datetime, t: Terms) -> Result:
+    return close(s, env.ByeReason.OPERATOR, now, detail="disconnected")
+
+
+def _client_extend(s: Session, e: ClientExtend, now: datetime, t: Terms) -> Result:
+    if s.purpose is env.Purpose.CALL:
+        return _refuse(s, "not_extendable", "calls have no view cap")
+    if s.extensions + s.window_use.extensions >= t.max_extensions:
+        return _refuse(s, "extension_limit", "no more extensions for this view")
+    if not e.gate.allowed:
+        detail = e.gate.reason.value if e.gate.reason else None
+        return close(s, env.ByeReason.WITHDRAWN, now, detail=detail)
+    deadline = max(s.deadline, now) + timedelta(seconds=s.cap_s)
+    extended = dataclasses.replace(s, deadline=deadline, extensions=s.extensions + 1)
+    granted = env.Granted(
+        s.session_id,
+        device_id=s.device_id,
+        purpose=s.purpose,
+        deadline=deadline.timestamp(),
+        cap_s=s.cap_s,
+    )
+    return extended, (
+        Extended(s.staff_id, e.reason.value, deadline, now),
+        ArmTimer(deadline),
+        ToClient(granted),
+    )
+
+
+def _client_video(s: Session, e: ClientVideo, now: datetime, t: Terms) -> Result:
+    if e.frames <= s.last_frames:
+        return s, ()
+    return dataclasses.replace(s, last_frames=e.frames, last_frame_at=now), ()
+
+
+def _client_drive(s: Session, e: ClientDrive, now: datetime, t: Terms) -> Result:
+    if s.purpose is not env.Purpose.CALL or s.state is not State.CONNECTED:
+        return _refuse(s, "not_in_call", "drive only during an accepted call")
+    if s.last_frame_at is None or (now - s.last_frame_at).total_seconds() > t.stale_video_s:
+        return _refuse(s, "video_stale", "no fresh video from the phone; not driving")
+    return s, (Drive(e.linear, e.angular),)
+
+
+def _device_answer(s: Session, e: DeviceAnswer, now: datetime, t: Terms) -> Result:
+    if s.answered:
+        return s, ()  # QoS 1 may deliver twice: the first answer wins
+    effects: list[Effect] = [ToClient(e.answer), *(ToClient(c) for c in s.device_candidates)]
+    state = s.state
+    if state is State.GRANTED:
+        state = State.CONNECTED
+        effects.append(MarkConnected(now, None, is_audited=False))
+    return dataclasses.replace(s, answered=True, device_candidates=(), state=state), tuple(effects)
+
+
+def _device_candidate(s: Session, e: DeviceCandidate, now: datetime, t: Terms) -> Result:
+    if s.answered:
+        return s, (ToClient(e.candidate),)
+    if len(s.device_candidates) >= MAX_HELD:
+        return s, ()
+    return dataclasses.replace(s, device_candidates=(*s.device_candidates, e.candidate)), ()
+
+
+_DEVICE_BYE_REASONS = frozenset(
+    {env.ByeReason.DECLINED, env.ByeReason.DEVICE_LOST, env.ByeReason.NO_ANSWER}
+)
+
+
+def _device_bye(s: Session, e: DeviceBye, now: datetime, t: Terms) -> Result:
+    reason = e.reason if e.reason in _DEVICE_BYE_REASONS else env.ByeReason.DEVICE_LOST
+    return close(s, reason, now, tell_device=False)
+
+
+def _call_answered(s: Session, e: CallAnswered, now: datetime, t: Terms) -> Result:
+    deadline = now + timedelta(seconds=t.max_call_s)
+    connected = dataclasses.replace(
+        s, state=State.CONNECTED, deadline=deadline, held=(), offer_sent=s.has_offer
+    )
+    return connected, (
+        ArmTimer(deadline),
+        *(ToDevice(m) for m in s.held),
+        MarkConnected(now, deadline, is_audited=True),
+    )
+
+
+def _call_declined(s: Session, e: CallDeclined, now: datetime, t: Terms) -> Result:
+    return close(s, env.ByeReason.DECLINED, now)
+
+
+def _ring_failed(s: Session, e: RingFailed, now: datetime, t: Terms) -> Result:
+    return close(s, env.ByeReason.DEVICE_LOST, now, detail="ring_failed")
+
+
+def _timer_fired(s: Session, e: TimerFired, now: datetime, t: Terms) -> Result:
+    if now < s.deadline:  # an old timer (the deadline moved): wait for the new one
+        return s, (ArmTimer(s.deadline),)
+    reason = env.ByeReason.NO_ANSWER if s.state is State.RINGING else env.ByeReason.TIMEOUT
+    return close(s, reason, now)
+
+
+def _gate_denied(s: Session, e: GateDenied, now: datetime, t: Terms) -> Result:
+    return close(s, env.ByeReason.WITHDRAWN, now, detail=e.reason)
+
+
+def _device_lost(s: Session, e: DeviceLost, now: datetime, t: Terms) -> Result:
+    return close(s, env.ByeReason.DEVICE_LOST, now, detail=e.detail, tell_device=False)
+
+
+def _shutdown(s: Session, e: Shutdown, now: datetime, t: Terms) -> Result:
+    return close(s, env.ByeReason.TIMEOUT, now, detail="shutdown")
+
+
+Handler = Callable[[Session, Any, datetime, Terms], Result]
+_OPEN = (State.GRANTED, State.RINGING, State.CONNECTED)
+_ANY_OPEN: dict[type, Handler] = {
+    ClientOffer: _client_offer,
+    ClientCandidate: _client_candidate,
+    ClientBye: _client_bye,
+    ClientExtend: _client_extend,
+    ClientVideo: _client_video,
+    ClientDrive: _client_drive,
+    ClientGone: _client_gone,
+    DeviceAnswer: _device_answer,
+    DeviceCandidate: _device_candidate,
+    DeviceBye: _device_bye,
+    CallDeclined: _call_declined,
+    RingFailed: _ring_failed,
+    TimerFired: _timer_fired,
+    GateDenied: _gate_denied,
+    DeviceLost: _device_lost,
+    Shutdown: _shutdown,
+}
+TABLE: dict[tuple[State, type], Handler] = {
+    **{(state, kind): h for state in _OPEN for kind, h in _ANY_OPEN.items()},
+    (State.RINGING, CallAnswered): _call_answered,
+}
+"""(state, event type) -> handler; a pair not here changes nothing (a closed session, a call
+answered twice, a decline of a view)."""
+
+_CLIENT_EVENTS = (ClientOffer, ClientCandidate, ClientExtend, ClientDrive)
+
+
+def apply(session: Session, event: Event, now: datetime, terms: Terms = Terms()) -> Result:
+    """Apply ``event`` to ``session`` at ``now``: the new session and the effects, in order."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    if isinstance(event, CallAnswered | CallDeclined) and session.purpose is not env.Purpose.CALL:
+        return session, ()
+    handler = TABLE.get((session.state, type(event)))
+    if handler is None:
+        if session.state is State.CLOSED and isinstance(event, _CLIENT_EVENTS):
+            return _refuse(session, "session_closed", "the session has ended")
+        return session, ()
+    return handler(session, event, now, terms)
