@@ -1,12 +1,14 @@
 """``homecare simulate-night``: one whole night of rounds against simulated homes, sped up.
 
 Everything real except the homes and the staff: a scratch PostgreSQL database (migrated, dropped
-afterwards), the consent store and gate with its change feed, the planner and watchdog, **two**
-round workers on separate connection pools sharing the queue (``FOR UPDATE SKIP LOCKED``), the
-audit chain, and the morning report. The clock is a simulated one that jumps from one moment
-where something happens (a window opens, a retry is due, a scripted event, an operator or the
-patrol acts) to the next, paced at ``speed`` simulated seconds per real second (0: as fast as the
-machine goes).
+afterwards) and the service's own bootstrap (``services.app.runtime`` with the ``rounds`` and
+``probes`` roles, no broker): the consent store and gate with its change feed, the planner and
+watchdog, **two** round workers on separate connection pools sharing the queue (``FOR UPDATE
+SKIP LOCKED``), the audit chain, and the morning report. The simulation passes its clock, its
+probe and its wake, and steps the watchdog and the workers itself (``Options(drive=False)``).
+The clock is a simulated one that jumps from one moment where something happens (a window opens,
+a retry is due, a scripted event, an operator or the patrol acts) to the next, paced at ``speed``
+simulated seconds per real second (0: as fast as the machine goes).
 
 Simulated homes follow a scripted mix (:data:`MIX`): asleep, restless, up and walking, fallen,
 empty bed, camera dark, frozen or covered, camera going offline at 23:30, consent withdrawn at
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import time as wall
 import uuid
@@ -42,7 +45,7 @@ import asyncpg
 import structlog
 
 from consent import enrol
-from consent.gate import ChangeBus, ChangeSubscription, Gate
+from consent.gate import ChangeSubscription, Gate
 from consent.model import (
     CarePlan,
     CareRecipient,
@@ -55,8 +58,8 @@ from consent.model import (
 from consent.store import PgConsentStore
 from devices.registry import PresenceChanged, Stored
 from kernel.audit import store as audit_store
-from kernel.timing import Timing
-from services import db
+from kernel.timing import DEFAULT_TIMING, Timing
+from services import app
 from services.settings import Settings, SettingsError
 from simulators import scenes
 from supervision import checks as ch
@@ -64,11 +67,10 @@ from supervision import motion, report, schedule
 from supervision.checks import Check, OutcomeKind, State
 from supervision.errors import TransitionRefused
 from supervision.ports import ProbeResult
-from supervision.runner import Runner, RunnerConfig
-from supervision.service import RegistryDevices
+from supervision.runner import Runner
 from supervision.store import RoundStore
 from supervision.verdict import decide
-from supervision.watchdog import Watchdog, WatchdogConfig
+from supervision.watchdog import Watchdog
 
 log = structlog.get_logger(__name__)
 
@@ -345,64 +347,89 @@ def script_of(all_homes: list[Home], night: date, zone: ZoneInfo) -> list[Script
 
 
 class NightSim:
-    """One simulated night on the database behind two pools (one per worker)."""
+    """One simulated night on the database of ``database_url``, in the service's bootstrap."""
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
-        other_pool: asyncpg.Pool,
+        database_url: str,
         *,
         n_homes: int,
         night: date,
         zone: str = "Europe/Stockholm",
         plan_hour: int = 18,
         watch: Watch | None = None,
+        timing: Timing = DEFAULT_TIMING,
     ) -> None:
         """``watch`` replaces the motion check over a scene (tests of the night's own checks)."""
-        self.pool = pool
         self.night = night
         self.tz = ZoneInfo(zone)
         self.homes = homes(n_homes)
         self.by_recipient = {h.recipient_id: h for h in self.homes}
         self.start = datetime.combine(night, time(plan_hour), tzinfo=self.tz)
         self.clock = SimClock(self.start - timedelta(days=1))
-        bus = ChangeBus()
-        self.consent = PgConsentStore(pool, publish=bus.publish)
-        self.gate = Gate(self.consent, bus, clock=self.clock)
         self.online = {h.device_id for h in self.homes}
         self.prober = SceneProber({h.device_id: h for h in self.homes}, self.online, watch)
-        self.store = RoundStore(pool)
-        self.watchdog = Watchdog(
-            self.store,
-            bases=self.gate,
-            devices=RegistryDevices(pool, self.wake),
-            clock=self.clock,
-            config=WatchdogConfig(zone=zone, plan_hour=plan_hour),
+        self.settings = Settings(
+            database_url=database_url,
+            mqtt_url=None,  # no broker: the probe and the wake are simulated
+            roles=("rounds", "probes"),
+            time_zone=zone,
+            plan_hour=plan_hour,
+            instance_id="sim",
+            timing=dataclasses.replace(timing, probe_window_s=PROBE_WINDOW_S),
         )
-        self.runners = [
-            Runner(
-                store,
-                gate=self.gate,
-                prober=self.prober,
-                devices=RegistryDevices(store.pool, self.wake),
-                clock=self.clock,
-                config=RunnerConfig(
-                    worker_id=f"sim-w{i + 1}",
-                    concurrency=8,
-                    open_checks=False,
-                    timing=Timing(probe_window_s=PROBE_WINDOW_S),
-                ),
-            )
-            for i, store in enumerate((self.store, RoundStore(other_pool)))
-        ]
+        self.options = app.Options(
+            prober=self.prober, wake=self.wake, drive=False, workers=2, pool_max=6
+        )
         self.staff = Staff(self.by_recipient)
         self.script = script_of(self.homes, night, self.tz)
         self.steps = 0
+        self._rt: app.Runtime | None = None
+
+    @property
+    def rt(self) -> app.Runtime:
+        if self._rt is None:
+            raise RuntimeError("the night is not running")
+        return self._rt
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self.rt.pool
+
+    @property
+    def consent(self) -> PgConsentStore:
+        return self.rt.consent
+
+    @property
+    def gate(self) -> Gate:
+        return self.rt.gate
+
+    @property
+    def store(self) -> RoundStore:
+        assert self.rt.rounds is not None
+        return self.rt.rounds.store
+
+    @property
+    def watchdog(self) -> Watchdog:
+        assert self.rt.rounds is not None
+        return self.rt.rounds.watchdog
+
+    @property
+    def runners(self) -> list[Runner]:
+        return self.rt.workers
 
     async def wake(self, device_id: str) -> bool:
         return device_id in self.online
 
     async def run(self, *, speed: float = 0.0, progress: bool = False) -> NightResult:
+        async with app.runtime(self.settings, clock=self.clock, options=self.options) as rt:
+            self._rt = rt
+            try:
+                return await self._run(speed, progress)
+            finally:
+                self._rt = None
+
+    async def _run(self, speed: float, progress: bool) -> NightResult:
         started = wall.monotonic()
         await seed(self.consent, self.pool, self.homes, self.clock.now)
         self.clock.now = self.start
@@ -611,12 +638,8 @@ async def simulate(
     progress: bool = False,
 ) -> NightResult:
     """Simulate ``night`` in a scratch database on the server of ``server_url``."""
-    async with (
-        scratch_database(server_url) as url,
-        db.open_pool(url, max_size=6) as pool,
-        db.open_pool(url, max_size=4) as other,
-    ):
-        sim = NightSim(pool, other, n_homes=n_homes, night=night, zone=zone, plan_hour=plan_hour)
+    async with scratch_database(server_url) as url:
+        sim = NightSim(url, n_homes=n_homes, night=night, zone=zone, plan_hour=plan_hour)
         return await sim.run(speed=speed, progress=progress)
 
 

@@ -11,7 +11,6 @@ import sys
 import time
 from datetime import date
 
-import asyncpg
 import pytest
 
 from supervision.ports import ProbeResult
@@ -74,14 +73,11 @@ def _blind_motion_check(kind: object, seed: int, window_s: float) -> ProbeResult
     return ProbeResult("activity", False, 0.9, 40)
 
 
-async def test_the_night_fails_when_a_dangerous_scene_is_cleared(
-    pool: asyncpg.Pool, database_url: str
-) -> None:
-    async with asyncpg.create_pool(database_url, min_size=1, max_size=3) as other:
-        sim = night_sim.NightSim(
-            pool, other, n_homes=20, night=date(2025, 6, 10), watch=_blind_motion_check
-        )
-        result = await sim.run()
+async def test_the_night_fails_when_a_dangerous_scene_is_cleared(database_url: str) -> None:
+    sim = night_sim.NightSim(
+        database_url, n_homes=20, night=date(2025, 6, 10), watch=_blind_motion_check
+    )
+    result = await sim.run()
     assert not result.ok
     fallen = {h.recipient_id for h in night_sim.homes(20) if h.scenario in ("fallen", "fall")}
     assert fallen
