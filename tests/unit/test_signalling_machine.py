@@ -1,0 +1,672 @@
+"""The signalling session machine and its interpreter, without PostgreSQL, Mosquitto or aiortc.
+
+Each table fails when its rule breaks: the view cap, the extension limit, the withdrawal
+teardown, the drive lockout, the ring timeout, the purpose <-> device kind rule, the view budget
+shared across re-opens, and the offer's media against the purpose (with SDP as aiortc writes it).
+The last part runs :class:`services.signalling.service.Signalling` on the fakes of
+:mod:`services.signalling.fakes` with a clock that only moves when the test says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from consent.model import Decision, Reason
+from consent.model import Purpose as GP
+from devices import envelope as env
+from devices.topics import CommandOp, DeviceKind, EventType
+from kernel.roles import Principal, Role
+from services.signalling import machine as m
+from services.signalling import sdp
+from services.signalling.fakes import (
+    FakeBus,
+    FakeClock,
+    FakeCommands,
+    FakeGate,
+    FakePresence,
+    FakeSessionStore,
+)
+from services.signalling.ports import SignallingConfig
+from services.signalling.service import Signalling
+from services.signalling.session import ClientConnection
+
+T0 = datetime(2026, 1, 15, 21, 0, tzinfo=UTC)
+S = timedelta(seconds=1)
+TERMS = m.Terms(
+    default_cap_s=30, ring_timeout_s=30, max_call_s=3600, max_extensions=2, stale_video_s=1.0
+)
+
+# --------------------------------------------------------------------------- SDP samples
+# Offers as aiortc 1.x writes them (``homecare view``, the probe, a call from ``View``), cut to
+# the lines that matter here; the fingerprints, ICE credentials and codecs are kept short.
+
+_SESSION = "v=0\r\no=- 4005549681 4005549681 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
+
+
+def _section(kind: str, mid: int, direction: str | None, *, mux: bool = True) -> str:
+    lines = [
+        f"m={kind} 36952 UDP/TLS/RTP/SAVPF 97 98",
+        "c=IN IP4 192.0.2.2",
+        *([f"a={direction}"] if direction else []),
+        "a=extmap:1 urn:ietf:params:rtp-hdrext:sdes:mid",
+        f"a=mid:{mid}",
+        "a=rtcp:9 IN IP4 0.0.0.0",
+        *(["a=rtcp-mux"] if mux else []),
+        "a=rtpmap:97 VP8/90000" if kind == "video" else "a=rtpmap:97 opus/48000/2",
+        "a=candidate:f957a2332b1715da3b0ef8ba684454eb 1 udp 2130706431 192.0.2.2 36952 typ host",
+        "a=end-of-candidates",
+        "a=ice-ufrag:obfX",
+        "a=ice-pwd:HJn80O0EdjkyvvElL0LQwo",
+        "a=fingerprint:sha-256 25:04:66:E9:4E:54:8E:A2:5D:B1:8C:05:B4:6B:DB:3F",
+        "a=setup:actpass",
+    ]
+    return "\r\n".join(lines) + "\r\n"
+
+
+def offer_sdp(*sections: tuple[str, str | None], bundle: bool = True, mux: bool = True) -> str:
+    mids = " ".join(str(i) for i in range(len(sections)))
+    head = _SESSION + (f"a=group:BUNDLE {mids}\r\n" if bundle else "") + "a=msid-semantic:WMS *\r\n"
+    body = "".join(_section(k, i, d, mux=mux) for i, (k, d) in enumerate(sections))
+    return env.check_sdp(head + body)  # syntax as the envelope codec accepts it
+
+
+VIEW_OFFER = offer_sdp(("video", "recvonly"))
+CALL_OFFER = offer_sdp(("video", "sendrecv"), ("audio", "sendrecv"))
+
+
+@pytest.mark.parametrize(
+    ("purpose", "sdp_text", "problem"),
+    [
+        (env.Purpose.VIEW, VIEW_OFFER, None),
+        (env.Purpose.PROBE, VIEW_OFFER, None),
+        (env.Purpose.CALL, CALL_OFFER, None),
+        # the console's call without a camera: receives both
+        (env.Purpose.CALL, offer_sdp(("video", "recvonly"), ("audio", "recvonly")), None),
+        # finding 3: a view that would listen
+        (
+            env.Purpose.VIEW,
+            offer_sdp(("video", "recvonly"), ("audio", "recvonly")),
+            sdp.OfferProblem.MEDIA_NOT_ALLOWED,
+        ),
+        (env.Purpose.PROBE, offer_sdp(("audio", "recvonly")), sdp.OfferProblem.MEDIA_NOT_ALLOWED),
+        (env.Purpose.VIEW, offer_sdp(("video", "sendrecv")), sdp.OfferProblem.NOT_RECEIVE_ONLY),
+        (env.Purpose.VIEW, offer_sdp(("video", "sendonly")), sdp.OfferProblem.NOT_RECEIVE_ONLY),
+        (env.Purpose.VIEW, CALL_OFFER, sdp.OfferProblem.MEDIA_NOT_ALLOWED),
+        # finding 2: what the devices rely on
+        (
+            env.Purpose.VIEW,
+            offer_sdp(("video", "recvonly"), mux=False),
+            sdp.OfferProblem.NO_RTCP_MUX,
+        ),
+        (
+            env.Purpose.CALL,
+            offer_sdp(("video", "sendrecv"), mux=False),
+            sdp.OfferProblem.NO_RTCP_MUX,
+        ),
+        (
+            env.Purpose.VIEW,
+            offer_sdp(("video", "recvonly"), bundle=False),
+            sdp.OfferProblem.NO_BUNDLE,
+        ),
+        (env.Purpose.VIEW, offer_sdp(("video", None)), sdp.OfferProblem.NO_DIRECTION),
+        (
+            env.Purpose.VIEW,
+            offer_sdp(("video", "recvonly")).replace("a=recvonly", "a=recvonly\r\na=sendrecv"),
+            sdp.OfferProblem.NO_DIRECTION,
+        ),
+        (env.Purpose.CALL, offer_sdp(("application", "sendrecv")), sdp.OfferProblem.UNKNOWN_MEDIA),
+        (env.Purpose.CALL, offer_sdp(("audio", "sendrecv")), sdp.OfferProblem.NO_VIDEO),
+        (env.Purpose.VIEW, _SESSION, sdp.OfferProblem.NO_MEDIA),
+    ],
+)
+def test_offer_media_against_purpose(
+    purpose: env.Purpose, sdp_text: str, problem: sdp.OfferProblem | None
+) -> None:
+    assert sdp.check_offer(purpose, sdp_text) is problem
+
+
+def test_a_session_level_direction_counts_for_every_section() -> None:
+    text = VIEW_OFFER.replace("a=recvonly\r\n", "").replace("t=0 0\r\n", "t=0 0\r\na=recvonly\r\n")
+    assert sdp.check_offer(env.Purpose.VIEW, text) is None
+
+
+# --------------------------------------------------------------------------- requests
+
+
+def allow(cap_s: int = 30) -> Decision:
+    return Decision(True, None, "rec-0001", "plan-0001", cap_s, T0 - 600 * S, T0 + 600 * S)
+
+
+def deny(reason: Reason) -> Decision:
+    return Decision.deny(reason, "rec-0001")
+
+
+def facts(
+    purpose: env.Purpose = env.Purpose.VIEW,
+    *,
+    role: Role = Role.OPERATOR,
+    online: bool = True,
+    kind: DeviceKind | None = DeviceKind.CAMERA,
+    decisions: dict[GP, Decision] | None = None,
+    used_s: float = 0.0,
+    extensions: int = 0,
+    auto_answer: bool = False,
+) -> m.RequestFacts:
+    if decisions is None:
+        decisions = {p: allow() for p in m.GATE_PURPOSES[purpose]}
+    return m.RequestFacts(
+        purpose,
+        role,
+        online,
+        kind,
+        decisions,
+        auto_answer=auto_answer,
+        window_use=m.WindowUse(used_s, extensions),
+    )
+
+
+PHONE = DeviceKind.VIDEO_PHONE
+CALL_OK = {GP.VIDEO_CALL: allow(), GP.CAMERA_CHECK: allow()}
+
+
+@pytest.mark.parametrize(
+    ("request_facts", "reason"),
+    [
+        (facts(env.Purpose.PROBE), "forbidden"),
+        (facts(role=Role.TECHNICIAN), "forbidden"),
+        (facts(online=False), "device_offline"),
+        (facts(kind=None), "device_kind_unknown"),
+        # finding 3: a view (or probe) of a video phone; no plan says it may be looked at
+        (facts(kind=PHONE), "wrong_device_kind"),
+        (facts(env.Purpose.PROBE, role=Role.SYSTEM, kind=PHONE), "wrong_device_kind"),
+        # finding 4: a call to a camera
+        (facts(env.Purpose.CALL, kind=DeviceKind.CAMERA, decisions=CALL_OK), "wrong_device_kind"),
+        # finding 4: a call's video needs the camera check's basis (cohabitants, pause, window)
+        (
+            facts(
+                env.Purpose.CALL,
+                kind=PHONE,
+                decisions={
+                    GP.VIDEO_CALL: allow(),
+                    GP.CAMERA_CHECK: deny(Reason.COHABITANT_MISSING),
+                },
+            ),
+            "cohabitant_missing",
+        ),
+        (
+            facts(
+                env.Purpose.CALL,
+                kind=PHONE,
+                decisions={GP.VIDEO_CALL: allow(), GP.CAMERA_CHECK: deny(Reason.PAUSED)},
+            ),
+            "paused",
+        ),
+        (
+            facts(
+                env.Purpose.CALL,
+                kind=PHONE,
+                decisions={GP.VIDEO_CALL: allow(), GP.CAMERA_CHECK: deny(Reason.OUTSIDE_WINDOW)},
+            ),
+            "outside_window",
+        ),
+        (facts(env.Purpose.CALL, kind=PHONE, decisions={GP.VIDEO_CALL: allow()}), "no_consent"),
+        (facts(decisions={GP.CAMERA_CHECK: deny(Reason.WITHDRAWN)}), "withdrawn"),
+        # finding 5: the window's budget is spent by earlier views
+        (facts(used_s=30.0), "budget_spent"),
+        (facts(used_s=29.5), "budget_spent"),
+        (facts(used_s=95.0, extensions=2), "budget_spent"),
+    ],
+)
+def test_requests_denied(request_facts: m.RequestFacts, reason: str) -> None:
+    outcome = m.decide_request(request_facts, T0, TERMS)
+    assert isinstance(outcome, m.Deny)
+    assert outcome.reason == reason
+
+
+@pytest.mark.parametrize(
+    ("request_facts", "state", "seconds"),
+    [
+        (facts(), m.State.GRANTED, 30),
+        (facts(used_s=10.0), m.State.GRANTED, 20),  # re-opened: continues the window's budget
+        (facts(used_s=40.0, extensions=1), m.State.GRANTED, 20),  # cap plus the extension taken
+        (facts(env.Purpose.PROBE, role=Role.SYSTEM, used_s=30.0), m.State.GRANTED, 30),
+        (facts(env.Purpose.CALL, kind=PHONE, decisions=CALL_OK), m.State.RINGING, 30),
+    ],
+)
+def test_requests_granted(request_facts: m.RequestFacts, state: m.State, seconds: float) -> None:
+    outcome = m.decide_request(request_facts, T0, TERMS)
+    assert isinstance(outcome, m.Grant)
+    assert outcome.state is state
+    assert outcome.deadline == T0 + seconds * S
+
+
+def test_budget_is_one_function_of_cap_and_use() -> None:
+    assert m.view_budget_s(30, m.WindowUse()) == 30
+    assert m.view_budget_s(30, m.WindowUse(12.5, 0)) == 17.5
+    assert m.view_budget_s(30, m.WindowUse(45, 1)) == 15
+    assert m.view_budget_s(30, m.WindowUse(31, 0)) < 0
+
+
+def test_auto_answer_is_carried_into_the_call() -> None:
+    outcome = m.decide_request(
+        facts(env.Purpose.CALL, kind=PHONE, decisions=CALL_OK, auto_answer=True), T0, TERMS
+    )
+    assert isinstance(outcome, m.Grant)
+    assert outcome.auto_answer
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+def session(
+    purpose: env.Purpose = env.Purpose.VIEW, state: m.State | None = None, **changes: object
+) -> m.Session:
+    ringing = purpose is env.Purpose.CALL
+    s = m.Session(
+        session_id="s-0001",
+        device_id="phone-0001" if ringing else "cam-0001",
+        purpose=purpose,
+        staff_id="staff-op0001",
+        recipient_id="rec-0001",
+        state=state or (m.State.RINGING if ringing else m.State.GRANTED),
+        started_at=T0,
+        deadline=T0 + 30 * S,
+        cap_s=30.0,
+    )
+    return dataclasses.replace(s, **changes)  # type: ignore[arg-type]
+
+
+def kinds(effects: tuple[m.Effect, ...]) -> list[type]:
+    return [type(e) for e in effects]
+
+
+def closed(effects: tuple[m.Effect, ...]) -> m.Closed:
+    [c] = [e for e in effects if isinstance(e, m.Closed)]
+    return c
+
+
+OPEN_VIEW_STATES = [m.State.GRANTED, m.State.CONNECTED]
+
+
+@pytest.mark.parametrize("state", OPEN_VIEW_STATES)
+def test_the_cap_closes_the_view_at_its_deadline(state: m.State) -> None:
+    s = session(state=state)
+    early, effects = m.apply(s, m.TimerFired(), T0 + 29.9 * S, TERMS)
+    assert early.is_open
+    assert effects == (m.ArmTimer(s.deadline),)
+    ended, effects = m.apply(s, m.TimerFired(), T0 + 30 * S, TERMS)
+    assert ended.state is m.State.CLOSED
+    assert effects == (
+        m.ToDevice(env.Bye("s-0001", env.ByeReason.TIMEOUT)),
+        m.Command(CommandOp.SLEEP),
+        m.Closed(env.ByeReason.TIMEOUT, "system", None, T0 + 30 * S),
+        m.ToClient(env.Bye("s-0001", env.ByeReason.TIMEOUT)),
+    )
+
+
+def test_extensions_need_a_reason_and_stop_at_the_limit() -> None:
+    s = session()
+    at = T0 + 10 * S
+    reason = env.ExtendReason.UNCLEAR_IMAGE
+    s, effects = m.apply(s, m.ClientExtend(reason, allow()), at, TERMS)
+    assert s.deadline == T0 + 60 * S
+    assert s.extensions == 1
+    assert effects[0] == m.Extended("staff-op0001", "unclear_image", T0 + 60 * S, at)
+    assert effects[1] == m.ArmTimer(T0 + 60 * S)
+    s, _ = m.apply(s, m.ClientExtend(reason, allow()), at, TERMS)
+    assert s.deadline == T0 + 90 * S
+    limited, effects = m.apply(s, m.ClientExtend(reason, allow()), at, TERMS)
+    assert limited == s
+    assert effects == (m.Refuse("extension_limit", "no more extensions for this view"),)
+
+
+def test_extensions_taken_earlier_in_the_window_count_toward_the_limit() -> None:
+    s = session(window_use=m.WindowUse(used_s=50.0, extensions=2))
+    _, effects = m.apply(s, m.ClientExtend(env.ExtendReason.UNCLEAR_IMAGE, allow()), T0, TERMS)
+    assert kinds(effects) == [m.Refuse]
+
+
+def test_an_extension_after_withdrawal_closes_instead() -> None:
+    s = session()
+    ended, effects = m.apply(
+        s, m.ClientExtend(env.ExtendReason.UNCLEAR_IMAGE, deny(Reason.PAUSED)), T0, TERMS
+    )
+    assert not ended.is_open
+    assert closed(effects).reason is env.ByeReason.WITHDRAWN
+    assert closed(effects).detail == "paused"
+
+
+def test_a_call_has_no_extension() -> None:
+    s = session(env.Purpose.CALL, m.State.CONNECTED)
+    _, effects = m.apply(s, m.ClientExtend(env.ExtendReason.UNCLEAR_IMAGE, allow()), T0, TERMS)
+    assert effects == (m.Refuse("not_extendable", "calls have no view cap"),)
+
+
+@pytest.mark.parametrize(
+    ("purpose", "state"),
+    [
+        (env.Purpose.VIEW, m.State.GRANTED),
+        (env.Purpose.VIEW, m.State.CONNECTED),
+        (env.Purpose.PROBE, m.State.CONNECTED),
+        (env.Purpose.CALL, m.State.RINGING),
+        (env.Purpose.CALL, m.State.CONNECTED),
+    ],
+)
+def test_withdrawal_tears_down_every_open_session(purpose: env.Purpose, state: m.State) -> None:
+    s = session(purpose, state)
+    ended, effects = m.apply(s, m.GateDenied("withdrawn"), T0 + S, TERMS)
+    assert ended.state is m.State.CLOSED
+    assert effects[0] == m.ToDevice(env.Bye("s-0001", env.ByeReason.WITHDRAWN))
+    assert effects[-1] == m.ToClient(env.Bye("s-0001", env.ByeReason.WITHDRAWN))
+    assert closed(effects) == m.Closed(env.ByeReason.WITHDRAWN, "system", "withdrawn", T0 + S)
+    # and nothing more happens to it
+    assert m.apply(ended, m.GateDenied("withdrawn"), T0 + 2 * S, TERMS) == (ended, ())
+
+
+FRESH = T0 + 100 * S
+
+
+@pytest.mark.parametrize(
+    ("s", "code"),
+    [
+        (session(env.Purpose.VIEW, m.State.CONNECTED, last_frame_at=FRESH), "not_in_call"),
+        (session(env.Purpose.CALL, m.State.RINGING, last_frame_at=FRESH), "not_in_call"),
+        (session(env.Purpose.CALL, m.State.CONNECTED), "video_stale"),
+        (
+            session(env.Purpose.CALL, m.State.CONNECTED, last_frame_at=FRESH - 1.5 * S),
+            "video_stale",
+        ),
+        (session(env.Purpose.CALL, m.State.CONNECTED, last_frame_at=FRESH - 0.5 * S), None),
+    ],
+)
+def test_drive_only_in_an_accepted_call_with_fresh_video(s: m.Session, code: str | None) -> None:
+    _, effects = m.apply(s, m.ClientDrive(0.3, -0.2), FRESH, TERMS)
+    if code is None:
+        assert effects == (m.Drive(0.3, -0.2),)
+    else:
+        assert [e.code for e in effects if isinstance(e, m.Refuse)] == [code]
+
+
+def test_a_frame_count_that_does_not_grow_does_not_refresh_the_video() -> None:
+    s = session(env.Purpose.CALL, m.State.CONNECTED)
+    s, _ = m.apply(s, m.ClientVideo(10), T0, TERMS)
+    s, _ = m.apply(s, m.ClientVideo(10), T0 + 5 * S, TERMS)
+    assert s.last_frame_at == T0
+    _, effects = m.apply(s, m.ClientDrive(0.1, 0.0), T0 + 5 * S, TERMS)
+    assert kinds(effects) == [m.Refuse]
+
+
+def test_an_unanswered_call_ends_no_answer_at_the_ring_timeout() -> None:
+    s = session(env.Purpose.CALL)
+    ended, effects = m.apply(s, m.TimerFired(), T0 + 30 * S, TERMS)
+    assert not ended.is_open
+    assert closed(effects).reason is env.ByeReason.NO_ANSWER
+    assert closed(effects).actor == "system"
+    assert m.Command(CommandOp.HANGUP) in effects
+
+
+def test_an_answered_call_relays_the_held_offer_and_is_capped() -> None:
+    s = session(env.Purpose.CALL)
+    offer = env.Offer("s-0001", sdp=CALL_OFFER)
+    s, effects = m.apply(s, m.ClientOffer(offer), T0 + S, TERMS)
+    assert effects == ()  # held while it rings
+    s, effects = m.apply(s, m.CallAnswered(), T0 + 5 * S, TERMS)
+    assert s.state is m.State.CONNECTED
+    assert s.deadline == T0 + 5 * S + 3600 * S
+    assert effects == (
+        m.ArmTimer(s.deadline),
+        m.ToDevice(offer),
+        m.MarkConnected(T0 + 5 * S, s.deadline, is_audited=True),
+    )
+    _, effects = m.apply(s, m.TimerFired(), s.deadline, TERMS)
+    assert closed(effects).reason is env.ByeReason.TIMEOUT
+
+
+def test_a_declined_call_is_the_device_s_doing_and_needs_no_hangup() -> None:
+    _, effects = m.apply(session(env.Purpose.CALL), m.CallDeclined(), T0, TERMS)
+    assert closed(effects) == m.Closed(env.ByeReason.DECLINED, "device:phone-0001", None, T0)
+    assert not any(isinstance(e, m.Command) for e in effects)
+    # a view cannot be "declined"
+    view = session()
+    assert m.apply(view, m.CallDeclined(), T0, TERMS) == (view, ())
+
+
+@pytest.mark.parametrize(
+    ("event", "reason", "actor", "tells_device"),
+    [
+        (m.ClientBye(), env.ByeReason.OPERATOR, "staff-op0001", True),
+        (m.ClientGone(), env.ByeReason.OPERATOR, "staff-op0001", True),
+        (m.DeviceBye(env.ByeReason.DECLINED), env.ByeReason.DECLINED, "device:cam-0001", False),
+        (m.DeviceBye(env.ByeReason.TIMEOUT), env.ByeReason.DEVICE_LOST, "device:cam-0001", False),
+        (m.DeviceLost("offline"), env.ByeReason.DEVICE_LOST, "device:cam-0001", False),
+        (m.Shutdown(), env.ByeReason.TIMEOUT, "system", True),
+    ],
+)
+def test_bye_reasons_and_the_audit_actor(
+    event: m.Event, reason: env.ByeReason, actor: str, tells_device: bool
+) -> None:
+    _, effects = m.apply(session(state=m.State.CONNECTED), event, T0, TERMS)
+    assert closed(effects).reason is reason
+    assert closed(effects).actor == actor
+    assert any(isinstance(e, m.ToDevice) for e in effects) is tells_device
+
+
+@pytest.mark.parametrize("purpose", [env.Purpose.VIEW, env.Purpose.CALL])
+def test_a_bad_offer_is_refused_and_nothing_is_relayed(purpose: env.Purpose) -> None:
+    state = m.State.CONNECTED if purpose is env.Purpose.CALL else m.State.GRANTED
+    s = session(purpose, state)
+    bad = env.Offer("s-0001", sdp=offer_sdp(("video", "recvonly"), mux=False))
+    after, effects = m.apply(s, m.ClientOffer(bad), T0, TERMS)
+    assert [type(e) for e in effects] == [m.Refuse]
+    assert isinstance(effects[0], m.Refuse)
+    assert effects[0].code == "bad_offer"
+    assert not after.has_offer  # a good offer may follow
+    good = VIEW_OFFER if purpose is env.Purpose.VIEW else CALL_OFFER
+    _, effects = m.apply(after, m.ClientOffer(env.Offer("s-0001", sdp=good)), T0, TERMS)
+    assert kinds(effects) == [m.ToDevice]
+
+
+def test_a_view_offer_that_listens_is_refused() -> None:
+    listening = env.Offer("s-0001", sdp=offer_sdp(("video", "recvonly"), ("audio", "recvonly")))
+    _, effects = m.apply(session(), m.ClientOffer(listening), T0, TERMS)
+    assert kinds(effects) == [m.Refuse]
+
+
+def test_device_answer_once_then_candidates_flow() -> None:
+    s = session()
+    cand = env.Candidate("s-0001", candidate="candidate:1 1 udp 1 192.0.2.1 9 typ host")
+    s, effects = m.apply(s, m.DeviceCandidate(cand), T0, TERMS)
+    assert effects == ()
+    answer = env.Answer("s-0001", sdp=VIEW_OFFER.replace("recvonly", "sendonly"))
+    s, effects = m.apply(s, m.DeviceAnswer(answer), T0, TERMS)
+    assert s.state is m.State.CONNECTED
+    assert effects == (
+        m.ToClient(answer),
+        m.ToClient(cand),
+        m.MarkConnected(T0, None, is_audited=False),
+    )
+    assert m.apply(s, m.DeviceAnswer(answer), T0, TERMS) == (s, ())
+
+
+def test_a_closed_session_refuses_client_messages() -> None:
+    ended, _ = m.apply(session(), m.ClientBye(), T0, TERMS)
+    _, effects = m.apply(ended, m.ClientOffer(env.Offer("s-0001", sdp=VIEW_OFFER)), T0, TERMS)
+    assert effects == (m.Refuse("session_closed", "the session has ended"),)
+    assert m.apply(ended, m.TimerFired(), T0 + 60 * S, TERMS) == (ended, ())
+
+
+# --------------------------------------------------------------------------- the interpreter
+
+CAM, PHONE_ID = "cam-0001", "phone-0001"
+OPERATOR = Principal("staff-op0001", Role.OPERATOR, via="token")
+
+
+@dataclasses.dataclass
+class Rig:
+    sig: Signalling
+    gate: FakeGate
+    store: FakeSessionStore
+    commands: FakeCommands
+    clock: FakeClock
+    buses: list[FakeBus]
+
+    @property
+    def bus(self) -> FakeBus:
+        return self.buses[0]
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[Rig]:
+    gate, store, commands, clock = FakeGate(), FakeSessionStore(), FakeCommands(), FakeClock(T0)
+    buses: list[FakeBus] = []
+
+    def bus(handlers: object) -> FakeBus:
+        buses.append(FakeBus(handlers))  # type: ignore[arg-type]
+        return buses[-1]
+
+    sig = Signalling(
+        instance_id="unit",
+        gate=gate,
+        commands=commands,
+        presence=FakePresence({CAM: DeviceKind.CAMERA, PHONE_ID: DeviceKind.VIDEO_PHONE}),
+        sessions=store,
+        bus=bus,
+        clock=clock,
+        config=SignallingConfig(max_extensions=1),
+    )
+    async with sig:
+        yield Rig(sig, gate, store, commands, clock, buses)
+
+
+async def ask(rig: Rig, conn: ClientConnection, message: env.Envelope) -> env.Envelope:
+    await rig.sig.handle_client(conn, env.encode(message))
+    return await conn.recv(1.0)
+
+
+async def test_the_view_cap_runs_on_the_injected_clock(rig: Rig) -> None:
+    rig.gate.allow(CAM, cap_s=30)
+    async with rig.sig.connect(OPERATOR) as conn:
+        granted = await ask(rig, conn, env.Request("s-cap-0001", CAM, env.Purpose.VIEW))
+        assert isinstance(granted, env.Granted)
+        assert granted.deadline == (T0 + 30 * S).timestamp()
+        await rig.clock.advance(29)
+        assert conn.outbox.empty()
+        await rig.clock.advance(1)
+        assert await conn.recv(1.0) == env.Bye("s-cap-0001", env.ByeReason.TIMEOUT)
+    assert rig.bus.sent(CAM, env.Bye) == [env.Bye("s-cap-0001", env.ByeReason.TIMEOUT)]
+    assert rig.commands.ops(CAM) == [CommandOp.SLEEP]
+    assert rig.store.actions("s-cap-0001") == ["view.started", "view.ended"]
+    ended = rig.store.audit[-1]
+    assert ended[1] == "system"
+    assert ended[2]["duration_s"] == 30
+
+
+async def test_an_extension_moves_the_timer(rig: Rig) -> None:
+    rig.gate.allow(CAM, cap_s=30)
+    async with rig.sig.connect(OPERATOR) as conn:
+        await ask(rig, conn, env.Request("s-ext-0001", CAM, env.Purpose.VIEW))
+        await rig.clock.advance(20)
+        extended = await ask(
+            rig, conn, env.Request("s-ext-0001", extend=env.ExtendReason.AWAITING_MOVEMENT)
+        )
+        assert isinstance(extended, env.Granted)
+        assert extended.deadline == (T0 + 60 * S).timestamp()
+        again = await ask(
+            rig, conn, env.Request("s-ext-0001", extend=env.ExtendReason.UNCLEAR_IMAGE)
+        )
+        assert isinstance(again, env.Error)
+        assert again.code == "extension_limit"
+        await rig.clock.advance(15)  # past the first deadline: still open
+        assert conn.outbox.empty()
+        await rig.clock.advance(25)
+        assert await conn.recv(1.0) == env.Bye("s-ext-0001", env.ByeReason.TIMEOUT)
+    assert rig.store.actions("s-ext-0001") == ["view.started", "view.extended", "view.ended"]
+
+
+async def test_reopening_continues_the_window_budget(rig: Rig) -> None:
+    """Finding 5: three back-to-back views by reopening after each ``bye timeout``."""
+    rig.gate.allow(CAM, cap_s=30, window=(T0 - 600 * S, T0 + 600 * S))
+    async with rig.sig.connect(OPERATOR) as conn:
+        first = await ask(rig, conn, env.Request("s-reopen-01", CAM, env.Purpose.VIEW))
+        assert isinstance(first, env.Granted)
+        await rig.clock.advance(10)
+        await rig.sig.handle_client(
+            conn, env.encode(env.Bye("s-reopen-01", env.ByeReason.OPERATOR))
+        )
+        assert await conn.recv(1.0) == env.Bye("s-reopen-01", env.ByeReason.OPERATOR)
+        second = await ask(rig, conn, env.Request("s-reopen-02", CAM, env.Purpose.VIEW))
+        assert isinstance(second, env.Granted)
+        assert second.deadline == (T0 + 10 * S + 20 * S).timestamp()  # 20 s left, not 30
+        await rig.clock.advance(20)
+        assert await conn.recv(1.0) == env.Bye("s-reopen-02", env.ByeReason.TIMEOUT)
+        third = await ask(rig, conn, env.Request("s-reopen-03", CAM, env.Purpose.VIEW))
+        assert third == env.Denied("s-reopen-03", reason="budget_spent")
+    assert rig.store.actions("s-reopen-03") == ["view.denied"]
+
+
+async def test_withdrawal_tears_the_view_down_through_the_change_feed(rig: Rig) -> None:
+    rig.gate.allow(CAM)
+    async with rig.sig.connect(OPERATOR) as conn:
+        await ask(rig, conn, env.Request("s-wd-00001", CAM, env.Purpose.VIEW))
+        await asyncio.sleep(0)  # the gate watcher subscribes
+        rig.gate.deny(CAM, Reason.WITHDRAWN, T0)
+        assert await conn.recv(1.0) == env.Bye("s-wd-00001", env.ByeReason.WITHDRAWN)
+    assert rig.bus.sent(CAM, env.Bye) == [env.Bye("s-wd-00001", env.ByeReason.WITHDRAWN)]
+    assert rig.store.audit[-1][2]["reason"] == "withdrawn"
+
+
+async def test_purpose_and_kind_are_checked_before_the_gate(rig: Rig) -> None:
+    """Findings 3 and 4: a view of a phone, a call to a camera."""
+    rig.gate.allow(PHONE_ID, GP.CAMERA_CHECK, GP.VIDEO_CALL)
+    rig.gate.allow(CAM, GP.CAMERA_CHECK, GP.VIDEO_CALL)
+    async with rig.sig.connect(OPERATOR) as conn:
+        view = await ask(rig, conn, env.Request("s-kind-001", PHONE_ID, env.Purpose.VIEW))
+        call = await ask(rig, conn, env.Request("s-kind-002", CAM, env.Purpose.CALL))
+    assert view == env.Denied("s-kind-001", reason="wrong_device_kind")
+    assert call == env.Denied("s-kind-002", reason="wrong_device_kind")
+    assert not rig.store.rows
+
+
+async def test_a_bad_offer_gets_an_error_and_reaches_no_device(rig: Rig) -> None:
+    rig.gate.allow(CAM)
+    async with rig.sig.connect(OPERATOR) as conn:
+        await ask(rig, conn, env.Request("s-offer-01", CAM, env.Purpose.VIEW))
+        listening = offer_sdp(("video", "recvonly"), ("audio", "recvonly"))
+        error = await ask(rig, conn, env.Offer("s-offer-01", sdp=listening))
+        assert isinstance(error, env.Error)
+        assert error.code == "bad_offer"
+        assert rig.bus.sent(CAM) == []
+        await rig.sig.handle_client(conn, env.encode(env.Offer("s-offer-01", sdp=VIEW_OFFER)))
+        assert rig.bus.sent(CAM, env.Offer)[0].sdp == VIEW_OFFER  # type: ignore[union-attr]
+
+
+async def test_a_call_rings_then_relays_the_held_offer(rig: Rig) -> None:
+    rig.gate.allow(PHONE_ID, GP.VIDEO_CALL)
+    rig.gate.allow(PHONE_ID, GP.CAMERA_CHECK)
+    async with rig.sig.connect(OPERATOR) as conn:
+        granted = await ask(rig, conn, env.Request("s-call-001", PHONE_ID, env.Purpose.CALL))
+        assert isinstance(granted, env.Granted)
+        await rig.sig.handle_client(conn, env.encode(env.Offer("s-call-001", sdp=CALL_OFFER)))
+        await asyncio.sleep(0)
+        assert rig.commands.ops(PHONE_ID) == [CommandOp.RING]
+        assert rig.bus.sent(PHONE_ID, env.Offer) == []
+        await rig.bus.event(PHONE_ID, EventType.CALL_ANSWER, "s-call-001")
+        assert len(rig.bus.sent(PHONE_ID, env.Offer)) == 1
+        await rig.clock.advance(29)  # the ring timeout no longer applies
+        assert conn.outbox.empty()
+    assert rig.store.actions("s-call-001") == ["call.started", "call.answered", "call.ended"]
+
+
+async def test_an_unanswered_call_ends_no_answer(rig: Rig) -> None:
+    rig.gate.allow(PHONE_ID, GP.VIDEO_CALL)
+    rig.gate.allow(PHONE_ID, GP.CAMERA_CHECK)
+    async with rig.sig.connect(OPERATOR) as conn:
+        await ask(rig, conn, env.Request("s-call-002", PHONE_ID, env.Purpose.CALL))
+        await rig.clock.advance(30)
+        assert await conn.recv(1.0) == env.Bye("s-call-002", env.ByeReason.NO_ANSWER)
+    assert rig.commands.ops(PHONE_ID) == [CommandOp.RING, CommandOp.HANGUP]
