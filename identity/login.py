@@ -112,6 +112,7 @@ class Auth:
         pool: asyncpg.Pool,
         *,
         cookie_secure: bool = False,
+        trust_proxy: bool = False,
         hasher: PasswordHasher | None = None,
         clock: Clock = _system_clock,
         lockout: LockoutPolicy = DEFAULT_LOCKOUT,
@@ -119,6 +120,7 @@ class Auth:
     ) -> None:
         self.pool = pool
         self.cookie_secure = cookie_secure
+        self.trust_proxy = trust_proxy  # X-Forwarded-Host names this service (a proxy in front)
         self.hasher = hasher or PasswordHasher(DEFAULT_HASHING)
         self.clock = clock
         self.lockout = lockout
@@ -151,7 +153,7 @@ class Auth:
             if not hmac.compare_digest(sent.encode(), csrf_token(cookie).encode()):
                 log.info("csrf_refused", staff_id=who.staff_id, path=request.path)
                 raise CsrfFailed("missing or wrong X-CSRF-Token header")
-        if who is not None and not _same_origin_websocket(request):
+        if who is not None and not _same_origin_websocket(request, self.trust_proxy):
             # Cross-site WebSocket hijacking: a page elsewhere (even on a sibling subdomain, to
             # which SameSite cookies still go) must not open /ws/* with the operator's cookie.
             log.info("csrf_refused", staff_id=who.staff_id, path=request.path, why="origin")
@@ -342,16 +344,18 @@ class Auth:
 AUTH = web.AppKey("homecare_auth", Auth)
 
 
-def _same_origin_websocket(request: web.Request) -> bool:
+def _same_origin_websocket(request: web.Request, trust_proxy: bool) -> bool:
     """False for a WebSocket handshake whose ``Origin`` is not this service's host (as the
-    client or a reverse proxy's ``X-Forwarded-Host`` names it); True for anything else."""
+    client or, where ``trust_proxy``, a reverse proxy's ``X-Forwarded-Host`` names it); True for
+    anything else."""
     if request.headers.get("Upgrade", "").lower() != "websocket":
         return True
     origin = request.headers.get("Origin")
     if origin is None:
         return True  # not a browser: browsers always send Origin on a WebSocket handshake
     host = yarl.URL(origin).raw_authority if origin != "null" else ""
-    allowed = {request.host, *request.headers.getall("X-Forwarded-Host", [])}
+    forwarded = request.headers.getall("X-Forwarded-Host", []) if trust_proxy else []
+    allowed = {request.host, *forwarded}
     return bool(host) and host in allowed
 
 

@@ -57,6 +57,10 @@ class Settings:
     http_rate_per_s: int = 50
     http_rate_burst: int = 200
     timing: Timing = DEFAULT_TIMING  # every deadline and interval (HOMECARE_TIMING="name=s,...")
+    http_header_timeout_s: float = 15.0
+    http_body_timeout_s: float = 30.0
+    trust_proxy: bool = False
+    metrics_token: str = field(default="", repr=False)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -68,6 +72,16 @@ def _int(name: str, raw: str, lo: int, hi: int) -> int:
         value = int(raw)
     except ValueError:
         raise SettingsError(f"{PREFIX}{name} must be a whole number, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise SettingsError(f"{PREFIX}{name} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _seconds(name: str, raw: str, lo: float, hi: float) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{PREFIX}{name} must be a number of seconds, got {raw!r}") from None
     if not lo <= value <= hi:
         raise SettingsError(f"{PREFIX}{name} must be between {lo} and {hi}, got {value}")
     return value
@@ -179,6 +193,14 @@ def _parse(name: str, raw: str) -> object:
             return _int(name, raw, 1, 100_000)
         case "HTTP_RATE_BURST":
             return _int(name, raw, 1, 1_000_000)
+        case "HTTP_HEADER_TIMEOUT_S" | "HTTP_BODY_TIMEOUT_S":
+            return _seconds(name, raw, 0.1, 3600.0)
+        case "TRUST_PROXY":  # a reverse proxy in front sets X-Forwarded-Host; else it is ignored
+            return _bool(name, raw)
+        case "METRICS_TOKEN":  # /metrics beyond loopback needs "Authorization: Bearer <this>"
+            if raw and len(raw) < 16:
+                raise SettingsError(f"{PREFIX}{name} must be at least 16 characters")
+            return raw
         case "TIMING":  # overrides of single deadlines: "ring_timeout_s=5,document_grace_s=20"
             return _timing(name, raw)
         case "OIDC_ISSUER":

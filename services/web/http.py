@@ -6,16 +6,24 @@ This is the only place that maps errors to status codes:
 
 - ``aiohttp.web.HTTPException``            -> its own status
 - an exception with ``http_status``        -> that status (``code``/``field`` attributes if present)
-- ``LookupError``                          -> 404
-- ``PermissionError``                      -> 403
-- ``ValueError`` (bad JSON, UTF-8, values) -> 400 for an unreadable body, 422 for a bad value
+                                              and its message: ``kernel.errors.InvalidInput`` (422)
+                                              and ``BodyError`` (400, 415) are of this kind
 - a lost database or broker (``OSError``, asyncpg connection errors) -> 503 ``unavailable`` with
   ``Retry-After``, logged without a traceback (it is an outage, not a bug)
-- anything else                            -> 500, logged with its traceback, never shown
+- ``KeyError``                             -> 500: a missing key is our bug, not a missing thing
+- other ``LookupError``                    -> 404
+- ``PermissionError``                      -> 403
+- anything else, a bare ``ValueError`` too -> 500, logged with its traceback, never shown: an
+                                              internal message is no answer for a client
+
+Every ``/api/*`` answer says ``Cache-Control: no-store`` (answers carry personal data that no
+browser or proxy may keep). A body slower than ``body_timeout_s`` to arrive is cut off with 408;
+headers slower than ``header_timeout_s`` are the server's to cut off (:func:`server_options`).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -52,12 +60,12 @@ def _status_for(exc: BaseException) -> tuple[int, str, str | None]:
         return status, str(code or "error"), field
     if isinstance(exc, UNAVAILABLE):
         return 503, "unavailable", None
+    if isinstance(exc, KeyError):
+        return 500, "internal", None
     if isinstance(exc, LookupError):
         return 404, str(code or "not_found"), field
     if isinstance(exc, PermissionError):
         return 403, str(code or "forbidden"), field
-    if isinstance(exc, ValueError):
-        return 422, str(code or "invalid"), field
     return 500, "internal", None
 
 
@@ -73,7 +81,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             403: "forbidden",
             404: "not_found",
             405: "method_not_allowed",
+            408: "timeout",
             413: "too_large",
+            415: "unsupported_media_type",
             429: "rate_limited",
         }.get(e.status, "http_error")
         resp = error_response(e.status, code, e.reason or code)
@@ -239,8 +249,49 @@ def openapi(routes: Iterable[Route], *, title: str, version: str) -> dict[str, A
     }
 
 
-def make_app(*, max_body_bytes: int) -> web.Application:
-    """A bare application with the error and auth middlewares, in that order."""
-    return web.Application(
-        middlewares=[error_middleware, auth_middleware], client_max_size=max_body_bytes
+BODY_TIMEOUT_S: web.AppKey[float] = web.AppKey("homecare_body_timeout_s", float)
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+@web.middleware
+async def body_timeout_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Read a request's body within ``BODY_TIMEOUT_S`` (408 and the connection closed if not), so
+    a client that trickles its body cannot hold a connection; handlers then read it from memory.
+    The size limit (``client_max_size``, 413) applies as it reads."""
+    if request.method in _BODY_METHODS and request.body_exists:
+        try:
+            async with asyncio.timeout(request.app[BODY_TIMEOUT_S]):
+                await request.read()
+        except TimeoutError:
+            log.info("request_body_timed_out", path=request.path, method=request.method)
+            resp = error_response(408, "body_timeout", "the body did not arrive in time")
+            resp.force_close()
+            return resp
+    return await handler(request)
+
+
+async def _no_store(request: web.Request, response: web.StreamResponse) -> None:
+    if request.path.startswith("/api/") and "Cache-Control" not in response.headers:
+        response.headers["Cache-Control"] = "no-store"
+
+
+def make_app(*, max_body_bytes: int, body_timeout_s: float = 30.0) -> web.Application:
+    """A bare application with the error, auth and body-timeout middlewares, in that order, and
+    ``Cache-Control: no-store`` on every ``/api/*`` answer (errors included)."""
+    app = web.Application(
+        middlewares=[error_middleware, auth_middleware, body_timeout_middleware],
+        client_max_size=max_body_bytes,
     )
+    app[BODY_TIMEOUT_S] = body_timeout_s
+    app.on_response_prepare.append(_no_store)
+    return app
+
+
+def server_options(*, header_timeout_s: float) -> dict[str, Any]:
+    """Options for ``web.AppRunner``: a connection whose request line and headers are not complete
+    within ``header_timeout_s`` of its opening (or of its last answer, on a kept-alive connection)
+    is closed (aiohttp's keep-alive timer also runs while a request's headers are still arriving;
+    the parser's own limits bound only their size). Idle kept-alive connections close as well.
+    After an answer that did not read the whole body (a 408, a 413), the rest is read and dropped
+    for at most 2 s (aiohttp's default is 10 s), so the client sees the answer, not a reset."""
+    return {"keepalive_timeout": header_timeout_s, "lingering_time": min(2.0, header_timeout_s)}

@@ -14,15 +14,46 @@ anything else personal ever appears in a label.
 - ``homecare_teardown_seconds{quantile}`` / ``homecare_teardowns``: over the last 24 h, from the
   instant a legal basis ended (consent withdrawn, pause started, device unbound, care plan ended,
   supervision suspended) to the live session of that brukare being closed as ``withdrawn``.
+
+Who may scrape: a client on loopback (a sidecar or node exporter) without proxy headers, or anyone
+sending ``Authorization: Bearer <HOMECARE_METRICS_TOKEN>``. Everyone else gets 403: the counters
+say how many homes, devices and sessions there are, and when staff are busy.
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
+from collections.abc import Mapping
 from datetime import datetime
 
 import asyncpg
+from aiohttp import web
 
 QUEUES = ("due", "needs_view", "patrol")
+_PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
+
+
+def may_scrape(remote: str | None, headers: Mapping[str, str], token: str) -> bool:
+    """Whether a client at ``remote`` sending ``headers`` may read ``/metrics`` (see above). A
+    request relayed by a proxy on loopback is not a loopback client."""
+    if token:
+        sent = headers.get("Authorization", "")
+        if hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
+            return True
+    if remote is None or any(h in headers for h in _PROXY_HEADERS):
+        return False
+    try:
+        return ipaddress.ip_address(remote.split("%")[0]).is_loopback
+    except ValueError:
+        return False  # a Unix socket or something else we cannot place
+
+
+def require_scraper(request: web.Request, token: str) -> None:
+    """Raise 403 unless the request :func:`may_scrape`."""
+    if not may_scrape(request.remote, request.headers, token):
+        raise web.HTTPForbidden(reason="metrics are for loopback or the metrics token")
+
 
 OPEN_SQL = """
 SELECT state, count(*) AS n, min(since) AS oldest,

@@ -86,12 +86,18 @@ async def accounts(pool: asyncpg.Pool, hasher: CountingHasher) -> dict[str, str]
 
 
 def make_app(
-    pool: asyncpg.Pool, clock: FakeClock, hasher: PasswordHasher, *, cookie_secure: bool = False
+    pool: asyncpg.Pool,
+    clock: FakeClock,
+    hasher: PasswordHasher,
+    *,
+    cookie_secure: bool = False,
+    trust_proxy: bool = False,
 ) -> web.Application:
     app = http.make_app(max_body_bytes=2048)
-    auth.install(
-        app, auth.make_authenticator(pool, clock=clock, hasher=hasher, cookie_secure=cookie_secure)
+    authenticator = auth.make_authenticator(
+        pool, clock=clock, hasher=hasher, cookie_secure=cookie_secure, trust_proxy=trust_proxy
     )
+    auth.install(app, authenticator)
     http.add_routes(
         app, [*auth.routes(), Route("GET", "/api/admin-only", admin_only, ADMINS, "test route")]
     )
@@ -475,7 +481,18 @@ async def test_cookie_websockets_only_from_the_own_origin(
         for headers in ({"Origin": own}, {}):  # the console; a non-browser client
             async with c.ws_connect("/ws/test", headers=headers) as ws:
                 assert await ws.receive_str() == accounts["natt1"]
-        # Behind a reverse proxy that rewrites Host, the forwarded host counts.
+        # Without a proxy in front (the default), a forwarded host is anyone's to send.
         proxied = {"Origin": "https://tillsyn.example", "X-Forwarded-Host": "tillsyn.example"}
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await c.ws_connect("/ws/test", headers=proxied)
+        assert refused.value.status == 403
+    # Behind a reverse proxy that rewrites Host (HOMECARE_TRUST_PROXY), the forwarded host counts.
+    app = make_app(pool, clock, hasher, trust_proxy=True)
+    http.add_routes(app, [Route("GET", "/ws/test", _ws_echo, STAFF, "test socket")])
+    async with TestClient(TestServer(app)) as c:
+        await login(c, "natt1")
         async with c.ws_connect("/ws/test", headers=proxied) as ws:
             assert await ws.receive_str() == accounts["natt1"]
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await c.ws_connect("/ws/test", headers={"Origin": "http://evil.example"})
+        assert refused.value.status == 403
