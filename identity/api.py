@@ -17,7 +17,7 @@ from identity.staff import STAFF_ID_RE, TOKEN_ID_RE
 from kernel.access import caller
 from kernel.audit import store as audit_store
 from kernel.audit.chain import check_fields
-from kernel.body import read_object
+from kernel.body import read_object, refuse_unknown
 from kernel.errors import InvalidInput
 from kernel.roles import ADMINS, Role, Route
 
@@ -84,6 +84,7 @@ async def list_staff(request: web.Request) -> web.Response:
 
 async def create_staff(request: web.Request) -> web.Response:
     body = await read_object(request, allow_empty=False)
+    refuse_unknown(body, ("username", "role", "password", "display_name"))
     who = caller(request)
     auth = service(request)
     username = body.get("username")
@@ -110,6 +111,7 @@ async def create_staff(request: web.Request) -> web.Response:
 
 async def set_active(request: web.Request) -> web.Response:
     body = await read_object(request, allow_empty=False)
+    refuse_unknown(body, ("is_active",))
     is_active = body.get("is_active")
     if not isinstance(is_active, bool):
         raise InvalidInput("is_active", "invalid", "is_active must be true or false")
@@ -132,6 +134,7 @@ async def set_active(request: web.Request) -> web.Response:
 
 async def set_password(request: web.Request) -> web.Response:
     body = await read_object(request, allow_empty=False)
+    refuse_unknown(body, ("password",))
     password = body.get("password")
     if not isinstance(password, str):
         raise InvalidInput("password", "missing", "password is required")
@@ -150,6 +153,7 @@ async def set_password(request: web.Request) -> web.Response:
 
 async def create_token(request: web.Request) -> web.Response:
     body = await read_object(request, allow_empty=False)
+    refuse_unknown(body, ("label", "ttl_s"))
     label = body.get("label", "")
     ttl_s = body.get("ttl_s", 30 * 24 * 3600)
     auth = service(request)

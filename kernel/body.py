@@ -92,6 +92,14 @@ def unpaired_surrogate_at(value: object, path: str = "") -> str | None:
     return None
 
 
+def refuse_unknown(data: dict[str, Any], known: Collection[str]) -> None:
+    """Raise 422 ``unknown_field`` naming the first field of ``data`` not in ``known`` (for
+    handlers that read a body without :class:`Body`)."""
+    extra = sorted(set(data) - set(known))
+    if extra:
+        raise InvalidInput(extra[0], "unknown_field", f"{extra[0]} is not a known field")
+
+
 def parse_instant(raw: object, field: str, zone: tzinfo) -> datetime:
     if not isinstance(raw, str):
         raise InvalidInput(field, "invalid_datetime", f"{field} must be an ISO 8601 date-time")
