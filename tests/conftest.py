@@ -4,6 +4,16 @@ Servers come from ``HOMECARE_TEST_DATABASE_URL`` (default: the loopback PostgreS
 ``postgres``) and ``HOMECARE_TEST_MQTT_URL`` (default: loopback Mosquitto). When they are not
 reachable, ``tests/servers.py`` starts embedded ones, except under ``CI=true`` where a missing
 server fails the run.
+
+Hypothesis: under ``CI=true`` (or ``HYPOTHESIS_PROFILE=ci``) the ``ci`` profile applies: no
+per-example deadline and no ``too_slow`` health check, since CI machines are loaded and a slow
+example there is load, not a bug. The example counts stay as each test sets them.
+
+Parallel runs (``./run test`` passes ``-n 2 --dist loadgroup`` to pytest-xdist): every test has
+its own database and topic prefix, MQTT client ids carry a hash of the prefix, and servers take
+free ports, so tests do not share state. The e2e and browser tests still run one after another
+on one worker (group ``e2e``): each starts several processes or a Chromium that would starve the
+other worker's timing-sensitive tests on a 2-core machine.
 """
 
 from __future__ import annotations
@@ -15,9 +25,22 @@ from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
+from hypothesis import HealthCheck, settings
 
 from services import db
 from tests import servers
+
+settings.register_profile(
+    "ci", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+_in_ci = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if _in_ci else "default"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("e2e") or item.get_closest_marker("browser"):
+            item.add_marker(pytest.mark.xdist_group("e2e"))
 
 
 @pytest.fixture(scope="session")
