@@ -3,15 +3,37 @@ typo such as ``is_activ`` never silently does nothing; nothing changes and nothi
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
-from tests.integration.test_auth_admin_api import Client, bearer
-from tests.integration.test_auth_admin_api import setup as setup  # the fixture
+from identity import api as staff_api
+from identity import login as auth
+from identity import store as staff_store
+from kernel.roles import Role
+from services.web import http
+from tests.integration.test_auth_admin_api import FAST, T0, Client, bearer
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def setup(pool: asyncpg.Pool) -> AsyncIterator[tuple[Client, dict[str, str]]]:
+    async with pool.acquire() as conn:
+        acc = await staff_store.create_staff(
+            conn, username="admin1", role=Role.ADMINISTRATOR, password=None, now=T0
+        )
+        token = await staff_store.create_token(
+            conn, staff_id=acc.staff_id, role=Role.ADMINISTRATOR, ttl_s=3600, label="", now=T0
+        )
+    app = http.make_app(max_body_bytes=4096)
+    auth.install(app, auth.make_authenticator(pool, hasher=FAST, clock=lambda: T0))
+    http.add_routes(app, [*auth.routes(), *staff_api.routes()])
+    async with TestClient(TestServer(app)) as c:
+        yield c, {"admin1": token}
 
 
 @pytest.mark.parametrize(
