@@ -13,7 +13,7 @@ import contextlib
 import dataclasses
 import time as monotime
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -45,12 +45,42 @@ ADMIN = "staff-admin01"
 ADMIN2 = "staff-admin02"
 
 
-def night_clock(hour: int = 22) -> Callable[[], datetime]:
-    """Tonight ``hour``:00 local time, then real time passing."""
-    today = date.today()
-    base = datetime(today.year, today.month, today.day, hour, 0, tzinfo=STHLM)
-    start = monotime.monotonic()
-    return lambda: base + timedelta(seconds=monotime.monotonic() - start)
+class NightClock:
+    """Tonight ``hour``:00 local time, then real time passing, plus whatever :meth:`advance`
+    added. A clock port: ``sleep`` wakes early when the clock is moved past its end, so a test
+    can jump to a deadline (the view cap) instead of waiting for it."""
+
+    def __init__(self, hour: int = 22) -> None:
+        today = date.today()
+        self._base = datetime(today.year, today.month, today.day, hour, 0, tzinfo=STHLM)
+        self._start = monotime.monotonic()
+        self._offset = timedelta()
+        self._moved = asyncio.Event()
+
+    def now(self) -> datetime:
+        return self._base + timedelta(seconds=monotime.monotonic() - self._start) + self._offset
+
+    def __call__(self) -> datetime:
+        return self.now()
+
+    async def sleep(self, seconds: float) -> None:
+        until = self.now() + timedelta(seconds=seconds)
+        while (left_s := (until - self.now()).total_seconds()) > 0:
+            moved = self._moved
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left_s):
+                    await moved.wait()
+
+    def advance(self, seconds: float) -> None:
+        """Jump ``seconds`` ahead and wake every sleeper to look again."""
+        self._offset += timedelta(seconds=seconds)
+        moved, self._moved = self._moved, asyncio.Event()
+        moved.set()
+
+
+def night_clock(hour: int = 22) -> NightClock:
+    """Tonight ``hour``:00 local time, then real time passing (see :class:`NightClock`)."""
+    return NightClock(hour)
 
 
 @dataclass
@@ -59,7 +89,7 @@ class Served:
     server: TestServer
     token: str
     peers: dict[str, DevicePeer]
-    clock: Callable[[], datetime]
+    clock: NightClock
 
     @property
     def ws_url(self) -> str:

@@ -35,12 +35,12 @@ async def test_view_through_the_app_runs_to_the_cap_and_stops_the_camera(
         await seed_home(s, "rec-0001", ["cam-0001"], view_cap_s=5)
         async with s.channel() as channel:
             view = View(channel, "cam-0001")
-            started = time.perf_counter()
             task = asyncio.create_task(view.run())
             await asyncio.wait_for(view.first_frame.wait(), 10)
             await wait_for(lambda: view.result.frames >= 10, what="10 decoded frames")
-            result = await asyncio.wait_for(task, 15)
-            lasted_s = time.perf_counter() - started
+            assert not task.done()
+            s.clock.advance(5)  # to the cap on the service's clock, without waiting for it
+            result = await asyncio.wait_for(task, 5)
         peer = s.peers["cam-0001"]
         await wait_for(lambda: peer.pc is None, what="the camera's peer closed")
         assert peer.stats.byes == 1
@@ -51,12 +51,12 @@ async def test_view_through_the_app_runs_to_the_cap_and_stops_the_camera(
     assert result.granted
     assert result.bye == "timeout"
     assert result.frames >= 10
-    assert 4.5 <= lasted_s <= 9.0, lasted_s
     assert [a for a, _ in actions] == ["view.started", "view.ended"]
     started_data, ended_data = actions[0][1], actions[1][1]
     assert started_data["device_id"] == "cam-0001"
     assert started_data["cap_s"] == 5
     assert ended_data["reason"] == "timeout"
+    assert 5.0 <= ended_data["duration_s"] <= 6.5, ended_data  # the cap, on the service's clock
 
 
 async def _has_command(s: Served, device_id: str, op: str) -> bool:
@@ -137,7 +137,10 @@ async def test_call_rings_and_auto_answers_only_under_consent(
         policy=AnswerPolicy.parse("never"),
     ) as s:
         s.rt.signalling.config = dataclasses.replace(s.rt.signalling.config, ring_timeout_s=1.5)
-        await seed_home(s, "rec-0033", [phone_id], purposes=(Purpose.VIDEO_CALL,))
+        # a call's video needs the camera check's basis too (issue 13, finding 4)
+        await seed_home(
+            s, "rec-0033", [phone_id], purposes=(Purpose.VIDEO_CALL, Purpose.CAMERA_CHECK)
+        )
         phone = s.peers[phone_id]
         async with s.channel() as channel:
             unanswered = await asyncio.wait_for(
@@ -265,7 +268,14 @@ async def test_homecare_view_prints_frames_and_why_it_ended(
         await seed_home(s, "rec-0081", ["cam-0081"], view_cap_s=5)
         base = str(s.server.make_url("/"))
         out = io.StringIO()
+
+        async def cap_after_frames() -> None:  # jump to the cap once enough frames went out
+            await wait_for(lambda: s.peers["cam-0081"].frames_sent >= 25, what="25 frames sent")
+            s.clock.advance(5)
+
+        jump = asyncio.create_task(cap_after_frames())
         code = await view_command(url=base, device_id="cam-0081", token=s.token, out=out)
+        await jump
         denied = io.StringIO()
         refused = await view_command(url=base, device_id="cam-0082", token=s.token, out=denied)
     lines = out.getvalue().splitlines()
