@@ -36,6 +36,7 @@ from identity.staff import (
     session_cookie_ok,
     staff_id_from,
 )
+from identity.standing import Credential
 from kernel.audit import store as audit_store
 from kernel.roles import Principal, Role
 
@@ -397,6 +398,40 @@ async def session_principal(conn: Connection, secret: str, now: datetime) -> Pri
         role=Role(row["role"]),
         via="session",
         session_id=row["session_id"],
+    )
+
+
+async def credential(conn: Connection, principal: Principal) -> Credential | None:
+    """The stored state of the token or session ``principal`` came by, with its account (one
+    indexed read, for the re-check before each right a WebSocket uses); ``None`` if there is no
+    such credential of that account."""
+    if principal.session_id is None:
+        return None
+    if principal.via == "token":
+        row = await conn.fetchrow(
+            "SELECT t.staff_id, s.role AS account_role, s.is_active, t.expires_at,"
+            " t.revoked_at AS ended_at, t.role AS credential_role"
+            " FROM api_tokens t JOIN staff s USING (staff_id) WHERE t.token_id = $1",
+            principal.session_id,
+        )
+    elif principal.via == "session":
+        row = await conn.fetchrow(
+            "SELECT ss.staff_id, s.role AS account_role, s.is_active, ss.expires_at,"
+            " ss.ended_at, NULL AS credential_role"
+            " FROM staff_sessions ss JOIN staff s USING (staff_id) WHERE ss.session_id = $1",
+            principal.session_id,
+        )
+    else:
+        return None
+    if row is None:
+        return None
+    return Credential(
+        staff_id=row["staff_id"],
+        account_role=Role(row["account_role"]),
+        is_active=row["is_active"],
+        expires_at=row["expires_at"],
+        ended_at=row["ended_at"],
+        credential_role=Role(row["credential_role"]) if row["credential_role"] else None,
     )
 
 

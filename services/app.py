@@ -31,6 +31,7 @@ import contextlib
 import dataclasses
 import signal
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -50,6 +51,7 @@ from devices.handler import REGISTRY_CHANNELS, DeviceHandler
 from identity import api as staff_api
 from identity import login as auth
 from identity import oidc
+from identity import revocations as revocation_feed
 from kernel.clock import Clock
 from kernel.roles import PUBLIC, Route
 from kernel.timing import Timing
@@ -218,16 +220,26 @@ async def metrics(request: web.Request) -> web.Response:
 def runtime_lines(rt: Runtime) -> list[str]:
     """The supervised tasks and the event bus's subscribers, in the Prometheus text format."""
     sup = rt.supervisor
+
+    def label(name: str) -> str:  # label values are plain words: consent-listen -> consent_listen
+        return name.replace("-", "_")
+
     lines = ["# TYPE homecare_task_crashes_total counter"]
     names = sorted({*sup.crashes, *(t.get_name() for t in sup.tasks)})
-    lines += [f'homecare_task_crashes_total{{task="{n}"}} {sup.crashes[n]}' for n in names]
+    lines += [f'homecare_task_crashes_total{{task="{label(n)}"}} {sup.crashes[n]}' for n in names]
     lines.append("# TYPE homecare_task_failed gauge")
-    lines += [f'homecare_task_failed{{task="{n}"}} {int(n in sup.failed)}' for n in names]
-    subs = sorted((s.name or "anonymous", s) for s in rt.bus.subscriptions)
+    lines += [f'homecare_task_failed{{task="{label(n)}"}} {int(n in sup.failed)}' for n in names]
+    pending: Counter[str] = Counter()  # summed per name (the consoles are many, unnamed)
+    dropped: Counter[str] = Counter()
+    for sub in rt.bus.subscriptions:
+        pending[label(sub.name or "console")] += sub.pending
+        dropped[label(sub.name or "console")] += sub.dropped
     lines.append("# TYPE homecare_events_pending gauge")
-    lines += [f'homecare_events_pending{{subscriber="{n}"}} {s.pending}' for n, s in subs]
+    lines += [f'homecare_events_pending{{subscriber="{n}"}} {pending[n]}' for n in sorted(pending)]
     lines.append("# TYPE homecare_events_dropped_total counter")
-    lines += [f'homecare_events_dropped_total{{subscriber="{n}"}} {s.dropped}' for n, s in subs]
+    lines += [
+        f'homecare_events_dropped_total{{subscriber="{n}"}} {dropped[n]}' for n in sorted(dropped)
+    ]
     return lines
 
 
@@ -343,6 +355,7 @@ async def runtime(
             pool, cookie_secure=settings.cookie_secure, trust_proxy=settings.trust_proxy
         )
         auth.install(app, authenticator)
+        revocation_feed.install(app, pool)  # ends /ws/* sockets whose access was taken away
         http.add_routes(app, core_routes())
         if "api" in roles:
             install_api(rt, stack)
@@ -418,6 +431,7 @@ def start_tasks(rt: Runtime, options: Options) -> None:
     roles = set(rt.settings.roles)
     sup = rt.supervisor
     sup.spawn("consent-listen", rt.gate.listen(rt.pool))
+    sup.spawn("revocations-listen", rt.app[revocation_feed.REVOCATIONS].listen())
     sup.spawn("consent-covered", report_covered(rt.bus, rt.behaviour))
     assert rt.rounds is not None
     if "api" in roles:  # other processes' steps, for this process's consoles

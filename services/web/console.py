@@ -7,6 +7,13 @@ the authenticated JSON APIs of the slices and from ``GET /ws/console`` (staff on
 the in-process event bus (:mod:`services.events`) and the consent gate's change events as small
 JSON messages with pseudonymous ids only.
 
+Each role gets only what its REST routes would show it (issue 13, finding 6): every message type
+names the REST route that shows the same facts (:data:`SHOWN_BY`), and a socket is sent a message
+only if that route, as this app registered it, admits the caller's role; a type that names no
+route, or whose route this process does not serve, goes to nobody (default deny). The socket is
+watched by the revocation feed (:mod:`identity.revocations`): it closes with 4401 or 4403 the
+moment its token or session is revoked, its account deactivated or its role changed.
+
 Static files are served from one folder with a fixed set of types; a path that leaves the folder,
 names a hidden file or has another extension is a 404. Every response carries a strict
 Content-Security-Policy (same origin only, no inline script).
@@ -17,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
@@ -29,9 +36,12 @@ from aiohttp import WSMsgType, web
 from consent.gate import ChangeSubscription
 from consent.model import ConsentChange
 from devices.registry import PresenceChanged
+from identity.revocations import REVOCATIONS
+from identity.standing import Cutoff
 from kernel.access import caller
-from kernel.roles import PUBLIC, STAFF, Route
+from kernel.roles import PUBLIC, STAFF, Principal, Role, Route
 from services.events import EventBus
+from services.web.http import ROUTES
 
 log = structlog.get_logger(__name__)
 
@@ -78,6 +88,35 @@ CONSENT_CHANGES: web.AppKey[ConsentChanges] = web.AppKey("console_consent_change
 #: their own: ``app[CONSOLE_EVENT_ENCODERS].append(fn)`` in the composition root.
 EventEncoder = Callable[[object], dict[str, Any] | None]
 EVENT_ENCODERS: web.AppKey[list[EventEncoder]] = web.AppKey("console_event_encoders")
+
+
+#: Console message types every connected staff member gets (they carry no facts).
+ALWAYS_SHOWN = frozenset({"hello", "resync", "pong"})
+#: For each console message type, the REST route (method, path) that shows the same facts: its
+#: roles are the roles that may receive the message.
+SHOWN_BY: dict[str, tuple[str, str]] = {
+    "device.presence": ("GET", "/api/devices/{device_id}"),
+    "consent.changed": ("GET", "/api/recipients/{recipient_id}"),
+    "check.changed": ("GET", "/api/checks/{check_id}"),
+    "check.alarm": ("GET", "/api/rounds/queue"),
+}
+
+
+def audience(routes: Iterable[Route]) -> dict[str, frozenset[Role]]:
+    """Who may receive each console message type, from the routes an app serves (pure)."""
+    roles = {(r.method, r.path): r.roles for r in routes}
+    return {
+        kind: roles[route]
+        for kind, route in SHOWN_BY.items()
+        if roles.get(route)  # a public route would show it to anyone: not here
+    }
+
+
+def may_see(shown_to: dict[str, frozenset[Role]], role: Role, kind: object) -> bool:
+    """Whether a caller with ``role`` may receive a console message of type ``kind``."""
+    if kind in ALWAYS_SHOWN:
+        return True
+    return isinstance(kind, str) and role in shown_to.get(kind, frozenset())
 
 
 class OpenSockets:
@@ -188,47 +227,78 @@ async def ws_console(request: web.Request) -> web.StreamResponse:
     who = caller(request)
     bus = request.app[EVENT_BUS]
     encoders = request.app.get(EVENT_ENCODERS) or [presence_event]
+    served: list[Route] = request.app.get(ROUTES) or []
+    shown_to = audience(served)
     ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=4096)
     await ws.prepare(request)
     sockets = request.app[SOCKETS].open
     sockets.add(ws)
     log.info("console_ws_connected", staff_id=who.staff_id)
     await ws.send_json({"type": "hello", "staff_id": who.staff_id, "role": str(who.role)})
-    with bus.subscribe() as sub:
+    async with _watched(request, who, ws):
+        with bus.subscribe() as sub:
 
-        async def forward() -> None:
-            while True:
-                event = await sub.queue.get()
-                if sub.dropped:
-                    sub.dropped = 0
-                    await ws.send_json({"type": "resync"})
-                message = encode_event(encoders, event)
-                if message is not None:
-                    await ws.send_str(json.dumps(message, default=_jsonable))
+            async def forward() -> None:
+                while True:
+                    event = await sub.queue.get()
+                    if sub.dropped:
+                        sub.dropped = 0
+                        await ws.send_json({"type": "resync"})
+                    message = encode_event(encoders, event)
+                    if message is not None and may_see(shown_to, who.role, message.get("type")):
+                        await ws.send_str(json.dumps(message, default=_jsonable))
 
-        loop = asyncio.get_running_loop()
-        pumps = [loop.create_task(forward())]
-        subscribe = request.app.get(CONSENT_CHANGES)
-        consent = subscribe() if subscribe is not None else None
-        if consent is not None:
-            pumps.append(loop.create_task(_forward_consent(consent, ws)))
-        try:
-            async for msg in ws:
-                if msg.type is WSMsgType.TEXT and msg.data == "ping":
-                    await ws.send_str('{"type":"pong"}')
-        finally:
-            sockets.discard(ws)
+            loop = asyncio.get_running_loop()
+            pumps = [loop.create_task(forward())]
+            subscribe = request.app.get(CONSENT_CHANGES)
+            is_shown = may_see(shown_to, who.role, "consent.changed")
+            consent = subscribe() if subscribe is not None and is_shown else None
             if consent is not None:
-                consent.close()
-            for pump in pumps:
-                pump.cancel()
-            for pump in pumps:
-                with contextlib.suppress(asyncio.CancelledError, ConnectionError):
-                    await pump
+                pumps.append(loop.create_task(_forward_consent(consent, ws)))
+            try:
+                async for msg in ws:
+                    if msg.type is WSMsgType.TEXT and msg.data == "ping":
+                        await ws.send_str('{"type":"pong"}')
+            finally:
+                sockets.discard(ws)
+                if consent is not None:
+                    consent.close()
+                for pump in pumps:
+                    pump.cancel()
+                for pump in pumps:
+                    with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                        await pump
     if not ws.closed:
         await ws.close(code=WS_GOING_AWAY)
-    log.info("console_ws_disconnected", staff_id=who.staff_id)
+    log.info("console_ws_disconnected", staff_id=who.staff_id, code=ws.close_code)
     return ws
+
+
+@contextlib.asynccontextmanager
+async def _watched(
+    request: web.Request, who: Principal, ws: web.WebSocketResponse
+) -> AsyncIterator[None]:
+    """Close ``ws`` with the cutoff's code the moment the revocation feed says access ended."""
+    feed = request.app.get(REVOCATIONS)
+    if feed is None:  # an app without identity (tests with a fake authenticator)
+        yield
+        return
+    closing: set[asyncio.Task[bool]] = set()
+
+    def cut(cutoff: Cutoff) -> None:
+        task = asyncio.get_running_loop().create_task(
+            ws.close(code=cutoff.code, message=cutoff.reason.encode())
+        )
+        closing.add(task)
+        task.add_done_callback(closing.discard)
+
+    try:
+        async with feed.watch(who, cut):
+            yield
+    finally:
+        for task in list(closing):
+            with contextlib.suppress(ConnectionError):
+                await task
 
 
 def routes() -> list[Route]:
