@@ -93,9 +93,9 @@ async def test_a_crashed_task_is_logged_counted_and_makes_the_process_unready(
         assert body["checks"]["tasks"] is False
         assert body["failed_tasks"] == ["broken-task"]
         metrics = await (await c.get("/metrics")).text()
-        assert 'homecare_task_crashes_total{task="broken-task"} 1' in metrics
-        assert 'homecare_task_failed{task="broken-task"} 1' in metrics
-        assert 'homecare_task_failed{task="consent-listen"} 0' in metrics
+        assert 'homecare_task_crashes_total{task="broken_task"} 1' in metrics
+        assert 'homecare_task_failed{task="broken_task"} 1' in metrics
+        assert 'homecare_task_failed{task="consent_listen"} 0' in metrics
 
 
 async def test_readyz_names_a_broker_that_is_not_connected(
