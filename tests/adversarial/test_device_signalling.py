@@ -94,7 +94,7 @@ class Home:
     async def good_offer(self, device_id: str) -> str:
         """Send a good offer and check the device answers it; returns the session id."""
         session_id = sid()
-        kinds = ("video",)
+        kinds: tuple[str, ...] = ("video",)
         if device_id == PHONE:
             await self.ring(session_id, auto_answer=True)
             kinds = ("video", "audio")  # the console's call without camera and microphone
