@@ -162,7 +162,7 @@ async def _seed(rt: app.Runtime, rid: str, device_id: str, now: datetime) -> Non
             decision_ref="BENCH",
             valid_from=since,
             checks=(CheckTime(local_time(22, 0), 120),),
-            view_cap_s=300,
+            view_cap_s=60,  # the most a plan may have
         ),
         actor=ADMIN,
         at=now,

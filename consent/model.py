@@ -18,6 +18,9 @@ from enum import StrEnum
 
 DEFAULT_ZONE = "Europe/Stockholm"
 DEFAULT_VIEW_CAP_S = 30
+MIN_VIEW_CAP_S, MAX_VIEW_CAP_S = 10, 60
+"""A live view's cap, seconds (hard rule 5: default 30 s, at most 60): the one range that the plan
+validator, the check's ``Policy``, the API schema and ``homecare demo --view-cap`` all use."""
 DEFAULT_RETRY_INTERVAL_S = 20 * 60
 DEFAULT_TOLERANCE_MIN = 15
 

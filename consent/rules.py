@@ -48,6 +48,8 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from consent.model import (
+    MAX_VIEW_CAP_S,
+    MIN_VIEW_CAP_S,
     Basis,
     BehaviourEvent,
     CarePlan,
@@ -69,7 +71,6 @@ from kernel.values import Problem, is_id
 NOON = time(12, 0)
 MIN_CHECKS, MAX_CHECKS = 1, 24
 MIN_TOLERANCE_MIN, MAX_TOLERANCE_MIN = 1, 180
-MIN_VIEW_CAP_S, MAX_VIEW_CAP_S = 5, 300
 MIN_RETRY_S, MAX_RETRY_S = 60, 4 * 3600
 CLOCK_SKEW = timedelta(minutes=2)
 """How far in the future a 'now' timestamp from a client may be (clock drift)."""

@@ -11,6 +11,8 @@ from typing import Any
 from consent.model import (
     DEFAULT_RETRY_INTERVAL_S,
     DEFAULT_VIEW_CAP_S,
+    MAX_VIEW_CAP_S,
+    MIN_VIEW_CAP_S,
     Basis,
     BindingAction,
     EscalationStep,
@@ -63,7 +65,12 @@ PLAN_BODY = _obj(
         "maxItems": 24,
         "items": _obj(["at"], at=_HHMM_S, tolerance_min={"type": "integer"}),
     },
-    view_cap_s={"type": "integer", "default": DEFAULT_VIEW_CAP_S},
+    view_cap_s={
+        "type": "integer",
+        "default": DEFAULT_VIEW_CAP_S,
+        "minimum": MIN_VIEW_CAP_S,
+        "maximum": MAX_VIEW_CAP_S,
+    },
     motion_may_clear={"type": "boolean", "default": False},
     retry_interval_s={"type": "integer", "default": DEFAULT_RETRY_INTERVAL_S},
     escalation={"type": "array", "items": _enum(EscalationStep)},

@@ -31,6 +31,7 @@ from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any
 
+from consent.model import MAX_VIEW_CAP_S, MIN_VIEW_CAP_S
 from kernel import timing as timing_policy
 
 # --------------------------------------------------------------------------- vocabulary
@@ -122,8 +123,10 @@ class Policy:
     paused_visit: bool = True  # a check that meets a pause becomes a visit (else it is dropped)
 
     def __post_init__(self) -> None:
-        if not 5 <= self.view_cap_s <= 600:
-            raise ValueError(f"view_cap_s must be 5..600, got {self.view_cap_s}")
+        if not MIN_VIEW_CAP_S <= self.view_cap_s <= MAX_VIEW_CAP_S:
+            raise ValueError(
+                f"view_cap_s must be {MIN_VIEW_CAP_S}..{MAX_VIEW_CAP_S}, got {self.view_cap_s}"
+            )
         if not 60 <= self.retry_interval_s <= 4 * 3600:
             raise ValueError(f"retry_interval_s must be 60..14400, got {self.retry_interval_s}")
         if not self.ladder or self.ladder[-1] is not Step.PATROL:

@@ -10,14 +10,18 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
-from datetime import date
-from typing import Any
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from consent.model import DEFAULT_VIEW_CAP_S, MAX_VIEW_CAP_S, MIN_VIEW_CAP_S
 from services import logs
 from services.settings import Settings, SettingsError, load
 from tools.ops_cli import add_commands as add_ops_commands
+
+if TYPE_CHECKING:
+    import asyncpg
 
 log = structlog.get_logger(__name__)
 
@@ -148,12 +152,43 @@ async def _demo_servers(settings: Settings) -> AsyncIterator[Settings]:
             yield dataclasses.replace(settings, database_url=db_url, mqtt_url=mqtt_url)
 
 
-async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+async def _devices_online(
+    pool: asyncpg.Pool,
+    device_ids: list[str],
+    since: datetime,
+    stop: asyncio.Event,
+    *,
+    limit_s: float = 60.0,
+) -> frozenset[str]:
+    """Wait until every device is online in this run (read from the registry every 0.5 s, see
+    ``demo_seed.devices_awaited``), ``stop`` is set, or ``limit_s`` passed; the devices still
+    missing."""
     import time
 
-    from devices.registry import PresenceChanged, Stored
+    from tools.demo_seed import devices_awaited
+
+    deadline = time.monotonic() + limit_s
+    while True:
+        rows = await pool.fetch(
+            "SELECT device_id, presence, last_seen FROM devices WHERE device_id = ANY($1::text[])",
+            device_ids,
+        )
+        missing = devices_awaited(
+            device_ids, [(r["device_id"], r["presence"], r["last_seen"]) for r in rows], since=since
+        )
+        if not missing or stop.is_set() or time.monotonic() >= deadline:
+            return missing
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.5)
+
+
+async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    import socket
+    import time
+
     from services import app
     from simulators import homes
+    from tools.demo_seed import deployment_prefix, seed_consent
 
     peers: dict[str, Any] = {}
     decorate = _media(args, peers)
@@ -162,9 +197,22 @@ async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     if "HOMECARE_PLAN_HOUR" not in os.environ:
         # the demo night begins now, so the round must cover the day too (12:00 to 12:00)
         settings = dataclasses.replace(settings, plan_hour=12)
+    shared_broker = settings.mqtt_url is not None
     async with _demo_servers(settings) as filled, _kiosk(args, peers):
         settings = filled
         assert settings.mqtt_url is not None
+        assert settings.database_url is not None
+        mqtt_url = settings.mqtt_url
+        if shared_broker and "HOMECARE_MQTT_TOPIC_PREFIX" not in os.environ:
+            # a broker others may use too: this demo's devices get topics (and client ids) of
+            # their own, so two demos on one broker never collide
+            prefix = deployment_prefix(
+                settings.mqtt_topic_prefix,
+                host=socket.gethostname(),
+                database_url=settings.database_url,
+            )
+            settings = dataclasses.replace(settings, mqtt_topic_prefix=prefix)
+            print(f"MQTT topic prefix of this demo: {prefix}", flush=True)
         ready: asyncio.Queue[tuple[str, app.Runtime]] = asyncio.Queue()
         async with asyncio.TaskGroup() as tg:
             server = tg.create_task(
@@ -188,28 +236,25 @@ async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             print("demo accounts (username / password):", flush=True)
             for username, password in accounts.items():
                 print(f"  {username:14} {password}", flush=True)
-            with rt.bus.subscribe() as events:
-                tg.create_task(
-                    homes.run_devices(
-                        specs,
-                        mqtt_url=settings.mqtt_url,
-                        prefix=settings.mqtt_topic_prefix,
-                        keepalive_s=settings.mqtt_keepalive_s,
-                        stop=stop,
-                        decorate=decorate,
-                    )
+            since = rt.clock()
+            tg.create_task(
+                homes.run_devices(
+                    specs,
+                    mqtt_url=mqtt_url,
+                    prefix=settings.mqtt_topic_prefix,
+                    keepalive_s=settings.mqtt_keepalive_s,
+                    stop=stop,
+                    decorate=decorate,
                 )
-                pending = {s.device_id for s in specs}
-                async for event in events:
-                    if isinstance(event, PresenceChanged) and event.presence is Stored.ONLINE:
-                        pending.discard(event.device_id)
-                    if not pending:
-                        break
-            online_s = time.monotonic() - started
+            )
             # Seeded once the devices are online: tonight is planned from the seed at once, and a
             # camera still offline then would send its checks to the night patrol.
-            from tools.demo_seed import seed_consent
-
+            missing = await _devices_online(rt.pool, [s.device_id for s in specs], since, stop)
+            if stop.is_set():
+                return 0  # SIGTERM/SIGINT while waiting: the server and devices are stopping
+            online_s = time.monotonic() - started
+            if missing:
+                print(f"not online after {online_s:.0f} s: {' '.join(sorted(missing))}", flush=True)
             seeded = await seed_consent(
                 rt.consent,
                 rt.pool,
@@ -223,7 +268,8 @@ async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"  {line}", flush=True)
             print(flush=True)
             print(
-                f"all {len(specs)} simulated devices online {online_s:.1f} s after start",
+                f"{len(specs) - len(missing)} of {len(specs)} simulated devices online "
+                f"{online_s:.1f} s after start",
                 flush=True,
             )
             print(
@@ -278,13 +324,15 @@ def _require(settings: Settings, *, mqtt: bool = True) -> None:
 
 
 def _view_cap(text: str) -> int:
-    """``--view-cap``: whole seconds, 5 to 600 (argparse exits 2 otherwise)."""
+    """``--view-cap``: whole seconds in the plans' range (argparse exits 2 otherwise)."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a whole number of seconds: {text!r}") from None
-    if not 5 <= value <= 600:
-        raise argparse.ArgumentTypeError("the view cap must be 5 to 600 s")
+    if not MIN_VIEW_CAP_S <= value <= MAX_VIEW_CAP_S:
+        raise argparse.ArgumentTypeError(
+            f"the view cap must be {MIN_VIEW_CAP_S} to {MAX_VIEW_CAP_S} s"
+        )
     return value
 
 
@@ -292,7 +340,10 @@ def _demo_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--homes", type=int, default=6)
     s.add_argument("--port", type=int, help="HTTP port (default 8080)")
     s.add_argument(
-        "--view-cap", type=_view_cap, default=30, help="the demo plans' live-view cap in s (30)"
+        "--view-cap",
+        type=_view_cap,
+        default=DEFAULT_VIEW_CAP_S,
+        help=f"the demo plans' live-view cap in s ({DEFAULT_VIEW_CAP_S})",
     )
 
 

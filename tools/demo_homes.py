@@ -45,7 +45,8 @@ async def seed_demo_homes(
     view_cap_s: int = 30,
 ) -> list[str]:
     """Seed the homes of ``device_ids`` (already known to the registry); return the new
-    brukare ids. ``view_cap_s`` is the plans' view cap (5-300 s)."""
+    brukare ids. ``view_cap_s`` is the plans' view cap (``consent.model.MIN_VIEW_CAP_S`` to
+    ``MAX_VIEW_CAP_S`` s)."""
     homes: dict[str, list[str]] = {}
     for device_id in device_ids:
         homes.setdefault(recipient_of(device_id), []).append(device_id)

@@ -30,13 +30,15 @@ devices are bound again; a camera that has zones keeps them.
 
 from __future__ import annotations
 
+import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 
 import asyncpg
 
 from consent import enrol, rules
-from consent.errors import Conflict
+from consent.errors import Conflict, raise_first
 from consent.model import (
     DEFAULT_VIEW_CAP_S,
     DEFAULT_ZONE,
@@ -250,27 +252,26 @@ async def _plan(
     current = [p for p in basis.plans if p.is_active(now)]
     if any(p.checks == checks and p.view_cap_s == view_cap_s for p in current):
         return False
+    if any(not p.decision_ref.startswith(DECISION_PREFIX) for p in current):
+        return False  # a real plan: the demo does not touch it
+    plan = CarePlan(
+        plan_id=new_id("plan"),
+        recipient_id=rid,
+        decision_ref=f"{DECISION_PREFIX}{home:04d}",
+        valid_from=now,
+        checks=checks,
+        motion_may_clear=home % 2 == 1,
+        view_cap_s=view_cap_s,
+        instruction="Om brukaren inte ligger i sängen: ring först, sedan nattpatrull.",
+    )
+    # Check the new plan before ending the old one: a bad plan never leaves the home without any.
+    raise_first(rules.validate_plan(plan, zone_name=zone_name))
     for p in current:
-        if not p.decision_ref.startswith(DECISION_PREFIX):
-            return False  # a real plan: the demo does not touch it
         await store.end_plan(p.plan_id, ended_at=now, actor=ACTOR, at=now)
     later = [p for p in basis.plans if p.valid_from > now and p.ended_at is None]
     for p in later:
         await store.end_plan(p.plan_id, ended_at=p.valid_from, actor=ACTOR, at=now)
-    await store.add_plan(
-        CarePlan(
-            plan_id=new_id("plan"),
-            recipient_id=rid,
-            decision_ref=f"{DECISION_PREFIX}{home:04d}",
-            valid_from=now,
-            checks=checks,
-            motion_may_clear=home % 2 == 1,
-            view_cap_s=view_cap_s,
-            instruction="Om brukaren inte ligger i sängen: ring först, sedan nattpatrull.",
-        ),
-        actor=ACTOR,
-        at=now,
-    )
+    await store.add_plan(plan, actor=ACTOR, at=now)
     return True
 
 
@@ -359,3 +360,34 @@ async def seed_consent(
         times = " ".join(c.at.strftime("%H:%M") for c in plan.checks) if plan else "-"
         out.lines.append(f"{rid} ({camera_id(home)}): {CASES[(home - 1) % 6]}; tillsyn {times}")
     return out
+
+
+# --- when to seed, and a deployment's own topics --------------------------------------------
+
+
+def devices_awaited(
+    expected: Iterable[str],
+    registry: Iterable[tuple[str, str, datetime | None]],
+    *,
+    since: datetime,
+) -> frozenset[str]:
+    """The devices of ``expected`` not yet online in this run, from the registry's current rows
+    ``(device_id, presence, last_seen)``: online, and heard from at or after ``since`` (the demo's
+    start). A row left ``online`` by an earlier run that stopped uncleanly does not count until
+    the device is heard again, and a device that re-announces while already ``online`` (no change
+    event) counts at once: the demo seeds from the registry's state, not from change events."""
+    online = {
+        device_id
+        for device_id, presence, last_seen in registry
+        if presence == "online" and last_seen is not None and last_seen >= since
+    }
+    return frozenset(expected) - online
+
+
+def deployment_prefix(base: str, *, host: str, database_url: str) -> str:
+    """A topic prefix of this demo deployment, ``demo-<8 hex>/<base>``, stable across restarts on
+    the same host and database: two demos sharing a broker never share topics, and (as the
+    simulated devices' client ids carry a hash of the prefix) never take over each other's
+    connections."""
+    digest = zlib.crc32(f"{host} {database_url}".encode())
+    return f"demo-{digest:08x}/{base}"

@@ -25,7 +25,7 @@ from tools.embedded import free_port
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 sync_api = pytest.importorskip("playwright.sync_api")
-CAP_S = 5
+CAP_S = 10  # the least cap a plan may have (consent.model.MIN_VIEW_CAP_S)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ def test_view_cap_is_parsed_with_a_default() -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "needle"), [("4", "5 to 600"), ("601", "5 to 600"), ("ten", "whole number")]
+    ("value", "needle"), [("9", "10 to 60"), ("61", "10 to 60"), ("ten", "whole number")]
 )
 def test_bad_view_cap_exits_2_with_the_reason(
     value: str, needle: str, capsys: pytest.CaptureFixture[str]
