@@ -2,8 +2,9 @@
 
 Devices are minimal raw-socket MQTT 3.1.1 clients (so a "killed" device really closes its socket
 without DISCONNECT, and a "frozen" one really goes silent with the socket open). Through a private
-``mosquitto`` the backend's ``MqttLink`` + ``DeviceHandler`` store each change in PostgreSQL (a
-scratch database) and announce it; the time of the announcement is the measured end.
+``mosquitto`` the backend (the service's bootstrap, ``services.app.runtime`` with the ``api``
+role: its ``MqttLink`` + ``DeviceHandler``) stores each change in PostgreSQL (a scratch database)
+and announces it on the event bus; the time a bus subscriber sees it is the measured end.
 
 - ``online``: birth published -> stored online;
 - ``killed``: socket aborted -> the broker sends the will -> stored offline;
@@ -34,10 +35,10 @@ import aiomqtt
 
 from bench.registry import PREFIX, broker, embedded_host, scratch_database
 from devices import topics
-from devices.handler import REGISTRY_CHANNELS, DeviceHandler
 from devices.registry import PresenceChanged, Stored
-from services import db
-from services.mqtt import MqttLink
+from services import app
+from services.events import Overflow
+from services.settings import Settings
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -171,21 +172,16 @@ async def run(devices: int = 200, frozen: int = 20, keepalive_s: int = 2) -> dic
         host, port = embedded_host(url)
         async with (
             scratch_database("presence") as db_url,
-            db.open_pool(db_url) as pool,
             aiomqtt.Client(host, port, identifier=f"bench-watch-{uuid.uuid4().hex[:6]}") as watch,
         ):
-            handler = DeviceHandler(
-                pool, clock=lambda: datetime.now(UTC), on_presence=clocks.on_presence
-            )
-            link = MqttLink(
-                url,
-                prefix=PREFIX,
-                keepalive_s=30,
+            settings = Settings(
+                database_url=db_url,
+                mqtt_url=url,
+                mqtt_topic_prefix=PREFIX,
+                mqtt_keepalive_s=30,
+                roles=("api",),
                 instance_id="bench-presence",
-                on_reject=handler.reject,
             )
-            for channel in REGISTRY_CHANNELS:
-                link.subscribe(channel, handler.handle)
             await watch.subscribe(f"{PREFIX}/dev/+/status", qos=1)
 
             async def observe() -> None:
@@ -197,28 +193,37 @@ async def run(devices: int = 200, frozen: int = 20, keepalive_s: int = 2) -> dic
                     clocks.broker.setdefault((device_id, state), at)
 
             observer = asyncio.create_task(observe())
-            async with link:
-                await asyncio.wait_for(link.connected.wait(), 10)
-                fleet = [RawDevice(f"pres-{i:05d}", keepalive_s) for i in range(devices)]
-                still = [RawDevice(f"frozen-{i:04d}", keepalive_s) for i in range(frozen)]
-                try:
-                    for d in fleet + still:
-                        await d.connect(host, port)
-                    online = await _phase(fleet + still, clocks, "online", "birth", 0.005, 60)
-                    killed = await _phase(fleet, clocks, "offline", "kill", 0.005, 60)
-                    freeze = await _phase(
-                        still, clocks, "offline", "freeze", 0.0, 3 * keepalive_s + 10
-                    )
-                finally:
-                    for d in fleet + still:
-                        d.close()
-            observer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await observer
-            await handler.close()
-            stored = await pool.fetchval(
-                "SELECT count(*) FROM devices WHERE presence = $1", Stored.OFFLINE.value
-            )
+            async with app.runtime(settings) as rt:
+                assert rt.mqtt is not None
+                with rt.bus.subscribe("bench-presence", overflow=Overflow.KEEP_ALL) as events:
+
+                    async def announced() -> None:
+                        async for event in events:
+                            if isinstance(event, PresenceChanged):
+                                clocks.on_presence(event)
+
+                    listener = asyncio.create_task(announced())
+                    await asyncio.wait_for(rt.mqtt.connected.wait(), 10)
+                    fleet = [RawDevice(f"pres-{i:05d}", keepalive_s) for i in range(devices)]
+                    still = [RawDevice(f"frozen-{i:04d}", keepalive_s) for i in range(frozen)]
+                    try:
+                        for d in fleet + still:
+                            await d.connect(host, port)
+                        online = await _phase(fleet + still, clocks, "online", "birth", 0.005, 60)
+                        killed = await _phase(fleet, clocks, "offline", "kill", 0.005, 60)
+                        freeze = await _phase(
+                            still, clocks, "offline", "freeze", 0.0, 3 * keepalive_s + 10
+                        )
+                    finally:
+                        for d in fleet + still:
+                            d.close()
+                        for task in (observer, listener):
+                            task.cancel()
+                            with contextlib.suppress(asyncio.CancelledError):
+                                await task
+                stored = await rt.pool.fetchval(
+                    "SELECT count(*) FROM devices WHERE presence = $1", Stored.OFFLINE.value
+                )
     if stored != devices + frozen:
         raise RuntimeError(f"only {stored} of {devices + frozen} devices stored offline")
     target_frozen_s = 1.5 * keepalive_s + 1.0

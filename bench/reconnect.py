@@ -18,16 +18,13 @@ import os
 import resource
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
-from devices.handler import REGISTRY_CHANNELS, DeviceHandler
-from services import db, logs
-from services.events import EventBus
-from services.mqtt import MqttLink
+from services import app, logs
+from services.settings import Settings
 from simulators import homes
 from simulators.device import DeviceSpec
 from tools import embedded
@@ -69,55 +66,51 @@ async def run(devices: int = 1000, quiet: bool = False) -> dict[str, Any]:
     specs = [DeviceSpec(f"cam-{i:05d}", homes.DeviceKind.CAMERA) for i in range(devices)]
     stop = asyncio.Event()
     try:
-        async with db.open_pool(admin_url.rpartition("/")[0] + "/" + name) as pool:
-            handler = DeviceHandler(
-                pool, clock=lambda: datetime.now(UTC), on_presence=EventBus().publish
+        with contextlib.ExitStack() as brokers:
+            url = brokers.enter_context(embedded.mosquitto(port))
+            settings = Settings(  # the service's bootstrap: its one link and the registry
+                database_url=admin_url.rpartition("/")[0] + "/" + name,
+                mqtt_url=url,
+                mqtt_topic_prefix=prefix,
+                mqtt_keepalive_s=5,  # the registry's sweep grace after a reconnect: 12 s
+                roles=("api",),
+                instance_id="bench",
             )
-            with contextlib.ExitStack() as brokers:
-                url = brokers.enter_context(embedded.mosquitto(port))
-                link = MqttLink(
-                    url,
-                    prefix=prefix,
-                    keepalive_s=5,
-                    instance_id="bench",
-                    on_reject=handler.reject,
-                    on_connect=lambda: handler.link_connected(12.0),
-                )
-                for channel in REGISTRY_CHANNELS:
-                    link.subscribe(channel, handler.handle)
-                async with link:
-                    rss0 = _rss_mib()
-                    sims = asyncio.create_task(
-                        homes.run_devices(
-                            specs,
-                            mqtt_url=url,
-                            prefix=prefix,
-                            keepalive_s=5,
-                            stop=stop,
-                            health_interval_s=300,
-                        )
+            async with app.runtime(settings) as rt:
+                pool, handler = rt.pool, rt.devices
+                assert handler is not None
+                rss0 = _rss_mib()
+                sims = asyncio.create_task(
+                    homes.run_devices(
+                        specs,
+                        mqtt_url=url,
+                        prefix=prefix,
+                        keepalive_s=5,
+                        stop=stop,
+                        health_interval_s=300,
                     )
-                    first = await _all_online(pool, devices, None, 120)
-                    cpu0 = time.process_time()
-                    if not quiet:
-                        print(f"first connect: {devices} online after {first:.2f} s")
-                    sessions = {
-                        r["device_id"]: r["session"]
-                        for r in await pool.fetch("SELECT device_id, session FROM devices")
-                    }
-                    brokers.close()
-                    await asyncio.sleep(1.0)
-                    brokers.enter_context(embedded.mosquitto(port))
-                    again = await _all_online(pool, devices, sessions, 120)
-                    cpu = time.process_time() - cpu0
-                    if not quiet:
-                        print(
-                            f"after broker restart: {devices} online again after {again:.2f} s"
-                            f" (target 30 s)"
-                        )
-                    stop.set()
-                    await asyncio.wait_for(sims, 60)
-                    rejected = dict(handler.rejected)
+                )
+                first = await _all_online(pool, devices, None, 120)
+                cpu0 = time.process_time()
+                if not quiet:
+                    print(f"first connect: {devices} online after {first:.2f} s")
+                sessions = {
+                    r["device_id"]: r["session"]
+                    for r in await pool.fetch("SELECT device_id, session FROM devices")
+                }
+                brokers.close()
+                await asyncio.sleep(1.0)
+                brokers.enter_context(embedded.mosquitto(port))
+                again = await _all_online(pool, devices, sessions, 120)
+                cpu = time.process_time() - cpu0
+                if not quiet:
+                    print(
+                        f"after broker restart: {devices} online again after {again:.2f} s"
+                        f" (target 30 s)"
+                    )
+                stop.set()
+                await asyncio.wait_for(sims, 60)
+                rejected = dict(handler.rejected)
         result = {
             "devices": devices,
             "first_connect_s": round(first, 3),
