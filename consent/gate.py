@@ -21,7 +21,7 @@ import contextlib
 import json
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
@@ -295,10 +295,3 @@ async def _watch(conn: Any, lost: asyncio.Event, ping_s: float) -> None:
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             conn.terminate()
             return
-
-
-async def changes_of(gate: Gate) -> AsyncIterator[ConsentChange]:
-    """The change feed as an async generator (subscribes on first iteration)."""
-    with contextlib.closing(gate.changes()) as sub:
-        async for change in sub:
-            yield change

@@ -33,17 +33,6 @@ class Channel(StrEnum):
     WEBRTC_OUT = "webrtc/out"
 
 
-#: Channels a device publishes on (the backend subscribes to these).
-DEVICE_CHANNELS = (
-    Channel.STATUS,
-    Channel.META,
-    Channel.HEALTH,
-    Channel.EVENT,
-    Channel.CMD_ACK,
-    Channel.WEBRTC_OUT,
-)
-
-
 class Presence(StrEnum):
     ONLINE = "online"
     OFFLINE = "offline"

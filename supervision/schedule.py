@@ -36,7 +36,6 @@ from consent.model import (
 )
 from consent.rules import (
     DEFAULT_PLAN_HOUR,
-    check_date,
     decide_recipient,
     night_windows,
 )
@@ -396,11 +395,6 @@ def _plan_with(plans: Iterable[CarePlan], c: Check) -> CarePlan | None:
         if p.is_active(c.agreed_at) and any(t.at == c.agreed for t in p.checks):
             return p
     return None
-
-
-def local_agreed_at(night: date, agreed: time, zone: tzinfo) -> datetime:
-    """The instant a night's agreed local time first occurs (``fold=0``), as the gate has it."""
-    return datetime.combine(check_date(night, agreed), agreed, tzinfo=zone)
 
 
 def summarise(plan: NightPlan) -> Mapping[str, int]:

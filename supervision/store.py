@@ -56,7 +56,6 @@ COLUMNS = (
     " policy::text AS policy, state, since, deadline, attempt, ladder_step, reason, holder,"
     " verdict, version"
 )
-OPERATOR_EVENTS = (ch.ViewOpened, ch.Outcome)
 INSERT_COLUMNS = (
     "check_id", "recipient_id", "device_id", "night", "agreed", "agreed_at", "window_start",
     "window_end", "policy", "state", "since", "deadline", "attempt", "ladder_step", "reason",

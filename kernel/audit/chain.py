@@ -25,7 +25,6 @@ from enum import StrEnum
 from typing import Any
 
 GENESIS_HASH = "0" * 64
-SYSTEM_ACTOR = "system"
 ANONYMOUS_ACTOR = "anonymous"
 MAX_DATA_BYTES = 8192
 """Upper bound of one entry's canonical ``data``: the audit log holds facts, not documents."""

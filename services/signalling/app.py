@@ -3,8 +3,9 @@
 ``services/app.py`` does::
 
     sig = await stack.enter_async_context(
-        signalling_app.installed(app, settings, pool=pool, link=link, gate=gate,
-                                 commands=commands, instance_id=instance, clock=clock))
+        signalling_app.installed(app, settings, pool=pool, link=rt.mqtt, gate=gate,
+                                 commands=rt.commands, instance_id=instance, clock=clock,
+                                 config=signalling_config(rt.timing)))
 
 The signalling service runs where the process has the ``signalling`` or the ``probes`` role (the
 in-process probe uses :meth:`Signalling.connect`); it serves ``GET /ws/signal`` and takes its
