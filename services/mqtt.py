@@ -232,8 +232,9 @@ class MqttLink:
         for task in (self._task, *self._lane_tasks):
             if task is not None:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await asyncio.wait({task})  # a cancellation of the caller is not swallowed
+                if not task.cancelled() and (error := task.exception()) is not None:
+                    log.error("mqtt_task_failed", task=task.get_name(), error=repr(error))
 
     async def _run(self) -> None:
         backoff = 0.2
