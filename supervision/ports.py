@@ -4,16 +4,16 @@ The composition root (``services/app.py``) hands adapters for these to
 :class:`supervision.runner.Runner` and :class:`supervision.watchdog.Watchdog`; tests and the
 simulated night hand in-process fakes that implement the same protocols.
 
-================  =====================================================  ==================
-port              what                                                   real adapter
-================  =====================================================  ==================
-:class:`Gate`     the consent gate at an instant (hard rules 1 and 3)    consent gate
-:class:`Prober`   watch a camera a few seconds, return the verdict       probe (issue 5)
-:class:`Devices`  wake a camera; which devices are online now            devices.commands
-:class:`Bases`    brukare, plans, consents, pauses, bindings             consent store
-:data:`Clock`     the injectable clock (tz-aware)                        system / simulated
-:data:`Publish`   console events (in-process bus)                        services.events
-================  =====================================================  ==================
+======================  =====================================================  ==================
+port                    what                                                   real adapter
+======================  =====================================================  ==================
+:class:`ConsentGate`    the consent gate at an instant (hard rules 1 and 3)    consent gate
+:class:`Prober`         watch a camera a few seconds, return the verdict       probe (issue 5)
+:class:`Devices`        wake a camera; which devices are online now            devices.commands
+:class:`Bases`          brukare, plans, consents, pauses, bindings             consent store
+:data:`Clock`           the injectable clock (tz-aware)                        system / simulated
+:data:`Publish`         console events (in-process bus)                        services.events
+======================  =====================================================  ==================
 
 Presence and consent changes arrive as async iterators of objects shaped like
 :class:`PresenceEvent` (``devices.registry.PresenceChanged``) and
@@ -34,7 +34,7 @@ Publish = Callable[[object], None]
 """Publishes a console event (:class:`CheckChanged`, :class:`AlarmRaised`); never blocks."""
 
 
-class Gate(Protocol):
+class ConsentGate(Protocol):
     async def decide(self, *, device_id: str, purpose: Purpose, at: datetime) -> Decision:
         """May ``device_id`` be used for ``purpose`` at ``at``? Default deny."""
         ...

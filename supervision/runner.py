@@ -42,7 +42,7 @@ from supervision import checks as ch
 from supervision import relay
 from supervision.checks import Check, Transition
 from supervision.errors import TransitionRefused
-from supervision.ports import Devices, Gate, LinkDown, Prober, Publish
+from supervision.ports import ConsentGate, Devices, LinkDown, Prober, Publish
 from supervision.store import RoundStore
 
 log = structlog.get_logger(__name__)
@@ -83,7 +83,7 @@ class Runner:
         self,
         store: RoundStore,
         *,
-        gate: Gate,
+        gate: ConsentGate,
         prober: Prober | None,
         devices: Devices,
         clock: Clock,

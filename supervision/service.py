@@ -35,7 +35,7 @@ from devices import topics
 from kernel.clock import Clock
 from kernel.timing import DEFAULT_TIMING, Timing
 from supervision import relay
-from supervision.ports import Bases, Gate, LinkDown, Prober, Publish
+from supervision.ports import Bases, ConsentGate, LinkDown, Prober, Publish
 from supervision.runner import Runner, RunnerConfig
 from supervision.store import RoundStore
 from supervision.watchdog import Watchdog, WatchdogConfig
@@ -143,7 +143,7 @@ class Rounds:
         pool: asyncpg.Pool,
         *,
         config: RoundsConfig,
-        gate: Gate,
+        gate: ConsentGate,
         bases: Bases,
         devices: RegistryDevices,
         clock: Clock,
