@@ -41,35 +41,29 @@ def _runner() -> Any:
     return runner
 
 
-def test_bench_quick_writes_json_and_chart(pg_admin_url: str, tmp_path: Path) -> None:
-    assert [b.name for b in _runner().BENCHES] == OWN + SUITE_AT_FULL_SIZE
+def _quick(pg_admin_url: str, out: Path, names: list[str]) -> tuple[str, dict[str, Any]]:
+    """``homecare bench --quick --only ...`` through the real CLI: its output and its JSON."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOMECARE_")}
     env["HOMECARE_DATABASE_URL"] = pg_admin_url  # the server for the scratch databases
-    cmd = [sys.executable, "-m", "tools.cli", "bench", "--quick", "--out", str(tmp_path)]
-    for name in OWN:
+    cmd = [sys.executable, "-m", "tools.cli", "bench", "--quick", "--out", str(out)]
+    for name in names:
         cmd += ["--only", name]
     # run from elsewhere: the command must find bench/ in the source tree by itself
     proc = subprocess.run(
-        cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900, check=False
+        cmd, cwd=out, env=env, capture_output=True, text=True, timeout=900, check=False
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    for i in range(1, len(OWN) + 1):  # progress is shown as it goes
-        assert f"[{i}/{len(OWN)}] " in proc.stdout
-    for name in OWN:
-        assert f"] {name}: " in proc.stdout
+    return proc.stdout, json.loads((out / "bench.json").read_text())
 
-    report = json.loads((tmp_path / "bench.json").read_text())
-    assert report["quick"] is True
-    assert set(report["benches"]) == set(OWN)
-    assert report["summary"]["ok"] == sorted(OWN)
-    assert _number(report["total_s"])
-    for name in OWN:
+
+def _figures_are_real(report: dict[str, Any], names: list[str]) -> None:
+    for name in names:
         entry = report["benches"][name]
         assert entry["status"] == "ok"
         assert isinstance(entry["result"], dict)
         assert entry["ignored_args"] == []
     figures = report["figures"]
-    assert {f["bench"] for f in figures} == set(OWN)
+    assert {f["bench"] for f in figures} == set(names)
     for f in figures:
         assert _number(f["value"]), f
         if f["baseline_value"] is not None:
@@ -79,15 +73,43 @@ def test_bench_quick_writes_json_and_chart(pg_admin_url: str, tmp_path: Path) ->
         if f["target"] is not None:
             assert isinstance(f["target_met"], bool)
     with_baseline = [f for f in figures if f["ratio"] is not None]
-    assert {f["bench"] for f in with_baseline} == set(OWN)
-    registry = report["benches"]["registry"]["result"]
-    assert registry["messages"] == 5 * 4  # the quick sizes were passed to run()
+    assert {f["bench"] for f in with_baseline} == set(names)
 
+
+def test_every_benchmark_is_known_to_the_runner() -> None:
+    assert [b.name for b in _runner().BENCHES] == OWN + SUITE_AT_FULL_SIZE
+
+
+def test_bench_quick_writes_json_and_chart(pg_admin_url: str, tmp_path: Path) -> None:
+    """The runner end to end on two quick benchmarks: progress, JSON and chart."""
+    names = ["audit", "gate"]
+    stdout, report = _quick(pg_admin_url, tmp_path, names)
+    for i in range(1, len(names) + 1):  # progress is shown as it goes
+        assert f"[{i}/{len(names)}] " in stdout
+    for name in names:
+        assert f"] {name}: " in stdout
+    assert report["quick"] is True
+    assert set(report["benches"]) == set(names)
+    assert report["summary"]["ok"] == sorted(names)
+    assert _number(report["total_s"])
+    _figures_are_real(report, names)
     html = (tmp_path / "bench.html").read_text()
     assert html.startswith("<!doctype html>")
     assert "<svg" in html
     assert "<script" not in html
-    assert all(escape(f["name"]) in html for f in figures)
+    assert all(escape(f["name"]) in html for f in report["figures"])
+
+
+@pytest.mark.parametrize("name", [n for n in OWN if n not in ("audit", "gate")])
+def test_each_benchmark_runs_quick_with_real_figures(
+    pg_admin_url: str, tmp_path: Path, name: str
+) -> None:
+    """Each benchmark in its own test (each well under 30 s), so a broken one is named."""
+    _, report = _quick(pg_admin_url, tmp_path, [name])
+    assert report["summary"]["ok"] == [name]
+    _figures_are_real(report, [name])
+    if name == "registry":
+        assert report["benches"]["registry"]["result"]["messages"] == 5 * 4  # the quick sizes
 
 
 def test_a_missing_benchmark_is_reported_not_faked(tmp_path: Path) -> None:
