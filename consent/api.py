@@ -411,6 +411,8 @@ async def gate(request: web.Request) -> web.Response:
     at = _now(request)
     if "at" in q:
         at = parse_instant(q["at"], "at", _zone(request))
+        if (problem := rules.check_instant(at, "at")) is not None:
+            raise InvalidInput.of(problem)
     basis = await _store(request).basis_for_device(device_id, at)
     decision = rules.decide(basis, device_id=device_id, purpose=purpose, at=at)
     return _json(

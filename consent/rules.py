@@ -75,6 +75,11 @@ MIN_RETRY_S, MAX_RETRY_S = 60, 4 * 3600
 CLOCK_SKEW = timedelta(minutes=2)
 """How far in the future a 'now' timestamp from a client may be (clock drift)."""
 DST_SCAN_DAYS = 400
+EARLIEST_INSTANT = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_INSTANT = datetime(2200, 1, 1, tzinfo=UTC)
+"""The gate answers for instants in ``[EARLIEST_INSTANT, LATEST_INSTANT)``: no record predates
+1970, no plan reaches 2200, and the night and window arithmetic around an instant (a day either
+side) stays far from ``datetime``'s year 1 and 9999. :func:`check_instant` refuses the rest."""
 _DAY = timedelta(days=1)
 _MINUTES_PER_DAY = 24 * 60
 
@@ -224,13 +229,28 @@ def _decide(basis: RecipientBasis, purpose: Purpose, at: datetime) -> Decision:
     )
 
 
+def check_instant(at: datetime, field: str) -> Problem | None:
+    """A problem naming ``field`` when ``at`` is outside the range the gate answers for."""
+    if at.tzinfo is None:
+        return Problem(field, "invalid_datetime", f"{field} must be timezone-aware")
+    if not EARLIEST_INSTANT <= at < LATEST_INSTANT:
+        return Problem(
+            field,
+            "out_of_range",
+            f"{field} must be from {EARLIEST_INSTANT:%Y-%m-%d} up to (not including) "
+            f"{LATEST_INSTANT:%Y-%m-%d} UTC",
+        )
+    return None
+
+
 def decide(
     basis: RecipientBasis | None, *, device_id: str, purpose: Purpose, at: datetime
 ) -> Decision:
     """May ``device_id`` be used for ``purpose`` at ``at``? ``basis`` is the brukare the device
-    is (or was) bound to, or ``None`` when it has never been bound."""
-    if at.tzinfo is None:
-        raise ValueError("at must be timezone-aware")
+    is (or was) bound to, or ``None`` when it has never been bound. ``at`` is tz-aware and within
+    :func:`check_instant`'s range (callers with input from outside check it first)."""
+    if (problem := check_instant(at, "at")) is not None:
+        raise ValueError(problem.message)
     if basis is None or not any(
         b.device_id == device_id and b.is_active(at) for b in basis.bindings
     ):
@@ -242,8 +262,8 @@ def decide(
 
 def decide_recipient(basis: RecipientBasis, *, purpose: Purpose, at: datetime) -> Decision:
     """The gate for a brukare through any device bound to the home at ``at`` (for planning)."""
-    if at.tzinfo is None:
-        raise ValueError("at must be timezone-aware")
+    if (problem := check_instant(at, "at")) is not None:
+        raise ValueError(problem.message)
     if not any(b.is_active(at) for b in basis.bindings):
         return Decision.deny(Reason.DEVICE_NOT_BOUND, basis.recipient_id)
     return _decide(basis, purpose, at)
