@@ -8,9 +8,9 @@ import sys
 import asyncpg
 
 from consent.errors import ConsentError
-from kernel.errors import InvalidInput
 from identity import store as staff_store
 from identity.staff import normalise_username, require_login_role
+from kernel.errors import InvalidInput
 
 
 async def token_create_command(
