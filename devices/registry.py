@@ -4,17 +4,32 @@ Presence follows the device's session counter (DESIGN.md): a message of an older
 one on record is stale and changes nothing, so a late will of an old connection never marks a
 reconnected device offline. A device first heard of is created quarantined; binding is an
 administrator's act elsewhere and never happens here.
+
+A session counter is a device's clock in Unix milliseconds at connect (``simulators.device``), or a
+smaller count; one beyond :func:`session_limit` (the receiving clock plus
+:data:`MAX_SESSION_AHEAD`) is refused (``session_in_future``): else one forged ``status`` with a
+huge session would make every later real birth and will stale and pin the presence for good. A
+record already carrying such a session (stored before this check) no longer makes anything stale.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from devices.topics import Capability, DeviceKind, Health, Meta, Presence, Status, VideoSpec
+
+MAX_SESSION_AHEAD = timedelta(hours=6)
+"""How far a session counter may run ahead of the receiving clock: device clocks drift, and tests
+and demos run the service's clock up to a few hours behind the devices' (tonight 22:00)."""
+
+
+def session_limit(at: datetime) -> int:
+    """The largest session counter believable at ``at`` (Unix ms of ``at + MAX_SESSION_AHEAD``)."""
+    return int((at + MAX_SESSION_AHEAD).timestamp() * 1000)
 
 
 class Stored(StrEnum):
@@ -76,9 +91,19 @@ def new_record(device_id: str, at: datetime) -> DeviceRecord:
 def apply_status(
     record: DeviceRecord | None, device_id: str, status: Status, at: datetime
 ) -> Applied:
-    """Apply a ``status`` message received at ``at``."""
+    """Apply a ``status`` message received at ``at``; a session beyond :func:`session_limit` is
+    refused (``session_in_future``) and changes nothing."""
+    limit = session_limit(at)
+    if status.session > limit:
+        return Applied(None, rejected="session_in_future")
+    return _apply_status(record, device_id, status, at, limit)
+
+
+def _apply_status(
+    record: DeviceRecord | None, device_id: str, status: Status, at: datetime, limit: int
+) -> Applied:
     current = record or new_record(device_id, at)
-    if status.session < current.session:
+    if status.session < current.session <= limit:
         reason = "stale_will" if status.state is not Presence.ONLINE else "stale_session"
         return Applied(None, rejected=reason)
     presence = Stored(status.state.value)
@@ -104,7 +129,8 @@ def mark_silent(record: DeviceRecord, since: datetime, at: datetime) -> Applied:
     not been heard since ``since`` is offline (its will may have died with a restarted broker)."""
     if record.presence is not Stored.ONLINE or (record.last_seen and record.last_seen >= since):
         return Applied(None)
-    return apply_status(record, record.device_id, Status(Presence.OFFLINE, record.session), at)
+    offline = Status(Presence.OFFLINE, record.session)
+    return _apply_status(record, record.device_id, offline, at, session_limit(at))
 
 
 def apply_meta(record: DeviceRecord | None, device_id: str, meta: Meta, at: datetime) -> Applied:
