@@ -3,6 +3,14 @@
 Each message is decoded by ``devices.topics``, applied by ``devices.registry`` under a row lock and
 stored in one transaction; a presence change is then handed to ``on_presence`` (the in-process
 event bus). Anything refused is counted by reason in ``rejected`` and logged; nothing changes.
+
+A device first heard of is stored quarantined. At most :data:`QUARANTINE_CAP_PER_HOUR` new
+devices are stored per hour (a window that opens with the first new device), so a flood of
+made-up device ids cannot grow the table without bound: beyond the cap a new device's message is
+dropped, counted as ``rejected["quarantine_full"]`` (``homecare_mqtt_rejected_total`` on
+``/metrics``) and logged once per window (``device_quarantine_capped``). A dropped device is stored when it announces itself again after
+the window (it re-announces when the backend's ``server/status`` goes online, or on reconnect).
+Known devices are never held back. The count is per process.
 """
 
 from __future__ import annotations
@@ -11,7 +19,7 @@ import asyncio
 import contextlib
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import asyncpg
 import structlog
@@ -24,6 +32,12 @@ log = structlog.get_logger(__name__)
 
 EventHook = Callable[[str, topics.Event, datetime], Awaitable[None]]
 
+QUARANTINE_CAP_PER_HOUR = 1000
+"""New (quarantined) devices stored per hour at most. Far above any real installation rate, and
+above the largest first-connect burst of the benchmarks (``bench.reconnect``: 1000 devices);
+tests inject a small cap."""
+QUARANTINE_WINDOW = timedelta(hours=1)
+
 
 class DeviceHandler:
     """Handles every device channel except signalling (``webrtc/out``), which signalling owns."""
@@ -35,18 +49,44 @@ class DeviceHandler:
         clock: Clock,
         on_presence: Callable[[registry.PresenceChanged], None],
         on_event: EventHook | None = None,
+        quarantine_cap_per_hour: int = QUARANTINE_CAP_PER_HOUR,
     ) -> None:
+        if quarantine_cap_per_hour < 0:
+            raise ValueError("quarantine_cap_per_hour must be 0 or more")
         self._pool = pool
         self._clock = clock
         self._on_presence = on_presence
         self._on_event = on_event
         self.rejected: Counter[str] = Counter()
+        self.quarantine_cap_per_hour = quarantine_cap_per_hour
+        self._window_start: datetime | None = None
+        self._window_new = 0
         self._acks: dict[str, asyncio.Future[topics.CommandAck]] = {}
         self._sweep: asyncio.Task[None] | None = None
 
     def reject(self, reason: str, device_id: str | None, detail: str) -> None:
         """Count a refused message (also called by the MQTT link for topic errors)."""
         self.rejected[reason] += 1
+
+    def _admit_new(self, device_id: str) -> bool:
+        """Whether one more new device may be stored in this window (counts it if so)."""
+        now = self._clock()
+        if self._window_start is None or now - self._window_start >= QUARANTINE_WINDOW:
+            self._window_start, self._window_new = now, 0
+        if self._window_new < self.quarantine_cap_per_hour:
+            self._window_new += 1
+            return True
+        self.rejected["quarantine_full"] += 1
+        if self._window_new == self.quarantine_cap_per_hour:  # the first drop of this window
+            self._window_new += 1
+            log.warning(
+                "device_quarantine_capped",
+                device_id=device_id,
+                cap=self.quarantine_cap_per_hour,
+                window_s=QUARANTINE_WINDOW.total_seconds(),
+                window_start=self._window_start.isoformat(),
+            )
+        return False
 
     async def _apply(
         self, device_id: str, step: Callable[[registry.DeviceRecord | None], registry.Applied]
@@ -57,6 +97,8 @@ class DeviceHandler:
             if applied.rejected:
                 raise PayloadError(applied.rejected, "refused by the registry")
             if applied.record is not None:
+                if current is None and not self._admit_new(device_id):
+                    return  # over the cap: dropped, counted, logged once per window
                 await store.put(conn, applied.record)
         if applied.change is not None:
             log.info(
