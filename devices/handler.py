@@ -8,9 +8,10 @@ A device first heard of is stored quarantined. At most :data:`QUARANTINE_CAP_PER
 devices are stored per hour (a window that opens with the first new device), so a flood of
 made-up device ids cannot grow the table without bound: beyond the cap a new device's message is
 dropped, counted as ``rejected["quarantine_full"]`` (``homecare_mqtt_rejected_total`` on
-``/metrics``) and logged once per window (``device_quarantine_capped``). A dropped device is stored when it announces itself again after
-the window (it re-announces when the backend's ``server/status`` goes online, or on reconnect).
-Known devices are never held back. The count is per process.
+``/metrics``) and logged once per window (``device_quarantine_capped``). A dropped device is
+stored when it announces itself again after the window (it re-announces when the backend's
+``server/status`` goes online, or on reconnect). Known devices are never held back. The count
+is per process.
 """
 
 from __future__ import annotations
