@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import time as monotime
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from services.settings import load
 from simulators.device import DeviceSpec, SimulatedDevice
 from simulators.peer import AnswerPolicy, DevicePeer, attach
 from simulators.scenes import Scene, SceneKind
-from tests.integration.signalling_support import wait_for
+from tests.integration.signalling_support import JumpClock, wait_for
 from tools.view import WebSocketChannel
 
 STHLM = ZoneInfo("Europe/Stockholm")
@@ -45,37 +44,13 @@ ADMIN = "staff-admin01"
 ADMIN2 = "staff-admin02"
 
 
-class NightClock:
+class NightClock(JumpClock):
     """Tonight ``hour``:00 local time, then real time passing, plus whatever :meth:`advance`
-    added. A clock port: ``sleep`` wakes early when the clock is moved past its end, so a test
-    can jump to a deadline (the view cap) instead of waiting for it."""
+    added (see :class:`~tests.integration.signalling_support.JumpClock`)."""
 
     def __init__(self, hour: int = 22) -> None:
         today = date.today()
-        self._base = datetime(today.year, today.month, today.day, hour, 0, tzinfo=STHLM)
-        self._start = monotime.monotonic()
-        self._offset = timedelta()
-        self._moved = asyncio.Event()
-
-    def now(self) -> datetime:
-        return self._base + timedelta(seconds=monotime.monotonic() - self._start) + self._offset
-
-    def __call__(self) -> datetime:
-        return self.now()
-
-    async def sleep(self, seconds: float) -> None:
-        until = self.now() + timedelta(seconds=seconds)
-        while (left_s := (until - self.now()).total_seconds()) > 0:
-            moved = self._moved
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(left_s):
-                    await moved.wait()
-
-    def advance(self, seconds: float) -> None:
-        """Jump ``seconds`` ahead and wake every sleeper to look again."""
-        self._offset += timedelta(seconds=seconds)
-        moved, self._moved = self._moved, asyncio.Event()
-        moved.set()
+        super().__init__(datetime(today.year, today.month, today.day, hour, 0, tzinfo=STHLM))
 
 
 def night_clock(hour: int = 22) -> NightClock:

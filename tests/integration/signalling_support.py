@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import asyncpg
@@ -47,6 +48,38 @@ async def token_auth(request: web.Request) -> Principal | None:
     header = request.headers.get("Authorization", "")
     token = header.removeprefix("Bearer ") if header.startswith("Bearer ") else None
     return TOKENS.get(token or request.query.get("token", ""))
+
+
+class JumpClock:
+    """Real time from ``start`` plus whatever :meth:`advance` added; a clock port whose
+    ``sleep`` wakes early when the clock is moved past its end, so a test jumps to a deadline
+    (a view cap, a ring timeout) instead of waiting for it."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._base = start or datetime.now(UTC)
+        self._start = time.monotonic()
+        self._offset = timedelta()
+        self._moved = asyncio.Event()
+
+    def now(self) -> datetime:
+        return self._base + timedelta(seconds=time.monotonic() - self._start) + self._offset
+
+    def __call__(self) -> datetime:
+        return self.now()
+
+    async def sleep(self, seconds: float) -> None:
+        until = self.now() + timedelta(seconds=seconds)
+        while (left_s := (until - self.now()).total_seconds()) > 0:
+            moved = self._moved
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left_s):
+                    await moved.wait()
+
+    def advance(self, seconds: float) -> None:
+        """Jump ``seconds`` ahead and wake every sleeper to look again."""
+        self._offset += timedelta(seconds=seconds)
+        moved, self._moved = self._moved, asyncio.Event()
+        moved.set()
 
 
 class FakeGate:
@@ -141,6 +174,7 @@ async def node(
     handle_devices: bool = True,
     config: SignallingConfig | None = None,
     extra_routes: Iterable[Route] = (),
+    clock: JumpClock | None = None,
 ) -> AsyncIterator[Node]:
     # unique per run: two runs on one broker must not take over each other's MQTT client ids
     instance_id = instance_id or f"node-{uuid.uuid4().hex[:8]}"
@@ -162,6 +196,7 @@ async def node(
             commands=commands,
             handle_devices=handle_devices,
             config=config or SignallingConfig(),
+            clock=clock or JumpClock(),
         )
         async with sig:
             await sig.wait_ready()

@@ -130,7 +130,9 @@ async def silent_camera(
     try:
         await wait_for(
             lambda: pool.fetchval(
-                "SELECT presence = 'online' FROM devices WHERE device_id = $1", device_id
+                "SELECT presence = 'online' AND kind IS NOT NULL FROM devices"
+                " WHERE device_id = $1",  # signalling checks the kind against the purpose
+                device_id,
             ),
             what="silent camera online",
         )

@@ -15,6 +15,7 @@ from devices.topics import DeviceKind
 from services.signalling.service import SignallingConfig
 from tests.integration.signalling_support import (
     FakeGate,
+    JumpClock,
     audit_actions,
     client,
     devices,
@@ -115,24 +116,27 @@ async def test_cap_closes_both_sides_and_puts_the_camera_to_sleep(
 ) -> None:
     gate = FakeGate()
     gate.allow(CAM, cap_s=2)
+    clock = JumpClock()
     async with (
-        node(pool, mqtt_url, topic_prefix, gate) as n,
+        node(pool, mqtt_url, topic_prefix, gate, clock=clock) as n,
         devices(mqtt_url, topic_prefix, pool, [(CAM, DeviceKind.CAMERA)]) as devs,
         client(n) as c,
     ):
         view = View(c.channel, CAM)
-        started = time.monotonic()
-        result = await asyncio.wait_for(view.run(), 10)
-        elapsed = time.monotonic() - started
+        task = asyncio.create_task(view.run())
+        await wait_for(lambda: view.result.frames > 5, what="frames before the cap")
+        assert not task.done()
+        clock.advance(2)  # to the cap on the service's clock
+        result = await asyncio.wait_for(task, 5)
         assert result.bye == "timeout"
         assert result.frames > 5
-        assert 1.9 <= elapsed <= 3.0
         assert result.deadline is not None
         await wait_for(lambda: devs[CAM].peer.pc is None, what="device peer closed")
         await wait_for(lambda: _slept(pool, CAM), what="sleep command acked")
     ended = (await audit_actions(pool, view.session_id))[-1]
     assert ended[0] == "view.ended"
     assert ended[1]["reason"] == "timeout"
+    assert 2.0 <= ended[1]["duration_s"] <= 3.0
 
 
 async def _slept(pool: asyncpg.Pool, device_id: str) -> bool:
@@ -150,8 +154,9 @@ async def test_extension_needs_a_reason_and_is_audited(
     gate = FakeGate()
     gate.allow(CAM, cap_s=2)
     config = SignallingConfig(max_extensions=1)
+    clock = JumpClock()
     async with (
-        node(pool, mqtt_url, topic_prefix, gate, config=config) as n,
+        node(pool, mqtt_url, topic_prefix, gate, config=config, clock=clock) as n,
         devices(mqtt_url, topic_prefix, pool, [(CAM, DeviceKind.CAMERA)]),
         client(n) as c,
     ):
@@ -168,9 +173,13 @@ async def test_extension_needs_a_reason_and_is_audited(
         error = await c.expect(env.Error)
         assert isinstance(error, env.Error)
         assert error.code == "extension_limit"
-        started = time.monotonic()
-        assert await c.expect(env.Bye, timeout_s=6) == env.Bye("s-extend01", env.ByeReason.TIMEOUT)
-        assert time.monotonic() - started > 2.5
+        clock.advance(2.5)  # past the first deadline, before the extended one: still open
+        await c.send(env.Request("s-extend01", extend=env.ExtendReason.UNCLEAR_IMAGE))
+        still = await c.expect(env.Error)
+        assert isinstance(still, env.Error)
+        assert still.code == "extension_limit"  # not session_closed
+        clock.advance(2.0)
+        assert await c.expect(env.Bye, timeout_s=5) == env.Bye("s-extend01", env.ByeReason.TIMEOUT)
     actions = await audit_actions(pool, "s-extend01")
     assert [a for a, _ in actions] == ["view.started", "view.extended", "view.ended"]
     assert actions[1][1]["reason"] == "unclear_image"

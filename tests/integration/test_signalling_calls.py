@@ -4,7 +4,6 @@ drive."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import asyncpg
 import pytest
@@ -16,6 +15,7 @@ from services.signalling.service import SignallingConfig
 from simulators.peer import AnswerPolicy, CallState
 from tests.integration.signalling_support import (
     FakeGate,
+    JumpClock,
     audit_actions,
     client,
     devices,
@@ -33,8 +33,9 @@ async def test_answered_call_has_two_way_media_and_drive_needs_fresh_video(
 ) -> None:
     gate = FakeGate()
     gate.allow(PHONE, GatePurpose.VIDEO_CALL)
+    clock = JumpClock()
     async with (
-        node(pool, mqtt_url, topic_prefix, gate) as n,
+        node(pool, mqtt_url, topic_prefix, gate, clock=clock) as n,
         devices(
             mqtt_url,
             topic_prefix,
@@ -56,7 +57,7 @@ async def test_answered_call_has_two_way_media_and_drive_needs_fresh_video(
         await c.send(env.Video(call.session_id, frames=call.result.frames))
         await c.send(env.Drive(call.session_id, linear=0.3, angular=-0.2))
         await wait_for(lambda: phone.stats.drives == [(0.3, -0.2)], what="drive at the phone")
-        await asyncio.sleep(1.2)  # no newer frame count reported: stale again
+        clock.advance(1.2)  # no newer frame count reported for 1.2 s: stale again
         await c.send(env.Drive(call.session_id, linear=0.5, angular=0.0))
         await wait_for(lambda: call.result.errors.count("video_stale") == 2, what="stale again")
         assert phone.stats.drives == [(0.3, -0.2)]
@@ -102,9 +103,10 @@ async def test_no_answer_and_auto_answer_only_under_consent(
 ) -> None:
     gate = FakeGate()
     gate.allow(PHONE, GatePurpose.VIDEO_CALL)
-    config = SignallingConfig(ring_timeout_s=1.5)
+    config = SignallingConfig(ring_timeout_s=30)
+    clock = JumpClock()
     async with (
-        node(pool, mqtt_url, topic_prefix, gate, config=config) as n,
+        node(pool, mqtt_url, topic_prefix, gate, config=config, clock=clock) as n,
         devices(
             mqtt_url,
             topic_prefix,
@@ -115,12 +117,16 @@ async def test_no_answer_and_auto_answer_only_under_consent(
         client(n) as c,
     ):
         phone = devs[PHONE].peer
-        started = time.monotonic()
-        unanswered = await asyncio.wait_for(
-            View(c.channel, PHONE, purpose=env.Purpose.CALL).run(), 10
-        )
+        ringing = View(c.channel, PHONE, purpose=env.Purpose.CALL)
+        task = asyncio.create_task(ringing.run())
+        await wait_for(lambda: phone.call_state is CallState.RINGING, what="ringing")
+        clock.advance(28)
+        await c.send(env.Drive(ringing.session_id, linear=0.1, angular=0.0))
+        await wait_for(lambda: "not_in_call" in ringing.result.errors, what="still ringing")
+        assert not task.done()
+        clock.advance(2)  # past the ring timeout, on the service's clock
+        unanswered = await asyncio.wait_for(task, 5)
         assert unanswered.bye == "no_answer"
-        assert 1.4 <= time.monotonic() - started < 3.0
         await wait_for(lambda: phone.call_state is CallState.IDLE, what="ringing stopped")
         gate.allow(PHONE, GatePurpose.AUTO_ANSWER)
         auto = View(c.channel, PHONE, purpose=env.Purpose.CALL, duration_s=1.0)
