@@ -11,9 +11,10 @@ example there is load, not a bug. The example counts stay as each test sets them
 
 Parallel runs (``./run test`` passes ``-n 2 --dist loadgroup`` to pytest-xdist): every test has
 its own database and topic prefix, MQTT client ids carry a hash of the prefix, and servers take
-free ports, so tests do not share state. The e2e and browser tests still run one after another
-on one worker (group ``e2e``): each starts several processes or a Chromium that would starve the
-other worker's timing-sensitive tests on a 2-core machine.
+free ports, so tests do not share state. The browser tests run one after another on one worker
+(group ``browser``): two Chromiums with live video at once would starve each other's timing on a
+2-core machine. Every other e2e module runs whole on one worker (its module fixtures are built
+once), beside whatever the other worker runs.
 """
 
 from __future__ import annotations
@@ -39,8 +40,10 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if _in_ci else "
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if item.get_closest_marker("e2e") or item.get_closest_marker("browser"):
-            item.add_marker(pytest.mark.xdist_group("e2e"))
+        if item.get_closest_marker("browser"):
+            item.add_marker(pytest.mark.xdist_group("browser"))
+        elif item.get_closest_marker("e2e"):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
-from datetime import date, datetime, timedelta
+from datetime import date
 from pathlib import Path
 
 import aiomqtt
@@ -37,6 +37,7 @@ from devices import store, topics
 from identity import store as staff_store
 from identity.staff import FAST_HASHING, PasswordHasher
 from kernel.audit import store as audit_store
+from kernel.clock import ScaledClock
 from kernel.roles import Role
 from services import app, db
 from services.mqtt import client_args
@@ -200,18 +201,6 @@ async def test_readyz_goes_red_then_green_by_itself(
     assert actions.count("login.succeeded") == 2
 
 
-class MovingClock:
-    """Night time that runs with the real clock from ``start``; ``skip`` jumps ahead."""
-
-    def __init__(self, start: datetime) -> None:
-        self.start = start
-        self.t0 = time.monotonic()
-        self.offset = timedelta()
-
-    def __call__(self) -> datetime:
-        return self.start + timedelta(seconds=time.monotonic() - self.t0) + self.offset
-
-
 async def test_no_check_is_lost_or_done_twice_across_a_restart(
     private_pg: PrivatePostgres,
 ) -> None:
@@ -221,14 +210,14 @@ async def test_no_check_is_lost_or_done_twice_across_a_restart(
     gate = BasisGate(bases)
     devices = FakeDevices({f"cam-{rid}" for rid in bases})
     prober = TableProber(delay_s=0.05)
-    clock = MovingClock(at_local(night, 18))
+    clock = ScaledClock(1.0, at_local(night, 18))  # night time that runs with the real clock
     async with db.open_pool(private_pg.url, max_size=4) as pool:
         store = RoundStore(pool)
         watchdog = Watchdog(
             store, bases=gate, devices=devices, clock=clock, config=WatchdogConfig(timing=fast())
         )
         await watchdog.plan(night)
-        clock.start, clock.t0 = at_local(night, 21, 45), time.monotonic()
+        clock.set(at_local(night, 21, 45))
         runners = [
             Runner(
                 store,
@@ -248,7 +237,7 @@ async def test_no_check_is_lost_or_done_twice_across_a_restart(
                     await asyncio.sleep(0.01)
             await _restart_after(private_pg, 1.5)
             # Claims held by checks whose result could not be stored expire; skip to then.
-            clock.offset += timedelta(seconds=store.timing.probe_timeout_s + 1)
+            clock.advance(store.timing.probe_timeout_s + 1)
             async with asyncio.timeout(60):
                 while True:
                     try:
