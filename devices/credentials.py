@@ -15,7 +15,9 @@ when it is provisioned. The broker keeps only a salted hash:
 Usernames: a device's username is its id (``[a-z0-9-]{1,64}``, the wire contract's id), so the
 ACL's ``%u`` / ``${username}`` substitution can only ever name that device's own subtree. Service
 accounts (the backend) contain an underscore, which no device id can, so a device can never be
-provisioned under a service account's name.
+provisioned under a service account's name. The broker makes a device's username its client id;
+device ids starting with :data:`RESERVED_DEVICE_PREFIX` are refused, since that is how the
+backend's own client ids start (``homecare-{instance}-...``), which a device must never claim.
 
 Nothing here reads files, clocks or randomness: callers pass salts and passwords in.
 """
@@ -48,6 +50,8 @@ MAX_ITERATIONS = 1_000_000
 BACKEND_USER = "homecare_backend"
 """The service account the backend processes use (full access to the topic prefix)."""
 SERVICE_USER_RE = re.compile(r"^[a-z][a-z0-9-]*_[a-z0-9_-]{1,63}$")
+RESERVED_DEVICE_PREFIX = "homecare-"
+"""The backend's MQTT client ids start so; no device account may (its client id is its name)."""
 EMQX_CSV_HEADER = "user_id,password_hash,salt,is_superuser"
 
 
@@ -60,6 +64,10 @@ def check_device_username(username: str) -> str:
     if not is_device_id(username):
         raise CredentialError(
             f"{username!r} is not a device id (1-64 characters of a-z, 0-9 and -)"
+        )
+    if username.startswith(RESERVED_DEVICE_PREFIX):
+        raise CredentialError(
+            f"device ids may not start with {RESERVED_DEVICE_PREFIX!r} (the backend's client ids)"
         )
     return username
 
@@ -76,9 +84,7 @@ def check_service_username(username: str) -> str:
 
 def check_username(username: str) -> str:
     """A device id or a service account name."""
-    if is_device_id(username):
-        return username
-    if "_" not in username:
+    if is_device_id(username) or "_" not in username:
         return check_device_username(username)
     return check_service_username(username)
 

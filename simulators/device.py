@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import random
+import ssl
 import time
 import zlib
 from collections.abc import Callable, Coroutine
@@ -35,13 +36,21 @@ log = logging.getLogger(__name__)
 
 
 def client_args(url: str) -> dict[str, Any]:
+    """aiomqtt ``Client`` keyword arguments for an ``mqtt://`` or ``mqtts://`` URL (TLS verified
+    against the default trust store, which ``SSL_CERT_FILE`` can point at a site CA)."""
     from urllib.parse import unquote, urlsplit
 
     parts = urlsplit(url)
-    args: dict[str, Any] = {"hostname": parts.hostname or "127.0.0.1", "port": parts.port or 1883}
+    tls = parts.scheme == "mqtts"
+    args: dict[str, Any] = {
+        "hostname": parts.hostname or "127.0.0.1",
+        "port": parts.port or (8883 if tls else 1883),
+    }
     if parts.username:
         args["username"] = unquote(parts.username)
         args["password"] = unquote(parts.password or "")
+    if tls:
+        args["tls_context"] = ssl.create_default_context()
     return args
 
 

@@ -3,8 +3,9 @@
 ``deploy_broker()`` copies ``deploy/mosquitto/mosquitto.conf`` with only its ports, listen addresses
 and file locations rewritten (``/etc/mosquitto/`` and ``/var/lib/mosquitto/`` to a temporary
 directory; every listener bound to 127.0.0.1), writes a test CA and a server certificate for
-``localhost``/``127.0.0.1``, provisions accounts with ``tools.provision`` (so the password file
-and ACL are exactly what an operator would get), and starts ``mosquitto -c`` on it.
+``localhost``/``127.0.0.1``, provisions accounts with ``tools.provision`` (so the password files
+and ACLs are exactly what an operator would get: device accounts in ``homecare/``, service
+accounts in ``homecare/services/``), and starts ``mosquitto -c`` on it.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from devices.topics import is_device_id
 from tools import provision
 from tools.embedded import free_port
 
@@ -152,12 +154,23 @@ def deploy_broker(usernames: tuple[str, ...], prefix: str = "hc/v1") -> Iterator
         os.chmod(root, 0o755)  # the broker drops root
         ports = {DEVICE_PORT: free_port(), SERVICE_PORT: free_port(), LOOPBACK_PORT: free_port()}
         ca_file = write_test_certs(root / "etc" / "certs")
-        auth = root / "etc" / "homecare"
+        devices_dir = root / "etc" / "homecare"
+        services_dir = devices_dir / "services"  # read by the service and loopback listeners
         (root / "var").mkdir()
         passwords = {
-            user: provision.provision(user, auth, prefix=prefix, iterations=1000).password
+            user: provision.provision(
+                user,
+                devices_dir if is_device_id(user) else services_dir,
+                prefix=prefix,
+                iterations=1000,
+            ).password
             for user in usernames
         }
+        for directory in (devices_dir, services_dir):  # the broker needs both files to start
+            directory.mkdir(parents=True, exist_ok=True)
+            (directory / provision.PASSWORD_FILE).touch()
+            if not (directory / provision.ACL_FILE).exists():
+                provision.write_acl(directory, prefix=prefix)
         if os.geteuid() == 0:
             # Run as root, mosquitto drops to the `mosquitto` user before reading these files
             # (in production: `--group mosquitto` and a root:mosquitto 0640 key).

@@ -3,10 +3,11 @@
 A second broker (not the shared test broker) is started with the production configuration on free
 loopback ports, with accounts made by ``homecare devices provision``. It proves that a device can
 use its own subtree and nothing else: it can neither publish on nor read another device's topics,
-cannot fake the backend's status or take over another device's session; unknown users, wrong
+cannot fake the backend's status or take over another device's session or the backend's client
+id; its credentials work on the device listener only (issue 13, finding 4); unknown users, wrong
 passwords and anonymous clients are refused; the backend account reaches everything, including
 the shared subscriptions of signalling. Finally the real device agent and the backend's MQTT link
-connect with credentials taken from their ``mqtt://`` / ``mqtts://`` URLs.
+connect with credentials taken from their ``mqtts://`` URLs.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 A, B, BACKEND = "cam-a", "cam-b", "homecare_backend"
 P = "hc/v1"
+WILL = b'{"state":"offline","instance":"api-1"}'
 
 
 @pytest.fixture(scope="module")
@@ -156,14 +158,63 @@ async def test_device_cannot_read_another_device(broker: DeployBroker) -> None:
     assert all(t.startswith((f"{P}/dev/{A}/", f"{P}/server/status")) for t in names), names
 
 
-async def test_a_device_cannot_take_over_another_devices_session(broker: DeployBroker) -> None:
-    async with client(broker, A, identifier=f"dev-{A}") as a:
+@pytest.mark.parametrize("claimed", [f"dev-{A}", A])
+async def test_a_device_cannot_take_over_another_devices_session(
+    broker: DeployBroker, claimed: str
+) -> None:
+    async with client(broker, A, identifier=claimed) as a:
         await a.subscribe(f"{P}/dev/{A}/cmd", qos=1)
         # B claims A's client id; on the device listener the client id is the username.
-        async with client(broker, B, identifier=f"dev-{A}"):
+        async with client(broker, B, identifier=claimed):
             async with client(broker, BACKEND, port="service") as backend:
                 await backend.publish(f"{P}/dev/{A}/cmd", b"still-here", qos=1)
             assert (await until(a, f"{P}/dev/{A}/cmd"))[-1][1] == b"still-here"
+
+
+@pytest.mark.parametrize("port", ["service", "loopback"])
+async def test_device_credentials_work_on_the_device_listener_only(
+    broker: DeployBroker, port: str
+) -> None:
+    """Where client ids are free (the backend's listeners), a device account does not exist."""
+    with pytest.raises(aiomqtt.MqttError) as refused:
+        async with client(broker, A, port=port):
+            pass
+    assert "authori" in str(refused.value).lower() or "password" in str(refused.value).lower()
+
+
+async def test_a_device_cannot_take_the_backends_client_id(broker: DeployBroker) -> None:
+    """The backend's client id is public (its instance is in the retained ``server/status``): a
+    device claiming it on any listener neither kicks the backend off nor fires its will."""
+    backend_id = "homecare-api-1-0badcafe"
+    will = aiomqtt.Will(f"{P}/server/status", WILL, qos=1, retain=False)
+    async with (
+        client(broker, BACKEND, port="service") as observer,
+        aiomqtt.Client(
+            "127.0.0.1",
+            broker.service_port,
+            username=BACKEND,
+            password=broker.passwords[BACKEND],
+            identifier=backend_id,
+            tls_context=broker.tls_context(),
+            will=will,
+            timeout=5,
+        ) as backend,
+    ):
+        await observer.subscribe(f"{P}/server/status", qos=1)
+        await observer.subscribe(f"{P}/dev/{A}/event", qos=1)
+        await backend.subscribe(f"{P}/dev/{A}/cmd", qos=1)
+        for port in ("service", "loopback"):
+            with pytest.raises(aiomqtt.MqttError):
+                async with client(broker, A, port=port, identifier=backend_id):
+                    pass
+        # on the device listener the claimed id is replaced by the username
+        async with client(broker, A, identifier=backend_id) as a:
+            await a.subscribe(f"{P}/dev/{A}/cmd", qos=1)
+            await backend.publish(f"{P}/dev/{A}/cmd", b"backend-still-here", qos=1)
+            assert (await until(a, f"{P}/dev/{A}/cmd"))[-1][1] == b"backend-still-here"
+            await a.publish(f"{P}/dev/{A}/event", b"barrier", qos=1)
+            seen = await until(observer, f"{P}/dev/{A}/event")
+        assert (f"{P}/server/status", WILL) not in seen  # the backend's will never fired
 
 
 @pytest.mark.parametrize("port", ["device", "service", "loopback"])
@@ -215,10 +266,10 @@ async def test_backend_has_full_access_with_shared_subscriptions(broker: DeployB
 async def test_simulated_device_and_backend_link_use_credentials_from_urls(
     broker: DeployBroker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """End to end: the real device agent (loopback listener, mqtt://) and the backend's link
-    (service listener, mqtts:// verified against the test CA via SSL_CERT_FILE)."""
+    """End to end: the real device agent (device listener) and the backend's link (service
+    listener), both over mqtts:// verified against the test CA via SSL_CERT_FILE."""
     monkeypatch.setenv("SSL_CERT_FILE", str(broker.ca_file))
-    device_url = f"mqtt://{A}:{broker.passwords[A]}@127.0.0.1:{broker.loopback_port}"
+    device_url = f"mqtts://{A}:{broker.passwords[A]}@localhost:{broker.device_port}"
     backend_url = f"mqtts://{BACKEND}:{broker.passwords[BACKEND]}@localhost:{broker.service_port}"
     statuses: asyncio.Queue[bytes] = asyncio.Queue()
     acks: asyncio.Queue[topics.CommandAck] = asyncio.Queue()
@@ -254,8 +305,11 @@ async def test_simulated_device_and_backend_link_use_credentials_from_urls(
     assert f"u'{BACKEND}'" in broker.log()
 
 
-async def test_a_device_with_a_wrong_password_never_gets_in(broker: DeployBroker) -> None:
-    url = f"mqtt://{A}:not-{broker.passwords[A]}@127.0.0.1:{broker.loopback_port}"
+async def test_a_device_with_a_wrong_password_never_gets_in(
+    broker: DeployBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(broker.ca_file))
+    url = f"mqtts://{A}:not-{broker.passwords[A]}@localhost:{broker.device_port}"
     device = SimulatedDevice(DeviceSpec(A, topics.DeviceKind.CAMERA), url, prefix=P)
     stop = asyncio.Event()
     runner = asyncio.create_task(device.run(stop))

@@ -78,7 +78,10 @@ def test_accepted_usernames(name: str) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["", "Cam-1", "cam/1", "cam+", "cam#", "a" * 65, "_backend", "x:y", "cam 1", "svc_" + "a" * 70],
+    [
+        *("", "Cam-1", "cam/1", "cam+", "cam#", "a" * 65, "_backend", "x:y", "cam 1"),
+        *("svc_" + "a" * 70, "homecare-api-1-0badcafe", "homecare-"),  # the backend's client ids
+    ],
 )
 def test_refused_usernames(name: str) -> None:
     with pytest.raises(c.CredentialError):
