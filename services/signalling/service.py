@@ -604,6 +604,8 @@ class Signalling:
             timeout_s=timeout_s,
             caller=await self._caller_name(s.staff_id),
         )
+        if not live.is_open:  # hung up while the name was looked up: no late ring
+            return
         try:
             ack = await self.commands.send(
                 s.device_id, topics.CommandOp.RING, ring.args(), self.config.command_timeout_s

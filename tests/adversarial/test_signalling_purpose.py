@@ -73,7 +73,7 @@ async def next_error(channel: WebSocketChannel) -> env.Error:
 async def first_frames(view: View) -> ViewResult:
     """Run ``view`` until its first decoded frame, then hang up."""
     task = asyncio.create_task(view.run())
-    await asyncio.wait_for(view.first_frame.wait(), 15)
+    await asyncio.wait_for(view.first_frame.wait(), 30)
     await view.hang_up()
     return await asyncio.wait_for(task, 5)
 
