@@ -717,13 +717,14 @@ class Signalling:
 
     async def _recheck_loop(self) -> None:
         while True:
-            await self._sleep(self.config.recheck_interval_s)
+            # loop time: a clock that steps (``ScaledClock(speed=0)``) would spin this loop
+            await asyncio.sleep(self.config.recheck_interval_s)
             for live in list(self.sessions.values()):
                 self._spawn(self._recheck(live))
 
     async def _sweep_loop(self) -> None:
         while True:
-            await self._sleep(self.config.sweep_interval_s)
+            await asyncio.sleep(self.config.sweep_interval_s)
             try:
                 now = self.now()
                 for row in await self.store.sweep_overdue(
