@@ -264,6 +264,11 @@ class MqttLink:
                         qos=1,
                         retain=True,
                     )
+                    # A user that registered during the awaits above found the link not yet
+                    # connected and left its filters to this loop: subscribe them too. No await
+                    # between the last look and ``connected.set()``, so every filter registered
+                    # before the link counts as connected is subscribed.
+                    await self._subscribe_all(client)
                     if was_connected:  # the broker may have restarted: devices reconnect too
                         self.reconnected_at = asyncio.get_running_loop().time()
                     was_connected = True
