@@ -1,20 +1,28 @@
-"""The consent store's port: what the gate, the API and the demo need from storage.
+"""The consent store's ports.
 
-Two adapters implement it: :class:`consent.store.PgConsentStore` (PostgreSQL) and
+:class:`ConsentStore` is what the gate, the API and the demo need from storage. Two adapters
+implement it: :class:`consent.store.PgConsentStore` (PostgreSQL) and
 :class:`consent.fake.FakeConsentStore` (memory, for tests); ``tests/contract`` runs one suite
 against both. Every write takes the acting staff id (``actor``) and the instant of the change
 (``at``, from the injected clock); it validates first (raising :mod:`consent.errors`), then
 stores the change and its audit entry atomically, then publishes a
 :class:`~consent.model.ConsentChange`. A failed write changes nothing.
+
+Both adapters write through the one write path, :class:`consent.writes.ConsentWrites`, which
+owns validation, audit and change events; an adapter only persists, through :class:`WriteTx`
+(one transaction: its :class:`RecordRows` and :class:`BindingRows` parts, the brukare lock, the
+audit append and the in-transaction notification). The persistence methods check nothing: they
+read and write exactly what they are told, inside the transaction they were opened for.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from consent.model import (
     BehaviourEvent,
@@ -27,6 +35,7 @@ from consent.model import (
     Consent,
     ConsentChange,
     Pause,
+    Purpose,
     RecipientBasis,
     Suspension,
 )
@@ -102,7 +111,12 @@ class ConsentStore(Protocol):
         self, cohabitant_id: str, *, moved_out_at: datetime, actor: str, at: datetime
     ) -> Cohabitant: ...
 
-    async def add_plan(self, plan: CarePlan, *, actor: str, at: datetime) -> CarePlan: ...
+    async def add_plan(
+        self, plan: CarePlan, *, actor: str, at: datetime, plan_hour: int | None = None
+    ) -> CarePlan:
+        """With ``plan_hour``, every agreed window must also fall inside a night round starting
+        at that local hour (:func:`consent.rules.validate_round_times`)."""
+        ...
 
     async def end_plan(
         self, plan_id: str, *, ended_at: datetime, actor: str, at: datetime
@@ -158,3 +172,147 @@ class ConsentStore(Protocol):
     ) -> tuple[Suspension, ...]:
         """Lift the brukare's suspensions after a human re-verified consent."""
         ...
+
+
+# --- persistence, for the adapters ----------------------------------------------------------
+
+
+class RecordRows(Protocol):
+    """Brukare, cohabitants, care plans, consents and pauses, inside one write transaction.
+    ``insert_*`` returning ``bool`` answer ``False`` (and store nothing) when the id exists."""
+
+    async def insert_recipient(self, recipient: CareRecipient, *, created_by: str) -> bool: ...
+
+    async def cohabitant(self, cohabitant_id: str) -> Cohabitant | None: ...
+
+    async def insert_cohabitant(self, cohabitant: Cohabitant) -> bool: ...
+
+    async def set_moved_out(self, cohabitant_id: str, moved_out_at: datetime) -> None: ...
+
+    async def plans_of(self, recipient_id: str) -> list[CarePlan]: ...
+
+    async def plan(self, plan_id: str) -> CarePlan | None: ...
+
+    async def insert_plan(self, plan: CarePlan) -> bool: ...
+
+    async def end_plan(self, plan_id: str, *, ended_at: datetime, ended_by: str) -> None: ...
+
+    async def consent(self, consent_id: str) -> Consent | None: ...
+
+    async def consent_series(self, consent_id: str) -> list[Consent]:
+        """Every version (withdrawals included) of the series ``consent_id`` belongs to."""
+        ...
+
+    async def next_version(
+        self, recipient_id: str, cohabitant_id: str | None, purpose: Purpose
+    ) -> int: ...
+
+    async def insert_consent(self, consent: Consent) -> bool: ...
+
+    async def withdraw(
+        self,
+        consent_ids: Sequence[str],
+        *,
+        withdrawn_at: datetime,
+        withdrawn_by: str,
+        reason: str | None,
+        recorded_at: datetime,
+    ) -> None: ...
+
+    async def pause(self, pause_id: str) -> Pause | None: ...
+
+    async def insert_pause(self, pause: Pause) -> bool: ...
+
+    async def end_pause(self, pause_id: str, *, ends_at: datetime, ended_by: str) -> None: ...
+
+
+class BindingRows(Protocol):
+    """Devices, binding requests, bindings, behaviour events and suspensions, inside one write
+    transaction."""
+
+    async def lock_device(self, device_id: str) -> bool:
+        """Lock the device's row; ``False`` if there is no such device."""
+        ...
+
+    async def lock_request(self, request_id: str) -> BindingRequest | None:
+        """The request, read after locking its device's row."""
+        ...
+
+    async def active_binding(self, device_id: str) -> Binding | None: ...
+
+    async def cancel_open_requests(self, device_id: str, *, at: datetime) -> None: ...
+
+    async def insert_request(self, request: BindingRequest) -> bool: ...
+
+    async def confirm_request(
+        self, request_id: str, *, confirmed_by: str, at: datetime
+    ) -> None: ...
+
+    async def insert_binding(self, binding: Binding) -> None: ...
+
+    async def unbind(self, binding_id: str, *, at: datetime, unbound_by: str) -> None: ...
+
+    async def set_quarantined(self, device_id: str, quarantined: bool) -> str | None:
+        """Set the device's quarantine flag; returns its kind."""
+        ...
+
+    async def recipient_at(self, device_id: str, at: datetime) -> str | None:
+        """The brukare of the device's binding in force at ``at``."""
+        ...
+
+    async def add_behaviour_event(
+        self, device_id: str, recipient_id: str, event_type: BehaviourEvent, at: datetime
+    ) -> None: ...
+
+    async def behaviour_events(
+        self, recipient_id: str, *, after: datetime, until: datetime
+    ) -> list[tuple[BehaviourEvent, datetime]]:
+        """Events of the brukare's devices in ``(after, until]``."""
+        ...
+
+    async def suspensions_of(self, recipient_id: str) -> list[Suspension]: ...
+
+    async def insert_suspension(self, suspension: Suspension) -> None: ...
+
+    async def lift(self, lifted: Sequence[Suspension]) -> None:
+        """Store ``lifted_at`` and ``lifted_by`` of each suspension."""
+        ...
+
+
+class WriteTx(Protocol):
+    """One write transaction: committed when the ``async with`` block that opened it ends
+    normally, rolled back (nothing changed, nothing notified) when it raises."""
+
+    @property
+    def records(self) -> RecordRows: ...
+
+    @property
+    def bindings(self) -> BindingRows: ...
+
+    async def lock_recipient(self, recipient_id: str) -> CareRecipient | None:
+        """Lock the brukare's row (versions and overlaps are decided one writer at a time)."""
+        ...
+
+    async def bound_devices(self, recipient_id: str) -> set[str]:
+        """Devices bound to the brukare now (active bindings)."""
+        ...
+
+    async def audit(
+        self,
+        *,
+        actor: str,
+        action: str,
+        subject: str | None,
+        data: Mapping[str, Any],
+        at: datetime,
+    ) -> None:
+        """Append an audit entry in this transaction."""
+        ...
+
+    async def notify(self, change: ConsentChange) -> None:
+        """Send the change to other processes if and when this transaction commits."""
+        ...
+
+
+Begin = Callable[[], AbstractAsyncContextManager[WriteTx]]
+"""Opens a write transaction (``async with begin() as tx: ...``)."""
