@@ -24,7 +24,7 @@ from consent import model
 from devices import envelope as env
 from devices import topics
 from services.signalling.bus import BusHandlers, route_topic
-from services.signalling.machine import WindowUse
+from services.signalling.decide import WindowUse
 from services.signalling.ports import DeviceFacts
 from services.signalling.store import SessionExists, SessionRow
 

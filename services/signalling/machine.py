@@ -5,185 +5,125 @@
     request ─decide_request─▶ Deny(reason)
                            └▶ Grant ─▶ granted (view, probe) ─device answer─▶ connected
                                     └▶ ringing (call) ─answered─▶ connected ─▶ …
-    any open state ─bye / timer at the deadline / gate denied / device lost / client gone /
-                    declined / shutdown─▶ closed
+    any open state ─bye / timer at the deadline / gate denied / device lost / device error /
+                    client gone / declined / shutdown─▶ closed
 
-:func:`decide_request` decides a request from values the interpreter gathered (the caller's role,
-the device's presence and kind, the gate's decisions, the view budget already spent in the
-agreed window). :func:`apply` is the only way to change a :class:`Session`: it looks the event up
-in :data:`TABLE` and returns the new session and the :class:`Effect` s the interpreter
-(:mod:`services.signalling.service`) must perform, in order. Refusals are effects too
-(:class:`Refuse`), never exceptions. Nothing here reads a clock: ``now`` is passed in.
+A request is decided in :mod:`services.signalling.decide`; the :class:`Session` a grant opens
+lives here. :func:`apply` is the only way to change a :class:`Session`: it looks the event
+(:mod:`services.signalling.events`) up in :data:`TABLE` and returns the new session and the
+effects the interpreter (:mod:`services.signalling.interpreter`) must perform, in order. Refusals
+are effects too (:class:`Refuse`), never exceptions. Nothing here reads a clock: ``now`` is
+passed in.
 
 The rules decided here (hard rule 5 and issue 13): the view cap (``bye timeout`` at the
 deadline), extensions only with a reason and at most ``max_extensions`` per agreed window,
 ``bye withdrawn`` when the gate turns to deny, a call rings first and ends ``no_answer`` at the
 ring timeout or ``declined``, a call is capped, ``drive`` only in an accepted call while the
-caller's video is fresh, an offer's media must fit the purpose (:mod:`.sdp`), and who the audit
-names as the actor of an ending (the operator, ``device:<id>`` or ``system``).
+caller's video is fresh, an offer's media must fit the purpose (:mod:`.sdp`), a device's
+``error`` ends its session ``device_lost`` and tells the client the device's code, and who the
+audit names as the actor of an ending (the operator, ``device:<id>`` or ``system``).
+
+The events and effects (and :class:`State`, :class:`Terms`) are re-exported here, so callers
+may keep using ``machine.<name>``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
-from consent.model import Decision
-from consent.model import Purpose as GatePurpose
 from devices import envelope as env
-from devices.topics import CommandOp, DeviceKind
-from kernel.roles import OPERATORS, Role
+from devices.topics import CommandOp
 from services.signalling import sdp
+from services.signalling.decide import DEFAULT_TERMS, NO_USE, Grant, State, Terms, WindowUse
+from services.signalling.events import (
+    DEVICE_ERROR_RE,
+    GENERIC_DEVICE_ERROR,
+    ArmTimer,
+    CallAnswered,
+    CallDeclined,
+    ClientBye,
+    ClientCandidate,
+    ClientDrive,
+    ClientExtend,
+    ClientGone,
+    ClientOffer,
+    ClientVideo,
+    Closed,
+    Command,
+    DeviceAnswer,
+    DeviceBye,
+    DeviceCandidate,
+    DeviceError,
+    DeviceLost,
+    Drive,
+    Effect,
+    Event,
+    Extended,
+    GateDenied,
+    MarkConnected,
+    Refuse,
+    Ring,
+    RingFailed,
+    Shutdown,
+    TimerFired,
+    ToClient,
+    ToDevice,
+    device_error_code,
+)
 
-#: Who may open each kind of session.
-ROLES_FOR: dict[env.Purpose, frozenset[Role]] = {
-    env.Purpose.VIEW: OPERATORS,
-    env.Purpose.CALL: OPERATORS,
-    env.Purpose.PROBE: frozenset({Role.SYSTEM}),
-}
-#: The consent purposes the gate must allow, for each kind of session. A call's video needs
-#: the same basis as a view (every cohabitant, no pause, inside an agreed window).
-GATE_PURPOSES: dict[env.Purpose, tuple[GatePurpose, ...]] = {
-    env.Purpose.VIEW: (GatePurpose.CAMERA_CHECK,),
-    env.Purpose.PROBE: (GatePurpose.MOTION_ANALYSIS,),
-    env.Purpose.CALL: (GatePurpose.VIDEO_CALL, GatePurpose.CAMERA_CHECK),
-}
-#: The device kind each purpose is for.
-KIND_FOR: dict[env.Purpose, DeviceKind] = {
-    env.Purpose.VIEW: DeviceKind.CAMERA,
-    env.Purpose.PROBE: DeviceKind.CAMERA,
-    env.Purpose.CALL: DeviceKind.VIDEO_PHONE,
-}
-MIN_VIEW_S = 1.0
-"""A view budget with less than this left is spent."""
+__all__ = [
+    "DEVICE_ERROR_RE",
+    "GENERIC_DEVICE_ERROR",
+    "MAX_HELD",
+    "TABLE",
+    "ArmTimer",
+    "CallAnswered",
+    "CallDeclined",
+    "ClientBye",
+    "ClientCandidate",
+    "ClientDrive",
+    "ClientExtend",
+    "ClientGone",
+    "ClientOffer",
+    "ClientVideo",
+    "Closed",
+    "Command",
+    "DeviceAnswer",
+    "DeviceBye",
+    "DeviceCandidate",
+    "DeviceError",
+    "DeviceLost",
+    "Drive",
+    "Effect",
+    "Event",
+    "Extended",
+    "GateDenied",
+    "MarkConnected",
+    "Refuse",
+    "Result",
+    "Ring",
+    "RingFailed",
+    "Session",
+    "Shutdown",
+    "State",
+    "Terms",
+    "TimerFired",
+    "ToClient",
+    "ToDevice",
+    "actor_of",
+    "apply",
+    "close",
+    "device_error_code",
+    "open_session",
+    "stop_op",
+]
+
 MAX_HELD = 64
 """Messages held per session (a ringing call's offer and candidates; early device candidates)."""
-
-
-class State(StrEnum):
-    GRANTED = "granted"  # view/probe: waiting for the client's offer and the device's answer
-    RINGING = "ringing"  # call: the video phone rings; the caller's offer is held
-    CONNECTED = "connected"  # answer relayed (view) or call accepted
-    CLOSED = "closed"
-
-
-@dataclass(frozen=True, slots=True)
-class Terms:
-    """System-wide limits (from ``SignallingConfig``). Durations in seconds."""
-
-    default_cap_s: float = 30.0
-    ring_timeout_s: float = 30.0
-    max_call_s: float = 3600.0
-    max_extensions: int = 3
-    stale_video_s: float = 1.0
-
-
-# --------------------------------------------------------------------------- requests
-
-
-@dataclass(frozen=True, slots=True)
-class WindowUse:
-    """What earlier views of the device spent in the current agreed window."""
-
-    used_s: float = 0.0
-    extensions: int = 0
-
-
-def view_budget_s(cap_s: float, use: WindowUse) -> float:
-    """Seconds of view left in a window: the cap plus one cap per extension taken, less what
-    was used (may be negative). One pure function so the budget can be re-keyed (per check)."""
-    return cap_s * (1 + use.extensions) - use.used_s
-
-
-@dataclass(frozen=True, slots=True)
-class RequestFacts:
-    """Everything a request is decided on. ``decisions`` holds the gate's answer for each of
-    ``GATE_PURPOSES[purpose]`` (a missing one counts as a deny)."""
-
-    purpose: env.Purpose
-    role: Role
-    is_online: bool
-    device_kind: DeviceKind | None
-    decisions: Mapping[GatePurpose, Decision]
-    auto_answer: bool = False
-    window_use: WindowUse = WindowUse()
-    phone_view_allowed: bool = False  # no care plan says a phone may be viewed (yet)
-
-
-@dataclass(frozen=True, slots=True)
-class Grant:
-    state: State
-    cap_s: float  # the view cap (an extension adds this much); the ring timeout for a call
-    deadline: datetime
-    recipient_id: str | None
-    plan_id: str | None
-    auto_answer: bool
-    window_use: WindowUse
-
-
-@dataclass(frozen=True, slots=True)
-class Deny:
-    reason: str
-    recipient_id: str | None = None
-
-
-def may_request(role: Role, purpose: env.Purpose) -> bool:
-    return role in ROLES_FOR[purpose]
-
-
-def decide_request(facts: RequestFacts, now: datetime, terms: Terms) -> Grant | Deny:
-    """Grant or deny a request: role, presence, device kind, every gate purpose, view budget."""
-    purpose = facts.purpose
-    if not may_request(facts.role, purpose):
-        return Deny("forbidden")
-    if not facts.is_online:
-        return Deny("device_offline")
-    if facts.device_kind is None:
-        return Deny("device_kind_unknown")
-    phone_view = (
-        purpose is env.Purpose.VIEW
-        and facts.device_kind is DeviceKind.VIDEO_PHONE
-        and facts.phone_view_allowed
-    )
-    if facts.device_kind is not KIND_FOR[purpose] and not phone_view:
-        return Deny("wrong_device_kind")
-    first: Decision | None = None
-    for gate_purpose in GATE_PURPOSES[purpose]:
-        decision = facts.decisions.get(gate_purpose)
-        if decision is None or not decision.allowed:
-            reason = decision.reason.value if decision and decision.reason else "no_consent"
-            return Deny(reason, decision.recipient_id if decision else None)
-        first = first or decision
-    assert first is not None
-    if purpose is env.Purpose.CALL:
-        cap_s = terms.ring_timeout_s
-        return Grant(
-            State.RINGING,
-            cap_s,
-            now + timedelta(seconds=cap_s),
-            first.recipient_id,
-            first.plan_id,
-            facts.auto_answer,
-            WindowUse(),
-        )
-    cap_s = float(first.view_cap_s or terms.default_cap_s)
-    use = facts.window_use if purpose is env.Purpose.VIEW else WindowUse()
-    left_s = view_budget_s(cap_s, use)
-    if left_s < MIN_VIEW_S:
-        return Deny("budget_spent", first.recipient_id)
-    return Grant(
-        State.GRANTED,
-        cap_s,
-        now + timedelta(seconds=left_s),
-        first.recipient_id,
-        first.plan_id,
-        False,
-        use,
-    )
 
 
 # --------------------------------------------------------------------------- the session
@@ -202,7 +142,7 @@ class Session:
     started_at: datetime
     deadline: datetime
     cap_s: float
-    window_use: WindowUse = WindowUse()  # spent in this window before this session
+    window_use: WindowUse = NO_USE  # spent in this window before this session
     extensions: int = 0  # taken in this session
     auto_answer: bool = False
     answered: bool = False  # the device's answer reached the client
@@ -246,216 +186,6 @@ def open_session(
     )
 
 
-# --------------------------------------------------------------------------- events
-
-
-@dataclass(frozen=True, slots=True)
-class ClientOffer:
-    offer: env.Offer
-
-
-@dataclass(frozen=True, slots=True)
-class ClientCandidate:
-    candidate: env.Candidate
-
-
-@dataclass(frozen=True, slots=True)
-class ClientBye:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class ClientExtend:
-    """The operator asks for more time with a reason; ``gate`` is the gate's answer now."""
-
-    reason: env.ExtendReason
-    gate: Decision
-
-
-@dataclass(frozen=True, slots=True)
-class ClientVideo:
-    frames: int
-
-
-@dataclass(frozen=True, slots=True)
-class ClientDrive:
-    linear: float
-    angular: float
-
-
-@dataclass(frozen=True, slots=True)
-class ClientGone:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceAnswer:
-    answer: env.Answer
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceCandidate:
-    candidate: env.Candidate
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceBye:
-    reason: env.ByeReason
-
-
-@dataclass(frozen=True, slots=True)
-class CallAnswered:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class CallDeclined:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class RingFailed:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class TimerFired:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class GateDenied:
-    """The gate turned to deny (withdrawal, pause, unbinding, window end, suspension)."""
-
-    reason: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceLost:
-    detail: str
-
-
-@dataclass(frozen=True, slots=True)
-class Shutdown:
-    pass
-
-
-Event = (
-    ClientOffer
-    | ClientCandidate
-    | ClientBye
-    | ClientExtend
-    | ClientVideo
-    | ClientDrive
-    | ClientGone
-    | DeviceAnswer
-    | DeviceCandidate
-    | DeviceBye
-    | CallAnswered
-    | CallDeclined
-    | RingFailed
-    | TimerFired
-    | GateDenied
-    | DeviceLost
-    | Shutdown
-)
-
-# --------------------------------------------------------------------------- effects
-
-
-@dataclass(frozen=True, slots=True)
-class ToClient:
-    """Send to the client (the interpreter adds TURN credentials to a ``granted``)."""
-
-    message: env.Envelope
-
-
-@dataclass(frozen=True, slots=True)
-class ToDevice:
-    """Publish on the device's ``webrtc/in`` (the interpreter adds TURN credentials to an offer)."""
-
-    message: env.Envelope
-
-
-@dataclass(frozen=True, slots=True)
-class Refuse:
-    """An ``error`` envelope to the client; nothing else changed."""
-
-    code: str
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class Command:
-    """A device command whose ack only gets logged (``sleep``, ``hangup``)."""
-
-    op: CommandOp
-
-
-@dataclass(frozen=True, slots=True)
-class Ring:
-    """``cmd ring``; if it fails the interpreter feeds :class:`RingFailed`."""
-
-    timeout_s: float
-    auto_answer: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Drive:
-    """``cmd drive``; the interpreter answers the client ``ack`` or ``error``."""
-
-    linear: float
-    angular: float
-
-
-@dataclass(frozen=True, slots=True)
-class ArmTimer:
-    """Feed :class:`TimerFired` at ``at`` (replaces the session's timer)."""
-
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class MarkConnected:
-    """Row to ``connected`` (and audit ``{purpose}.answered`` as ``device:<id>`` if audited)."""
-
-    at: datetime
-    deadline: datetime | None
-    is_audited: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Extended:
-    """Row deadline moved, audited ``{purpose}.extended`` by ``actor`` with ``reason``."""
-
-    actor: str
-    reason: str
-    deadline: datetime
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Closed:
-    """Row closed, audited ``{purpose}.ended`` by ``actor``; the connection forgets the session."""
-
-    reason: env.ByeReason
-    actor: str
-    detail: str | None
-    at: datetime
-
-
-Effect = (
-    ToClient
-    | ToDevice
-    | Refuse
-    | Command
-    | Ring
-    | Drive
-    | ArmTimer
-    | MarkConnected
-    | Extended
-    | Closed
-)
 Result = tuple[Session, tuple[Effect, ...]]
 
 
@@ -611,6 +341,17 @@ def _device_bye(s: Session, e: DeviceBye, now: datetime, t: Terms) -> Result:
     return close(s, reason, now, tell_device=False)
 
 
+def _device_error(s: Session, e: DeviceError, now: datetime, t: Terms) -> Result:
+    """The device refused the session's signalling and closed its side: the client learns the
+    device's code, then the session ends ``device_lost`` (no ``bye`` or stop command back, so
+    two sides never trade messages about a session one of them has dropped)."""
+    told = ToClient(
+        env.Error(code=e.code, message="the device refused the session", session_id=s.session_id)
+    )
+    ended, effects = close(s, env.ByeReason.DEVICE_LOST, now, detail=e.code, tell_device=False)
+    return ended, (told, *effects)
+
+
 def _call_answered(s: Session, e: CallAnswered, now: datetime, t: Terms) -> Result:
     deadline = now + timedelta(seconds=t.max_call_s)
     connected = dataclasses.replace(
@@ -663,6 +404,7 @@ _ANY_OPEN: dict[type, Handler] = {
     DeviceAnswer: _device_answer,
     DeviceCandidate: _device_candidate,
     DeviceBye: _device_bye,
+    DeviceError: _device_error,
     CallDeclined: _call_declined,
     RingFailed: _ring_failed,
     TimerFired: _timer_fired,
@@ -680,7 +422,7 @@ answered twice, a decline of a view)."""
 _CLIENT_EVENTS = (ClientOffer, ClientCandidate, ClientExtend, ClientDrive)
 
 
-def apply(session: Session, event: Event, now: datetime, terms: Terms = Terms()) -> Result:
+def apply(session: Session, event: Event, now: datetime, terms: Terms = DEFAULT_TERMS) -> Result:
     """Apply ``event`` to ``session`` at ``now``: the new session and the effects, in order."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")

@@ -23,7 +23,7 @@ from consent import model as consent_model
 from devices import store as device_store
 from devices import topics
 from devices.envelope import Purpose
-from services.signalling.machine import GATE_PURPOSES, ROLES_FOR, Terms, WindowUse
+from services.signalling.decide import GATE_PURPOSES, ROLES_FOR, Terms, WindowUse
 from services.signalling.store import SessionRow
 
 Clock = Callable[[], datetime]

@@ -17,7 +17,7 @@ import asyncpg
 
 from devices.envelope import Purpose
 from identity import store as staff_store
-from services.signalling.machine import WindowUse
+from services.signalling.decide import WindowUse
 
 
 class AuditAppend(Protocol):

@@ -21,6 +21,7 @@ from consent.model import Purpose as GP
 from devices import envelope as env
 from devices.topics import CommandOp, DeviceKind, EventType
 from kernel.roles import Principal, Role
+from services.signalling import decide as d
 from services.signalling import machine as m
 from services.signalling import sdp
 from services.signalling.fakes import (
@@ -156,17 +157,17 @@ def facts(
     used_s: float = 0.0,
     extensions: int = 0,
     auto_answer: bool = False,
-) -> m.RequestFacts:
+) -> d.RequestFacts:
     if decisions is None:
-        decisions = {p: allow() for p in m.GATE_PURPOSES[purpose]}
-    return m.RequestFacts(
+        decisions = {p: allow() for p in d.GATE_PURPOSES[purpose]}
+    return d.RequestFacts(
         purpose,
         role,
         online,
         kind,
         decisions,
         auto_answer=auto_answer,
-        window_use=m.WindowUse(used_s, extensions),
+        window_use=d.WindowUse(used_s, extensions),
     )
 
 
@@ -222,9 +223,9 @@ CALL_OK = {GP.VIDEO_CALL: allow(), GP.CAMERA_CHECK: allow()}
         (facts(used_s=95.0, extensions=2), "budget_spent"),
     ],
 )
-def test_requests_denied(request_facts: m.RequestFacts, reason: str) -> None:
-    outcome = m.decide_request(request_facts, T0, TERMS)
-    assert isinstance(outcome, m.Deny)
+def test_requests_denied(request_facts: d.RequestFacts, reason: str) -> None:
+    outcome = d.decide_request(request_facts, T0, TERMS)
+    assert isinstance(outcome, d.Deny)
     assert outcome.reason == reason
 
 
@@ -238,25 +239,25 @@ def test_requests_denied(request_facts: m.RequestFacts, reason: str) -> None:
         (facts(env.Purpose.CALL, kind=PHONE, decisions=CALL_OK), m.State.RINGING, 30),
     ],
 )
-def test_requests_granted(request_facts: m.RequestFacts, state: m.State, seconds: float) -> None:
-    outcome = m.decide_request(request_facts, T0, TERMS)
-    assert isinstance(outcome, m.Grant)
+def test_requests_granted(request_facts: d.RequestFacts, state: m.State, seconds: float) -> None:
+    outcome = d.decide_request(request_facts, T0, TERMS)
+    assert isinstance(outcome, d.Grant)
     assert outcome.state is state
     assert outcome.deadline == T0 + seconds * S
 
 
 def test_budget_is_one_function_of_cap_and_use() -> None:
-    assert m.view_budget_s(30, m.WindowUse()) == 30
-    assert m.view_budget_s(30, m.WindowUse(12.5, 0)) == 17.5
-    assert m.view_budget_s(30, m.WindowUse(45, 1)) == 15
-    assert m.view_budget_s(30, m.WindowUse(31, 0)) < 0
+    assert d.view_budget_s(30, d.WindowUse()) == 30
+    assert d.view_budget_s(30, d.WindowUse(12.5, 0)) == 17.5
+    assert d.view_budget_s(30, d.WindowUse(45, 1)) == 15
+    assert d.view_budget_s(30, d.WindowUse(31, 0)) < 0
 
 
 def test_auto_answer_is_carried_into_the_call() -> None:
-    outcome = m.decide_request(
+    outcome = d.decide_request(
         facts(env.Purpose.CALL, kind=PHONE, decisions=CALL_OK, auto_answer=True), T0, TERMS
     )
-    assert isinstance(outcome, m.Grant)
+    assert isinstance(outcome, d.Grant)
     assert outcome.auto_answer
 
 
@@ -326,7 +327,7 @@ def test_extensions_need_a_reason_and_stop_at_the_limit() -> None:
 
 
 def test_extensions_taken_earlier_in_the_window_count_toward_the_limit() -> None:
-    s = session(window_use=m.WindowUse(used_s=50.0, extensions=2))
+    s = session(window_use=d.WindowUse(used_s=50.0, extensions=2))
     _, effects = m.apply(s, m.ClientExtend(env.ExtendReason.UNCLEAR_IMAGE, allow()), T0, TERMS)
     assert kinds(effects) == [m.Refuse]
 

@@ -1,0 +1,265 @@
+"""The client side of signalling: connections, their rate limit, decoding, and requests.
+
+Clients are operator browsers over ``GET /ws/signal``, ``homecare view`` and the in-process probe
+(via :meth:`ClientSide.connect`). Each message is rate limited per connection (a token bucket;
+past ``max_violations`` the connection is closed), decoded strictly (a bad one gets an ``error``
+envelope), and turned into an event of the machine. A ``request`` gathers the facts (presence and
+kind from the registry, the gate's decisions, the view budget already spent in the agreed window)
+for :func:`services.signalling.decide.decide_request`, opens the ``signal_sessions`` row (one open
+per device) with its audit entry and answers ``granted`` or ``denied``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import structlog
+
+from consent import model as consent_model
+from devices import envelope as env
+from kernel.roles import Principal
+from services.signalling import decide, machine
+from services.signalling.interpreter import Interpreter
+from services.signalling.session import ClientConnection, LiveSession, TokenBucket
+from services.signalling.store import SessionExists, SessionRow
+from services.signalling.turn import ice_servers
+
+log = structlog.get_logger(__name__)
+
+WS_GOING_AWAY = 1001
+WS_POLICY_VIOLATION = 1008
+
+
+class ClientSide(Interpreter):
+    """Client connections and their messages (part of ``Signalling``)."""
+
+    _accepting: bool
+
+    # ------------------------------------------------------------ connections
+
+    @contextlib.asynccontextmanager
+    async def connect(self, principal: Principal) -> AsyncIterator[ClientConnection]:
+        """A client connection (the WebSocket handler and in-process clients use this)."""
+        if not self._accepting:
+            raise ConnectionError("signalling is not accepting connections")
+        loop = asyncio.get_running_loop()
+        conn = ClientConnection(
+            principal, TokenBucket(self.config.rate_per_s, self.config.rate_burst, loop.time())
+        )
+        self.connections.add(conn)
+        log.info("signal_client_connected", conn_id=conn.conn_id, staff_id=principal.staff_id)
+        try:
+            yield conn
+        finally:
+            self.connections.discard(conn)
+            for live in list(conn.sessions.values()):
+                await self._feed(live, machine.ClientGone())
+            conn.close(WS_GOING_AWAY, "closed")
+            log.info("signal_client_disconnected", conn_id=conn.conn_id)
+
+    async def handle_client(self, conn: ClientConnection, data: str | bytes) -> None:
+        """One message from a client: rate limit, decode, act; a bad one gets an ``error``."""
+        if conn.is_closed:
+            return
+        if not conn.bucket.take(asyncio.get_running_loop().time()):
+            conn.violations += 1
+            if conn.violations == 1:
+                conn.send(env.Error(code="rate_limited", message="too many messages; slow down"))
+            if conn.violations > self.config.max_violations:
+                log.warning(
+                    "signal_client_flooding", conn_id=conn.conn_id, staff_id=conn.principal.staff_id
+                )
+                conn.close(WS_POLICY_VIOLATION, "rate limit exceeded")
+            return
+        try:
+            message = env.decode(data, allowed=env.CLIENT_TYPES)
+        except env.EnvelopeError as e:
+            self.reject(conn, e.reason, e.detail, e.session_id)
+            return
+        if isinstance(message, env.Request):
+            await self._on_request(conn, message)
+            return
+        event: machine.Event
+        match message:
+            case env.Offer():
+                event = machine.ClientOffer(message)
+            case env.Candidate():
+                event = machine.ClientCandidate(message)
+            case env.Bye():
+                event = machine.ClientBye()
+            case env.Video():
+                event = machine.ClientVideo(message.frames)
+            case env.Drive():
+                event = machine.ClientDrive(message.linear, message.angular)
+            case _:  # pragma: no cover - decode() admits client types only
+                self.reject(conn, "unexpected_type", "not a client message", None)
+                return
+        live = self._owned(conn, message.session_id)
+        if live is not None:
+            await self._feed(live, event)
+
+    def _owned(self, conn: ClientConnection, session_id: str) -> LiveSession | None:
+        live = conn.sessions.get(session_id)
+        if live is None:
+            if session_id in conn.recently_closed:
+                self.reject(conn, "session_closed", "the session has ended", session_id)
+            else:
+                self.reject(
+                    conn, "unknown_session", "no such session on this connection", session_id
+                )
+        return live
+
+    # ------------------------------------------------------------ requests
+
+    async def _facts(
+        self, who: Principal, device_id: str, purpose: env.Purpose, now: datetime
+    ) -> decide.RequestFacts:
+        """What :func:`decide.decide_request` needs, read only as far as it is needed."""
+        facts = decide.RequestFacts(purpose, who.role, False, None, {})
+        if not decide.may_request(who.role, purpose):
+            return facts
+        device = await self.presence.device(device_id)
+        if device is None or not device.is_online:
+            return facts
+        facts = dataclasses.replace(facts, is_online=True, device_kind=device.kind)
+        if device.kind is not decide.KIND_FOR[purpose]:
+            return facts
+        decisions = await self._gate(device_id, purpose, now)
+        facts = dataclasses.replace(facts, decisions=decisions)
+        first = self._verdict(decisions)
+        if not first.allowed:
+            return facts
+        if purpose is env.Purpose.CALL:
+            auto = await self.gate.decide(
+                device_id=device_id, purpose=consent_model.Purpose.AUTO_ANSWER, at=now
+            )
+            return dataclasses.replace(facts, auto_answer=auto.allowed)
+        if purpose is env.Purpose.VIEW and first.window_start is not None:
+            use = await self.store.window_use(device_id, since=first.window_start, at=now)
+            return dataclasses.replace(facts, window_use=use)
+        return facts
+
+    async def _on_request(self, conn: ClientConnection, req: env.Request) -> None:
+        if req.extend is not None:
+            live = self._owned(conn, req.session_id)
+            if live is None:
+                return
+            s = live.value
+            decisions = await self._gate(s.device_id, s.purpose, self.now())
+            await self._feed(live, machine.ClientExtend(req.extend, self._verdict(decisions)))
+            return
+        assert req.device_id is not None
+        assert req.purpose is not None
+        who = conn.principal
+        sid, device_id, purpose = req.session_id, req.device_id, req.purpose
+        if sid in conn.sessions or sid in conn.recently_closed or sid in self.sessions:
+            self.reject(conn, "duplicate_session", "this session id is in use", sid)
+            return
+        now = self.now()
+        facts = await self._facts(who, device_id, purpose, now)
+        outcome = decide.decide_request(facts, now, self.config.terms)
+        if isinstance(outcome, decide.Deny):
+            await self._deny(conn, req, outcome.reason, now, outcome.recipient_id)
+            return
+        row = SessionRow(
+            session_id=sid,
+            device_id=device_id,
+            purpose=purpose,
+            staff_id=who.staff_id,
+            recipient_id=outcome.recipient_id,
+            instance_id=self.instance_id,
+            state=outcome.state.value,
+            started_at=now,
+            deadline=outcome.deadline,
+        )
+        data: dict[str, Any] = {
+            "session_id": sid,
+            "device_id": device_id,
+            "cap_s": outcome.cap_s,
+            "auto_answer": outcome.auto_answer,
+            "plan_id": outcome.plan_id,
+        }
+        if purpose is env.Purpose.VIEW:
+            data["budget_s"] = round((outcome.deadline - now).total_seconds(), 3)
+            data["window_used_s"] = round(outcome.window_use.used_s, 3)
+        try:
+            opened = await self.store.open(row, data)
+        except SessionExists:
+            self.reject(conn, "duplicate_session", "this session id was used before", sid)
+            return
+        if not opened:
+            await self._deny(conn, req, "busy", now, outcome.recipient_id)
+            return
+        session = machine.open_session(
+            outcome,
+            session_id=sid,
+            device_id=device_id,
+            purpose=purpose,
+            staff_id=who.staff_id,
+            now=now,
+        )
+        live = LiveSession(session, conn)
+        self.sessions[sid] = live
+        conn.sessions[sid] = live
+        self._arm(live, session.deadline)
+        log.info(
+            "signal_session_granted",
+            session_id=sid,
+            device_id=device_id,
+            purpose=purpose.value,
+            staff_id=who.staff_id,
+            cap_s=outcome.cap_s,
+            budget_s=round((session.deadline - now).total_seconds(), 3),
+        )
+        if conn.is_closed:  # the client left while we asked the gate
+            await self._feed(live, machine.ClientGone())
+            return
+        conn.send(
+            env.Granted(
+                sid,
+                device_id=device_id,
+                purpose=purpose,
+                deadline=session.deadline.timestamp(),
+                cap_s=outcome.cap_s,
+                ice_servers=ice_servers(self.turn, who.staff_id, now),
+                ring_timeout_s=outcome.cap_s if purpose is env.Purpose.CALL else None,
+            )
+        )
+        if purpose is env.Purpose.CALL:
+            await self._perform(live, machine.Ring(outcome.cap_s, outcome.auto_answer))
+
+    async def _deny(
+        self,
+        conn: ClientConnection,
+        req: env.Request,
+        reason: str,
+        now: datetime,
+        recipient_id: str | None,
+    ) -> None:
+        assert req.device_id is not None
+        assert req.purpose is not None
+        log.info(
+            "signal_session_denied",
+            session_id=req.session_id,
+            device_id=req.device_id,
+            purpose=req.purpose.value,
+            staff_id=conn.principal.staff_id,
+            reason=reason,
+        )
+        try:
+            await self.store.denied(
+                actor=conn.principal.staff_id,
+                purpose=req.purpose,
+                subject=recipient_id or req.device_id,
+                data={"session_id": req.session_id, "device_id": req.device_id, "reason": reason},
+                at=now,
+            )
+        except (ValueError, OSError, asyncpg.PostgresError):
+            log.exception("signal_denial_audit_failed", session_id=req.session_id)
+        conn.send(env.Denied(req.session_id, reason=reason))

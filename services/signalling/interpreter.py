@@ -1,0 +1,275 @@
+"""The interpreter of the signalling machine: feed an event, perform the effects it returns.
+
+:func:`services.signalling.machine.apply` decides; :class:`Interpreter` does: it sends to the
+client's connection, publishes to the device (adding TURN credentials to a ``granted`` and to an
+offer), sends device commands (``ring``, ``drive``, ``sleep``/``hangup``) in their own tasks,
+arms the session's timer, and writes the row and its audit entries. It is the base of
+:class:`services.signalling.service.Signalling`; the client side
+(:mod:`services.signalling.clients`) and the device side (:mod:`services.signalling.device_side`)
+turn what happens into events and hand them to :meth:`Interpreter._feed`.
+
+Timers run on the injected clock: a timer sleeps until ``deadline - now`` on that clock (with the
+clock's own ``sleep`` when it has one, so a sped-up clock keeps caps right) and the machine checks
+the deadline again when it fires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections import Counter
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import structlog
+
+from consent import model as consent_model
+from devices import envelope as env
+from devices import topics
+from services.signalling import decide, machine
+from services.signalling.machine import TimerFired
+from services.signalling.ports import (
+    BusPort,
+    CommandsPort,
+    GatePort,
+    PresencePort,
+    SessionStore,
+    SignallingConfig,
+)
+from services.signalling.router import DeviceRouter
+from services.signalling.session import ClientConnection, LiveSession
+from services.signalling.store import SessionRow
+from services.signalling.turn import TurnConfig, ice_servers
+
+log = structlog.get_logger(__name__)
+
+
+class Interpreter:
+    """Performs the machine's effects for the live sessions of one process.
+
+    The attributes are set by :class:`services.signalling.service.Signalling`.
+    """
+
+    instance_id: str
+    gate: GatePort
+    commands: CommandsPort
+    presence: PresencePort
+    store: SessionStore
+    turn: TurnConfig
+    config: SignallingConfig
+    bus: BusPort
+    router: DeviceRouter
+    sessions: dict[str, LiveSession]  # the open sessions this process owns
+    counters: Counter[str]  # routed_out/in, client_rejected_<code>, device_error_dropped, ...
+    connections: set[ClientConnection]
+    _now: Callable[[], datetime]
+    _sleep: Callable[[float], Awaitable[None]]
+    _tasks: set[asyncio.Task[Any]]
+
+    def now(self) -> datetime:
+        return self._now()
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("signal_task_failed", error=repr(task.exception()))
+
+    # ------------------------------------------------------------ the machine
+
+    async def _feed(self, live: LiveSession, event: machine.Event) -> None:
+        """Apply ``event`` to the session and perform what the machine says, in order."""
+        before = live.value
+        after, effects = machine.apply(before, event, self.now(), self.config.terms)
+        live.value = after
+        if before.is_open and not after.is_open:
+            live.cancel_timer()
+            self.sessions.pop(after.session_id, None)
+            log.info(
+                "signal_session_ended",
+                session_id=after.session_id,
+                device_id=after.device_id,
+                purpose=after.purpose.value,
+                reason=after.end_reason.value if after.end_reason else None,
+                duration_s=round((self.now() - after.started_at).total_seconds(), 3),
+            )
+        for effect in effects:
+            await self._perform(live, effect)
+
+    async def _perform(self, live: LiveSession, effect: machine.Effect) -> None:
+        s, conn = live.value, live.conn
+        match effect:
+            case machine.ToClient(message=env.Granted() as granted):
+                servers = ice_servers(self.turn, s.staff_id, self.now())
+                conn.send(dataclasses.replace(granted, ice_servers=servers))
+            case machine.ToClient(message=message):
+                conn.send(message)
+            case machine.ToDevice(message=env.Offer() as offer):
+                servers = ice_servers(self.turn, s.device_id, self.now())
+                await self._tell_device(
+                    s.device_id, dataclasses.replace(offer, ice_servers=servers)
+                )
+            case machine.ToDevice(message=message):
+                await self._tell_device(s.device_id, message)
+            case machine.Refuse(code=code, message=text):
+                self.reject(conn, code, text, s.session_id)
+            case machine.Command(op=op):
+                self._spawn(self._stop_device(s.device_id, op, s.session_id))
+            case machine.Ring(timeout_s=timeout_s, auto_answer=auto_answer):
+                self._spawn(self._ring(live, timeout_s, auto_answer))
+            case machine.Drive():
+                self._spawn(self._drive(live, effect))
+            case machine.ArmTimer(at=at):
+                self._arm(live, at)
+            case machine.MarkConnected(at=at, deadline=deadline, is_audited=is_audited):
+                write = self.store.mark_connected(
+                    self._row(s), at=at, deadline=deadline, is_audited=is_audited
+                )
+                if is_audited:
+                    log.info("signal_call_answered", session_id=s.session_id, device_id=s.device_id)
+                    await write
+                else:
+                    self._spawn(write)
+            case machine.Extended(actor=actor, reason=reason, deadline=deadline, at=at):
+                await self.store.extend(
+                    self._row(s), actor=actor, reason=reason, deadline=deadline, at=at
+                )
+                log.info(
+                    "signal_session_extended",
+                    session_id=s.session_id,
+                    device_id=s.device_id,
+                    reason=reason,
+                    extension=s.extensions,
+                )
+            case machine.Closed(reason=reason, actor=actor, detail=detail, at=at):
+                try:
+                    async with asyncio.timeout(2.0):
+                        await self.store.close(
+                            s.session_id, actor=actor, reason=reason.value, at=at, detail=detail
+                        )
+                except (OSError, TimeoutError, asyncpg.PostgresError):
+                    log.exception("signal_session_close_failed", session_id=s.session_id)
+                finally:  # the sweep closes the row later if this failed
+                    conn.forget(s.session_id, reason)
+
+    def _arm(self, live: LiveSession, at: datetime) -> None:
+        live.cancel_timer()
+        live.timer = self._spawn(self._timer(live, at))
+
+    async def _timer(self, live: LiveSession, at: datetime) -> None:
+        while (wait_s := (at - self.now()).total_seconds()) > 0:
+            await self._sleep(wait_s)
+        live.timer = None
+        await self._feed(live, TimerFired())
+
+    def _row(self, s: machine.Session) -> SessionRow:
+        return SessionRow(
+            session_id=s.session_id,
+            device_id=s.device_id,
+            purpose=s.purpose,
+            staff_id=s.staff_id,
+            recipient_id=s.recipient_id,
+            instance_id=self.instance_id,
+            state=s.state.value,
+            started_at=s.started_at,
+            deadline=s.deadline,
+            extensions=s.extensions,
+        )
+
+    def reject(
+        self, conn: ClientConnection, code: str, message: str, session_id: str | None
+    ) -> None:
+        """An ``error`` to the client for a message it should not have sent (counted)."""
+        self.counters[f"client_rejected_{code}"] += 1
+        log.info(
+            "signal_message_rejected", conn_id=conn.conn_id, reason=code, session_id=session_id
+        )
+        conn.send(env.Error(code=code, message=message, session_id=session_id))
+
+    # ------------------------------------------------------------ the gate
+
+    async def _gate(
+        self, device_id: str, purpose: env.Purpose, at: datetime
+    ) -> dict[consent_model.Purpose, consent_model.Decision]:
+        """The gate's decisions for every purpose the session needs, up to the first deny."""
+        found = {}
+        for needed in decide.GATE_PURPOSES[purpose]:
+            decision = await self.gate.decide(device_id=device_id, purpose=needed, at=at)
+            found[needed] = decision
+            if not decision.allowed:
+                break
+        return found
+
+    @staticmethod
+    def _verdict(
+        decisions: dict[consent_model.Purpose, consent_model.Decision],
+    ) -> consent_model.Decision:
+        denied = [d for d in decisions.values() if not d.allowed]
+        return denied[0] if denied else next(iter(decisions.values()))
+
+    # ------------------------------------------------------------ device commands
+
+    async def _drive(self, live: LiveSession, drive: machine.Drive) -> None:
+        s = live.value
+        try:
+            ack = await self.commands.send(
+                s.device_id,
+                topics.CommandOp.DRIVE,
+                {"session_id": s.session_id, "linear": drive.linear, "angular": drive.angular},
+                self.config.command_timeout_s,
+            )
+        except (TimeoutError, LookupError, ConnectionError) as e:
+            self.reject(live.conn, "drive_failed", type(e).__name__, s.session_id)
+            return
+        if ack.ok:
+            live.conn.send(env.Ack(s.session_id, of=env.MessageType.DRIVE))
+        else:
+            self.reject(live.conn, "drive_refused", "the device refused", s.session_id)
+
+    async def _caller_name(self, staff_id: str) -> str | None:
+        """The staff member's display name for the phone's screen (never logged); ``None`` (the
+        phone then names the team, "Hemtjänsten") without one or if the lookup fails."""
+        name = await self.store.staff_name(staff_id)
+        if name is None or not name.strip():
+            return None
+        return name[: topics.MAX_CALLER_CHARS]
+
+    async def _ring(self, live: LiveSession, timeout_s: float, auto_answer: bool) -> None:
+        s = live.value
+        ring = topics.Ring(
+            session_id=s.session_id,
+            auto_answer=auto_answer,
+            timeout_s=timeout_s,
+            caller=await self._caller_name(s.staff_id),
+        )
+        if not live.is_open:  # hung up while the name was looked up: no late ring
+            return
+        try:
+            ack = await self.commands.send(
+                s.device_id, topics.CommandOp.RING, ring.args(), self.config.command_timeout_s
+            )
+            ok = ack.ok
+        except (TimeoutError, LookupError, ConnectionError):
+            ok = False
+        if not ok:
+            await self._feed(live, machine.RingFailed())
+
+    async def _stop_device(self, device_id: str, op: topics.CommandOp, session_id: str) -> None:
+        try:
+            await self.commands.send(
+                device_id, op, {"session_id": session_id}, self.config.command_timeout_s
+            )
+        except (TimeoutError, LookupError, ConnectionError) as e:
+            log.warning(
+                "signal_stop_unacked", device_id=device_id, op=op.value, error=type(e).__name__
+            )
+
+    async def _tell_device(self, device_id: str, message: env.Envelope) -> None:
+        await self.router.tell_device(device_id, message)
