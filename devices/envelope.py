@@ -15,7 +15,7 @@ answer     device, server ``sdp``
 candidate  all            ``candidate`` (``""`` = end of candidates), ``sdp_mid``,
                           ``sdp_mline_index``
 bye        all            ``reason``: timeout|withdrawn|declined|operator|device_lost|no_answer
-error      server         ``code``, ``message``; ``session_id`` may be null
+error      server, device ``code``, ``message``; ``session_id`` may be null
 drive      client         ``linear``, ``angular`` in [-1, 1] (video phone during a call)
 video      client         ``frames``: frames the caller has decoded so far (staleness)
 ack        server         ``of``: the type acknowledged (``drive``)
@@ -72,8 +72,10 @@ CLIENT_TYPES = frozenset(
         MessageType.VIDEO,
     }
 )
-#: Types a device may send on ``webrtc/out``.
-DEVICE_TYPES = frozenset({MessageType.ANSWER, MessageType.CANDIDATE, MessageType.BYE})
+#: Types a device may send on ``webrtc/out`` (``error``: it refused a message of a session).
+DEVICE_TYPES = frozenset(
+    {MessageType.ANSWER, MessageType.CANDIDATE, MessageType.BYE, MessageType.ERROR}
+)
 
 
 class Purpose(StrEnum):

@@ -48,8 +48,10 @@ class DeviceSide(Interpreter):
 
     async def _from_device(self, device_id: str, message: DeviceMessage) -> None:
         """A checked device message for a session this process owns."""
-        live = self.sessions.get(message.session_id)
+        live = None if message.session_id is None else self.sessions.get(message.session_id)
         if live is None or live.device_id != device_id:
+            if isinstance(message, env.Error):
+                self.router.drop_error(device_id, "session_ended", message.session_id)
             return  # ended meanwhile (or checked already by the router)
         match message:
             case env.Answer():
@@ -58,6 +60,15 @@ class DeviceSide(Interpreter):
                 await self._feed(live, machine.DeviceCandidate(message))
             case env.Bye():
                 await self._feed(live, machine.DeviceBye(message.reason))
+            case env.Error():
+                code = machine.device_error_code(message.code)
+                log.info(
+                    "signal_device_refused",
+                    session_id=live.session_id,
+                    device_id=device_id,
+                    code=code,
+                )
+                await self._feed(live, machine.DeviceError(code))
 
     async def _on_device_event(self, device_id: str, payload: bytes) -> None:
         event = topics.decode_event(payload, device_id)

@@ -5,6 +5,11 @@ rate-limits the device, decodes the envelope, finds the session (in memory, else
 PostgreSQL), refuses a session of another device or a closed one with an ``error`` on the
 device's ``webrtc/in``, and hands the message to the process that holds the client's connection:
 itself, or another one over ``{prefix}/server/signal/{instance}``.
+
+An ``error`` from a device (it refused a message of a session) is never answered, so the two
+sides never trade errors: one for a live session of that device goes to the session's owner like
+any other message; one without a session, for an unknown, closed or foreign session, or one that
+does not decode is counted (``device_error_dropped``) and dropped.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from services.signalling.session import TokenBucket
 
 log = structlog.get_logger(__name__)
 
-DeviceMessage = env.Answer | env.Candidate | env.Bye
+DeviceMessage = env.Answer | env.Candidate | env.Bye | env.Error
 #: ``(device_id, message)`` to the session's owner in this process.
 Deliver = Callable[[str, DeviceMessage], Awaitable[None]]
 #: The device id of an open session held by this process, else ``None``.
@@ -76,6 +81,11 @@ class DeviceRouter:
             device_id, env.Error(code=code, message=message, session_id=session_id)
         )
 
+    def drop_error(self, device_id: str, why: str, session_id: str | None) -> None:
+        """A device's ``error`` that ends nothing: counted and logged, never answered."""
+        self.counters["device_error_dropped"] += 1
+        log.info("signal_device_error_dropped", device_id=device_id, why=why, session_id=session_id)
+
     def _allowed(self, device_id: str) -> bool:
         now = asyncio.get_running_loop().time()
         bucket = self._buckets.get(device_id)
@@ -94,27 +104,42 @@ class DeviceRouter:
         try:
             message = env.decode(payload, allowed=env.DEVICE_TYPES)
         except env.EnvelopeError as e:
-            await self.device_error(device_id, e.reason, e.detail, e.session_id)
+            if _says_error(payload):
+                self.drop_error(device_id, e.reason, e.session_id)
+            else:
+                await self.device_error(device_id, e.reason, e.detail, e.session_id)
             return
-        assert isinstance(message, env.Answer | env.Candidate | env.Bye)
+        assert isinstance(message, DeviceMessage)
         sid = message.session_id
+        if sid is None:  # an error about no session: nothing here to end
+            self.drop_error(device_id, "no_session", None)
+            return
+        is_error = isinstance(message, env.Error)
         local_device = self.local(sid)
         if local_device is not None:
             owner, owner_device, is_open = self.instance_id, local_device, True
         else:
             row = await self.store.get(sid)
             if row is None:
-                await self.device_error(device_id, "unknown_session", "no such session", sid)
+                if is_error:
+                    self.drop_error(device_id, "unknown_session", sid)
+                else:
+                    await self.device_error(device_id, "unknown_session", "no such session", sid)
                 return
             owner, owner_device, is_open = row.instance_id, row.device_id, row.is_open
         if owner_device != device_id:
             log.warning("signal_foreign_session", device_id=device_id, session_id=sid)
-            await self.device_error(
-                device_id, "wrong_device", "the session belongs to another device", sid
-            )
+            if is_error:
+                self.drop_error(device_id, "wrong_device", sid)
+            else:
+                await self.device_error(
+                    device_id, "wrong_device", "the session belongs to another device", sid
+                )
             return
         if not is_open:
-            if not isinstance(message, env.Bye):
+            if is_error:
+                self.drop_error(device_id, "session_closed", sid)
+            elif not isinstance(message, env.Bye):
                 await self.device_error(device_id, "session_closed", "the session has ended", sid)
             return
         if owner == self.instance_id:
@@ -137,6 +162,17 @@ class DeviceRouter:
             raise PayloadError("bad_route", "unreadable routed message") from e
         if not topics.is_device_id(device_id):
             raise PayloadError("bad_route", "routed message names no device")
-        assert isinstance(message, env.Answer | env.Candidate | env.Bye)
+        assert isinstance(message, DeviceMessage)
         self.counters["routed_in"] += 1
         await self.deliver(device_id, message)
+
+
+def _says_error(payload: bytes) -> bool:
+    """Whether a message the codec refused still says it is an ``error`` (never answered)."""
+    if len(payload) > env.MAX_MESSAGE_BYTES:
+        return False
+    try:
+        obj = json.loads(payload)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(obj, dict) and obj.get("type") == env.MessageType.ERROR.value

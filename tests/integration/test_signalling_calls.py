@@ -7,6 +7,7 @@ import asyncio
 
 import asyncpg
 import pytest
+from aiortc import RTCPeerConnection
 
 from consent.model import Purpose as GatePurpose
 from devices import envelope as env
@@ -158,3 +159,62 @@ async def test_always_answers_at_once(pool: asyncpg.Pool, mqtt_url: str, topic_p
     assert result.frames > 0
     started = (await audit_actions(pool, call.session_id))[0][1]
     assert started["auto_answer"] is False  # the unit's own policy, not the consent
+
+
+async def _video_only_offer() -> str:
+    """A real aiortc call offer without audio: the backend lets it through (a call needs video),
+    the simulated phone refuses it (``unexpected_offer``: it sends audio and video)."""
+    pc = RTCPeerConnection()
+    try:
+        pc.addTransceiver("video", direction="sendrecv")
+        await pc.setLocalDescription(await pc.createOffer())
+        return str(pc.localDescription.sdp)
+    finally:
+        await pc.close()
+
+
+async def test_an_offer_the_phone_refuses_ends_the_call_and_the_caller_learns_why(
+    pool: asyncpg.Pool, mqtt_url: str, topic_prefix: str
+) -> None:
+    """The phone answers, then cannot use the caller's offer: its ``error`` ends the session
+    ``device_lost`` at once (not at a deadline), the caller gets the phone's code and a ``bye``,
+    the audit names the phone, nobody answers the phone's error, and the next call works."""
+    gate = FakeGate()
+    gate.allow(PHONE, GatePurpose.VIDEO_CALL)
+    async with (
+        node(pool, mqtt_url, topic_prefix, gate) as n,
+        devices(
+            mqtt_url,
+            topic_prefix,
+            pool,
+            [(PHONE, DeviceKind.VIDEO_PHONE)],
+            policy=AnswerPolicy.parse("always"),
+        ) as devs,
+        client(n) as c,
+    ):
+        phone = devs[PHONE].peer
+        sid = "s-refused-call"
+        await c.send(env.Request(sid, device_id=PHONE, purpose=env.Purpose.CALL))
+        assert isinstance(await c.expect(env.Granted), env.Granted)
+        await c.send(env.Offer(sid, sdp=await _video_only_offer()))
+        error = await c.expect(env.Error, timeout_s=10)
+        bye = await c.expect(env.Bye)
+        assert (error.session_id, error.code) == (sid, "unexpected_offer")
+        assert bye == env.Bye(sid, env.ByeReason.DEVICE_LOST)
+        assert sid not in n.signalling.sessions
+        await wait_for(lambda: phone.call_state is CallState.IDLE, what="phone idle")
+        # the phone still serves a proper call; by then any answer to its error has arrived
+        call = View(c.channel, PHONE, purpose=env.Purpose.CALL, duration_s=1.0)
+        result = await asyncio.wait_for(call.run(), 10)
+        assert result.frames > 0
+        assert phone.stats.refused == ["unexpected_offer"]
+        assert phone.stats.errors == []  # its error was not answered: no error ping-pong
+        assert phone.stats.byes == 1  # the second call's hang-up only
+    actions = await audit_actions(pool, sid)
+    assert [a for a, _ in actions] == ["call.started", "call.answered", "call.ended"]
+    ended = actions[-1][1]
+    assert (ended["reason"], ended["detail"]) == ("device_lost", "unexpected_offer")
+    actor = await pool.fetchval(
+        "SELECT actor FROM audit_log WHERE action = 'call.ended' AND data->>'session_id' = $1", sid
+    )
+    assert actor == f"device:{PHONE}"

@@ -457,6 +457,63 @@ def test_bye_reasons_and_the_audit_actor(
     assert any(isinstance(e, m.ToDevice) for e in effects) is tells_device
 
 
+@pytest.mark.parametrize(
+    ("purpose", "state"),
+    [
+        (env.Purpose.VIEW, m.State.GRANTED),
+        (env.Purpose.PROBE, m.State.CONNECTED),
+        (env.Purpose.CALL, m.State.RINGING),
+        (env.Purpose.CALL, m.State.CONNECTED),
+    ],
+)
+def test_a_device_error_ends_the_session_and_the_client_learns_the_code(
+    purpose: env.Purpose, state: m.State
+) -> None:
+    """The device refused the session's signalling (e.g. the phone cannot use the call's offer):
+    the client gets the device's code, then ``bye device_lost``; nothing goes back to the device
+    (no ``bye``, no stop command), and the audit names the device."""
+    s = session(purpose, state)
+    ended, effects = m.apply(s, m.DeviceError("unexpected_offer"), T0 + S, TERMS)
+    assert not ended.is_open
+    assert ended.end_reason is env.ByeReason.DEVICE_LOST
+    device = "phone-0001" if purpose is env.Purpose.CALL else "cam-0001"
+    assert effects == (
+        m.ToClient(
+            env.Error("unexpected_offer", "the device refused the session", session_id="s-0001")
+        ),
+        m.Closed(env.ByeReason.DEVICE_LOST, f"device:{device}", "unexpected_offer", T0 + S),
+        m.ToClient(env.Bye("s-0001", env.ByeReason.DEVICE_LOST)),
+    )
+    # a second error (QoS 1, or one per refused candidate) changes nothing and says nothing
+    assert m.apply(ended, m.DeviceError("bad_candidate"), T0 + 2 * S, TERMS) == (ended, ())
+
+
+@pytest.mark.parametrize(
+    ("raw", "kept"),
+    [
+        ("bad_offer", "bad_offer"),
+        ("unexpected_offer", "unexpected_offer"),
+        ("a", "a"),
+        ("x" * 32, "x" * 32),
+        ("x" * 33, m.GENERIC_DEVICE_ERROR),  # bounded
+        ("bad_offer2", m.GENERIC_DEVICE_ERROR),  # the envelope allows digits; we keep a-z and _
+        ("Bad_offer", m.GENERIC_DEVICE_ERROR),
+        ("_leading", m.GENERIC_DEVICE_ERROR),
+        ("", m.GENERIC_DEVICE_ERROR),
+        ("bad offer", m.GENERIC_DEVICE_ERROR),
+        ("bad_offer\n", m.GENERIC_DEVICE_ERROR),
+    ],
+)
+def test_a_device_error_code_is_a_short_code_or_the_generic_one(raw: str, kept: str) -> None:
+    assert m.device_error_code(raw) == kept
+
+
+@pytest.mark.parametrize("code", ["", "x" * 33, "Bad", "bad-offer", "bad offer", "é"])
+def test_a_device_error_event_takes_only_a_checked_code(code: str) -> None:
+    with pytest.raises(ValueError, match="a-z and _"):
+        m.DeviceError(code)
+
+
 @pytest.mark.parametrize("purpose", [env.Purpose.VIEW, env.Purpose.CALL])
 def test_a_bad_offer_is_refused_and_nothing_is_relayed(purpose: env.Purpose) -> None:
     state = m.State.CONNECTED if purpose is env.Purpose.CALL else m.State.GRANTED
@@ -671,3 +728,57 @@ async def test_an_unanswered_call_ends_no_answer(rig: Rig) -> None:
         await rig.clock.advance(30)
         assert await conn.recv(1.0) == env.Bye("s-call-002", env.ByeReason.NO_ANSWER)
     assert rig.commands.ops(PHONE_ID) == [CommandOp.RING, CommandOp.HANGUP]
+
+
+async def test_a_device_error_reaches_the_client_and_ends_the_session(rig: Rig) -> None:
+    rig.gate.allow(CAM)
+    async with rig.sig.connect(OPERATOR) as conn:
+        await ask(rig, conn, env.Request("s-deverr-1", CAM, env.Purpose.VIEW))
+        await rig.sig.handle_client(conn, env.encode(env.Offer("s-deverr-1", sdp=VIEW_OFFER)))
+        await rig.bus.device_says(
+            CAM, env.Error("bad_offer", "the offer's SDP cannot be used", "s-deverr-1")
+        )
+        assert await conn.recv(1.0) == env.Error(
+            "bad_offer", "the device refused the session", "s-deverr-1"
+        )
+        assert await conn.recv(1.0) == env.Bye("s-deverr-1", env.ByeReason.DEVICE_LOST)
+        # the session is gone: the client's next message for it is refused as closed
+        await rig.sig.handle_client(conn, env.encode(env.Offer("s-deverr-1", sdp=VIEW_OFFER)))
+        closed_error = await conn.recv(1.0)
+        assert isinstance(closed_error, env.Error)
+        assert closed_error.code == "session_closed"
+    assert rig.bus.sent(CAM, env.Bye) == []  # the device ended it: nothing said back
+    assert rig.bus.sent(CAM, env.Error) == []
+    assert rig.commands.ops(CAM) == []
+    assert not rig.sig.sessions
+    assert rig.store.actions("s-deverr-1") == ["view.started", "view.ended"]
+    ended = rig.store.audit[-1]
+    assert ended[1] == "device:cam-0001"
+    assert ended[2]["reason"] == "device_lost"
+    assert ended[2]["detail"] == "bad_offer"
+
+
+async def test_a_device_error_about_no_live_session_is_counted_never_answered(rig: Rig) -> None:
+    """No error ping-pong: an ``error`` for an unknown, closed or foreign session, without a
+    session, or one the codec refuses, is counted and dropped; the device gets nothing back."""
+    rig.gate.allow(CAM)
+    rig.gate.allow(PHONE_ID, GP.VIDEO_CALL)
+    rig.gate.allow(PHONE_ID, GP.CAMERA_CHECK)
+    async with rig.sig.connect(OPERATOR) as conn:
+        await ask(rig, conn, env.Request("s-closed-1", CAM, env.Purpose.VIEW))
+        await rig.sig.handle_client(conn, env.encode(env.Bye("s-closed-1", env.ByeReason.OPERATOR)))
+        assert await conn.recv(1.0) == env.Bye("s-closed-1", env.ByeReason.OPERATOR)
+        await ask(rig, conn, env.Request("s-phone-01", PHONE_ID, env.Purpose.CALL))
+        sent_before = list(rig.bus.to_device)
+        say = rig.bus.device_says
+        await say(CAM, env.Error("unknown_session", "no such session", "s-never-01"))
+        await say(CAM, env.Error("unknown_session", "no such session", "s-closed-1"))
+        await say(CAM, env.Error("bad_offer", "not yours", "s-phone-01"))  # another device's
+        await say(CAM, env.Error("failed", "no session named"))
+        bad_code = b'{"type":"error","session_id":"s-phone-01","code":"Not A Code","message":"x"}'
+        await rig.bus.handlers.device_signal(CAM, bad_code)
+        await rig.bus.handlers.device_signal(CAM, b'{"type":"error","code":1}')
+        assert rig.sig.counters["device_error_dropped"] == 6
+        assert rig.bus.to_device == sent_before  # nothing answered
+        assert "s-phone-01" in rig.sig.sessions  # the phone's call is untouched
+        assert conn.outbox.empty()
