@@ -620,3 +620,70 @@ async def test_transitions_name_dated_changes_nobody_writes(h: Harness) -> None:
         ("r-1", AT_22 + 3 * day)
     ]
     assert await h.store.transitions(after=AT_22 + 3 * day, until=AT_22 + 9 * day) == []
+
+
+async def test_a_write_that_fails_late_changes_nothing(h: Harness) -> None:
+    """A write that fails after it began writing is rolled back whole, in the fake too: a
+    binding request whose id exists is refused and the device's open request stays open."""
+    await h.store.add_recipient(recipient(), actor=ADMIN, at=T0)
+    await h.add_device("cam-0001")
+    await h.add_device("cam-0002")
+    for device_id in ("cam-0001", "cam-0002"):
+        await h.store.request_binding(
+            request_id=f"breq-{device_id}",
+            action=BindingAction.BIND,
+            device_id=device_id,
+            recipient_id="r-1",
+            actor=ADMIN,
+            at=T0,
+        )
+    before = await h.audit_actions()
+    with pytest.raises(Conflict) as e:
+        await h.store.request_binding(
+            request_id="breq-cam-0002",
+            action=BindingAction.BIND,
+            device_id="cam-0001",
+            recipient_id="r-1",
+            actor=ADMIN,
+            at=T0 + timedelta(minutes=1),
+        )
+    assert (e.value.code, e.value.field) == ("duplicate", "request_id")
+    found = await h.store.binding_requests(device_id="cam-0001")
+    assert [(r.request_id, r.is_open) for r in found] == [("breq-cam-0001", True)]
+    assert await h.audit_actions() == before
+
+
+async def test_a_plan_id_is_unique_across_brukare(h: Harness) -> None:
+    await h.store.add_recipient(recipient(), actor=ADMIN, at=T0)
+    await h.store.add_recipient(recipient("r-2"), actor=ADMIN, at=T0)
+    await h.store.add_plan(plan(), actor=ADMIN, at=T0)
+    with pytest.raises(Conflict) as e:
+        await h.store.add_plan(plan(rid="r-2"), actor=ADMIN, at=T0)
+    assert (e.value.code, e.value.field) == ("duplicate", "plan_id")
+    assert (await h.store.basis("r-2")).plans == ()
+    assert [c.kind for c in h.changes] == [ChangeKind.PLAN_ADDED]
+
+
+async def test_agreed_times_outside_the_round_are_refused_when_a_plan_hour_is_given(
+    h: Harness,
+) -> None:
+    """With ``plan_hour`` (the API passes the configured one) a window outside the round is a
+    422 naming it, after the plan's own checks; without it (seeding tools) no round check."""
+    await h.store.add_recipient(recipient(), actor=ADMIN, at=T0)
+    early = (CheckTime(time(19, 0)),)
+    with pytest.raises(InvalidInput) as e:
+        await h.store.add_plan(plan(checks=early), actor=ADMIN, at=T0, plan_hour=20)
+    assert (e.value.field, e.value.code) == ("checks[0].at", "outside_round")
+    assert "20:00-12:00" in str(e.value)
+    with pytest.raises(InvalidInput) as e:  # the plan's own rules come first
+        await h.store.add_plan(plan(checks=()), actor=ADMIN, at=T0, plan_hour=20)
+    assert (e.value.field, e.value.code) == ("checks", "check_count")
+    assert (await h.store.basis("r-1")).plans == ()
+    assert await h.audit_actions() == ["recipient.created"]
+    assert h.changes == []
+    await h.store.add_plan(plan(checks=(CheckTime(time(21, 0)),)), actor=ADMIN, at=T0, plan_hour=20)
+    await h.store.end_plan("plan-1", ended_at=T0, actor=ADMIN, at=T0)
+    await h.store.add_plan(
+        plan("plan-2", valid_from=T0 + timedelta(days=1), checks=early), actor=ADMIN, at=T0
+    )
+    assert [p.plan_id for p in (await h.store.basis("r-1")).plans] == ["plan-1", "plan-2"]
