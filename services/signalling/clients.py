@@ -161,6 +161,7 @@ class ClientSide(Interpreter):
         if sid in conn.sessions or sid in conn.recently_closed or sid in self.sessions:
             self.reject(conn, "duplicate_session", "this session id is in use", sid)
             return
+        await self._close_settled(device_id)  # a bye just before: its row closes first
         now = self.now()
         facts = await self._facts(who, device_id, purpose, now)
         outcome = decide.decide_request(facts, now, self.config.terms)

@@ -45,6 +45,10 @@ from services.signalling.turn import TurnConfig, ice_servers
 
 log = structlog.get_logger(__name__)
 
+CLOSE_RETRY_S = 0.25
+"""First wait before a failed row close is tried again (doubling up to the next)."""
+CLOSE_RETRY_MAX_S = 30.0
+
 
 class Interpreter:
     """Performs the machine's effects for the live sessions of one process.
@@ -67,6 +71,7 @@ class Interpreter:
     _now: Callable[[], datetime]
     _sleep: Callable[[float], Awaitable[None]]
     _tasks: set[asyncio.Task[Any]]
+    _closing: dict[str, asyncio.Task[Any]]  # device id -> the unfinished close of its last row
 
     def now(self) -> datetime:
         return self._now()
@@ -149,15 +154,46 @@ class Interpreter:
                     extension=s.extensions,
                 )
             case machine.Closed(reason=reason, actor=actor, detail=detail, at=at):
+                # The row must close even when the database is slow (a loaded machine) or out:
+                # the close runs on in its own task after the client's bye; a request for the
+                # device waits for it (:meth:`_close_settled`) instead of finding it ``busy``.
+                closing = self._spawn(self._close_row(s, reason.value, actor, detail, at))
+                self._closing[s.device_id] = closing
                 try:
-                    async with asyncio.timeout(2.0):
-                        await self.store.close(
-                            s.session_id, actor=actor, reason=reason.value, at=at, detail=detail
-                        )
-                except (OSError, TimeoutError, asyncpg.PostgresError):
-                    log.exception("signal_session_close_failed", session_id=s.session_id)
-                finally:  # the sweep closes the row later if this failed
+                    await asyncio.wait({closing}, timeout=self.config.close_wait_s)
+                finally:
                     conn.forget(s.session_id, reason)
+
+    async def _close_row(
+        self, s: machine.Session, reason: str, actor: str, detail: str | None, at: datetime
+    ) -> None:
+        """Close the session's row and audit its end, retrying until that is done (or the row
+        was closed already, e.g. by the sweep); then forget the pending close."""
+        retry_s = CLOSE_RETRY_S
+        try:
+            while True:
+                try:
+                    await self.store.close(
+                        s.session_id, actor=actor, reason=reason, at=at, detail=detail
+                    )
+                    return
+                except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                    log.exception(
+                        "signal_session_close_failed", session_id=s.session_id, retry_s=retry_s
+                    )
+                await asyncio.sleep(retry_s)
+                retry_s = min(retry_s * 2, CLOSE_RETRY_MAX_S)
+        finally:
+            if self._closing.get(s.device_id) is asyncio.current_task():
+                del self._closing[s.device_id]
+
+    async def _close_settled(self, device_id: str) -> None:
+        """Wait (at most ``pending_close_wait_s``) until this process's close of the device's
+        last session is done, so a request right after a ``bye`` does not find its row open
+        (``busy``, and its time still counting against the view budget)."""
+        closing = self._closing.get(device_id)
+        if closing is not None:
+            await asyncio.wait({closing}, timeout=self.config.pending_close_wait_s)
 
     def _arm(self, live: LiveSession, at: datetime) -> None:
         live.cancel_timer()

@@ -165,6 +165,10 @@ class SignallingConfig:
     device_rate_per_s: float = 20.0
     device_rate_burst: float = 60.0
     command_timeout_s: float = 3.0
+    #: How long a ``bye`` to the client waits for its row to close (the close goes on after).
+    close_wait_s: float = 2.0
+    #: How long a request waits for this process's unfinished close of the device's last row.
+    pending_close_wait_s: float = 10.0
 
     @property
     def terms(self) -> Terms:

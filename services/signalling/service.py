@@ -159,6 +159,7 @@ class Signalling(ClientSide, DeviceSide):
         self.connections: set[ClientConnection] = set()
         self._device_sessions: dict[str, int] = {}  # last online session counter per device
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._closing: dict[str, asyncio.Task[Any]] = {}
         self._loops: list[asyncio.Task[None]] = []
         self._accepting = False
 
@@ -189,6 +190,8 @@ class Signalling(ClientSide, DeviceSide):
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close_clients()
+        if self._closing:  # let the rows of the sessions just ended close (bounded)
+            await asyncio.wait(set(self._closing.values()), timeout=self.config.close_wait_s)
         for task in self._loops:
             task.cancel()
         for task in [*self._loops, *self._tasks]:

@@ -71,11 +71,16 @@ async def next_error(channel: WebSocketChannel) -> env.Error:
 
 
 async def first_frames(view: View) -> ViewResult:
-    """Run ``view`` until its first decoded frame, then hang up."""
+    """Run ``view`` until its first decoded frame, then hang up. A view that ends without one
+    (denied, say ``busy``, or a ``bye``) fails at once and says how it ended; the timeouts are
+    bounds for a loaded machine, not waits."""
     task = asyncio.create_task(view.run())
-    await asyncio.wait_for(view.first_frame.wait(), 30)
+    framed = asyncio.create_task(view.first_frame.wait())
+    await asyncio.wait({task, framed}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+    framed.cancel()
+    assert view.first_frame.is_set(), f"no frame from {view.device_id}: {view.result}"
     await view.hang_up()
-    return await asyncio.wait_for(task, 5)
+    return await asyncio.wait_for(task, 10)
 
 
 async def open_rows(s: Served) -> int:

@@ -10,6 +10,7 @@ The last part runs :class:`services.signalling.service.Signalling` on the fakes 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -35,6 +36,7 @@ from services.signalling.fakes import (
 from services.signalling.ports import SignallingConfig
 from services.signalling.service import Signalling
 from services.signalling.session import ClientConnection
+from services.signalling.store import SessionRow
 
 T0 = datetime(2026, 1, 15, 21, 0, tzinfo=UTC)
 S = timedelta(seconds=1)
@@ -578,9 +580,12 @@ class Rig:
         return self.buses[0]
 
 
-@pytest.fixture
-async def rig() -> AsyncIterator[Rig]:
-    gate, store, commands, clock = FakeGate(), FakeSessionStore(), FakeCommands(), FakeClock(T0)
+@contextlib.asynccontextmanager
+async def running(
+    store: FakeSessionStore | None = None, config: SignallingConfig | None = None
+) -> AsyncIterator[Rig]:
+    gate, commands, clock = FakeGate(), FakeCommands(), FakeClock(T0)
+    store = store or FakeSessionStore()
     buses: list[FakeBus] = []
 
     def bus(handlers: object) -> FakeBus:
@@ -595,10 +600,16 @@ async def rig() -> AsyncIterator[Rig]:
         sessions=store,
         bus=bus,
         clock=clock,
-        config=SignallingConfig(max_extensions=1),
+        config=config or SignallingConfig(max_extensions=1),
     )
     async with sig:
         yield Rig(sig, gate, store, commands, clock, buses)
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[Rig]:
+    async with running() as r:
+        yield r
 
 
 async def ask(rig: Rig, conn: ClientConnection, message: env.Envelope) -> env.Envelope:
@@ -782,3 +793,59 @@ async def test_a_device_error_about_no_live_session_is_counted_never_answered(ri
         assert rig.bus.to_device == sent_before  # nothing answered
         assert "s-phone-01" in rig.sig.sessions  # the phone's call is untouched
         assert conn.outbox.empty()
+
+
+class SlowStore(FakeSessionStore):
+    """Closing a row fails ``failures`` times, then waits for ``release`` (a loaded database)."""
+
+    def __init__(self, failures: int = 0) -> None:
+        super().__init__()
+        self.failures = failures
+        self.release = asyncio.Event()
+
+    async def close(
+        self, session_id: str, *, actor: str, reason: str, at: datetime, detail: str | None
+    ) -> SessionRow | None:
+        if self.failures:
+            self.failures -= 1
+            raise OSError("database unreachable")
+        await self.release.wait()
+        return await super().close(session_id, actor=actor, reason=reason, at=at, detail=detail)
+
+
+async def test_a_slow_row_close_does_not_make_the_next_request_busy() -> None:
+    """The finding 2 flake: under load a row's close outlasted the 2 s the bye waits for it, was
+    cancelled, and the device stayed ``busy`` (its row open) until the sweep, so the next view
+    was denied. The close now goes on after the bye, and a request for the device waits for it."""
+    store = SlowStore()
+    async with running(store, SignallingConfig(close_wait_s=0.01)) as rig:
+        rig.gate.allow(CAM)
+        async with rig.sig.connect(OPERATOR) as conn:
+            await ask(rig, conn, env.Request("s-slow-0001", CAM, env.Purpose.VIEW))
+            bye = await ask(rig, conn, env.Bye("s-slow-0001", env.ByeReason.OPERATOR))
+            assert bye == env.Bye("s-slow-0001", env.ByeReason.OPERATOR)
+            assert store.rows["s-slow-0001"].is_open  # still closing
+            request = env.encode(env.Request("s-slow-0002", CAM, env.Purpose.VIEW))
+            asking = asyncio.create_task(rig.sig.handle_client(conn, request))
+            await asyncio.sleep(0.05)
+            assert not asking.done()  # waits for the close instead of answering busy
+            store.release.set()
+            await asking
+            assert isinstance(await conn.recv(1.0), env.Granted)
+    assert store.actions("s-slow-0001") == ["view.started", "view.ended"]
+
+
+async def test_a_failed_row_close_is_tried_again() -> None:
+    store = SlowStore(failures=1)
+    store.release.set()
+    async with running(store) as rig:
+        rig.gate.allow(CAM)
+        async with rig.sig.connect(OPERATOR) as conn:
+            await ask(rig, conn, env.Request("s-fail-0001", CAM, env.Purpose.VIEW))
+            bye = await ask(rig, conn, env.Bye("s-fail-0001", env.ByeReason.OPERATOR))
+            assert bye == env.Bye("s-fail-0001", env.ByeReason.OPERATOR)
+            again = await ask(rig, conn, env.Request("s-fail-0002", CAM, env.Purpose.VIEW))
+            assert isinstance(again, env.Granted)
+    assert store.failures == 0
+    assert not store.rows["s-fail-0001"].is_open
+    assert store.actions("s-fail-0001") == ["view.started", "view.ended"]
