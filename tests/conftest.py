@@ -9,12 +9,11 @@ Hypothesis: under ``CI=true`` (or ``HYPOTHESIS_PROFILE=ci``) the ``ci`` profile 
 per-example deadline and no ``too_slow`` health check, since CI machines are loaded and a slow
 example there is load, not a bug. The example counts stay as each test sets them.
 
-Parallel runs (``./run test`` passes ``-n 2 --dist loadgroup`` to pytest-xdist): every test has
+Parallel runs (``./run test`` passes ``-n 2 --dist loadfile`` to pytest-xdist): every test has
 its own database and topic prefix, MQTT client ids carry a hash of the prefix, and servers take
-free ports, so tests do not share state. The browser tests run one after another on one worker
-(group ``browser``): two Chromiums with live video at once would starve each other's timing on a
-2-core machine. Every other e2e module runs whole on one worker (its module fixtures are built
-once), beside whatever the other worker runs.
+free ports, so tests do not share state. Each module runs whole on one worker (``loadfile``), so
+its module fixtures (a served backend, simulated homes, a Chromium) are built once and its tests
+keep their order, as the e2e modules need.
 """
 
 from __future__ import annotations
@@ -36,14 +35,6 @@ settings.register_profile(
 )
 _in_ci = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if _in_ci else "default"))
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.get_closest_marker("browser"):
-            item.add_marker(pytest.mark.xdist_group("browser"))
-        elif item.get_closest_marker("e2e"):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 
 
 @pytest.fixture(scope="session")
