@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -47,6 +46,7 @@ from kernel.access import AUTHENTICATOR, ROUTE, caller
 from kernel.audit import store as audit_store
 from kernel.audit.chain import ANONYMOUS_ACTOR
 from kernel.body import read_object
+from kernel.clock import Clock
 from kernel.errors import InvalidInput
 from kernel.outages import UNAVAILABLE
 from kernel.roles import PUBLIC, STAFF, Principal, Role, Route
@@ -63,8 +63,6 @@ DEMO_ACCOUNTS = {
     "handlaggare": Role.ADMINISTRATOR,
     "tekniker": Role.TECHNICIAN,
 }
-
-Clock = Callable[[], datetime]
 
 
 def _system_clock() -> datetime:

@@ -43,11 +43,11 @@ from identity.standing import (
     is_revocable,
     judge,
 )
+from kernel.clock import Clock
 from kernel.roles import Principal
 
 log = structlog.get_logger(__name__)
 
-Clock = Callable[[], datetime]
 OnCutoff = Callable[[Cutoff], None]
 
 _DB_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
