@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
@@ -24,7 +23,7 @@ from identity.standing import Cutoff
 from kernel.access import caller
 from kernel.roles import OPERATORS, PUBLIC, Principal, Role, Route
 from services.signalling.session import ClientConnection, Closing
-from services.web.console import SECURITY_HEADERS, resolve_static
+from services.web.console import SECURITY_HEADERS, STATIC_ROOT, resolve_static
 
 if TYPE_CHECKING:
     from services.signalling.service import Signalling
@@ -32,7 +31,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 WS_GOING_AWAY = 1001
-VIEWER_ROOT = Path(__file__).parent / "static" / "viewer"
+VIEWER_ROOT = STATIC_ROOT.parent / "viewer"  # services/web/static/viewer
 VIEWER_TYPES = {
     ".html": "text/html",
     ".js": "text/javascript",

@@ -11,6 +11,7 @@ import time
 from datetime import time as local_time
 from datetime import timedelta
 
+import aiohttp
 import numpy as np
 import pytest
 from av import VideoFrame
@@ -307,3 +308,19 @@ async def test_tamper_on_the_camera_suspends_and_ends_the_view(
     assert again.denied == "suspended"
     assert actions[-1][1]["reason"] == "withdrawn"
     assert actions[-1][1]["detail"] == "suspended"
+
+
+async def test_the_reference_viewer_page_is_served(
+    database_url: str, mqtt_url: str, topic_prefix: str
+) -> None:
+    """``/viewer/`` and its files (the browser tests' page) come from ``services/web/static``."""
+    async with served(database_url, mqtt_url, topic_prefix, []) as s, aiohttp.ClientSession() as h:
+        for path, kind in [
+            ("/viewer/", "text/html"),
+            ("/viewer/viewer.js", "text/javascript"),
+            ("/viewer/viewer.css", "text/css"),
+        ]:
+            async with h.get(s.server.make_url(path)) as response:
+                assert (response.status, response.content_type) == (200, kind), path
+        async with h.get(s.server.make_url("/viewer/nothing.js")) as response:
+            assert response.status == 404
