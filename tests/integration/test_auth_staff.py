@@ -11,11 +11,12 @@ from typing import Any
 import asyncpg
 import pytest
 
-from consent.errors import Conflict, InvalidInput, NotFound
+from consent.errors import Conflict, NotFound
 from identity import login as auth
 from identity import store as staff_store
 from identity.staff import FAST_HASHING, PasswordHasher
 from kernel.audit import store as audit_store
+from kernel.errors import InvalidInput
 from kernel.roles import Role
 from tools import token_cli
 
