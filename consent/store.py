@@ -24,14 +24,8 @@ import asyncpg
 
 from consent.model import (
     BehaviourEvent,
-    Binding,
-    BindingAction,
     BindingRequest,
-    CarePlan,
     CareRecipient,
-    Cohabitant,
-    Consent,
-    Pause,
     RecipientBasis,
     Suspension,
 )
@@ -41,14 +35,14 @@ from consent.ports import Publish, RegisterRow
 from consent.writes import ConsentWrites
 
 
-class PgConsentStore:
-    """Implements :class:`consent.ports.ConsentStore`: reads from :class:`PgReads`, every write
-    through :class:`ConsentWrites` over :meth:`PgCore.begin`."""
+class PgConsentStore(ConsentWrites):
+    """Implements :class:`consent.ports.ConsentStore`: reads from :class:`PgReads`; every write
+    is :class:`ConsentWrites`'s own, over :meth:`PgCore.begin`."""
 
     def __init__(self, pool: asyncpg.Pool, *, publish: Publish | None = None) -> None:
         self._core = PgCore(pool)
         self._reads = PgReads(self._core)
-        self._writes = ConsentWrites(self._core.begin, publish=publish)
+        super().__init__(self._core.begin, publish=publish)
 
     # --- reads ----------------------------------------------------------------------------
     async def list_recipients(self) -> list[CareRecipient]:
@@ -73,97 +67,7 @@ class PgConsentStore:
 
     async def register(self, *, actor: str, at: datetime) -> list[RegisterRow]:
         bases = list((await self._reads.bases()).values())
-        return await self._writes.export_register(bases, actor=actor, at=at)
-
-    # --- writes: the one write path -------------------------------------------------------
-    async def add_recipient(
-        self, recipient: CareRecipient, *, actor: str, at: datetime
-    ) -> CareRecipient:
-        return await self._writes.add_recipient(recipient, actor=actor, at=at)
-
-    async def add_cohabitant(
-        self, cohabitant: Cohabitant, *, actor: str, at: datetime
-    ) -> Cohabitant:
-        return await self._writes.add_cohabitant(cohabitant, actor=actor, at=at)
-
-    async def end_cohabitant(
-        self, cohabitant_id: str, *, moved_out_at: datetime, actor: str, at: datetime
-    ) -> Cohabitant:
-        return await self._writes.end_cohabitant(
-            cohabitant_id, moved_out_at=moved_out_at, actor=actor, at=at
-        )
-
-    async def add_plan(
-        self, plan: CarePlan, *, actor: str, at: datetime, plan_hour: int | None = None
-    ) -> CarePlan:
-        return await self._writes.add_plan(plan, actor=actor, at=at, plan_hour=plan_hour)
-
-    async def end_plan(
-        self, plan_id: str, *, ended_at: datetime, actor: str, at: datetime
-    ) -> CarePlan:
-        return await self._writes.end_plan(plan_id, ended_at=ended_at, actor=actor, at=at)
-
-    async def record_consent(self, consent: Consent, *, actor: str, at: datetime) -> Consent:
-        return await self._writes.record_consent(consent, actor=actor, at=at)
-
-    async def withdraw_consent(
-        self,
-        consent_id: str,
-        *,
-        withdrawn_at: datetime,
-        reason: str | None,
-        actor: str,
-        at: datetime,
-    ) -> Consent:
-        return await self._writes.withdraw_consent(
-            consent_id, withdrawn_at=withdrawn_at, reason=reason, actor=actor, at=at
-        )
-
-    async def add_pause(self, pause: Pause, *, actor: str, at: datetime) -> Pause:
-        return await self._writes.add_pause(pause, actor=actor, at=at)
-
-    async def end_pause(
-        self, pause_id: str, *, ended_at: datetime, actor: str, at: datetime
-    ) -> Pause:
-        return await self._writes.end_pause(pause_id, ended_at=ended_at, actor=actor, at=at)
-
-    async def request_binding(
-        self,
-        *,
-        request_id: str,
-        action: BindingAction,
-        device_id: str,
-        recipient_id: str | None,
-        actor: str,
-        at: datetime,
-    ) -> BindingRequest:
-        return await self._writes.request_binding(
-            request_id=request_id,
-            action=action,
-            device_id=device_id,
-            recipient_id=recipient_id,
-            actor=actor,
-            at=at,
-        )
-
-    async def confirm_binding(
-        self, request_id: str, *, recipient_id: str, actor: str, at: datetime
-    ) -> Binding:
-        return await self._writes.confirm_binding(
-            request_id, recipient_id=recipient_id, actor=actor, at=at
-        )
-
-    async def record_device_event(
-        self, *, device_id: str, event_type: BehaviourEvent, at: datetime, threshold: int
-    ) -> Suspension | None:
-        return await self._writes.record_device_event(
-            device_id=device_id, event_type=event_type, at=at, threshold=threshold
-        )
-
-    async def reverify(
-        self, recipient_id: str, *, actor: str, at: datetime
-    ) -> tuple[Suspension, ...]:
-        return await self._writes.reverify(recipient_id, actor=actor, at=at)
+        return await self.export_register(bases, actor=actor, at=at)
 
 
 async def on_device_event(

@@ -1,8 +1,9 @@
 """The one write path of the consent store: validate, write, audit, notify, publish.
 
-:class:`ConsentWrites` is the application service both adapters write through
-(:class:`consent.store.PgConsentStore` and :class:`consent.fake.FakeConsentStore`), so the fake
-cannot drift from the real store. Each write opens one :class:`~consent.ports.WriteTx`, and in it:
+:class:`ConsentWrites` holds every write of the port; both adapters are a ``ConsentWrites`` over
+their own ``begin`` (:class:`consent.store.PgConsentStore`, :class:`consent.fake.FakeConsentStore`)
+and add only their reads, so the fake cannot drift from the real store. Each write opens one
+:class:`~consent.ports.WriteTx`, and in it:
 
 1. locks the brukare (or device) and validates with the pure :mod:`consent.rules`, raising
    :mod:`consent.errors` (``InvalidInput``, ``NotFound``, ``Conflict``);
