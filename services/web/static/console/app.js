@@ -165,10 +165,15 @@ function endSession(reasonKey) {
 }
 
 async function checkSession() {
+  // A logout or login while /api/me is in flight makes its answer stale: the live socket's 4401
+  // (logout revokes the session) arrives before the logout's own answer, and a late 401 must
+  // not remount the login screen over its "logged out" message.
+  const before = state.me;
   try {
     const me = await get('/api/me', { quiet401: true });
-    if (!state.me) await startSession(me);
+    if (state.me === before && !state.me) await startSession(me);
   } catch (e) {
+    if (state.me !== before) return;
     if (state.me) endSession(e.status === 401 ? 'session_expired' : null);
     else endSession(null);
   }
