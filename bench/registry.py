@@ -252,7 +252,6 @@ async def run(devices: int = 200, messages: int = 20, publishers: int = 4) -> di
             )
             await _through_link(url, announce, publishers, handler)
             registry_s, _ = await _through_link(url, health, publishers, handler)
-            await handler.close()
             stored = await pool.fetchval(
                 "SELECT count(*) FROM devices WHERE health_at IS NOT NULL AND presence = 'online'"
             )

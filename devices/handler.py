@@ -63,7 +63,8 @@ class DeviceHandler:
         self._window_start: datetime | None = None
         self._window_new = 0
         self._acks: dict[str, asyncio.Future[topics.CommandAck]] = {}
-        self._sweep: asyncio.Task[None] | None = None
+        self._sweep_after: tuple[datetime, float] | None = None  # (connected at, grace_s)
+        self._sweep_wanted = asyncio.Event()
 
     def reject(self, reason: str, device_id: str | None, detail: str) -> None:
         """Count a refused message (also called by the MQTT link for topic errors)."""
@@ -172,25 +173,30 @@ class DeviceHandler:
 
     def link_connected(self, grace_s: float) -> None:
         """The backend's MQTT link (re)connected: devices re-announce on ``server/status``;
-        after ``grace_s`` those that did not are swept offline."""
-        since = self._clock()
-        if self._sweep is not None:
-            self._sweep.cancel()
+        after ``grace_s`` those that did not are swept offline by :meth:`run_sweep`."""
+        self._sweep_after = (self._clock(), grace_s)
+        self._sweep_wanted.set()
 
-        async def later() -> None:
-            await asyncio.sleep(grace_s)
+    async def run_sweep(self) -> None:
+        """Sweep silent devices after each (re)connect of the link, until cancelled. The
+        composition root runs it as a supervised task (``device-sweep``): a crash is reported,
+        not lost. A database outage is logged and the sweep waits for the next connect."""
+        while True:
+            await self._sweep_wanted.wait()
+            self._sweep_wanted.clear()
+            assert self._sweep_after is not None
+            since, grace_s = self._sweep_after
+            # Loop time: the grace is the devices' network round trip to re-announce, not a
+            # deadline of the night. A newer connect starts the grace again.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace_s):
+                    await self._sweep_wanted.wait()
+            if self._sweep_wanted.is_set():
+                continue
             try:
                 await self.sweep_silent(since)
             except (OSError, asyncpg.PostgresError):
                 log.exception("device_sweep_failed")
-
-        self._sweep = asyncio.get_running_loop().create_task(later(), name="device-sweep")
-
-    async def close(self) -> None:
-        if self._sweep is not None:
-            self._sweep.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweep
 
     def expect_ack(self, command_id: str) -> asyncio.Future[topics.CommandAck]:
         fut: asyncio.Future[topics.CommandAck] = asyncio.get_running_loop().create_future()

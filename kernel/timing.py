@@ -3,8 +3,10 @@
 Production uses :data:`DEFAULT_TIMING`. The composition root builds one :class:`Timing` from the
 settings (``HOMECARE_TIMING="ring_timeout_s=5,document_grace_s=20"`` overrides single fields; see
 :func:`parse`) and hands it down: the round's deadlines (``supervision.checks``), the workers and
-the watchdog, the wake command, signalling's caps and timers. Tests pass a fast one; a clock that
-runs faster (``kernel.clock.ScaledClock``) shortens the same deadlines without another setting.
+the watchdog, the wake command, signalling's caps, timers and row closes (every duration of
+``services.signalling.ports.SignallingConfig`` is filled from the field of the same name;
+its rates and counts stay its own). Tests pass a fast one; a clock that runs faster
+(``kernel.clock.ScaledClock``) shortens the same deadlines without another setting.
 
 Seconds throughout. Pure: no I/O, nothing but the standard library.
 """
@@ -49,6 +51,8 @@ class Timing:
     sweep_interval_s: float = 10.0  # sessions of dead processes are looked for this often
     sweep_grace_s: float = 5.0  # ... and closed this long past their deadline
     command_timeout_s: float = 3.0  # a device acknowledges a signalling command within this
+    close_wait_s: float = 2.0  # a ``bye`` waits this long for its row to close (the close goes on)
+    pending_close_wait_s: float = 10.0  # a request waits this long for the device's last close
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

@@ -18,10 +18,13 @@ Per role (``HOMECARE_ROLES`` / ``--roles``):
   (signalling runs in-process for it).
 
 Background tasks run in one :class:`services.supervisor.Supervisor`: a crash is logged, counted
-in ``/metrics`` and makes ``/readyz`` answer 503 naming the task. Shutdown order: stop accepting
-HTTP and close WebSockets (``serve``, ``app.on_shutdown``), cancel the supervised tasks (the last
-started first), close signalling (its peers and timers), publish ``stopped`` and close MQTT,
-close the pool.
+in ``/metrics`` and makes ``/readyz`` answer 503 naming the task. Besides those :func:`start_tasks`
+starts, the MQTT link's loops, signalling's loops (``signal-gate``, ``signal-recheck``,
+``signal-sweep``; signalling owns and ends them, the supervisor guards them) and the device
+registry's ``device-sweep`` (always, where the process has a link) are supervised too.
+Shutdown order: stop accepting HTTP and close WebSockets (``serve``, ``app.on_shutdown``), cancel
+the supervised tasks (the last started first), close signalling (its peers and timers), publish
+``stopped`` and close MQTT, close the pool.
 """
 
 from __future__ import annotations
@@ -106,6 +109,8 @@ def signalling_config(timing: Timing) -> SignallingConfig:
         sweep_interval_s=timing.sweep_interval_s,
         sweep_grace_s=timing.sweep_grace_s,
         command_timeout_s=timing.command_timeout_s,
+        close_wait_s=timing.close_wait_s,
+        pending_close_wait_s=timing.pending_close_wait_s,
     )
 
 
@@ -119,7 +124,8 @@ class Options:
 
     ``prober`` replaces the motion probe over signalling and ``wake`` the wake command over MQTT;
     with both (or roles that need neither) the process needs no broker (``mqtt_url`` None).
-    ``drive=False`` starts no background task: the caller steps the round itself
+    ``drive=False`` starts no task of :func:`start_tasks` (the broker link's, signalling's and
+    the device sweep still run): the caller steps the round itself
     (``rt.rounds.watchdog.tick()``, ``runner.tick()`` for each of ``rt.workers``). ``workers``
     round workers, each after the first on its own pool of ``pool_max`` connections. ``timing``
     replaces the settings' timing policy."""
@@ -338,6 +344,7 @@ async def runtime(
                     instance_id=instance,
                     clock=clock,
                     config=signalling_config(rt.timing),
+                    guard=supervisor.guard,  # its loops: signal-gate, -recheck, -sweep
                 )
             )
         for extra in range(1, options.workers):
@@ -360,6 +367,8 @@ async def runtime(
         if "api" in roles:
             install_api(rt, stack)
         await stack.enter_async_context(supervisor)
+        if rt.devices is not None:  # with the link, whatever drives the round
+            supervisor.spawn("device-sweep", rt.devices.run_sweep())
         if options.drive:
             start_tasks(rt, options)
         yield rt
@@ -388,7 +397,6 @@ async def _connect(
     )
     for channel in REGISTRY_CHANNELS:
         link.subscribe(channel, handler.handle)
-    stack.push_async_callback(handler.close)
     await stack.enter_async_context(link)
     rt.mqtt, rt.devices = link, handler
     rt.commands = Commands(rt.pool, handler, link.publish, settings.mqtt_topic_prefix)

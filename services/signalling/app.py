@@ -5,7 +5,8 @@
     sig = await stack.enter_async_context(
         signalling_app.installed(app, settings, pool=pool, link=rt.mqtt, gate=gate,
                                  commands=rt.commands, instance_id=instance, clock=clock,
-                                 config=signalling_config(rt.timing)))
+                                 config=signalling_config(rt.timing),
+                                 guard=rt.supervisor.guard))
 
 The signalling service runs where the process has the ``signalling`` or the ``probes`` role (the
 in-process probe uses :meth:`Signalling.connect`); it serves ``GET /ws/signal`` and takes its
@@ -22,17 +23,12 @@ from collections.abc import AsyncIterator
 import asyncpg
 from aiohttp import web
 
-from services.mqtt import MqttLink
+from kernel.clock import SYSTEM_CLOCK, Clock, ClockPort
+from services.mqtt import Guard, MqttLink
 from services.settings import Settings
 from services.signalling.http import SIGNALLING, on_shutdown, routes
-from services.signalling.ports import (
-    Clock,
-    CommandsPort,
-    GatePort,
-    SignallingConfig,
-    system_clock,
-)
-from services.signalling.service import Signalling
+from services.signalling.ports import CommandsPort, GatePort, SignallingConfig
+from services.signalling.service import Signalling, logged
 from services.signalling.turn import TurnConfig
 from services.web import http
 
@@ -47,10 +43,12 @@ async def installed(
     gate: GatePort,
     commands: CommandsPort,
     instance_id: str,
-    clock: Clock = system_clock,
+    clock: Clock | ClockPort = SYSTEM_CLOCK,
     config: SignallingConfig | None = None,
+    guard: Guard = logged,
 ) -> AsyncIterator[Signalling]:
-    """Run signalling for the life of the block; ``app`` must not be frozen yet."""
+    """Run signalling for the life of the block; ``app`` must not be frozen yet. ``guard`` is the
+    process's supervisor (its loops crash loudly)."""
     serves = "signalling" in settings.roles
     sig = Signalling(
         pool=pool,
@@ -63,6 +61,7 @@ async def installed(
         config=config,
         handle_devices=serves,
         clock=clock,
+        guard=guard,
     )
     async with sig:
         app[SIGNALLING] = sig

@@ -83,9 +83,12 @@ class Interpreter:
         return task
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
+        """A per-session task ended: a failure is logged with its traceback and counted
+        (``task_failed`` on ``/metrics``), never lost; the session's other tasks go on."""
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("signal_task_failed", error=repr(task.exception()))
+        if not task.cancelled() and (error := task.exception()) is not None:
+            self.counters["task_failed"] += 1
+            log.error("signal_task_failed", error=type(error).__name__, exc_info=error)
 
     # ------------------------------------------------------------ the machine
 

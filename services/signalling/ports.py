@@ -5,15 +5,16 @@ The composition root passes the real adapters: ``consent.gate.Gate`` for :class:
 registry's table (:class:`RegistryPresence`), the session rows to
 :class:`services.signalling.store.PgSessionStore`, the broker to
 :class:`services.signalling.bus.SignalBus`. Tests pass the fakes of
-:mod:`services.signalling.fakes`, which implement the same protocols.
+:mod:`services.signalling.fakes`, which implement the same protocols. The clock is the one of
+:mod:`kernel.clock`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -26,20 +27,10 @@ from devices.envelope import Purpose
 from services.signalling.decide import GATE_PURPOSES, ROLES_FOR, Terms, WindowUse
 from services.signalling.store import SessionRow
 
-Clock = Callable[[], datetime]
-
 #: The first consent purpose the gate is asked about for each kind of session (a call also
 #: needs :data:`GATE_PURPOSES`' camera check).
 GATE_PURPOSE = {purpose: needed[0] for purpose, needed in GATE_PURPOSES.items()}
 __all__ = ["GATE_PURPOSE", "GATE_PURPOSES", "ROLES_FOR"]
-
-
-class Sleeper(Protocol):
-    """A clock that can also sleep (``kernel.clock``'s port): ``seconds`` on that clock."""
-
-    def now(self) -> datetime: ...
-
-    async def sleep(self, seconds: float) -> None: ...
 
 
 class GatePort(Protocol):
@@ -179,7 +170,3 @@ class SignallingConfig:
             max_extensions=self.max_extensions,
             stale_video_s=self.stale_video_s,
         )
-
-
-def system_clock() -> datetime:
-    return datetime.now(UTC)

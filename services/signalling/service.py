@@ -26,24 +26,30 @@ decided by the pure :mod:`services.signalling.decide` and :mod:`services.signall
                                                    changes, the sweep
 =================================================  ==========================================
 
-This module wires them to the ports and owns the service's life (start, shutdown).
+This module wires them to the ports and owns the service's life (start, shutdown). Its three
+long-running loops (``signal-gate``, ``signal-recheck``, ``signal-sweep``) run through ``guard``
+(the composition root passes :meth:`services.supervisor.Supervisor.guard`): a crash is logged,
+counted and makes the process unready. The per-session tasks (timers, device commands, row
+writes) stay in the service's own set; a failure of one is logged and counted
+(``counters["task_failed"]``, ``/metrics``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
 from types import TracebackType
 from typing import Any
 
 import asyncpg
+import structlog
 
 from devices import envelope as env
 from kernel.audit import store as audit_store
-from services.mqtt import MqttLink
+from kernel.clock import SYSTEM_CLOCK, Clock, ClockPort
+from services.mqtt import Guard, MqttLink
 from services.signalling import machine
 from services.signalling.bus import BusHandlers, SignalBus
 from services.signalling.clients import WS_GOING_AWAY, ClientSide
@@ -51,15 +57,12 @@ from services.signalling.device_side import DeviceSide
 from services.signalling.http import SIGNALLING, on_shutdown, routes
 from services.signalling.ports import (
     BusPort,
-    Clock,
     CommandsPort,
     GatePort,
     PresencePort,
     RegistryPresence,
     SessionStore,
     SignallingConfig,
-    Sleeper,
-    system_clock,
 )
 from services.signalling.router import DeviceRouter
 from services.signalling.session import ClientConnection, LiveSession
@@ -77,10 +80,11 @@ __all__ = [
     "routes",
 ]
 BusFactory = Callable[[BusHandlers], BusPort]
+log = structlog.get_logger(__name__)
 
 
 def _clock_parts(
-    clock: Clock | Sleeper,
+    clock: Clock | ClockPort,
 ) -> tuple[Callable[[], datetime], Callable[[float], Awaitable[None]]]:
     """``now`` and ``sleep`` of a clock port, or of a plain callable (then loop time sleeps)."""
     now = getattr(clock, "now", None)
@@ -91,12 +95,23 @@ def _clock_parts(
     return clock, asyncio.sleep
 
 
+async def logged(name: str, coro: Coroutine[Any, Any, None]) -> None:
+    """The guard of a service run without a supervisor (tests): a crashed loop is logged."""
+    try:
+        await coro
+    except asyncio.CancelledError:
+        raise
+    except Exception:  # the loop's boundary
+        log.exception("task_crashed", task=name)
+
+
 class Signalling(ClientSide, DeviceSide):
     """The signalling service of one process; an async context manager.
 
     Create it in the composition root, set ``app[SIGNALLING]`` and add :func:`routes`. ``store``,
     ``presence`` and ``bus`` default to the real adapters over ``pool`` and ``mqtt_url``; tests
-    pass :mod:`services.signalling.fakes`.
+    pass :mod:`services.signalling.fakes`. ``guard`` wraps the long-running loops (the process's
+    supervisor; without one a crash is only logged).
     """
 
     def __init__(
@@ -113,9 +128,10 @@ class Signalling(ClientSide, DeviceSide):
         turn: TurnConfig | None = None,
         config: SignallingConfig | None = None,
         handle_devices: bool = True,
-        clock: Clock | Sleeper = system_clock,
+        clock: Clock | ClockPort = SYSTEM_CLOCK,
         sessions: SessionStore | None = None,
         bus: BusFactory | None = None,
+        guard: Guard = logged,
     ) -> None:
         self.pool = pool
         self.prefix = prefix
@@ -133,6 +149,7 @@ class Signalling(ClientSide, DeviceSide):
         self.config = config or SignallingConfig()
         self.clock = clock
         self._now, self._sleep = _clock_parts(clock)
+        self._guard = guard
         handlers = BusHandlers(
             self._on_device_signal, self._on_device_event, self._on_device_status, self._on_routed
         )
@@ -179,9 +196,12 @@ class Signalling(ClientSide, DeviceSide):
             )
         loop = asyncio.get_running_loop()
         self._loops = [
-            loop.create_task(self._watch_gate(), name="signal-gate"),
-            loop.create_task(self._recheck_loop(), name="signal-recheck"),
-            loop.create_task(self._sweep_loop(), name="signal-sweep"),
+            loop.create_task(self._guard(name, coro), name=name)
+            for name, coro in (
+                ("signal-gate", self._watch_gate()),
+                ("signal-recheck", self._recheck_loop()),
+                ("signal-sweep", self._sweep_loop()),
+            )
         ]
         self._accepting = True
         return self
@@ -192,13 +212,11 @@ class Signalling(ClientSide, DeviceSide):
         await self.close_clients()
         if self._closing:  # let the rows of the sessions just ended close (bounded)
             await asyncio.wait(set(self._closing.values()), timeout=self.config.close_wait_s)
-        for task in self._loops:
+        tasks = {*self._loops, *self._tasks}
+        for task in tasks:
             task.cancel()
-        for task in [*self._loops, *self._tasks]:
-            task.cancel()
-        for task in [*self._loops, *self._tasks]:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if tasks:  # a failure was logged when it happened (the guard, :meth:`_task_done`)
+            await asyncio.wait(tasks)
         await self.bus.__aexit__(et, e, tb)
 
     async def close_clients(self) -> None:

@@ -55,6 +55,7 @@ async def test_broker_restart_everyone_reconnects(pool: asyncpg.Pool, topic_pref
         )
         for channel in REGISTRY_CHANNELS:
             link.subscribe(channel, handler.handle)
+        sweep = asyncio.create_task(handler.run_sweep())  # the process supervises it
         async with link:
             sims = asyncio.create_task(
                 homes.run_devices(
@@ -103,6 +104,7 @@ async def test_broker_restart_everyone_reconnects(pool: asyncpg.Pool, topic_pref
                 assert await _online(pool) == len(specs)
             finally:
                 stop.set()
+                sweep.cancel()
                 await asyncio.wait_for(sims, 15)
 
 

@@ -7,13 +7,28 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import socket
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from consent.model import ConsentChange
+from devices.handler import DeviceHandler
+from kernel.clock import ScaledClock
 from services import app
 from services.events import Overflow
 from services.settings import Settings, load
+from services.signalling.bus import BusHandlers
+from services.signalling.fakes import (
+    FakeBus,
+    FakeCommands,
+    FakeGate,
+    FakePresence,
+    FakeSessionStore,
+)
+from services.signalling.service import Signalling
+from services.supervisor import Supervisor
 
 pytestmark = pytest.mark.integration
 
@@ -131,3 +146,121 @@ async def test_a_process_without_a_broker_needs_roles_that_need_none(database_ur
     with pytest.raises(RuntimeError, match="mqtt_url"):
         async with app.runtime(settings):
             pass
+
+
+class BrokenSweep:
+    """The session store with a sweep that breaks (a bug, not an outage); the rest delegates."""
+
+    def __init__(self, store: object) -> None:
+        self._store = store
+        self.tried = asyncio.Event()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+    async def sweep_overdue(self, **kw: object) -> list[object]:
+        self.tried.set()
+        raise RuntimeError("a bug in the sweep")
+
+
+async def test_a_crash_in_a_signalling_loop_makes_the_process_unready_naming_it(
+    database_url: str, mqtt_url: str, topic_prefix: str
+) -> None:
+    settings = settings_for(database_url, mqtt_url, topic_prefix, "signalling")
+    fast = dataclasses.replace(settings.timing, sweep_interval_s=0.01)
+    async with (
+        app.runtime(settings, options=app.Options(timing=fast)) as rt,
+        TestClient(TestServer(rt.app)) as c,
+    ):
+        await ready(rt)
+        assert "device-sweep" in {t.get_name() for t in rt.tasks}
+        assert (await c.get("/readyz")).status == 200
+        assert rt.signalling is not None
+        broken = BrokenSweep(rt.signalling.store)
+        rt.signalling.store = broken  # type: ignore[assignment]
+        async with asyncio.timeout(10):
+            await broken.tried.wait()
+            while "signal-sweep" not in rt.supervisor.failed:
+                await asyncio.sleep(0)
+        r = await c.get("/readyz")
+        assert r.status == 503
+        assert (await r.json())["failed_tasks"] == ["signal-sweep"]
+        metrics = await (await c.get("/metrics")).text()
+        assert 'homecare_task_crashes_total{task="signal_sweep"} 1' in metrics
+
+
+class BrokenChanges(FakeGate):
+    def changes(self) -> AsyncIterator[ConsentChange]:
+        raise RuntimeError("a bug in the change feed")
+
+
+async def test_signallings_loops_run_under_the_guard_they_are_given() -> None:
+    """Signalling's three loops report to the supervisor; its per-session tasks' failures are
+    logged and counted (``task_failed``), not lost."""
+
+    def bus(handlers: BusHandlers) -> FakeBus:
+        return FakeBus(handlers)
+
+    async with Supervisor() as sup:
+        sig = Signalling(
+            instance_id="rt",
+            gate=BrokenChanges(),
+            commands=FakeCommands(),
+            presence=FakePresence(),
+            sessions=FakeSessionStore(),
+            bus=bus,
+            clock=ScaledClock(0, datetime(2026, 1, 15, 21, 0, tzinfo=UTC)),
+            guard=sup.guard,
+        )
+        async with sig:
+            assert {t.get_name() for t in sig._loops} == {
+                "signal-gate",
+                "signal-recheck",
+                "signal-sweep",
+            }
+            async with asyncio.timeout(5):
+                while not sup.failed:
+                    await asyncio.sleep(0)
+            assert sup.failed == {"signal-gate": "RuntimeError"}
+
+            async def broken() -> None:
+                raise ValueError("a bug in a session's task")
+
+            task = sig._spawn(broken())
+            await asyncio.wait({task})
+            await asyncio.sleep(0)  # the done callback
+            assert sig.counters["task_failed"] == 1
+        assert sup.crashes == {"signal-gate": 1}
+
+
+class FailingPool:
+    """A pool whose queries fail: first with an outage (``OSError``), then with a bug."""
+
+    def __init__(self) -> None:
+        self.errors: list[Exception] = [OSError("database down"), RuntimeError("a bug")]
+        self.tried = 0
+
+    async def fetch(self, *args: object) -> list[object]:
+        self.tried += 1
+        raise self.errors.pop(0)
+
+
+async def test_the_device_sweep_survives_an_outage_and_reports_a_crash() -> None:
+    pool = FailingPool()
+    handler = DeviceHandler(
+        pool,  # type: ignore[arg-type]
+        clock=ScaledClock(0, datetime(2026, 1, 15, 21, 0, tzinfo=UTC)),
+        on_presence=lambda _: None,
+    )
+    async with Supervisor() as sup:
+        handler.link_connected(0.001)  # before the sweep runs: not lost
+        sup.spawn("device-sweep", handler.run_sweep())
+        async with asyncio.timeout(5):
+            while pool.tried < 1:
+                await asyncio.sleep(0.001)
+        assert sup.healthy  # an outage is logged, the sweep waits for the next connect
+        handler.link_connected(0.001)
+        async with asyncio.timeout(5):
+            while not sup.failed:
+                await asyncio.sleep(0.001)
+        assert sup.failed == {"device-sweep": "RuntimeError"}

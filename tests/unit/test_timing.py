@@ -103,3 +103,24 @@ def test_clocks_refuse_naive_times_and_negative_speed() -> None:
         ScaledClock(1, datetime(2026, 1, 1))
     with pytest.raises(ValueError):
         ScaledClock(-1, T0)
+
+
+def test_every_signalling_duration_comes_from_the_timing_policy() -> None:
+    """``signalling_config`` fills every duration of ``SignallingConfig`` from the field of the
+    same name in ``Timing`` (rates and counts stay signalling's own)."""
+    from services.app import signalling_config
+    from services.signalling.ports import SignallingConfig
+
+    durations = [
+        f.name
+        for f in dataclasses.fields(SignallingConfig)
+        if f.name.endswith("_s") and not f.name.endswith("_per_s")  # not the rates
+    ]
+    assert {"close_wait_s", "pending_close_wait_s"} <= set(durations)
+    odd = Timing(**{name: 7.25 for name in timing.FIELDS if name != "link_wait_s"}, link_wait_s=1)
+    config = signalling_config(odd)
+    for name in durations:
+        assert name in timing.FIELDS, name
+        assert getattr(config, name) == getattr(odd, name), name
+    assert config.terms.default_cap_s == 7.25
+    assert timing.parse("close_wait_s=0.5,pending_close_wait_s=4").pending_close_wait_s == 4
