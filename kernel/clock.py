@@ -11,13 +11,17 @@ take it); :class:`ClockPort` adds the sleep that deadlines wait with. Two clocks
   instead of waiting (a test or the simulated night stepping from one instant to the next).
 
 Both are callables too, so either can be passed where a :data:`Clock` is wanted.
+
+A wait for a *deadline of the night* (a view cap, a ring, how long a worker keeps its claim while
+its link is down) sleeps on the clock (:func:`sleep_of`), so a sped-up clock keeps it right; a
+*poll interval* (how often to look again) waits in loop time, since a stopped clock would spin it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
 
@@ -34,6 +38,15 @@ class ClockPort(Protocol):
     async def sleep(self, seconds: float) -> None: ...
 
     def __call__(self) -> datetime: ...
+
+
+def sleep_of(clock: Clock | ClockPort) -> Callable[[float], Awaitable[None]]:
+    """How to wait ``seconds`` on ``clock``: its own ``sleep`` (a port), else loop time (a plain
+    callable is taken to run at real speed)."""
+    sleep = getattr(clock, "sleep", None)
+    if callable(sleep):
+        return sleep  # type: ignore[no-any-return]
+    return asyncio.sleep
 
 
 def system_now() -> datetime:
@@ -95,9 +108,9 @@ class ScaledClock:
             raise ValueError("at must be tz-aware")
         self._base, self._base_mono = at, self._monotonic()
 
-    def advance(self, seconds: float) -> datetime:
-        """Move the clock ``seconds`` forwards at once; the new instant."""
-        self.set(self.now() + timedelta(seconds=seconds))
+    def advance(self, by: float | timedelta) -> datetime:
+        """Move the clock forwards at once by ``by`` (seconds or a duration); the new instant."""
+        self.set(self.now() + (by if isinstance(by, timedelta) else timedelta(seconds=by)))
         return self._base
 
     async def sleep(self, seconds: float) -> None:

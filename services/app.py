@@ -37,7 +37,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 import asyncpg
 import structlog
@@ -55,7 +55,7 @@ from identity import api as staff_api
 from identity import login as auth
 from identity import oidc
 from identity import revocations as revocation_feed
-from kernel.clock import Clock
+from kernel.clock import SYSTEM_CLOCK, Clock, ClockPort
 from kernel.roles import PUBLIC, Route
 from kernel.timing import Timing
 from services import db
@@ -112,10 +112,6 @@ def signalling_config(timing: Timing) -> SignallingConfig:
         close_wait_s=timing.close_wait_s,
         pending_close_wait_s=timing.pending_close_wait_s,
     )
-
-
-def system_clock() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,7 +284,7 @@ def needs_broker(settings: Settings, options: Options) -> bool:
 
 @contextlib.asynccontextmanager
 async def runtime(
-    settings: Settings, *, clock: Clock = system_clock, options: Options | None = None
+    settings: Settings, *, clock: Clock | ClockPort = SYSTEM_CLOCK, options: Options | None = None
 ) -> AsyncIterator[Runtime]:
     """Build and wire everything for one process; tear it down in reverse."""
     options = options or Options()

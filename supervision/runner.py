@@ -22,7 +22,10 @@ For each claimed check, at the instant the work starts:
 5. the probe watches ``probe_window_s`` and its verdict is applied per care plan.
 
 Every interval (``poll_s``, ``probe_window_s``, ``link_retry_s``, ``link_wait_s``) comes from the
-one :class:`~kernel.timing.Timing` the composition root built; tests pass a fast one.
+one :class:`~kernel.timing.Timing` the composition root built; tests pass a fast one. The wait for
+the link is a deadline of the night (it must end before the claim does, ``probe_timeout_s`` on the
+same clock), so it is measured and slept on the injected clock (``kernel.clock.sleep_of``): a
+sped-up clock shortens it with the claim. ``poll_s`` is a poll interval and waits in loop time.
 """
 
 from __future__ import annotations
@@ -31,12 +34,13 @@ import asyncio
 import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import structlog
 
 from consent.model import Purpose, Reason
-from kernel.clock import Clock
+from kernel.clock import Clock, ClockPort, sleep_of
 from kernel.timing import DEFAULT_TIMING, Timing
 from supervision import checks as ch
 from supervision import relay
@@ -86,7 +90,7 @@ class Runner:
         gate: ConsentGate,
         prober: Prober | None,
         devices: Devices,
-        clock: Clock,
+        clock: Clock | ClockPort,
         config: RunnerConfig,
         publish: Publish | None = None,
     ) -> None:
@@ -95,6 +99,7 @@ class Runner:
         self.prober = prober
         self.devices = devices
         self.clock = clock
+        self._sleep = sleep_of(clock)  # deadlines of the night (the link wait)
         self.config = config
         self.publish = publish
         self.processed = 0  # checks this worker finished (for tests and metrics)
@@ -116,7 +121,7 @@ class Runner:
                 except Exception:  # a task boundary (the database went away for a moment)
                     log.exception("round_tick_failed", worker=self.config.worker_id)
                     claimed = 0
-                if claimed == 0:
+                if claimed == 0:  # a poll interval: loop time
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), self.config.timing.poll_s)
 
@@ -170,14 +175,14 @@ class Runner:
     async def decide(self, check: Check) -> ch.Event:
         """The event that ends the probing state of ``check`` (gate, wake, probe); started again
         while this process's own link is down, up to ``link_wait_s`` (then ``LinkDown``)."""
-        loop = asyncio.get_running_loop()
         timing = self.config.timing
-        give_up = loop.time() + timing.link_wait_s
+        # On the clock, as the claim's expiry is: a sped-up night shortens both alike.
+        give_up = self.clock() + timedelta(seconds=timing.link_wait_s)
         while True:
             try:
                 return await self._decide(check)
             except LinkDown as e:
-                if loop.time() + timing.link_retry_s > give_up:
+                if self.clock() + timedelta(seconds=timing.link_retry_s) > give_up:
                     raise  # the claim lapses; the check is claimed again later
                 self.link_retries += 1
                 log.warning(
@@ -186,7 +191,7 @@ class Runner:
                     worker=self.config.worker_id,
                     error=str(e),
                 )
-                await asyncio.sleep(timing.link_retry_s)
+                await self._sleep(timing.link_retry_s)
 
     async def _decide(self, check: Check) -> ch.Event:
         if check.device_id is None:

@@ -163,6 +163,8 @@ class Watchdog:
             except Exception:  # a task boundary: the next tick tries again
                 log.exception("watchdog_tick_failed")
             with contextlib.suppress(TimeoutError):
+                # A poll interval, in loop time: each tick compares every deadline of the night
+                # with the clock, so a sped-up (or stepped) clock keeps them right.
                 await asyncio.wait_for(stop.wait(), self.config.timing.poll_s)
 
     # ------------------------------------------------------------------ changes

@@ -20,11 +20,11 @@ from supervision.store import RoundStore
 from tests.rounds_support import (
     BasisGate,
     FakeDevices,
-    FixedClock,
     TableProber,
     at_local,
     basis,
     fast,
+    fixed_clock,
 )
 
 NIGHT = date(2025, 6, 10)
@@ -42,7 +42,7 @@ async def main(args: argparse.Namespace) -> None:
             gate=BasisGate(bases),
             prober=TableProber(delay_s=args.probe_delay_s),
             devices=FakeDevices({f"cam-{r}" for r in bases}),
-            clock=FixedClock(WS + timedelta(seconds=args.offset_s)),
+            clock=fixed_clock(WS + timedelta(seconds=args.offset_s)),
             config=RunnerConfig(
                 worker_id=args.worker,
                 concurrency=args.concurrency,

@@ -20,6 +20,7 @@ from consent.model import (
     Purpose,
     RecipientBasis,
 )
+from kernel.clock import ScaledClock
 from kernel.timing import Timing
 from supervision.ports import LinkDown, ProbeResult
 
@@ -161,9 +162,7 @@ class TableProber:
         )
 
 
-class FixedClock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
+def fixed_clock(at: datetime) -> ScaledClock:
+    """The one clock (``kernel.clock``) standing at ``at`` until the test moves it (``set``,
+    ``advance``); a deadline's ``sleep`` jumps it forwards instead of waiting."""
+    return ScaledClock(0, at)

@@ -58,6 +58,7 @@ from consent.model import (
 from consent.store import PgConsentStore
 from devices.registry import PresenceChanged, Stored
 from kernel.audit import store as audit_store
+from kernel.clock import ScaledClock
 from kernel.timing import DEFAULT_TIMING, Timing
 from services import app
 from services.settings import Settings, SettingsError
@@ -156,14 +157,6 @@ def homes(n: int) -> list[Home]:
 
 
 # --------------------------------------------------------------------------- simulated parts
-
-
-class SimClock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 Watch = Callable[[scenes.SceneKind, int, float], ProbeResult]
@@ -366,7 +359,8 @@ class NightSim:
         self.homes = homes(n_homes)
         self.by_recipient = {h.recipient_id: h for h in self.homes}
         self.start = datetime.combine(night, time(plan_hour), tzinfo=self.tz)
-        self.clock = SimClock(self.start - timedelta(days=1))
+        # stands still between the moments the night jumps to (``set``); a deadline's sleep jumps it
+        self.clock = ScaledClock(0, self.start - timedelta(days=1))
         self.online = {h.device_id for h in self.homes}
         self.prober = SceneProber({h.device_id: h for h in self.homes}, self.online, watch)
         self.settings = Settings(
@@ -431,8 +425,8 @@ class NightSim:
 
     async def _run(self, speed: float, progress: bool) -> NightResult:
         started = wall.monotonic()
-        await seed(self.consent, self.pool, self.homes, self.clock.now)
-        self.clock.now = self.start
+        await seed(self.consent, self.pool, self.homes, self.clock())
+        self.clock.set(self.start)
         for op in OPERATORS:
             await self.store.start_duty(op, at=self.start)
         end = self.watchdog.reconcile_at(self.night)
@@ -442,21 +436,21 @@ class NightSim:
                 await self.step(changes)
                 if await self.staff_act():
                     continue  # a step may open more work at the same instant
-                if self.clock.now >= end:
+                if self.clock() >= end:
                     break
                 nxt = await self.next_moment(end)
                 await _pace(speed, self.start, nxt, started)
-                self.clock.now = nxt
+                self.clock.set(nxt)
                 if progress and self.steps % 100 == 0:
                     log.info("night_simulated_until", local=f"{nxt.astimezone(self.tz):%H:%M}")
         for op in OPERATORS:
-            await self.store.end_duty(op, at=self.clock.now)
+            await self.store.end_duty(op, at=self.clock())
         return await self.account(wall.monotonic() - started)
 
     async def step(self, changes: ChangeSubscription) -> None:
         """One instant: the watchdog's tick, scripted events, consent changes, the workers."""
         await self.watchdog.tick()
-        while self.script and self.script[0].at <= self.clock.now:
+        while self.script and self.script[0].at <= self.clock():
             await self.play(self.script.pop(0))
         while True:  # consent changes reach the watchdog as in the service
             try:
@@ -470,7 +464,7 @@ class NightSim:
                 claimed = sum([await r.tick(tasks) for r in self.runners])
 
     async def play(self, s: Scripted) -> None:
-        h, at = s.home, self.clock.now
+        h, at = s.home, self.clock()
         if s.what == "offline":
             self.online.discard(h.device_id)
             await self.pool.execute(
@@ -502,7 +496,7 @@ class NightSim:
 
     async def staff_act(self) -> int:
         acted = 0
-        now = self.clock.now
+        now = self.clock()
         for c in await self.store.open_checks(states=list(ch.HUMAN_QUEUE | ch.PATROL_STATES)):
             when = self.staff.when(c)
             if when is None or when > now:
@@ -521,7 +515,7 @@ class NightSim:
 
     async def next_moment(self, end: datetime) -> datetime:
         """The next instant at which anything happens (at least one second on)."""
-        now = self.clock.now
+        now = self.clock()
         candidates = [end, now + timedelta(minutes=15)]  # the watchdog looks at least every 15 min
         if self.script:
             candidates.append(self.script[0].at)
@@ -577,7 +571,7 @@ class NightSim:
             night,
             checks,
             steps,
-            generated_at=self.clock.now,
+            generated_at=self.clock(),
             reconciled_at=(await store.planned_nights()).get(night),
             alarms=alarms,
         )

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -48,7 +48,7 @@ import structlog
 
 from devices import envelope as env
 from kernel.audit import store as audit_store
-from kernel.clock import SYSTEM_CLOCK, Clock, ClockPort
+from kernel.clock import SYSTEM_CLOCK, Clock, ClockPort, sleep_of
 from services.mqtt import Guard, MqttLink
 from services.signalling import machine
 from services.signalling.bus import BusHandlers, SignalBus
@@ -81,18 +81,6 @@ __all__ = [
 ]
 BusFactory = Callable[[BusHandlers], BusPort]
 log = structlog.get_logger(__name__)
-
-
-def _clock_parts(
-    clock: Clock | ClockPort,
-) -> tuple[Callable[[], datetime], Callable[[float], Awaitable[None]]]:
-    """``now`` and ``sleep`` of a clock port, or of a plain callable (then loop time sleeps)."""
-    now = getattr(clock, "now", None)
-    sleep = getattr(clock, "sleep", None)
-    if callable(now) and callable(sleep):
-        return now, sleep
-    assert callable(clock)
-    return clock, asyncio.sleep
 
 
 async def logged(name: str, coro: Coroutine[Any, Any, None]) -> None:
@@ -148,7 +136,7 @@ class Signalling(ClientSide, DeviceSide):
         self.turn = turn or TurnConfig()
         self.config = config or SignallingConfig()
         self.clock = clock
-        self._now, self._sleep = _clock_parts(clock)
+        self._now, self._sleep = clock, sleep_of(clock)
         self._guard = guard
         handlers = BusHandlers(
             self._on_device_signal, self._on_device_event, self._on_device_status, self._on_routed

@@ -20,6 +20,7 @@ from devices import handler as device_handler
 from devices import store
 from devices.handler import REGISTRY_CHANNELS, DeviceHandler
 from devices.registry import Stored
+from kernel.clock import ScaledClock
 from services.events import EventBus
 from services.mqtt import MqttLink
 from simulators.device import client_args
@@ -30,19 +31,11 @@ CAP = 5
 T0 = datetime.now(UTC)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 async def backend(
     pool: asyncpg.Pool, mqtt_url: str, topic_prefix: str
-) -> AsyncIterator[tuple[MqttLink, DeviceHandler, Clock]]:
-    clock = Clock()
+) -> AsyncIterator[tuple[MqttLink, DeviceHandler, ScaledClock]]:
+    clock = ScaledClock(0, T0)
     handler = DeviceHandler(
         pool, clock=clock, on_presence=EventBus().publish, quarantine_cap_per_hour=CAP
     )
@@ -72,7 +65,7 @@ async def settle(link: MqttLink, pool: asyncpg.Pool, expected_rows: int) -> None
 
 
 async def test_new_devices_beyond_the_cap_are_dropped_and_logged_once(
-    backend: tuple[MqttLink, DeviceHandler, Clock],
+    backend: tuple[MqttLink, DeviceHandler, ScaledClock],
     pool: asyncpg.Pool,
     mqtt_url: str,
     topic_prefix: str,
@@ -98,7 +91,7 @@ async def test_new_devices_beyond_the_cap_are_dropped_and_logged_once(
     assert not [e for e in logs if e.get("event") == "mqtt_message_rejected"]  # not per message
 
     # a device dropped in this window is stored when it re-announces in the next one
-    clock.now = T0 + timedelta(hours=1)
+    clock.set(T0 + timedelta(hours=1))
     known = {r["device_id"] for r in await pool.fetch("SELECT device_id FROM devices")}
     dropped = sorted(set(flood) - known)
     with capture_logs() as later:

@@ -18,6 +18,7 @@ from identity import store as staff_store
 from identity.staff import FAST_HASHING, PasswordHasher
 from kernel.access import caller
 from kernel.audit import store as audit_store
+from kernel.clock import ScaledClock
 from kernel.roles import ADMINS, STAFF, Role, Route
 from services.web import http
 
@@ -26,14 +27,6 @@ pytestmark = pytest.mark.integration
 Client = TestClient[web.Request, web.Application]
 T0 = datetime(2026, 10, 25, 1, 30, tzinfo=UTC)
 PASSWORD = "korrekt häst batteri"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 class CountingHasher(PasswordHasher):
@@ -53,8 +46,8 @@ async def admin_only(request: web.Request) -> web.Response:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> ScaledClock:
+    return ScaledClock(0, T0)
 
 
 @pytest.fixture
@@ -87,7 +80,7 @@ async def accounts(pool: asyncpg.Pool, hasher: CountingHasher) -> dict[str, str]
 
 def make_app(
     pool: asyncpg.Pool,
-    clock: FakeClock,
+    clock: ScaledClock,
     hasher: PasswordHasher,
     *,
     cookie_secure: bool = False,
@@ -106,7 +99,7 @@ def make_app(
 
 @pytest.fixture
 async def client(
-    pool: asyncpg.Pool, clock: FakeClock, hasher: CountingHasher, accounts: dict[str, str]
+    pool: asyncpg.Pool, clock: ScaledClock, hasher: CountingHasher, accounts: dict[str, str]
 ) -> AsyncIterator[Client]:
     async with TestClient(TestServer(make_app(pool, clock, hasher))) as c:
         yield c
@@ -175,7 +168,7 @@ async def test_login_sets_a_strict_httponly_cookie_and_me_answers(
 
 
 async def test_secure_cookie_when_configured(
-    pool: asyncpg.Pool, clock: FakeClock, hasher: CountingHasher, accounts: dict[str, str]
+    pool: asyncpg.Pool, clock: ScaledClock, hasher: CountingHasher, accounts: dict[str, str]
 ) -> None:
     async with TestClient(TestServer(make_app(pool, clock, hasher, cookie_secure=True))) as c:
         resp = await login(c)
@@ -199,11 +192,11 @@ async def test_logout_ends_the_session_for_good(
     assert actions == ["login.succeeded", "session.ended"]
 
 
-async def test_session_expires(client: Client, clock: FakeClock) -> None:
+async def test_session_expires(client: Client, clock: ScaledClock) -> None:
     await login(client)
-    clock.now += timedelta(hours=11, minutes=59)
+    clock.advance(timedelta(hours=11, minutes=59))
     assert (await client.get("/api/me")).status == 200
-    clock.now += timedelta(minutes=1)
+    clock.advance(timedelta(minutes=1))
     assert (await client.get("/api/me")).status == 401
 
 
@@ -252,30 +245,30 @@ async def test_bad_credentials_same_answer_same_work(
 
 @pytest.mark.parametrize("username", ["natt1", "nobody"])
 async def test_lockout_after_five_failures(
-    client: Client, pool: asyncpg.Pool, clock: FakeClock, hasher: CountingHasher, username: str
+    client: Client, pool: asyncpg.Pool, clock: ScaledClock, hasher: CountingHasher, username: str
 ) -> None:
     for _ in range(4):
         assert (await login(client, username, "wrong password here")).status == 401
-        clock.now += timedelta(seconds=30)
+        clock.advance(timedelta(seconds=30))
     fifth = await login(client, username, "wrong password here")
     assert fifth.status == 429
     assert (await fifth.json())["error"]["code"] == "rate_limited"
     assert fifth.headers["Retry-After"] == "900"
     verified = hasher.verified
-    clock.now += timedelta(minutes=14)
+    clock.advance(timedelta(minutes=14))
     locked = await login(client, username, PASSWORD)
     assert locked.status == 429
     assert locked.headers["Retry-After"] == "60"
     assert hasher.verified == verified  # no argon2 work while locked
     actions = [a for a, *_ in await audit_actions(pool)]
     assert actions == ["login.failed"] * 5 + ["login.locked", "login.refused"]
-    clock.now += timedelta(minutes=1)
+    clock.advance(timedelta(minutes=1))
     after = await login(client, username, PASSWORD)
     assert after.status == (200 if username == "natt1" else 401)
 
 
 async def test_success_clears_earlier_failures(
-    client: Client, pool: asyncpg.Pool, clock: FakeClock
+    client: Client, pool: asyncpg.Pool, clock: ScaledClock
 ) -> None:
     for _ in range(4):
         await login(client, "natt1", "wrong password here")
@@ -297,7 +290,7 @@ async def test_roles_are_enforced(client: Client) -> None:
 
 
 async def test_bearer_tokens(
-    client: Client, pool: asyncpg.Pool, clock: FakeClock, accounts: dict[str, str]
+    client: Client, pool: asyncpg.Pool, clock: ScaledClock, accounts: dict[str, str]
 ) -> None:
     async with pool.acquire() as conn:
         token = await staff_store.create_token(
@@ -321,7 +314,7 @@ async def test_bearer_tokens(
     assert (await client.get("/api/me", headers=bearer)).status == 200
     bad = {"Authorization": f"Bearer {token[:-2]}xx"}
     assert (await client.get("/api/me", headers=bad)).status == 401
-    clock.now += timedelta(hours=1)
+    clock.advance(timedelta(hours=1))
     assert (await client.get("/api/me", headers=bearer)).status == 401
 
 
@@ -448,7 +441,7 @@ async def test_bearer_clients_are_exempt_from_csrf(
 
 
 async def test_csrf_token_of_another_session_is_refused(
-    pool: asyncpg.Pool, clock: FakeClock, hasher: CountingHasher, accounts: dict[str, str]
+    pool: asyncpg.Pool, clock: ScaledClock, hasher: CountingHasher, accounts: dict[str, str]
 ) -> None:
     app = make_app(pool, clock, hasher)
     async with TestClient(TestServer(app)) as a, TestClient(TestServer(app)) as b:
@@ -467,7 +460,7 @@ async def _ws_echo(request: web.Request) -> web.StreamResponse:
 
 
 async def test_cookie_websockets_only_from_the_own_origin(
-    pool: asyncpg.Pool, clock: FakeClock, hasher: CountingHasher, accounts: dict[str, str]
+    pool: asyncpg.Pool, clock: ScaledClock, hasher: CountingHasher, accounts: dict[str, str]
 ) -> None:
     app = make_app(pool, clock, hasher)
     http.add_routes(app, [Route("GET", "/ws/test", _ws_echo, STAFF, "test socket")])

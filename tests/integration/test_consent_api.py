@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from consent import api, register
 from consent.ports import ConsentStore
 from consent.store import PgConsentStore, on_device_event
+from kernel.clock import ScaledClock
 from kernel.roles import Principal, Role
 from services.web import http
 
@@ -30,14 +31,6 @@ OPERATOR = {"X-Test-Role": "operator", "X-Test-Staff": "staff-oper01"}
 TECH = {"X-Test-Role": "technician", "X-Test-Staff": "staff-tech01"}
 
 
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 async def header_authenticator(request: web.Request) -> Principal | None:
     """A fake of the authenticator port: the role and staff id named in test headers."""
     role = request.headers.get("X-Test-Role")
@@ -47,12 +40,12 @@ async def header_authenticator(request: web.Request) -> Principal | None:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock(T0)
+def clock() -> ScaledClock:
+    return ScaledClock(0, T0)
 
 
 @pytest.fixture
-async def client(pool: asyncpg.Pool, clock: Clock) -> AsyncIterator[Client]:
+async def client(pool: asyncpg.Pool, clock: ScaledClock) -> AsyncIterator[Client]:
     app = http.make_app(max_body_bytes=65536)
     store: ConsentStore = PgConsentStore(pool)
     app[api.STORE] = store
@@ -187,10 +180,10 @@ async def test_flow_from_registration_to_withdrawal(client: Client, pool: asyncp
 
 
 async def test_confirm_must_name_the_right_brukare(
-    client: Client, pool: asyncpg.Pool, clock: Clock
+    client: Client, pool: asyncpg.Pool, clock: ScaledClock
 ) -> None:
     await seed(client)
-    clock.now += timedelta(minutes=1)
+    clock.advance(timedelta(minutes=1))
     await ok(
         await client.post(
             "/api/recipients", json={"recipient_id": "r-2", "display_name": "B"}, headers=ADMIN
@@ -265,7 +258,7 @@ async def test_suspension_by_behaviour_and_reverification(
     assert (await gate(client))["allowed"] is True
 
 
-async def test_pauses_by_operators(client: Client, clock: Clock) -> None:
+async def test_pauses_by_operators(client: Client, clock: ScaledClock) -> None:
     await seed(client)
     pause = await ok(
         await client.post(
@@ -283,7 +276,7 @@ async def test_pauses_by_operators(client: Client, clock: Clock) -> None:
     )
     assert pause["starts_at"] == "2026-01-12T17:00:00+00:00"
     assert (await gate(client))["reason"] == "paused"
-    clock.now = datetime(2026, 1, 12, 21, 0, tzinfo=UTC)
+    clock.set(datetime(2026, 1, 12, 21, 0, tzinfo=UTC))
     ended = await ok(await client.post(f"/api/pauses/{pause['pause_id']}/end", headers=OPERATOR))
     assert ended["ends_at"] == "2026-01-12T21:00:00+00:00"
     assert (await gate(client))["allowed"] is True

@@ -36,6 +36,7 @@ from consent.pg import CHANNEL
 from consent.store import PgConsentStore
 from identity import store as staff_store
 from kernel.audit import store as audit_store
+from kernel.clock import ScaledClock
 from kernel.roles import Role
 from services import app
 from services.mqtt import client_args
@@ -50,20 +51,12 @@ DEVICE = "cam-0001"
 RID = "r-0001"
 
 
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @dataclasses.dataclass
 class Service:
     rt: app.Runtime
     client: TestClient  # type: ignore[type-arg]
     tokens: dict[Role, str]
-    clock: Clock
+    clock: ScaledClock
     mqtt_url: str
     prefix: str
 
@@ -87,7 +80,7 @@ async def service(database_url: str, mqtt_url: str, topic_prefix: str) -> AsyncI
     settings = dataclasses.replace(
         load({}), database_url=database_url, mqtt_url=mqtt_url, mqtt_topic_prefix=topic_prefix
     )
-    clock = Clock(T0)
+    clock = ScaledClock(0, T0)
     async with app.runtime(settings, clock=clock) as rt:
         await asyncio.wait_for(rt.mqtt.connected.wait(), 10)
         tokens: dict[Role, str] = {}
@@ -241,7 +234,7 @@ async def test_quarantined_device_bound_suspended_by_behaviour_reverified_unboun
         )
         assert (status, body["error"]["field"]) == (422, "consent_verified")
         assert await gate_reason(s) is Reason.SUSPENDED
-        s.clock.now = T0 + timedelta(minutes=1)
+        s.clock.set(T0 + timedelta(minutes=1))
         lifted = await s.ok(
             Role.ADMINISTRATOR,
             "POST",
@@ -362,7 +355,7 @@ async def test_the_running_service_announces_a_pause_when_it_starts(service: Ser
             },
         )
         await next_change(sub, ChangeKind.PAUSE_ADDED)
-        s.clock.now = T0 + timedelta(seconds=2)
+        s.clock.set(T0 + timedelta(seconds=2))
         change = await next_change(sub, ChangeKind.SCHEDULED)
     assert change.recipient_id == RID
 

@@ -16,6 +16,7 @@ from devices import store, topics
 from devices.commands import Commands
 from devices.handler import REGISTRY_CHANNELS, DeviceHandler
 from devices.registry import PresenceChanged, Stored
+from kernel.clock import ScaledClock
 from services.events import EventBus
 from services.mqtt import MqttLink
 from simulators import homes
@@ -24,7 +25,7 @@ from supervision.runner import Runner, RunnerConfig
 from supervision.service import RegistryDevices, command_wake
 from supervision.store import RoundStore
 from supervision.watchdog import Watchdog, WatchdogConfig
-from tests.rounds_support import BasisGate, FixedClock, TableProber, at_local, basis, fast
+from tests.rounds_support import BasisGate, TableProber, at_local, basis, fast
 from tools import embedded
 from tools.embedded import free_port
 
@@ -126,7 +127,8 @@ async def test_broker_restart_mid_round_loses_no_check(
     presence: list[PresenceChanged] = []
     handler = DeviceHandler(pool, clock=lambda: datetime.now(UTC), on_presence=presence.append)
     night = date(2025, 6, 10)
-    clock = FixedClock(at_local(night, 18))
+    # real time from 18:00: the broker's outage takes real seconds, and so do the link waits
+    clock = ScaledClock(1, at_local(night, 18))
     store_ = RoundStore(pool)
     with contextlib.ExitStack() as brokers:
         url = brokers.enter_context(embedded.mosquitto(port))
@@ -151,7 +153,7 @@ async def test_broker_restart_mid_round_loses_no_check(
                     store_, bases=gate, devices=devices, clock=clock, config=WatchdogConfig()
                 )
                 await watchdog.plan(night)
-                clock.now = at_local(night, 21, 50)
+                clock.set(at_local(night, 21, 50))
                 prober = TableProber(delay_s=0.5)
                 runner = Runner(
                     store_,

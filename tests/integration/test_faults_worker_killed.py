@@ -13,7 +13,7 @@ import asyncio
 import os
 import signal
 import sys
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import asyncpg
@@ -26,11 +26,11 @@ from supervision.watchdog import Watchdog, WatchdogConfig
 from tests.rounds_support import (
     BasisGate,
     FakeDevices,
-    FixedClock,
     TableProber,
     at_local,
     basis,
     fast,
+    fixed_clock,
 )
 
 pytestmark = pytest.mark.integration
@@ -53,7 +53,7 @@ async def _doomed_worker(database_url: str) -> None:
         gate=gate,
         prober=TableProber(delay_s=3600),
         devices=FakeDevices({f"cam-{r}" for r in gate.data}),
-        clock=FixedClock(at_local(NIGHT, 21, 45)),
+        clock=fixed_clock(at_local(NIGHT, 21, 45)),
         config=RunnerConfig(worker_id="doomed", concurrency=COUNT, timing=fast()),
     )
     print("worker started", flush=True)
@@ -65,7 +65,7 @@ async def test_a_killed_process_s_checks_are_taken_over(
 ) -> None:
     gate = _bases()
     devices = FakeDevices({f"cam-{r}" for r in gate.data})
-    clock = FixedClock(at_local(NIGHT, 18))
+    clock = fixed_clock(at_local(NIGHT, 18))
     store = RoundStore(pool)
     await Watchdog(
         store, bases=gate, devices=devices, clock=clock, config=WatchdogConfig(timing=fast())
@@ -105,7 +105,7 @@ async def test_a_killed_process_s_checks_are_taken_over(
         clock=clock,
         config=RunnerConfig(worker_id="alive", timing=fast()),
     )
-    clock.now = at_local(NIGHT, 21, 45)
+    clock.set(at_local(NIGHT, 21, 45))
 
     async def drain() -> None:
         async with asyncio.TaskGroup() as tasks:
@@ -114,7 +114,7 @@ async def test_a_killed_process_s_checks_are_taken_over(
 
     await drain()
     assert alive.processed == 0  # the dead process's claims have not expired yet
-    clock.now += timedelta(seconds=store.timing.probe_timeout_s)
+    clock.advance(store.timing.probe_timeout_s)
     await drain()
     assert alive.processed == COUNT
     checks = await store.night_checks(NIGHT)

@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from kernel.clock import ScaledClock
 from kernel.roles import Principal, Role
 from services.web import http
 from supervision import api
@@ -23,9 +24,9 @@ from supervision.watchdog import Watchdog
 from tests.rounds_support import (
     BasisGate,
     FakeDevices,
-    FixedClock,
     at_local,
     basis,
+    fixed_clock,
 )
 
 pytestmark = pytest.mark.integration
@@ -52,7 +53,7 @@ async def header_authenticator(request: web.Request) -> Principal | None:
 class Rig:
     client: Client
     store: RoundStore
-    clock: FixedClock
+    clock: ScaledClock
     events: list[object]
 
 
@@ -60,7 +61,7 @@ class Rig:
 async def rig(pool: asyncpg.Pool) -> AsyncIterator[Rig]:
     bases = {b.recipient_id: b for b in (basis("r1"), basis("r2", camera=False))}
     gate = BasisGate(bases)
-    clock = FixedClock(PLAN_AT)
+    clock = fixed_clock(PLAN_AT)
     events: list[object] = []
     store = RoundStore(pool)
     dog = Watchdog(
@@ -107,7 +108,7 @@ async def to_needs_view(r: Rig) -> None:
     body = await ok(await c.post(f"/api/nights/{NIGHT}/plan", headers=ADMIN))
     assert body["checks"] == 2
     assert body["by_state"] == {"planned": 1, "patrol": 1}
-    r.clock.now = WS
+    r.clock.set(WS)
     await r.store.open_due(WS)
     (claimed,) = await r.store.claim("w1", WS)
     from supervision import checks as ch
@@ -121,9 +122,9 @@ async def test_an_operator_views_and_documents_a_check(rig: Rig, pool: asyncpg.P
     queue = await ok(await c.get("/api/rounds/queue", headers=OPERATOR))
     assert [x["state"] for x in queue["checks"]] == ["needs_view", "patrol"]
     await ok(await c.post("/api/rounds/duty", headers=OPERATOR, json={}), 201)
-    rig.clock.now = WS + timedelta(seconds=30)
+    rig.clock.set(WS + timedelta(seconds=30))
     await ok(await c.post(f"/api/checks/{CHECK}/view", headers=OPERATOR, json={}))
-    rig.clock.now = WS + timedelta(seconds=55)
+    rig.clock.set(WS + timedelta(seconds=55))
     body = await ok(
         await c.post(
             f"/api/checks/{CHECK}/outcome",
@@ -173,8 +174,8 @@ async def test_not_seen_then_the_ladder_and_the_patrol(rig: Rig) -> None:
         await c.post(f"/api/checks/{CHECK}/outcome", headers=OPERATOR, json={"outcome": "not_seen"})
     )
     assert body["state"] == "retry_wait"
-    rig.clock.now = WS + timedelta(minutes=25)
-    await rig.store.open_due(rig.clock.now)
+    rig.clock.set(WS + timedelta(minutes=25))
+    await rig.store.open_due(rig.clock())
     assert (await rig.store.get(CHECK)).state is State.DUE
     patrol = "20250610.2200.r2"
     await ok(await c.post(f"/api/checks/{patrol}/patrol/ack", headers=OTHER, json={}))
@@ -268,7 +269,7 @@ async def test_agreed_times_outside_the_night_are_reported_not_planned(pool: asy
     bases = {"r1": basis("r1", times=(time(22, 0), time(14, 0)))}
     store = RoundStore(pool)
     dog = Watchdog(
-        store, bases=BasisGate(bases), devices=FakeDevices({"cam-r1"}), clock=FixedClock(PLAN_AT)
+        store, bases=BasisGate(bases), devices=FakeDevices({"cam-r1"}), clock=fixed_clock(PLAN_AT)
     )
     plan = await dog.plan(NIGHT)
     assert [x.agreed for x in plan.checks] == [time(22, 0)]

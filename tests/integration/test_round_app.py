@@ -16,7 +16,7 @@ from services.settings import load
 from services.web import http
 from supervision.checks import State
 from supervision.ports import CheckChanged
-from tests.rounds_support import LONG_AGO, FixedClock, at_local
+from tests.rounds_support import LONG_AGO, at_local, fixed_clock
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +57,7 @@ async def seed(rt: app.Runtime) -> None:
 async def test_split_roles_the_rounds_process_plans_and_a_probes_process_looks(
     database_url: str, mqtt_url: str, topic_prefix: str
 ) -> None:
-    clock = FixedClock(at_local(NIGHT, 17, 0))
+    clock = fixed_clock(at_local(NIGHT, 17, 0))
     base = dataclasses.replace(
         load({}), database_url=database_url, mqtt_url=mqtt_url, mqtt_topic_prefix=topic_prefix
     )
@@ -67,7 +67,7 @@ async def test_split_roles_the_rounds_process_plans_and_a_probes_process_looks(
         assert {"/api/rounds/queue", "/api/nights/{date}/report"} <= paths
         assert "rounds" in {t.get_name() for t in rt.tasks}
         await seed(rt)
-        clock.now = at_local(NIGHT, 21, 46)  # past the planning hour and inside the window
+        clock.set(at_local(NIGHT, 21, 46))  # past the planning hour and inside the window
         async with asyncio.timeout(30):
             while await rt.pool.fetchval("SELECT state FROM round_checks") != State.DUE:
                 await asyncio.sleep(0.1)
@@ -103,13 +103,13 @@ async def test_with_every_role_a_camera_that_does_not_wake_sends_the_patrol(
 ) -> None:
     """The camera is online in the registry but nothing answers its wake command over MQTT:
     the worker asks, waits for the ack, and sends the patrol (hard rule 7)."""
-    clock = FixedClock(at_local(NIGHT, 17, 0))
+    clock = fixed_clock(at_local(NIGHT, 17, 0))
     settings = dataclasses.replace(
         load({}), database_url=database_url, mqtt_url=mqtt_url, mqtt_topic_prefix=topic_prefix
     )
     async with app.runtime(settings, clock=clock) as rt:
         await seed(rt)
-        clock.now = at_local(NIGHT, 21, 46)
+        clock.set(at_local(NIGHT, 21, 46))
         async with asyncio.timeout(40):
             while True:
                 checks = await rt.pool.fetch("SELECT state, reason FROM round_checks")
@@ -131,7 +131,7 @@ async def test_a_process_without_the_rounds_role_runs_no_round(
         mqtt_topic_prefix=topic_prefix,
         roles=("signalling",),
     )
-    async with app.runtime(settings, clock=FixedClock(at_local(NIGHT, 21, 46))) as rt:
+    async with app.runtime(settings, clock=fixed_clock(at_local(NIGHT, 21, 46))) as rt:
         assert "rounds" not in {t.get_name() for t in rt.tasks}
         assert "/api/rounds/queue" not in {r.path for r in rt.app[http.ROUTES]}
         await asyncio.sleep(0.3)

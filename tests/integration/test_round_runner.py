@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 
 from consent.model import ChangeKind, ConsentChange, Purpose
+from kernel.clock import ScaledClock
 from kernel.timing import Timing
 from supervision import schedule
 from supervision.checks import State
@@ -20,12 +21,12 @@ from supervision.watchdog import Watchdog, WatchdogConfig
 from tests.rounds_support import (
     BasisGate,
     FakeDevices,
-    FixedClock,
     TableProber,
     at_local,
     basis,
     consent,
     fast,
+    fixed_clock,
 )
 
 pytestmark = pytest.mark.integration
@@ -42,7 +43,7 @@ class Rig:
     gate: BasisGate
     devices: FakeDevices
     prober: TableProber
-    clock: FixedClock
+    clock: ScaledClock
     events: list[object]
 
     def runner(self, worker: str = "w1", timing: Timing | None = None, **kw: object) -> Runner:
@@ -67,7 +68,7 @@ class Rig:
         )
 
     async def plan(self) -> schedule.NightPlan:
-        self.clock.now = PLAN_AT
+        self.clock.set(PLAN_AT)
         return await self.watchdog().plan(NIGHT)
 
     async def drain(self, runner: Runner) -> None:
@@ -90,7 +91,7 @@ def rig(
         BasisGate(data),
         FakeDevices(devices, offline),  # type: ignore[arg-type]
         TableProber(verdicts),
-        FixedClock(PLAN_AT),
+        fixed_clock(PLAN_AT),
         [],
     )
 
@@ -122,7 +123,7 @@ async def test_a_runner_does_each_check_by_the_rules(pool: asyncpg.Pool) -> None
     await r.plan()
     r.devices.unresponsive.add("cam-nowake")  # online, but answers no wake
     r.devices.offline.add("cam-gone")  # went offline after planning: no look at all
-    r.clock.now = WS
+    r.clock.set(WS)
     await r.drain(r.runner())
     assert await states(r.store) == {
         "clear": (State.CLEARED, "motion_activity"),
@@ -173,9 +174,9 @@ async def test_the_gate_is_asked_again_when_the_window_opens(pool: asyncpg.Pool)
             Pause("p1", "paused", PLAN_AT, None, PauseSource.HOSPITAL, PauseReason.HOSPITAL_STAY),
         ),
     )
-    r.clock.now = WS
+    r.clock.set(WS)
     await r.watchdog().tick()  # opens all three windows
-    r.clock.now = at_local(NIGHT, 22, 11)  # 'late' (21:50-22:10) is past its window now
+    r.clock.set(at_local(NIGHT, 22, 11))  # 'late' (21:50-22:10) is past its window now
     await r.drain(r.runner())
     assert await states(r.store) == {
         "gone": (State.PATROL, "withdrawn"),
@@ -191,7 +192,7 @@ async def test_two_runners_share_a_night_and_do_every_check_once(
     r = rig(pool, bases)
     r.prober.delay_s = 0.01
     await r.plan()
-    r.clock.now = WS
+    r.clock.set(WS)
     async with asyncpg.create_pool(database_url, min_size=1, max_size=4) as other_pool:
         other = dataclasses.replace(r, store=RoundStore(other_pool))
         one, two = r.runner("w1", concurrency=4), other.runner("w2", concurrency=4)
@@ -223,7 +224,7 @@ async def test_two_runners_share_a_night_and_do_every_check_once(
 async def test_a_dead_workers_claims_are_taken_over(pool: asyncpg.Pool) -> None:
     r = rig(pool, [basis(f"r{i}") for i in range(3)])
     await r.plan()
-    r.clock.now = WS
+    r.clock.set(WS)
     r.prober.delay_s = 3600  # the first worker hangs in its probes ...
     dead = r.runner("dead", concurrency=3)
     stop = asyncio.Event()
@@ -240,7 +241,7 @@ async def test_a_dead_workers_claims_are_taken_over(pool: asyncpg.Pool) -> None:
     r.prober.delay_s = 0
     await r.drain(alive)
     assert alive.processed == 0  # the claims have not expired yet
-    r.clock.now = WS + timedelta(seconds=r.store.timing.probe_timeout_s)
+    r.clock.set(WS + timedelta(seconds=r.store.timing.probe_timeout_s))
     await r.drain(alive)
     assert alive.processed == 3
     assert {c.state for c in await r.store.night_checks(NIGHT)} == {State.NEEDS_VIEW}
@@ -253,41 +254,41 @@ async def test_a_dead_workers_claims_are_taken_over(pool: asyncpg.Pool) -> None:
 async def test_watchdog_plans_once_opens_alarms_and_reconciles(pool: asyncpg.Pool) -> None:
     r = rig(pool, [basis("a"), basis("b", camera=False)])
     dog = r.watchdog()
-    r.clock.now = at_local(NIGHT, 17, 59)
+    r.clock.set(at_local(NIGHT, 17, 59))
     await dog.tick()
     assert await r.store.planned_nights() == {}
-    r.clock.now = PLAN_AT
+    r.clock.set(PLAN_AT)
     await dog.tick()
     await dog.tick()
     assert len(await r.store.night_checks(NIGHT)) == 2
-    r.clock.now = WS
+    r.clock.set(WS)
     await dog.tick()
     assert (await states(r.store))["a"] == (State.DUE, None)
-    r.clock.now = WS + timedelta(minutes=5)  # nobody claimed it in time
+    r.clock.set(WS + timedelta(minutes=5))  # nobody claimed it in time
     await dog.tick()
     alarms = [e for e in r.events if isinstance(e, AlarmRaised)]
     assert [a.alarm.recipient_id for a in alarms] == ["a"]
     await dog.tick()
     assert dog.alarms_raised == 1
-    r.clock.now = dog.reconcile_at(NIGHT)
+    r.clock.set(dog.reconcile_at(NIGHT))
     await dog.tick()
     assert await states(r.store) == {
         "a": (State.DEVIATION, "unfinished_due"),
         "b": (State.DEVIATION, "patrol_not_acknowledged"),
     }
-    assert (await r.store.planned_nights())[NIGHT] == r.clock.now
+    assert (await r.store.planned_nights())[NIGHT] == r.clock()
 
 
 async def test_a_camera_going_offline_sends_the_patrol_at_once(pool: asyncpg.Pool) -> None:
     r = rig(pool, [basis("a", times=(time(22, 0), time(23, 0), time(3, 0)))])
     await r.plan()
-    r.clock.now = WS
+    r.clock.set(WS)
     dog = r.watchdog()
     await dog.tick()
     offline = type("P", (), {"device_id": "cam-a", "presence": "offline", "at": WS})()
     moved = await dog.on_presence(offline)  # type: ignore[arg-type]
     assert sorted(t.check.agreed for t in moved) == [time(22, 0)]  # 23:00 is beyond 30 min
-    r.clock.now = at_local(NIGHT, 22, 40)
+    r.clock.set(at_local(NIGHT, 22, 40))
     moved = await dog.on_presence(offline)  # type: ignore[arg-type]
     assert [t.check.agreed for t in moved] == [time(23, 0)]
     assert {c.agreed: c.reason for c in await r.store.night_checks(NIGHT)} == {
@@ -304,7 +305,7 @@ async def test_a_withdrawal_in_the_night_replans_the_remaining_checks(pool: asyn
     r = rig(pool, [basis("a", times=times), basis("b", times=times)])
     await r.plan()
     two = at_local(NIGHT + timedelta(days=1), 2)
-    r.clock.now = two
+    r.clock.set(two)
     r.gate.data["a"] = dataclasses.replace(
         r.gate.data["a"], consents=(consent("a", Purpose.CAMERA_CHECK, withdrawn_at=two),)
     )
@@ -338,7 +339,7 @@ async def test_a_resync_replans_everyone_with_checks_still_open(pool: asyncpg.Po
     r = rig(pool, [basis(rid, times=times) for rid in ("a", "b", "c")])
     await r.plan()
     two = at_local(NIGHT + timedelta(days=1), 2)
-    r.clock.now = two
+    r.clock.set(two)
     for rid in ("a", "b"):
         r.gate.data[rid] = dataclasses.replace(
             r.gate.data[rid], consents=(consent(rid, Purpose.CAMERA_CHECK, withdrawn_at=two),)
@@ -358,7 +359,7 @@ async def test_the_backends_own_link_down_is_waited_out_not_sent_to_the_patrol(
 ) -> None:
     r = rig(pool, [basis("r0")])
     await r.plan()
-    r.clock.now = WS
+    r.clock.set(WS)
     r.devices.link_down_for = 3  # the broker is back after three tries
     runner = r.runner(timing=fast(0.01, link_retry_s=0.01))
     await r.drain(runner)
@@ -368,10 +369,28 @@ async def test_the_backends_own_link_down_is_waited_out_not_sent_to_the_patrol(
     assert r.devices.woken == ["cam-r0"] * 4
 
 
+async def test_the_wait_for_the_link_runs_on_the_clock(pool: asyncpg.Pool) -> None:
+    """The link wait is a deadline of the night (it must end before the claim does): measured
+    and slept on the injected clock, so a stopped clock (or a sped-up one) gets through the
+    production ``link_wait_s`` (30 s, a try every second) without waiting 30 real seconds."""
+    r = rig(pool, [basis("r0")])
+    await r.plan()
+    r.clock.set(WS)
+    r.devices.link_down_for = 1000
+    production = Timing(poll_s=0.01)  # link_retry_s=1, link_wait_s=30
+    started = asyncio.get_running_loop().time()
+    await r.drain(r.runner("w1", timing=production))
+    assert asyncio.get_running_loop().time() - started < production.link_wait_s / 2
+    [check] = await r.store.night_checks(NIGHT)
+    assert (check.state, check.holder) == (State.PROBING, "w1")  # the claim lapses, not patrol
+    moved_s = (r.clock() - WS).total_seconds()
+    assert production.link_wait_s - production.link_retry_s <= moved_s <= production.link_wait_s
+
+
 async def test_a_link_down_past_the_wait_lets_the_claim_lapse(pool: asyncpg.Pool) -> None:
     r = rig(pool, [basis("r0")])
     await r.plan()
-    r.clock.now = WS
+    r.clock.set(WS)
     r.devices.link_down_for = 1000
     await r.drain(r.runner("w1", timing=fast(0.01, link_retry_s=0.01, link_wait_s=0.1)))
     [check] = await r.store.night_checks(NIGHT)
@@ -379,7 +398,7 @@ async def test_a_link_down_past_the_wait_lets_the_claim_lapse(pool: asyncpg.Pool
     assert r.prober.probed == []
     # the claim lapses after the window ended: claimed again, the ladder goes on without a look
     r.devices.link_down_for = 0
-    r.clock.now = check.window_end + timedelta(seconds=r.store.timing.probe_timeout_s)
+    r.clock.set(check.window_end + timedelta(seconds=r.store.timing.probe_timeout_s))
     other = r.runner("w2")
     await r.drain(other)
     assert other.processed == 1

@@ -18,12 +18,12 @@ from supervision.service import RegistryDevices, Rounds, RoundsConfig
 from supervision.store import RoundStore
 from tests.rounds_support import (
     BasisGate,
-    FixedClock,
     TableProber,
     at_local,
     basis,
     consent,
     fast,
+    fixed_clock,
 )
 
 pytestmark = pytest.mark.integration
@@ -53,7 +53,7 @@ async def test_two_processes_run_a_night_and_react_to_presence_and_consent(
         [(f"cam-r{i}", "offline" if i == 5 else "online") for i in range(6)],
     )
     gate = BasisGate(bases)
-    clock = FixedClock(WS)
+    clock = fixed_clock(WS)
     prober = TableProber({"cam-r0": ("activity", False)})
     presence: asyncio.Queue[object] = asyncio.Queue()
     changes: asyncio.Queue[object] = asyncio.Queue()

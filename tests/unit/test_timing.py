@@ -124,3 +124,15 @@ def test_every_signalling_duration_comes_from_the_timing_policy() -> None:
         assert getattr(config, name) == getattr(odd, name), name
     assert config.terms.default_cap_s == 7.25
     assert timing.parse("close_wait_s=0.5,pending_close_wait_s=4").pending_close_wait_s == 4
+
+
+async def test_a_stopped_clock_moves_only_when_told_and_sleep_jumps_it() -> None:
+    from kernel.clock import sleep_of
+
+    clock = ScaledClock(0, T0)
+    assert clock() == T0
+    assert clock.advance(timedelta(minutes=1)) == T0 + timedelta(minutes=1)
+    assert clock.advance(30) == T0 + timedelta(seconds=90)
+    await sleep_of(clock)(10)  # a deadline on this clock: no real wait, the clock jumps
+    assert clock() == T0 + timedelta(seconds=100)
+    assert sleep_of(lambda: T0) is asyncio.sleep  # a plain callable runs at real speed
