@@ -7,7 +7,8 @@ Mosquitto or aiortc): each implements the same protocol as the real adapter.
   devices lands in ``to_device``; :meth:`FakeBus.device_says`, :meth:`FakeBus.event` and
   :meth:`FakeBus.status` play a device;
 - :class:`FakeGate`, :class:`FakePresence`, :class:`FakeCommands`;
-- :class:`FakeClock`: a clock port that can sleep, moved by :meth:`FakeClock.advance`.
+- :class:`FakeClock`: the one clock, stopped, whose sleepers wake when :meth:`FakeClock.step`
+  moves it past their end.
 """
 
 from __future__ import annotations
@@ -23,42 +24,42 @@ from typing import Any
 from consent import model
 from devices import envelope as env
 from devices import topics
+from kernel.clock import ScaledClock
 from services.signalling.bus import BusHandlers, route_topic
 from services.signalling.decide import WindowUse
 from services.signalling.ports import DeviceFacts
 from services.signalling.store import SessionExists, SessionRow
 
 
-class FakeClock:
-    """``now()`` stands still until :meth:`advance`; ``sleep`` wakes when the clock passes."""
+class FakeClock(ScaledClock):
+    """The one clock (:class:`kernel.clock.ScaledClock`, stopped) whose ``sleep`` waits until the
+    clock is moved past its end, instead of jumping there: a session's timer fires only when the
+    test moves the clock (:meth:`step`)."""
 
     def __init__(self, start: datetime) -> None:
-        self._now = start
+        super().__init__(0, start)
         self._sleepers: list[tuple[datetime, asyncio.Future[None]]] = []
-
-    def __call__(self) -> datetime:
-        return self._now
-
-    def now(self) -> datetime:
-        return self._now
 
     async def sleep(self, seconds: float) -> None:
         if seconds <= 0:
             await asyncio.sleep(0)
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._sleepers.append((self._now + timedelta(seconds=seconds), future))
+        self._sleepers.append((self.now() + timedelta(seconds=seconds), future))
         try:
             await future
         finally:
             self._sleepers = [(t, f) for t, f in self._sleepers if f is not future]
 
-    async def advance(self, seconds: float) -> None:
-        """Move the clock and let every task woken by it run."""
-        self._now += timedelta(seconds=seconds)
-        for at, future in list(self._sleepers):
-            if at <= self._now and not future.done():
+    def set(self, at: datetime) -> None:
+        super().set(at)
+        for until, future in list(self._sleepers):
+            if until <= at and not future.done():
                 future.set_result(None)
+
+    async def step(self, seconds: float) -> None:
+        """Move the clock and let every task woken by it run."""
+        self.advance(seconds)
         for _ in range(20):
             await asyncio.sleep(0)
 

@@ -44,18 +44,11 @@ ADMIN = "staff-admin01"
 ADMIN2 = "staff-admin02"
 
 
-class NightClock(JumpClock):
-    """Tonight ``hour``:00 local time, then real time passing, plus whatever :meth:`advance`
-    added (see :class:`~tests.integration.signalling_support.JumpClock`)."""
-
-    def __init__(self, hour: int = 22) -> None:
-        today = date.today()
-        super().__init__(datetime(today.year, today.month, today.day, hour, 0, tzinfo=STHLM))
-
-
-def night_clock(hour: int = 22) -> NightClock:
-    """Tonight ``hour``:00 local time, then real time passing (see :class:`NightClock`)."""
-    return NightClock(hour)
+def night_clock(hour: int = 22) -> JumpClock:
+    """Tonight ``hour``:00 local time, then real time passing, plus whatever
+    :meth:`~tests.integration.signalling_support.JumpClock.advance` added."""
+    today = date.today()
+    return JumpClock(datetime(today.year, today.month, today.day, hour, 0, tzinfo=STHLM))
 
 
 @dataclass
@@ -64,7 +57,7 @@ class Served:
     server: TestServer
     token: str
     peers: dict[str, DevicePeer]
-    clock: NightClock
+    clock: JumpClock
 
     @property
     def ws_url(self) -> str:

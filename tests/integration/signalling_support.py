@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from devices import envelope as env
 from devices.commands import Commands
 from devices.handler import REGISTRY_CHANNELS, DeviceHandler
 from devices.topics import DeviceKind
+from kernel.clock import ScaledClock
 from kernel.roles import Principal, Role, Route
 from services.mqtt import MqttLink
 from services.signalling import service as signalling
@@ -50,22 +50,14 @@ async def token_auth(request: web.Request) -> Principal | None:
     return TOKENS.get(token or request.query.get("token", ""))
 
 
-class JumpClock:
-    """Real time from ``start`` plus whatever :meth:`advance` added; a clock port whose
-    ``sleep`` wakes early when the clock is moved past its end, so a test jumps to a deadline
-    (a view cap, a ring timeout) instead of waiting for it."""
+class JumpClock(ScaledClock):
+    """The one clock (:class:`kernel.clock.ScaledClock`) at real speed from ``start``, whose
+    ``sleep`` wakes early when the clock is moved past its end (:meth:`advance`), so a test
+    jumps to a deadline (a view cap, a ring timeout) instead of waiting for it."""
 
     def __init__(self, start: datetime | None = None) -> None:
-        self._base = start or datetime.now(UTC)
-        self._start = time.monotonic()
-        self._offset = timedelta()
+        super().__init__(1.0, start)
         self._moved = asyncio.Event()
-
-    def now(self) -> datetime:
-        return self._base + timedelta(seconds=time.monotonic() - self._start) + self._offset
-
-    def __call__(self) -> datetime:
-        return self.now()
 
     async def sleep(self, seconds: float) -> None:
         until = self.now() + timedelta(seconds=seconds)
@@ -75,9 +67,9 @@ class JumpClock:
                 async with asyncio.timeout(left_s):
                     await moved.wait()
 
-    def advance(self, seconds: float) -> None:
-        """Jump ``seconds`` ahead and wake every sleeper to look again."""
-        self._offset += timedelta(seconds=seconds)
+    def set(self, at: datetime) -> None:
+        """Jump to ``at`` and wake every sleeper to look again."""
+        super().set(at)
         moved, self._moved = self._moved, asyncio.Event()
         moved.set()
 

@@ -623,9 +623,9 @@ async def test_the_view_cap_runs_on_the_injected_clock(rig: Rig) -> None:
         granted = await ask(rig, conn, env.Request("s-cap-0001", CAM, env.Purpose.VIEW))
         assert isinstance(granted, env.Granted)
         assert granted.deadline == (T0 + 30 * S).timestamp()
-        await rig.clock.advance(29)
+        await rig.clock.step(29)
         assert conn.outbox.empty()
-        await rig.clock.advance(1)
+        await rig.clock.step(1)
         assert await conn.recv(1.0) == env.Bye("s-cap-0001", env.ByeReason.TIMEOUT)
     assert rig.bus.sent(CAM, env.Bye) == [env.Bye("s-cap-0001", env.ByeReason.TIMEOUT)]
     assert rig.commands.ops(CAM) == [CommandOp.SLEEP]
@@ -639,7 +639,7 @@ async def test_an_extension_moves_the_timer(rig: Rig) -> None:
     rig.gate.allow(CAM, cap_s=30)
     async with rig.sig.connect(OPERATOR) as conn:
         await ask(rig, conn, env.Request("s-ext-0001", CAM, env.Purpose.VIEW))
-        await rig.clock.advance(20)
+        await rig.clock.step(20)
         extended = await ask(
             rig, conn, env.Request("s-ext-0001", extend=env.ExtendReason.AWAITING_MOVEMENT)
         )
@@ -650,9 +650,9 @@ async def test_an_extension_moves_the_timer(rig: Rig) -> None:
         )
         assert isinstance(again, env.Error)
         assert again.code == "extension_limit"
-        await rig.clock.advance(15)  # past the first deadline: still open
+        await rig.clock.step(15)  # past the first deadline: still open
         assert conn.outbox.empty()
-        await rig.clock.advance(25)
+        await rig.clock.step(25)
         assert await conn.recv(1.0) == env.Bye("s-ext-0001", env.ByeReason.TIMEOUT)
     assert rig.store.actions("s-ext-0001") == ["view.started", "view.extended", "view.ended"]
 
@@ -663,7 +663,7 @@ async def test_reopening_continues_the_window_budget(rig: Rig) -> None:
     async with rig.sig.connect(OPERATOR) as conn:
         first = await ask(rig, conn, env.Request("s-reopen-01", CAM, env.Purpose.VIEW))
         assert isinstance(first, env.Granted)
-        await rig.clock.advance(10)
+        await rig.clock.step(10)
         await rig.sig.handle_client(
             conn, env.encode(env.Bye("s-reopen-01", env.ByeReason.OPERATOR))
         )
@@ -671,7 +671,7 @@ async def test_reopening_continues_the_window_budget(rig: Rig) -> None:
         second = await ask(rig, conn, env.Request("s-reopen-02", CAM, env.Purpose.VIEW))
         assert isinstance(second, env.Granted)
         assert second.deadline == (T0 + 10 * S + 20 * S).timestamp()  # 20 s left, not 30
-        await rig.clock.advance(20)
+        await rig.clock.step(20)
         assert await conn.recv(1.0) == env.Bye("s-reopen-02", env.ByeReason.TIMEOUT)
         third = await ask(rig, conn, env.Request("s-reopen-03", CAM, env.Purpose.VIEW))
         assert third == env.Denied("s-reopen-03", reason="budget_spent")
@@ -726,7 +726,7 @@ async def test_a_call_rings_then_relays_the_held_offer(rig: Rig) -> None:
         assert rig.bus.sent(PHONE_ID, env.Offer) == []
         await rig.bus.event(PHONE_ID, EventType.CALL_ANSWER, "s-call-001")
         assert len(rig.bus.sent(PHONE_ID, env.Offer)) == 1
-        await rig.clock.advance(29)  # the ring timeout no longer applies
+        await rig.clock.step(29)  # the ring timeout no longer applies
         assert conn.outbox.empty()
     assert rig.store.actions("s-call-001") == ["call.started", "call.answered", "call.ended"]
 
@@ -736,7 +736,7 @@ async def test_an_unanswered_call_ends_no_answer(rig: Rig) -> None:
     rig.gate.allow(PHONE_ID, GP.CAMERA_CHECK)
     async with rig.sig.connect(OPERATOR) as conn:
         await ask(rig, conn, env.Request("s-call-002", PHONE_ID, env.Purpose.CALL))
-        await rig.clock.advance(30)
+        await rig.clock.step(30)
         assert await conn.recv(1.0) == env.Bye("s-call-002", env.ByeReason.NO_ANSWER)
     assert rig.commands.ops(PHONE_ID) == [CommandOp.RING, CommandOp.HANGUP]
 
