@@ -18,7 +18,9 @@ from services.web import limits
 pytestmark = pytest.mark.integration
 
 
-class Clock:
+class Ticks:
+    """Monotonic seconds for the rate limiter (not a :data:`kernel.clock.Clock` of instants)."""
+
     def __init__(self) -> None:
         self.t = 0.0
 
@@ -38,7 +40,7 @@ async def client(database_url: str, mqtt_url: str, topic_prefix: str) -> AsyncIt
         max_body_bytes=2048,
     )
     async with app.runtime(settings) as rt, TestClient(TestServer(rt.app)) as c:
-        rt.app[limits.LIMITER].clock = Clock()
+        rt.app[limits.LIMITER].clock = Ticks()
         yield c
 
 
@@ -109,7 +111,7 @@ async def test_login_attempts_have_their_own_tighter_limit(
     """Password spraying (one attempt per username, many usernames) is slowed per address."""
     general = client.app[limits.LIMITER]  # type: ignore[index]
     logins = client.app[limits.LOGIN_LIMITER]  # type: ignore[index]
-    logins.clock = Clock()
+    logins.clock = Ticks()
     statuses = []
     for i in range(limits.LOGIN_BURST + 2):
         general.clock.t += 100  # type: ignore[attr-defined]  # never the general limit

@@ -7,7 +7,9 @@ import pytest
 from kernel.ratelimit import RateLimiter, _pseudonym
 
 
-class Clock:
+class Ticks:
+    """Monotonic seconds for the rate limiter (not a :data:`kernel.clock.Clock` of instants)."""
+
     def __init__(self) -> None:
         self.t = 100.0
 
@@ -16,7 +18,7 @@ class Clock:
 
 
 def test_burst_then_refill_at_the_rate() -> None:
-    clock = Clock()
+    clock = Ticks()
     limiter = RateLimiter(2.0, 3, clock=clock)
     assert [limiter.take("a") for _ in range(3)] == [0.0, 0.0, 0.0]
     wait = limiter.take("a")
@@ -31,14 +33,14 @@ def test_burst_then_refill_at_the_rate() -> None:
 
 
 def test_clients_do_not_share_a_bucket() -> None:
-    limiter = RateLimiter(1.0, 1, clock=Clock())
+    limiter = RateLimiter(1.0, 1, clock=Ticks())
     assert limiter.take("10.0.0.1") == 0.0
     assert limiter.take("10.0.0.1") > 0
     assert limiter.take("10.0.0.2") == 0.0
 
 
 def test_memory_is_bounded_by_max_clients() -> None:
-    limiter = RateLimiter(1.0, 1, max_clients=100, clock=Clock())
+    limiter = RateLimiter(1.0, 1, max_clients=100, clock=Ticks())
     for i in range(10_000):
         limiter.take(f"c{i}")
     assert len(limiter) == 100
