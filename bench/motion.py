@@ -3,7 +3,7 @@
 One command (from the repository root)::
 
     .venv/bin/python -m bench.motion            # about a minute
-    .venv/bin/python -m bench.motion --quick    # fewer repeats, for a smoke run
+    .venv/bin/python -m bench.motion --quick    # fewer repeats and less video, a smoke run
 
 In one run, on one core (the process pins itself to one CPU and OpenCV to one thread):
 
@@ -306,7 +306,8 @@ def encode_stream(codec: str, seconds: float = 40.0, fps: int = 5) -> list[bytes
 
 def probe_figures(codec: str, streams: int, fps: float, seconds: float) -> dict[str, Any]:
     """N decoders + kernels fed round-robin: CPU per frame split into decode, luma, kernel."""
-    packets = encode_stream("libvpx" if codec == "vp8" else "libx264")
+    # only as much video as is fed (a quick run encodes seconds, not the full 40)
+    packets = encode_stream("libvpx" if codec == "vp8" else "libx264", seconds, round(fps))
     decoders = [av.CodecContext.create(codec, "r") for _ in range(streams)]
     states = [motion.MotionState(320, 240, zones_for(320, 240)) for _ in range(streams)]
     decode_s = luma_s = kernel_s = gray_s = 0.0
@@ -375,6 +376,8 @@ def run(*, quick: bool = False, streams: int = 20, live: int = 20) -> dict[str, 
     """Measure everything; returns the report that :func:`main` prints and writes."""
     core = pin_one_core()
     passes = 3 if quick else 7
+    # quick: a smoke run of the same measurements with less video (still real figures)
+    probe_s, live_s = (8.0, 3.0) if quick else (40.0, 15.0)
     frames, source = clip_lumas()
     report: dict[str, Any] = {
         "core": core,
@@ -391,15 +394,11 @@ def run(*, quick: bool = False, streams: int = 20, live: int = 20) -> dict[str, 
     }
     for width, height in SIZES:
         report["kernel"].append(kernel_figures(at_size(frames, width, height), passes))
-    report["probes"] = [
-        probe_figures(codec, streams, 5.0, 8.0 if quick else 40.0) for codec in ("vp8", "h264")
-    ]
+    report["probes"] = [probe_figures(codec, streams, 5.0, probe_s) for codec in ("vp8", "h264")]
     if live > 0:
         vp8 = next(p for p in report["probes"] if p["codec"] == "vp8")
         report["live"] = asyncio.run(
-            live_figures(
-                live, 6.0 if quick else 15.0, round(vp8["decode_us"] + vp8["y_plane_view_us"], 1)
-            )
+            live_figures(live, live_s, round(vp8["decode_us"] + vp8["y_plane_view_us"], 1))
         )
     k640 = next(k for k in report["kernel"] if k["size"] == "640x480")
     report["targets"] = {
