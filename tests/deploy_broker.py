@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from devices.topics import is_device_id
+from tests.procs import die_with_parent
 from tools import provision
 from tools.embedded import free_port
 
@@ -182,7 +183,9 @@ def deploy_broker(usernames: tuple[str, ...], prefix: str = "hc/v1") -> Iterator
         conf.write_text(rewrite_conf(CONF.read_text(), root, ports))
         log_file = root / "mosquitto.log"
         with open(log_file, "wb") as log:
-            proc = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=log)
+            proc = subprocess.Popen(
+                [binary, "-c", str(conf)], stdout=log, stderr=log, preexec_fn=die_with_parent
+            )
         try:
             _wait_ports(list(ports.values()), proc, log_file)
             yield DeployBroker(

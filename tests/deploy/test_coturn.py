@@ -26,6 +26,7 @@ from aioice import stun, turn
 
 from services.signalling.turn import TurnConfig, ice_servers
 from tests.deploy_broker import write_test_certs
+from tests.procs import die_with_parent
 
 pytestmark = pytest.mark.integration
 
@@ -86,7 +87,12 @@ def coturn(tmp_path: Path) -> Iterator[Coturn]:
     conf.write_text(host_config(CONF.read_text(), tmp_path, port, tls_port, secret))
     log = tmp_path / "turnserver.log"
     with log.open("w") as out:
-        proc = subprocess.Popen([binary, "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [binary, "-c", str(conf)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
+        )
     try:
         deadline = time.monotonic() + 15
         while "turn server id=0 created" not in log.read_text():

@@ -23,6 +23,7 @@ from supervision.checks import State
 from supervision.runner import Runner, RunnerConfig
 from supervision.store import RoundStore
 from supervision.watchdog import Watchdog, WatchdogConfig
+from tests.procs import die_with_parent
 from tests.rounds_support import (
     BasisGate,
     FakeDevices,
@@ -78,6 +79,7 @@ async def test_a_killed_process_s_checks_are_taken_over(
         database_url,
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
+        preexec_fn=die_with_parent,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )

@@ -16,6 +16,7 @@ import pytest
 from supervision import schedule
 from supervision.checks import DEFAULT_TIMING, State
 from supervision.store import RoundStore
+from tests.procs import die_with_parent
 from tests.round_worker import NIGHT, WS
 from tests.rounds_support import at_local, basis
 
@@ -37,6 +38,7 @@ def worker(database_url: str, name: str, logs: Path, **opts: float) -> subproces
             env={**os.environ, "HOMECARE_LOG_LEVEL": "warning"},
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
         )
 
 
