@@ -668,6 +668,21 @@ def test_administrator_edits_with_the_two_step_binding(night: Night, page: Any) 
     expect(page.get_by_text("Ingen enhet kopplad.")).to_be_visible()
     # and bound again, in two steps
     page.locator("#b-device").fill("cam-0074")
+    # A change made elsewhere meanwhile re-renders the screen live: what is typed stays.
+    night.admin.ok(
+        "POST",
+        f"/api/recipients/{home.recipient_id}/consents",
+        {
+            "person": "recipient",
+            "purpose": "video_call",
+            "basis": "informed_consent",
+            "informed_by": "test",
+            "informed_how": "samtal i hemmet",
+            "given_at": datetime.now(UTC).isoformat(),
+        },
+    )
+    expect(page.locator("#consent-table")).to_contain_text("Videosamtal")
+    expect(page.locator("#b-device")).to_have_value("cam-0074")
     page.get_by_role("button", name="Begär koppling").click()
     pending = page.locator("#binding-requests li").filter(has_text="cam-0074")
     expect(pending).to_contain_text(f"Koppla cam-0074 till {home.name}")

@@ -41,6 +41,41 @@ export function mount(container, ctx) {
   const root = h('section', { class: 'screen recipients' });
   container.append(root);
 
+  /** What is typed, chosen or ticked in the screen's fields (by id) and which has the focus. */
+  function typed() {
+    const values = new Map();
+    for (const el of root.querySelectorAll('input[id], textarea[id], select[id]')) {
+      values.set(el.id, el.type === 'checkbox' ? el.checked : el.value);
+    }
+    const active = document.activeElement;
+    return { values, focused: active && root.contains(active) ? active.id : '' };
+  }
+
+  /** Put what `typed()` saw back into the fields of a new render: a live change re-renders the
+   * screen while someone may be filling in a form, and must not wipe it. */
+  function retype({ values, focused }) {
+    for (const [fieldId, value] of values) {
+      const el = document.getElementById(fieldId);
+      if (!el || !root.contains(el)) continue;
+      if (el.type === 'checkbox') {
+        if (el.checked !== value) {
+          el.checked = value;
+          el.dispatchEvent(new Event('change'));
+        }
+      } else if (value && el.value !== value) {
+        el.value = value;
+      }
+    }
+    if (focused) document.getElementById(focused)?.focus();
+  }
+
+  /** Replace the screen's content; `keep` keeps what the user had typed (a live re-render). */
+  function render(keep, ...parts) {
+    const before = keep ? typed() : null;
+    root.replaceChildren(...parts);
+    if (before) retype(before);
+  }
+
   async function run(button, work, doneKey) {
     button.disabled = true;
     error.textContent = '';
@@ -59,7 +94,7 @@ export function mount(container, ctx) {
 
   // ------------------------------------------------------------------ list
 
-  async function showList() {
+  async function showList(keep) {
     const data = await get('/api/recipients');
     if (!alive) return;
     const rows = data.recipients.map((r) => h('tr', {},
@@ -91,7 +126,7 @@ export function mount(container, ctx) {
       });
       parts.push(h('fieldset', {}, h('legend', {}, tx('recipient_add')), form));
     }
-    root.replaceChildren(...parts);
+    render(keep, ...parts);
   }
 
   // ------------------------------------------------------------------ one brukare
@@ -303,7 +338,7 @@ export function mount(container, ctx) {
     return parts;
   }
 
-  async function showOne() {
+  async function showOne(keep) {
     const basis = await get(`/api/recipients/${encodeURIComponent(id)}`);
     if (!alive) return;
     const now = Date.parse(basis.now) || Date.now();
@@ -317,7 +352,7 @@ export function mount(container, ctx) {
     }
     const devices = await devicesSection(basis);
     if (!alive) return;
-    root.replaceChildren(
+    render(keep,
       h('p', {}, h('a', { href: '#/recipients' }, tx('recipients_back'))),
       h('div', { class: 'screen-head' }, h('h1', { id: 'recipient-name' }, basis.recipient.display_name),
         h('span', { class: 'muted' }, basis.recipient.home || ''),
@@ -331,10 +366,10 @@ export function mount(container, ctx) {
         h('div', {}, ...consentsSection(basis, now), ...cohabitantsSection(basis), ...devices)));
   }
 
-  async function load() {
+  async function load(keep = false) {
     try {
-      if (id) await showOne();
-      else await showList();
+      if (id) await showOne(keep);
+      else await showList(keep);
     } catch (err) {
       if (!alive || err.status === 401) return;
       root.replaceChildren(h('h1', {}, tx('recipients_title')), error);
@@ -342,7 +377,7 @@ export function mount(container, ctx) {
     }
   }
 
-  const offs = [ctx.live.on('consent.changed', (e) => { if (!id || e.recipient_id === id) load(); })];
+  const offs = [ctx.live.on('consent.changed', (e) => { if (!id || e.recipient_id === id) load(true); })];
   load();
   return () => {
     alive = false;
