@@ -20,9 +20,10 @@ from identity import login as auth
 from identity import store as staff_store
 from identity.staff import FAST_HASHING, PasswordHasher
 from kernel.body import unpaired_surrogate_at
+from kernel.clock import ScaledClock
 from kernel.roles import Role
 from services.web import http
-from tests.integration.test_consent_api import ADMIN, T0, Clock, header_authenticator
+from tests.integration.test_consent_api import ADMIN, T0, header_authenticator
 
 pytestmark = pytest.mark.integration
 Client = TestClient[web.Request, web.Application]
@@ -52,7 +53,7 @@ def test_the_first_lone_surrogate_is_named_by_its_path(value: Any, field: str | 
 async def client(pool: asyncpg.Pool) -> AsyncIterator[Client]:
     app = http.make_app(max_body_bytes=4096)
     app[api.STORE] = PgConsentStore(pool)
-    app[api.CLOCK] = Clock(T0)
+    app[api.CLOCK] = ScaledClock(0, T0)
     app[http.AUTHENTICATOR] = header_authenticator
     http.add_routes(app, api.routes())
     async with TestClient(TestServer(app)) as c:
@@ -100,7 +101,7 @@ async def test_a_surrogate_in_a_login_password_is_an_audited_failed_login(
             now=T0,
         )
     app = http.make_app(max_body_bytes=2048)
-    auth.install(app, auth.make_authenticator(pool, clock=Clock(T0), hasher=hasher))
+    auth.install(app, auth.make_authenticator(pool, clock=ScaledClock(0, T0), hasher=hasher))
     http.add_routes(app, auth.routes())
     async with TestClient(TestServer(app)) as c:
         body = raw({"username": "natt1", "password": "korrekt h\udfffst"})

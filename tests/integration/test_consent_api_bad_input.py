@@ -13,8 +13,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from consent import api
 from consent.ports import ConsentStore
 from consent.store import PgConsentStore
+from kernel.clock import ScaledClock
 from services.web import http
-from tests.integration.test_consent_api import ADMIN, OPERATOR, T0, Clock, header_authenticator
+from tests.integration.test_consent_api import ADMIN, OPERATOR, T0, header_authenticator
 
 pytestmark = pytest.mark.integration
 Client = TestClient[web.Request, web.Application]
@@ -41,7 +42,7 @@ async def client(pool: asyncpg.Pool) -> AsyncIterator[Client]:
     app = http.make_app(max_body_bytes=4096)
     store: ConsentStore = PgConsentStore(pool)
     app[api.STORE] = store
-    now: api.Clock = Clock(T0)
+    now: api.Clock = ScaledClock(0, T0)
     app[api.CLOCK] = now
     app[http.AUTHENTICATOR] = header_authenticator
     http.add_routes(app, api.routes())
@@ -514,7 +515,7 @@ async def test_round_times_follow_the_configured_plan_hour(pool: asyncpg.Pool) -
     stored; 21:00 is accepted."""
     app = http.make_app(max_body_bytes=4096)
     app[api.STORE] = PgConsentStore(pool)
-    app[api.CLOCK] = Clock(T0)
+    app[api.CLOCK] = ScaledClock(0, T0)
     app[api.PLAN_HOUR] = 20
     app[http.AUTHENTICATOR] = header_authenticator
     http.add_routes(app, api.routes())
