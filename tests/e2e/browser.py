@@ -33,6 +33,7 @@ from typing import Any
 
 import asyncpg
 
+from tests.procs import die_with_parent
 from tools.embedded import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -131,7 +132,12 @@ class Process:
     def start(self) -> None:
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                [*HOMECARE, *self.args], env=self.env, stdout=log, stderr=log, cwd=ROOT
+                [*HOMECARE, *self.args],
+                env=self.env,
+                stdout=log,
+                stderr=log,
+                cwd=ROOT,
+                preexec_fn=die_with_parent,
             )
 
     def log_tail(self, chars: int = 3000) -> str:

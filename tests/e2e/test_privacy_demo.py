@@ -32,6 +32,7 @@ import pytest
 
 from kernel.roles import Role
 from tests.e2e import browser as b
+from tests.procs import die_with_parent
 from tools.demo_seed import COHABITANTS, NAMES
 from tools.embedded import free_port
 
@@ -117,6 +118,7 @@ def run_demo(database: str, mqtt_url: str, workdir: Path) -> tuple[bytes, bytes,
             cwd=workdir,
             stdout=out,
             stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
         )
         try:
             b.wait_until(

@@ -58,6 +58,7 @@ from kernel.roles import Role
 from services import db
 from simulators import homes
 from simulators.device import DeviceSpec
+from tests.procs import die_with_parent
 from tests.rounds_support import LONG_AGO, STHLM
 from tools.embedded import free_port
 
@@ -178,6 +179,7 @@ def _nodes(
                     env=env,
                     stdout=logs[name],
                     stderr=logs[name],
+                    preexec_fn=die_with_parent,
                     start_new_session=True,
                 ),
                 port,

@@ -23,6 +23,7 @@ import aiohttp
 import asyncpg
 import pytest
 
+from tests.procs import die_with_parent
 from tools.embedded import free_port
 
 pytestmark = pytest.mark.e2e
@@ -53,7 +54,11 @@ def served(
     log_path = tmp_path / "serve.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [*HOMECARE, "serve"], env=env, stderr=log, cwd=Path(__file__).parents[2]
+            [*HOMECARE, "serve"],
+            env=env,
+            stderr=log,
+            cwd=Path(__file__).parents[2],
+            preexec_fn=die_with_parent,
         )
         try:
             yield f"http://127.0.0.1:{port}", env
