@@ -9,12 +9,12 @@ Hypothesis: under ``CI=true`` (or ``HYPOTHESIS_PROFILE=ci``) the ``ci`` profile 
 per-example deadline and no ``too_slow`` health check, since CI machines are loaded and a slow
 example there is load, not a bug. The example counts stay as each test sets them.
 
-Parallel runs (``./run test`` passes ``-n 3 --dist loadfile`` to pytest-xdist; ``HOMECARE_TEST_WORKERS``
-changes the count): every test has
-its own database and topic prefix, MQTT client ids carry a hash of the prefix, and servers take
-free ports, so tests do not share state. Each module runs whole on one worker (``loadfile``), so
-its module fixtures (a served backend, simulated homes, a Chromium) are built once and its tests
-keep their order, as the e2e modules need.
+Parallel runs (``./run test`` passes ``-n 3 --dist loadfile`` to pytest-xdist;
+``HOMECARE_TEST_WORKERS`` changes the count): every test has its own database and topic prefix,
+MQTT client ids carry a hash of the prefix, and servers take free ports, so tests do not share
+state. Each module runs whole on one worker (``loadfile``), so its module fixtures (a served
+backend, simulated homes, a Chromium) are built once and its tests keep their order, as the e2e
+modules need.
 """
 
 from __future__ import annotations
