@@ -83,7 +83,10 @@ export function mount(container, ctx) {
     try {
       await work();
       ctx.announce(t(doneKey));
-      await load();
+      // The form just saved starts empty; whatever else is typed on the screen stays, since a
+      // live change may have re-rendered it meanwhile and this render may come after that one.
+      button.closest('form')?.reset();
+      await load(true);
     } catch (err) {
       bind(error, errorKey(err), { message: err.message || '', field: err.field || '' });
       error.dataset.field = err.field || '';
