@@ -51,7 +51,11 @@ def test_a_valid_message_decodes_and_encodes_back() -> None:
         (b"[1]", "bad_json", ""),
         (b'{"state":"on"}', "missing_field", "session"),
         (b'{"state":"on","session":1,"extra":1}', "unknown_field", "extra"),
-        (b'{"state":"on","session":1,"items":[{"at":"22:00","x":1}]}', "unknown_field", "items[0].x"),
+        (
+            b'{"state":"on","session":1,"items":[{"at":"22:00","x":1}]}',
+            "unknown_field",
+            "items[0].x",
+        ),
         (b'{"state":"on","session":1,"items":[{}]}', "missing_field", "items[0].at"),
         (b'{"state":"on","session":true}', "wrong_type", "session"),
         (b'{"state":"on","session":1.0}', "wrong_type", "session"),
