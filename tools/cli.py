@@ -421,7 +421,29 @@ def _media_arguments(s: argparse.ArgumentParser) -> None:
     )
 
 
+EXIT_BAD_INSTALL = 3
+"""``homecare`` refuses to start: another distribution claims one of our package names."""
+
+
+def _refuse_a_mixed_install() -> bool:
+    """Say plainly, once, why this install cannot be trusted (see ``tools/install.py``)."""
+    from tools import install
+
+    found = install.problems()
+    for problem in found:
+        print(f"homecare: refusing to start: {problem}", file=sys.stderr)
+    if found:
+        print(
+            f"homecare: install {install.DISTRIBUTION} into a virtual environment of its own "
+            "(see docs/operations.md, 'One environment of its own')",
+            file=sys.stderr,
+        )
+    return bool(found)
+
+
 def main(argv: list[str] | None = None) -> int:
+    if _refuse_a_mixed_install():
+        return EXIT_BAD_INSTALL
     args = parser().parse_args(argv)
     try:
         overrides: dict[str, object] = {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -16,16 +17,36 @@ from pathlib import Path
 from services.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
+EXIT_NEEDS_SOURCE = 2
+"""``homecare bench`` outside a clone, or without the ``bench`` extra."""
+BENCH_EXTRA = ("scipy", "pydantic")
+"""What the ``bench`` extra brings that the benchmarks import (playwright only with Chromium)."""
+
+
+def source_tree(root: Path) -> bool:
+    """Is ``root`` a clone of the repository (with ``bench/``), not site-packages?"""
+    return (root / "pyproject.toml").is_file() and (root / "bench" / "run.py").is_file()
 
 
 async def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
-    """Run ``bench/run.py`` from the source tree (the benchmarks are not part of the package).
+    """Run ``bench/run.py`` from the source tree (the benchmarks are not part of the package, so
+    an installed ``homecare`` says so and exits 2).
 
     ``HOMECARE_DATABASE_URL`` names the PostgreSQL server on which each benchmark makes (and
     drops) its own scratch database (default: the loopback server)."""
-    if not (ROOT / "bench" / "run.py").exists():
-        sys.stderr.write("homecare bench needs a source checkout (bench/ is not installed)\n")
-        return 2
+    if not source_tree(ROOT):
+        sys.stderr.write(
+            "homecare bench needs the source tree: the benchmarks (bench/) are not part of the "
+            f"installed package, and {ROOT} is not a clone; run it in a clone (./run bench)\n"
+        )
+        return EXIT_NEEDS_SOURCE
+    missing = [m for m in BENCH_EXTRA if importlib.util.find_spec(m) is None]
+    if missing:
+        sys.stderr.write(
+            f"homecare bench needs the bench extra (missing: {', '.join(missing)}): "
+            "pip install -e '.[demo,bench]', or ./run bench\n"
+        )
+        return EXIT_NEEDS_SOURCE
     # the benchmarks make scratch databases on this server and read these names
     if settings.database_url is not None:
         os.environ["HOMECARE_BENCH_DATABASE_URL"] = settings.database_url
