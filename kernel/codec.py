@@ -19,9 +19,10 @@ bad_value      a string outside its enumeration or pattern, or a rule of the mes
 ============== ==========================================================================
 
 ``CodecError.field`` is the path of the offending value (``checks[0].at``), ``""`` for the whole
-message. Values never appear in the error text, so an SDP or a password cannot leak into a log.
-msgspec was chosen over pydantic v2 by measurement on the MQTT hot path (``python -m
-bench.codecs``).
+message. Values never appear in the error text, so an SDP or a password cannot leak into a log. A
+rule of a message checked in ``__post_init__`` may raise :class:`CodecError` itself: its ``reason``
+is kept and its ``field``, relative to the Struct, is joined to the Struct's path. msgspec was
+chosen over pydantic v2 by measurement on the MQTT hot path (``python -m bench.codecs``).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def decode(raw: bytes, decoder: msgspec.json.Decoder[T]) -> T:
     try:
         return decoder.decode(raw)
     except msgspec.ValidationError as e:
-        raise _refusal(str(e)) from None
+        raise _refusal(str(e), e.__cause__) from None
     except msgspec.DecodeError:
         try:
             raw.decode("utf-8")
@@ -67,7 +68,7 @@ def convert(obj: Any, kind: type[T]) -> T:
     try:
         return msgspec.convert(obj, kind, strict=True)
     except msgspec.ValidationError as e:
-        raise _refusal(str(e)) from None
+        raise _refusal(str(e), e.__cause__) from None
 
 
 def encode(value: Any) -> bytes:
@@ -95,10 +96,13 @@ def _inline(node: Any, defs: dict[str, Any]) -> Any:
     return node
 
 
-def _refusal(message: str) -> CodecError:
+def _refusal(message: str, cause: BaseException | None = None) -> CodecError:
     """Turn msgspec's ValidationError text into a stable reason and a field path."""
     at = _AT.search(message)
     path = at.group("path").lstrip(".") if at else ""
+    if isinstance(cause, CodecError):  # a rule raised in __post_init__, naming its own field
+        field = ".".join(p for p in (path, cause.field) if p).replace(".[", "[")
+        return CodecError(cause.reason, field, cause.detail)
     text = message[: at.start()] if at else message
     named = _NAMED.match(text)
     if named:

@@ -99,3 +99,29 @@ def test_the_schema_is_inlined_and_closed() -> None:
     ] == ["on", "off"]
     item = doc["properties"]["items"]["items"]
     assert item["properties"]["at"]["pattern"] == r"^\d\d:\d\d$"
+
+
+class Slot(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    start: int
+    end: int
+
+    def __post_init__(self) -> None:
+        if self.end <= self.start:
+            raise CodecError("inverted", "end", "end must come after start")
+
+
+class Day(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    slots: tuple[Slot, ...]
+
+
+def test_a_rule_raised_as_a_codec_error_keeps_its_reason_and_names_its_field() -> None:
+    with pytest.raises(CodecError) as e:
+        convert({"slots": [{"start": 1, "end": 2}, {"start": 3, "end": 3}]}, Day)
+    assert (e.value.reason, e.value.field) == ("inverted", "slots[1].end")
+    with pytest.raises(CodecError) as e:
+        decode(b'{"start": 5, "end": 1}', msgspec.json.Decoder(Slot))
+    assert (e.value.reason, e.value.field, e.value.detail) == (
+        "inverted",
+        "end",
+        "end must come after start",
+    )
