@@ -1,0 +1,1 @@
+"""Frozen baselines the benchmarks measure against (never imported by the service)."""
