@@ -1,7 +1,27 @@
-"""Token buckets keyed by client: the one rate limiter of HTTP, WebSocket and MQTT intake."""
+"""Token buckets: the one rate limiter of HTTP, WebSocket, signalling and MQTT intake.
+
+A :class:`TokenBucket` earns ``rate_per_s`` tokens a second, at most ``burst`` saved up; each
+request spends one. :meth:`TokenBucket.take` says how long to wait: ``0.0`` means go ahead, more
+means refused, and the value is the seconds until a token is there (HTTP's ``Retry-After``).
+:class:`RateLimiter` keeps one bucket per key (a client's address, a device id) with bounded
+memory, and logs the first refusal of a key after an allowed request (the rest are only counted),
+naming the key through ``describe`` (by default a network, not the client's address).
+
+Who limits what:
+
+- HTTP per client and logins per client (``services.web.limits``);
+- MQTT intake per device (``services.mqtt.MqttLink.device_limit``);
+- signalling: each client connection (a :class:`TokenBucket` of its own,
+  ``services.signalling.clients``) and each device's ``webrtc/out``
+  (``services.signalling.router``).
+
+Time is injected (monotonic seconds). Login throttling beyond the rate (argon2 cost, lockouts)
+is ``identity``'s own.
+"""
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -13,17 +33,42 @@ log = structlog.get_logger(__name__)
 
 
 @dataclass(slots=True)
-class _Bucket:
+class TokenBucket:
+    """One bucket: ``tokens`` saved up at monotonic time ``at`` (seconds)."""
+
+    rate_per_s: float
+    burst: float
     tokens: float
     at: float
-    is_limited: bool = False
+    is_limited: bool = False  # the last take was refused
+
+    def __post_init__(self) -> None:
+        if not (self.rate_per_s > 0 and math.isfinite(self.rate_per_s)) or not self.burst >= 1:
+            raise ValueError("a token bucket needs rate_per_s > 0 and burst >= 1")
+
+    @classmethod
+    def full(cls, rate_per_s: float, burst: float, now: float) -> TokenBucket:
+        """A bucket with its whole ``burst`` to spend."""
+        return cls(rate_per_s, burst, tokens=burst, at=now)
+
+    def take(self, now: float) -> float:
+        """Spend a token at ``now``: ``0.0`` if there was one, else the seconds until there is."""
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate_per_s)
+        self.at = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            self.is_limited = False
+            return 0.0
+        self.is_limited = True
+        return (1.0 - self.tokens) / self.rate_per_s
 
 
 class RateLimiter:
     """Token buckets keyed by client; :meth:`take` says how long to wait (0.0: go ahead).
 
     The first refusal after an allowed request is logged as ``event`` (with ``describe(key)``),
-    the rest only counted in :attr:`refused`, so a flood cannot flood the log.
+    the rest only counted in :attr:`refused`, so a flood cannot flood the log. At most
+    ``max_clients`` buckets are kept; the one used least recently goes first.
     """
 
     def __init__(
@@ -36,40 +81,38 @@ class RateLimiter:
         event: str = "http_rate_limited",
         describe: Callable[[str], dict[str, str]] | None = None,
     ) -> None:
-        if rate_per_s <= 0 or burst < 1 or max_clients < 1:
-            raise ValueError("rate, burst and max_clients must be positive")
+        if max_clients < 1:
+            raise ValueError("max_clients must be positive")
+        TokenBucket(rate_per_s, burst, tokens=burst, at=0.0)  # the same checks, at once
         self.rate_per_s = rate_per_s
         self.burst = burst
         self.max_clients = max_clients
         self.clock = clock
         self.event = event
         self.describe = describe or (lambda key: {"client": _pseudonym(key)})
-        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
         self.refused = 0
 
     def __len__(self) -> int:
         return len(self._buckets)
 
     def take(self, key: str) -> float:
+        """Spend one of ``key``'s tokens: ``0.0`` to go ahead, else the seconds to wait."""
         now = self.clock()
         bucket = self._buckets.get(key)
         if bucket is None:
-            bucket = self._buckets[key] = _Bucket(tokens=self.burst, at=now)
+            bucket = self._buckets[key] = TokenBucket.full(self.rate_per_s, self.burst, now)
             while len(self._buckets) > self.max_clients:
                 self._buckets.popitem(last=False)
         else:
             self._buckets.move_to_end(key)
-            bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.at) * self.rate_per_s)
-            bucket.at = now
-        if bucket.tokens >= 1.0:
-            bucket.tokens -= 1.0
-            bucket.is_limited = False
-            return 0.0
-        self.refused += 1
-        if not bucket.is_limited:
-            bucket.is_limited = True
-            log.warning(self.event, **self.describe(key))
-        return (1.0 - bucket.tokens) / self.rate_per_s
+        was_limited = bucket.is_limited
+        wait_s = bucket.take(now)
+        if wait_s:
+            self.refused += 1
+            if not was_limited:
+                log.warning(self.event, **self.describe(key))
+        return wait_s
 
 
 def _pseudonym(key: str) -> str:

@@ -1,10 +1,13 @@
-"""The HTTP rate limiter's token buckets: per client, refill over time, bounded memory."""
+"""The one rate limiter (``kernel.ratelimit``): a bucket, buckets per client, bounded memory."""
 
 from __future__ import annotations
 
-import pytest
+import math
 
-from kernel.ratelimit import RateLimiter, _pseudonym
+import pytest
+from structlog.testing import capture_logs
+
+from kernel.ratelimit import RateLimiter, TokenBucket, _pseudonym
 
 
 class Ticks:
@@ -44,6 +47,62 @@ def test_memory_is_bounded_by_max_clients() -> None:
     for i in range(10_000):
         limiter.take(f"c{i}")
     assert len(limiter) == 100
+
+
+@pytest.mark.parametrize(
+    ("steps", "expected"),
+    [
+        # (seconds passed before the take) -> the wait it answers; rate 2/s, burst 3
+        ([0, 0, 0], [0.0, 0.0, 0.0]),  # the burst
+        ([0, 0, 0, 0], [0.0, 0.0, 0.0, 0.5]),  # then half a second for the next token
+        ([0, 0, 0, 0, 0.25], [0.0, 0.0, 0.0, 0.5, 0.25]),  # a refused take spends nothing
+        ([0, 0, 0, 0, 0.5], [0.0, 0.0, 0.0, 0.5, 0.0]),
+        ([0, 0, 0, 1000, 0, 0, 0], [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.5]),  # never above burst
+    ],
+)
+def test_a_bucket_answers_how_long_to_wait(steps: list[float], expected: list[float]) -> None:
+    now = 50.0
+    bucket = TokenBucket.full(2.0, 3, now)
+    waits = []
+    for step in steps:
+        now += step
+        waits.append(bucket.take(now))
+    assert waits == pytest.approx(expected)
+    assert bucket.is_limited is (expected[-1] > 0)
+
+
+@pytest.mark.parametrize(("rate", "burst"), [(0, 1), (-1, 1), (math.inf, 1), (1, 0.5)])
+def test_nonsense_buckets_are_refused(rate: float, burst: float) -> None:
+    with pytest.raises(ValueError):
+        TokenBucket.full(rate, burst, 0.0)
+
+
+def test_the_first_refusal_after_an_allowed_request_is_logged_pseudonymously() -> None:
+    clock = Ticks()
+    limiter = RateLimiter(1.0, 1, clock=clock)
+    with capture_logs() as logs:
+        for _ in range(5):
+            limiter.take("192.168.7.42")
+        clock.t += 1
+        limiter.take("192.168.7.42")  # allowed again
+        limiter.take("192.168.7.42")  # refused: logged again
+    assert [(e["event"], e["client"]) for e in logs] == [
+        ("http_rate_limited", "192.168.7.0/24"),
+        ("http_rate_limited", "192.168.7.0/24"),
+    ]
+    assert limiter.refused == 5
+
+
+def test_a_limiter_names_its_event_and_key() -> None:
+    limiter = RateLimiter(
+        1.0, 1, clock=Ticks(), event="mqtt_device_rate_limited", describe=lambda d: {"device_id": d}
+    )
+    with capture_logs() as logs:
+        limiter.take("cam-1")
+        limiter.take("cam-1")
+    assert logs == [
+        {"event": "mqtt_device_rate_limited", "device_id": "cam-1", "log_level": "warning"}
+    ]
 
 
 @pytest.mark.parametrize(("rate", "burst", "clients"), [(0, 1, 1), (1, 0, 1), (1, 1, 0)])

@@ -1,0 +1,97 @@
+"""The one PostgreSQL ``LISTEN`` loop: hold a pooled connection, notice its loss, listen again.
+
+Three feeds listen on a channel in every process: the revocation feed (``identity.revocations``),
+the consent gate's change feed (``consent.gate``) and the round's console events
+(``supervision.relay``). Each hands :func:`listen` its channel and callback; the loop
+
+- takes one connection from the pool and ``LISTEN``s on it (``add_listener``);
+- calls ``on_listening(resumed)`` once listening, ``resumed=True`` after a loss, when
+  notifications may have been missed (the feed re-checks or publishes a ``resync``), then sets
+  ``ready``;
+- holds the connection until it is closed or stops answering a ``SELECT 1`` sent every
+  ``ping_s`` seconds (a half-dead TCP connection would otherwise listen to nothing for ever);
+- after a loss logs ``{name}_listener_lost`` and waits by the :class:`~kernel.retry.Backoff`
+  policy (reset once listening again) before trying again.
+
+Runs until cancelled. Logs name the feed and the error's type only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import structlog
+
+from kernel.retry import Backoff, Retry, Sleep
+
+log = structlog.get_logger(__name__)
+
+#: asyncpg's listener callback: ``(connection, pid, channel, payload)``.
+OnNotify = Callable[[Any, int, str, Any], None]
+#: Called once listening; ``True`` when listening again after a loss.
+OnListening = Callable[[bool], Awaitable[None]]
+
+DB_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+"""What a lost or unanswering connection raises."""
+
+LISTEN_BACKOFF = Backoff(first_s=1.0, factor=2.0, max_s=30.0)
+"""After a lost connection: 1 s, 2 s, 4 s ... at most 30 s, from 1 s again once listening."""
+
+PING_TIMEOUT_S = 5.0
+
+
+async def listen(
+    pool: asyncpg.Pool,
+    channel: str,
+    on_notify: OnNotify,
+    *,
+    name: str,
+    on_listening: OnListening | None = None,
+    ready: asyncio.Event | None = None,
+    backoff: Backoff = LISTEN_BACKOFF,
+    ping_s: float = 30.0,
+    sleep: Sleep = asyncio.sleep,
+) -> None:
+    """``LISTEN`` on ``channel`` until cancelled (see the module docstring); ``name`` prefixes
+    the log events (``{name}_listener_lost``)."""
+    retry = Retry(backoff, sleep=sleep)
+    has_listened = False
+    while True:
+        try:
+            async with pool.acquire() as conn:
+                lost = asyncio.Event()
+                conn.add_termination_listener(lambda _c, ev=lost: ev.set())
+                await conn.add_listener(channel, on_notify)
+                try:
+                    if on_listening is not None:
+                        await on_listening(has_listened)
+                    has_listened = True
+                    retry.reset()
+                    if ready is not None:
+                        ready.set()
+                    await hold(conn, lost, ping_s)
+                finally:
+                    with contextlib.suppress(*DB_ERRORS):
+                        await conn.remove_listener(channel, on_notify)
+        except DB_ERRORS as e:
+            log.warning(f"{name}_listener_lost", error=type(e).__name__)
+        await retry.failed()
+
+
+async def hold(conn: Any, lost: asyncio.Event, ping_s: float) -> None:
+    """Return when the connection is closed (``lost`` is set) or stops answering."""
+    while not lost.is_set():
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(ping_s):
+                await lost.wait()
+                return
+        try:
+            async with asyncio.timeout(PING_TIMEOUT_S):
+                await conn.execute("SELECT 1")
+        except DB_ERRORS:
+            conn.terminate()
+            return
