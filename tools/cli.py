@@ -17,7 +17,7 @@ import structlog
 
 from consent.model import DEFAULT_VIEW_CAP_S, MAX_VIEW_CAP_S, MIN_VIEW_CAP_S
 from services import logs
-from services.settings import Settings, SettingsError, load
+from services.settings import PREFIX, Settings, SettingsError, load, markdown_reference
 from tools.ops_cli import add_commands as add_ops_commands
 
 if TYPE_CHECKING:
@@ -42,6 +42,18 @@ async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     _require(settings)
     await app.serve(settings, stop=_stop_event())
+    return 0
+
+
+async def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
+    """The settings in effect as ``HOMECARE_X=value`` lines (secrets as ``***``), or with
+    ``--markdown`` the reference ``docs/configuration.md`` is made of."""
+    if args.markdown:
+        sys.stdout.write(markdown_reference())
+        return 0
+    for name, shown in settings.shown().items():
+        variable = f"{PREFIX}{name.upper()}"
+        print(f"# {variable} is not set" if shown is None else f"{variable}={shown}")
     return 0
 
 
@@ -354,6 +366,7 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(run=cmd_serve)
     s.add_argument("--port", type=int, help="HTTP port (overrides HOMECARE_HTTP_PORT)")
     s.add_argument("--roles", help="comma list of api,signalling,rounds,probes")
+    _config_command(sub)
     s = sub.add_parser("migrate", help="apply database migrations and exit")
     s.set_defaults(run=cmd_migrate)
     s = sub.add_parser("simulate", help="run simulated homes against the broker")
@@ -401,6 +414,12 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _config_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    s = sub.add_parser("config", help="check the settings and print them (secrets hidden)")
+    s.set_defaults(run=cmd_config)
+    s.add_argument("--markdown", action="store_true", help="print the reference of every setting")
+
+
 def _media_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument(
         "--scene",
@@ -446,13 +465,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INSTALL
     args = parser().parse_args(argv)
     try:
-        overrides: dict[str, object] = {}
+        overrides: dict[str, object] = {}  # checked like the environment
         if getattr(args, "port", None) is not None:
             overrides["http_port"] = args.port
-        env = dict(os.environ)
         if getattr(args, "roles", None):
-            env["HOMECARE_ROLES"] = args.roles
-        settings = load(env, overrides)
+            overrides["roles"] = args.roles  # text: read like HOMECARE_ROLES
+        settings = load(os.environ, overrides)
         logs.configure(settings.log_level, settings.log_format)
         command: Command = args.run
         return asyncio.run(command(args, settings))
