@@ -36,7 +36,7 @@ T = TypeVar("T")
 
 _AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _NAMED = re.compile(r"^Object (?P<what>missing required|contains unknown) field `(?P<name>[^`]+)`")
-_RANGE = re.compile(r"^Expected `[a-z]+` (?:of length )?(?:>=|<=|>|<)|out of range")
+_RANGE = re.compile(r"^Expected `[a-z]+` (?:of length )?(?:>=|<=|>|<|\d)|out of range")
 
 
 class CodecError(ValueError):

@@ -125,3 +125,13 @@ def test_a_rule_raised_as_a_codec_error_keeps_its_reason_and_names_its_field() -
         "end",
         "end must come after start",
     )
+
+
+class Pair(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    p: tuple[int, int]
+
+
+def test_a_fixed_length_array_of_another_length_is_out_of_range() -> None:
+    with pytest.raises(CodecError) as e:
+        convert({"p": [1, 2, 3]}, Pair)
+    assert (e.value.reason, e.value.field) == ("out_of_range", "p")
