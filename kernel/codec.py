@@ -55,6 +55,8 @@ def decode(raw: bytes, decoder: msgspec.json.Decoder[T]) -> T:
         return decoder.decode(raw)
     except msgspec.ValidationError as e:
         raise _refusal(str(e), e.__cause__) from None
+    except RecursionError:  # JSON nested thousands deep, into an ``Any`` field
+        raise CodecError("bad_json", "", "the message is nested too deeply") from None
     except msgspec.DecodeError:
         try:
             raw.decode("utf-8")
