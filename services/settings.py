@@ -226,7 +226,8 @@ class Settings:
     )
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
+        """The one check of every value, however the settings were built."""
+        for f in FIELDS:
             value = getattr(self, f.name)
             if _is_default(f, value):
                 continue  # the default is allowed; an empty one means unset
@@ -249,7 +250,7 @@ class Settings:
         """Each field's value as its variable's text, fit to print: a secret as ``***``, a URL
         without its password; ``None`` when unset."""
         out: dict[str, str | None] = {}
-        for f in dataclasses.fields(self):
+        for f in FIELDS:
             s, value = spec(f), getattr(self, f.name)
             if value is None:
                 out[f.name] = None
@@ -337,7 +338,8 @@ def _default_text(f: dataclasses.Field[Any]) -> str:
 def _timing_notes() -> dict[str, str]:
     """The comment beside each field of ``kernel.timing.Timing``: its one description."""
     source = inspect.getsource(Timing)
-    return dict(re.findall(r"^\s+(\w+): float = [^#\n]*#\s*(.+)$", source, re.MULTILINE))
+    found = re.findall(r"^\s+(\w+): [\w |]+ = [^#\n]*#\s*(.+)$", source, re.MULTILINE)
+    return {name: note.replace("``", "`") for name, note in found}
 
 
 def markdown_reference() -> str:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from kernel import timing
 from services.settings import Settings, SettingsError, load, markdown_reference
 from tools.cli import main
 
@@ -241,6 +242,10 @@ def test_every_setting_is_described_once_in_english() -> None:
         assert meta.rule.allowed, f.name
         if f.default not in (None, "", ()):
             meta.rule.check(f.default)  # a default is an allowed value
+    rows = markdown_reference().split("## Deadlines")[1].split("## Variables")[0]
+    for name in timing.FIELDS:  # HOMECARE_TIMING's names: the comment beside each field
+        (row,) = [line for line in rows.splitlines() if line.startswith(f"| `{name}` |")]
+        assert not row.endswith("|  |"), f"kernel/timing.py: {name} needs its comment"
 
 
 def test_the_reference_in_docs_is_what_the_fields_say() -> None:
