@@ -8,9 +8,12 @@ For the regional identity provider (SITHS eID through OIDC in production). Enabl
    short-lived ``hc_oidc`` cookie, HMAC-signed with ``HOMECARE_SESSION_SECRET`` (a per-process
    random key when unset: then the login must come back to the same process).
 2. ``GET /api/login/oidc/callback?code&state`` checks ``state``, redeems the code at the token
-   endpoint with the verifier, and verifies the ID token: signature (RS256 or ES256, key from the
-   provider's JWKS by ``kid``; ``none`` and HMAC algorithms are refused), ``iss``, ``aud`` (and
-   ``azp`` with several audiences), ``exp``/``iat`` (60 s leeway) and ``nonce``.
+   endpoint with the verifier, and has PyJWT verify the ID token: the signature with the key the
+   header names by ``kid`` in the provider's JWKS, by an algorithm the provider publishes and we
+   accept (asymmetric only: ``none`` and HMAC are refused whatever it publishes); ``iss``,
+   ``aud``, ``sub``, ``exp`` and ``iat`` are required (60 s leeway). ``azp`` (with several
+   audiences) and ``nonce`` are checked here. A ``kid`` missing from the cached JWKS fetches it
+   again (the provider rotated its keys), at most once a minute however many such tokens come.
 3. The claim ``HOMECARE_OIDC_USERNAME_CLAIM`` (default ``preferred_username``) names the staff
    account; its role is the account's. An unknown or inactive account is refused and audited like
    a failed password login. Success opens the same session as a password login (``via=oidc`` in
@@ -21,26 +24,26 @@ Every wait on the provider has a timeout. Claim values are never logged.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import json
 import secrets
 import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import jwt
 import structlog
 import yarl
 from aiohttp import web
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from identity import login as auth_service
 from identity.staff import normalise_username
+from kernel.ratelimit import RateLimiter
 from kernel.roles import PUBLIC, Route
 
 log = structlog.get_logger(__name__)
@@ -50,7 +53,15 @@ FLOW_TTL_S = 600
 LEEWAY_S = 60
 HTTP_TIMEOUT_S = 10.0
 CALLBACK_PATH = "/api/login/oidc/callback"
-ALGORITHMS = ("RS256", "ES256")
+MAX_TOKEN_CHARS = 20_000
+KEYS_REFETCH_INTERVAL_S = 60.0
+"""A token naming an unknown ``kid`` fetches the JWKS again at most this often."""
+ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"}
+)
+"""The ID-token algorithms accepted when the provider publishes them: never ``none``, never HMAC
+(an HMAC check keyed with the provider's public key is the classic forgery)."""
+REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub"]
 
 
 class OidcError(Exception):
@@ -88,100 +99,109 @@ def pkce_challenge(verifier: str) -> str:
     return b64url(hashlib.sha256(verifier.encode("ascii")).digest())
 
 
-def _b64_int(text: object) -> int:
-    if not isinstance(text, str):
-        raise TypeError("JWK number missing")
-    return int.from_bytes(b64url_decode(text), "big")
+def _refused(why: str) -> OidcError:
+    return OidcError("oidc_token_invalid", f"ID token refused: {why}")
 
 
-def _verify_signature(alg: str, jwk: dict[str, Any], signed: bytes, signature: bytes) -> None:
-    """Raise ``InvalidSignature`` or ``ValueError`` unless ``signature`` is valid."""
-    if alg == "RS256" and jwk.get("kty") == "RSA":
-        rsa_key = rsa.RSAPublicNumbers(_b64_int(jwk.get("e")), _b64_int(jwk.get("n"))).public_key()
-        rsa_key.verify(signature, signed, padding.PKCS1v15(), hashes.SHA256())
-        return
-    if alg == "ES256" and jwk.get("kty") == "EC" and jwk.get("crv") == "P-256":
-        if len(signature) != 64:
-            raise InvalidSignature("ES256 signature must be 64 bytes")
-        ec_key = ec.EllipticCurvePublicNumbers(
-            _b64_int(jwk.get("x")), _b64_int(jwk.get("y")), ec.SECP256R1()
-        ).public_key()
-        r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
-        ec_key.verify(encode_dss_signature(r, s), signed, ec.ECDSA(hashes.SHA256()))
-        return
-    raise ValueError("key does not fit the token's algorithm")
+def accepted_algorithms(published: object) -> frozenset[str]:
+    """Of the provider's ``id_token_signing_alg_values_supported`` (``RS256`` when it names none,
+    as OpenID Connect Discovery says), those in :data:`ALGORITHMS`."""
+    names = published if isinstance(published, list) else ["RS256"]
+    return ALGORITHMS.intersection(name for name in names if isinstance(name, str))
+
+
+def signing_keys(jwks: dict[str, Any]) -> list[dict[str, Any]]:
+    """The members of a JWKS meant for signatures (PyJWK checks each when it is used)."""
+    found = jwks.get("keys")
+    keys = found if isinstance(found, list) else []
+    return [jwk for jwk in keys if isinstance(jwk, dict) and jwk.get("use", "sig") == "sig"]
+
+
+def find_key(keys: list[dict[str, Any]], kid: object) -> dict[str, Any] | None:
+    """The key named by ``kid``; without one, the only key (OpenID Connect Core 10.1)."""
+    if kid is None:
+        return keys[0] if len(keys) == 1 else None
+    return next((jwk for jwk in keys if jwk.get("kid") == kid), None)
+
+
+def unverified_header(token: object) -> dict[str, Any]:
+    """The token's JOSE header, read but not trusted (to choose the key)."""
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS:
+        raise _refused("not a token")
+    try:
+        return jwt.get_unverified_header(token)
+    except jwt.PyJWTError as e:
+        raise _refused("unreadable") from e
 
 
 def verify_id_token(
     token: str,
     *,
     keys: list[dict[str, Any]],
+    algorithms: Collection[str],
     issuer: str,
     client_id: str,
     nonce: str,
-    now_s: float,
 ) -> dict[str, Any]:
-    """The claims of a valid ID token; :class:`OidcError` (``oidc_token_invalid``) otherwise."""
+    """The claims of a valid ID token; :class:`OidcError` (``oidc_token_invalid``) otherwise.
 
-    def bad(why: str) -> OidcError:
-        return OidcError("oidc_token_invalid", f"ID token refused: {why}")
-
-    parts = token.split(".") if isinstance(token, str) and len(token) < 20_000 else []
-    if len(parts) != 3:
-        raise bad("not a compact JWS")
-    try:
-        header = json.loads(b64url_decode(parts[0]))
-        claims = json.loads(b64url_decode(parts[1]))
-        signature = b64url_decode(parts[2])
-    except (ValueError, UnicodeDecodeError, RecursionError) as e:
-        raise bad("unreadable") from e
-    if not isinstance(header, dict) or not isinstance(claims, dict):
-        raise bad("unreadable")
+    The key is bound to the header's algorithm only once that is one of ``algorithms`` (all
+    asymmetric) and fits the key: PyJWK refuses another key type, PyJWT another curve.
+    """
+    header = unverified_header(token)
     alg = header.get("alg")
-    if alg not in ALGORITHMS:
-        raise bad(f"algorithm {str(alg)[:10]!r} not accepted")
-    kid = header.get("kid")
-    candidates = [k for k in keys if isinstance(k, dict) and (kid is None or k.get("kid") == kid)]
-    if not candidates:
-        raise bad("unknown key")
-    signed = f"{parts[0]}.{parts[1]}".encode("ascii")
-    for jwk in candidates:
-        try:
-            _verify_signature(str(alg), jwk, signed, signature)
-            break
-        except (InvalidSignature, ValueError, TypeError):
-            continue
-    else:
-        raise bad("signature")
-    if claims.get("iss") != issuer:
-        raise bad("issuer")
-    aud = claims.get("aud")
-    audiences = aud if isinstance(aud, list) else [aud]
-    if client_id not in audiences:
-        raise bad("audience")
-    if len(audiences) > 1 and claims.get("azp") != client_id:
-        raise bad("authorized party")
-    exp, iat = claims.get("exp"), claims.get("iat")
-    if not isinstance(exp, int | float) or isinstance(exp, bool) or exp + LEEWAY_S < now_s:
-        raise bad("expired")
-    if not isinstance(iat, int | float) or isinstance(iat, bool) or iat - LEEWAY_S > now_s:
-        raise bad("issued in the future")
-    if not isinstance(claims.get("nonce"), str) or not hmac.compare_digest(
-        str(claims["nonce"]).encode(), nonce.encode()
-    ):
-        raise bad("nonce")
+    if alg not in algorithms or alg not in ALGORITHMS:
+        raise _refused(f"algorithm {str(alg)[:10]!r} not accepted")
+    jwk = find_key(keys, header.get("kid"))
+    if jwk is None:
+        raise _refused("unknown key")
+    if jwk.get("alg", alg) != alg:
+        raise _refused("the key is for another algorithm")
+    try:
+        claims = jwt.decode(
+            token,
+            jwt.PyJWK(jwk, algorithm=alg),
+            algorithms=sorted(algorithms),
+            audience=client_id,
+            issuer=issuer,
+            leeway=LEEWAY_S,
+            options={"require": REQUIRED_CLAIMS, "enforce_minimum_key_length": True},
+        )
+    except jwt.PyJWTError as e:
+        raise _refused(type(e).__name__) from e  # the library's name for the check that failed
+    aud = claims["aud"]
+    if isinstance(aud, list) and len(aud) > 1 and claims.get("azp") != client_id:
+        raise _refused("authorized party")
+    found = claims.get("nonce")
+    if not isinstance(found, str) or not hmac.compare_digest(found.encode(), nonce.encode()):
+        raise _refused("nonce")
     return claims
 
 
 class Oidc:
     """The provider's metadata and keys (cached), the flow cookie, and the two handlers' logic."""
 
-    def __init__(self, config: OidcConfig, *, signing_key: bytes) -> None:
+    def __init__(
+        self,
+        config: OidcConfig,
+        *,
+        signing_key: bytes,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.config = config
         self._key = signing_key
         self._http: aiohttp.ClientSession | None = None
         self._metadata: dict[str, Any] | None = None
-        self._keys: list[dict[str, Any]] = []
+        self._keys: list[dict[str, Any]] | None = None
+        self._refetch_lock = asyncio.Lock()
+        self._refetches = RateLimiter(
+            1 / KEYS_REFETCH_INTERVAL_S,
+            1,
+            max_clients=1,
+            clock=clock,
+            event="oidc_keys_refetch_limited",
+            describe=lambda _key: {},
+        )
 
     async def close(self) -> None:
         if self._http is not None:
@@ -211,17 +231,45 @@ class Oidc:
             found = await self._get_json(url)
             if found.get("issuer") != self.config.issuer:
                 raise OidcError("oidc_provider", "metadata names another issuer", status=502)
+            if not accepted_algorithms(found.get("id_token_signing_alg_values_supported")):
+                raise OidcError("oidc_provider", "provider signs no way we accept", status=502)
             self._metadata = found
         return self._metadata
 
-    async def keys(self, *, refresh: bool = False) -> list[dict[str, Any]]:
-        if refresh or not self._keys:
-            jwks = await self._get_json(str((await self.metadata())["jwks_uri"]))
-            found = jwks.get("keys")
-            self._keys = (
-                [k for k in found if isinstance(k, dict)] if isinstance(found, list) else []
-            )
+    async def _fetch_keys(self) -> list[dict[str, Any]]:
+        jwks = await self._get_json(str((await self.metadata())["jwks_uri"]))
+        self._keys = signing_keys(jwks)
+        log.info("oidc_keys_fetched", keys=len(self._keys))
         return self._keys
+
+    async def keys_for(self, kid: object) -> list[dict[str, Any]]:
+        """The provider's signing keys, fetched again first when none is ``kid`` (it may have
+        rotated them), but at most once per :data:`KEYS_REFETCH_INTERVAL_S`: tokens with made-up
+        key ids cannot make us hammer the provider."""
+        keys = self._keys if self._keys is not None else await self._fetch_keys()
+        if find_key(keys, kid) is not None:
+            return keys
+        async with self._refetch_lock:  # who waited here sees what the first one fetched
+            keys = self._keys if self._keys is not None else keys
+            if find_key(keys, kid) is None and self._refetches.take("jwks") == 0.0:
+                keys = await self._fetch_keys()
+        return keys
+
+    async def verify(self, token: str, *, nonce: str) -> dict[str, Any]:
+        """The claims of ``token`` if it is a valid ID token for the login that sent ``nonce``."""
+        meta = await self.metadata()
+        try:
+            return verify_id_token(
+                token,
+                keys=await self.keys_for(unverified_header(token).get("kid")),
+                algorithms=accepted_algorithms(meta.get("id_token_signing_alg_values_supported")),
+                issuer=self.config.issuer,
+                client_id=self.config.client_id,
+                nonce=nonce,
+            )
+        except OidcError as e:
+            log.info("oidc_token_refused", reason=str(e))
+            raise
 
     def redirect_url(self, request: web.Request) -> str:
         if self.config.redirect_url:
@@ -301,17 +349,7 @@ class Oidc:
             raise OidcError("oidc_provider", "token endpoint unreachable", status=502) from e
         if status != 200 or not isinstance(body, dict) or "id_token" not in body:
             raise OidcError("oidc_refused", "the identity provider did not issue a token")
-        token, nonce = str(body["id_token"]), str(flow.get("nonce", ""))
-        options = {"issuer": self.config.issuer, "client_id": self.config.client_id}
-        try:
-            return verify_id_token(
-                token, keys=await self.keys(), nonce=nonce, now_s=now_s, **options
-            )
-        except OidcError as e:
-            if "unknown key" not in str(e):
-                raise
-        keys = await self.keys(refresh=True)  # the provider may have rotated its keys
-        return verify_id_token(token, keys=keys, nonce=nonce, now_s=time.time(), **options)
+        return await self.verify(str(body["id_token"]), nonce=str(flow.get("nonce", "")))
 
 
 OIDC: web.AppKey[Oidc] = web.AppKey("homecare_oidc")

@@ -2,34 +2,58 @@
 
 The "user" is whoever the test says (``provider.claims``); ``/authorize`` logs them in at once and
 redirects back with a one-time code. ``/token`` checks the code, the client, the redirect URI and
-the PKCE verifier (S256), then issues an ID token signed with an RSA key (RS256) or, with
-``alg="ES256"``, a P-256 key. ``tamper`` makes the next tokens wrong in one way, so a test can show
-the relying party refuses each: ``"signature"`` (signed by a key not in the JWKS), ``"issuer"``,
-``"audience"``, ``"nonce"``, ``"expired"``, ``"alg_none"``.
+the PKCE verifier (S256), then issues an ID token signed (with PyJWT) by its RSA key (``RS256``,
+``PS256``) or, with ``alg="ES256"``, its P-256 key. :meth:`OidcProvider.rotate` replaces the RSA key
+by a new one with a new ``kid``; ``jwks_fetches`` counts the JWKS requests. Discovery publishes
+``HS256`` and ``none`` as well, as some providers do, so the relying party must refuse them itself.
+
+``tamper`` makes the next tokens wrong in one way, so a test can show the relying party refuses
+each: ``"signature"`` (signed by a key not in the JWKS), ``"issuer"``, ``"audience"``,
+``"two_audiences"`` (no ``azp``), ``"nonce"``, ``"expired"``, ``"not_yet_valid"``, ``"no_sub"``,
+``"no_exp"``, ``"no_iat"``, ``"alg_none"``, ``"hmac"`` (HS256 keyed with the RSA public key in
+PEM: the algorithm-confusion forgery), ``"unknown_kid"`` (a random ``kid`` each time).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any, Self
 
+import jwt
 from aiohttp import web
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
+TAMPERS = (
+    "signature",
+    "issuer",
+    "audience",
+    "two_audiences",
+    "nonce",
+    "expired",
+    "not_yet_valid",
+    "no_sub",
+    "no_exp",
+    "no_iat",
+    "alg_none",
+    "hmac",
+    "unknown_kid",
+)
 
 
 def b64url(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
 
-def _int_b64(value: int) -> str:
-    return b64url(value.to_bytes((value.bit_length() + 7) // 8, "big"))
+def _rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
 @dataclass
@@ -49,13 +73,14 @@ class OidcProvider:
     claims: dict[str, Any] = field(default_factory=dict)
     tamper: str | None = None
     tokens_issued: int = 0
+    jwks_fetches: int = 0
     issuer: str = ""
     _grants: dict[str, _Grant] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
 
     def __post_init__(self) -> None:
-        self._rsa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self._other_rsa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self._rsa_kid, self._rsa = "rsa-1", _rsa_key()
+        self._other_rsa = _rsa_key()
         self._ec = ec.generate_private_key(ec.SECP256R1())
 
     async def __aenter__(self) -> Self:
@@ -76,27 +101,18 @@ class OidcProvider:
         if self._runner is not None:
             await self._runner.cleanup()
 
+    def rotate(self) -> None:
+        """A new RSA key under a new ``kid``; the old one leaves the JWKS."""
+        self._rsa_kid, self._rsa = f"rsa-{secrets.token_hex(4)}", _rsa_key()
+
     def jwks(self) -> dict[str, Any]:
-        rsa_pub = self._rsa.public_key().public_numbers()
-        ec_pub = self._ec.public_key().public_numbers()
+        # The RSA key names no "alg" (as Entra ID's do), so RS256 and PS256 both use it.
+        rsa_jwk = RSAAlgorithm.to_jwk(self._rsa.public_key(), as_dict=True)
+        ec_jwk = ECAlgorithm.to_jwk(self._ec.public_key(), as_dict=True)
         return {
             "keys": [
-                {
-                    "kty": "RSA",
-                    "kid": "rsa-1",
-                    "use": "sig",
-                    "alg": "RS256",
-                    "n": _int_b64(rsa_pub.n),
-                    "e": _int_b64(rsa_pub.e),
-                },
-                {
-                    "kty": "EC",
-                    "kid": "ec-1",
-                    "use": "sig",
-                    "crv": "P-256",
-                    "x": b64url(ec_pub.x.to_bytes(32, "big")),
-                    "y": b64url(ec_pub.y.to_bytes(32, "big")),
-                },
+                rsa_jwk | {"kid": self._rsa_kid, "use": "sig"},
+                ec_jwk | {"kid": "ec-1", "use": "sig", "alg": "ES256"},
             ]
         }
 
@@ -109,11 +125,18 @@ class OidcProvider:
                 "jwks_uri": f"{self.issuer}/jwks",
                 "response_types_supported": ["code"],
                 "code_challenge_methods_supported": ["S256"],
-                "id_token_signing_alg_values_supported": ["RS256", "ES256"],
+                "id_token_signing_alg_values_supported": [
+                    "RS256",
+                    "PS256",
+                    "ES256",
+                    "HS256",
+                    "none",
+                ],
             }
         )
 
     async def _jwks(self, request: web.Request) -> web.Response:
+        self.jwks_fetches += 1
         return web.json_response(self.jwks())
 
     async def _authorize(self, request: web.Request) -> web.Response:
@@ -154,40 +177,52 @@ class OidcProvider:
         self.tokens_issued += 1
         return web.json_response(
             {"access_token": secrets.token_urlsafe(16), "token_type": "Bearer", "expires_in": 300}
-            | {"id_token": self.id_token(grant)}
+            | {"id_token": self.id_token(grant.nonce, grant.claims)}
         )
 
-    def id_token(self, grant: _Grant) -> str:
+    def id_token(self, nonce: str, extra: dict[str, Any] | None = None) -> str:
+        """An ID token for ``client_id`` carrying ``nonce``, spoilt as ``tamper`` says."""
         now = int(time.time())
         claims = {
             "iss": self.issuer,
             "sub": "sub-" + secrets.token_hex(4),
-            "aud": grant.client_id,
+            "aud": self.client_id,
             "iat": now,
             "exp": now + 300,
-            "nonce": grant.nonce,
-            **grant.claims,
+            "nonce": nonce,
+            **(extra or {}),
         }
         match self.tamper:
             case "issuer":
                 claims["iss"] = self.issuer + "/other"
             case "audience":
                 claims["aud"] = "someone-else"
+            case "two_audiences":
+                claims["aud"] = [self.client_id, "someone-else"]
             case "nonce":
-                claims["nonce"] = "replayed-" + grant.nonce
+                claims["nonce"] = "replayed-" + nonce
             case "expired":
                 claims["iat"], claims["exp"] = now - 3600, now - 1800
-        alg = "none" if self.tamper == "alg_none" else self.alg
-        kid = "ec-1" if alg == "ES256" else "rsa-1"
-        header = b64url(json.dumps({"alg": alg, "typ": "JWT", "kid": kid}).encode())
-        body = b64url(json.dumps(claims).encode())
-        signed = f"{header}.{body}".encode()
+            case "not_yet_valid":
+                claims["iat"], claims["exp"] = now + 1800, now + 3600
+            case "no_sub" | "no_exp" | "no_iat":
+                del claims[self.tamper.removeprefix("no_")]
+        if self.tamper in ("alg_none", "hmac"):
+            return self._forged(claims)
+        if self.alg == "ES256":
+            return jwt.encode(claims, self._ec, algorithm="ES256", headers={"kid": "ec-1"})
+        key = self._other_rsa if self.tamper == "signature" else self._rsa
+        kid = secrets.token_hex(8) if self.tamper == "unknown_kid" else self._rsa_kid
+        return jwt.encode(claims, key, algorithm=self.alg, headers={"kid": kid})
+
+    def _forged(self, claims: dict[str, Any]) -> str:
+        """Unsigned, or HMAC-signed with the public key as the secret (PyJWT would refuse both)."""
+        alg = "none" if self.tamper == "alg_none" else "HS256"
+        header = {"alg": alg, "typ": "JWT", "kid": self._rsa_kid}
+        signed = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}"
         if alg == "none":
-            return f"{header}.{body}."
-        if alg == "ES256":
-            r, s = decode_dss_signature(self._ec.sign(signed, ec.ECDSA(hashes.SHA256())))
-            sig = r.to_bytes(32, "big") + s.to_bytes(32, "big")
-        else:
-            key = self._other_rsa if self.tamper == "signature" else self._rsa
-            sig = key.sign(signed, padding.PKCS1v15(), hashes.SHA256())
-        return f"{header}.{body}.{b64url(sig)}"
+            return f"{signed}."
+        secret = self._rsa.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return f"{signed}.{b64url(hmac.new(secret, signed.encode(), hashlib.sha256).digest())}"

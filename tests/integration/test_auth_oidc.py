@@ -1,17 +1,24 @@
 """OpenID Connect login (authorization code + PKCE) against a local test provider on loopback:
-a good login opens a session for the mapped staff account; a forged, expired, replayed or
-misaddressed ID token, a wrong state or an unknown person is refused, audited and changes no
-session."""
+a good login opens a session for the mapped staff account, also after the provider rotates its
+key; a forged (``none``, HMAC with the public key, another key), expired, not yet valid, replayed,
+incomplete or misaddressed ID token, a wrong state or an unknown person is refused, audited and
+changes no session; tokens naming unknown keys refetch the provider's JWKS at most once a minute."""
 
 from __future__ import annotations
 
+import asyncio
+import warnings
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import asyncpg
+import jwt
 import pytest
 from aiohttp.test_utils import TestServer
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+from structlog.testing import capture_logs
 
 from identity import login as auth
 from identity import oidc
@@ -22,7 +29,7 @@ from kernel.roles import Role
 from services.app import oidc_config
 from services.settings import Settings
 from services.web import http
-from tests.oidc_provider import OidcProvider
+from tests.oidc_provider import TAMPERS, OidcProvider
 
 pytestmark = pytest.mark.integration
 
@@ -71,8 +78,9 @@ async def server(
     assert found is not None
     app.on_cleanup.append(lambda _app: found.close())
     http.add_routes(app, [*auth.routes(), *oidc.routes()])
-    async with TestServer(app) as s:
-        yield s
+    test_server = TestServer(app)
+    async with test_server:
+        yield test_server
 
 
 async def walk(server: TestServer) -> tuple[aiohttp.ClientResponse, aiohttp.ClientSession]:
@@ -97,7 +105,7 @@ async def sessions(pool: asyncpg.Pool) -> int:
     return int(await pool.fetchval("SELECT count(*) FROM staff_sessions"))
 
 
-@pytest.mark.parametrize("alg", ["RS256", "ES256"])
+@pytest.mark.parametrize("alg", ["RS256", "PS256", "ES256"])
 async def test_login_maps_the_claim_to_a_staff_account(
     server: TestServer,
     provider: OidcProvider,
@@ -133,9 +141,25 @@ async def test_login_maps_the_claim_to_a_staff_account(
     assert "Ada" not in str(data)
 
 
-@pytest.mark.parametrize(
-    "tamper", ["signature", "issuer", "audience", "nonce", "expired", "alg_none"]
-)
+REFUSED_BY = {
+    "signature": "InvalidSignatureError",
+    "issuer": "InvalidIssuerError",
+    "audience": "InvalidAudienceError",
+    "two_audiences": "authorized party",
+    "nonce": "nonce",
+    "expired": "ExpiredSignatureError",
+    "not_yet_valid": "ImmatureSignatureError",
+    "no_sub": "MissingRequiredClaimError",
+    "no_exp": "MissingRequiredClaimError",
+    "no_iat": "MissingRequiredClaimError",
+    "alg_none": "algorithm 'none' not accepted",
+    "hmac": "algorithm 'HS256' not accepted",  # although the provider publishes it
+    "unknown_kid": "unknown key",
+}
+"""Which check refuses each spoilt token (the error message names it)."""
+
+
+@pytest.mark.parametrize("tamper", TAMPERS)
 async def test_bad_id_tokens_are_refused(
     server: TestServer, provider: OidcProvider, pool: asyncpg.Pool, tamper: str
 ) -> None:
@@ -146,10 +170,76 @@ async def test_bad_id_tokens_are_refused(
         assert callback.status == 401
         error = (await callback.json())["error"]
         assert error["code"] == "oidc_token_invalid"
+        assert error["message"] == f"ID token refused: {REFUSED_BY[tamper]}"
         assert "hc_session" not in {c.key for c in session.cookie_jar}
     assert provider.tokens_issued == 1
+    assert provider.jwks_fetches == (2 if tamper == "unknown_kid" else 1)
     assert await sessions(pool) == 0
     assert await logins(pool) == []
+
+
+async def test_a_rotated_key_is_fetched_and_accepted(
+    server: TestServer, provider: OidcProvider, pool: asyncpg.Pool
+) -> None:
+    provider.claims = {"hsa_user": "natt1"}
+    for _ in range(2):
+        callback, session = await walk(server)
+        await session.close()
+        assert callback.status == 302, await callback.text()
+        assert provider.jwks_fetches == 1  # cached while the key is known
+    provider.rotate()
+    callback, session = await walk(server)
+    await session.close()
+    assert callback.status == 302, await callback.text()
+    assert provider.jwks_fetches == 2
+    assert await sessions(pool) == 3
+
+
+async def test_a_flood_of_unknown_key_ids_fetches_the_keys_once(
+    server: TestServer, provider: OidcProvider, pool: asyncpg.Pool
+) -> None:
+    provider.claims = {"hsa_user": "natt1"}
+    provider.tamper = "unknown_kid"
+    for _ in range(20):
+        callback, session = await walk(server)
+        await session.close()
+        assert callback.status == 401
+        assert (await callback.json())["error"]["code"] == "oidc_token_invalid"
+    assert (provider.tokens_issued, provider.jwks_fetches) == (20, 2)
+    provider.tamper = None  # the known key still works
+    callback, session = await walk(server)
+    await session.close()
+    assert callback.status == 302
+    assert provider.jwks_fetches == 2
+    assert await sessions(pool) == 1
+
+
+async def test_key_refetches_are_spaced_by_the_interval(provider: OidcProvider) -> None:
+    """Concurrent tokens with made-up key ids share one refetch; the next comes only after
+    ``KEYS_REFETCH_INTERVAL_S``, so a rotation right after a flood waits that long."""
+    now_s = [1000.0]
+    config = oidc.OidcConfig(issuer=provider.issuer, client_id=provider.client_id)
+    relying = oidc.Oidc(config, signing_key=b"k" * 32, clock=lambda: now_s[0])
+    try:
+        assert (await relying.verify(provider.id_token("n1"), nonce="n1"))["nonce"] == "n1"
+        provider.tamper = "unknown_kid"
+        flood = [relying.verify(provider.id_token("n1"), nonce="n1") for _ in range(30)]
+        with capture_logs() as logs:
+            refused = await asyncio.gather(*flood, return_exceptions=True)
+        assert all(isinstance(e, oidc.OidcError) for e in refused)
+        assert {str(e) for e in refused} == {"ID token refused: unknown key"}
+        assert provider.jwks_fetches == 2
+        assert [e["event"] for e in logs].count("oidc_keys_refetch_limited") == 1
+        provider.tamper = None
+        provider.rotate()
+        with pytest.raises(oidc.OidcError, match="unknown key"):
+            await relying.verify(provider.id_token("n2"), nonce="n2")
+        assert provider.jwks_fetches == 2
+        now_s[0] += oidc.KEYS_REFETCH_INTERVAL_S
+        assert (await relying.verify(provider.id_token("n3"), nonce="n3"))["nonce"] == "n3"
+        assert provider.jwks_fetches == 3
+    finally:
+        await relying.close()
 
 
 @pytest.mark.parametrize("who", ["nobody9", "gone1", None])
@@ -220,8 +310,68 @@ async def test_login_methods_name_oidc_when_configured(server: TestServer) -> No
 
 
 def test_verify_refuses_structural_garbage() -> None:
-    for token in ["", "a.b", "a.b.c", "e30.e30.", "x" * 30_000]:
+    for token in ["", "a.b", "a.b.c", "e30.e30.", "x" * 30_000, "e30.e30.e30.e30"]:
         with pytest.raises(oidc.OidcError):
             oidc.verify_id_token(
-                token, keys=[], issuer="http://x", client_id="c", nonce="n", now_s=0.0
+                token,
+                keys=[],
+                algorithms=oidc.ALGORITHMS,
+                issuer="http://x",
+                client_id="c",
+                nonce="n",
             )
+
+
+def test_only_asymmetric_algorithms_the_provider_publishes_are_accepted() -> None:
+    published = ["RS256", "ES256", "HS256", "HS512", "none", "PS512", 7]
+    assert oidc.accepted_algorithms(published) == {"RS256", "ES256", "PS512"}
+    assert oidc.accepted_algorithms(None) == {"RS256"}  # Discovery's default
+    assert oidc.accepted_algorithms(["HS256", "none"]) == set()
+
+
+def _rsa_jwk(key: rsa.RSAPrivateKey, **extra: str) -> dict[str, Any]:
+    return RSAAlgorithm.to_jwk(key.public_key(), as_dict=True) | {"kid": "k1", **extra}
+
+
+@pytest.mark.parametrize("case", ["es256_on_rsa", "rs256_on_ec", "ps256_on_rs256", "rsa_1024"])
+def test_the_tokens_algorithm_must_fit_its_key(case: str) -> None:
+    """The header's algorithm binds the key only when it fits: key type, curve, declared
+    ``alg`` and size (RSA keys under 2048 bits are refused)."""
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    ec_jwk = ECAlgorithm.to_jwk(ec_key.public_key(), as_dict=True) | {"kid": "k1"}
+    signer: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey = rsa_key
+    match case:
+        case "es256_on_rsa":
+            signer, alg, jwk = ec_key, "ES256", _rsa_jwk(rsa_key)
+        case "rs256_on_ec":
+            alg, jwk = "RS256", ec_jwk
+        case "ps256_on_rs256":
+            alg, jwk = "PS256", _rsa_jwk(rsa_key, alg="RS256")
+        case _:
+            signer = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+            alg, jwk = "RS256", _rsa_jwk(signer)
+    claims = {"iss": "http://x", "aud": "c", "sub": "s", "iat": 0, "exp": 2**40, "nonce": "n"}
+    with warnings.catch_warnings():  # PyJWT warns when it signs with a short key
+        warnings.simplefilter("ignore", jwt.InsecureKeyLengthWarning)
+        token = jwt.encode(claims, signer, algorithm=alg, headers={"kid": "k1"})
+    with pytest.raises(oidc.OidcError) as refused:
+        oidc.verify_id_token(
+            token,
+            keys=[jwk],
+            algorithms=oidc.ALGORITHMS,
+            issuer="http://x",
+            client_id="c",
+            nonce="n",
+        )
+    assert refused.value.code == "oidc_token_invalid"
+    good = jwt.encode(claims, rsa_key, algorithm="RS256", headers={"kid": "k1"})
+    claims_ok = oidc.verify_id_token(
+        good,
+        keys=[_rsa_jwk(rsa_key)],
+        algorithms=oidc.ALGORITHMS,
+        issuer="http://x",
+        client_id="c",
+        nonce="n",
+    )
+    assert claims_ok["sub"] == "s"
