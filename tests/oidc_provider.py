@@ -74,6 +74,7 @@ class OidcProvider:
     tamper: str | None = None
     tokens_issued: int = 0
     jwks_fetches: int = 0
+    published_algorithms: tuple[str, ...] = ("RS256", "PS256", "ES256", "HS256", "none")
     issuer: str = ""
     _grants: dict[str, _Grant] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
@@ -125,13 +126,7 @@ class OidcProvider:
                 "jwks_uri": f"{self.issuer}/jwks",
                 "response_types_supported": ["code"],
                 "code_challenge_methods_supported": ["S256"],
-                "id_token_signing_alg_values_supported": [
-                    "RS256",
-                    "PS256",
-                    "ES256",
-                    "HS256",
-                    "none",
-                ],
+                "id_token_signing_alg_values_supported": list(self.published_algorithms),
             }
         )
 

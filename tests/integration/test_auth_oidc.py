@@ -329,6 +329,20 @@ def test_only_asymmetric_algorithms_the_provider_publishes_are_accepted() -> Non
     assert oidc.accepted_algorithms(["HS256", "none"]) == set()
 
 
+async def test_a_provider_offering_only_symmetric_or_no_signatures_is_refused(
+    provider: OidcProvider,
+) -> None:
+    provider.published_algorithms = ("HS256", "none")
+    config = oidc.OidcConfig(issuer=provider.issuer, client_id=provider.client_id)
+    relying = oidc.Oidc(config, signing_key=b"k" * 32)
+    try:
+        with pytest.raises(oidc.OidcError) as refused:
+            await relying.metadata()
+    finally:
+        await relying.close()
+    assert (refused.value.code, refused.value.http_status) == ("oidc_provider", 502)
+
+
 def _rsa_jwk(key: rsa.RSAPrivateKey, **extra: str) -> dict[str, Any]:
     return RSAAlgorithm.to_jwk(key.public_key(), as_dict=True) | {"kid": "k1", **extra}
 
