@@ -35,6 +35,9 @@ from consent.model import ChangeKind, ConsentChange, Decision, Purpose, Recipien
 from consent.pg import CHANNEL
 from consent.ports import ConsentStore
 from consent.rows import ts
+from kernel import listen as kernel_listen
+from kernel.listen import LISTEN_BACKOFF
+from kernel.retry import Backoff, Retry
 
 log = structlog.get_logger(__name__)
 
@@ -180,7 +183,7 @@ class Gate:
         pool: asyncpg.Pool,
         *,
         ready: asyncio.Event | None = None,
-        retry_s: float = 1.0,
+        backoff: Backoff = LISTEN_BACKOFF,
         ping_s: float = 30.0,
         horizon_s: float = 60.0,
     ) -> None:
@@ -188,26 +191,28 @@ class Gate:
         (:meth:`listen_notify`) and dated records coming into force (:meth:`watch_schedule`)."""
         async with asyncio.TaskGroup() as tg:
             tg.create_task(
-                self.listen_notify(pool, ready=ready, retry_s=retry_s, ping_s=ping_s),
+                self.listen_notify(pool, ready=ready, backoff=backoff, ping_s=ping_s),
                 name="consent-notify",
             )
             tg.create_task(
-                self.watch_schedule(horizon_s=horizon_s, retry_s=retry_s), name="consent-schedule"
+                self.watch_schedule(horizon_s=horizon_s, backoff=backoff), name="consent-schedule"
             )
 
-    async def watch_schedule(self, *, horizon_s: float = 60.0, retry_s: float = 1.0) -> None:
+    async def watch_schedule(
+        self, *, horizon_s: float = 60.0, backoff: Backoff = LISTEN_BACKOFF
+    ) -> None:
         """Hard rule 2 without a write: when a stored, dated record comes into force (a pause
         starts, a plan or consent ends, a withdrawal dated a moment ahead takes effect, a
         cohabitant moves in; :func:`consent.rules.transitions`), publish a ``scheduled`` change
         for that brukare at that instant. Looks ``horizon_s`` seconds ahead and sleeps until the
         next instant, so the change comes within milliseconds of it; any change on the bus (a
         write here or, through NOTIFY, elsewhere) makes it look again at once. Runs until
-        cancelled."""
+        cancelled; after a failed read it tries again by ``backoff``."""
         with contextlib.closing(self.bus.subscribe()) as woken:
-            await self._watch_schedule(woken, horizon_s, retry_s)
+            await self._watch_schedule(woken, horizon_s, Retry(backoff))
 
     async def _watch_schedule(
-        self, woken: ChangeSubscription, horizon_s: float, retry_s: float
+        self, woken: ChangeSubscription, horizon_s: float, retry: Retry
     ) -> None:
         last = self._clock()
         while True:
@@ -220,12 +225,13 @@ class Gate:
                 bases = await self.store.bases(due) if due else {}
             except StoreUnavailable:
                 log.warning("consent_schedule_unavailable")
-                await asyncio.sleep(retry_s)
+                await retry.failed()
                 continue
             except Exception:  # the task's boundary: keep watching after a bug or bad row
                 log.exception("consent_schedule_failed")
-                await asyncio.sleep(retry_s)
+                await retry.failed()
                 continue
+            retry.reset()
             for rid in due:
                 devices = rules.devices_at(bases[rid], now) if rid in bases else ()
                 self.bus.publish(
@@ -251,47 +257,24 @@ class Gate:
         pool: asyncpg.Pool,
         *,
         ready: asyncio.Event | None = None,
-        retry_s: float = 1.0,
+        backoff: Backoff = LISTEN_BACKOFF,
         ping_s: float = 30.0,
     ) -> None:
-        """LISTEN for changes from every process until cancelled; holds one pooled connection,
-        pings it every ``ping_s`` seconds, reconnects after a loss and then publishes a
-        ``resync``. Sets ``ready`` once listening."""
-        has_listened = False
-        while True:
-            try:
-                async with pool.acquire() as conn:
-                    lost = asyncio.Event()
-                    conn.add_termination_listener(lambda _c, ev=lost: ev.set())
-                    await conn.add_listener(CHANNEL, self._on_notify)
-                    if has_listened:
-                        self.bus.publish(resync_change(self._clock()))
-                        log.info("consent_listener_resumed")
-                    has_listened = True
-                    if ready is not None:
-                        ready.set()
-                    try:
-                        await _watch(conn, lost, ping_s)
-                    finally:
-                        with contextlib.suppress(
-                            OSError, asyncpg.InterfaceError, asyncpg.PostgresError
-                        ):
-                            await conn.remove_listener(CHANNEL, self._on_notify)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
-                log.warning("consent_listener_lost", error=type(e).__name__)
-            await asyncio.sleep(retry_s)
+        """LISTEN for changes from every process until cancelled (:func:`kernel.listen.listen`:
+        one pooled connection, pinged every ``ping_s`` seconds, listened to again after a loss by
+        ``backoff``), and after a loss publish a ``resync``. Sets ``ready`` once listening."""
+        await kernel_listen.listen(
+            pool,
+            CHANNEL,
+            self._on_notify,
+            name="consent",
+            on_listening=self._on_listening,
+            ready=ready,
+            backoff=backoff,
+            ping_s=ping_s,
+        )
 
-
-async def _watch(conn: Any, lost: asyncio.Event, ping_s: float) -> None:
-    """Return when the connection is closed or stops answering."""
-    while not lost.is_set():
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(ping_s):
-                await lost.wait()
-                return
-        try:
-            async with asyncio.timeout(5):
-                await conn.execute("SELECT 1")
-        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-            conn.terminate()
-            return
+    async def _on_listening(self, resumed: bool) -> None:
+        if resumed:
+            self.bus.publish(resync_change(self._clock()))
+            log.info("consent_listener_resumed")

@@ -43,14 +43,15 @@ from identity.standing import (
     is_revocable,
     judge,
 )
+from kernel import listen as kernel_listen
 from kernel.clock import Clock
+from kernel.listen import DB_ERRORS, LISTEN_BACKOFF
+from kernel.retry import Backoff
 from kernel.roles import Principal
 
 log = structlog.get_logger(__name__)
 
 OnCutoff = Callable[[Cutoff], None]
-
-_DB_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 def _system_clock() -> datetime:
@@ -142,7 +143,7 @@ class Revocations:
         try:
             async with self.pool.acquire() as conn:
                 found = await staff_store.credential(conn, principal)
-        except _DB_ERRORS as e:
+        except DB_ERRORS as e:
             raise Unverifiable(type(e).__name__) from e
         return judge(principal, found, self.clock()), found.expires_at if found else None
 
@@ -182,47 +183,30 @@ class Revocations:
                 watch.cut(cutoff)
 
     async def listen(
-        self, *, ready: asyncio.Event | None = None, retry_s: float = 1.0, ping_s: float = 30.0
+        self,
+        *,
+        ready: asyncio.Event | None = None,
+        backoff: Backoff = LISTEN_BACKOFF,
+        ping_s: float = 30.0,
     ) -> None:
-        """``LISTEN`` until cancelled on one pooled connection: pings it every ``ping_s``
-        seconds, reconnects after a loss and then re-checks every watched socket. Sets ``ready``
-        once listening."""
-        has_listened = False
-        while True:
-            try:
-                async with self.pool.acquire() as conn:
-                    lost = asyncio.Event()
-                    conn.add_termination_listener(lambda _c, ev=lost: ev.set())
-                    await conn.add_listener(CHANNEL, self._on_notify)
-                    if has_listened:
-                        log.info("revocation_listener_resumed")
-                        await self.resync()
-                    has_listened = True
-                    if ready is not None:
-                        ready.set()
-                    try:
-                        await _hold(conn, lost, ping_s)
-                    finally:
-                        with contextlib.suppress(*_DB_ERRORS):
-                            await conn.remove_listener(CHANNEL, self._on_notify)
-            except _DB_ERRORS as e:
-                log.warning("revocation_listener_lost", error=type(e).__name__)
-            await asyncio.sleep(retry_s)
+        """``LISTEN`` until cancelled on one pooled connection (:func:`kernel.listen.listen`:
+        pinged every ``ping_s`` seconds, listened to again after a loss by ``backoff``), and
+        after a loss re-check every watched socket. Sets ``ready`` once listening."""
+        await kernel_listen.listen(
+            self.pool,
+            CHANNEL,
+            self._on_notify,
+            name="revocation",
+            on_listening=self._on_listening,
+            ready=ready,
+            backoff=backoff,
+            ping_s=ping_s,
+        )
 
-
-async def _hold(conn: Any, lost: asyncio.Event, ping_s: float) -> None:
-    """Return when the connection is closed or stops answering."""
-    while not lost.is_set():
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(ping_s):
-                await lost.wait()
-                return
-        try:
-            async with asyncio.timeout(5):
-                await conn.execute("SELECT 1")
-        except _DB_ERRORS:
-            conn.terminate()
-            return
+    async def _on_listening(self, resumed: bool) -> None:
+        if resumed:
+            log.info("revocation_listener_resumed")
+            await self.resync()
 
 
 REVOCATIONS = web.AppKey("homecare_revocations", Revocations)

@@ -16,7 +16,6 @@ planned). Pseudonymous ids only; a payload is a few hundred bytes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import Callable
 from datetime import datetime
@@ -25,6 +24,9 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import asyncpg
 import structlog
 
+from kernel import listen as kernel_listen
+from kernel.listen import LISTEN_BACKOFF
+from kernel.retry import Backoff
 from supervision import checks as ch
 from supervision.checks import Alarm, State, Transition
 from supervision.ports import AlarmRaised, CheckChanged
@@ -138,10 +140,10 @@ async def listen(
     *,
     origin: str,
     ready: asyncio.Event | None = None,
-    retry_s: float = 1.0,
+    backoff: Backoff = LISTEN_BACKOFF,
 ) -> None:
     """Publish other processes' round events on this process's bus until cancelled; holds one
-    pooled connection and listens again after losing it."""
+    pooled connection and listens again after losing it (:func:`kernel.listen.listen`)."""
 
     def received(_conn: object, _pid: int, _channel: str, payload: object) -> None:
         try:
@@ -152,21 +154,6 @@ async def listen(
         if sender != origin:
             publish(event)
 
-    while True:
-        try:
-            async with pool.acquire() as conn:
-                lost = asyncio.Event()
-                conn.add_termination_listener(lambda _c, ev=lost: ev.set())
-                await conn.add_listener(CHANNEL, received)
-                if ready is not None:
-                    ready.set()
-                try:
-                    await lost.wait()
-                finally:
-                    with contextlib.suppress(
-                        OSError, asyncpg.InterfaceError, asyncpg.PostgresError
-                    ):
-                        await conn.remove_listener(CHANNEL, received)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
-            log.warning("round_events_listener_lost", error=type(e).__name__)
-        await asyncio.sleep(retry_s)
+    await kernel_listen.listen(
+        pool, CHANNEL, received, name="round_events", ready=ready, backoff=backoff
+    )

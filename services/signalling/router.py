@@ -14,7 +14,6 @@ does not decode is counted (``device_error_dropped``) and dropped.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -24,9 +23,9 @@ import structlog
 from devices import envelope as env
 from devices import topics
 from devices.errors import PayloadError
+from kernel.ratelimit import RateLimiter
 from services.signalling.bus import BusUnavailable, route_topic
 from services.signalling.ports import BusPort, SessionStore
-from services.signalling.session import TokenBucket
 
 log = structlog.get_logger(__name__)
 
@@ -53,12 +52,16 @@ class DeviceRouter:
         self.store = store
         self.bus = bus
         self.instance_id = instance_id
-        self.rate_per_s = rate_per_s
-        self.burst = burst
         self.local = local
         self.deliver = deliver
         self.counters = counters
-        self._buckets: dict[str, TokenBucket] = {}
+        # the first refusal after an allowed message is logged (signal_device_rate_limited)
+        self.limit = RateLimiter(
+            rate_per_s,
+            burst,
+            event="signal_device_rate_limited",
+            describe=lambda device_id: {"device_id": device_id},
+        )
 
     async def tell_device(self, device_id: str, message: env.Envelope) -> None:
         """Publish to the device's ``webrtc/in``; a broker outage is logged, not raised."""
@@ -86,20 +89,10 @@ class DeviceRouter:
         self.counters["device_error_dropped"] += 1
         log.info("signal_device_error_dropped", device_id=device_id, why=why, session_id=session_id)
 
-    def _allowed(self, device_id: str) -> bool:
-        now = asyncio.get_running_loop().time()
-        bucket = self._buckets.get(device_id)
-        if bucket is None:
-            if len(self._buckets) > 10_000:
-                self._buckets.clear()
-            bucket = self._buckets[device_id] = TokenBucket(self.rate_per_s, self.burst, now)
-        return bucket.take(now)
-
     async def on_device_signal(self, device_id: str, payload: bytes) -> None:
         """A device's ``webrtc/out`` message (this process of the share group got it)."""
-        if not self._allowed(device_id):
+        if self.limit.take(device_id):
             self.counters["device_rate_limited"] += 1
-            log.warning("signal_device_rate_limited", device_id=device_id)
             return
         try:
             message = env.decode(payload, allowed=env.DEVICE_TYPES)

@@ -19,6 +19,7 @@ import pytest
 from identity import revocations, standing
 from identity import store as staff_store
 from identity.standing import Cause, Credential, Cutoff, Kind, Revocation
+from kernel.retry import Backoff
 from kernel.roles import SYSTEM_PRINCIPAL, Principal, Role
 from services import db
 
@@ -129,7 +130,9 @@ async def process(database_url: str) -> AsyncIterator[revocations.Revocations]:
     async with db.open_pool(database_url, max_size=3) as pool:
         feed = revocations.Revocations(pool)
         ready = asyncio.Event()
-        task = asyncio.create_task(feed.listen(ready=ready, retry_s=0.05))
+        task = asyncio.create_task(
+            feed.listen(ready=ready, backoff=Backoff(first_s=0.05, max_s=0.05))
+        )
         try:
             await asyncio.wait_for(ready.wait(), 5)
             yield feed
