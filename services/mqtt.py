@@ -31,6 +31,7 @@ from devices import topics
 from devices.errors import PayloadError
 from kernel.outages import UNAVAILABLE
 from kernel.ratelimit import RateLimiter
+from kernel.retry import Backoff, Retry, retry
 
 log = structlog.get_logger(__name__)
 
@@ -40,6 +41,13 @@ TopicHandler = Callable[[bytes], Awaitable[None]]
 RejectHook = Callable[[str, str | None, str], None]
 #: Wraps a long-running coroutine of the link (``services.supervisor.Supervisor.guard``).
 Guard = Callable[[str, Coroutine[Any, Any, None]], Coroutine[Any, Any, None]]
+
+
+RECONNECT = Backoff(first_s=0.2, factor=2.0, max_s=5.0)
+"""Reconnecting to the broker: 0.2 s, 0.4 s ... at most 5 s; from 0.2 s again once connected."""
+HANDLER_RETRY = Backoff(first_s=0.2, factor=2.0, max_s=5.0, give_up_s=60.0)
+"""A handler whose backing service (the database) is unreachable: tried again 0.2 s, 0.4 s ...
+at most 5 s apart, for up to a minute; then the message is dropped (counted ``unavailable``)."""
 
 
 class MqttUnavailable(ConnectionError):
@@ -102,7 +110,7 @@ class MqttLink:
         self._on_reject = on_reject
         self.messages_in = 0
         self.retried = 0  # handler retries while a backing service was unreachable
-        self.retry_s = 60.0
+        self.handler_retry = HANDLER_RETRY
         # Per device: 20 messages/s, bursts of 100 (a re-announce is 2-3); a flood is dropped
         # and counted as rate_limited, so one device cannot starve the others' handling.
         # Presence (``status``) is never dropped: a lost will would leave a device "online".
@@ -237,7 +245,7 @@ class MqttLink:
                     log.error("mqtt_task_failed", task=task.get_name(), error=repr(error))
 
     async def _run(self) -> None:
-        backoff = 0.2
+        reconnect = Retry(RECONNECT, clock=asyncio.get_running_loop().time)
         was_connected = False
         status_topic = topics.server_status_topic(self.prefix)
         while True:
@@ -275,7 +283,7 @@ class MqttLink:
                     self.connected.set()
                     if self._on_connect is not None:
                         self._on_connect()
-                    backoff = 0.2
+                    reconnect.reset()
                     log.info("mqtt_connected", broker=urlsplit(self.url).netloc.rpartition("@")[2])
                     async for message in client.messages:
                         await self._dispatch(
@@ -290,8 +298,7 @@ class MqttLink:
                 self.connected.clear()
                 self._client = None
                 self._subscribed.clear()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                await reconnect.failed()
 
     async def _dispatch(self, name: str, payload: bytes) -> None:
         self.messages_in += 1
@@ -336,44 +343,42 @@ class MqttLink:
 
     async def _deliver(self, handler: Handler, topic: topics.Topic, payload: bytes) -> None:
         """Run one handler; while the database (or another backing service) is unreachable,
-        retry with backoff for up to ``retry_s`` seconds, holding later messages back, so a
-        presence change during an outage is not lost and order is kept."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.retry_s
-        delay_s = 0.2
-        while True:
-            try:
-                await handler(topic, payload)
-                return
-            except PayloadError as e:
-                self.reject(e.reason, topic.device_id, e.detail)
-                return
-            except UNAVAILABLE as e:
-                if loop.time() + delay_s > deadline:
-                    log.warning(
-                        "mqtt_message_dropped",
-                        device_id=topic.device_id,
-                        channel=topic.channel.value,
-                        error=type(e).__name__,
-                    )
-                    if self._on_reject is not None:
-                        self._on_reject("unavailable", topic.device_id, "backing service down")
-                    return
-                if delay_s == 0.2:
-                    log.warning(
-                        "mqtt_handler_retrying",
-                        device_id=topic.device_id,
-                        channel=topic.channel.value,
-                        error=type(e).__name__,
-                    )
-                self.retried += 1
-                await asyncio.sleep(delay_s)
-                delay_s = min(delay_s * 2, 5.0)
-            except Exception:
-                log.exception(
-                    "mqtt_handler_failed", device_id=topic.device_id, channel=topic.channel.value
+        retry it by :attr:`handler_retry` (:data:`HANDLER_RETRY`), holding later messages back,
+        so a presence change during an outage is not lost and order is kept."""
+
+        def retrying(error: BaseException, failures: int, _wait_s: float) -> None:
+            if failures == 1:
+                log.warning(
+                    "mqtt_handler_retrying",
+                    device_id=topic.device_id,
+                    channel=topic.channel.value,
+                    error=type(error).__name__,
                 )
-                return
+            self.retried += 1
+
+        try:
+            await retry(
+                lambda: handler(topic, payload),
+                self.handler_retry,
+                retry_on=UNAVAILABLE,
+                on_retry=retrying,
+                clock=asyncio.get_running_loop().time,
+            )
+        except PayloadError as e:
+            self.reject(e.reason, topic.device_id, e.detail)
+        except UNAVAILABLE as e:
+            log.warning(
+                "mqtt_message_dropped",
+                device_id=topic.device_id,
+                channel=topic.channel.value,
+                error=type(e).__name__,
+            )
+            if self._on_reject is not None:
+                self._on_reject("unavailable", topic.device_id, "backing service down")
+        except Exception:
+            log.exception(
+                "mqtt_handler_failed", device_id=topic.device_id, channel=topic.channel.value
+            )
 
     def reject(self, reason: str, device_id: str | None, detail: str) -> None:
         log.warning("mqtt_message_rejected", reason=reason, device_id=device_id, detail=detail)

@@ -23,10 +23,11 @@ import structlog
 
 from consent import model as consent_model
 from devices import envelope as env
+from kernel.ratelimit import TokenBucket
 from kernel.roles import Principal
 from services.signalling import decide, machine
 from services.signalling.interpreter import Interpreter
-from services.signalling.session import ClientConnection, LiveSession, TokenBucket
+from services.signalling.session import ClientConnection, LiveSession
 from services.signalling.store import SessionExists, SessionRow
 from services.signalling.turn import ice_servers
 
@@ -50,7 +51,8 @@ class ClientSide(Interpreter):
             raise ConnectionError("signalling is not accepting connections")
         loop = asyncio.get_running_loop()
         conn = ClientConnection(
-            principal, TokenBucket(self.config.rate_per_s, self.config.rate_burst, loop.time())
+            principal,
+            TokenBucket.full(self.config.rate_per_s, self.config.rate_burst, loop.time()),
         )
         self.connections.add(conn)
         log.info("signal_client_connected", conn_id=conn.conn_id, staff_id=principal.staff_id)
@@ -67,7 +69,7 @@ class ClientSide(Interpreter):
         """One message from a client: rate limit, decode, act; a bad one gets an ``error``."""
         if conn.is_closed:
             return
-        if not conn.bucket.take(asyncio.get_running_loop().time()):
+        if conn.bucket.take(asyncio.get_running_loop().time()):  # refused: seconds to wait
             conn.violations += 1
             if conn.violations == 1:
                 conn.send(env.Error(code="rate_limited", message="too many messages; slow down"))

@@ -28,6 +28,7 @@ import structlog
 from consent import model as consent_model
 from devices import envelope as env
 from devices import topics
+from kernel.retry import Backoff, retry
 from services.signalling import decide, machine
 from services.signalling.machine import TimerFired
 from services.signalling.ports import (
@@ -45,9 +46,9 @@ from services.signalling.turn import TurnConfig, ice_servers
 
 log = structlog.get_logger(__name__)
 
-CLOSE_RETRY_S = 0.25
-"""First wait before a failed row close is tried again (doubling up to the next)."""
-CLOSE_RETRY_MAX_S = 30.0
+CLOSE_RETRY = Backoff(first_s=0.25, factor=2.0, max_s=30.0)
+"""A row close the database refused: tried again 0.25 s, 0.5 s ... at most 30 s apart, until
+it is done (never given up: the row must close)."""
 
 
 class Interpreter:
@@ -172,20 +173,20 @@ class Interpreter:
     ) -> None:
         """Close the session's row and audit its end, retrying until that is done (or the row
         was closed already, e.g. by the sweep); then forget the pending close."""
-        retry_s = CLOSE_RETRY_S
+
+        def failed(_error: BaseException, _failures: int, wait_s: float) -> None:
+            # called inside retry()'s ``except``: the traceback is the error's
+            log.exception("signal_session_close_failed", session_id=s.session_id, retry_s=wait_s)
+
         try:
-            while True:
-                try:
-                    await self.store.close(
-                        s.session_id, actor=actor, reason=reason, at=at, detail=detail
-                    )
-                    return
-                except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                    log.exception(
-                        "signal_session_close_failed", session_id=s.session_id, retry_s=retry_s
-                    )
-                await asyncio.sleep(retry_s)
-                retry_s = min(retry_s * 2, CLOSE_RETRY_MAX_S)
+            await retry(
+                lambda: self.store.close(
+                    s.session_id, actor=actor, reason=reason, at=at, detail=detail
+                ),
+                CLOSE_RETRY,
+                retry_on=(OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError),
+                on_retry=failed,
+            )
         finally:
             if self._closing.get(s.device_id) is asyncio.current_task():
                 del self._closing[s.device_id]

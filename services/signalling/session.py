@@ -1,11 +1,11 @@
 """What one signalling process holds in memory: its clients' connections and their live sessions.
 
 A :class:`ClientConnection` is one WebSocket (or in-process client such as the probe): a principal,
-an outbox the transport drains, a token bucket, and the sessions it opened. A :class:`LiveSession`
-is the process-local half of a ``signal_sessions`` row: the session's current value (a
-:class:`services.signalling.machine.Session`, which holds held call offers and dedupe flags), the
-connection it belongs to and its timer. Nothing here is the only copy of anything that matters:
-the row in PostgreSQL is.
+an outbox the transport drains, a token bucket (:class:`kernel.ratelimit.TokenBucket`), and the
+sessions it opened. A :class:`LiveSession` is the process-local half of a ``signal_sessions``
+row: the session's current value (a :class:`services.signalling.machine.Session`, which holds
+held call offers and dedupe flags), the connection it belongs to and its timer. Nothing here is
+the only copy of anything that matters: the row in PostgreSQL is.
 """
 
 from __future__ import annotations
@@ -16,30 +16,13 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from devices import envelope as env
+from kernel.ratelimit import TokenBucket
 from kernel.roles import Principal
 from services.signalling.machine import Session, State
 
-__all__ = ["ClientConnection", "Closing", "LiveSession", "State", "TokenBucket"]
+__all__ = ["ClientConnection", "Closing", "LiveSession", "State"]
 
 _conn_ids = itertools.count(1)
-
-
-class TokenBucket:
-    """``rate_per_s`` tokens a second up to ``burst``; ``take`` spends one if there is one."""
-
-    def __init__(self, rate_per_s: float, burst: float, now: float) -> None:
-        self.rate_per_s = rate_per_s
-        self.burst = burst
-        self.tokens = burst
-        self.stamp = now
-
-    def take(self, now: float) -> bool:
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate_per_s)
-        self.stamp = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return True
-        return False
 
 
 class Closing:
