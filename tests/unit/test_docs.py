@@ -1,10 +1,10 @@
 """The documentation points at what exists: links, anchors and ``homecare`` commands.
 
-Every relative link in README.md, HACKING.md and docs/*.md names a file or folder of this
-repository (never one beside it: a clone has nothing there), and a ``#anchor`` into a Markdown
-file names one of its headings. Every ``homecare <command>`` written in code in those pages is a
-subcommand of the real argument parser (``tools.cli.parser``), down to the second level where
-the command has one (``homecare audit verify``). README.md stays short.
+Every relative link in README.md, HACKING.md, docs/*.md and deploy's READMEs names a file or
+folder of this repository (never one beside it: a clone has nothing there), and a ``#anchor``
+into a Markdown file names one of its headings. Every ``homecare <command>`` written in code in
+those pages is a subcommand of the real argument parser (``tools.cli.parser``), down to the
+second level where the command has one (``homecare audit verify``). README.md stays short.
 """
 
 from __future__ import annotations
@@ -19,14 +19,23 @@ import pytest
 from tools.cli import parser
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-PAGES = sorted([ROOT / "README.md", ROOT / "HACKING.md", *(ROOT / "docs").glob("*.md")])
+PAGES = sorted(
+    [
+        ROOT / "README.md",
+        ROOT / "HACKING.md",
+        *(ROOT / "docs").glob("*.md"),
+        *(ROOT / "deploy").glob("**/README.md"),
+    ]
+)
 README_LIMIT_BYTES = 12_500
 
 _FENCE = re.compile(r"^(```|~~~).*?^\1", re.MULTILINE | re.DOTALL)
 _INLINE_CODE = re.compile(r"(`+)(.+?)\1", re.DOTALL)
 _LINK = re.compile(r"(?<!!)\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 _HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.MULTILINE)
-_COMMAND = re.compile(r"(?<![\w.-])homecare[ \t]+([a-z][\w-]*)(?:[ \t]+([a-z][\w|\\-]*))?")
+_COMMAND = re.compile(  # not a namespace of that name: kubectl -n homecare create ...
+    r"(?<![\w.-])(?<!-n )(?<!--namespace )homecare[ \t]+([a-z][\w-]*)(?:[ \t]+([a-z][\w|\\-]*))?"
+)
 _EXTERNAL = ("http://", "https://", "mailto:")
 
 
@@ -152,7 +161,8 @@ def test_a_command_that_does_not_exist_is_found() -> None:
     text = (
         "Run `homecare serve --port 1`, `.venv/bin/homecare audit verify`, "
         "`homecare devices provision\\|revoke\\|acl ...` and `homecare token create`;\n"
-        "```sh\nhomecare frobnicate\n```\n`homecare audit erase`, `homecare-night` is a name."
+        "```sh\nhomecare frobnicate\nkubectl -n homecare create secret\n```\n"
+        "`homecare audit erase`, `homecare-night` is a name."
     )
     assert unknown_commands(text, parser()) == ["homecare frobnicate", "homecare audit erase"]
 
