@@ -9,8 +9,9 @@ probe and wake (:class:`Options`), and the benchmarks and tests run it as it is.
 Per role (``HOMECARE_ROLES`` / ``--roles``):
 
 - always: ``/healthz``, ``/readyz`` (PostgreSQL, the MQTT connection, every supervised task),
-  ``/metrics``; the pool, the consent gate and its listener, the device registry on the process's
-  one MQTT connection (:class:`services.mqtt.MqttLink`, shared with signalling);
+  ``/metrics`` (:class:`services.web.metrics.Metrics`, one registry per runtime); the pool, the
+  consent gate and its listener, the device registry on the process's one MQTT connection
+  (:class:`services.mqtt.MqttLink`, shared with signalling);
 - ``api``: the HTTP API, OpenAPI, login, the console and its WebSocket, the relay of other
   processes' round steps to this process's consoles;
 - ``signalling``: ``/ws/signal`` and the reference viewer, and a share of device signalling;
@@ -34,7 +35,6 @@ import contextlib
 import dataclasses
 import signal
 import uuid
-from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -64,11 +64,12 @@ from services.events import EventBus, Overflow
 from services.mqtt import MqttLink
 from services.settings import Settings
 from services.signalling import app as signalling_app
-from services.signalling.ports import SignallingConfig
+from services.signalling.ports import Latencies, SignallingConfig
 from services.signalling.service import Signalling
 from services.supervisor import Supervisor
 from services.web import console, http, limits
 from services.web import metrics as ops_metrics
+from services.web.metrics_tables import PgTables, TableSnapshot
 from supervision import api as rounds_api
 from supervision import zones_api
 from supervision.checks import State
@@ -150,6 +151,7 @@ class Runtime:
     consent: PgConsentStore
     behaviour: BehaviourWatch
     supervisor: Supervisor
+    metrics: ops_metrics.Metrics
     mqtt: MqttLink | None = None  # the process's one broker connection
     devices: DeviceHandler | None = None
     commands: Commands | None = None
@@ -190,61 +192,6 @@ async def openapi_doc(request: web.Request) -> web.Response:
     return web.json_response(http.openapi(routes, title="Nattlig tillsyn API", version=VERSION))
 
 
-async def metrics(request: web.Request) -> web.Response:
-    rt = request.app[RUNTIME]
-    ops_metrics.require_scraper(request, rt.settings.metrics_token)
-    lines: list[str] = []
-    if rt.mqtt is not None:
-        lines += [
-            "# TYPE homecare_mqtt_messages_total counter",
-            f"homecare_mqtt_messages_total {rt.mqtt.messages_in}",
-        ]
-    if rt.devices is not None:
-        lines.append("# TYPE homecare_mqtt_rejected_total counter")
-        lines += [
-            f'homecare_mqtt_rejected_total{{reason="{reason}"}} {n}'
-            for reason, n in sorted(rt.devices.rejected.items())
-        ]
-    rows = await rt.pool.fetch("SELECT presence, count(*) AS n FROM devices GROUP BY presence")
-    lines.append("# TYPE homecare_devices gauge")
-    lines += [f'homecare_devices{{presence="{r["presence"]}"}} {r["n"]}' for r in rows]
-    lines += await ops_metrics.table_gauges(rt.pool, rt.clock())
-    if rt.signalling is not None:
-        lines.append("# TYPE homecare_signalling_total counter")  # routed_out/in, *_rejected_*
-        lines += [
-            f'homecare_signalling_total{{event="{event}"}} {n}'
-            for event, n in sorted(rt.signalling.counters.items())
-        ]
-    lines += runtime_lines(rt)
-    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
-
-
-def runtime_lines(rt: Runtime) -> list[str]:
-    """The supervised tasks and the event bus's subscribers, in the Prometheus text format."""
-    sup = rt.supervisor
-
-    def label(name: str) -> str:  # label values are plain words: consent-listen -> consent_listen
-        return name.replace("-", "_")
-
-    lines = ["# TYPE homecare_task_crashes_total counter"]
-    names = sorted({*sup.crashes, *(t.get_name() for t in sup.tasks)})
-    lines += [f'homecare_task_crashes_total{{task="{label(n)}"}} {sup.crashes[n]}' for n in names]
-    lines.append("# TYPE homecare_task_failed gauge")
-    lines += [f'homecare_task_failed{{task="{label(n)}"}} {int(n in sup.failed)}' for n in names]
-    pending: Counter[str] = Counter()  # summed per name (the consoles are many, unnamed)
-    dropped: Counter[str] = Counter()
-    for sub in rt.bus.subscriptions:
-        pending[label(sub.name or "console")] += sub.pending
-        dropped[label(sub.name or "console")] += sub.dropped
-    lines.append("# TYPE homecare_events_pending gauge")
-    lines += [f'homecare_events_pending{{subscriber="{n}"}} {pending[n]}' for n in sorted(pending)]
-    lines.append("# TYPE homecare_events_dropped_total counter")
-    lines += [
-        f'homecare_events_dropped_total{{subscriber="{n}"}} {dropped[n]}' for n in sorted(dropped)
-    ]
-    return lines
-
-
 def core_routes() -> list[Route]:
     """The routes of every process, whatever its roles."""
     return [
@@ -260,7 +207,7 @@ def core_routes() -> list[Route]:
         Route(
             "GET",
             "/metrics",
-            metrics,
+            ops_metrics.scrape,  # loopback or the metrics token, else 403
             PUBLIC,
             "Prometheus metrics (no personal data)",
             tags=("ops",),
@@ -322,7 +269,10 @@ async def runtime(
             consent=consent_store,
             behaviour=behaviour,
             supervisor=supervisor,
+            metrics=ops_metrics.Metrics(token=settings.metrics_token),
         )
+        app[ops_metrics.METRICS] = rt.metrics
+        stack.push_async_callback(rt.metrics.close)
         if settings.mqtt_url is not None:
             await _connect(rt, stack, settings.mqtt_url, instance)
         if rt.mqtt is not None and (
@@ -341,6 +291,7 @@ async def runtime(
                     clock=clock,
                     config=signalling_config(rt.timing),
                     guard=supervisor.guard,  # its loops: signal-gate, -recheck, -sweep
+                    latencies=Latencies(rt.metrics.granted, rt.metrics.first_frame),
                 )
             )
         for extra in range(1, options.workers):
@@ -365,6 +316,7 @@ async def runtime(
         await stack.enter_async_context(supervisor)
         if rt.devices is not None:  # with the link, whatever drives the round
             supervisor.spawn("device-sweep", rt.devices.run_sweep())
+        rt.metrics.watch(rt, TableSnapshot(PgTables(pool), clock))
         if options.drive:
             start_tasks(rt, options)
         yield rt
@@ -392,7 +344,7 @@ async def _connect(
         guard=rt.supervisor.guard,
     )
     for channel in REGISTRY_CHANNELS:
-        link.subscribe(channel, handler.handle)
+        link.subscribe(channel, handler.handle, observe=rt.metrics.device_message_handled)
     await stack.enter_async_context(link)
     rt.mqtt, rt.devices = link, handler
     rt.commands = Commands(rt.pool, handler, link.publish, settings.mqtt_topic_prefix)
@@ -510,6 +462,7 @@ def build_rounds(
         clock=rt.clock,
         prober=prober,
         publish=rt.bus.publish,
+        on_planned=rt.metrics.planned,
     )
 
 

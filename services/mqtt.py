@@ -39,6 +39,9 @@ Handler = Callable[[topics.Topic, bytes], Awaitable[None]]
 #: A handler of one exact, non-device topic (signalling's route from other processes).
 TopicHandler = Callable[[bytes], Awaitable[None]]
 RejectHook = Callable[[str, str | None, str], None]
+#: Told a device message's channel and the seconds from its arrival here (loop time) to one
+#: handler having handled it (``subscribe(..., observe=)``; the registry lag on ``/metrics``).
+HandledHook = Callable[[topics.Channel, float], None]
 #: Wraps a long-running coroutine of the link (``services.supervisor.Supervisor.guard``).
 Guard = Callable[[str, Coroutine[Any, Any, None]], Coroutine[Any, Any, None]]
 
@@ -103,7 +106,8 @@ class MqttLink:
         self._subscribed: set[str] = set()  # filters subscribed on the current connection
         self._client: aiomqtt.Client | None = None
         self._task: asyncio.Task[None] | None = None
-        self._lanes: list[asyncio.Queue[tuple[topics.Topic | str, bytes]]] = [
+        self._observers: dict[Handler, HandledHook] = {}
+        self._lanes: list[asyncio.Queue[tuple[topics.Topic | str, bytes, float]]] = [
             asyncio.Queue(lane_depth) for _ in range(lanes)
         ]
         self._lane_tasks: list[asyncio.Task[None]] = []
@@ -124,11 +128,18 @@ class MqttLink:
         return f"homecare-{self.instance_id}-{zlib.crc32(self.prefix.encode()):08x}"
 
     def subscribe(
-        self, channel: topics.Channel, handler: Handler, *, share_group: str | None = None
+        self,
+        channel: topics.Channel,
+        handler: Handler,
+        *,
+        share_group: str | None = None,
+        observe: HandledHook | None = None,
     ) -> None:
         """Call ``handler`` for every message on ``{prefix}/dev/+/{channel}``; with
         ``share_group``, as a shared subscription (each message reaches one process of the
-        group). Every user of a channel must agree on ``share_group``."""
+        group). Every user of a channel must agree on ``share_group``. ``observe`` is told how
+        long each message took from its arrival to ``handler`` having handled it (not when it
+        refused it)."""
         name = f"{self.prefix}/dev/+/{channel.value}"
         if share_group is not None:
             name = f"$share/{share_group}/{name}"
@@ -137,6 +148,8 @@ class MqttLink:
                 f"{channel.value} is already subscribed as {self._channel_filters[channel]}"
             )
         self._handlers.setdefault(channel, []).append(handler)
+        if observe is not None:
+            self._observers[handler] = observe
         self._subscribe_late()
 
     def subscribe_topic(self, topic: str, handler: TopicHandler) -> None:
@@ -149,6 +162,7 @@ class MqttLink:
     def unsubscribe(self, handler: Handler | TopicHandler) -> None:
         """Stop calling ``handler``; a filter nobody handles any more is unsubscribed."""
         gone: list[str] = []
+        self._observers.pop(handler, None)  # type: ignore[arg-type]
         for channel, found in list(self._handlers.items()):
             if handler in found:
                 found.remove(handler)
@@ -302,8 +316,10 @@ class MqttLink:
 
     async def _dispatch(self, name: str, payload: bytes) -> None:
         self.messages_in += 1
+        arrived = asyncio.get_running_loop().time()
         if name in self._topic_handlers:  # one lane per topic keeps its messages in order
-            await self._lanes[zlib.crc32(name.encode()) % len(self._lanes)].put((name, payload))
+            lane = self._lanes[zlib.crc32(name.encode()) % len(self._lanes)]
+            await lane.put((name, payload, arrived))
             return
         try:
             topic = topics.parse_topic(self.prefix, name)
@@ -315,18 +331,21 @@ class MqttLink:
                 self._on_reject("rate_limited", topic.device_id, "too many messages")
             return
         lane = self._lanes[zlib.crc32(topic.device_id.encode()) % len(self._lanes)]
-        await lane.put((topic, payload))
+        await lane.put((topic, payload, arrived))
 
-    async def _drain(self, lane: asyncio.Queue[tuple[topics.Topic | str, bytes]]) -> None:
+    async def _drain(self, lane: asyncio.Queue[tuple[topics.Topic | str, bytes, float]]) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            topic, payload = await lane.get()
+            topic, payload, arrived = await lane.get()
             try:
                 if isinstance(topic, str):
                     for on_topic in list(self._topic_handlers.get(topic, ())):
                         await self._deliver_topic(on_topic, topic, payload)
                 else:
                     for handler in list(self._handlers.get(topic.channel, ())):
-                        await self._deliver(handler, topic, payload)
+                        handled = await self._deliver(handler, topic, payload)
+                        if handled and (observe := self._observers.get(handler)) is not None:
+                            observe(topic.channel, loop.time() - arrived)
             finally:
                 lane.task_done()
 
@@ -341,10 +360,11 @@ class MqttLink:
         for lane in self._lanes:
             await lane.join()
 
-    async def _deliver(self, handler: Handler, topic: topics.Topic, payload: bytes) -> None:
-        """Run one handler; while the database (or another backing service) is unreachable,
-        retry it by :attr:`handler_retry` (:data:`HANDLER_RETRY`), holding later messages back,
-        so a presence change during an outage is not lost and order is kept."""
+    async def _deliver(self, handler: Handler, topic: topics.Topic, payload: bytes) -> bool:
+        """Run one handler, ``True`` once it handled the message. While the database (or another
+        backing service) is unreachable, retry it by :attr:`handler_retry` (:data:`HANDLER_RETRY`),
+        holding later messages back, so a presence change during an outage is not lost and order
+        is kept."""
 
         def retrying(error: BaseException, failures: int, _wait_s: float) -> None:
             if failures == 1:
@@ -364,6 +384,7 @@ class MqttLink:
                 on_retry=retrying,
                 clock=asyncio.get_running_loop().time,
             )
+            return True
         except PayloadError as e:
             self.reject(e.reason, topic.device_id, e.detail)
         except UNAVAILABLE as e:
@@ -379,6 +400,7 @@ class MqttLink:
             log.exception(
                 "mqtt_handler_failed", device_id=topic.device_id, channel=topic.channel.value
             )
+        return False
 
     def reject(self, reason: str, device_id: str | None, detail: str) -> None:
         log.warning("mqtt_message_rejected", reason=reason, device_id=device_id, detail=detail)

@@ -38,7 +38,7 @@ from supervision import relay
 from supervision.ports import Bases, ConsentGate, LinkDown, Prober, Publish
 from supervision.runner import Runner, RunnerConfig
 from supervision.store import RoundStore
-from supervision.watchdog import Watchdog, WatchdogConfig
+from supervision.watchdog import PlanningHook, Watchdog, WatchdogConfig
 
 log = structlog.get_logger(__name__)
 
@@ -149,7 +149,9 @@ class Rounds:
         clock: Clock,
         prober: Prober | None = None,
         publish: Publish | None = None,
+        on_planned: PlanningHook | None = None,
     ) -> None:
+        """``on_planned``: told how long each planning took (the process's ``/metrics``)."""
         self.config = config
         self.pool = pool
         self.store = RoundStore(
@@ -166,6 +168,7 @@ class Rounds:
                 zone=config.zone, plan_hour=config.plan_hour, timing=config.timing
             ),
             publish=publish,
+            on_planned=on_planned,
         )
         self.runner = Runner(
             self.store,

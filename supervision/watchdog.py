@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterable, Collection
+import time
+from collections.abc import AsyncIterable, Callable, Collection
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -41,6 +42,10 @@ from supervision.runner import log_transition, publish_transition
 from supervision.store import RoundStore
 
 log = structlog.get_logger(__name__)
+
+#: Told how long planning took, in real seconds: ``("night", s)`` for a whole night (read,
+#: plan, store), ``("replan", s)`` for one change's re-plan (``/metrics``).
+PlanningHook = Callable[[str, float], None]
 
 OFFLINE = frozenset({"offline", "stopped"})
 UNDER_WAY = (
@@ -71,6 +76,7 @@ class Watchdog:
         clock: Clock,
         config: WatchdogConfig | None = None,
         publish: Publish | None = None,
+        on_planned: PlanningHook | None = None,
     ) -> None:
         self.store = store
         self.bases = bases
@@ -79,6 +85,7 @@ class Watchdog:
         self.config = config or WatchdogConfig()
         self.zone = ZoneInfo(self.config.zone)
         self.publish = publish
+        self.on_planned = on_planned
         self.alarms_raised = 0
 
     def _emit(self, transitions: Collection[Transition]) -> None:
@@ -93,6 +100,7 @@ class Watchdog:
 
     async def plan(self, night: date | None = None) -> schedule.NightPlan:
         """Plan ``night`` (default: the current one) now; idempotent."""
+        started = time.perf_counter()
         at = self.clock()
         night = night or self.tonight(at)
         bases = await self.bases.bases()
@@ -105,6 +113,8 @@ class Watchdog:
             plan_hour=self.config.plan_hour,
         )
         inserted = await self.store.save_plan(plan, at=at)
+        if self.on_planned is not None:
+            self.on_planned("night", time.perf_counter() - started)
         for p in plan.problems:
             log.warning(
                 "check_not_planned",
@@ -190,6 +200,7 @@ class Watchdog:
 
     async def on_change(self, change: ConsentChange) -> list[Transition]:
         """Re-plan the remaining checks of the brukare a change concerns (everyone on resync)."""
+        started = time.perf_counter()
         at = self.clock()
         open_checks = await self.store.open_checks(recipient_id=change.recipient_id)
         recipients = (
@@ -226,6 +237,8 @@ class Watchdog:
                 if result.added.checks:
                     await self.store.save_plan(result.added, at=at)
                     done += list(result.added.transitions)
+        if self.on_planned is not None:
+            self.on_planned("replan", time.perf_counter() - started)
         if done:
             log.info(
                 "checks_replanned",

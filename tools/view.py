@@ -228,6 +228,9 @@ class View:
                 if self.result.request_to_first_frame_s is None:
                     self.result.request_to_first_frame_s = time.perf_counter() - self._t0
                     self.first_frame.set()
+                    # the backend's click -> first frame histogram (/metrics) counts to this
+                    with contextlib.suppress(ConnectionError):
+                        await self.channel.send(env.Video(self.session_id, frames=1))
                 if self.on_frame is not None:
                     self.on_frame(self.result.frames)
 

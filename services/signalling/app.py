@@ -27,7 +27,7 @@ from kernel.clock import SYSTEM_CLOCK, Clock, ClockPort
 from services.mqtt import Guard, MqttLink
 from services.settings import Settings
 from services.signalling.http import SIGNALLING, on_shutdown, routes
-from services.signalling.ports import CommandsPort, GatePort, SignallingConfig
+from services.signalling.ports import CommandsPort, GatePort, Latencies, SignallingConfig
 from services.signalling.service import Signalling, logged
 from services.signalling.turn import TurnConfig
 from services.web import http
@@ -46,9 +46,10 @@ async def installed(
     clock: Clock | ClockPort = SYSTEM_CLOCK,
     config: SignallingConfig | None = None,
     guard: Guard = logged,
+    latencies: Latencies | None = None,
 ) -> AsyncIterator[Signalling]:
     """Run signalling for the life of the block; ``app`` must not be frozen yet. ``guard`` is the
-    process's supervisor (its loops crash loudly)."""
+    process's supervisor (its loops crash loudly); ``latencies`` the process's histograms."""
     serves = "signalling" in settings.roles
     sig = Signalling(
         pool=pool,
@@ -62,6 +63,7 @@ async def installed(
         handle_devices=serves,
         clock=clock,
         guard=guard,
+        latencies=latencies,
     )
     async with sig:
         app[SIGNALLING] = sig

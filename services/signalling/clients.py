@@ -27,6 +27,7 @@ from kernel.ratelimit import TokenBucket
 from kernel.roles import Principal
 from services.signalling import decide, machine
 from services.signalling.interpreter import Interpreter
+from services.signalling.ports import Latencies
 from services.signalling.session import ClientConnection, LiveSession
 from services.signalling.store import SessionExists, SessionRow
 from services.signalling.turn import ice_servers
@@ -41,6 +42,7 @@ class ClientSide(Interpreter):
     """Client connections and their messages (part of ``Signalling``)."""
 
     _accepting: bool
+    latencies: Latencies  # request -> granted, request -> first frame (``/metrics``)
 
     # ------------------------------------------------------------ connections
 
@@ -69,7 +71,8 @@ class ClientSide(Interpreter):
         """One message from a client: rate limit, decode, act; a bad one gets an ``error``."""
         if conn.is_closed:
             return
-        if conn.bucket.take(asyncio.get_running_loop().time()):  # refused: seconds to wait
+        arrived = asyncio.get_running_loop().time()
+        if conn.bucket.take(arrived):  # refused: seconds to wait
             conn.violations += 1
             if conn.violations == 1:
                 conn.send(env.Error(code="rate_limited", message="too many messages; slow down"))
@@ -85,7 +88,7 @@ class ClientSide(Interpreter):
             self.reject(conn, e.reason, e.detail, e.session_id)
             return
         if isinstance(message, env.Request):
-            await self._on_request(conn, message)
+            await self._on_request(conn, message, arrived)
             return
         event: machine.Event
         match message:
@@ -103,8 +106,12 @@ class ClientSide(Interpreter):
                 self.reject(conn, "unexpected_type", "not a client message", None)
                 return
         live = self._owned(conn, message.session_id)
-        if live is not None:
-            await self._feed(live, event)
+        if live is None:
+            return
+        if isinstance(event, machine.ClientVideo) and event.frames > 0 and not live.has_first_frame:
+            live.has_first_frame = True
+            self.latencies.first_frame(live.purpose, arrived - live.requested_at)
+        await self._feed(live, event)
 
     def _owned(self, conn: ClientConnection, session_id: str) -> LiveSession | None:
         live = conn.sessions.get(session_id)
@@ -147,7 +154,8 @@ class ClientSide(Interpreter):
             return dataclasses.replace(facts, window_use=use)
         return facts
 
-    async def _on_request(self, conn: ClientConnection, req: env.Request) -> None:
+    async def _on_request(self, conn: ClientConnection, req: env.Request, arrived: float) -> None:
+        """``arrived``: the loop time the request arrived (the latencies count from it)."""
         if req.extend is not None:
             live = self._owned(conn, req.session_id)
             if live is None:
@@ -207,7 +215,7 @@ class ClientSide(Interpreter):
             staff_id=who.staff_id,
             now=now,
         )
-        live = LiveSession(session, conn)
+        live = LiveSession(session, conn, requested_at=arrived)
         self.sessions[sid] = live
         conn.sessions[sid] = live
         self._arm(live, session.deadline)
@@ -234,6 +242,7 @@ class ClientSide(Interpreter):
                 ring_timeout_s=outcome.cap_s if purpose is env.Purpose.CALL else None,
             )
         )
+        self.latencies.granted(purpose, asyncio.get_running_loop().time() - arrived)
         if purpose is env.Purpose.CALL:
             await self._perform(live, machine.Ring(outcome.cap_s, outcome.auto_answer))
 

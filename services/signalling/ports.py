@@ -12,7 +12,7 @@ registry's table (:class:`RegistryPresence`), the session rows to
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -136,6 +136,25 @@ class BusPort(Protocol):
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> Any: ...
+
+
+LatencyHook = Callable[[Purpose, float], None]
+"""Told a session's purpose and a latency in seconds (loop time, not the runtime's clock)."""
+
+
+def _unobserved(purpose: Purpose, seconds: float) -> None:
+    """No one watches (tests, tools)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Latencies:
+    """Where signalling reports its latencies (the composition root passes the histograms of
+    ``services.web.metrics.Metrics``): ``granted`` from a client's ``request`` arriving to its
+    ``granted`` sent; ``first_frame`` from that request arriving to the client's first ``video``
+    report with frames > 0 for the session (click -> first frame as the backend sees it)."""
+
+    granted: LatencyHook = _unobserved
+    first_frame: LatencyHook = _unobserved
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,6 +59,7 @@ from services.signalling.ports import (
     BusPort,
     CommandsPort,
     GatePort,
+    Latencies,
     PresencePort,
     RegistryPresence,
     SessionStore,
@@ -99,7 +100,8 @@ class Signalling(ClientSide, DeviceSide):
     Create it in the composition root, set ``app[SIGNALLING]`` and add :func:`routes`. ``store``,
     ``presence`` and ``bus`` default to the real adapters over ``pool`` and ``mqtt_url``; tests
     pass :mod:`services.signalling.fakes`. ``guard`` wraps the long-running loops (the process's
-    supervisor; without one a crash is only logged).
+    supervisor; without one a crash is only logged). ``latencies`` is told request -> granted
+    and request -> first frame (the process's ``/metrics`` histograms).
     """
 
     def __init__(
@@ -120,6 +122,7 @@ class Signalling(ClientSide, DeviceSide):
         sessions: SessionStore | None = None,
         bus: BusFactory | None = None,
         guard: Guard = logged,
+        latencies: Latencies | None = None,
     ) -> None:
         self.pool = pool
         self.prefix = prefix
@@ -138,6 +141,7 @@ class Signalling(ClientSide, DeviceSide):
         self.clock = clock
         self._now, self._sleep = clock, sleep_of(clock)
         self._guard = guard
+        self.latencies = latencies or Latencies()
         handlers = BusHandlers(
             self._on_device_signal, self._on_device_event, self._on_device_status, self._on_routed
         )

@@ -86,6 +86,8 @@ class LiveSession:
     value: Session
     conn: ClientConnection
     timer: asyncio.Task[None] | None = None
+    requested_at: float = 0.0  # loop time the client's request arrived (for the latencies)
+    has_first_frame: bool = False  # the client has reported a decoded frame
 
     @property
     def session_id(self) -> str:

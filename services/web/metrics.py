@@ -1,19 +1,20 @@
-"""Operations gauges for ``/metrics`` computed from the shared tables (Prometheus text format).
+"""``/metrics``: the process's Prometheus metrics, produced by prometheus_client, and who may read
+them. Every metric is listed in ``docs/metrics.md``.
 
-Every process reads the same tables, so these gauges are the same whichever process is scraped
-(aggregate them with ``max``, not ``sum``). Only counts, ages and latencies: no id, name or
-anything else personal ever appears in a label.
+:class:`Metrics` is built once per runtime by the composition root (``services/app.py``) and
+owns its own ``CollectorRegistry`` (never the library's global one, so several runtimes in one
+process, as in the tests, do not clash). It holds:
 
-- ``homecare_checks{state}``: open checks (not yet performed, escalated or a deviation) by state;
-- ``homecare_check_queue_age_seconds{queue}``: how long the oldest check has waited for a worker
-  (``due``), for an operator (``needs_view``) and for the patrol (``patrol``); 0 when none waits;
-- ``homecare_checks_overdue`` and ``homecare_check_lateness_seconds_max``: open checks past their
-  step's deadline, and by how much the latest one is late;
-- ``homecare_devices_quarantined``: devices heard of but never bound;
-- ``homecare_sessions_open{purpose}``: live views, calls and probes;
-- ``homecare_teardown_seconds{quantile}`` / ``homecare_teardowns``: over the last 24 h, from the
-  instant a legal basis ended (consent withdrawn, pause started, device unbound, care plan ended,
-  supervision suspended) to the live session of that brukare being closed as ``withdrawn``.
+- the latency histograms, observed through plain callbacks the adapters are given (the pure cores
+  never see them): request -> granted and click -> first frame (signalling), round planning (the
+  watchdog), registry lag (the MQTT link, for the registry's channels);
+- :class:`LiveState`, a collector of what the process holds in memory (MQTT messages and
+  refusals, signalling counters, supervised tasks, the event bus), read at each scrape;
+- :class:`services.web.metrics_tables.TableSnapshot`, the aggregates of the shared tables, read
+  at most every ``max_age_s`` seconds whatever the scrape rate.
+
+The answer is the text format 0.0.4 (``text/plain; version=0.0.4; charset=utf-8``): label
+values are escaped by the library, so no value can break a line.
 
 Who may scrape: a client on loopback (a sidecar or node exporter) without proxy headers, or anyone
 sending ``Authorization: Bearer <HOMECARE_METRICS_TOKEN>``. Everyone else gets 403: the counters
@@ -24,14 +25,35 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Iterator, Mapping
+from typing import Protocol
 
-import asyncpg
 from aiohttp import web
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.registry import Collector
 
-QUEUES = ("due", "needs_view", "patrol")
+from devices import topics
+from devices.handler import REGISTRY_CHANNELS
+from services.events import EventBus
+from services.supervisor import Supervisor
+from services.web.metrics_tables import TableSnapshot
+
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+"""``text/plain; version=0.0.4; charset=utf-8`` (prometheus_client's ``CONTENT_TYPE_LATEST``
+names the 1.0.0 text format since 0.22; Prometheus reads both)."""
 _PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
+
+#: Request -> granted: a gate decision, a view-budget read and a row insert (loopback: ms).
+GRANT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.35, 0.5, 0.7, 1.0, 2.0, 5.0)
+#: Click -> first frame: the target is p95 < 700 ms (DESIGN.md), so fine steps around it.
+FIRST_FRAME_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+#: Planning: the target is tonight for 10,000 brukare in < 2 s; a re-plan is one brukare.
+PLANNING_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
+#: Registry lag: a message is applied in ms; a reconnect storm queues them for seconds (the
+#: target: 10,000 devices re-announced within 30 s).
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 def may_scrape(remote: str | None, headers: Mapping[str, str], token: str) -> bool:
@@ -55,91 +77,221 @@ def require_scraper(request: web.Request, token: str) -> None:
         raise web.HTTPForbidden(reason="metrics are for loopback or the metrics token")
 
 
-OPEN_SQL = """
-SELECT state, count(*) AS n, min(since) AS oldest,
-       count(*) FILTER (WHERE deadline < $1::timestamptz) AS overdue,
-       max($1::timestamptz - deadline) AS late
-  FROM round_checks
- WHERE deadline IS NOT NULL
- GROUP BY state
-"""
-
-TEARDOWN_SQL = """
-WITH closed AS (
-    SELECT s.ended_at, s.device_id, s.recipient_id
-      FROM signal_sessions s
-     WHERE s.state = 'closed' AND s.end_reason = 'withdrawn'
-       AND s.ended_at > $1::timestamptz - interval '24 hours' AND s.ended_at <= $1::timestamptz
-), caused AS (
-    SELECT c.ended_at, GREATEST(
-        (SELECT max(GREATEST(w.withdrawn_at, w.recorded_at))
-           FROM consent_withdrawals w JOIN consents k USING (consent_id)
-          WHERE k.recipient_id = c.recipient_id
-            AND GREATEST(w.withdrawn_at, w.recorded_at) <= c.ended_at),
-        (SELECT max(GREATEST(p.starts_at, p.created_at)) FROM pauses p
-          WHERE p.recipient_id = c.recipient_id
-            AND GREATEST(p.starts_at, p.created_at) <= c.ended_at),
-        (SELECT max(b.unbound_at) FROM device_bindings b
-          WHERE b.device_id = c.device_id AND b.unbound_at <= c.ended_at),
-        (SELECT max(pl.ended_at) FROM care_plans pl
-          WHERE pl.recipient_id = c.recipient_id AND pl.ended_at <= c.ended_at),
-        (SELECT max(su.started_at) FROM suspensions su
-          WHERE su.recipient_id = c.recipient_id AND su.started_at <= c.ended_at)
-    ) AS caused_at
-      FROM closed c
-)
-SELECT count(*) AS n,
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM ended_at - caused_at)) AS p50,
-       percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM ended_at - caused_at))
-           AS p99
-  FROM caused
- WHERE caused_at IS NOT NULL
-"""
+# --------------------------------------------------------------------------- what is in memory
 
 
-def _num(x: float) -> str:
-    return f"{x:.3f}".rstrip("0").rstrip(".") if x != int(x) else str(int(x))
+class HasMessages(Protocol):
+    """The MQTT link (``services.mqtt.MqttLink``)."""
+
+    @property
+    def messages_in(self) -> int: ...
 
 
-async def table_gauges(pool: asyncpg.Pool, now: datetime) -> list[str]:
-    """The gauges above as exposition lines, at ``now`` (the runtime's clock)."""
-    lines: list[str] = []
-    async with pool.acquire() as conn:
-        rows = await conn.fetch(OPEN_SQL, now)
-        quarantined = await conn.fetchval("SELECT count(*) FROM devices WHERE quarantined")
-        sessions = await conn.fetch(
-            "SELECT purpose, count(*) AS n FROM signal_sessions WHERE state <> 'closed'"
-            " GROUP BY purpose"
+class HasRejected(Protocol):
+    """The device registry's adapter (``devices.handler.DeviceHandler``)."""
+
+    @property
+    def rejected(self) -> Mapping[str, int]: ...
+
+
+class HasCounters(Protocol):
+    """Signalling (``services.signalling.service.Signalling``)."""
+
+    @property
+    def counters(self) -> Mapping[str, int]: ...
+
+
+class RuntimeParts(Protocol):
+    """What :class:`LiveState` reads of the runtime (``services.app.Runtime``)."""
+
+    @property
+    def mqtt(self) -> HasMessages | None: ...
+
+    @property
+    def devices(self) -> HasRejected | None: ...
+
+    @property
+    def signalling(self) -> HasCounters | None: ...
+
+    @property
+    def supervisor(self) -> Supervisor: ...
+
+    @property
+    def bus(self) -> EventBus: ...
+
+
+def _label(name: str) -> str:
+    """Task and subscriber names as label values stay plain words: consent-listen ->
+    consent_listen (what dashboards already select on)."""
+    return name.replace("-", "_")
+
+
+class LiveState(Collector):
+    """The in-memory counters of one runtime, read at each scrape (no I/O)."""
+
+    def __init__(self, parts: RuntimeParts) -> None:
+        self._parts = parts
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        rt = self._parts
+        if rt.mqtt is not None:
+            yield CounterMetricFamily(
+                "homecare_mqtt_messages",
+                "MQTT messages received by this process",
+                value=rt.mqtt.messages_in,
+            )
+        if rt.devices is not None:
+            yield _counter(
+                "homecare_mqtt_rejected",
+                "Device messages refused (nothing changed), by reason",
+                "reason",
+                rt.devices.rejected,
+            )
+        if rt.signalling is not None:
+            yield _counter(
+                "homecare_signalling",
+                "Signalling events of this process: routed_out/in, client_rejected_<code>,"
+                " task_failed, ...",
+                "event",
+                rt.signalling.counters,
+            )
+        sup = rt.supervisor
+        names = sorted({*sup.crashes, *(t.get_name() for t in sup.tasks)})
+        yield _counter(
+            "homecare_task_crashes",
+            "Crashes (or early ends) of each supervised background task",
+            "task",
+            {_label(n): sup.crashes[n] for n in names},
         )
-        teardown = await conn.fetchrow(TEARDOWN_SQL, now)
-    lines.append("# TYPE homecare_checks gauge")
-    lines += [f'homecare_checks{{state="{r["state"]}"}} {r["n"]}' for r in rows]
-    by_state = {r["state"]: r for r in rows}
-    lines.append("# TYPE homecare_check_queue_age_seconds gauge")
-    for queue in QUEUES:
-        row = by_state.get(queue)
-        age = max(0.0, (now - row["oldest"]).total_seconds()) if row else 0.0
-        lines.append(f'homecare_check_queue_age_seconds{{queue="{queue}"}} {_num(age)}')
-    overdue = sum(r["overdue"] for r in rows)
-    late = max((r["late"].total_seconds() for r in rows if r["late"] is not None), default=0.0)
-    lines += [
-        "# TYPE homecare_checks_overdue gauge",
-        f"homecare_checks_overdue {overdue}",
-        "# TYPE homecare_check_lateness_seconds_max gauge",
-        f"homecare_check_lateness_seconds_max {_num(max(0.0, late))}",
-        "# TYPE homecare_devices_quarantined gauge",
-        f"homecare_devices_quarantined {quarantined}",
-        "# TYPE homecare_sessions_open gauge",
-    ]
-    lines += [f'homecare_sessions_open{{purpose="{r["purpose"]}"}} {r["n"]}' for r in sessions]
-    lines += [
-        "# TYPE homecare_teardowns gauge",
-        f"homecare_teardowns {teardown['n'] if teardown else 0}",
-        "# TYPE homecare_teardown_seconds gauge",
-    ]
-    if teardown and teardown["n"]:
-        lines += [
-            f'homecare_teardown_seconds{{quantile="0.5"}} {_num(float(teardown["p50"]))}',
-            f'homecare_teardown_seconds{{quantile="0.99"}} {_num(float(teardown["p99"]))}',
-        ]
-    return lines
+        yield _gauge(
+            "homecare_task_failed",
+            "1 while a supervised task has failed (the process is then unready)",
+            "task",
+            {_label(n): int(n in sup.failed) for n in names},
+        )
+        pending: dict[str, int] = {}  # summed per name (the consoles are many, unnamed)
+        dropped: dict[str, int] = {}
+        for sub in rt.bus.subscriptions:
+            name = _label(sub.name or "console")
+            pending[name] = pending.get(name, 0) + sub.pending
+            dropped[name] = dropped.get(name, 0) + sub.dropped
+        yield _gauge(
+            "homecare_events_pending",
+            "Events published on the in-process bus and not yet taken, by subscriber",
+            "subscriber",
+            pending,
+        )
+        yield _counter(
+            "homecare_events_dropped",
+            "Events a display subscriber lost by falling behind, by subscriber",
+            "subscriber",
+            dropped,
+        )
+
+
+def _counter(name: str, doc: str, label: str, values: Mapping[str, int]) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, doc, labels=[label])
+    for key, value in sorted(values.items()):
+        family.add_metric([key], value)
+    return family
+
+
+def _gauge(name: str, doc: str, label: str, values: Mapping[str, int]) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, doc, labels=[label])
+    for key, value in sorted(values.items()):
+        family.add_metric([key], value)
+    return family
+
+
+# --------------------------------------------------------------------------- the runtime's metrics
+
+
+class Metrics:
+    """The metrics of one runtime: its registry, the latency histograms and their callbacks.
+
+    The adapters get the bound methods (:meth:`granted`, :meth:`first_frame`, :meth:`planned`,
+    :meth:`device_message_handled`); :meth:`watch` adds the collectors once the runtime's parts
+    exist. ``token``: ``HOMECARE_METRICS_TOKEN`` (empty: loopback only)."""
+
+    def __init__(self, *, token: str = "") -> None:
+        self.token = token
+        self.registry = CollectorRegistry()
+        self.grant_seconds = Histogram(
+            "homecare_signal_grant_seconds",
+            "From a client's request message arriving to its granted being sent, by purpose",
+            ["purpose"],
+            buckets=GRANT_BUCKETS,
+            registry=self.registry,
+        )
+        self.first_frame_seconds = Histogram(
+            "homecare_view_first_frame_seconds",
+            "From a client's request arriving to its first video report with frames > 0"
+            " (click -> first frame as the backend sees it), by purpose",
+            ["purpose"],
+            buckets=FIRST_FRAME_BUCKETS,
+            registry=self.registry,
+        )
+        self.planning_seconds = Histogram(
+            "homecare_round_planning_seconds",
+            "Planning checks from care plans: a whole night (kind=night, read, plan, store) or"
+            " one change's re-plan (kind=replan)",
+            ["kind"],
+            buckets=PLANNING_BUCKETS,
+            registry=self.registry,
+        )
+        self.registry_lag_seconds = Histogram(
+            "homecare_registry_lag_seconds",
+            "From a device message arriving from the broker to the registry having applied it"
+            " (queueing included), by channel",
+            ["channel"],
+            buckets=LAG_BUCKETS,
+            registry=self.registry,
+        )
+        self.tables: TableSnapshot | None = None
+
+    # The callbacks the adapters are given (seconds; loop or monotonic time, never the runtime
+    # clock, which a test or the simulated night may run fast).
+
+    def granted(self, purpose: str, seconds: float) -> None:
+        self.grant_seconds.labels(purpose).observe(seconds)
+
+    def first_frame(self, purpose: str, seconds: float) -> None:
+        self.first_frame_seconds.labels(purpose).observe(seconds)
+
+    def planned(self, kind: str, seconds: float) -> None:
+        self.planning_seconds.labels(kind).observe(seconds)
+
+    def device_message_handled(self, channel: topics.Channel, seconds: float) -> None:
+        """The link's hook: only the registry's channels are the registry's lag."""
+        if channel in REGISTRY_CHANNELS:
+            self.registry_lag_seconds.labels(channel.value).observe(seconds)
+
+    def watch(self, parts: RuntimeParts, tables: TableSnapshot | None) -> None:
+        """Add the runtime's live state and (where given) its table snapshot to the registry."""
+        self.registry.register(LiveState(parts))
+        if tables is not None:
+            self.registry.register(tables)
+            self.tables = tables
+
+    async def close(self) -> None:
+        if self.tables is not None:
+            await self.tables.close()
+
+    async def exposition(self) -> bytes:
+        """The registry in the text format 0.0.4, the table snapshot refreshed if it is due."""
+        if self.tables is not None:
+            await self.tables.refresh()
+        return generate_latest(self.registry)
+
+
+METRICS = web.AppKey("metrics", Metrics)
+
+
+async def scrape(request: web.Request) -> web.Response:
+    """``GET /metrics`` (403 unless :func:`may_scrape`)."""
+    metrics = request.app[METRICS]
+    require_scraper(request, metrics.token)
+    return web.Response(
+        body=await metrics.exposition(),
+        headers={"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"},
+    )

@@ -37,7 +37,7 @@ pytestmark = pytest.mark.e2e
 
 CAM = "cam-0001"
 MAX_VIEWS = 10
-METRIC = re.compile(r'^homecare_signalling_total\{event="(\w+)"\} (\d+)$', re.M)
+METRIC = re.compile(r'^homecare_signalling_total\{event="(\w+)"\} (\d+)\.0$', re.M)
 
 
 @dataclass(frozen=True)

@@ -1,19 +1,26 @@
 """``/metrics`` of the composed app: queue age, check lateness, presence, sessions and withdrawal ->
-teardown latency, computed from the tables at the runtime's clock; no personal data in it."""
+teardown latency, computed from the tables at the runtime's clock; no personal data in it; the
+tables read at most once for scrapes in a row; an outsider refused."""
 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
+import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 
+import aiohttp
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client.parser import text_string_to_metric_families
 
 from services import app
 from services.settings import load
+from services.web import metrics as ops_metrics
+from services.web.metrics_tables import PgTables, TableSnapshot
 
 pytestmark = pytest.mark.integration
 
@@ -115,17 +122,19 @@ async def client(database_url: str, mqtt_url: str, topic_prefix: str) -> AsyncIt
 
 
 def _metrics(text: str) -> dict[str, float]:
+    """``{'name{label="value"}': value}`` as prometheus_client's parser reads the exposition."""
     out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            out[name] = float(value)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            out[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
     return out
 
 
 async def test_ops_gauges_from_the_tables(client: TestClient) -> None:  # type: ignore[type-arg]
     resp = await client.get("/metrics")
     assert resp.status == 200
+    assert resp.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
     text = await resp.text()
     m = _metrics(text)
     assert m['homecare_checks{state="due"}'] == 2
@@ -142,8 +151,93 @@ async def test_ops_gauges_from_the_tables(client: TestClient) -> None:  # type: 
     assert m["homecare_teardowns"] == 2
     assert m['homecare_teardown_seconds{quantile="0.5"}'] == pytest.approx(0.3, abs=1e-3)
     assert m['homecare_teardown_seconds{quantile="0.99"}'] == pytest.approx(0.398, abs=1e-3)
+    # the histograms are there from the start (HELP and TYPE; samples once observed)
+    for name in (
+        "homecare_signal_grant_seconds",
+        "homecare_view_first_frame_seconds",
+        "homecare_round_planning_seconds",
+        "homecare_registry_lag_seconds",
+    ):
+        assert f"# TYPE {name} histogram" in text
     # no personal data: no recipient, device, session or staff id, no name
     assert not re.search(r"rcp-|cam-|sess-|staff-|Namn", text)
-    # every line is valid exposition format
-    for line in text.splitlines():
-        assert re.fullmatch(r"# TYPE \w+ (gauge|counter)|\w+(\{\w+=\"[\w.]+\"\})? [0-9.e+-]+", line)
+
+
+async def test_two_scrapes_in_a_row_run_the_aggregate_queries_once(
+    client: TestClient,  # type: ignore[type-arg]
+    database_url: str,
+) -> None:
+    """Counted where the SQL leaves: every statement a real pool sends, through asyncpg's query
+    logger; and the served runtime's own count of its reads."""
+    sent: list[str] = []
+
+    async def log_queries(conn: asyncpg.Connection) -> None:
+        conn.add_query_logger(lambda q: sent.append(q.query))
+
+    async with asyncpg.create_pool(database_url, min_size=1, max_size=2, init=log_queries) as pool:
+        m = ops_metrics.Metrics()
+        rt = client.server.app[app.RUNTIME]
+        m.watch(rt, TableSnapshot(PgTables(pool), lambda: NOW, max_age_s=60))
+        await m.exposition()
+        reads = len(sent)
+        await m.exposition()
+        assert len(sent) == reads  # the second scrape sent nothing
+        assert sum("percentile_cont" in q for q in sent) == 1  # the 24-hour teardown query
+        assert sum("FROM round_checks" in q for q in sent) == 1
+        stale = TableSnapshot(PgTables(pool), lambda: NOW, max_age_s=0)  # the count is honest
+        await stale.refresh()
+        await stale.refresh()
+        assert sum("percentile_cont" in q for q in sent) == 3
+    for _ in range(2):
+        text = await (await client.get("/metrics")).text()
+    assert _metrics(text)['homecare_metrics_table_reads_total{outcome="ok"}'] == 1
+
+
+def _outside_address() -> str:
+    """This machine's address on its way out (not loopback); no packet is sent."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))
+        except OSError:
+            pytest.skip("no route off loopback on this machine: no outside address to test from")
+        host = str(s.getsockname()[0])
+    if ipaddress.ip_address(host).is_loopback:
+        pytest.skip("no outside address on this machine")
+    return host
+
+
+async def test_an_anonymous_scraper_from_outside_loopback_is_refused(
+    database_url: str, mqtt_url: str, topic_prefix: str
+) -> None:
+    """A real socket from this machine's outside address (not 127.0.0.1) to the runtime bound on
+    every interface: refused unless it sends the metrics token; a proxy on loopback relaying
+    someone is refused too."""
+    host = _outside_address()
+    settings = dataclasses.replace(
+        load({}),
+        database_url=database_url,
+        mqtt_url=mqtt_url,
+        mqtt_topic_prefix=topic_prefix,
+        metrics_token="s3cret-metrics-token",
+    )
+    async with (
+        app.runtime(settings, clock=lambda: NOW) as rt,
+        TestServer(rt.app, host="0.0.0.0") as server,  # every interface, as a pod would
+        aiohttp.ClientSession() as http,
+    ):
+        outside = f"http://{host}:{server.port}/metrics"
+        inside = f"http://127.0.0.1:{server.port}/metrics"
+        async with http.get(outside) as r:
+            assert r.status == 403
+            assert "version=0.0.4" not in r.headers.get("Content-Type", "")
+        async with http.get(outside, headers={"Authorization": "Bearer wrong"}) as r:
+            assert r.status == 403
+        async with http.get(inside, headers={"X-Forwarded-For": "198.51.100.4"}) as r:
+            assert r.status == 403
+        for url, headers in (
+            (outside, {"Authorization": "Bearer s3cret-metrics-token"}),
+            (inside, {}),
+        ):
+            async with http.get(url, headers=headers) as r:
+                assert r.status == 200
+                assert r.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"

@@ -108,9 +108,9 @@ async def test_a_crashed_task_is_logged_counted_and_makes_the_process_unready(
         assert body["checks"]["tasks"] is False
         assert body["failed_tasks"] == ["broken-task"]
         metrics = await (await c.get("/metrics")).text()
-        assert 'homecare_task_crashes_total{task="broken_task"} 1' in metrics
-        assert 'homecare_task_failed{task="broken_task"} 1' in metrics
-        assert 'homecare_task_failed{task="consent_listen"} 0' in metrics
+        assert 'homecare_task_crashes_total{task="broken_task"} 1.0' in metrics
+        assert 'homecare_task_failed{task="broken_task"} 1.0' in metrics
+        assert 'homecare_task_failed{task="consent_listen"} 0.0' in metrics
 
 
 async def test_readyz_names_a_broker_that_is_not_connected(
@@ -186,7 +186,7 @@ async def test_a_crash_in_a_signalling_loop_makes_the_process_unready_naming_it(
         assert r.status == 503
         assert (await r.json())["failed_tasks"] == ["signal-sweep"]
         metrics = await (await c.get("/metrics")).text()
-        assert 'homecare_task_crashes_total{task="signal_sweep"} 1' in metrics
+        assert 'homecare_task_crashes_total{task="signal_sweep"} 1.0' in metrics
 
 
 class BrokenChanges(FakeGate):

@@ -153,7 +153,10 @@ class View {
     pc.addEventListener('track', (e) => {
       const video = $('video');
       const mark = () => {
-        if (this.firstFrameMs === null) this.firstFrameMs = performance.now() - this.t0;
+        if (this.firstFrameMs !== null) return;
+        this.firstFrameMs = performance.now() - this.t0;
+        // tell the backend (its click -> first frame histogram on /metrics)
+        this.send({ type: 'video', session_id: this.sessionId, frames: 1 });
       };
       video.addEventListener('loadeddata', mark, { once: true });
       if (video.requestVideoFrameCallback) video.requestVideoFrameCallback(mark);
