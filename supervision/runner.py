@@ -34,13 +34,13 @@ import asyncio
 import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 import structlog
 
 from consent.model import Purpose, Reason
 from kernel.clock import Clock, ClockPort, sleep_of
+from kernel.retry import Backoff, retry
 from kernel.timing import DEFAULT_TIMING, Timing
 from supervision import checks as ch
 from supervision import relay
@@ -176,22 +176,31 @@ class Runner:
         """The event that ends the probing state of ``check`` (gate, wake, probe); started again
         while this process's own link is down, up to ``link_wait_s`` (then ``LinkDown``)."""
         timing = self.config.timing
-        # On the clock, as the claim's expiry is: a sped-up night shortens both alike.
-        give_up = self.clock() + timedelta(seconds=timing.link_wait_s)
-        while True:
-            try:
-                return await self._decide(check)
-            except LinkDown as e:
-                if self.clock() + timedelta(seconds=timing.link_retry_s) > give_up:
-                    raise  # the claim lapses; the check is claimed again later
-                self.link_retries += 1
-                log.warning(
-                    "check_waits_for_link",
-                    check_id=check.check_id,
-                    worker=self.config.worker_id,
-                    error=str(e),
-                )
-                await self._sleep(timing.link_retry_s)
+
+        def waiting(e: BaseException, _failures: int, _wait_s: float) -> None:
+            self.link_retries += 1
+            log.warning(
+                "check_waits_for_link",
+                check_id=check.check_id,
+                worker=self.config.worker_id,
+                error=str(e),
+            )
+
+        # On the clock, as the claim's expiry is: a sped-up night shortens both alike. Past
+        # ``link_wait_s`` the LinkDown is raised: the claim lapses and the check is claimed again.
+        return await retry(
+            lambda: self._decide(check),
+            Backoff(
+                first_s=timing.link_retry_s,
+                factor=1.0,
+                max_s=timing.link_retry_s,
+                give_up_s=timing.link_wait_s,
+            ),
+            retry_on=(LinkDown,),
+            on_retry=waiting,
+            sleep=self._sleep,
+            clock=lambda: self.clock().timestamp(),
+        )
 
     async def _decide(self, check: Check) -> ch.Event:
         if check.device_id is None:

@@ -20,12 +20,17 @@ import structlog
 
 from devices import envelope as env
 from devices import topics
+from kernel.retry import Backoff, Retry
 from services.signalling import machine
 from services.signalling.interpreter import Interpreter
 from services.signalling.router import DeviceMessage
 from services.signalling.session import LiveSession
 
 log = structlog.get_logger(__name__)
+
+GATE_WATCH_RESTART = Backoff(first_s=1.0, max_s=30.0)
+"""The gate watch failed (a bug): subscribed again 1 s, 2 s ... at most 30 s later, from 1 s
+again once a change came through."""
 
 
 class DeviceSide(Interpreter):
@@ -109,10 +114,12 @@ class DeviceSide(Interpreter):
             await self._feed(live, machine.GateDenied(reason))
 
     async def _watch_gate(self) -> None:
+        restart = Retry(GATE_WATCH_RESTART)
         while True:
             changes = self.gate.changes()
             try:
                 async for change in changes:
+                    restart.reset()
                     devices = set(change.device_ids)
                     for live in list(self.sessions.values()):
                         if (
@@ -129,7 +136,7 @@ class DeviceSide(Interpreter):
                     result = close()
                     if asyncio.iscoroutine(result):
                         await result
-            await asyncio.sleep(1.0)
+            await restart.failed()
 
     async def _recheck_loop(self) -> None:
         while True:
