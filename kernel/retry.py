@@ -17,7 +17,10 @@ Who retries with what (each names its policy beside the loop):
   database is down (``services.mqtt.HANDLER_RETRY``, giving up after ``MqttLink.retry_s``);
 - every PostgreSQL ``LISTEN`` loop (:mod:`kernel.listen`: the revocation feed, the consent gate,
   the round relay) and the consent schedule after a failed read (``consent.gate``);
-- signalling's row close (``services.signalling.interpreter.CLOSE_RETRY``);
+- signalling's row close (``services.signalling.interpreter.CLOSE_RETRY``) and its gate watch
+  after a failure (``services.signalling.device_side.GATE_WATCH_RESTART``);
+- a round worker waiting for its own broker link (``supervision.runner``: ``link_retry_s``
+  apart on the night's clock, given up after ``link_wait_s``);
 - the simulated device's reconnect (``simulators.device.RECONNECT``, with jitter).
 """
 
