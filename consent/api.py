@@ -1,12 +1,13 @@
 """HTTP routes of the consent slice: brukare, cohabitants, care plans, consents and withdrawal,
 pauses, suspension and re-verification, two-step device binding, the gate, and the camera register.
 
-Bodies are JSON objects; every validation error names its field (``checks[1].tolerance_min``).
-Instants are ISO 8601; without an offset they are local time in the brukare's zone (or
-:data:`ZONE` where no brukare is named) and refused if that time does not exist or is ambiguous.
-The acting staff id comes from :func:`kernel.access.caller`. Dependencies come through the typed
-app keys of :mod:`consent.api_context` (re-exported here), set by the composition root:
-:data:`STORE`, :data:`CLOCK`, :data:`ZONE`, :data:`PLAN_HOUR`.
+Each body is one Struct beside its handler (``record_api.NewPlan``, ...): the same definition
+decodes the body and is published in ``/api/openapi.json``; every validation error names its field
+(``checks[1].tolerance_min``). Instants are ISO 8601; without an offset they are local time in the
+brukare's zone (or :data:`ZONE` where no brukare is named) and refused if that time does not exist
+or is ambiguous. The acting staff id comes from :func:`kernel.access.caller`. Dependencies come
+through the typed app keys of :mod:`consent.api_context` (re-exported here), set by the composition
+root: :data:`STORE`, :data:`CLOCK`, :data:`ZONE`, :data:`PLAN_HOUR`.
 
 Handlers live in :mod:`consent.record_api` and :mod:`consent.binding_api`; each parses the
 request, calls :class:`consent.ports.ConsentStore` (which validates, audits and publishes), and
@@ -15,7 +16,8 @@ shapes the answer.
 
 from __future__ import annotations
 
-from consent import schemas
+from consent import binding_api as bind
+from consent import record_api as rec
 from consent.api_context import CLOCK, PLAN_HOUR, STORE, ZONE
 from consent.binding_api import (
     confirm_binding,
@@ -60,7 +62,7 @@ def routes() -> list[Route]:
             create_recipient,
             ADMINS,
             "Register a brukare",
-            body=schemas.RECIPIENT_BODY,
+            body=rec.NewRecipient,
             tags=t,
         ),
         r(
@@ -78,7 +80,7 @@ def routes() -> list[Route]:
             add_cohabitant,
             ADMINS,
             "Register a cohabitant (their consent is then required)",
-            body=schemas.COHABITANT_BODY,
+            body=rec.NewCohabitant,
             tags=t,
         ),
         r(
@@ -87,7 +89,7 @@ def routes() -> list[Route]:
             move_out_cohabitant,
             ADMINS,
             "A cohabitant moved out",
-            body=schemas.end_body("moved_out_at"),
+            body=rec.MoveOut,
             tags=t,
         ),
         r(
@@ -96,7 +98,7 @@ def routes() -> list[Route]:
             create_plan,
             ADMINS,
             "Register a care plan (agreed check times, view cap, escalation)",
-            body=schemas.PLAN_BODY,
+            body=rec.NewPlan,
             tags=t,
         ),
         r(
@@ -105,7 +107,7 @@ def routes() -> list[Route]:
             end_plan,
             ADMINS,
             "End a care plan",
-            body=schemas.end_body("ended_at"),
+            body=rec.End,
             tags=t,
         ),
         r(
@@ -114,7 +116,7 @@ def routes() -> list[Route]:
             record_consent,
             ADMINS,
             "Record a consent (a new version of the person's consent for the purpose)",
-            body=schemas.CONSENT_BODY,
+            body=rec.NewConsent,
             tags=t,
         ),
         r(
@@ -123,7 +125,7 @@ def routes() -> list[Route]:
             withdraw_consent,
             OPERATORS,
             "Withdraw a consent; takes effect at once and ends live sessions",
-            body=schemas.WITHDRAW_BODY,
+            body=rec.Withdrawal,
             tags=t,
         ),
         r(
@@ -132,7 +134,7 @@ def routes() -> list[Route]:
             create_pause,
             OPERATORS,
             "Pause camera checks (hospital, travel, visitors)",
-            body=schemas.PAUSE_BODY,
+            body=rec.NewPause,
             tags=t,
         ),
         r(
@@ -141,7 +143,7 @@ def routes() -> list[Route]:
             end_pause,
             OPERATORS,
             "End a pause",
-            body=schemas.end_body("ended_at"),
+            body=rec.End,
             tags=t,
         ),
         r(
@@ -150,7 +152,7 @@ def routes() -> list[Route]:
             reverify,
             ADMINS,
             "Lift a suspension after consent was re-verified",
-            body=schemas.REVERIFY_BODY,
+            body=rec.Reverification,
             tags=t,
         ),
         r(
@@ -175,7 +177,7 @@ def routes() -> list[Route]:
             request_binding,
             DEVICE_STAFF,
             "Step one: ask to bind a device to a brukare's home, or to unbind it",
-            body=schemas.BIND_BODY,
+            body=bind.BindingAsk,
             tags=t,
         ),
         r(
@@ -184,7 +186,7 @@ def routes() -> list[Route]:
             confirm_binding,
             ADMINS,
             "Step two: confirm, naming the brukare",
-            body=schemas.CONFIRM_BODY,
+            body=bind.Confirmation,
             tags=t,
         ),
         r(

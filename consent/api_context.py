@@ -13,7 +13,6 @@ from consent import rules
 from consent.model import DEFAULT_ZONE
 from consent.ports import ConsentStore
 from kernel import access
-from kernel.body import Body, read_object
 
 STORE: web.AppKey[ConsentStore] = web.AppKey("consent_store")
 CLOCK = access.CLOCK  # the service clock (kernel.access); set by the composition root
@@ -33,10 +32,6 @@ def now(request: web.Request) -> datetime:
 
 def zone(request: web.Request) -> tzinfo:
     return request.app.get(ZONE) or rules.zone_of(DEFAULT_ZONE)
-
-
-async def body(request: web.Request) -> Body:
-    return Body(await read_object(request))
 
 
 def answer(data: dict[str, Any], status: int = 200) -> web.Response:

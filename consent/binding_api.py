@@ -1,6 +1,6 @@
 """HTTP handlers of the consent slice for two-step device binding, the gate and the camera
-register (routes in :func:`consent.api.routes`). Each parses the request, calls the store's port,
-and shapes the answer."""
+register (routes in :func:`consent.api.routes`). Each decodes its body's Struct (declared above
+it), calls the store's port, and shapes the answer."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from consent.errors import InvalidInput
 from consent.model import BindingAction, Purpose
 from consent.ports import new_id
 from kernel.access import caller
-from kernel.body import parse_instant
+from kernel.body import Fields, Id, parse_instant, read_body
+from kernel.codec import CodecError
 from kernel.values import is_id
 
 log = structlog.get_logger("consent.api")
@@ -29,33 +30,44 @@ async def list_binding_requests(request: web.Request) -> web.Response:
     return ctx.answer({"requests": [records.request_json(r) for r in found]})
 
 
+class BindingAsk(Fields):
+    """Step one: bind the device to a brukare's home (naming the brukare) or unbind it."""
+
+    action: BindingAction = BindingAction.BIND
+    recipient_id: Id | None = None
+
+    def __post_init__(self) -> None:
+        if self.action is BindingAction.BIND and self.recipient_id is None:
+            raise CodecError("missing_field", "recipient_id", "binding names the brukare")
+
+
 async def request_binding(request: web.Request) -> web.Response:
     who = caller(request)
     device_id = request.match_info["device_id"]
-    b = await ctx.body(request)
-    action = b.enum("action", BindingAction, BindingAction.BIND)
-    rid = b.identifier("recipient_id", required=action is BindingAction.BIND)
-    b.done()
+    b = await read_body(request, BindingAsk)
     req = await ctx.store(request).request_binding(
         request_id=new_id("breq"),
-        action=action,
+        action=b.action,
         device_id=device_id,
-        recipient_id=rid,
+        recipient_id=b.recipient_id,
         actor=who.staff_id,
         at=ctx.now(request),
     )
     log.info(
-        "binding_requested", device_id=device_id, action=action.value, request_id=req.request_id
+        "binding_requested", device_id=device_id, action=b.action.value, request_id=req.request_id
     )
     return ctx.answer(records.request_json(req), 201)
 
 
+class Confirmation(Fields):
+    """Step two: the confirming administrator names the brukare the request is for."""
+
+    recipient_id: Id
+
+
 async def confirm_binding(request: web.Request) -> web.Response:
     who = caller(request)
-    b = await ctx.body(request)
-    rid = b.identifier("recipient_id")
-    b.done()
-    assert rid is not None
+    rid = (await read_body(request, Confirmation)).recipient_id
     binding = await ctx.store(request).confirm_binding(
         request.match_info["request_id"], recipient_id=rid, actor=who.staff_id, at=ctx.now(request)
     )

@@ -1,20 +1,26 @@
 """HTTP handlers of the consent slice for brukare, cohabitants, care plans, consents and
 withdrawal, pauses, suspension and re-verification (routes in :func:`consent.api.routes`). Each
-parses the request, calls the store's port, and shapes the answer."""
+body is one Struct, declared above its handler: the handler decodes it with
+:func:`kernel.body.read_body`, resolves the instants in the brukare's zone, calls the store's port
+(which checks the rules between records), and shapes the answer."""
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 import structlog
 from aiohttp import web
+from msgspec import Meta
 
 from consent import api_context as ctx
 from consent import records, rules
-from consent.errors import InvalidInput
 from consent.model import (
     DEFAULT_RETRY_INTERVAL_S,
     DEFAULT_TOLERANCE_MIN,
     DEFAULT_VIEW_CAP_S,
     DEFAULT_ZONE,
+    MAX_VIEW_CAP_S,
+    MIN_VIEW_CAP_S,
     Basis,
     CarePlan,
     CareRecipient,
@@ -30,14 +36,50 @@ from consent.model import (
     TimeWindow,
 )
 from consent.ports import new_id
-from consent.rules import DEFAULT_PLAN_HOUR
+from consent.rules import DEFAULT_PLAN_HOUR, MAX_CHECKS, MIN_CHECKS
 from kernel.access import caller
-from kernel.body import Body
+from kernel.body import NOT_BLANK, Fields, Id, Instant, LocalTime, instant, parse_hhmm, read_body
 
 log = structlog.get_logger("consent.api")
 
+Text = Annotated[str, Meta(max_length=200)]
+
+
+def _strip(value: str | None) -> str | None:
+    return None if value is None else value.strip()
+
 
 # --- brukare and cohabitants ---------------------------------------------------------------
+
+
+class NewRecipient(Fields, kw_only=True):
+    """A brukare to register; an id is made up when recipient_id is absent."""
+
+    recipient_id: Id | None = None
+    display_name: Annotated[str, Meta(max_length=200, pattern=NOT_BLANK)]
+    home: Annotated[str, Meta(max_length=500)] = ""
+    time_zone: Annotated[str, Meta(max_length=64, description="an IANA zone")] = DEFAULT_ZONE
+    language: Annotated[str, Meta(max_length=8)] = "sv"
+
+
+class NewCohabitant(Fields, kw_only=True):
+    """Someone who lives with the brukare (their consent is then required too)."""
+
+    cohabitant_id: Id | None = None
+    display_name: Annotated[str, Meta(max_length=200, pattern=NOT_BLANK)]
+    moved_in_at: Instant | None = None
+
+
+class MoveOut(Fields):
+    """When the cohabitant moved out (now when absent)."""
+
+    moved_out_at: Instant | None = None
+
+
+class End(Fields):
+    """When it ends (now when absent)."""
+
+    ended_at: Instant | None = None
 
 
 async def list_recipients(request: web.Request) -> web.Response:
@@ -47,15 +89,14 @@ async def list_recipients(request: web.Request) -> web.Response:
 
 async def create_recipient(request: web.Request) -> web.Response:
     who = caller(request)
-    b = await ctx.body(request)
+    b = await read_body(request, NewRecipient)
     r = CareRecipient(
-        recipient_id=b.identifier("recipient_id", required=False) or new_id("r"),
-        display_name=b.req_text("display_name"),
-        home=b.text("home", max_len=500, required=False) or "",
-        time_zone=b.text("time_zone", max_len=64, required=False) or DEFAULT_ZONE,
-        language=b.text("language", max_len=8, required=False) or "sv",
+        recipient_id=b.recipient_id or new_id("r"),
+        display_name=b.display_name.strip(),
+        home=b.home.strip(),
+        time_zone=b.time_zone.strip() or DEFAULT_ZONE,
+        language=b.language.strip() or "sv",
     )
-    b.done()
     stored = await ctx.store(request).add_recipient(r, actor=who.staff_id, at=ctx.now(request))
     log.info("recipient_created", recipient_id=stored.recipient_id, staff_id=who.staff_id)
     return ctx.answer(records.recipient_json(stored), 201)
@@ -73,17 +114,16 @@ async def get_recipient(request: web.Request) -> web.Response:
 
 async def add_cohabitant(request: web.Request) -> web.Response:
     who = caller(request)
+    b = await read_body(request, NewCohabitant)
     rid = request.match_info["recipient_id"]
     zone = await ctx.recipient_zone(request, rid)
     now = ctx.now(request)
-    b = await ctx.body(request)
     c = Cohabitant(
-        cohabitant_id=b.identifier("cohabitant_id", required=False) or new_id("co"),
+        cohabitant_id=b.cohabitant_id or new_id("co"),
         recipient_id=rid,
-        display_name=b.req_text("display_name"),
-        moved_in_at=b.instant("moved_in_at", zone, now) or now,
+        display_name=b.display_name.strip(),
+        moved_in_at=instant(b.moved_in_at, "moved_in_at", zone) or now,
     )
-    b.done()
     stored = await ctx.store(request).add_cohabitant(c, actor=who.staff_id, at=now)
     log.info("cohabitant_added", recipient_id=rid, cohabitant_id=c.cohabitant_id)
     return ctx.answer(records.cohabitant_json(stored), 201)
@@ -92,9 +132,8 @@ async def add_cohabitant(request: web.Request) -> web.Response:
 async def move_out_cohabitant(request: web.Request) -> web.Response:
     who = caller(request)
     now = ctx.now(request)
-    b = await ctx.body(request)
-    moved_out_at = b.instant("moved_out_at", ctx.zone(request), now) or now
-    b.done()
+    b = await read_body(request, MoveOut)
+    moved_out_at = instant(b.moved_out_at, "moved_out_at", ctx.zone(request)) or now
     c = await ctx.store(request).end_cohabitant(
         request.match_info["cohabitant_id"], moved_out_at=moved_out_at, actor=who.staff_id, at=now
     )
@@ -105,51 +144,56 @@ async def move_out_cohabitant(request: web.Request) -> web.Response:
 # --- care plans ----------------------------------------------------------------------------
 
 
-def _checks(b: Body) -> tuple[CheckTime, ...]:
-    out = []
-    for c in b.objects("checks"):
-        out.append(
-            CheckTime(
-                at=c.hhmm("at"),
-                tolerance_min=c.integer("tolerance_min", DEFAULT_TOLERANCE_MIN, -1440, 1440),
-            )
-        )
-        c.done()
-    return tuple(out)
+class PlanCheck(Fields):
+    """An agreed check time and how many minutes either side of it the check may happen."""
+
+    at: LocalTime
+    tolerance_min: Annotated[int, Meta(ge=-1440, le=1440)] = DEFAULT_TOLERANCE_MIN
+
+
+class NewPlan(Fields, kw_only=True):
+    """A care plan: the agreed check times of a night, the view cap and the escalation."""
+
+    plan_id: Id | None = None
+    decision_ref: Annotated[str, Meta(max_length=128, pattern=NOT_BLANK)]
+    valid_from: Instant | None = None
+    valid_until: Instant | None = None
+    checks: Annotated[tuple[PlanCheck, ...], Meta(min_length=MIN_CHECKS, max_length=MAX_CHECKS)]
+    view_cap_s: Annotated[int, Meta(ge=MIN_VIEW_CAP_S, le=MAX_VIEW_CAP_S)] = DEFAULT_VIEW_CAP_S
+    motion_may_clear: bool = False
+    retry_interval_s: Annotated[int, Meta(ge=0, le=86400)] = DEFAULT_RETRY_INTERVAL_S
+    escalation: tuple[EscalationStep, ...] = (
+        EscalationStep.RETRY,
+        EscalationStep.CALL,
+        EscalationStep.PATROL,
+    )
+    instruction: Annotated[str, Meta(max_length=2000)] = ""
+    paused_checks: PausedCheckPolicy = PausedCheckPolicy.PHYSICAL_VISIT
 
 
 async def create_plan(request: web.Request) -> web.Response:
     who = caller(request)
+    b = await read_body(request, NewPlan)
     rid = request.match_info["recipient_id"]
     zone = await ctx.recipient_zone(request, rid)
     now = ctx.now(request)
-    b = await ctx.body(request)
-    ladder = b.strings("escalation")
-    try:
-        escalation = (
-            tuple(EscalationStep(s) for s in ladder)
-            if ladder is not None
-            else (EscalationStep.RETRY, EscalationStep.CALL, EscalationStep.PATROL)
-        )
-    except ValueError:
-        raise InvalidInput(
-            "escalation", "invalid_choice", "escalation steps are retry, call and patrol"
-        ) from None
     plan = CarePlan(
-        plan_id=b.identifier("plan_id", required=False) or new_id("plan"),
+        plan_id=b.plan_id or new_id("plan"),
         recipient_id=rid,
-        decision_ref=b.req_text("decision_ref", max_len=128),
-        valid_from=b.instant("valid_from", zone, now) or now,
-        valid_until=b.instant("valid_until", zone),
-        checks=_checks(b),
-        view_cap_s=b.integer("view_cap_s", DEFAULT_VIEW_CAP_S, 0, 86400),
-        motion_may_clear=b.boolean("motion_may_clear", False),
-        retry_interval_s=b.integer("retry_interval_s", DEFAULT_RETRY_INTERVAL_S, 0, 86400),
-        escalation=escalation,
-        instruction=b.text("instruction", max_len=2000, required=False) or "",
-        paused_checks=b.enum("paused_checks", PausedCheckPolicy, PausedCheckPolicy.PHYSICAL_VISIT),
+        decision_ref=b.decision_ref.strip(),
+        valid_from=instant(b.valid_from, "valid_from", zone) or now,
+        valid_until=instant(b.valid_until, "valid_until", zone),
+        checks=tuple(
+            CheckTime(parse_hhmm(c.at, f"checks[{i}].at"), c.tolerance_min)
+            for i, c in enumerate(b.checks)
+        ),
+        view_cap_s=b.view_cap_s,
+        motion_may_clear=b.motion_may_clear,
+        retry_interval_s=b.retry_interval_s,
+        escalation=b.escalation,
+        instruction=b.instruction.strip(),
+        paused_checks=b.paused_checks,
     )
-    b.done()
     plan_hour = request.app.get(ctx.PLAN_HOUR, DEFAULT_PLAN_HOUR)  # agreed times fit a round
     stored = await ctx.store(request).add_plan(
         plan, actor=who.staff_id, at=now, plan_hour=plan_hour
@@ -161,9 +205,8 @@ async def create_plan(request: web.Request) -> web.Response:
 async def end_plan(request: web.Request) -> web.Response:
     who = caller(request)
     now = ctx.now(request)
-    b = await ctx.body(request)
-    ended_at = b.instant("ended_at", ctx.zone(request), now) or now
-    b.done()
+    b = await read_body(request, End)
+    ended_at = instant(b.ended_at, "ended_at", ctx.zone(request)) or now
     p = await ctx.store(request).end_plan(
         request.match_info["plan_id"], ended_at=ended_at, actor=who.staff_id, at=now
     )
@@ -174,35 +217,60 @@ async def end_plan(request: web.Request) -> web.Response:
 # --- consents ------------------------------------------------------------------------------
 
 
+class Window(Fields):
+    """A time of day the consent covers (it may cross midnight)."""
+
+    start: LocalTime
+    end: LocalTime
+
+
+class NewConsent(Fields, kw_only=True):
+    """A person's consent (or other legal basis) for one purpose; a new version of any earlier."""
+
+    person: Annotated[
+        str, Meta(max_length=64, description="'recipient' or a cohabitant_id", pattern=NOT_BLANK)
+    ]
+    purpose: Purpose
+    basis: Basis | None = None
+    basis_ref: Text | None = None
+    informed_by: Text | None = None
+    informed_how: Annotated[str, Meta(max_length=1000)] | None = None
+    given_at: Instant | None = None
+    valid_from: Instant | None = None
+    valid_until: Instant | None = None
+    document_ref: Text | None = None
+    windows: Annotated[tuple[Window, ...], Meta(max_length=100)] = ()
+
+
 async def record_consent(request: web.Request) -> web.Response:
     who = caller(request)
+    b = await read_body(request, NewConsent)
     rid = request.match_info["recipient_id"]
     zone = await ctx.recipient_zone(request, rid)
     now = ctx.now(request)
-    b = await ctx.body(request)
-    person = b.req_text("person", max_len=64)
-    windows = []
-    for w in b.objects("windows", required=False):
-        windows.append(TimeWindow(start=w.hhmm("start"), end=w.hhmm("end")))
-        w.done()
-    given_at = b.instant("given_at", zone, now) or now
+    person = b.person.strip()
+    given_at = instant(b.given_at, "given_at", zone) or now
     c = Consent(
         consent_id=new_id("cons"),
         recipient_id=rid,
         cohabitant_id=None if person == "recipient" else person,
-        purpose=b.enum("purpose", Purpose),
+        purpose=b.purpose,
         version=0,
-        basis=b.opt_enum("basis", Basis),
-        basis_ref=b.text("basis_ref", max_len=200, required=False),
-        informed_by=b.text("informed_by", max_len=200, required=False),
-        informed_how=b.text("informed_how", max_len=1000, required=False),
+        basis=b.basis,
+        basis_ref=_strip(b.basis_ref),
+        informed_by=_strip(b.informed_by),
+        informed_how=_strip(b.informed_how),
         given_at=given_at,
-        valid_from=b.instant("valid_from", zone, given_at) or given_at,
-        valid_until=b.instant("valid_until", zone),
-        windows=tuple(windows),
-        document_ref=b.text("document_ref", max_len=200, required=False),
+        valid_from=instant(b.valid_from, "valid_from", zone) or given_at,
+        valid_until=instant(b.valid_until, "valid_until", zone),
+        windows=tuple(
+            TimeWindow(
+                parse_hhmm(w.start, f"windows[{i}].start"), parse_hhmm(w.end, f"windows[{i}].end")
+            )
+            for i, w in enumerate(b.windows)
+        ),
+        document_ref=_strip(b.document_ref),
     )
-    b.done()
     stored = await ctx.store(request).record_consent(c, actor=who.staff_id, at=now)
     log.info(
         "consent_recorded",
@@ -214,17 +282,21 @@ async def record_consent(request: web.Request) -> web.Response:
     return ctx.answer(records.consent_json(stored), 201)
 
 
+class Withdrawal(Fields):
+    """When the consent was withdrawn (now when absent) and, optionally, why."""
+
+    withdrawn_at: Instant | None = None
+    reason: Annotated[str, Meta(max_length=500)] | None = None
+
+
 async def withdraw_consent(request: web.Request) -> web.Response:
     who = caller(request)
     now = ctx.now(request)
-    b = await ctx.body(request)
-    withdrawn_at = b.instant("withdrawn_at", ctx.zone(request), now) or now
-    reason = b.text("reason", max_len=500, required=False)
-    b.done()
+    b = await read_body(request, Withdrawal)
     c = await ctx.store(request).withdraw_consent(
         request.match_info["consent_id"],
-        withdrawn_at=withdrawn_at,
-        reason=reason,
+        withdrawn_at=instant(b.withdrawn_at, "withdrawn_at", ctx.zone(request)) or now,
+        reason=_strip(b.reason),
         actor=who.staff_id,
         at=now,
     )
@@ -235,22 +307,31 @@ async def withdraw_consent(request: web.Request) -> web.Response:
 # --- pauses and suspension -----------------------------------------------------------------
 
 
+class NewPause(Fields, kw_only=True):
+    """A pause of camera checks: from now when starts_at is absent, open-ended without ends_at."""
+
+    starts_at: Instant | None = None
+    ends_at: Instant | None = None
+    source: PauseSource
+    reason: PauseReason
+    note: Annotated[str, Meta(max_length=500)] = ""
+
+
 async def create_pause(request: web.Request) -> web.Response:
     who = caller(request)
+    b = await read_body(request, NewPause)
     rid = request.match_info["recipient_id"]
     zone = await ctx.recipient_zone(request, rid)
     now = ctx.now(request)
-    b = await ctx.body(request)
     p = Pause(
         pause_id=new_id("pause"),
         recipient_id=rid,
-        starts_at=b.instant("starts_at", zone, now) or now,
-        ends_at=b.instant("ends_at", zone),
-        source=b.enum("source", PauseSource),
-        reason=b.enum("reason", PauseReason),
-        note=b.text("note", max_len=500, required=False) or "",
+        starts_at=instant(b.starts_at, "starts_at", zone) or now,
+        ends_at=instant(b.ends_at, "ends_at", zone),
+        source=b.source,
+        reason=b.reason,
+        note=b.note.strip(),
     )
-    b.done()
     stored = await ctx.store(request).add_pause(p, actor=who.staff_id, at=now)
     log.info("pause_created", recipient_id=rid, pause_id=stored.pause_id)
     return ctx.answer(records.pause_json(stored), 201)
@@ -259,9 +340,8 @@ async def create_pause(request: web.Request) -> web.Response:
 async def end_pause(request: web.Request) -> web.Response:
     who = caller(request)
     now = ctx.now(request)
-    b = await ctx.body(request)
-    ended_at = b.instant("ended_at", ctx.zone(request), now) or now
-    b.done()
+    b = await read_body(request, End)
+    ended_at = instant(b.ended_at, "ended_at", ctx.zone(request)) or now
     p = await ctx.store(request).end_pause(
         request.match_info["pause_id"], ended_at=ended_at, actor=who.staff_id, at=now
     )
@@ -269,17 +349,18 @@ async def end_pause(request: web.Request) -> web.Response:
     return ctx.answer(records.pause_json(p))
 
 
+class Reverification(Fields):
+    """The brukare's consent was re-verified: lift the suspension."""
+
+    consent_verified: Annotated[
+        Literal[True], Meta(description="true once the brukare's consent has been re-verified")
+    ]
+
+
 async def reverify(request: web.Request) -> web.Response:
     who = caller(request)
     rid = request.match_info["recipient_id"]
-    b = await ctx.body(request)
-    if b.boolean("consent_verified", False) is not True:
-        raise InvalidInput(
-            "consent_verified",
-            "must_confirm",
-            "set consent_verified to true once the brukare's consent has been re-verified",
-        )
-    b.done()
+    await read_body(request, Reverification)
     lifted = await ctx.store(request).reverify(rid, actor=who.staff_id, at=ctx.now(request))
     log.info("supervision_reinstated", recipient_id=rid, suspensions=len(lifted))
     return ctx.answer({"lifted": [records.suspension_json(s) for s in lifted]})

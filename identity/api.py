@@ -7,17 +7,18 @@ with the calling administrator's ``staff_id`` as actor. Reading the audit log is
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Literal
 
 from aiohttp import web
+from msgspec import Meta
 
 from identity import store as staff_store
 from identity.login import service
-from identity.staff import STAFF_ID_RE, TOKEN_ID_RE
+from identity.staff import MAX_TOKEN_TTL_S, STAFF_ID_RE, TOKEN_ID_RE
 from kernel.access import caller
 from kernel.audit import store as audit_store
 from kernel.audit.chain import check_fields
-from kernel.body import read_object, refuse_unknown
+from kernel.body import Fields, read_body
 from kernel.errors import InvalidInput
 from kernel.roles import ADMINS, Role, Route
 
@@ -56,13 +57,6 @@ def _staff_id(request: web.Request) -> str:
     return staff_id
 
 
-def _optional_text(body: dict[str, Any], name: str) -> str | None:
-    value = body.get(name)
-    if value is not None and not isinstance(value, str):
-        raise InvalidInput(name, "invalid", f"{name} must be text")
-    return value
-
-
 def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
     raw = request.query.get(name)
     if raw is None:
@@ -82,26 +76,29 @@ async def list_staff(request: web.Request) -> web.Response:
     return web.json_response({"staff": [a.to_json() for a in accounts]})
 
 
+_POLICY = "a password the policy accepts (at least 12 characters, not common, not trivial)"
+
+
+class NewStaff(Fields, kw_only=True):
+    """A staff account; without a password it acts only through API tokens."""
+
+    username: Annotated[str, Meta(max_length=200)]
+    role: Literal["operator", "administrator", "technician"]
+    password: Annotated[str, Meta(description=_POLICY)] | None = None
+    display_name: Annotated[str, Meta(max_length=200)] | None = None
+
+
 async def create_staff(request: web.Request) -> web.Response:
-    body = await read_object(request, allow_empty=False)
-    refuse_unknown(body, ("username", "role", "password", "display_name"))
+    b = await read_body(request, NewStaff)
     who = caller(request)
     auth = service(request)
-    username = body.get("username")
-    if not isinstance(username, str):
-        raise InvalidInput("username", "missing", "username is required")
-    role = body.get("role")
-    if not isinstance(role, str) or role not in {r.value for r in Role}:
-        raise InvalidInput(
-            "role", "invalid_role", "role must be operator, administrator or technician"
-        )
     async with auth.pool.acquire() as conn:
         account = await staff_store.create_staff(
             conn,
-            username=username,
-            role=Role(role),
-            password=_optional_text(body, "password"),
-            display_name=_optional_text(body, "display_name"),
+            username=b.username,
+            role=Role(b.role),
+            password=b.password,
+            display_name=b.display_name,
             actor=who.staff_id,
             now=auth.clock(),
             hasher=auth.hasher,
@@ -109,12 +106,14 @@ async def create_staff(request: web.Request) -> web.Response:
     return web.json_response(account.to_json(), status=201)
 
 
+class Activation(Fields):
+    """Activate or deactivate the account (deactivation ends its sessions)."""
+
+    is_active: bool
+
+
 async def set_active(request: web.Request) -> web.Response:
-    body = await read_object(request, allow_empty=False)
-    refuse_unknown(body, ("is_active",))
-    is_active = body.get("is_active")
-    if not isinstance(is_active, bool):
-        raise InvalidInput("is_active", "invalid", "is_active must be true or false")
+    is_active = (await read_body(request, Activation)).is_active
     auth = service(request)
     who = caller(request)
     if not is_active and _staff_id(request) == who.staff_id:
@@ -132,12 +131,14 @@ async def set_active(request: web.Request) -> web.Response:
     return web.json_response(account.to_json())
 
 
+class NewPassword(Fields):
+    """A new password for the account (its sessions end)."""
+
+    password: Annotated[str, Meta(description=_POLICY)]
+
+
 async def set_password(request: web.Request) -> web.Response:
-    body = await read_object(request, allow_empty=False)
-    refuse_unknown(body, ("password",))
-    password = body.get("password")
-    if not isinstance(password, str):
-        raise InvalidInput("password", "missing", "password is required")
+    password = (await read_body(request, NewPassword)).password
     auth = service(request)
     async with auth.pool.acquire() as conn:
         await staff_store.set_password(
@@ -151,11 +152,15 @@ async def set_password(request: web.Request) -> web.Response:
     return web.json_response({"sessions_ended": True})
 
 
+class NewToken(Fields):
+    """A bearer token acting as the account for ttl_s seconds; the label says what uses it."""
+
+    label: Annotated[str, Meta(max_length=100)] = ""
+    ttl_s: Annotated[int, Meta(ge=60, le=MAX_TOKEN_TTL_S)] = 30 * 24 * 3600
+
+
 async def create_token(request: web.Request) -> web.Response:
-    body = await read_object(request, allow_empty=False)
-    refuse_unknown(body, ("label", "ttl_s"))
-    label = body.get("label", "")
-    ttl_s = body.get("ttl_s", 30 * 24 * 3600)
+    b = await read_body(request, NewToken)
     auth = service(request)
     staff_id = _staff_id(request)
     async with auth.pool.acquire() as conn:
@@ -164,8 +169,8 @@ async def create_token(request: web.Request) -> web.Response:
             conn,
             staff_id=staff_id,
             role=account.role,
-            ttl_s=ttl_s,
-            label=label,
+            ttl_s=b.ttl_s,
+            label=b.label,
             actor=caller(request).staff_id,
             now=auth.clock(),
         )
@@ -254,16 +259,7 @@ def routes() -> list[Route]:
             ADMINS,
             "Create a staff account",
             tags=tags,
-            body={
-                "type": "object",
-                "required": ["username", "role"],
-                "properties": {
-                    "username": {"type": "string"},
-                    "role": {"type": "string"},
-                    "password": {"type": ["string", "null"]},
-                    "display_name": {"type": ["string", "null"]},
-                },
-            },
+            body=NewStaff,
             response=_ACCOUNT,
         ),
         Route(
@@ -273,11 +269,7 @@ def routes() -> list[Route]:
             ADMINS,
             "Activate or deactivate an account (deactivation ends its sessions)",
             tags=tags,
-            body={
-                "type": "object",
-                "required": ["is_active"],
-                "properties": {"is_active": {"type": "boolean"}},
-            },
+            body=Activation,
             response=_ACCOUNT,
         ),
         Route(
@@ -287,11 +279,7 @@ def routes() -> list[Route]:
             ADMINS,
             "Set a new password (ends the account's sessions)",
             tags=tags,
-            body={
-                "type": "object",
-                "required": ["password"],
-                "properties": {"password": {"type": "string"}},
-            },
+            body=NewPassword,
         ),
         Route(
             "POST",
@@ -300,10 +288,7 @@ def routes() -> list[Route]:
             ADMINS,
             "Create a bearer token acting as this account; shown once",
             tags=tags,
-            body={
-                "type": "object",
-                "properties": {"ttl_s": {"type": "integer"}, "label": {"type": "string"}},
-            },
+            body=NewToken,
         ),
         Route(
             "DELETE",

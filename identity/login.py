@@ -22,12 +22,13 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import asyncpg
 import structlog
 import yarl
 from aiohttp import web
+from msgspec import Meta
 
 from identity import store as staff_store
 from identity.staff import (
@@ -45,9 +46,8 @@ from identity.staff import (
 from kernel.access import AUTHENTICATOR, ROUTE, caller
 from kernel.audit import store as audit_store
 from kernel.audit.chain import ANONYMOUS_ACTOR
-from kernel.body import read_object
+from kernel.body import Fields, read_body
 from kernel.clock import Clock
-from kernel.errors import InvalidInput
 from kernel.outages import UNAVAILABLE
 from kernel.roles import PUBLIC, STAFF, Principal, Role, Route
 
@@ -394,22 +394,18 @@ def service(request: web.Request) -> Auth:
     return found
 
 
-def _text_field(body: dict[str, Any], name: str, max_chars: int) -> str:
-    value = body.get(name)
-    if value is None:
-        raise InvalidInput(name, "missing", f"{name} is required")
-    if not isinstance(value, str) or not value or len(value) > max_chars:
-        raise InvalidInput(name, "invalid", f"{name} must be text of 1-{max_chars} characters")
-    return value
+class Credentials(Fields):
+    """A username and its password."""
+
+    username: Annotated[str, Meta(min_length=1, max_length=200)]
+    password: Annotated[str, Meta(min_length=1, max_length=MAX_PASSWORD_CHARS)]
 
 
 async def login_handler(request: web.Request) -> web.Response:
     # A password that is no text (a lone surrogate) is still checked: it fails and is audited.
-    body = await read_object(request, allow_empty=False, secrets=("password",))
-    username = _text_field(body, "username", 200)
-    password = _text_field(body, "password", MAX_PASSWORD_CHARS)
+    b = await read_body(request, Credentials, secrets=("password",))
     auth = service(request)
-    result = await auth.login(username, password)
+    result = await auth.login(b.username, b.password)
     response = web.json_response(
         {
             "staff_id": result.principal.staff_id,
@@ -452,14 +448,6 @@ async def me_handler(request: web.Request) -> web.Response:
     )
 
 
-_LOGIN_BODY = {
-    "type": "object",
-    "required": ["username", "password"],
-    "properties": {
-        "username": {"type": "string", "maxLength": 200},
-        "password": {"type": "string", "maxLength": MAX_PASSWORD_CHARS},
-    },
-}
 _ME = {
     "type": "object",
     "properties": {
@@ -481,7 +469,7 @@ def routes() -> list[Route]:
             login_handler,
             PUBLIC,
             "Log in with username and password; sets the hc_session cookie",
-            body=_LOGIN_BODY,
+            body=Credentials,
             tags=("auth",),
             response={
                 "type": "object",

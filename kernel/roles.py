@@ -43,7 +43,8 @@ SYSTEM_PRINCIPAL = Principal(staff_id="system", role=Role.SYSTEM, via="internal"
 class Route:
     """One HTTP route: ``roles`` empty means public; otherwise the caller's role must be in it.
 
-    ``body`` and ``response`` are JSON-schema fragments for the OpenAPI document.
+    ``body`` is the Struct (a :class:`kernel.body.Fields`) the handler decodes its body into; the
+    OpenAPI document publishes its JSON Schema. ``response`` is a JSON-schema fragment.
     """
 
     method: str
@@ -51,7 +52,7 @@ class Route:
     handler: Callable[..., Any]
     roles: frozenset[Role]
     summary: str
-    body: dict[str, Any] | None = None
+    body: type[Any] | None = None
     response: dict[str, Any] | None = None
     tags: tuple[str, ...] = field(default=())
 

@@ -12,17 +12,18 @@ the round's bus events into console messages.
 
 from __future__ import annotations
 
-import re
 from datetime import date, datetime, tzinfo
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
+from msgspec import Meta
 
 from consent.rules import night_of
 from kernel.access import caller
-from kernel.body import Body, read_object
+from kernel.body import END, Fields, NoFields, read_body
 from kernel.clock import Clock
+from kernel.codec import CodecError
 from kernel.roles import ADMINS, OPERATORS, Route
 from supervision import checks as ch
 from supervision import report as rp
@@ -40,7 +41,7 @@ ZONE: web.AppKey[tzinfo] = web.AppKey("rounds_zone")
 PUBLISH: web.AppKey[Publish] = web.AppKey("rounds_publish")
 
 _TAGS = ("rounds",)
-_REASON = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+REASON = rf"^[a-z][a-z0-9_]{{0,63}}{END}"
 MAX_NOTE = 2000
 
 
@@ -89,23 +90,26 @@ def _night(request: web.Request, raw: str | None = None) -> date:
         ) from None
 
 
-async def _body(request: web.Request) -> Body:
-    return Body(await read_object(request))
+class Visit(Fields):
+    """The patrol's visit, with an optional note for the round's record (never the audit log)."""
+
+    note: Annotated[str, Meta(max_length=MAX_NOTE)] | None = None
 
 
-def _note(b: Body) -> str | None:
-    return b.text("note", max_len=MAX_NOTE, required=False) or None
+class Documented(Fields, kw_only=True):
+    """An operator's outcome of a check; a patrol needs a reason (a short code like 'fallen')."""
+
+    outcome: OutcomeKind
+    reason: Annotated[str, Meta(pattern=REASON)] | None = None
+    note: Annotated[str, Meta(max_length=MAX_NOTE)] | None = None
+
+    def __post_init__(self) -> None:
+        if self.outcome is OutcomeKind.PATROL and self.reason is None:
+            raise CodecError("missing_field", "reason", "a patrol needs its reason")
 
 
-def _reason(b: Body, *, required: bool = False) -> str | None:
-    value = b.text("reason", max_len=64, required=required)
-    if value is not None and not _REASON.match(value):
-        raise BadRequest(
-            "reason is a short code like 'fallen' or 'no_answer'",
-            field="reason",
-            code="invalid_reason",
-        )
-    return value
+def _note(value: str | None) -> str | None:
+    return (value or "").strip() or None
 
 
 # --------------------------------------------------------------------------- the queue
@@ -167,7 +171,7 @@ async def get_check(request: web.Request) -> web.Response:
 
 async def start_duty(request: web.Request) -> web.Response:
     who = caller(request)
-    (await _body(request)).done()
+    await read_body(request, NoFields)
     await _store(request).start_duty(who.staff_id, at=_now(request))
     return web.json_response({"staff_id": who.staff_id, "on_duty": True}, status=201)
 
@@ -197,31 +201,26 @@ async def _step(
 async def open_view(request: web.Request) -> web.Response:
     """The operator opened the feed (the view itself goes through signalling)."""
     who = caller(request)
-    (await _body(request)).done()
+    await read_body(request, NoFields)
     return await _step(request, ch.ViewOpened(who.staff_id))
 
 
 async def outcome(request: web.Request) -> web.Response:
     who = caller(request)
-    b = await _body(request)
-    kind = b.enum("outcome", OutcomeKind)
-    reason = _reason(b, required=kind is OutcomeKind.PATROL)
-    note = _note(b)
-    b.done()
-    return await _step(request, ch.Outcome(who.staff_id, kind, reason), note=note)
+    b = await read_body(request, Documented)
+    outcome = ch.Outcome(who.staff_id, b.outcome, b.reason)
+    return await _step(request, outcome, note=_note(b.note))
 
 
 async def patrol_ack(request: web.Request) -> web.Response:
     who = caller(request)
-    (await _body(request)).done()
+    await read_body(request, NoFields)
     return await _step(request, ch.PatrolAcknowledged(who.staff_id), on_duty=False)
 
 
 async def patrol_visited(request: web.Request) -> web.Response:
     who = caller(request)
-    b = await _body(request)
-    note = _note(b)
-    b.done()
+    note = _note((await read_body(request, Visit)).note)
     return await _step(request, ch.PatrolVisited(who.staff_id), note=note, on_duty=False)
 
 
@@ -340,23 +339,19 @@ def console_event(event: object) -> dict[str, Any] | None:
     return None
 
 
-_OUTCOME_BODY = {
-    "type": "object",
-    "required": ["outcome"],
-    "additionalProperties": False,
-    "properties": {
-        "outcome": {"enum": [k.value for k in OutcomeKind]},
-        "reason": {"type": "string", "pattern": _REASON.pattern},
-        "note": {"type": "string", "maxLength": MAX_NOTE},
-    },
-}
-
-
 def routes() -> list[Route]:
     r, t = Route, _TAGS
     return [
         r("GET", "/api/rounds/queue", queue, OPERATORS, "Tonight's open checks and alarms", tags=t),
-        r("POST", "/api/rounds/duty", start_duty, OPERATORS, "Start my duty", tags=t),
+        r(
+            "POST",
+            "/api/rounds/duty",
+            start_duty,
+            OPERATORS,
+            "Start my duty",
+            body=NoFields,
+            tags=t,
+        ),
         r("DELETE", "/api/rounds/duty", end_duty, OPERATORS, "End my duty", tags=t),
         r("GET", "/api/checks/{check_id}", get_check, OPERATORS, "One check and its steps", tags=t),
         r(
@@ -365,6 +360,7 @@ def routes() -> list[Route]:
             open_view,
             OPERATORS,
             "I opened the feed of a queued check",
+            body=NoFields,
             tags=t,
         ),
         r(
@@ -373,7 +369,7 @@ def routes() -> list[Route]:
             outcome,
             OPERATORS,
             "Document a check: ok, not_seen, call, patrol (with reason), technical",
-            body=_OUTCOME_BODY,
+            body=Documented,
             tags=t,
         ),
         r(
@@ -382,6 +378,7 @@ def routes() -> list[Route]:
             patrol_ack,
             OPERATORS,
             "The patrol takes the visit",
+            body=NoFields,
             tags=t,
         ),
         r(
@@ -390,6 +387,7 @@ def routes() -> list[Route]:
             patrol_visited,
             OPERATORS,
             "The patrol made the visit",
+            body=Visit,
             tags=t,
         ),
         r(

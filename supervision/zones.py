@@ -19,22 +19,24 @@ picture) are :mod:`supervision.motion`'s own, so what is accepted here is what t
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
+
+import msgspec
 
 from devices.errors import DeviceError
+from kernel import codec
+from kernel.codec import CodecError
 from supervision import motion
 from supervision.verdict import BED, FLOOR
 
 DOOR = "door"
 ZONE_NAMES = (BED, FLOOR, DOOR)
+ZoneName = Literal["bed", "floor", "door"]  # ZONE_NAMES as a type (tests/unit/test_camera_zones)
 MIN_SIDE = motion.MIN_SIDE  # pixels
 MAX_SIDE = 8192  # pixels
 MAX_VERTICES = 64
-_KEYS = frozenset({"width", "height", "zones"})
-_ZONE_KEYS = frozenset({"name", "polygon"})
 
 
 class ZoneError(DeviceError, ValueError):
@@ -66,83 +68,55 @@ class CameraZones:
         }
 
 
+Coordinate = Annotated[float, msgspec.Meta(ge=0, le=MAX_SIDE)]
+Point = tuple[Coordinate, Coordinate]
+
+
+class ZoneBody(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """One zone: its name and its polygon of 3 or more points [x, y] in reference pixels."""
+
+    name: ZoneName
+    polygon: Annotated[tuple[Point, ...], msgspec.Meta(min_length=3, max_length=MAX_VERTICES)]
+
+
+class ZonesBody(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """A camera's zones, drawn on a width x height reference picture (pixels); each name
+    at most once, every point inside the picture, every polygon with an area."""
+
+    width: Annotated[int, msgspec.Meta(ge=MIN_SIDE, le=MAX_SIDE)]
+    height: Annotated[int, msgspec.Meta(ge=MIN_SIDE, le=MAX_SIDE)]
+    zones: Annotated[tuple[ZoneBody, ...], msgspec.Meta(max_length=len(ZONE_NAMES))]
+
+    def __post_init__(self) -> None:
+        self.camera_zones()  # the rules between fields, each naming the field it refuses
+
+    def camera_zones(self) -> CameraZones:
+        zones: list[motion.Zone] = []
+        for i, zone in enumerate(self.zones):
+            if any(z.name == zone.name for z in self.zones[:i]):
+                raise CodecError("duplicate", f"zones[{i}].name", f"zone {zone.name!r} is twice")
+            for j, (x, y) in enumerate(zone.polygon):
+                if x > self.width or y > self.height:
+                    raise CodecError(
+                        "outside_picture",
+                        f"zones[{i}].polygon[{j}]",
+                        f"the point is outside the {self.width}x{self.height} picture",
+                    )
+            try:
+                zones.append(motion.Zone(zone.name, zone.polygon))
+            except motion.MotionInputError as e:  # no area
+                raise CodecError("invalid_polygon", f"zones[{i}].polygon", str(e)) from None
+        try:  # the kernel's own last word: each zone must cover a pixel of its working picture
+            motion.MotionState(self.width, self.height, zones)
+        except motion.MotionInputError as e:
+            raise CodecError("unusable_zone", "zones", str(e)) from None
+        return CameraZones(self.width, self.height, tuple(zones))
+
+
 def from_json(body: Mapping[str, Any]) -> CameraZones:
-    """Read and check a zones body; :class:`ZoneError` names the first bad field."""
-    unknown = sorted(set(body) - _KEYS)
-    if unknown:
-        raise ZoneError(unknown[0], "unknown_field", f"unknown field {unknown[0]!r}")
-    width = _side(body, "width")
-    height = _side(body, "height")
-    raw = body.get("zones")
-    if not isinstance(raw, list):
-        raise ZoneError("zones", "required", "zones is a list of {name, polygon}")
-    if len(raw) > len(ZONE_NAMES):
-        raise ZoneError("zones", "too_many", f"at most {len(ZONE_NAMES)} zones: one of each")
-    zones: list[motion.Zone] = []
-    for i, item in enumerate(raw):
-        zones.append(_zone(item, f"zones[{i}]", width, height))
-    names = [z.name for z in zones]
-    for i, name in enumerate(names):
-        if name in names[:i]:
-            raise ZoneError(f"zones[{i}].name", "duplicate", f"zone {name!r} is given twice")
-    try:  # the kernel's own last word: each zone must cover a pixel of its working picture
-        motion.MotionState(width, height, zones)
-    except motion.MotionInputError as e:
-        raise ZoneError("zones", "unusable_zone", str(e)) from None
-    return CameraZones(width, height, tuple(zones))
-
-
-def _side(body: Mapping[str, Any], key: str) -> int:
-    value = body.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or not MIN_SIDE <= value <= MAX_SIDE:
-        raise ZoneError(
-            key,
-            "out_of_range",
-            f"{key} is the reference picture's {key} in pixels, {MIN_SIDE}..{MAX_SIDE}",
-        )
-    return value
-
-
-def _zone(item: object, field: str, width: int, height: int) -> motion.Zone:
-    if not isinstance(item, dict):
-        raise ZoneError(field, "invalid_zone", f"{field} is an object {{name, polygon}}")
-    unknown = sorted(set(item) - _ZONE_KEYS)
-    if unknown:
-        raise ZoneError(f"{field}.{unknown[0]}", "unknown_field", f"unknown field {unknown[0]!r}")
-    name = item.get("name")
-    if name not in ZONE_NAMES:
-        raise ZoneError(
-            f"{field}.name", "invalid_name", f"{field}.name is one of {', '.join(ZONE_NAMES)}"
-        )
-    polygon = item.get("polygon")
-    if not isinstance(polygon, list) or not 3 <= len(polygon) <= MAX_VERTICES:
-        raise ZoneError(
-            f"{field}.polygon",
-            "invalid_polygon",
-            f"{field}.polygon is a list of 3..{MAX_VERTICES} points [x, y]",
-        )
-    points: list[tuple[float, float]] = []
-    for j, point in enumerate(polygon):
-        where = f"{field}.polygon[{j}]"
-        if not isinstance(point, list) or len(point) != 2 or not all(_number(v) for v in point):
-            raise ZoneError(where, "invalid_point", f"{where} is a point [x, y] of two numbers")
-        x, y = float(point[0]), float(point[1])
-        if not (0.0 <= x <= width and 0.0 <= y <= height):
-            raise ZoneError(
-                where,
-                "outside_picture",
-                f"{where} ({x:g}, {y:g}) is outside the {width}x{height} picture",
-            )
-        points.append((x, y))
+    """Read and check a zones body (stored, or drawn by the demo); :class:`ZoneError` names the
+    first bad field."""
     try:
-        return motion.Zone(str(name), tuple(points))
-    except motion.MotionInputError as e:  # no area
-        raise ZoneError(f"{field}.polygon", "invalid_polygon", str(e)) from None
-
-
-def _number(value: object) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int):
-        return abs(value) <= MAX_SIDE  # a huge int would overflow float()
-    return isinstance(value, float) and math.isfinite(value)
+        return codec.convert(body, ZonesBody).camera_zones()
+    except CodecError as e:
+        raise ZoneError(e.field, e.reason, e.detail) from None

@@ -14,8 +14,9 @@ from aiohttp import web
 from devices import store
 from devices.api import POOL, device_id_param
 from devices.errors import UnknownDevice
+from kernel import codec
 from kernel.access import CLOCK, caller
-from kernel.body import read_object
+from kernel.body import read_body
 from kernel.roles import DEVICE_STAFF, STAFF, Route
 from supervision import zone_store, zones
 
@@ -39,53 +40,20 @@ async def put_zones(request: web.Request) -> web.Response:
     """Replace the camera's zones (administrators and technicians; audited)."""
     who = caller(request)
     device_id = device_id_param(request)
-    parsed = zones.from_json(await read_object(request))
+    parsed = (await read_body(request, zones.ZonesBody)).camera_zones()
     clock = request.app.get(CLOCK)
     at = clock() if clock is not None else datetime.now(UTC)
     await zone_store.put(request.app[POOL], device_id, parsed, actor=who.staff_id, at=at)
     return web.json_response(zones_json(device_id, parsed))
 
 
-_POINT = {
-    "type": "array",
-    "items": {"type": "number", "minimum": 0},
-    "minItems": 2,
-    "maxItems": 2,
-}
-ZONES_BODY: dict[str, Any] = {
-    "type": "object",
-    "required": ["width", "height", "zones"],
-    "additionalProperties": False,
-    "properties": {
-        "width": {"type": "integer", "minimum": zones.MIN_SIDE, "maximum": zones.MAX_SIDE},
-        "height": {"type": "integer", "minimum": zones.MIN_SIDE, "maximum": zones.MAX_SIDE},
-        "zones": {
-            "type": "array",
-            "maxItems": len(zones.ZONE_NAMES),
-            "items": {
-                "type": "object",
-                "required": ["name", "polygon"],
-                "additionalProperties": False,
-                "properties": {
-                    "name": {"enum": list(zones.ZONE_NAMES)},
-                    "polygon": {
-                        "type": "array",
-                        "items": _POINT,
-                        "minItems": 3,
-                        "maxItems": zones.MAX_VERTICES,
-                    },
-                },
-            },
-        },
-    },
-}
 ZONES_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "device_id": {"type": "string"},
         "width": {"type": ["integer", "null"]},
         "height": {"type": ["integer", "null"]},
-        "zones": ZONES_BODY["properties"]["zones"],
+        "zones": codec.schema(zones.ZonesBody)["properties"]["zones"],
     },
 }
 
@@ -107,7 +75,7 @@ def routes() -> list[Route]:
             put_zones,
             DEVICE_STAFF,
             "Replace a camera's zones (polygons, never pictures); audited",
-            body=ZONES_BODY,
+            body=zones.ZonesBody,
             response=ZONES_SCHEMA,
             tags=("devices",),
         ),

@@ -30,8 +30,9 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from kernel import outages
+from kernel import codec, outages
 from kernel.access import AUTHENTICATOR, PRINCIPAL, ROUTE
+from kernel.body import has_required_fields
 from kernel.roles import Route
 
 log = structlog.get_logger(__name__)
@@ -176,7 +177,9 @@ def _openapi_path(path: str) -> str:
 
 
 def openapi(routes: Iterable[Route], *, title: str, version: str) -> dict[str, Any]:
-    """An OpenAPI 3.1 document for the declared routes."""
+    """An OpenAPI 3.1 document for the declared routes; a request body's schema is the JSON Schema
+    of the route's Struct, the same definition its handler decodes with, and the body is required
+    where the Struct has a field without a default (else an empty body stands for ``{}``)."""
     paths: dict[str, dict[str, Any]] = {}
     for r in routes:
         params = [
@@ -210,10 +213,10 @@ def openapi(routes: Iterable[Route], *, title: str, version: str) -> dict[str, A
             op["tags"] = list(r.tags)
         if params:
             op["parameters"] = params
-        if r.body is not None:
+        if r.body is not None:  # the Struct the handler decodes (kernel.body.read_body)
             op["requestBody"] = {
-                "required": True,
-                "content": {"application/json": {"schema": r.body}},
+                "required": has_required_fields(r.body),
+                "content": {"application/json": {"schema": codec.schema(r.body)}},
             }
         if not r.is_public:
             op["security"] = [{"session": []}, {"bearer": []}]

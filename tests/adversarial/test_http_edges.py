@@ -19,7 +19,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from structlog.testing import capture_logs
 
-from kernel.body import Body, read_object
+from kernel.body import Fields, read_body
 from kernel.errors import InvalidInput
 from kernel.roles import PUBLIC, Route
 from services.web import http, metrics
@@ -28,11 +28,12 @@ Client = TestClient[web.Request, web.Application]
 TIMEOUT_S = 0.3
 
 
+class Named(Fields):
+    name: str | None = None
+
+
 async def echo(request: web.Request) -> web.Response:
-    b = Body(await read_object(request))
-    name = b.text("name", required=False)
-    b.done()
-    return web.json_response({"name": name})
+    return web.json_response({"name": (await read_body(request, Named)).name})
 
 
 async def bare_value_error(request: web.Request) -> web.Response:
@@ -56,7 +57,7 @@ def app(body_timeout_s: float = 30.0) -> web.Application:
     http.add_routes(
         a,
         [
-            Route("POST", "/api/echo", echo, PUBLIC, "echo"),
+            Route("POST", "/api/echo", echo, PUBLIC, "echo", body=Named),
             Route("GET", "/api/value-error", bare_value_error, PUBLIC, "bug"),
             Route("GET", "/api/key-error", bare_key_error, PUBLIC, "bug"),
             Route("GET", "/api/invalid", invalid_input, PUBLIC, "bad value"),

@@ -19,7 +19,7 @@ from consent.store import PgConsentStore
 from identity import login as auth
 from identity import store as staff_store
 from identity.staff import FAST_HASHING, PasswordHasher
-from kernel.body import unpaired_surrogate_at
+from kernel.body import not_text_at
 from kernel.clock import ScaledClock
 from kernel.roles import Role
 from services.web import http
@@ -43,10 +43,13 @@ def raw(body: dict[str, Any]) -> bytes:
         ({"a": {"b\udc00": 1}}, "a"),
         ({"a": "emoji \U0001f600 is a valid pair"}, None),
         ({"a": [1, True, None, 2.5]}, None),
+        ({"a": [{"ok": "fine"}, {"note": "x\u0000y"}]}, "a[1].note"),
     ],
 )
-def test_the_first_lone_surrogate_is_named_by_its_path(value: Any, field: str | None) -> None:
-    assert unpaired_surrogate_at(json.loads(json.dumps(value))) == field
+def test_the_first_lone_surrogate_or_nul_is_named_by_its_path(
+    value: Any, field: str | None
+) -> None:
+    assert not_text_at(json.loads(json.dumps(value))) == field
 
 
 @pytest.fixture

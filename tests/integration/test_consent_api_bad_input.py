@@ -120,7 +120,7 @@ def consent(**over: Any) -> dict[str, Any]:
 PLANS = "/api/recipients/r-1/care-plans"
 CASES: list[tuple[str, str, Any, int, str, str | None]] = [
     # (name, path, json body or raw bytes, status, code, field)
-    ("zero checks", PLANS, plan(checks=[]), 422, "check_count", "checks"),
+    ("zero checks", PLANS, plan(checks=[]), 422, "out_of_range", "checks"),
     (
         "25 checks",
         PLANS,
@@ -130,7 +130,7 @@ CASES: list[tuple[str, str, Any, int, str, str | None]] = [
             ]
         ),
         422,
-        "check_count",
+        "out_of_range",
         "checks",
     ),
     (
@@ -157,7 +157,7 @@ CASES: list[tuple[str, str, Any, int, str, str | None]] = [
         "inverted_period",
         "valid_until",
     ),
-    ("bad time", PLANS, plan(checks=[{"at": "25:00"}]), 422, "invalid_time", "checks[0].at"),
+    ("bad time", PLANS, plan(checks=[{"at": "25:00"}]), 422, "bad_value", "checks[0].at"),
     (
         "local time that does not exist",
         PLANS,
@@ -183,7 +183,7 @@ CASES: list[tuple[str, str, Any, int, str, str | None]] = [
         "checks[1]",
     ),
     ("unknown field", PLANS, plan(colour="blue"), 422, "unknown_field", "colour"),
-    ("missing field", PLANS, {"checks": [{"at": "22:00"}]}, 422, "required", "decision_ref"),
+    ("missing field", PLANS, {"checks": [{"at": "22:00"}]}, 422, "missing_field", "decision_ref"),
     (
         "consent for an unknown person",
         "/api/recipients/r-1/consents",
@@ -211,7 +211,7 @@ CASES: list[tuple[str, str, Any, int, str, str | None]] = [
         "/api/recipients/r-2/consents",
         {"person": "recipient", "purpose": "filming", "basis": "informed_consent"},
         422,
-        "invalid_choice",
+        "bad_value",
         "purpose",
     ),
     (
@@ -275,7 +275,7 @@ CASES: list[tuple[str, str, Any, int, str, str | None]] = [
         "/api/recipients",
         {"recipient_id": "R 1", "display_name": "Test"},
         422,
-        "invalid_id",
+        "bad_value",
         "recipient_id",
     ),
     (
@@ -291,7 +291,7 @@ CASES: list[tuple[str, str, Any, int, str, str | None]] = [
         "/api/recipients",
         {"display_name": "   "},
         422,
-        "required",
+        "bad_value",
         "display_name",
     ),
     (
@@ -307,7 +307,7 @@ CASES: list[tuple[str, str, Any, int, str, str | None]] = [
         "/api/recipients/r-1/cohabitants",
         {"cohabitant_id": "co-9"},
         422,
-        "required",
+        "missing_field",
         "display_name",
     ),
     (
@@ -356,7 +356,7 @@ CASES: list[tuple[str, str, Any, int, str, str | None]] = [
         "/api/recipients/r-1/pauses",
         {"source": "neighbour", "reason": "travel"},
         422,
-        "invalid_choice",
+        "bad_value",
         "source",
     ),
     ("ending an unknown pause", "/api/pauses/pause-404/end", {}, 404, "not_found", "pause_id"),
@@ -365,7 +365,7 @@ CASES: list[tuple[str, str, Any, int, str, str | None]] = [
         "/api/recipients/r-1/reverify",
         {"consent_verified": False},
         422,
-        "must_confirm",
+        "bad_value",
         "consent_verified",
     ),
     (
@@ -389,7 +389,7 @@ CASES: list[tuple[str, str, Any, int, str, str | None]] = [
         "/api/devices/cam-0001/binding-requests",
         {},
         422,
-        "required",
+        "missing_field",
         "recipient_id",
     ),
     (
@@ -397,7 +397,7 @@ CASES: list[tuple[str, str, Any, int, str, str | None]] = [
         "/api/devices/cam-0001/binding-requests",
         {"action": "borrow", "recipient_id": "r-1"},
         422,
-        "invalid_choice",
+        "bad_value",
         "action",
     ),
     (
@@ -421,7 +421,7 @@ CASES: list[tuple[str, str, Any, int, str, str | None]] = [
         "/api/binding-requests/breq-404/confirm",
         {"recipient_id": "R1"},
         422,
-        "invalid_id",
+        "bad_value",
         "recipient_id",
     ),
     (
@@ -429,7 +429,7 @@ CASES: list[tuple[str, str, Any, int, str, str | None]] = [
         "/api/binding-requests/breq-404/confirm",
         {},
         422,
-        "required",
+        "missing_field",
         "recipient_id",
     ),
     (
@@ -476,6 +476,54 @@ CASES: list[tuple[str, str, Any, int, str, str | None]] = [
         422,
         "outside_round",
         "checks[0].at",
+    ),
+    (
+        "an id with a final newline (Python's $ would let it through)",
+        "/api/recipients",
+        {"recipient_id": "r-9\n", "display_name": "Test"},
+        422,
+        "bad_value",
+        "recipient_id",
+    ),
+    (
+        "a NUL in a name",
+        "/api/recipients",
+        {"display_name": "Te\x00st"},
+        422,
+        "invalid_text",
+        "display_name",
+    ),
+    (
+        "a number for a name",
+        "/api/recipients",
+        {"display_name": 5},
+        422,
+        "wrong_type",
+        "display_name",
+    ),
+    (
+        "a time with a newline",
+        PLANS,
+        plan(checks=[{"at": "22:00\n"}]),
+        422,
+        "bad_value",
+        "checks[0].at",
+    ),
+    (
+        "a time in other digits",
+        PLANS,
+        plan(checks=[{"at": "\u0662\u0662:00"}]),
+        422,
+        "bad_value",
+        "checks[0].at",
+    ),
+    (
+        "a tolerance that is no whole number",
+        PLANS,
+        plan(checks=[{"at": "22:00", "tolerance_min": 1.5}]),
+        422,
+        "wrong_type",
+        "checks[0].tolerance_min",
     ),
     ("non-UTF-8 body", PLANS, b'{"decision_ref": "\xff\xfe"}', 400, "bad_body", None),
     ("not JSON", PLANS, b"decision_ref=SN-1", 400, "bad_body", None),

@@ -123,26 +123,26 @@ def _zone(**changes: Any) -> dict[str, Any]:
 BAD_BODIES: list[tuple[str, bytes | dict[str, Any] | list[Any], int, str, str | None]] = [
     ("not json", b"{bed", 400, "bad_body", None),
     ("not an object", [1, 2], 400, "bad_body", None),
-    ("empty", b"", 422, "out_of_range", "width"),
-    ("no width", {"height": 240, "zones": []}, 422, "out_of_range", "width"),
-    ("width a bool", {**GOOD, "width": True}, 422, "out_of_range", "width"),
-    ("width a string", {**GOOD, "width": "320"}, 422, "out_of_range", "width"),
+    ("empty", b"", 400, "bad_body", None),
+    ("no width", {"height": 240, "zones": []}, 422, "missing_field", "width"),
+    ("width a bool", {**GOOD, "width": True}, 422, "wrong_type", "width"),
+    ("width a string", {**GOOD, "width": "320"}, 422, "wrong_type", "width"),
     ("height too small", {**GOOD, "height": 8}, 422, "out_of_range", "height"),
     ("height too large", {**GOOD, "height": 100_000}, 422, "out_of_range", "height"),
     ("unknown field", {**GOOD, "image": "aGVq"}, 422, "unknown_field", "image"),
-    ("zones missing", {"width": 320, "height": 240}, 422, "required", "zones"),
-    ("zones an object", {**GOOD, "zones": {"bed": BED}}, 422, "required", "zones"),
+    ("zones missing", {"width": 320, "height": 240}, 422, "missing_field", "zones"),
+    ("zones an object", {**GOOD, "zones": {"bed": BED}}, 422, "wrong_type", "zones"),
     (
         "four zones",
         {**GOOD, "zones": [{"name": "bed", "polygon": BED}] * 4},
         422,
-        "too_many",
+        "out_of_range",
         "zones",
     ),
-    ("zone not an object", {**GOOD, "zones": [BED]}, 422, "invalid_zone", "zones[0]"),
+    ("zone not an object", {**GOOD, "zones": [BED]}, 422, "wrong_type", "zones[0]"),
     ("zone with a picture", _zone(jpeg="/9j/4AAQ"), 422, "unknown_field", "zones[0].jpeg"),
-    ("unknown zone name", _zone(name="kitchen"), 422, "invalid_name", N),
-    ("zone name missing", {**GOOD, "zones": [{"polygon": BED}]}, 422, "invalid_name", N),
+    ("unknown zone name", _zone(name="kitchen"), 422, "bad_value", N),
+    ("zone name missing", {**GOOD, "zones": [{"polygon": BED}]}, 422, "missing_field", N),
     (
         "the same zone twice",
         {**GOOD, "zones": [{"name": "bed", "polygon": BED}, {"name": "bed", "polygon": FLOOR}]},
@@ -150,12 +150,12 @@ BAD_BODIES: list[tuple[str, bytes | dict[str, Any] | list[Any], int, str, str | 
         "duplicate",
         "zones[1].name",
     ),
-    ("two points", _zone(polygon=BED[:2]), 422, "invalid_polygon", P),
-    ("polygon not a list", _zone(polygon="0,0 1,1 2,2"), 422, "invalid_polygon", P),
-    ("point of three", _zone(polygon=[[1, 1, 1], *BED]), 422, "invalid_point", f"{P}[0]"),
-    ("point a string", _zone(polygon=[*BED, ["1", 2]]), 422, "invalid_point", f"{P}[4]"),
-    ("point a huge int", _zone(polygon=[[10**400, 1], *BED]), 422, "invalid_point", f"{P}[0]"),
-    ("point outside", _zone(polygon=[*BED[:3], [-1, 177]]), 422, "outside_picture", f"{P}[3]"),
+    ("two points", _zone(polygon=BED[:2]), 422, "out_of_range", P),
+    ("polygon not a list", _zone(polygon="0,0 1,1 2,2"), 422, "wrong_type", P),
+    ("point of three", _zone(polygon=[[1, 1, 1], *BED]), 422, "out_of_range", f"{P}[0]"),
+    ("point a string", _zone(polygon=[*BED, ["1", 2]]), 422, "wrong_type", f"{P}[4][0]"),
+    ("point a huge int", _zone(polygon=[[10**400, 1], *BED]), 422, "out_of_range", f"{P}[0][0]"),
+    ("point outside", _zone(polygon=[*BED[:3], [-1, 177]]), 422, "out_of_range", f"{P}[3][0]"),
     ("point beyond", _zone(polygon=[*BED[:3], [13, 241]]), 422, "outside_picture", f"{P}[3]"),
     ("no area", _zone(polygon=[[0, 0], [10, 10], [20, 20]]), 422, "invalid_polygon", P),
 ]  # fmt: skip
@@ -215,8 +215,8 @@ def test_the_zone_routes_are_in_the_openapi_document() -> None:
     assert zones["put"]["x-roles"] == ["administrator", "technician"]
     body = zones["put"]["requestBody"]["content"]["application/json"]["schema"]
     assert body["required"] == ["width", "height", "zones"]
-    assert body["properties"]["zones"]["items"]["properties"]["name"]["enum"] == [
+    assert sorted(body["properties"]["zones"]["items"]["properties"]["name"]["enum"]) == [
         "bed",
-        "floor",
         "door",
+        "floor",
     ]

@@ -3,14 +3,14 @@ zones the kernel accepts or a :class:`ZoneError` naming a field, never anything 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulators.scenes import Scene, SceneKind
 from supervision import motion
-from supervision.zones import CameraZones, ZoneError, from_json
+from supervision.zones import ZONE_NAMES, CameraZones, ZoneError, ZoneName, from_json
 
 
 def test_the_scenes_zones_round_trip_and_the_kernel_runs_them() -> None:
@@ -25,6 +25,10 @@ def test_the_scenes_zones_round_trip_and_the_kernel_runs_them() -> None:
     assert from_json(zones.to_json()) == zones
     state = motion.MotionState(zones.width, zones.height, zones.zones)
     assert state.regions == ("bed", "floor", "elsewhere")
+
+
+def test_the_zone_name_type_is_the_zone_names() -> None:
+    assert get_args(ZoneName) == ZONE_NAMES
 
 
 _json = st.recursive(
