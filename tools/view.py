@@ -3,7 +3,8 @@
 Used by ``homecare view DEVICE`` (support staff, scripts), the integration tests and
 ``bench/signalling.py``. The peer offers receive-only video for a view or probe; for a call it
 also sends a synthetic camera and a tone, and reports its decoded frame count (``video``) so
-the server can tell fresh video from stale. Frames are counted and dropped, never stored.
+the server can tell fresh video from stale. Every purpose reports its first decoded frame at once
+(the backend's click -> first frame histogram). Frames are counted and dropped, never stored.
 """
 
 from __future__ import annotations
@@ -228,9 +229,9 @@ class View:
                 if self.result.request_to_first_frame_s is None:
                     self.result.request_to_first_frame_s = time.perf_counter() - self._t0
                     self.first_frame.set()
-                    # the backend's click -> first frame histogram (/metrics) counts to this
-                    with contextlib.suppress(ConnectionError):
-                        await self.channel.send(env.Video(self.session_id, frames=1))
+                    if self.report_video:  # the backend's click -> first frame (/metrics)
+                        with contextlib.suppress(ConnectionError):
+                            await self.channel.send(env.Video(self.session_id, frames=1))
                 if self.on_frame is not None:
                     self.on_frame(self.result.frames)
 

@@ -293,7 +293,8 @@ export class MediaSession extends EventTarget {
       const now = performance.now();
       // the first decoded frame of any purpose at once (the backend's click -> first frame
       // histogram on /metrics); calls then every VIDEO_REPORT_MS (drive safety)
-      const due = lastReport === 0 || (this.purpose === 'call' && now - lastReport >= VIDEO_REPORT_MS);
+      const due = lastReport === 0
+        || (this.purpose === 'call' && now - lastReport >= VIDEO_REPORT_MS);
       if (frames > 0 && due) {
         lastReport = now;
         socket.send({ type: 'video', session_id: this.id, frames });
