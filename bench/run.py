@@ -227,6 +227,24 @@ def _registry(r: dict[str, Any]) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+def _codecs(r: dict[str, Any]) -> list[dict[str, Any]]:
+    mqtt = r["mqtt_msgs_per_s"]
+    return [
+        figure("codecs", "wire messages decoded per second (msgspec Structs)",
+               r["msgspec_msgs_per_s"], "msg/s", better="higher",
+               baseline="the hand-written decoders they replaced",
+               baseline_value=r["handwritten_msgs_per_s"]),
+        figure("codecs", "wire messages decoded per second (msgspec vs pydantic v2)",
+               r["msgspec_msgs_per_s"], "msg/s", better="higher",
+               baseline="the same definitions as pydantic v2 models",
+               baseline_value=r["pydantic_msgs_per_s"]),
+        figure("codecs", "MQTT payloads decoded per second (msgspec vs pydantic v2)",
+               mqtt["msgspec"], "msg/s", better="higher",
+               baseline="the same definitions as pydantic v2 models",
+               baseline_value=mqtt["pydantic"]),
+    ]  # fmt: skip
+
+
 def _planning(r: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for row in r["sizes"]:
@@ -310,6 +328,8 @@ BENCHES: tuple[Bench, ...] = (
           {}, {"quick": True}, 150, _planning),
     Bench("registry", "registry throughput through the real broker",
           {"devices": 300, "messages": 20}, {"devices": 5, "messages": 4}, 60, _registry),
+    Bench("codecs", "wire codecs: msgspec Structs vs pydantic v2 vs the hand-written decoders",
+          {}, {"quick": True}, 60, _codecs, quick_budget_s=30),
     Bench("audit", "audit chain append and verify",
           {"entries": 1000, "writers": 4}, {"entries": 40, "writers": 2}, 60, _audit),
     Bench("gate", "consent gate per call and in bulk",

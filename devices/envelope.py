@@ -21,30 +21,42 @@ video      client         ``frames``: frames the caller has decoded so far (stal
 ack        server         ``of``: the type acknowledged (``drive``)
 ========== ============== =================================================================
 
-Decoding refuses anything else with :class:`EnvelopeError` (a ``PayloadError``) carrying a stable
-``reason`` and, when it could be read, the ``session_id``. SDP is at most
-:data:`MAX_SDP_BYTES` and must look like SDP; it is never part of an error text or ``repr``.
+Each type is one msgspec Struct below, tagged by ``type`` (its class name in lower case): the
+fields, types and ranges are declared on it, the rules across fields (and the SDP and candidate
+grammar) in its ``__post_init__``, and :mod:`kernel.codec` decodes the union. Decoding refuses
+anything else with :class:`EnvelopeError` (a ``PayloadError``) carrying a stable ``reason`` and,
+when it could be read, the ``session_id``. SDP is at most :data:`MAX_SDP_BYTES` and must look
+like SDP; it is never part of an error text or ``repr``.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import re
-from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Annotated, Any, ClassVar
+
+import msgspec
 
 from devices.errors import PayloadError
+from kernel import codec
 
 MAX_SDP_BYTES = 64 * 1024
 MAX_MESSAGE_BYTES = 160 * 1024  # an SDP of 64 KiB grows when JSON escapes its line ends
 MAX_CANDIDATE_CHARS = 1024
 SESSION_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 CODE_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-_DEVICE_ID_RE = re.compile(r"^[a-z0-9-]{1,64}$")
-_SDP_LINE_RE = re.compile(r"^[a-z]=[^\x00-\x08\x0a-\x1f\x7f]*$")
-_E = TypeVar("_E", bound=StrEnum)
+# SDP whose CRLFs became LFs: lines, each empty or ``x=...`` free of control characters (tab
+# allowed). Unambiguous (a line cannot hold a LF), so matching is linear in the length.
+_SDP_LINE = r"(?:[a-z]=[^\x00-\x08\x0a-\x1f\x7f]*)?"
+_SDP_LINES = re.compile(f"{_SDP_LINE}(?:\n{_SDP_LINE})*")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+SessionId = Annotated[str, msgspec.Meta(pattern=SESSION_ID_RE.pattern)]
+DeviceId = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9-]{1,64}$")]
+Code = Annotated[str, msgspec.Meta(pattern=CODE_RE.pattern)]
+IceUrl = Annotated[str, msgspec.Meta(max_length=512, pattern=r"^(?:stun|turns?)(?::|$)")]
+IceSecret = Annotated[str, msgspec.Meta(max_length=512)]
+Unit = Annotated[float, msgspec.Meta(ge=-1, le=1)]
 
 
 class MessageType(StrEnum):
@@ -105,220 +117,218 @@ class ExtendReason(StrEnum):
 class EnvelopeError(PayloadError):
     """A signalling message breaks the contract. ``session_id`` is set when it could be read."""
 
-    def __init__(self, reason: str, detail: str, session_id: str | None = None) -> None:
-        super().__init__(reason, detail)
+    def __init__(
+        self, reason: str, detail: str, session_id: str | None = None, field: str = ""
+    ) -> None:
+        super().__init__(reason, detail, field)
         self.session_id = session_id
 
 
 # ---------------------------------------------------------------- values
 
 
-@dataclass(frozen=True, slots=True)
-class IceServer:
-    """One ``RTCIceServer``: ``urls`` are ``stun:``/``turn:``/``turns:`` URLs."""
+class IceServer(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, gc=False
+):
+    """One ``RTCIceServer``: ``urls`` are ``stun:``/``turn:``/``turns:`` URLs (one URL alone is
+    taken as a list of one)."""
 
-    urls: tuple[str, ...]
-    username: str | None = None
-    credential: str | None = field(default=None, repr=False)
+    urls: Annotated[tuple[IceUrl, ...], msgspec.Meta(min_length=1, max_length=8)] | IceUrl
+    username: IceSecret | None = None
+    credential: IceSecret | None = None
 
-    def as_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"urls": list(self.urls)}
-        if self.username is not None:
-            out["username"] = self.username
-        if self.credential is not None:
-            out["credential"] = self.credential
-        return out
+    def __post_init__(self) -> None:
+        if isinstance(self.urls, str):
+            msgspec.structs.force_setattr(self, "urls", (self.urls,))
+
+    def __repr__(self) -> str:
+        hidden = "" if self.credential is None else ", credential=..."
+        return f"IceServer(urls={self.urls!r}, username={self.username!r}{hidden})"
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
-    session_id: str
-    device_id: str | None = None
+class _Message(
+    msgspec.Struct,
+    frozen=True,
+    forbid_unknown_fields=True,
+    omit_defaults=True,
+    gc=False,
+    tag_field="type",
+    tag=str.lower,
+):
+    """A signalling message; ``type`` is its tag on the wire, the class name in lower case."""
+
+    type: ClassVar[MessageType]
+
+
+class _InSession(_Message, frozen=True):
+    session_id: SessionId
+
+
+class Request(_InSession, frozen=True):
+    type: ClassVar[MessageType] = MessageType.REQUEST
+
+    device_id: DeviceId | None = None
     purpose: Purpose | None = None
     extend: ExtendReason | None = None
-    type: MessageType = field(default=MessageType.REQUEST, init=False)
 
     def __post_init__(self) -> None:
         if self.extend is None and (self.device_id is None or self.purpose is None):
-            raise ValueError("a request needs device_id and purpose unless it extends")
+            missing = "device_id" if self.device_id is None else "purpose"
+            raise codec.CodecError(
+                "missing_field", missing, "a request needs device_id and purpose unless it extends"
+            )
 
 
-@dataclass(frozen=True, slots=True)
-class Granted:
-    session_id: str
-    device_id: str
+def _listed() -> tuple[IceServer, ...]:
+    """``granted``'s ``ice_servers`` default: a factory omit_defaults does not treat as empty,
+    so the list is always sent, even when there is no server (peers then connect directly)."""
+    return ()
+
+
+class Granted(_InSession, frozen=True, kw_only=True):
+    type: ClassVar[MessageType] = MessageType.GRANTED
+
+    device_id: DeviceId
     purpose: Purpose
-    deadline: float
-    cap_s: float
-    ice_servers: tuple[IceServer, ...] = ()
-    ring_timeout_s: float | None = None
-    type: MessageType = field(default=MessageType.GRANTED, init=False)
+    ice_servers: Annotated[tuple[IceServer, ...], msgspec.Meta(max_length=8)] = msgspec.field(
+        default_factory=_listed
+    )
+    deadline: Annotated[float, msgspec.Meta(ge=0, le=1e11)]
+    cap_s: Annotated[float, msgspec.Meta(ge=0, le=86400)]
+    ring_timeout_s: Annotated[float, msgspec.Meta(ge=0, le=3600)] | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Denied:
-    session_id: str
-    reason: str
-    type: MessageType = field(default=MessageType.DENIED, init=False)
+class Denied(_InSession, frozen=True):
+    type: ClassVar[MessageType] = MessageType.DENIED
+
+    reason: Code
 
 
-@dataclass(frozen=True, slots=True)
-class Offer:
-    session_id: str
-    sdp: str = field(repr=False)
-    ice_servers: tuple[IceServer, ...] = ()
-    type: MessageType = field(default=MessageType.OFFER, init=False)
+class Offer(_InSession, frozen=True):
+    type: ClassVar[MessageType] = MessageType.OFFER
+
+    sdp: str
+    ice_servers: Annotated[tuple[IceServer, ...], msgspec.Meta(max_length=8)] = ()
+
+    def __post_init__(self) -> None:
+        problem = sdp_problem(self.sdp)
+        if problem is not None:
+            raise codec.CodecError(problem[0], "sdp", problem[1])
+
+    def __repr__(self) -> str:
+        return f"Offer(session_id={self.session_id!r}, sdp=..., ice_servers={self.ice_servers!r})"
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
-    session_id: str
-    sdp: str = field(repr=False)
-    type: MessageType = field(default=MessageType.ANSWER, init=False)
+class Answer(_InSession, frozen=True):
+    type: ClassVar[MessageType] = MessageType.ANSWER
+
+    sdp: str
+
+    def __post_init__(self) -> None:
+        problem = sdp_problem(self.sdp)
+        if problem is not None:
+            raise codec.CodecError(problem[0], "sdp", problem[1])
+
+    def __repr__(self) -> str:
+        return f"Answer(session_id={self.session_id!r}, sdp=...)"
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
+class Candidate(_InSession, frozen=True):
     """A trickled ICE candidate; ``candidate == ""`` marks the end of candidates."""
 
-    session_id: str
-    candidate: str = field(repr=False)
-    sdp_mid: str | None = None
-    sdp_mline_index: int | None = None
-    type: MessageType = field(default=MessageType.CANDIDATE, init=False)
+    type: ClassVar[MessageType] = MessageType.CANDIDATE
+
+    candidate: str
+    sdp_mid: Annotated[str, msgspec.Meta(max_length=32)] | None = None
+    sdp_mline_index: Annotated[int, msgspec.Meta(ge=0, le=63)] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.candidate:
+            return
+        if not is_candidate(self.candidate):
+            raise codec.CodecError(
+                "bad_candidate", "candidate", "candidate must be an a=candidate value"
+            )
+        if self.sdp_mid is None and self.sdp_mline_index is None:
+            raise codec.CodecError(
+                "missing_field", "sdp_mid", "a candidate needs sdp_mid or sdp_mline_index"
+            )
+
+    def __repr__(self) -> str:
+        return (
+            f"Candidate(session_id={self.session_id!r}, candidate=..., "
+            f"sdp_mid={self.sdp_mid!r}, sdp_mline_index={self.sdp_mline_index!r})"
+        )
 
     @property
     def is_end(self) -> bool:
         return self.candidate == ""
 
 
-@dataclass(frozen=True, slots=True)
-class Bye:
-    session_id: str
+class Bye(_InSession, frozen=True):
+    type: ClassVar[MessageType] = MessageType.BYE
+
     reason: ByeReason
-    type: MessageType = field(default=MessageType.BYE, init=False)
 
 
-@dataclass(frozen=True, slots=True)
-class Error:
-    code: str
-    message: str
-    session_id: str | None = None
-    type: MessageType = field(default=MessageType.ERROR, init=False)
+class Error(_Message, frozen=True, omit_defaults=False):
+    """A refusal. ``session_id`` is sent even when null (the message named no session)."""
+
+    type: ClassVar[MessageType] = MessageType.ERROR
+
+    code: Code
+    message: Annotated[str, msgspec.Meta(max_length=512)]
+    session_id: SessionId | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Drive:
+class Drive(_InSession, frozen=True):
     """Move a video phone: ``linear`` forward/back and ``angular`` turn, each in [-1, 1]."""
 
-    session_id: str
-    linear: float
-    angular: float
-    type: MessageType = field(default=MessageType.DRIVE, init=False)
+    type: ClassVar[MessageType] = MessageType.DRIVE
+
+    linear: Unit
+    angular: Unit
 
 
-@dataclass(frozen=True, slots=True)
-class Video:
+class Video(_InSession, frozen=True):
     """The caller's client reports how many frames it has decoded so far (monotonic count)."""
 
-    session_id: str
-    frames: int
-    type: MessageType = field(default=MessageType.VIDEO, init=False)
+    type: ClassVar[MessageType] = MessageType.VIDEO
+
+    frames: Annotated[int, msgspec.Meta(ge=0, le=2**53)]
 
 
-@dataclass(frozen=True, slots=True)
-class Ack:
-    session_id: str
+class Ack(_InSession, frozen=True):
+    type: ClassVar[MessageType] = MessageType.ACK
+
     of: MessageType
-    type: MessageType = field(default=MessageType.ACK, init=False)
 
 
 Envelope = (
     Request | Granted | Denied | Offer | Answer | Candidate | Bye | Error | Drive | Video | Ack
 )
+_DECODER: msgspec.json.Decoder[Envelope] = msgspec.json.Decoder(Envelope)
 
 
 # ---------------------------------------------------------------- encoding
 
 
 def as_json(env: Envelope) -> dict[str, Any]:
-    """The JSON object of an envelope (``None`` fields left out)."""
-    out: dict[str, Any] = {"type": env.type.value}
-    if isinstance(env, Error):
-        out["session_id"] = env.session_id
-        out.update(code=env.code, message=env.message)
-        return out
-    out["session_id"] = env.session_id
-    match env:
-        case Request():
-            out.update(device_id=env.device_id, purpose=env.purpose, extend=env.extend)
-        case Granted():
-            out.update(
-                device_id=env.device_id,
-                purpose=env.purpose.value,
-                ice_servers=[s.as_json() for s in env.ice_servers],
-                deadline=env.deadline,
-                cap_s=env.cap_s,
-                ring_timeout_s=env.ring_timeout_s,
-            )
-        case Denied():
-            out["reason"] = env.reason
-        case Offer():
-            out["sdp"] = env.sdp
-            if env.ice_servers:
-                out["ice_servers"] = [s.as_json() for s in env.ice_servers]
-        case Answer():
-            out["sdp"] = env.sdp
-        case Candidate():
-            out.update(
-                candidate=env.candidate, sdp_mid=env.sdp_mid, sdp_mline_index=env.sdp_mline_index
-            )
-        case Bye():
-            out["reason"] = env.reason.value
-        case Drive():
-            out.update(linear=env.linear, angular=env.angular)
-        case Video():
-            out["frames"] = env.frames
-        case Ack():
-            out["of"] = env.of.value
-    return {
-        k: (v.value if isinstance(v, StrEnum) else v)
-        for k, v in out.items()
-        if v is not None or k == "session_id"
-    }
+    """The JSON object of an envelope as sent (``None`` fields left out, but an error's
+    ``session_id``); lists, not tuples, so it can be changed and compared like parsed JSON."""
+    return msgspec.json.decode(codec.encode(env))  # type: ignore[no-any-return]
 
 
 def encode(env: Envelope) -> str:
     """Compact JSON text of an envelope."""
-    return json.dumps(as_json(env), separators=(",", ":"), ensure_ascii=False)
+    return codec.encode(env).decode("utf-8")
 
 
 def encode_bytes(env: Envelope) -> bytes:
-    return encode(env).encode("utf-8")
+    return codec.encode(env)
 
 
 # ---------------------------------------------------------------- decoding
-
-_FIELDS: dict[MessageType, tuple[frozenset[str], frozenset[str]]] = {
-    # type: (allowed fields besides type/session_id, required ones)
-    MessageType.REQUEST: (frozenset({"device_id", "purpose", "extend"}), frozenset()),
-    MessageType.GRANTED: (
-        frozenset({"device_id", "purpose", "ice_servers", "deadline", "cap_s", "ring_timeout_s"}),
-        frozenset({"device_id", "purpose", "deadline", "cap_s"}),
-    ),
-    MessageType.DENIED: (frozenset({"reason"}), frozenset({"reason"})),
-    MessageType.OFFER: (frozenset({"sdp", "ice_servers"}), frozenset({"sdp"})),
-    MessageType.ANSWER: (frozenset({"sdp"}), frozenset({"sdp"})),
-    MessageType.CANDIDATE: (
-        frozenset({"candidate", "sdp_mid", "sdp_mline_index"}),
-        frozenset({"candidate"}),
-    ),
-    MessageType.BYE: (frozenset({"reason"}), frozenset({"reason"})),
-    MessageType.ERROR: (frozenset({"code", "message"}), frozenset({"code", "message"})),
-    MessageType.DRIVE: (frozenset({"linear", "angular"}), frozenset({"linear", "angular"})),
-    MessageType.VIDEO: (frozenset({"frames"}), frozenset({"frames"})),
-    MessageType.ACK: (frozenset({"of"}), frozenset({"of"})),
-}
 
 
 def decode(data: bytes | str, *, allowed: frozenset[MessageType] | None = None) -> Envelope:
@@ -329,257 +339,121 @@ def decode(data: bytes | str, *, allowed: frozenset[MessageType] | None = None) 
     ``wrong_type``, ``bad_value``, ``out_of_range``, ``bad_session_id``, ``sdp_too_large``,
     ``bad_sdp``, ``bad_candidate``.
     """
-    size = len(data.encode("utf-8", "surrogatepass")) if isinstance(data, str) else len(data)
-    if size > MAX_MESSAGE_BYTES:
-        raise EnvelopeError("too_large", f"message is {size} bytes, limit {MAX_MESSAGE_BYTES}")
+    if isinstance(data, str):
+        raw = data.encode("utf-8", "surrogatepass")
+    else:
+        raw = data if isinstance(data, bytes) else bytes(data)
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise EnvelopeError("too_large", f"message is {len(raw)} bytes, limit {MAX_MESSAGE_BYTES}")
     try:
-        text = data.decode("utf-8") if isinstance(data, bytes | bytearray) else data
-        obj = json.loads(text, parse_constant=_refuse_constant)
-    except UnicodeDecodeError:
-        raise EnvelopeError("bad_encoding", "message is not UTF-8") from None
-    except (ValueError, RecursionError):
-        raise EnvelopeError("bad_json", "message is not valid JSON") from None
-    if not isinstance(obj, dict):
-        raise EnvelopeError("bad_json", "message must be a JSON object")
-    return decode_object(obj, allowed=allowed)
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
+        message = codec.decode(raw, _DECODER)
+    except codec.CodecError as e:
+        if e.reason in {"bad_encoding", "bad_json"}:
+            raise EnvelopeError(e.reason, e.detail) from None
+        try:  # msgspec stops at the first refused value: the rest may not even be JSON
+            head = codec.decode(raw, _HEAD)
+        except codec.CodecError as bad:
+            raise EnvelopeError(bad.reason, bad.detail) from None
+        raise _refusal(e, head, allowed) from None
+    return _sent_by(message, allowed)
 
 
 def decode_object(
     obj: dict[str, Any], *, allowed: frozenset[MessageType] | None = None
 ) -> Envelope:
     """Validate an already parsed JSON object (see :func:`decode`)."""
-    sid = _session_id(obj)
-    raw_type = obj.get("type")
-    if "type" not in obj:
-        raise EnvelopeError("missing_field", "missing field 'type'", sid)
     try:
-        mtype = MessageType(raw_type) if isinstance(raw_type, str) else None
-    except ValueError:
-        mtype = None
-    if mtype is None:
-        raise EnvelopeError("unknown_type", "type is not a known signalling message", sid)
-    if allowed is not None and mtype not in allowed:
-        raise EnvelopeError("unexpected_type", f"{mtype.value} may not be sent here", sid)
-    fields, required = _FIELDS[mtype]
-    extra = set(obj) - fields - {"type", "session_id"}
-    if extra:
-        raise EnvelopeError("unknown_field", f"unknown field {_short(sorted(extra)[0])!r}", sid)
-    missing = (required | ({"session_id"} if mtype is not MessageType.ERROR else set())) - set(obj)
-    if missing:
-        raise EnvelopeError("missing_field", f"missing field {sorted(missing)[0]!r}", sid)
-    if mtype is not MessageType.ERROR and sid is None:
-        raise EnvelopeError("bad_session_id", "session_id must be 8-64 of A-Z a-z 0-9 _ -", None)
-    try:
-        return _build(mtype, obj, sid)
-    except EnvelopeError as e:
-        e.session_id = sid
-        raise
+        message: Envelope = codec.convert(obj, Envelope)  # type: ignore[arg-type]
+    except codec.CodecError as e:
+        if not isinstance(obj, dict):
+            raise EnvelopeError("bad_json", "message must be a JSON object") from None
+        head = _Head(obj.get("type", msgspec.UNSET), obj.get("session_id"))
+        raise _refusal(e, head, allowed) from None
+    return _sent_by(message, allowed)
 
 
-def _build(mtype: MessageType, obj: dict[str, Any], sid: str | None) -> Envelope:
-    s = sid or ""
-    match mtype:
-        case MessageType.REQUEST:
-            extend = _opt_enum(obj, "extend", ExtendReason)
-            device_id = _opt_device_id(obj)
-            purpose = _opt_enum(obj, "purpose", Purpose)
-            if extend is None and (device_id is None or purpose is None):
-                raise EnvelopeError("missing_field", "a request needs device_id and purpose")
-            return Request(s, device_id=device_id, purpose=purpose, extend=extend)
-        case MessageType.GRANTED:
-            device_id = _opt_device_id(obj)
-            purpose = _opt_enum(obj, "purpose", Purpose)
-            assert device_id is not None
-            assert purpose is not None
-            return Granted(
-                s,
-                device_id=device_id,
-                purpose=purpose,
-                deadline=_num(obj, "deadline", 0, 1e11),
-                cap_s=_num(obj, "cap_s", 0, 86400),
-                ice_servers=_ice_servers(obj),
-                ring_timeout_s=_opt_num(obj, "ring_timeout_s", 0, 3600),
-            )
-        case MessageType.DENIED:
-            return Denied(s, reason=_code(obj, "reason"))
-        case MessageType.OFFER:
-            return Offer(s, sdp=_sdp(obj), ice_servers=_ice_servers(obj))
-        case MessageType.ANSWER:
-            return Answer(s, sdp=_sdp(obj))
-        case MessageType.CANDIDATE:
-            return _candidate(obj, s)
-        case MessageType.BYE:
-            return Bye(s, reason=_enum(obj, "reason", ByeReason))
-        case MessageType.ERROR:
-            message = obj.get("message")
-            if not isinstance(message, str) or len(message) > 512:
-                raise EnvelopeError("wrong_type", "message must be a string of at most 512")
-            return Error(code=_code(obj, "code"), message=message, session_id=sid)
-        case MessageType.DRIVE:
-            return Drive(s, linear=_num(obj, "linear", -1, 1), angular=_num(obj, "angular", -1, 1))
-        case MessageType.VIDEO:
-            return Video(s, frames=_int(obj, "frames", 0, 2**53))
-        case MessageType.ACK:
-            return Ack(s, of=_enum(obj, "of", MessageType))
-    raise AssertionError(mtype)  # pragma: no cover - every type is handled above
+class _Head(msgspec.Struct, gc=False):
+    """What a refusal names, read leniently from a message its Struct refused."""
+
+    type: Any = msgspec.UNSET
+    session_id: Any = None
+
+
+_HEAD = msgspec.json.Decoder(_Head)
+
+
+def _sent_by(message: Envelope, allowed: frozenset[MessageType] | None) -> Envelope:
+    if allowed is not None and message.type not in allowed:
+        sid = getattr(message, "session_id", None)
+        raise EnvelopeError("unexpected_type", f"{message.type} may not be sent here", sid)
+    return message
+
+
+def _refusal(
+    e: codec.CodecError, head: _Head, allowed: frozenset[MessageType] | None
+) -> EnvelopeError:
+    """The refusal of a message that breaks its Struct: the type first, then the field."""
+    sid = head.session_id if is_session_id(head.session_id) else None
+    if head.type is msgspec.UNSET:
+        return EnvelopeError("missing_field", "missing field 'type'", sid, "type")
+    if head.type not in MessageType.__members__.values():
+        return EnvelopeError("unknown_type", "type is not a known signalling message", sid, "type")
+    if allowed is not None and head.type not in allowed:
+        return EnvelopeError("unexpected_type", f"{head.type} may not be sent here", sid, "type")
+    if e.field == "session_id" and e.reason != "missing_field":
+        detail = "session_id must be 8-64 of A-Z a-z 0-9 _ -"
+        return EnvelopeError("bad_session_id", detail, None, e.field)
+    return EnvelopeError(e.reason, e.detail, sid, e.field)
 
 
 # ---------------------------------------------------------------- field checks
-
-
-def _short(value: str) -> str:
-    return value[:32]
-
-
-def _session_id(obj: dict[str, Any]) -> str | None:
-    value = obj.get("session_id")
-    if isinstance(value, str) and SESSION_ID_RE.fullmatch(value):
-        return value
-    return None
 
 
 def is_session_id(value: object) -> bool:
     return isinstance(value, str) and SESSION_ID_RE.fullmatch(value) is not None
 
 
-def _opt_device_id(obj: dict[str, Any]) -> str | None:
-    value = obj.get("device_id")
-    if value is None:
-        return None
-    if not isinstance(value, str) or not _DEVICE_ID_RE.fullmatch(value):
-        raise EnvelopeError("bad_value", "device_id must be 1-64 of a-z, 0-9 and -")
-    return value
-
-
-def _enum(obj: dict[str, Any], key: str, enum: type[_E]) -> _E:
-    value = obj.get(key)
-    if isinstance(value, str):
-        try:
-            return enum(value)
-        except ValueError:
-            pass
-    raise EnvelopeError("bad_value", f"{key} must be one of {', '.join(enum)}")
-
-
-def _opt_enum(obj: dict[str, Any], key: str, enum: type[_E]) -> _E | None:
-    return None if obj.get(key) is None else _enum(obj, key, enum)
-
-
-def _code(obj: dict[str, Any], key: str) -> str:
-    value = obj.get(key)
-    if not isinstance(value, str) or not CODE_RE.fullmatch(value):
-        raise EnvelopeError("bad_value", f"{key} must be a lowercase code")
-    return value
-
-
-def _num(obj: dict[str, Any], key: str, lo: float, hi: float) -> float:
-    value = obj.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise EnvelopeError("wrong_type", f"{key} must be a number")
-    if not math.isfinite(value) or not lo <= value <= hi:
-        raise EnvelopeError("out_of_range", f"{key} must be between {lo} and {hi}")
-    return float(value)
-
-
-def _opt_num(obj: dict[str, Any], key: str, lo: float, hi: float) -> float | None:
-    return None if obj.get(key) is None else _num(obj, key, lo, hi)
-
-
-def _int(obj: dict[str, Any], key: str, lo: int, hi: int) -> int:
-    value = obj.get(key)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise EnvelopeError("wrong_type", f"{key} must be a whole number")
-    if not lo <= value <= hi:
-        raise EnvelopeError("out_of_range", f"{key} must be between {lo} and {hi}")
-    return value
-
-
-def check_sdp(sdp: object) -> str:
-    """Return ``sdp`` if it is a plausible session description within the size limit.
+def sdp_problem(sdp: object) -> tuple[str, str] | None:
+    """Why ``sdp`` is not a plausible session description within the size limit: a stable
+    reason and the words for it, or ``None`` when it is one.
 
     Checks structure only (``v=0`` first, ``o=``/``s=`` lines, at least one ``m=`` section, every
     line ``x=...`` without control characters); the WebRTC stacks parse the rest.
     """
     if not isinstance(sdp, str):
-        raise EnvelopeError("wrong_type", "sdp must be a string")
+        return "wrong_type", "sdp must be a string"
     size = len(sdp.encode("utf-8", "surrogatepass"))
     if size > MAX_SDP_BYTES:
-        raise EnvelopeError("sdp_too_large", f"sdp is {size} bytes, limit {MAX_SDP_BYTES}")
-    lines = [line for line in sdp.replace("\r\n", "\n").split("\n") if line]
-    if not lines or lines[0] != "v=0":
-        raise EnvelopeError("bad_sdp", "sdp must start with v=0")
-    kinds = set()
-    for line in lines:
-        if not _SDP_LINE_RE.fullmatch(line):
-            raise EnvelopeError("bad_sdp", "sdp has a malformed line")
-        kinds.add(line[0])
-    if not {"o", "s", "m"} <= kinds:
-        raise EnvelopeError("bad_sdp", "sdp needs o=, s= and at least one m= line")
+        return "sdp_too_large", f"sdp is {size} bytes, limit {MAX_SDP_BYTES}"
+    text = sdp.replace("\r\n", "\n")
+    if text.lstrip("\n").partition("\n")[0] != "v=0":
+        return "bad_sdp", "sdp must start with v=0"
+    if _SDP_LINES.fullmatch(text) is None:
+        return "bad_sdp", "sdp has a malformed line"
+    starts = "\n" + text
+    if "\no=" not in starts or "\ns=" not in starts or "\nm=" not in starts:
+        return "bad_sdp", "sdp needs o=, s= and at least one m= line"
+    return None
+
+
+def check_sdp(sdp: object) -> str:
+    """Return ``sdp`` if it is a plausible session description (see :func:`sdp_problem`)."""
+    problem = sdp_problem(sdp)
+    if problem is not None:
+        raise EnvelopeError(*problem, field="sdp")
+    assert isinstance(sdp, str)
     return sdp
 
 
-def _sdp(obj: dict[str, Any]) -> str:
-    return check_sdp(obj.get("sdp"))
-
-
-def _candidate(obj: dict[str, Any], sid: str) -> Candidate:
-    text = obj.get("candidate")
-    if not isinstance(text, str):
-        raise EnvelopeError("wrong_type", "candidate must be a string")
-    if text:
-        bits = text.split(" ")
-        if (
-            len(text) > MAX_CANDIDATE_CHARS
-            or not text.startswith("candidate:")
-            or len(bits) < 8
-            or bits[6] != "typ"
-            or any(ord(c) < 0x20 or ord(c) == 0x7F for c in text)
-        ):
-            raise EnvelopeError("bad_candidate", "candidate must be an a=candidate value")
-    mid = obj.get("sdp_mid")
-    if mid is not None and (not isinstance(mid, str) or len(mid) > 32):
-        raise EnvelopeError("wrong_type", "sdp_mid must be a string of at most 32")
-    index = obj.get("sdp_mline_index")
-    if index is not None:
-        index = _int(obj, "sdp_mline_index", 0, 63)
-    if text and mid is None and index is None:
-        raise EnvelopeError("missing_field", "a candidate needs sdp_mid or sdp_mline_index")
-    return Candidate(sid, candidate=text, sdp_mid=mid, sdp_mline_index=index)
-
-
-def _ice_servers(obj: dict[str, Any]) -> tuple[IceServer, ...]:
-    raw = obj.get("ice_servers")
-    if raw is None:
-        return ()
-    if not isinstance(raw, list) or len(raw) > 8:
-        raise EnvelopeError("wrong_type", "ice_servers must be a list of at most 8")
-    servers = []
-    for item in raw:
-        if not isinstance(item, dict) or not set(item) <= {"urls", "username", "credential"}:
-            raise EnvelopeError("wrong_type", "an ice server is {urls, username, credential}")
-        urls = item.get("urls")
-        if isinstance(urls, str):
-            urls = [urls]
-        if (
-            not isinstance(urls, list)
-            or not 1 <= len(urls) <= 8
-            or not all(
-                isinstance(u, str)
-                and len(u) <= 512
-                and u.split(":", 1)[0] in {"stun", "turn", "turns"}
-                for u in urls
-            )
-        ):
-            raise EnvelopeError("bad_value", "ice server urls must be stun:, turn: or turns: URLs")
-        extra = {k: item.get(k) for k in ("username", "credential")}
-        for key, value in extra.items():
-            if value is not None and (not isinstance(value, str) or len(value) > 512):
-                raise EnvelopeError("wrong_type", f"ice server {key} must be a string")
-        servers.append(
-            IceServer(urls=tuple(urls), username=extra["username"], credential=extra["credential"])
-        )
-    return tuple(servers)
+def is_candidate(text: str) -> bool:
+    """Whether ``text`` looks like an ``a=candidate`` value (the end-of-candidates ``""`` aside):
+    ``candidate:<foundation> <component> <transport> <priority> <address> <port> typ <type> ...``
+    within :data:`MAX_CANDIDATE_CHARS`, without control characters."""
+    bits = text.split(" ", 7)
+    return (
+        len(text) <= MAX_CANDIDATE_CHARS
+        and text.startswith("candidate:")
+        and len(bits) == 8
+        and bits[6] == "typ"
+        and _CONTROL.search(text) is None
+    )

@@ -13,12 +13,14 @@ class DeviceError(Exception):
 
 
 class PayloadError(DeviceError, ValueError):
-    """A message breaks the wire contract. ``reason`` is a stable code used in logs and counters."""
+    """A message breaks the wire contract. ``reason`` is a stable code used in logs and counters;
+    ``field`` the path of the refused value when there is one (``video.fps``), else ``""``."""
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: str, detail: str, field: str = "") -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+        self.field = field
 
 
 class UnknownDevice(DeviceError, LookupError):

@@ -16,13 +16,13 @@ the deadline again when it fires.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
 from typing import Any
 
 import asyncpg
+import msgspec
 import structlog
 
 from consent import model as consent_model
@@ -117,13 +117,13 @@ class Interpreter:
         match effect:
             case machine.ToClient(message=env.Granted() as granted):
                 servers = ice_servers(self.turn, s.staff_id, self.now())
-                conn.send(dataclasses.replace(granted, ice_servers=servers))
+                conn.send(msgspec.structs.replace(granted, ice_servers=servers))
             case machine.ToClient(message=message):
                 conn.send(message)
             case machine.ToDevice(message=env.Offer() as offer):
                 servers = ice_servers(self.turn, s.device_id, self.now())
                 await self._tell_device(
-                    s.device_id, dataclasses.replace(offer, ice_servers=servers)
+                    s.device_id, msgspec.structs.replace(offer, ice_servers=servers)
                 )
             case machine.ToDevice(message=message):
                 await self._tell_device(s.device_id, message)

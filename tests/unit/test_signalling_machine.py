@@ -539,7 +539,7 @@ def test_a_view_offer_that_listens_is_refused() -> None:
 
 def test_device_answer_once_then_candidates_flow() -> None:
     s = session()
-    cand = env.Candidate("s-0001", candidate="candidate:1 1 udp 1 192.0.2.1 9 typ host")
+    cand = env.Candidate("s-0001", "candidate:1 1 udp 1 192.0.2.1 9 typ host", sdp_mid="0")
     s, effects = m.apply(s, m.DeviceCandidate(cand), T0, TERMS)
     assert effects == ()
     answer = env.Answer("s-0001", sdp=VIEW_OFFER.replace("recvonly", "sendonly"))
