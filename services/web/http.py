@@ -7,7 +7,8 @@ This is the only place that maps errors to status codes:
 - ``aiohttp.web.HTTPException``            -> its own status
 - an exception with ``http_status``        -> that status (``code``/``field`` attributes if present)
                                               and its message: ``kernel.errors.InvalidInput`` (422)
-                                              and ``BodyError`` (400, 415) are of this kind
+                                              and ``BodyError`` (400, 415) are of this kind; of
+                                              the 5xx only 502/504 (an upstream failed, OIDC)
 - a lost database or broker (``OSError``, asyncpg connection errors) -> 503 ``unavailable`` with
   ``Retry-After``, logged without a traceback (it is an outage, not a bug)
 - ``KeyError``                             -> 500: a missing key is our bug, not a missing thing
@@ -51,6 +52,9 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
 
 
 UNAVAILABLE = outages.UNAVAILABLE  # re-exported for the adapters that map outages
+#: Statuses a domain error may declare for an upstream that failed (502 bad gateway, 504 timeout):
+#: shown with their code and message; every other 5xx is our bug, a bare 500.
+UPSTREAM_STATUSES = frozenset({502, 504})
 
 
 def _status_for(exc: BaseException) -> tuple[int, str, str | None]:
@@ -104,6 +108,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             resp = error_response(503, code, "a backing service is unavailable; try again")
             resp.headers["Retry-After"] = "5"
             return resp
+        if status in UPSTREAM_STATUSES:  # a service we depend on answered wrongly (OIDC)
+            log.warning(
+                "request_upstream_failed", path=request.path, method=request.method, code=code
+            )
+            return error_response(status, code, str(e) or code)
         if status >= 500:
             log.exception("request_failed", path=request.path, method=request.method)
             return error_response(500, "internal", "internal error")

@@ -48,6 +48,15 @@ async def invalid_input(request: web.Request) -> web.Response:
     raise InvalidInput("when", "invalid", "when must be a date")
 
 
+class ProviderDown(Exception):
+    http_status = 502
+    code = "oidc_provider"
+
+
+async def upstream_failed(request: web.Request) -> web.Response:
+    raise ProviderDown("the identity provider did not answer")
+
+
 async def plain(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
@@ -61,6 +70,7 @@ def app(body_timeout_s: float = 30.0) -> web.Application:
             Route("GET", "/api/value-error", bare_value_error, PUBLIC, "bug"),
             Route("GET", "/api/key-error", bare_key_error, PUBLIC, "bug"),
             Route("GET", "/api/invalid", invalid_input, PUBLIC, "bad value"),
+            Route("GET", "/api/upstream", upstream_failed, PUBLIC, "provider down"),
             Route("GET", "/healthz", plain, PUBLIC, "alive"),
         ],
     )
@@ -193,6 +203,18 @@ async def test_a_bare_error_from_our_code_is_500_and_shows_nothing(
     assert failed
     assert failed[0]["log_level"] == "error"
     assert failed[0].get("exc_info")
+
+
+async def test_an_upstream_failure_is_502_with_its_code_not_an_internal_error(
+    client: Client,
+) -> None:
+    with capture_logs() as logs:
+        resp = await client.get("/api/upstream")
+    err = (await resp.json())["error"]
+    assert (resp.status, err["code"]) == (502, "oidc_provider")
+    assert err["message"] == "the identity provider did not answer"
+    assert [e["event"] for e in logs] == ["request_upstream_failed"]
+    assert "exc_info" not in logs[0]
 
 
 async def test_an_error_with_http_status_shows_its_message(client: Client) -> None:
