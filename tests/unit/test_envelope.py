@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, get_args
 
 import pytest
 
 from devices import envelope as env
 from devices.errors import PayloadError
+from kernel import codec
 
 SID = "sess-0001abcd"
 SDP = (
@@ -201,3 +203,66 @@ def test_end_of_candidates() -> None:
     message = env.decode(_obj(type="candidate", session_id=SID, candidate=""))
     assert isinstance(message, env.Candidate)
     assert message.is_end
+
+
+def test_encoders_write_the_same_bytes_as_before() -> None:
+    assert env.encode_bytes(env.Bye(SID, env.ByeReason.TIMEOUT)) == (
+        b'{"type":"bye","session_id":"sess-0001abcd","reason":"timeout"}'
+    )
+    granted = env.Granted(SID, device_id="cam-1", purpose=env.Purpose.VIEW, deadline=1.0, cap_s=30)
+    assert env.encode(granted) == (  # ice_servers is listed even when empty
+        '{"type":"granted","session_id":"sess-0001abcd","device_id":"cam-1","purpose":"view",'
+        '"ice_servers":[],"deadline":1.0,"cap_s":30}'
+    )
+    assert env.as_json(env.Candidate(SID, "", sdp_mid="0")) == {
+        "type": "candidate",
+        "session_id": SID,
+        "candidate": "",
+        "sdp_mid": "0",
+    }
+
+
+def test_each_type_is_its_tag_on_the_wire() -> None:
+    for kind in get_args(env.Envelope):
+        assert kind.type == kind.__struct_config__.tag == kind.__name__.lower()
+    assert {kind.type for kind in get_args(env.Envelope)} == set(env.MessageType)
+
+
+def test_one_definition_gives_the_json_schema() -> None:
+    schema = codec.schema(env.Envelope)
+    assert schema["discriminator"]["propertyName"] == "type"
+    assert set(schema["discriminator"]["mapping"]) == set(env.MessageType)
+
+
+@pytest.mark.parametrize(
+    ("build", "reason"),
+    [
+        (lambda: env.Request(SID, device_id="cam-0001"), "missing_field"),
+        (lambda: env.Offer(SID, sdp="hello"), "bad_sdp"),
+        (lambda: env.Answer(SID, sdp=SDP + "a=" + "x" * 65536 + "\r\n"), "sdp_too_large"),
+        (lambda: env.Candidate(SID, CAND), "missing_field"),
+        (lambda: env.Candidate(SID, "not a candidate", sdp_mid="0"), "bad_candidate"),
+    ],
+)
+def test_a_message_built_in_code_keeps_the_same_rules(
+    build: Callable[[], env.Envelope], reason: str
+) -> None:
+    with pytest.raises(codec.CodecError) as err:
+        build()
+    assert err.value.reason == reason
+
+
+def test_a_refusal_names_its_field_and_session() -> None:
+    data = _obj(type="granted", session_id=SID, device_id="cam-1", purpose="view", deadline=1,
+                cap_s=30, ice_servers=[{"urls": ["stun:a", "http://evil"]}])  # fmt: skip
+    with pytest.raises(env.EnvelopeError) as info:
+        env.decode(data)
+    assert (info.value.reason, info.value.field) == ("bad_value", "ice_servers[0].urls[1]")
+    assert info.value.session_id == SID
+
+
+def test_secrets_stay_out_of_repr() -> None:
+    server = env.IceServer(("turn:t.example.org",), username="u", credential="c2Vj")
+    assert "c2Vj" not in repr(server)
+    assert "typ host" not in repr(env.Candidate(SID, CAND, sdp_mid="0"))
+    assert "o=-" not in repr(env.Answer(SID, SDP))

@@ -210,3 +210,57 @@ def test_bad_ring(args: dict[str, object], reason: str) -> None:
 def test_decode_ring_refuses_other_ops() -> None:
     with pytest.raises(PayloadError):
         t.decode_ring(t.Command("c1", t.CommandOp.HANGUP, {"session_id": "s-12345678"}))
+
+
+def test_encoders_write_compact_json_without_none() -> None:
+    """The bytes devices and the backend publish: ``tamper`` and ``auto_answer`` always."""
+    status = t.Status(t.Presence.ONLINE, 7, 1765000000.5)
+    assert status.encode() == b'{"state":"online","session":7,"ts":1765000000.5}'
+    assert t.Health(12.5, link=0.9).encode() == b'{"uptime_s":12.5,"tamper":false,"link":0.9}'
+    meta = t.Meta(t.DeviceKind.CAMERA, "1.0", (t.Capability.VIDEO,), t.VideoSpec(320, 240, 5.0))
+    assert meta.encode() == (
+        b'{"kind":"camera","fw":"1.0","caps":["video"],"video":{"w":320,"h":240,"fps":5.0}}'
+    )
+    assert t.Event(t.EventType.TAMPER).encode() == b'{"type":"tamper"}'
+    assert t.CommandAck("c1", True).encode() == b'{"id":"c1","ok":true}'
+    assert t.Ring("s-12345678").command("c2").encode() == (
+        b'{"id":"c2","op":"ring","session_id":"s-12345678","auto_answer":false}'
+    )
+    assert t.server_status(t.Presence.ONLINE, "i-1") == b'{"state":"online","instance":"i-1"}'
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason", "field"),
+    [
+        (b'{"kind":"camera","fw":"1","caps":[],"video":{"w":320,"h":240,"fps":500}}',
+         "out_of_range", "video.fps"),
+        (b'{"kind":"camera","fw":"1","caps":["video","xray"]}', "bad_value", "caps[1]"),
+        (b'{"kind":"camera","fw":"1","caps":[],"video":{"w":320,"h":240,"fps":5,"x":1}}',
+         "unknown_field", "video.x"),
+        (b'{"kind":"camera","caps":[]}', "missing_field", "fw"),
+        (b'{"kind":"camera","fw":"1","caps":[' + b'"video",' * 16 + b'"audio"]}',
+         "out_of_range", "caps"),
+    ],
+)  # fmt: skip
+def test_a_refusal_names_its_field(payload: bytes, reason: str, field: str) -> None:
+    with pytest.raises(PayloadError) as err:
+        t.decode_meta(payload, "cam-0001")
+    assert (err.value.reason, err.value.field) == (reason, field)
+    assert "xray" not in str(err.value)  # values stay out of the error text
+
+
+def test_the_payload_id_without_a_topic_must_be_a_device_id() -> None:
+    with pytest.raises(PayloadError) as err:
+        t.decode_status(b'{"state": "online", "session": 1, "id": "CAM 1"}')
+    assert err.value.reason == "bad_device_id"
+    assert t.decode_status(b'{"state": "online", "session": 1, "id": "cam-9"}').id == "cam-9"
+
+
+def test_the_stored_health_leaves_out_the_repeated_id() -> None:
+    health = t.decode_health(b'{"uptime_s": 1, "id": "cam-0001"}', "cam-0001")
+    assert health.as_json() == {"uptime_s": 1.0, "tamper": False}
+
+
+def test_meta_keeps_each_capability_once_in_order() -> None:
+    meta = t.decode_meta(b'{"kind": "camera", "fw": "1", "caps": ["video", "audio", "video"]}')
+    assert meta.caps == (t.Capability.VIDEO, t.Capability.AUDIO)
