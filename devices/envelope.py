@@ -380,6 +380,7 @@ class _Head(msgspec.Struct, gc=False):
 
 
 _HEAD = msgspec.json.Decoder(_Head)
+_TYPES = frozenset(MessageType)
 
 
 def _sent_by(message: Envelope, allowed: frozenset[MessageType] | None) -> Envelope:
@@ -396,7 +397,7 @@ def _refusal(
     sid = head.session_id if is_session_id(head.session_id) else None
     if head.type is msgspec.UNSET:
         return EnvelopeError("missing_field", "missing field 'type'", sid, "type")
-    if head.type not in MessageType.__members__.values():
+    if not isinstance(head.type, str) or head.type not in _TYPES:
         return EnvelopeError("unknown_type", "type is not a known signalling message", sid, "type")
     if allowed is not None and head.type not in allowed:
         return EnvelopeError("unexpected_type", f"{head.type} may not be sent here", sid, "type")

@@ -128,7 +128,7 @@ class Payload(
     msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, gc=False
 ):
     """One MQTT payload: a strict JSON object. ``id``, where a payload has it, may repeat the
-    topic's device id (a device that signs its payloads); it is checked, never believed."""
+    topic's device id; it must then be that id (checked against the topic, never believed)."""
 
     def encode(self) -> bytes:
         return codec.encode(self)
@@ -217,7 +217,7 @@ def _from_device(
     except PayloadError as e:
         if e.field != "id":
             raise
-        message = None
+        message = None  # an id that is no device id names no topic's device either
     if message is None or (device_id is not None and message.id not in (None, device_id)):
         if device_id is not None:
             raise PayloadError("foreign_topic", "payload names another device than its topic", "id")
@@ -244,7 +244,7 @@ def decode_event(payload: bytes, device_id: str | None = None) -> Event:
 # ---------------------------------------------------------------- commands
 
 
-class Command(msgspec.Struct, frozen=True, gc=False):
+class Command(msgspec.Struct, frozen=True):
     """A command to a device. ``args`` holds op-specific values (e.g. drive speed, scene name),
     sent beside ``id`` and ``op`` in one flat object; :func:`decode_ring` checks a ring's."""
 
