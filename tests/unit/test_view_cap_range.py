@@ -7,7 +7,7 @@ from datetime import UTC, datetime, time
 
 import pytest
 
-from consent import rules, schemas
+from consent import rules
 from consent.model import (
     DEFAULT_VIEW_CAP_S,
     MAX_VIEW_CAP_S,
@@ -15,6 +15,8 @@ from consent.model import (
     CarePlan,
     CheckTime,
 )
+from consent.record_api import NewPlan
+from kernel.codec import schema
 from supervision.checks import Policy
 from tools.cli import parser
 
@@ -49,7 +51,7 @@ def cli_ok(cap_s: int) -> bool:
 
 
 def schema_ok(cap_s: int) -> bool:
-    prop = schemas.PLAN_BODY["properties"]["view_cap_s"]
+    prop = schema(NewPlan)["properties"]["view_cap_s"]
     return bool(prop["minimum"] <= cap_s <= prop["maximum"])
 
 
