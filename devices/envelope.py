@@ -6,7 +6,9 @@ WebSocket ``/ws/signal`` and on a device's ``webrtc/in`` / ``webrtc/out`` topics
 ========== ============== =================================================================
 type       sent by        fields besides ``type`` and ``session_id``
 ========== ============== =================================================================
-request    client         ``device_id``, ``purpose`` (view|call|probe); or ``extend`` (reason)
+request    client         ``device_id``, ``purpose`` (view|call|probe), and what the look is
+                          owed to: ``check_id`` (a due check) or ``reason`` + ``note`` (an
+                          extra look); or ``extend`` (reason)
 granted    server         ``device_id``, ``purpose``, ``ice_servers``, ``deadline`` (Unix s),
                           ``cap_s``, ``ring_timeout_s`` (calls)
 denied     server         ``reason`` (stable code)
@@ -19,6 +21,8 @@ error      server, device ``code``, ``message``; ``session_id`` may be null
 drive      client         ``linear``, ``angular`` in [-1, 1] (video phone during a call)
 video      client         ``frames``: frames the caller has decoded so far (staleness)
 ack        server         ``of``: the type acknowledged (``drive``)
+stats      device         ``frames``, ``video_s``: video frames the device sent in the session
+                          and the seconds they covered, once, when the session ends
 ========== ============== =================================================================
 
 Each type is one msgspec Struct below, tagged by ``type`` (its class name in lower case): the
@@ -43,8 +47,8 @@ from kernel import codec
 MAX_SDP_BYTES = 64 * 1024
 MAX_MESSAGE_BYTES = 160 * 1024  # an SDP of 64 KiB grows when JSON escapes its line ends
 MAX_CANDIDATE_CHARS = 1024
-SESSION_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
-CODE_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+SESSION_ID_RE = re.compile(rf"^[A-Za-z0-9_-]{{8,64}}{codec.END}")
+CODE_RE = re.compile(rf"^[a-z][a-z0-9_]{{0,63}}{codec.END}")
 # SDP whose CRLFs became LFs: lines, each empty or ``x=...`` free of control characters (tab
 # allowed). Unambiguous (a line cannot hold a LF), so matching is linear in the length.
 _SDP_LINE = r"(?:[a-z]=[^\x00-\x08\x0a-\x1f\x7f]*)?"
@@ -52,11 +56,14 @@ _SDP_LINES = re.compile(f"{_SDP_LINE}(?:\n{_SDP_LINE})*")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 SessionId = Annotated[str, msgspec.Meta(pattern=SESSION_ID_RE.pattern)]
-DeviceId = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9-]{1,64}$")]
+DeviceId = Annotated[str, msgspec.Meta(pattern=rf"^[a-z0-9-]{{1,64}}{codec.END}")]
 Code = Annotated[str, msgspec.Meta(pattern=CODE_RE.pattern)]
-IceUrl = Annotated[str, msgspec.Meta(max_length=512, pattern=r"^(?:stun|turns?)(?::|$)")]
+IceUrl = Annotated[str, msgspec.Meta(max_length=512, pattern=r"^(?:stun|turns?):")]
 IceSecret = Annotated[str, msgspec.Meta(max_length=512)]
 Unit = Annotated[float, msgspec.Meta(ge=-1, le=1)]
+CheckId = Annotated[
+    str, msgspec.Meta(pattern=rf"^[0-9]{{8}}\.[0-9]{{4}}\.[a-z0-9-]{{1,64}}{codec.END}")
+]
 
 
 class MessageType(StrEnum):
@@ -71,6 +78,7 @@ class MessageType(StrEnum):
     DRIVE = "drive"
     VIDEO = "video"
     ACK = "ack"
+    STATS = "stats"
 
 
 #: Types a browser, probe or ``homecare view`` may send.
@@ -86,7 +94,13 @@ CLIENT_TYPES = frozenset(
 )
 #: Types a device may send on ``webrtc/out`` (``error``: it refused a message of a session).
 DEVICE_TYPES = frozenset(
-    {MessageType.ANSWER, MessageType.CANDIDATE, MessageType.BYE, MessageType.ERROR}
+    {
+        MessageType.ANSWER,
+        MessageType.CANDIDATE,
+        MessageType.BYE,
+        MessageType.ERROR,
+        MessageType.STATS,
+    }
 )
 
 
@@ -112,6 +126,18 @@ class ExtendReason(StrEnum):
     AWAITING_MOVEMENT = "awaiting_movement"
     POSSIBLE_DISTRESS = "possible_distress"
     ASSISTING_BY_CALL = "assisting_by_call"
+
+
+class LookReason(StrEnum):
+    """Why an operator looks without a due check: an extra look (audited as ``view.extra``,
+    capped at the plan's cap with no extension, a deviation in the morning report)."""
+
+    ALARM = "alarm"  # the brukare's safety alarm (trygghetslarm) or a sensor called
+    CONCERN_REPORTED = "concern_reported"  # a relative, neighbour or colleague reported a worry
+    FOLLOW_UP = "follow_up"  # following up an earlier look, call or visit tonight
+
+
+MAX_NOTE_CHARS = 500
 
 
 class EnvelopeError(PayloadError):
@@ -170,6 +196,11 @@ class Request(_InSession, frozen=True):
     device_id: DeviceId | None = None
     purpose: Purpose | None = None
     extend: ExtendReason | None = None
+    #: The due check this look serves (``YYYYMMDD.HHMM.recipient``), or, for an extra look,
+    #: ``reason`` and a free-text ``note`` (never logged, never in ``repr``).
+    check_id: CheckId | None = None
+    reason: LookReason | None = None
+    note: Annotated[str, msgspec.Meta(max_length=MAX_NOTE_CHARS)] | None = None
 
     def __post_init__(self) -> None:
         if self.extend is None and (self.device_id is None or self.purpose is None):
@@ -177,6 +208,31 @@ class Request(_InSession, frozen=True):
             raise codec.CodecError(
                 "missing_field", missing, "a request needs device_id and purpose unless it extends"
             )
+        if self.extend is not None and (
+            self.check_id is not None or self.reason is not None or self.note is not None
+        ):
+            raise codec.CodecError(
+                "bad_value", "extend", "an extension names no check, reason or note"
+            )
+        if self.check_id is not None and self.reason is not None:
+            raise codec.CodecError(
+                "bad_value", "reason", "a look is owed to a check or has a reason, not both"
+            )
+        if (self.reason is None) != (self.note is None or not self.note.strip()):
+            field = "note" if self.reason is not None else "reason"
+            raise codec.CodecError(
+                "missing_field" if field == "note" else "bad_value",
+                field,
+                "an extra look needs both a reason and a note that is not blank",
+            )
+
+    def __repr__(self) -> str:
+        note = "" if self.note is None else ", note=..."
+        return (
+            f"Request(session_id={self.session_id!r}, device_id={self.device_id!r}, "
+            f"purpose={self.purpose!r}, extend={self.extend!r}, check_id={self.check_id!r}, "
+            f"reason={self.reason!r}{note})"
+        )
 
 
 def _listed() -> tuple[IceServer, ...]:
@@ -298,6 +354,17 @@ class Video(_InSession, frozen=True):
     frames: Annotated[int, msgspec.Meta(ge=0, le=2**53)]
 
 
+class Stats(_InSession, frozen=True):
+    """What the device sent in the session, reported once when it ends: ``frames`` of video
+    and ``video_s``, the seconds from its first to its last frame. The server records it as the
+    video delivered (an outcome ``ok`` needs at least a second of it)."""
+
+    type: ClassVar[MessageType] = MessageType.STATS
+
+    frames: Annotated[int, msgspec.Meta(ge=0, le=2**53)]
+    video_s: Annotated[float, msgspec.Meta(ge=0, le=86400)]
+
+
 class Ack(_InSession, frozen=True):
     type: ClassVar[MessageType] = MessageType.ACK
 
@@ -305,7 +372,18 @@ class Ack(_InSession, frozen=True):
 
 
 Envelope = (
-    Request | Granted | Denied | Offer | Answer | Candidate | Bye | Error | Drive | Video | Ack
+    Request
+    | Granted
+    | Denied
+    | Offer
+    | Answer
+    | Candidate
+    | Bye
+    | Error
+    | Drive
+    | Video
+    | Ack
+    | Stats
 )
 _DECODER: msgspec.json.Decoder[Envelope] = msgspec.json.Decoder(Envelope)
 

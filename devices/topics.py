@@ -23,7 +23,7 @@ from devices.errors import PayloadError
 from kernel import codec
 
 MAX_PAYLOAD_BYTES = 64 * 1024
-DEVICE_ID_RE = re.compile(r"^[a-z0-9-]{1,64}$")
+DEVICE_ID_RE = re.compile(rf"^[a-z0-9-]{{1,64}}{codec.END}")
 
 DeviceId = Annotated[str, msgspec.Meta(pattern=DEVICE_ID_RE.pattern)]
 UnixTime = Annotated[float, msgspec.Meta(ge=0, le=1e11)]
@@ -79,6 +79,7 @@ class CommandOp(StrEnum):
     DRIVE = "drive"
     DOCK = "dock"
     SCENE = "scene"
+    INDICATOR = "indicator"
 
 
 class Shutter(StrEnum):
@@ -282,6 +283,8 @@ class Ring(Payload, frozen=True):
     auto_answer: bool = msgspec.field(default_factory=bool)  # always sent, see Health.tamper
     timeout_s: Annotated[float, msgspec.Meta(ge=0, le=86400)] | None = None
     caller: Annotated[str, msgspec.Meta(max_length=MAX_CALLER_CHARS)] | None = None
+    #: An auto-answered call: chime and show ``caller`` for this long before any video flows.
+    announce_s: Annotated[float, msgspec.Meta(ge=0, le=60)] | None = None
 
     def __post_init__(self) -> None:
         if self.caller is not None and not self.caller.strip():
@@ -291,7 +294,7 @@ class Ring(Payload, frozen=True):
         caller = "" if self.caller is None else ", caller=..."
         return (
             f"Ring(session_id={self.session_id!r}, auto_answer={self.auto_answer!r}, "
-            f"timeout_s={self.timeout_s!r}{caller})"
+            f"timeout_s={self.timeout_s!r}, announce_s={self.announce_s!r}{caller})"
         )
 
     def command(self, command_id: str) -> Command:
@@ -307,6 +310,47 @@ def decode_ring(command: Command) -> Ring:
         raise PayloadError("bad_value", "not a ring command", "op")
     try:
         return codec.convert(command.args, Ring)
+    except codec.CodecError as e:
+        raise PayloadError(e.reason, e.detail, e.field) from None
+
+
+class LivePurpose(StrEnum):
+    """What the ``indicator`` says is live: someone or something is looking (``view``,
+    ``probe``: the motion check looks too) or a call is on (``call``)."""
+
+    VIEW = "view"
+    PROBE = "probe"
+    CALL = "call"
+
+
+class Indicator(Payload, frozen=True):
+    """``indicator``'s arguments: the server tells the device that a session that shows its
+    picture started (``on``) or ended (``off``); the device shows it (a lamp, the screen's
+    *Hemtjänsten tittar*) and acks within :data:`INDICATOR_ACK_S`. ``remaining_s`` is the
+    look's budget left, for a device that counts it down on screen (when the plan says so)."""
+
+    on: bool
+    session_id: Annotated[str, msgspec.Meta(max_length=64)]
+    purpose: LivePurpose
+    remaining_s: Annotated[float, msgspec.Meta(ge=0, le=86400)] | None = None
+
+    def command(self, command_id: str) -> Command:
+        return Command(command_id, CommandOp.INDICATOR, self.args())
+
+    def args(self) -> dict[str, Any]:
+        return msgspec.to_builtins(self)  # type: ignore[no-any-return]
+
+
+#: A device that does not ack ``indicator`` within this many seconds is in trouble for the check.
+INDICATOR_ACK_S = 2.0
+
+
+def decode_indicator(command: Command) -> Indicator:
+    """Validate an ``indicator`` command's arguments; ``PayloadError`` for anything else."""
+    if command.op is not CommandOp.INDICATOR:
+        raise PayloadError("bad_value", "not an indicator command", "op")
+    try:
+        return codec.convert(command.args, Indicator)
     except codec.CodecError as e:
         raise PayloadError(e.reason, e.detail, e.field) from None
 

@@ -39,7 +39,7 @@ from kernel.values import Problem, resolve_local
 
 JSON = "application/json"
 
-END = r"$(?!\n)"
+END = codec.END
 """Ends a pattern: Python's ``$`` also matches before a final newline, JSON Schema's never does."""
 _HHMM = rf"^([01][0-9]|2[0-3]):[0-5][0-9]{END}"
 Id = Annotated[

@@ -34,6 +34,10 @@ import msgspec
 
 T = TypeVar("T")
 
+#: End a ``Meta(pattern=...)`` with this, not ``$``: msgspec matches with ``re.search``, and
+#: Python's ``$`` also matches before a final newline (``"cam-1\n"`` would pass as an id).
+END = r"$(?!\n)"
+
 _AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _NAMED = re.compile(r"^Object (?P<what>missing required|contains unknown) field `(?P<name>[^`]+)`")
 _RANGE = re.compile(r"^Expected `[a-z]+` (?:of length )?(?:>=|<=|>|<|\d)|out of range")
