@@ -16,6 +16,8 @@ class Role(StrEnum):
     OPERATOR = "operator"
     ADMINISTRATOR = "administrator"
     TECHNICIAN = "technician"
+    PATROL = "patrol"  # the night patrol: its own tasks only; no cameras, no care plans
+    SHIFT_LEAD = "shift_lead"  # every alarm of the night, reassigns, gets the escalations
     SYSTEM = "system"  # the backend itself (probes, rounds); never a login
 
 
