@@ -21,6 +21,17 @@ DEFAULT_VIEW_CAP_S = 30
 MIN_VIEW_CAP_S, MAX_VIEW_CAP_S = 10, 60
 """A live view's cap, seconds (hard rule 5: default 30 s, at most 60): the one range that the plan
 validator, the check's ``Policy``, the API schema and ``homecare demo --view-cap`` all use."""
+DEFAULT_CALL_CAP_S = 300
+MIN_CALL_CAP_S, MAX_CALL_CAP_S = 60, 15 * 60
+"""An auto-answered call's cap, seconds (issue 15: default 5 min, at most 15): the call ends by
+itself (``bye timeout``) this long after the phone answered. A call the brukare answers by
+pressing *Svara* is not capped by the plan."""
+DEFAULT_ANNOUNCE_S = 3
+MIN_ANNOUNCE_S, MAX_ANNOUNCE_S = 3, 15
+"""How long an auto-answered call is announced on the unit (a chime and the caller's name on
+screen) before any video flows, seconds (issue 15: at least 3)."""
+DEFAULT_LIVE_COUNTDOWN = True
+"""Whether the in-home screen shows *Hemtjänsten tittar* with the seconds left during a view."""
 DEFAULT_RETRY_INTERVAL_S = 20 * 60
 DEFAULT_TOLERANCE_MIN = 15
 
@@ -200,7 +211,10 @@ class CarePlan:
     """Granted night supervision (biståndsbeslut / genomförandeplan) for one brukare.
 
     In force from ``valid_from`` until the earlier of ``valid_until`` and ``ended_at`` (exclusive).
-    ``retry_interval_s`` and ``view_cap_s`` are seconds.
+    ``retry_interval_s`` and ``view_cap_s`` are seconds. The call terms: ``call_cap_s``, how
+    long an auto-answered call may last; ``announce_s``, how long it is announced on the unit
+    before video flows; ``live_countdown``, whether the home's screen shows the seconds left of
+    a view.
     """
 
     plan_id: str
@@ -219,6 +233,9 @@ class CarePlan:
     )
     instruction: str = field(default="", repr=False)
     paused_checks: PausedCheckPolicy = PausedCheckPolicy.PHYSICAL_VISIT
+    call_cap_s: int = DEFAULT_CALL_CAP_S
+    announce_s: int = DEFAULT_ANNOUNCE_S
+    live_countdown: bool = DEFAULT_LIVE_COUNTDOWN
     created_at: datetime | None = None
     created_by: str = ""
     ended_at: datetime | None = None
@@ -403,7 +420,9 @@ class Decision:
 
     When allowed, ``recipient_id``, ``plan_id`` and ``view_cap_s`` say whom and for how long;
     ``window_start``/``window_end`` the agreed window it falls in (purposes that need one), which
-    the view budget of that window is counted over.
+    the view budget of that window is counted over. ``call_cap_s``, ``announce_s`` and
+    ``live_countdown`` are the plan's call terms (see :class:`CarePlan`), so signalling gets them
+    with the decision; all plan fields are ``None`` without a plan in force.
     """
 
     allowed: bool
@@ -413,6 +432,9 @@ class Decision:
     view_cap_s: int | None = None
     window_start: datetime | None = None
     window_end: datetime | None = None
+    call_cap_s: int | None = None
+    announce_s: int | None = None
+    live_countdown: bool | None = None
 
     def __post_init__(self) -> None:
         if self.allowed != (self.reason is None):

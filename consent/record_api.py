@@ -15,11 +15,18 @@ from msgspec import Meta
 from consent import api_context as ctx
 from consent import records, rules
 from consent.model import (
+    DEFAULT_ANNOUNCE_S,
+    DEFAULT_CALL_CAP_S,
+    DEFAULT_LIVE_COUNTDOWN,
     DEFAULT_RETRY_INTERVAL_S,
     DEFAULT_TOLERANCE_MIN,
     DEFAULT_VIEW_CAP_S,
     DEFAULT_ZONE,
+    MAX_ANNOUNCE_S,
+    MAX_CALL_CAP_S,
     MAX_VIEW_CAP_S,
+    MIN_ANNOUNCE_S,
+    MIN_CALL_CAP_S,
     MIN_VIEW_CAP_S,
     Basis,
     CarePlan,
@@ -152,7 +159,10 @@ class PlanCheck(Fields):
 
 
 class NewPlan(Fields, kw_only=True):
-    """A care plan: the agreed check times of a night, the view cap and the escalation."""
+    """A care plan: the agreed check times of a night, the view cap and the escalation; the
+    call terms: an auto-answered call's cap (``call_cap_s``), how long it is announced on the
+    unit before video flows (``announce_s``), and whether the home's screen counts down a view
+    (``live_countdown``)."""
 
     plan_id: Id | None = None
     decision_ref: Annotated[str, Meta(max_length=128, pattern=NOT_BLANK)]
@@ -169,6 +179,9 @@ class NewPlan(Fields, kw_only=True):
     )
     instruction: Annotated[str, Meta(max_length=2000)] = ""
     paused_checks: PausedCheckPolicy = PausedCheckPolicy.PHYSICAL_VISIT
+    call_cap_s: Annotated[int, Meta(ge=MIN_CALL_CAP_S, le=MAX_CALL_CAP_S)] = DEFAULT_CALL_CAP_S
+    announce_s: Annotated[int, Meta(ge=MIN_ANNOUNCE_S, le=MAX_ANNOUNCE_S)] = DEFAULT_ANNOUNCE_S
+    live_countdown: bool = DEFAULT_LIVE_COUNTDOWN
 
 
 async def create_plan(request: web.Request) -> web.Response:
@@ -193,6 +206,9 @@ async def create_plan(request: web.Request) -> web.Response:
         escalation=b.escalation,
         instruction=b.instruction.strip(),
         paused_checks=b.paused_checks,
+        call_cap_s=b.call_cap_s,
+        announce_s=b.announce_s,
+        live_countdown=b.live_countdown,
     )
     plan_hour = request.app.get(ctx.PLAN_HOUR, DEFAULT_PLAN_HOUR)  # agreed times fit a round
     stored = await ctx.store(request).add_plan(

@@ -96,8 +96,10 @@ class PgRecordRows:
             await self._conn.execute(
                 "INSERT INTO care_plans (plan_id, recipient_id, decision_ref, valid_from,"
                 " valid_until, checks, view_cap_s, motion_may_clear, retry_interval_s,"
-                " escalation, instruction, paused_checks, created_at, created_by)"
-                " VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, $12, $13, $14)"
+                " escalation, instruction, paused_checks, created_at, created_by, call_cap_s,"
+                " announce_s, live_countdown)"
+                " VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, $12, $13, $14,"
+                " $15, $16, $17)"
                 " ON CONFLICT (plan_id) DO NOTHING",
                 p.plan_id,
                 p.recipient_id,
@@ -113,6 +115,9 @@ class PgRecordRows:
                 p.paused_checks.value,
                 p.created_at,
                 p.created_by,
+                p.call_cap_s,
+                p.announce_s,
+                p.live_countdown,
             )
         )
 

@@ -96,6 +96,9 @@ def plan_json(p: CarePlan) -> dict[str, Any]:
         "escalation": [s.value for s in p.escalation],
         "instruction": p.instruction,
         "paused_checks": p.paused_checks.value,
+        "call_cap_s": p.call_cap_s,
+        "announce_s": p.announce_s,
+        "live_countdown": p.live_countdown,
         "created_at": iso(p.created_at),
         "created_by": p.created_by,
         "ended_at": iso(p.ended_at),
@@ -192,6 +195,9 @@ def decision_json(d: Decision) -> dict[str, Any]:
         "recipient_id": d.recipient_id,
         "plan_id": d.plan_id,
         "view_cap_s": d.view_cap_s,
+        "call_cap_s": d.call_cap_s,
+        "announce_s": d.announce_s,
+        "live_countdown": d.live_countdown,
     }
 
 
@@ -232,6 +238,9 @@ def plan_audit(p: CarePlan) -> dict[str, Any]:
         "retry_interval_s": p.retry_interval_s,
         "escalation": [s.value for s in p.escalation],
         "paused_checks": p.paused_checks.value,
+        "call_cap_s": p.call_cap_s,
+        "announce_s": p.announce_s,
+        "live_countdown": p.live_countdown,
     }
 
 

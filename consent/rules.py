@@ -10,7 +10,7 @@ purpose            bound  suspended  plan  consents (who)              pause  wi
 camera_check       yes    yes        yes   camera_check (all)          yes    yes
 motion_analysis    yes    yes        yes   camera_check +              yes    yes
                                            motion_analysis (all)
-auto_answer        yes    yes        yes   video_call + auto_answer    yes    no
+auto_answer        yes    yes        yes   video_call + auto_answer    yes    yes
                                            (all)
 video_call         yes    no         no    video_call (brukare)        no     no
 =================  =====  =========  ====  ==========================  =====  ======
@@ -21,6 +21,13 @@ requirements fail, the first in this order is the reason: ``device_not_bound``, 
 by id): ``no_consent`` / ``cohabitant_missing``, ``withdrawn``, ``no_legal_basis``, ``expired``,
 ``outside_window`` (the consent's own time windows); then ``paused``, then ``outside_window`` (the
 plan's agreed windows).
+
+Calls: signalling asks ``video_call`` and ``camera_check`` for every call (the call's video has
+a view's basis, so a call outside the agreed windows is denied ``outside_window``), then
+``auto_answer`` to learn whether the phone may answer by itself. An auto-answered call opens the
+home's camera with nobody pressing anything, so it needs an agreed window of its own here too
+(issue 15), not only through the call's ``camera_check``. The decision carries the plan's call
+terms (``call_cap_s``, ``announce_s``, ``live_countdown``).
 
 Time: the version of a consent in force at ``t`` is the highest version of its series with
 ``valid_from <= t``. An agreed check time is a local wall-clock time in the brukare's zone; its
@@ -48,7 +55,11 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from consent.model import (
+    MAX_ANNOUNCE_S,
+    MAX_CALL_CAP_S,
     MAX_VIEW_CAP_S,
+    MIN_ANNOUNCE_S,
+    MIN_CALL_CAP_S,
     MIN_VIEW_CAP_S,
     Basis,
     BehaviourEvent,
@@ -102,7 +113,7 @@ REQUIREMENTS: dict[Purpose, Requirement] = {
         (Purpose.CAMERA_CHECK, Purpose.MOTION_ANALYSIS), True, True, True, True, True
     ),
     Purpose.AUTO_ANSWER: Requirement(
-        (Purpose.VIDEO_CALL, Purpose.AUTO_ANSWER), True, True, True, True, False
+        (Purpose.VIDEO_CALL, Purpose.AUTO_ANSWER), True, True, True, True, True
     ),
     Purpose.VIDEO_CALL: Requirement((Purpose.VIDEO_CALL,), False, False, False, False, False),
 }
@@ -226,6 +237,9 @@ def _decide(basis: RecipientBasis, purpose: Purpose, at: datetime) -> Decision:
         view_cap_s=plan.view_cap_s if plan else None,
         window_start=window.start if window else None,
         window_end=window.end if window else None,
+        call_cap_s=plan.call_cap_s if plan else None,
+        announce_s=plan.announce_s if plan else None,
+        live_countdown=plan.live_countdown if plan else None,
     )
 
 
@@ -430,6 +444,22 @@ def validate_plan(plan: CarePlan, *, zone_name: str) -> list[Problem]:
                 "view_cap_s",
                 "out_of_range",
                 f"view_cap_s must be {MIN_VIEW_CAP_S} to {MAX_VIEW_CAP_S}",
+            )
+        )
+    if not MIN_CALL_CAP_S <= plan.call_cap_s <= MAX_CALL_CAP_S:
+        problems.append(
+            Problem(
+                "call_cap_s",
+                "out_of_range",
+                f"call_cap_s must be {MIN_CALL_CAP_S} to {MAX_CALL_CAP_S}",
+            )
+        )
+    if not MIN_ANNOUNCE_S <= plan.announce_s <= MAX_ANNOUNCE_S:
+        problems.append(
+            Problem(
+                "announce_s",
+                "out_of_range",
+                f"announce_s must be {MIN_ANNOUNCE_S} to {MAX_ANNOUNCE_S}",
             )
         )
     if not MIN_RETRY_S <= plan.retry_interval_s <= MAX_RETRY_S:

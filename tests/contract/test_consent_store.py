@@ -225,6 +225,35 @@ async def test_bad_plans_store_nothing(
     assert h.changes == []
 
 
+async def test_a_plans_call_terms_are_stored_and_reach_the_gate(h: Harness) -> None:
+    """Issue 15: call_cap_s, announce_s and live_countdown round-trip through either store (the
+    plan read alone and in a brukare's basis) and come with the gate's decision."""
+    await h.store.add_recipient(recipient(), actor=ADMIN, at=T0)
+    terms = {"call_cap_s": 61, "announce_s": 15, "live_countdown": False}
+    with pytest.raises(InvalidInput) as e:
+        await h.store.add_plan(replace(plan(), call_cap_s=901), actor=ADMIN, at=T0)
+    assert (e.value.field, e.value.code) == ("call_cap_s", "out_of_range")
+    assert (await h.store.basis("r-1")).plans == ()
+    stored = await h.store.add_plan(replace(plan(), **terms), actor=ADMIN, at=T0)  # type: ignore[arg-type]
+    (read,) = (await h.store.basis("r-1")).plans
+    for p in (stored, read):
+        assert (p.call_cap_s, p.announce_s, p.live_countdown) == (61, 15, False)
+    await h.store.record_consent(consent("cons-1"), actor=ADMIN, at=T0)
+    await h.add_device("cam-0001")
+    req = await h.store.request_binding(
+        request_id="breq-1",
+        action=BindingAction.BIND,
+        device_id="cam-0001",
+        recipient_id="r-1",
+        actor=ADMIN,
+        at=T0,
+    )
+    await h.store.confirm_binding(req.request_id, recipient_id="r-1", actor=ADMIN, at=T0)
+    basis = await h.store.basis_for_device("cam-0001", AT_22)
+    d = rules.decide(basis, device_id="cam-0001", purpose=Purpose.CAMERA_CHECK, at=AT_22)
+    assert (d.allowed, d.call_cap_s, d.announce_s, d.live_countdown) == (True, 61, 15, False)
+
+
 async def test_overlapping_plans_conflict_and_ending_a_plan(h: Harness) -> None:
     await seeded(h)
     with pytest.raises(Conflict) as e:

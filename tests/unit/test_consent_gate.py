@@ -311,6 +311,33 @@ def test_video_call_needs_only_the_brukares_call_consent_and_a_binding() -> None
     assert reason(basis(bindings=()), late, Purpose.VIDEO_CALL) is Reason.DEVICE_NOT_BOUND
 
 
+def test_auto_answer_needs_an_agreed_window() -> None:
+    """Issue 15: an auto-answered call opens the camera with nobody pressing anything, so it
+    keeps to the agreed windows like a view; the brukare's own video call does not need one."""
+    at_03 = AT_22 + timedelta(hours=5)  # 03:00 in Stockholm, no agreed check near
+    assert rules.REQUIREMENTS[Purpose.AUTO_ANSWER].needs_window
+    assert reason(basis(), AT_22, Purpose.AUTO_ANSWER) is None
+    assert reason(basis(), at_03, Purpose.AUTO_ANSWER) is Reason.OUTSIDE_WINDOW
+    assert reason(basis(), at_03, Purpose.CAMERA_CHECK) is Reason.OUTSIDE_WINDOW
+    assert reason(basis(), at_03, Purpose.VIDEO_CALL) is None
+    inside = rules.decide(basis(), device_id=DEVICE, purpose=Purpose.AUTO_ANSWER, at=AT_22)
+    assert inside.window_start is not None
+    assert inside.window_end is not None
+    assert inside.window_start <= AT_22 < inside.window_end
+
+
+def test_allowed_decision_carries_the_plans_call_terms() -> None:
+    b = basis(plans=(plan(call_cap_s=120, announce_s=5, live_countdown=False),))
+    for purpose in (Purpose.AUTO_ANSWER, Purpose.CAMERA_CHECK, Purpose.VIDEO_CALL):
+        d = rules.decide(b, device_id=DEVICE, purpose=purpose, at=AT_22)
+        assert (d.allowed, d.call_cap_s, d.announce_s, d.live_countdown) == (True, 120, 5, False)
+    default = rules.decide(basis(), device_id=DEVICE, purpose=Purpose.AUTO_ANSWER, at=AT_22)
+    assert (default.call_cap_s, default.announce_s, default.live_countdown) == (300, 3, True)
+    no_plan = rules.decide(basis(plans=()), device_id=DEVICE, purpose=Purpose.VIDEO_CALL, at=AT_22)
+    assert no_plan.allowed
+    assert (no_plan.call_cap_s, no_plan.announce_s, no_plan.live_countdown) == (None, None, None)
+
+
 def test_allowed_decision_names_plan_and_cap() -> None:
     d = rules.decide(
         basis(plans=(plan(view_cap_s=45),)),
