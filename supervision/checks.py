@@ -7,7 +7,7 @@
                                    └─ camera trouble ─▶ patrol
     viewing ─not_seen─▶ next ladder step: retry_wait ─retry─▶ due … | calling | patrol
     viewing / needs_view ─call─▶ calling ─ok─▶ documented   ·   ─patrol / technical─▶ patrol
-    patrol ─ack─▶ patrol_acked ─visited─▶ visited
+    patrol ─ack─▶ patrol_acked ─visited─▶ visited    ·   ─not_home─▶ patrol (again, unheld)
     any open state ─cancel─▶ patrol (visit) | deviation (dropped)   ·   ─device lost─▶ patrol
     morning ─reconcile─▶ deviation | escalated                       (nothing stays open)
 
@@ -92,6 +92,16 @@ class OutcomeKind(StrEnum):
     CALL = "call"  # start a video call now
     PATROL = "patrol"  # dispatch the night patrol (with a reason)
     TECHNICAL = "technical"  # device problem -> patrol
+
+
+class PatrolOutcome(StrEnum):
+    """What the patrol found at the home. ``not_home`` is no visit: the check stays open as a
+    patrol task again (unassigned, with reason ``not_home``) for the shift lead to act on."""
+
+    FOUND_WELL = "found_well"
+    HELPED = "helped"
+    TAKEN_TO_HOSPITAL = "taken_to_hospital"
+    NOT_HOME = "not_home"
 
 
 class Refusal(StrEnum):
@@ -320,7 +330,10 @@ class PatrolAcknowledged:
 
 @dataclass(frozen=True, slots=True)
 class PatrolVisited:
+    """The patrol's report from the home; ``outcome`` None is a visit reported without one."""
+
     staff_id: str
+    outcome: PatrolOutcome | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,9 +360,12 @@ Event = (
 
 def event_name(event: Event) -> str:
     """A stable snake_case name for logs, the audit and the transitions table; an operator's
-    outcome is named with its kind (``outcome_not_seen``)."""
+    outcome is named with its kind (``outcome_not_seen``), a patrol's ``not_home`` is
+    ``patrol_not_home`` (no visit)."""
     if isinstance(event, Outcome):
         return f"outcome_{event.kind.value}"
+    if isinstance(event, PatrolVisited) and event.outcome is PatrolOutcome.NOT_HOME:
+        return "patrol_not_home"
     return _EVENT_NAMES[type(event)]
 
 
@@ -437,8 +453,8 @@ ALLOWED: dict[State, frozenset[State]] = {
     ),
     State.RETRY_WAIT: frozenset({State.DUE, State.PATROL, State.DEVIATION}),
     State.CALLING: frozenset({State.DOCUMENTED, State.PATROL, State.DEVIATION}),
-    State.PATROL: frozenset({State.PATROL_ACKED, State.VISITED, State.DEVIATION}),
-    State.PATROL_ACKED: frozenset({State.VISITED, State.ESCALATED}),
+    State.PATROL: frozenset({State.PATROL, State.PATROL_ACKED, State.VISITED, State.DEVIATION}),
+    State.PATROL_ACKED: frozenset({State.PATROL, State.VISITED, State.ESCALATED}),
     **{s: frozenset() for s in TERMINAL},
 }
 """Every state's possible next states; :func:`_move` enforces it."""
@@ -650,6 +666,8 @@ def _patrol_ack(c: Check, e: PatrolAcknowledged, at: datetime, t: Timing) -> Res
 
 
 def _patrol_visited(c: Check, e: PatrolVisited, at: datetime, t: Timing) -> Result:
+    if e.outcome is PatrolOutcome.NOT_HOME:  # nobody seen: a patrol task again, unheld
+        return _move(c, State.PATROL, e, at, t, reason=e.outcome.value)
     return _move(c, State.VISITED, e, at, t, holder=e.staff_id)
 
 
