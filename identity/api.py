@@ -20,14 +20,16 @@ from kernel.audit import store as audit_store
 from kernel.audit.chain import check_fields
 from kernel.body import Fields, read_body
 from kernel.errors import InvalidInput
-from kernel.roles import ADMINS, Role, Route
+from kernel.roles import ADMINS, LOGINS, Role, Route
+
+ROLE_NAMES = tuple(sorted(r.value for r in LOGINS))
 
 _ACCOUNT = {
     "type": "object",
     "properties": {
         "staff_id": {"type": "string"},
         "username": {"type": "string"},
-        "role": {"type": "string", "enum": ["operator", "administrator", "technician"]},
+        "role": {"type": "string", "enum": [*ROLE_NAMES]},
         "display_name": {"type": ["string", "null"]},
         "is_active": {"type": "boolean"},
         "is_service": {"type": "boolean"},
@@ -83,7 +85,7 @@ class NewStaff(Fields, kw_only=True):
     """A staff account; without a password it acts only through API tokens."""
 
     username: Annotated[str, Meta(max_length=200)]
-    role: Literal["operator", "administrator", "technician"]
+    role: Literal["operator", "administrator", "technician", "patrol", "shift_lead"]
     password: Annotated[str, Meta(description=_POLICY)] | None = None
     display_name: Annotated[str, Meta(max_length=200)] | None = None
 

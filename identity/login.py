@@ -49,7 +49,7 @@ from kernel.audit.chain import ANONYMOUS_ACTOR
 from kernel.body import Fields, read_body
 from kernel.clock import Clock
 from kernel.outages import UNAVAILABLE
-from kernel.roles import PUBLIC, STAFF, Principal, Role, Route
+from kernel.roles import LOGINS, PUBLIC, Principal, Role, Route
 
 log = structlog.get_logger(__name__)
 
@@ -62,6 +62,8 @@ DEMO_ACCOUNTS = {
     "nattpersonal": Role.OPERATOR,
     "handlaggare": Role.ADMINISTRATOR,
     "tekniker": Role.TECHNICIAN,
+    "nattpatrull": Role.PATROL,
+    "arbetsledare": Role.SHIFT_LEAD,
 }
 
 
@@ -485,13 +487,13 @@ def routes() -> list[Route]:
             "POST",
             "/api/logout",
             logout_handler,
-            STAFF,
+            LOGINS,
             "End the caller's session and clear the cookie",
             tags=("auth",),
             response={"type": "object", "properties": {"ended": {"type": "boolean"}}},
         ),
         Route(
-            "GET", "/api/me", me_handler, STAFF, "Who the caller is", tags=("auth",), response=_ME
+            "GET", "/api/me", me_handler, LOGINS, "Who the caller is", tags=("auth",), response=_ME
         ),
     ]
 
@@ -500,7 +502,8 @@ async def ensure_demo_accounts(
     pool: asyncpg.Pool, *, hasher: PasswordHasher | None = None
 ) -> dict[str, str]:
     """Demo staff (operator ``nattpersonal``, administrator ``handlaggare``, technician
-    ``tekniker``) with fresh random passwords, returned as ``{username: password}``.
+    ``tekniker``, patrol ``nattpatrull``, shift lead ``arbetsledare``) with fresh random
+    passwords, returned as ``{username: password}``.
 
     Missing accounts are created; existing ones get a new password (audited), so the printout is
     always usable. For demos only.

@@ -28,14 +28,14 @@ import argon2
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from kernel.errors import InvalidInput
-from kernel.roles import Role
+from kernel.roles import LOGINS, Role
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
 STAFF_ID_RE = re.compile(r"^staff-[a-z0-9]{6,32}$")
 TOKEN_ID_RE = re.compile(r"^[a-z0-9]{10,32}$")
 SESSION_COOKIE_RE = re.compile(r"^[A-Za-z0-9_-]{32,64}$")
 TOKEN_PREFIX = "hct_"  # noqa: S105 - a public prefix, not a secret
-LOGIN_ROLES = frozenset({Role.OPERATOR, Role.ADMINISTRATOR, Role.TECHNICIAN})
+LOGIN_ROLES = LOGINS
 MAX_TOKEN_TTL_S = 366 * 24 * 3600
 SESSION_TTL_S = 12 * 3600
 """A session lasts one night shift at most; then the operator logs in again."""
@@ -111,7 +111,9 @@ def require_login_role(raw: object) -> Role:
         role = Role.SYSTEM
     if role not in LOGIN_ROLES:
         raise InvalidInput(
-            "role", "invalid_role", "role must be operator, administrator or technician"
+            "role",
+            "invalid_role",
+            "role must be operator, administrator, technician, patrol or shift_lead",
         )
     return role
 

@@ -26,6 +26,11 @@ STAFF = frozenset({Role.OPERATOR, Role.ADMINISTRATOR, Role.TECHNICIAN})
 OPERATORS = frozenset({Role.OPERATOR, Role.ADMINISTRATOR})
 ADMINS = frozenset({Role.ADMINISTRATOR})
 DEVICE_STAFF = frozenset({Role.ADMINISTRATOR, Role.TECHNICIAN})
+NIGHT_STAFF = frozenset({Role.PATROL, Role.SHIFT_LEAD})
+LOGINS = STAFF | NIGHT_STAFF
+"""Every role a person or integration may log in with (``STAFF`` are the day roles)."""
+ROUND_LEADS = frozenset({Role.SHIFT_LEAD, Role.ADMINISTRATOR})
+"""Who reassigns checks and patrol tasks and reads the escalations."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,7 @@ from devices.registry import PresenceChanged
 from identity.revocations import REVOCATIONS
 from identity.standing import Cutoff
 from kernel.access import caller
-from kernel.roles import PUBLIC, STAFF, Principal, Role, Route
+from kernel.roles import LOGINS, PUBLIC, Principal, Role, Route
 from services.events import EventBus
 from services.web.http import ROUTES
 
@@ -317,7 +317,7 @@ def routes() -> list[Route]:
             "GET",
             "/ws/console",
             ws_console,
-            STAFF,
+            LOGINS,
             "Live console events (device presence, rounds) as JSON",
             tags=("console",),
         ),

@@ -177,13 +177,15 @@ async def test_token_create_direct_bad_values(
 
 async def test_demo_accounts_log_in_and_are_renewed(pool: asyncpg.Pool) -> None:
     first = await auth.ensure_demo_accounts(pool, hasher=FAST)
-    assert set(first) == {"nattpersonal", "handlaggare", "tekniker"}
+    assert set(first) == {"nattpersonal", "handlaggare", "tekniker", "nattpatrull", "arbetsledare"}
     a = auth.make_authenticator(pool, hasher=FAST)
     roles = {u: (await a.login(u, p)).principal.role for u, p in first.items()}
     assert roles == {
         "nattpersonal": Role.OPERATOR,
         "handlaggare": Role.ADMINISTRATOR,
         "tekniker": Role.TECHNICIAN,
+        "nattpatrull": Role.PATROL,
+        "arbetsledare": Role.SHIFT_LEAD,
     }
     second = await auth.ensure_demo_accounts(pool, hasher=FAST)
     assert second["nattpersonal"] != first["nattpersonal"]
@@ -191,7 +193,7 @@ async def test_demo_accounts_log_in_and_are_renewed(pool: asyncpg.Pool) -> None:
         await a.login("nattpersonal", first["nattpersonal"])
     assert (await a.login("nattpersonal", second["nattpersonal"])).principal.role == Role.OPERATOR
     async with pool.acquire() as conn:
-        assert await conn.fetchval("SELECT count(*) FROM staff") == 3
+        assert await conn.fetchval("SELECT count(*) FROM staff") == 5
         assert (await audit_store.verify(conn)).ok
 
 

@@ -60,7 +60,9 @@ def test_username_key_is_case_insensitive_and_hides_the_name() -> None:
     assert len(username_key("not a valid name at all!")) == 64
 
 
-@pytest.mark.parametrize("role", ["operator", "administrator", "technician"])
+@pytest.mark.parametrize(
+    "role", ["operator", "administrator", "technician", "patrol", "shift_lead"]
+)
 def test_login_roles(role: str) -> None:
     assert require_login_role(role) == Role(role)
 
