@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from consent.model import Decision
+from consent.model import DEFAULT_ANNOUNCE_S, DEFAULT_CALL_CAP_S, Decision
 from consent.model import Purpose as GatePurpose
 from devices import envelope as env
 from devices.topics import DeviceKind
@@ -110,12 +110,24 @@ class Grant:
     plan_id: str | None
     auto_answer: bool
     window_use: WindowUse
+    call_cap_s: float | None = None  # an auto-answered call's cap; None: ``Terms.max_call_s``
+    announce_s: float | None = None  # an auto-answered call's announcement before video
 
 
 @dataclass(frozen=True, slots=True)
 class Deny:
     reason: str
     recipient_id: str | None = None
+
+
+def call_terms(auto_answer: bool, decision: Decision) -> tuple[float | None, float | None]:
+    """An auto-answered call's cap and announcement, seconds: the plan's (issue 15; the defaults
+    when the decision names none). ``(None, None)`` for a call the brukare answers by pressing
+    *Svara*: it keeps today's rules (rings, lasts at most ``Terms.max_call_s``)."""
+    if not auto_answer:
+        return None, None
+    cap_s = decision.call_cap_s or DEFAULT_CALL_CAP_S
+    return float(cap_s), float(decision.announce_s or DEFAULT_ANNOUNCE_S)
 
 
 def may_request(role: Role, purpose: env.Purpose) -> bool:
@@ -148,6 +160,7 @@ def decide_request(facts: RequestFacts, now: datetime, terms: Terms) -> Grant | 
     assert first is not None
     if purpose is env.Purpose.CALL:
         cap_s = terms.ring_timeout_s
+        call_cap_s, announce_s = call_terms(facts.auto_answer, first)
         return Grant(
             State.RINGING,
             cap_s,
@@ -156,6 +169,8 @@ def decide_request(facts: RequestFacts, now: datetime, terms: Terms) -> Grant | 
             first.plan_id,
             facts.auto_answer,
             WindowUse(),
+            call_cap_s=call_cap_s,
+            announce_s=announce_s,
         )
     cap_s = float(first.view_cap_s or terms.default_cap_s)
     use = facts.window_use if purpose is env.Purpose.VIEW else WindowUse()

@@ -288,6 +288,7 @@ class Interpreter:
             auto_answer=auto_answer,
             timeout_s=timeout_s,
             caller=await self._caller_name(s.staff_id),
+            announce_s=s.announce_s if auto_answer else None,  # chime and name before video
         )
         if not live.is_open:  # hung up while the name was looked up: no late ring
             return

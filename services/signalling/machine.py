@@ -18,7 +18,8 @@ passed in.
 The rules decided here (hard rule 5 and issue 13): the view cap (``bye timeout`` at the
 deadline), extensions only with a reason and at most ``max_extensions`` per agreed window,
 ``bye withdrawn`` when the gate turns to deny, a call rings first and ends ``no_answer`` at the
-ring timeout or ``declined``, a call is capped, ``drive`` only in an accepted call while the
+ring timeout or ``declined``, a call is capped (an auto-answered one at its plan's call cap,
+:func:`call_limit_s`), ``drive`` only in an accepted call while the
 caller's video is fresh, an offer's media must fit the purpose (:mod:`.sdp`), a device's
 ``error`` ends its session ``device_lost`` and tells the client the device's code, and who the
 audit names as the actor of an ending (the operator, ``device:<id>`` or ``system``).
@@ -116,6 +117,7 @@ __all__ = [
     "ToDevice",
     "actor_of",
     "apply",
+    "call_limit_s",
     "close",
     "device_error_code",
     "open_session",
@@ -145,6 +147,8 @@ class Session:
     window_use: WindowUse = NO_USE  # spent in this window before this session
     extensions: int = 0  # taken in this session
     auto_answer: bool = False
+    call_cap_s: float | None = None  # an auto-answered call's cap (the plan's); see call_limit_s
+    announce_s: float | None = None  # an auto-answered call's announcement before video
     answered: bool = False  # the device's answer reached the client
     offer_sent: bool = False  # the client's offer reached the device
     held: tuple[env.Offer | env.Candidate, ...] = ()
@@ -183,6 +187,8 @@ def open_session(
         cap_s=grant.cap_s,
         window_use=grant.window_use,
         auto_answer=grant.auto_answer,
+        call_cap_s=grant.call_cap_s,
+        announce_s=grant.announce_s,
     )
 
 
@@ -352,8 +358,17 @@ def _device_error(s: Session, e: DeviceError, now: datetime, t: Terms) -> Result
     return ended, (told, *effects)
 
 
+def call_limit_s(s: Session, t: Terms) -> float:
+    """How long a call may last once answered, seconds: an auto-answered call its plan's call
+    cap (issue 15: nobody pressed anything, so it ends by itself, ``bye timeout``); a call the
+    brukare answered by pressing *Svara* ``Terms.max_call_s``, as before."""
+    if s.auto_answer and s.call_cap_s is not None:
+        return min(s.call_cap_s, t.max_call_s)
+    return t.max_call_s
+
+
 def _call_answered(s: Session, e: CallAnswered, now: datetime, t: Terms) -> Result:
-    deadline = now + timedelta(seconds=t.max_call_s)
+    deadline = now + timedelta(seconds=call_limit_s(s, t))
     connected = dataclasses.replace(
         s, state=State.CONNECTED, deadline=deadline, held=(), offer_sent=s.has_offer
     )

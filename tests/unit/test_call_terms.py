@@ -4,7 +4,7 @@ schema agree on; the call's deadline follows who answered."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
@@ -19,9 +19,15 @@ from consent.model import (
     MIN_CALL_CAP_S,
     CarePlan,
     CheckTime,
+    Decision,
 )
 from consent.record_api import NewPlan
+from devices import envelope as env
+from devices.topics import CommandOp, DeviceKind
 from kernel.codec import CodecError, convert, schema
+from kernel.roles import Role
+from services.signalling import decide as d
+from services.signalling import machine as m
 
 T0 = datetime(2026, 1, 10, 12, 0, tzinfo=UTC)
 
@@ -93,3 +99,90 @@ def test_live_countdown_is_a_boolean() -> None:
         body(live_countdown="no")
     assert (refused.value.reason, refused.value.field) == ("wrong_type", "live_countdown")
     assert schema(NewPlan)["properties"]["live_countdown"]["type"] == "boolean"
+
+
+# --- the call's deadline (pure: services.signalling.decide and machine) ---------------------
+
+NOW = datetime(2026, 1, 15, 21, 0, tzinfo=UTC)
+S = timedelta(seconds=1)
+TERMS = m.Terms(ring_timeout_s=30, max_call_s=3600)
+
+
+def decision(**terms: object) -> Decision:
+    return Decision(
+        True,
+        None,
+        "rec-0001",
+        "plan-0001",
+        30,
+        NOW - 600 * S,
+        NOW + 600 * S,
+        **terms,  # type: ignore[arg-type]
+    )
+
+
+def call(*, auto_answer: bool, **terms: object) -> m.Session:
+    facts = d.RequestFacts(
+        env.Purpose.CALL,
+        Role.OPERATOR,
+        True,
+        DeviceKind.VIDEO_PHONE,
+        {p: decision(**terms) for p in d.GATE_PURPOSES[env.Purpose.CALL]},
+        auto_answer=auto_answer,
+    )
+    grant = d.decide_request(facts, NOW, TERMS)
+    assert isinstance(grant, d.Grant)
+    return m.open_session(
+        grant,
+        session_id="s-0001",
+        device_id="phone-0001",
+        purpose=env.Purpose.CALL,
+        staff_id="staff-0001",
+        now=NOW,
+    )
+
+
+@pytest.mark.parametrize(
+    ("auto_answer", "terms", "limit_s", "announce_s"),
+    [
+        # the brukare pressed Svara: today's rules (max_call_s), whatever the plan says
+        (False, {"call_cap_s": 120, "announce_s": 5}, 3600, None),
+        (False, {}, 3600, None),
+        # answered by itself: the plan's call cap and announcement
+        (True, {"call_cap_s": 60, "announce_s": 15}, 60, 15),
+        (True, {"call_cap_s": 900, "announce_s": 3}, 900, 3),
+        # no plan named on the decision: the defaults, never an hour
+        (True, {}, DEFAULT_CALL_CAP_S, DEFAULT_ANNOUNCE_S),
+    ],
+)
+def test_an_auto_answered_call_ends_at_the_plans_call_cap(
+    auto_answer: bool, terms: dict[str, object], limit_s: float, announce_s: float | None
+) -> None:
+    s = call(auto_answer=auto_answer, **terms)
+    assert (s.auto_answer, s.announce_s) == (auto_answer, announce_s)
+    assert s.deadline == NOW + 30 * S  # it rings for the ring timeout first, either way
+    assert m.call_limit_s(s, TERMS) == limit_s
+    answered_at = NOW + 4 * S
+    s, effects = m.apply(s, m.CallAnswered(), answered_at, TERMS)
+    assert s.state is m.State.CONNECTED
+    assert s.deadline == answered_at + limit_s * S
+    assert m.ArmTimer(s.deadline) in effects
+    assert m.MarkConnected(answered_at, s.deadline, is_audited=True) in effects
+    same, effects = m.apply(s, m.TimerFired(), s.deadline - S, TERMS)  # early: waits on
+    assert same.is_open
+    assert effects == (m.ArmTimer(s.deadline),)
+    ended, effects = m.apply(s, m.TimerFired(), s.deadline, TERMS)
+    assert not ended.is_open
+    assert ended.end_reason is env.ByeReason.TIMEOUT
+    assert m.ToClient(env.Bye("s-0001", env.ByeReason.TIMEOUT)) in effects
+    assert m.Command(CommandOp.HANGUP) in effects
+
+
+def test_a_system_limit_below_the_plans_cap_still_holds() -> None:
+    s = call(auto_answer=True, call_cap_s=900)
+    assert m.call_limit_s(s, m.Terms(max_call_s=600)) == 600
+
+
+def test_call_terms_for_svara_are_none() -> None:
+    assert d.call_terms(False, decision(call_cap_s=60, announce_s=3)) == (None, None)
+    assert d.call_terms(True, decision(call_cap_s=60, announce_s=4)) == (60.0, 4.0)
