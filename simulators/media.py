@@ -57,6 +57,9 @@ class SceneTrack(MediaStreamTrack):
         self.height = height
         self.fps = fps
         self.frames_sent = 0
+        #: Monotonic seconds of the first and the last frame handed to the encoder.
+        self.first_sent_s: float | None = None
+        self.last_sent_s: float | None = None
         self._start: float | None = None
         self._clock_s = 0.0  # scene time of the next frame
 
@@ -82,7 +85,17 @@ class SceneTrack(MediaStreamTrack):
         frame.pts = round(self._clock_s * VIDEO_CLOCK_RATE)
         frame.time_base = VIDEO_TIME_BASE
         self.frames_sent += 1
+        self.last_sent_s = time.monotonic()
+        if self.first_sent_s is None:
+            self.first_sent_s = self.last_sent_s
         return frame
+
+    @property
+    def video_s(self) -> float:
+        """Seconds from the first frame sent to the last (0 before two frames)."""
+        if self.first_sent_s is None or self.last_sent_s is None:
+            return 0.0
+        return self.last_sent_s - self.first_sent_s
 
 
 class ToneTrack(MediaStreamTrack):

@@ -5,7 +5,9 @@
 ``scene`` commands. Per offer the peer builds an aiortc connection, sends a synthetic scene
 (:class:`simulators.media.SceneTrack`; a video phone also a tone), applies trickled candidates,
 and answers on ``webrtc/out`` with every candidate inside the SDP (aiortc's half trickle). One
-session at a time; a repeated offer for the current session (QoS 1) is ignored.
+session at a time; a repeated offer for the current session (QoS 1) is ignored. When a session
+ends (``bye``, ``sleep``/``hangup``, a refusal, a new offer) the device reports what it sent:
+``stats`` with the frames its track produced and the seconds from the first to the last.
 
 Nothing the backend sends can stop the device. A message the device cannot use is refused for its
 session only: the device sends an ``error`` envelope (``session_id`` when it could be read) on
@@ -47,6 +49,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+import aiomqtt
 from aiortc import (
     RTCConfiguration,
     RTCIceServer,
@@ -137,6 +140,7 @@ class PeerStats:
     refused: list[str] = field(default_factory=list)  # codes this device sent back
     frames_received: int = 0
     drives: list[tuple[float, float]] = field(default_factory=list)
+    reported: list[env.Stats] = field(default_factory=list)  # the stats sent, one per session
 
 
 class DevicePeer:
@@ -310,12 +314,25 @@ class DevicePeer:
 
     async def _close_pc(self) -> None:
         pc, self.pc = self.pc, None
-        if self.session_id is not None:
-            self._ended.append(self.session_id)
+        session_id, video = self.session_id, self.video
+        if session_id is not None:
+            self._ended.append(session_id)
         self.session_id = None
         self.video = None
         if pc is not None:
             await pc.close()
+        if session_id is not None and video is not None:
+            await self._report(session_id, video)
+
+    async def _report(self, session_id: str, video: SceneTrack) -> None:
+        """Tell the backend what the session sent, once, as it ends: the frames the track
+        produced and the seconds from the first to the last (``stats`` on ``webrtc/out``)."""
+        stats = env.Stats(session_id, frames=video.frames_sent, video_s=round(video.video_s, 3))
+        self.stats.reported.append(stats)
+        try:
+            await self.device.send_signal(env.as_json(stats))
+        except aiomqtt.MqttError as e:  # the link went: the session's video stays unreported
+            log.warning("stats of %s not sent: %s", self.device.spec.device_id, e)
 
     async def close(self) -> None:
         """End the media session and any ringing."""

@@ -28,7 +28,7 @@ from kernel.clock import ScaledClock
 from services.signalling.bus import BusHandlers, route_topic
 from services.signalling.decide import WindowUse
 from services.signalling.ports import DeviceFacts
-from services.signalling.store import SessionExists, SessionRow
+from services.signalling.store import SessionExists, SessionRow, StatsRecorded
 
 
 class FakeClock(ScaledClock):
@@ -159,6 +159,8 @@ class FakeSessionStore:
         self.rows: dict[str, SessionRow] = {}
         self.audit: list[tuple[str, str, dict[str, Any]]] = []
         self.names: dict[str, str] = {}
+        self.stats: dict[str, tuple[int, float]] = {}  # session -> (frames_sent, video_s)
+        self.frames_decoded: dict[str, int | None] = {}  # session -> as closed
 
     def _audit(self, actor: str, action: str, data: Mapping[str, Any]) -> None:
         self.audit.append((action, actor, dict(data)))
@@ -219,11 +221,19 @@ class FakeSessionStore:
         return r.extensions
 
     async def close(
-        self, session_id: str, *, actor: str, reason: str, at: datetime, detail: str | None
+        self,
+        session_id: str,
+        *,
+        actor: str,
+        reason: str,
+        at: datetime,
+        detail: str | None,
+        frames_decoded: int | None = None,
     ) -> SessionRow | None:
         r = self.rows.get(session_id)
         if r is None or not r.is_open:
             return None
+        self.frames_decoded[session_id] = frames_decoded
         r = self.rows[session_id] = dataclasses.replace(
             r, state="closed", ended_at=at, end_reason=reason
         )
@@ -237,6 +247,19 @@ class FakeSessionStore:
             data["detail"] = detail
         self._audit(actor, f"{r.purpose.value}.ended", data)
         return r
+
+    async def record_stats(
+        self, session_id: str, device_id: str, *, frames: int, video_s: float
+    ) -> StatsRecorded:
+        r = self.rows.get(session_id)
+        if r is None:
+            return StatsRecorded.UNKNOWN_SESSION
+        if r.device_id != device_id:
+            return StatsRecorded.WRONG_DEVICE
+        if session_id in self.stats:
+            return StatsRecorded.DUPLICATE
+        self.stats[session_id] = (frames, video_s)
+        return StatsRecorded.RECORDED
 
     async def sweep_overdue(
         self, *, at: datetime, grace_s: float, instance_id: str | None = None
@@ -257,7 +280,11 @@ class FakeSessionStore:
         return closed
 
     async def prune(self, *, before: datetime) -> int:
-        old = [k for k, r in self.rows.items() if r.ended_at is not None and r.ended_at < before]
+        old = [
+            k
+            for k, r in self.rows.items()
+            if r.ended_at is not None and r.ended_at < before and r.purpose is env.Purpose.PROBE
+        ]
         for k in old:
             del self.rows[k]
         return len(old)

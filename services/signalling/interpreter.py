@@ -181,7 +181,12 @@ class Interpreter:
         try:
             await retry(
                 lambda: self.store.close(
-                    s.session_id, actor=actor, reason=reason, at=at, detail=detail
+                    s.session_id,
+                    actor=actor,
+                    reason=reason,
+                    at=at,
+                    detail=detail,
+                    frames_decoded=s.last_frames,
                 ),
                 CLOSE_RETRY,
                 retry_on=(OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError),

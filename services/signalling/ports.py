@@ -25,7 +25,7 @@ from devices import store as device_store
 from devices import topics
 from devices.envelope import Purpose
 from services.signalling.decide import GATE_PURPOSES, ROLES_FOR, Terms, WindowUse
-from services.signalling.store import SessionRow
+from services.signalling.store import SessionRow, StatsRecorded
 
 #: The first consent purpose the gate is asked about for each kind of session (a call also
 #: needs :data:`GATE_PURPOSES`' camera check).
@@ -107,8 +107,19 @@ class SessionStore(Protocol):
     ) -> int | None: ...
 
     async def close(
-        self, session_id: str, *, actor: str, reason: str, at: datetime, detail: str | None
+        self,
+        session_id: str,
+        *,
+        actor: str,
+        reason: str,
+        at: datetime,
+        detail: str | None,
+        frames_decoded: int | None = None,
     ) -> SessionRow | None: ...
+
+    async def record_stats(
+        self, session_id: str, device_id: str, *, frames: int, video_s: float
+    ) -> StatsRecorded: ...
 
     async def sweep_overdue(
         self, *, at: datetime, grace_s: float, instance_id: str | None = None

@@ -6,6 +6,11 @@ PostgreSQL), refuses a session of another device or a closed one with an ``error
 device's ``webrtc/in``, and hands the message to the process that holds the client's connection:
 itself, or another one over ``{prefix}/server/signal/{instance}``.
 
+A ``stats`` message (what the device sent in a session, once, when its side ended) needs no
+owner: it is stored on the session's row at once (:meth:`DeviceRouter.on_stats`), also just after
+the session closed; a second one, or one for another device's or an unknown session, gets an
+``error`` (``duplicate_stats``, ``wrong_device``, ``unknown_session``) and changes nothing.
+
 An ``error`` from a device (it refused a message of a session) is never answered, so the two
 sides never trade errors: one for a live session of that device goes to the session's owner like
 any other message; one without a session, for an unknown, closed or foreign session, or one that
@@ -26,6 +31,7 @@ from devices.errors import PayloadError
 from kernel.ratelimit import RateLimiter
 from services.signalling.bus import BusUnavailable, route_topic
 from services.signalling.ports import BusPort, SessionStore
+from services.signalling.store import StatsRecorded
 
 log = structlog.get_logger(__name__)
 
@@ -102,6 +108,9 @@ class DeviceRouter:
             else:
                 await self.device_error(device_id, e.reason, e.detail, e.session_id)
             return
+        if isinstance(message, env.Stats):
+            await self.on_stats(device_id, message)
+            return
         assert isinstance(message, DeviceMessage)
         sid = message.session_id
         if sid is None:  # an error about no session: nothing here to end
@@ -145,6 +154,29 @@ class DeviceRouter:
         except BusUnavailable:
             log.warning("signal_route_failed", session_id=sid, owner=owner)
 
+    async def on_stats(self, device_id: str, stats: env.Stats) -> None:
+        """What the device sent in a session, reported when its side ended: stored on the row
+        by whichever process got it (open or just closed, no owner needed); a second report, a
+        foreign or unknown session gets an ``error`` and changes nothing."""
+        recorded = await self.store.record_stats(
+            stats.session_id, device_id, frames=stats.frames, video_s=stats.video_s
+        )
+        if recorded is StatsRecorded.RECORDED:
+            self.counters["device_stats_recorded"] += 1
+            log.info(
+                "signal_stats_recorded",
+                session_id=stats.session_id,
+                device_id=device_id,
+                frames=stats.frames,
+                video_s=stats.video_s,
+            )
+            return
+        if recorded is StatsRecorded.WRONG_DEVICE:
+            log.warning("signal_foreign_session", device_id=device_id, session_id=stats.session_id)
+        await self.device_error(
+            device_id, recorded.value, _STATS_REFUSED[recorded], stats.session_id
+        )
+
     async def on_routed(self, payload: bytes) -> None:
         """A device message another process checked and routed to us (the session's owner)."""
         try:
@@ -158,6 +190,13 @@ class DeviceRouter:
         assert isinstance(message, DeviceMessage)
         self.counters["routed_in"] += 1
         await self.deliver(device_id, message)
+
+
+_STATS_REFUSED = {
+    StatsRecorded.UNKNOWN_SESSION: "no such session",
+    StatsRecorded.WRONG_DEVICE: "the session belongs to another device",
+    StatsRecorded.DUPLICATE: "the session's stats were recorded already",
+}
 
 
 def _says_error(payload: bytes) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any, Protocol
 
 import asyncpg
@@ -37,6 +38,16 @@ class AuditAppend(Protocol):
 
 class SessionExists(LookupError):
     """A session with this id was opened before (ids are never reused)."""
+
+
+class StatsRecorded(StrEnum):
+    """What became of a device's ``stats`` (:func:`record_stats`); all but ``recorded`` are the
+    stable codes of the ``error`` the device gets back (nothing changed)."""
+
+    RECORDED = "recorded"
+    UNKNOWN_SESSION = "unknown_session"  # no such session (or pruned)
+    WRONG_DEVICE = "wrong_device"  # the session is another device's
+    DUPLICATE = "duplicate_stats"  # the session's stats were recorded already
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,15 +246,19 @@ async def close(
     reason: str,
     at: datetime,
     detail: str | None = None,
+    frames_decoded: int | None = None,
 ) -> SessionRow | None:
-    """Close an open session and audit its end (once); the closed row or ``None``."""
+    """Close an open session and audit its end (once); the closed row or ``None``.
+    ``frames_decoded``: the last count of frames the client reported decoding (``video``)."""
     async with pool.acquire() as conn, conn.transaction():
         r = await conn.fetchrow(
-            "UPDATE signal_sessions SET state = 'closed', ended_at = $2, end_reason = $3"
+            "UPDATE signal_sessions SET state = 'closed', ended_at = $2, end_reason = $3,"
+            " frames_decoded = $4"
             f" WHERE session_id = $1 AND state <> 'closed' RETURNING {_COLUMNS}",
             session_id,
             at,
             reason,
+            frames_decoded,
         )
         if r is None:
             return None
@@ -295,10 +310,40 @@ async def sweep_overdue(
     return closed
 
 
+async def record_stats(
+    pool: asyncpg.Pool, session_id: str, device_id: str, *, frames: int, video_s: float
+) -> StatsRecorded:
+    """Store what the device reported it sent in the session (``frames_sent``, ``video_s``):
+    once, only from the session's own device, whether the session is open or closed already
+    (a device reports when its side ends, usually just after the ``bye``)."""
+    done = await pool.fetchval(
+        "UPDATE signal_sessions SET frames_sent = $3, video_s = $4"
+        " WHERE session_id = $1 AND device_id = $2 AND frames_sent IS NULL RETURNING 1",
+        session_id,
+        device_id,
+        frames,
+        video_s,
+    )
+    if done:
+        return StatsRecorded.RECORDED
+    owner = await pool.fetchval(
+        "SELECT device_id FROM signal_sessions WHERE session_id = $1", session_id
+    )
+    if owner is None:
+        return StatsRecorded.UNKNOWN_SESSION
+    return StatsRecorded.DUPLICATE if owner == device_id else StatsRecorded.WRONG_DEVICE
+
+
 async def prune(pool: asyncpg.Pool, *, before: datetime) -> int:
-    """Forget closed sessions ended before ``before`` (the audit log keeps the history)."""
+    """Forget closed probe sessions ended before ``before`` (the audit log keeps the history).
+
+    Views and calls are kept: what they delivered (``video_s``) is what documented a check as
+    seen and what the morning report counts, so they stay as long as the round's records.
+    """
     result = await pool.execute(
-        "DELETE FROM signal_sessions WHERE state = 'closed' AND ended_at < $1", before
+        "DELETE FROM signal_sessions WHERE state = 'closed' AND ended_at < $1"
+        " AND purpose = 'probe'",
+        before,
     )
     return int(result.split()[-1])
 
@@ -362,11 +407,30 @@ class PgSessionStore:
         )
 
     async def close(
-        self, session_id: str, *, actor: str, reason: str, at: datetime, detail: str | None
+        self,
+        session_id: str,
+        *,
+        actor: str,
+        reason: str,
+        at: datetime,
+        detail: str | None,
+        frames_decoded: int | None = None,
     ) -> SessionRow | None:
         return await close(
-            self.pool, self.audit, session_id, actor=actor, reason=reason, at=at, detail=detail
+            self.pool,
+            self.audit,
+            session_id,
+            actor=actor,
+            reason=reason,
+            at=at,
+            detail=detail,
+            frames_decoded=frames_decoded,
         )
+
+    async def record_stats(
+        self, session_id: str, device_id: str, *, frames: int, video_s: float
+    ) -> StatsRecorded:
+        return await record_stats(self.pool, session_id, device_id, frames=frames, video_s=video_s)
 
     async def sweep_overdue(
         self, *, at: datetime, grace_s: float, instance_id: str | None = None

@@ -804,13 +804,27 @@ class SlowStore(FakeSessionStore):
         self.release = asyncio.Event()
 
     async def close(
-        self, session_id: str, *, actor: str, reason: str, at: datetime, detail: str | None
+        self,
+        session_id: str,
+        *,
+        actor: str,
+        reason: str,
+        at: datetime,
+        detail: str | None,
+        frames_decoded: int | None = None,
     ) -> SessionRow | None:
         if self.failures:
             self.failures -= 1
             raise OSError("database unreachable")
         await self.release.wait()
-        return await super().close(session_id, actor=actor, reason=reason, at=at, detail=detail)
+        return await super().close(
+            session_id,
+            actor=actor,
+            reason=reason,
+            at=at,
+            detail=detail,
+            frames_decoded=frames_decoded,
+        )
 
 
 async def test_a_slow_row_close_does_not_make_the_next_request_busy() -> None:
