@@ -78,6 +78,55 @@ class EscalationStep(StrEnum):
     PATROL = "patrol"
 
 
+class HumanStep(StrEnum):
+    """A step of a check that waits for a person; its deadline terms are in the care plan."""
+
+    VIEW = "view"  # an operator opens a queued view and documents it
+    CALL = "call"  # an operator's call is documented
+    PATROL_ACK = "patrol_ack"  # the patrol takes the task
+    PATROL_ARRIVAL = "patrol_arrival"  # the patrol reports from the home
+
+
+MIN_RESPOND_S, MAX_RESPOND_S = 60, 2 * 3600
+MIN_REPEAT_S, MAX_REPEAT_S = 60, 30 * 60
+MIN_ESCALATE_S, MAX_ESCALATE_S = 60, 3600
+MAX_TO_VISIT_S = 3600
+"""Bounds of a step's deadline terms, seconds (the plan validator and the API schema use them).
+A view or a call nobody answers reaches the patrol within ``MAX_TO_VISIT_S`` of its start."""
+
+
+@dataclass(frozen=True, slots=True)
+class StepDeadline:
+    """One human step's terms, seconds: the step is due ``respond_s`` after it starts (a view
+    that was opened: the view cap plus the time to document it); from then an alarm sounds every
+    ``repeat_s`` while it stays undone, and ``escalate_s`` after the deadline it escalates: a view
+    or a call goes to the patrol by itself, a patrol step alerts the shift lead."""
+
+    respond_s: int
+    repeat_s: int
+    escalate_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class Deadlines:
+    """The escalation ladder's timing, one :class:`StepDeadline` per :class:`HumanStep`: what
+    happens when nobody acts. Defaults for night care: a queued view is opened within 5 min,
+    then alarms every 2 min, the patrol at 10 min; the patrol acknowledges within 10 min and
+    reports from the home within 45 min, else the shift lead is alerted."""
+
+    view: StepDeadline = StepDeadline(300, 120, 300)
+    call: StepDeadline = StepDeadline(300, 120, 300)
+    patrol_ack: StepDeadline = StepDeadline(600, 300, 600)
+    patrol_arrival: StepDeadline = StepDeadline(2700, 600, 900)
+
+    def of(self, step: HumanStep) -> StepDeadline:
+        terms: StepDeadline = getattr(self, step.value)
+        return terms
+
+
+DEFAULT_DEADLINES = Deadlines()
+
+
 class PausedCheckPolicy(StrEnum):
     """What a planned check becomes while a pause is in force."""
 
@@ -214,7 +263,8 @@ class CarePlan:
     ``retry_interval_s`` and ``view_cap_s`` are seconds. The call terms: ``call_cap_s``, how
     long an auto-answered call may last; ``announce_s``, how long it is announced on the unit
     before video flows; ``live_countdown``, whether the home's screen shows the seconds left of
-    a view.
+    a view. ``deadlines``: how long each human step may wait, how often its alarm repeats and
+    when it escalates (:class:`Deadlines`).
     """
 
     plan_id: str
@@ -236,6 +286,7 @@ class CarePlan:
     call_cap_s: int = DEFAULT_CALL_CAP_S
     announce_s: int = DEFAULT_ANNOUNCE_S
     live_countdown: bool = DEFAULT_LIVE_COUNTDOWN
+    deadlines: Deadlines = DEFAULT_DEADLINES
     created_at: datetime | None = None
     created_by: str = ""
     ended_at: datetime | None = None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+import msgspec
 import structlog
 from aiohttp import web
 from msgspec import Meta
@@ -17,6 +18,7 @@ from consent import records, rules
 from consent.model import (
     DEFAULT_ANNOUNCE_S,
     DEFAULT_CALL_CAP_S,
+    DEFAULT_DEADLINES,
     DEFAULT_LIVE_COUNTDOWN,
     DEFAULT_RETRY_INTERVAL_S,
     DEFAULT_TOLERANCE_MIN,
@@ -24,9 +26,15 @@ from consent.model import (
     DEFAULT_ZONE,
     MAX_ANNOUNCE_S,
     MAX_CALL_CAP_S,
+    MAX_ESCALATE_S,
+    MAX_REPEAT_S,
+    MAX_RESPOND_S,
     MAX_VIEW_CAP_S,
     MIN_ANNOUNCE_S,
     MIN_CALL_CAP_S,
+    MIN_ESCALATE_S,
+    MIN_REPEAT_S,
+    MIN_RESPOND_S,
     MIN_VIEW_CAP_S,
     Basis,
     CarePlan,
@@ -34,12 +42,15 @@ from consent.model import (
     CheckTime,
     Cohabitant,
     Consent,
+    Deadlines,
     EscalationStep,
+    HumanStep,
     Pause,
     PausedCheckPolicy,
     PauseReason,
     PauseSource,
     Purpose,
+    StepDeadline,
     TimeWindow,
 )
 from consent.ports import new_id
@@ -158,11 +169,47 @@ class PlanCheck(Fields):
     tolerance_min: Annotated[int, Meta(ge=-1440, le=1440)] = DEFAULT_TOLERANCE_MIN
 
 
+class StepTerms(Fields):
+    """One human step's deadline terms, seconds: due ``respond_s`` after it starts, an alarm
+    every ``repeat_s`` after that, escalated ``escalate_s`` after the deadline."""
+
+    respond_s: Annotated[int, Meta(ge=MIN_RESPOND_S, le=MAX_RESPOND_S)]
+    repeat_s: Annotated[int, Meta(ge=MIN_REPEAT_S, le=MAX_REPEAT_S)]
+    escalate_s: Annotated[int, Meta(ge=MIN_ESCALATE_S, le=MAX_ESCALATE_S)]
+
+
+def _terms(step: HumanStep) -> StepTerms:
+    d = DEFAULT_DEADLINES.of(step)
+    return StepTerms(d.respond_s, d.repeat_s, d.escalate_s)
+
+
+class PlanDeadlines(Fields, kw_only=True):
+    """What happens when nobody acts: per human step its deadline, alarm interval and
+    escalation (a view or call to the patrol, a patrol step to the shift lead); a step left out
+    keeps the defaults (view 300/120/300, call 300/120/300, patrol_ack 600/300/600,
+    patrol_arrival 2700/600/900)."""
+
+    view: StepTerms = msgspec.field(default_factory=lambda: _terms(HumanStep.VIEW))
+    call: StepTerms = msgspec.field(default_factory=lambda: _terms(HumanStep.CALL))
+    patrol_ack: StepTerms = msgspec.field(default_factory=lambda: _terms(HumanStep.PATROL_ACK))
+    patrol_arrival: StepTerms = msgspec.field(
+        default_factory=lambda: _terms(HumanStep.PATROL_ARRIVAL)
+    )
+
+    def value(self) -> Deadlines:
+        def terms(t: StepTerms) -> StepDeadline:
+            return StepDeadline(t.respond_s, t.repeat_s, t.escalate_s)
+
+        return Deadlines(
+            terms(self.view), terms(self.call), terms(self.patrol_ack), terms(self.patrol_arrival)
+        )
+
+
 class NewPlan(Fields, kw_only=True):
     """A care plan: the agreed check times of a night, the view cap and the escalation; the
     call terms: an auto-answered call's cap (``call_cap_s``), how long it is announced on the
     unit before video flows (``announce_s``), and whether the home's screen counts down a view
-    (``live_countdown``)."""
+    (``live_countdown``); ``deadlines``, what happens when nobody acts (:class:`PlanDeadlines`)."""
 
     plan_id: Id | None = None
     decision_ref: Annotated[str, Meta(max_length=128, pattern=NOT_BLANK)]
@@ -182,6 +229,7 @@ class NewPlan(Fields, kw_only=True):
     call_cap_s: Annotated[int, Meta(ge=MIN_CALL_CAP_S, le=MAX_CALL_CAP_S)] = DEFAULT_CALL_CAP_S
     announce_s: Annotated[int, Meta(ge=MIN_ANNOUNCE_S, le=MAX_ANNOUNCE_S)] = DEFAULT_ANNOUNCE_S
     live_countdown: bool = DEFAULT_LIVE_COUNTDOWN
+    deadlines: PlanDeadlines = msgspec.field(default_factory=PlanDeadlines)
 
 
 async def create_plan(request: web.Request) -> web.Response:
@@ -209,6 +257,7 @@ async def create_plan(request: web.Request) -> web.Response:
         call_cap_s=b.call_cap_s,
         announce_s=b.announce_s,
         live_countdown=b.live_countdown,
+        deadlines=b.deadlines.value(),
     )
     plan_hour = request.app.get(ctx.PLAN_HOUR, DEFAULT_PLAN_HOUR)  # agreed times fit a round
     stored = await ctx.store(request).add_plan(

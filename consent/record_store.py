@@ -97,9 +97,9 @@ class PgRecordRows:
                 "INSERT INTO care_plans (plan_id, recipient_id, decision_ref, valid_from,"
                 " valid_until, checks, view_cap_s, motion_may_clear, retry_interval_s,"
                 " escalation, instruction, paused_checks, created_at, created_by, call_cap_s,"
-                " announce_s, live_countdown)"
+                " announce_s, live_countdown, deadlines)"
                 " VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, $12, $13, $14,"
-                " $15, $16, $17)"
+                " $15, $16, $17, $18::jsonb)"
                 " ON CONFLICT (plan_id) DO NOTHING",
                 p.plan_id,
                 p.recipient_id,
@@ -118,6 +118,7 @@ class PgRecordRows:
                 p.call_cap_s,
                 p.announce_s,
                 p.live_countdown,
+                json.dumps(records.deadlines_json(p.deadlines)),
             )
         )
 

@@ -19,9 +19,12 @@ from consent.model import (
     Cohabitant,
     Consent,
     ConsentChange,
+    Deadlines,
     Decision,
+    HumanStep,
     Pause,
     RecipientBasis,
+    StepDeadline,
     Suspension,
     TimeWindow,
 )
@@ -44,6 +47,35 @@ def checks_from_json(items: list[dict[str, Any]]) -> tuple[CheckTime, ...]:
     return tuple(
         CheckTime(at=time.fromisoformat(i["at"]), tolerance_min=int(i["tolerance_min"]))
         for i in items
+    )
+
+
+def deadlines_json(d: Deadlines) -> dict[str, dict[str, int]]:
+    """``{"view": {"respond_s": .., "repeat_s": .., "escalate_s": ..}, "call": .., ...}``."""
+    return {
+        step.value: {
+            "respond_s": d.of(step).respond_s,
+            "repeat_s": d.of(step).repeat_s,
+            "escalate_s": d.of(step).escalate_s,
+        }
+        for step in HumanStep
+    }
+
+
+def deadlines_from_json(items: dict[str, dict[str, Any]]) -> Deadlines:
+    """The inverse of :func:`deadlines_json`; a step left out keeps its default terms."""
+    default = Deadlines()
+    return Deadlines(
+        **{
+            step.value: StepDeadline(
+                respond_s=int(items[step.value]["respond_s"]),
+                repeat_s=int(items[step.value]["repeat_s"]),
+                escalate_s=int(items[step.value]["escalate_s"]),
+            )
+            if step.value in items
+            else default.of(step)
+            for step in HumanStep
+        }
     )
 
 
@@ -99,6 +131,7 @@ def plan_json(p: CarePlan) -> dict[str, Any]:
         "call_cap_s": p.call_cap_s,
         "announce_s": p.announce_s,
         "live_countdown": p.live_countdown,
+        "deadlines": deadlines_json(p.deadlines),
         "created_at": iso(p.created_at),
         "created_by": p.created_by,
         "ended_at": iso(p.ended_at),
@@ -241,6 +274,7 @@ def plan_audit(p: CarePlan) -> dict[str, Any]:
         "call_cap_s": p.call_cap_s,
         "announce_s": p.announce_s,
         "live_countdown": p.live_countdown,
+        "deadlines": deadlines_json(p.deadlines),
     }
 
 

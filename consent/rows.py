@@ -86,6 +86,7 @@ def plan(d: Row) -> CarePlan:
         call_cap_s=d["call_cap_s"],
         announce_s=d["announce_s"],
         live_countdown=d["live_countdown"],
+        deadlines=records.deadlines_from_json(js(d["deadlines"])),
         created_at=ts_opt(d["created_at"]),
         created_by=d["created_by"],
         ended_at=ts_opt(d["ended_at"]),

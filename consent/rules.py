@@ -57,9 +57,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from consent.model import (
     MAX_ANNOUNCE_S,
     MAX_CALL_CAP_S,
+    MAX_ESCALATE_S,
+    MAX_REPEAT_S,
+    MAX_RESPOND_S,
+    MAX_TO_VISIT_S,
     MAX_VIEW_CAP_S,
     MIN_ANNOUNCE_S,
     MIN_CALL_CAP_S,
+    MIN_ESCALATE_S,
+    MIN_REPEAT_S,
+    MIN_RESPOND_S,
     MIN_VIEW_CAP_S,
     Basis,
     BehaviourEvent,
@@ -69,8 +76,10 @@ from consent.model import (
     CheckWindow,
     Cohabitant,
     Consent,
+    Deadlines,
     Decision,
     EscalationStep,
+    HumanStep,
     Pause,
     Purpose,
     Reason,
@@ -478,6 +487,7 @@ def validate_plan(plan: CarePlan, *, zone_name: str) -> list[Problem]:
                 "the escalation ladder must end with a patrol visit",
             )
         )
+    problems += validate_deadlines(plan.deadlines)
     if len(plan.instruction) > 2000:
         problems.append(Problem("instruction", "too_long", "instruction is at most 2000 chars"))
     if problems:
@@ -485,6 +495,44 @@ def validate_plan(plan: CarePlan, *, zone_name: str) -> list[Problem]:
     return validate_checks(
         plan.checks, zone_name=zone_name, valid_from=plan.valid_from, valid_until=plan.valid_until
     )
+
+
+_DEADLINE_BOUNDS = (
+    ("respond_s", MIN_RESPOND_S, MAX_RESPOND_S),
+    ("repeat_s", MIN_REPEAT_S, MAX_REPEAT_S),
+    ("escalate_s", MIN_ESCALATE_S, MAX_ESCALATE_S),
+)
+
+
+def validate_deadlines(deadlines: Deadlines) -> list[Problem]:
+    """Every step's terms within their bounds, and a view or a call nobody answers reaching a
+    physical visit (the patrol) within ``MAX_TO_VISIT_S`` of its start: the ladder ends in a
+    visit (a patrol step nobody answers alerts the shift lead; the visit stays requested)."""
+    problems: list[Problem] = []
+    for step in HumanStep:
+        terms = deadlines.of(step)
+        for name, low, high in _DEADLINE_BOUNDS:
+            value = getattr(terms, name)
+            if not low <= value <= high:
+                problems.append(
+                    Problem(
+                        f"deadlines.{step.value}.{name}",
+                        "out_of_range",
+                        f"deadlines.{step.value}.{name} must be {low} to {high}",
+                    )
+                )
+    for step in (HumanStep.VIEW, HumanStep.CALL):
+        terms = deadlines.of(step)
+        if not problems and terms.respond_s + terms.escalate_s > MAX_TO_VISIT_S:
+            problems.append(
+                Problem(
+                    f"deadlines.{step.value}",
+                    "visit_too_late",
+                    f"an unanswered {step.value} must reach the patrol within {MAX_TO_VISIT_S} s"
+                    " (respond_s + escalate_s)",
+                )
+            )
+    return problems
 
 
 def plan_overlap(new: CarePlan, existing: Iterable[CarePlan]) -> Problem | None:
