@@ -24,10 +24,11 @@ from kernel.access import caller
 from kernel.body import END, Fields, NoFields, read_body
 from kernel.clock import Clock
 from kernel.codec import CodecError
-from kernel.roles import ADMINS, OPERATORS, Route
+from kernel.roles import ADMINS, OPERATORS, ROUND_LEADS, Principal, Role, Route
 from supervision import checks as ch
+from supervision import handover as hv
 from supervision import report as rp
-from supervision.checks import Check, OutcomeKind, State
+from supervision.checks import Check, OutcomeKind, PatrolOutcome, State
 from supervision.errors import BadRequest
 from supervision.ports import AlarmRaised, CheckChanged, Publish
 from supervision.runner import log_transition, publish_transition
@@ -41,6 +42,11 @@ ZONE: web.AppKey[tzinfo] = web.AppKey("rounds_zone")
 PUBLISH: web.AppKey[Publish] = web.AppKey("rounds_publish")
 
 _TAGS = ("rounds",)
+DESK = OPERATORS | {Role.SHIFT_LEAD}
+"""Who sees tonight's queue, its checks, alarms and reports: operators and the shift lead."""
+PATROL_HANDS = OPERATORS | {Role.PATROL}
+"""Who takes patrol tasks and reports from the home (a patrol only its own or unassigned)."""
+HANDOVER = DESK | ROUND_LEADS
 REASON = rf"^[a-z][a-z0-9_]{{0,63}}{END}"
 MAX_NOTE = 2000
 
@@ -212,16 +218,115 @@ async def outcome(request: web.Request) -> web.Response:
     return await _step(request, outcome, note=_note(b.note))
 
 
+async def _patrol_step(
+    request: web.Request,
+    who: Principal,
+    event: ch.PatrolAcknowledged | ch.PatrolVisited,
+    note: str | None = None,
+) -> web.Response:
+    done = await _store(request).patrol_step(
+        request.match_info["check_id"],
+        event,
+        at=_now(request),
+        is_patrol=who.role is Role.PATROL,
+        note=note,
+    )
+    if isinstance(done, Check):  # the same report again (a retry): nothing changed
+        return web.json_response(check_json(done))
+    log_transition(done)
+    publish_transition(request.app.get(PUBLISH), done)
+    return web.json_response(check_json(done.check))
+
+
 async def patrol_ack(request: web.Request) -> web.Response:
+    """The patrol takes the task (a retry by the same patrol changes nothing)."""
     who = caller(request)
     await read_body(request, NoFields)
-    return await _step(request, ch.PatrolAcknowledged(who.staff_id), on_duty=False)
+    return await _patrol_step(request, who, ch.PatrolAcknowledged(who.staff_id))
 
 
 async def patrol_visited(request: web.Request) -> web.Response:
     who = caller(request)
     note = _note((await read_body(request, Visit)).note)
-    return await _step(request, ch.PatrolVisited(who.staff_id), note=note, on_duty=False)
+    return await _patrol_step(request, who, ch.PatrolVisited(who.staff_id), note)
+
+
+class PatrolReport(Fields, kw_only=True):
+    """What the patrol found: ``not_home`` sends the task back to be taken again."""
+
+    outcome: PatrolOutcome
+    note: Annotated[str, Meta(max_length=MAX_NOTE)] | None = None
+
+
+async def patrol_outcome(request: web.Request) -> web.Response:
+    who = caller(request)
+    b = await read_body(request, PatrolReport)
+    event = ch.PatrolVisited(who.staff_id, b.outcome)
+    return await _patrol_step(request, who, event, _note(b.note))
+
+
+async def patrol_arrived(request: web.Request) -> web.Response:
+    """The patrol is at the door (the first report counts; a retry changes nothing)."""
+    who = caller(request)
+    await read_body(request, NoFields)
+    check_id = request.match_info["check_id"]
+    arrived = await _store(request).patrol_arrived(
+        check_id, staff_id=who.staff_id, at=_now(request), is_patrol=who.role is Role.PATROL
+    )
+    return web.json_response({"check_id": check_id, "arrived_at": arrived.isoformat()})
+
+
+def _task_json(row: dict[str, Any]) -> dict[str, Any]:
+    out = {k: (v.isoformat() if isinstance(v, datetime | date) else v) for k, v in row.items()}
+    out["agreed"] = row["agreed"].strftime("%H:%M")
+    return out
+
+
+async def patrol_tasks(request: web.Request) -> web.Response:
+    """Open patrol tasks: a patrol sees its own and the unassigned ones, others see all."""
+    who = caller(request)
+    mine = who.staff_id if who.role is Role.PATROL else None
+    rows = await _store(request).patrol_tasks(visible_to=mine)
+    return web.json_response(
+        {"at": _now(request).isoformat(), "tasks": [_task_json(r) for r in rows]}
+    )
+
+
+class Assignment(Fields):
+    """Who a check goes to: an operator's staff_id for a look, a patrol's for a patrol task;
+    null takes it from whoever had it."""
+
+    assignee: Annotated[str, Meta(pattern=rf"^staff-[a-z0-9-]{{1,64}}{END}")] | None
+
+
+async def assign(request: web.Request) -> web.Response:
+    """The shift lead moves a check or a patrol task between operators and patrol cars."""
+    who = caller(request)
+    b = await read_body(request, Assignment)
+    check, before = await _store(request).assign(
+        request.match_info["check_id"], b.assignee, by=who.staff_id, at=_now(request)
+    )
+    return web.json_response({**check_json(check), "assignee": b.assignee, "previous": before})
+
+
+async def handover(request: web.Request) -> web.Response:
+    """The night's handover to the day staff: JSON, or printable HTML (?format=html&lang=en)."""
+    night = _night(request)
+    zone = _zone(request)
+    start, end = hv.night_bounds(night, zone)
+    facts = await _store(request).handover_facts(night, start=start, end=end)
+    summary = hv.build(facts, generated_at=_now(request))
+    wants_html = request.query.get("format") == "html" or (
+        "format" not in request.query and "text/html" in request.headers.get("Accept", "")
+    )
+    if not wants_html:
+        return web.json_response(summary)
+    lang = request.query.get("lang", "sv")
+    if lang not in hv.LANGUAGES:
+        raise BadRequest(f"lang is one of {', '.join(hv.LANGUAGES)}", field="lang")
+    return web.Response(
+        text=hv.render_html(summary, zone=zone, lang=lang), content_type="text/html"
+    )
 
 
 async def ack_alarm(request: web.Request) -> web.Response:
@@ -342,18 +447,18 @@ def console_event(event: object) -> dict[str, Any] | None:
 def routes() -> list[Route]:
     r, t = Route, _TAGS
     return [
-        r("GET", "/api/rounds/queue", queue, OPERATORS, "Tonight's open checks and alarms", tags=t),
+        r("GET", "/api/rounds/queue", queue, DESK, "Tonight's open checks and alarms", tags=t),
         r(
             "POST",
             "/api/rounds/duty",
             start_duty,
-            OPERATORS,
+            DESK,
             "Start my duty",
             body=NoFields,
             tags=t,
         ),
-        r("DELETE", "/api/rounds/duty", end_duty, OPERATORS, "End my duty", tags=t),
-        r("GET", "/api/checks/{check_id}", get_check, OPERATORS, "One check and its steps", tags=t),
+        r("DELETE", "/api/rounds/duty", end_duty, DESK, "End my duty", tags=t),
+        r("GET", "/api/checks/{check_id}", get_check, DESK, "One check and its steps", tags=t),
         r(
             "POST",
             "/api/checks/{check_id}/view",
@@ -376,7 +481,7 @@ def routes() -> list[Route]:
             "POST",
             "/api/checks/{check_id}/patrol/ack",
             patrol_ack,
-            OPERATORS,
+            PATROL_HANDS,
             "The patrol takes the visit",
             body=NoFields,
             tags=t,
@@ -385,7 +490,7 @@ def routes() -> list[Route]:
             "POST",
             "/api/checks/{check_id}/patrol/visited",
             patrol_visited,
-            OPERATORS,
+            PATROL_HANDS,
             "The patrol made the visit",
             body=Visit,
             tags=t,
@@ -394,7 +499,7 @@ def routes() -> list[Route]:
             "POST",
             "/api/alarms/{check_id}/{version}/ack",
             ack_alarm,
-            OPERATORS,
+            DESK,
             "Acknowledge a missed-deadline alarm",
             tags=t,
         ),
@@ -418,8 +523,51 @@ def routes() -> list[Route]:
             "GET",
             "/api/nights/{date}/report",
             night_report,
-            OPERATORS,
+            DESK,
             "Morning report as JSON, or printable HTML (?format=html)",
+            tags=t,
+        ),
+        r(
+            "GET",
+            "/api/patrol/tasks",
+            patrol_tasks,
+            PATROL_HANDS | ROUND_LEADS,
+            "Open patrol tasks (a patrol: its own and unassigned ones) with home and instruction",
+            tags=t,
+        ),
+        r(
+            "POST",
+            "/api/checks/{check_id}/patrol/arrived",
+            patrol_arrived,
+            PATROL_HANDS,
+            "The patrol is at the door",
+            body=NoFields,
+            tags=t,
+        ),
+        r(
+            "POST",
+            "/api/checks/{check_id}/patrol/outcome",
+            patrol_outcome,
+            PATROL_HANDS,
+            "What the patrol found: found_well, helped, taken_to_hospital, not_home",
+            body=PatrolReport,
+            tags=t,
+        ),
+        r(
+            "POST",
+            "/api/checks/{check_id}/assign",
+            assign,
+            ROUND_LEADS,
+            "Give a check to an operator or a patrol task to a patrol (audited)",
+            body=Assignment,
+            tags=t,
+        ),
+        r(
+            "GET",
+            "/api/rounds/{date}/handover",
+            handover,
+            HANDOVER,
+            "The night's handover to the day staff: JSON, or printable HTML (?format=html)",
             tags=t,
         ),
     ]

@@ -8,6 +8,8 @@
     ├── NotOnDuty           (PermissionError)  403 not_on_duty: operator outcomes need a duty
     ├── AlreadyOnDuty                          409 already_on_duty
     ├── UnknownAlarm        (LookupError)      404 unknown_alarm
+    ├── NotYourTask         (PermissionError)  403 not_your_task: a patrol task assigned elsewhere
+    ├── BadAssignee                            422 bad_assignee: no active staff of a fitting role
     └── BadRequest          (ValueError)       422 <code>, naming the field
 """
 
@@ -58,6 +60,21 @@ class AlreadyOnDuty(RoundError):
 class UnknownAlarm(RoundError, LookupError):
     http_status = 404
     code = "unknown_alarm"
+
+
+class NotYourTask(RoundError, PermissionError):
+    """A patrol acted on a task assigned to another patrol; nothing changed."""
+
+    http_status = 403
+    code = "not_your_task"
+
+
+class BadAssignee(RoundError):
+    """A check cannot be assigned to that staff id (unknown, inactive, or the wrong role)."""
+
+    http_status = 422
+    code = "bad_assignee"
+    field = "assignee"
 
 
 class BadRequest(RoundError, ValueError):

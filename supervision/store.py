@@ -29,11 +29,14 @@ import asyncpg
 
 from kernel.audit import store as audit_store
 from supervision import checks as ch
+from supervision import handover as hv
 from supervision import relay
 from supervision.checks import Alarm, Check, Policy, Rejected, State, Step, Transition
 from supervision.errors import (
     AlreadyOnDuty,
+    BadAssignee,
     NotOnDuty,
+    NotYourTask,
     TransitionRefused,
     UnknownAlarm,
     UnknownCheck,
@@ -222,6 +225,7 @@ class RoundStore:
                 "verdict": new.verdict,
                 "version": new.version,
                 "has_note": note is not None,
+                **_outcome_of(tr.event),
             },
         )
         if self.origin is not None:
@@ -705,6 +709,264 @@ class RoundStore:
                 data={"night": night.isoformat(), "closed": len(done)},
             )
         return done
+
+    # ------------------------------------------------------------------ patrol tasks, assignment
+
+    async def _locked_task(self, conn: Connection, check_id: str) -> tuple[Check, asyncpg.Record]:
+        row = await conn.fetchrow(
+            f"SELECT {COLUMNS}, assignee, patrol_arrived_at, patrol_outcome FROM round_checks"
+            " WHERE check_id=$1 FOR UPDATE",
+            check_id,
+        )
+        if row is None:
+            raise UnknownCheck(check_id)
+        return check_from(row), row
+
+    async def patrol_step(
+        self,
+        check_id: str,
+        event: ch.PatrolAcknowledged | ch.PatrolVisited,
+        *,
+        at: datetime,
+        is_patrol: bool,
+        note: str | None = None,
+    ) -> Transition | Check:
+        """The patrol takes a task or reports from the home; returns the transition, or the
+        check unchanged when the same report was already made (a retried request).
+
+        ``is_patrol``: the caller has the patrol role, so the task must be assigned to them or
+        to nobody (else :class:`NotYourTask`); taking an unassigned task assigns it to them.
+        A visit stores its outcome; ``not_home`` makes the task unassigned again.
+        """
+        staff_id = event.staff_id
+        async with self.pool.acquire() as conn, conn.transaction():
+            check, row = await self._locked_task(conn, check_id)
+            if is_patrol and row["assignee"] not in (None, staff_id):
+                raise NotYourTask(f"check {check_id} is assigned to another patrol")
+            if _already_reported(check, row, event):
+                return check
+            result = ch.apply(check, event, at=at, timing=self.timing)
+            if isinstance(result, Rejected):
+                raise TransitionRefused(result)
+            if isinstance(event, ch.PatrolAcknowledged):
+                await conn.execute(
+                    "UPDATE round_checks SET assignee=$2, assigned_at=$3"
+                    " WHERE check_id=$1 AND assignee IS NULL",
+                    check_id,
+                    staff_id,
+                    at,
+                )
+            elif result.check.state is State.PATROL:  # not home: the task is open to all again
+                await conn.execute(
+                    "UPDATE round_checks SET assignee=NULL, assigned_at=NULL,"
+                    " patrol_arrived_at=NULL WHERE check_id=$1",
+                    check_id,
+                )
+            elif event.outcome is not None:
+                await conn.execute(
+                    "UPDATE round_checks SET patrol_outcome=$2 WHERE check_id=$1",
+                    check_id,
+                    event.outcome.value,
+                )
+            await self._write(conn, result, note=note)
+            return result
+
+    async def patrol_arrived(
+        self, check_id: str, *, staff_id: str, at: datetime, is_patrol: bool
+    ) -> datetime:
+        """The patrol is at the door of a task it took; returns the arrival instant (the first
+        one reported: a retried report changes nothing). Audited, not a transition."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            check, row = await self._locked_task(conn, check_id)
+            if is_patrol and row["assignee"] not in (None, staff_id):
+                raise NotYourTask(f"check {check_id} is assigned to another patrol")
+            if check.state is not State.PATROL_ACKED:
+                refusal = ch.Refusal.FINISHED if check.is_finished else ch.Refusal.NOT_IN_STATE
+                raise TransitionRefused(Rejected(check_id, check.state, "patrol_arrived", refusal))
+            arrived: datetime | None = row["patrol_arrived_at"]
+            if arrived is not None:
+                return arrived
+            arrived = await conn.fetchval(
+                "UPDATE round_checks SET patrol_arrived_at=$2 WHERE check_id=$1"
+                " RETURNING patrol_arrived_at",
+                check_id,
+                at,
+            )
+            await self._audit(
+                conn,
+                actor=_actor(staff_id),
+                action="check.patrol_arrived",
+                subject=check_id,
+                at=at,
+                data={"recipient_id": check.recipient_id, "version": check.version},
+            )
+            return arrived
+
+    async def assign(
+        self, check_id: str, assignee: str | None, *, by: str, at: datetime
+    ) -> tuple[Check, str | None]:
+        """Give an open check to an operator or a patrol task to a patrol (``None``: to nobody),
+        audited; returns the check and the assignee it had before.
+
+        The assignee must be an active staff account of a fitting role (:data:`ASSIGNABLE`);
+        a task the patrol already took is refused (409 ``acknowledged``): it comes back when
+        the patrol reports ``not_home``.
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            check, row = await self._locked_task(conn, check_id)
+            if check.is_finished:
+                raise TransitionRefused(
+                    Rejected(check_id, check.state, "assign", ch.Refusal.FINISHED)
+                )
+            if check.state is State.PATROL_ACKED:
+                refused = Rejected(check_id, check.state, "assign", ch.Refusal.NOT_IN_STATE)
+                raise TransitionRefused(refused)
+            if assignee is not None:
+                role = await conn.fetchval(
+                    "SELECT role FROM staff WHERE staff_id=$1 AND is_active", assignee
+                )
+                wanted = ASSIGNABLE[check.state in ch.PATROL_STATES]
+                if role not in wanted:
+                    raise BadAssignee(
+                        f"{assignee} is not an active {' or '.join(sorted(wanted))} account"
+                    )
+            before: str | None = row["assignee"]
+            await conn.execute(
+                "UPDATE round_checks SET assignee=$2, assigned_at=$3 WHERE check_id=$1",
+                check_id,
+                assignee,
+                None if assignee is None else at,
+            )
+            await self._audit(
+                conn,
+                actor=_actor(by),
+                action="check.assigned",
+                subject=check_id,
+                at=at,
+                data={
+                    "recipient_id": check.recipient_id,
+                    "state": check.state.value,
+                    "version": check.version,
+                    "from": before,
+                    "to": assignee,
+                },
+            )
+            return check, before
+
+    async def patrol_tasks(self, *, visible_to: str | None = None) -> list[dict[str, Any]]:
+        """Open patrol tasks (``patrol``, ``patrol_acked``), oldest deadline first, with what the
+        patrol needs at the door: the home, the door-code reference (never the code) and the
+        care plan's instruction. ``visible_to``: only the tasks of that patrol and unassigned
+        ones. Names and homes are personal data: for the patrol's screen, never a log."""
+        rows = await self.pool.fetch(TASKS_SQL, [s.value for s in ch.PATROL_STATES], visible_to)
+        return [dict(r) for r in rows]
+
+    async def assignees(self, check_ids: Sequence[str]) -> dict[str, str]:
+        """The assignee of each of these checks that has one."""
+        rows = await self.pool.fetch(
+            "SELECT check_id, assignee FROM round_checks WHERE check_id = ANY($1::text[])"
+            " AND assignee IS NOT NULL",
+            list(check_ids),
+        )
+        return {r["check_id"]: r["assignee"] for r in rows}
+
+    # ------------------------------------------------------------------ handover
+
+    async def handover_facts(self, night: date, *, start: datetime, end: datetime) -> hv.Facts:
+        """What the handover summarises: the night's checks (with assignees and patrol facts),
+        its alarms, the suspensions active or begun in ``[start, end)`` and the pauses that
+        overlap it (reason codes only: a pause's note stays in consent)."""
+        async with self.pool.acquire() as conn:
+            checks = await conn.fetch(
+                f"SELECT {COLUMNS}, assignee, patrol_arrived_at, patrol_outcome FROM round_checks"
+                " WHERE night=$1 ORDER BY agreed_at, check_id",
+                night,
+            )
+            alarms = await conn.fetch(
+                "SELECT a.check_id, a.version, a.state, a.deadline, a.raised_at,"
+                " a.acknowledged_at, a.acknowledged_by, c.recipient_id FROM round_alarms a"
+                " JOIN round_checks c USING (check_id) WHERE c.night=$1"
+                " ORDER BY a.raised_at, a.check_id, a.version",
+                night,
+            )
+            suspensions = await conn.fetch(
+                "SELECT recipient_id, device_id, event_type, started_at, event_count, lifted_at"
+                " FROM suspensions WHERE started_at < $2 AND (lifted_at IS NULL OR lifted_at >= $1)"
+                " ORDER BY started_at, recipient_id",
+                start,
+                end,
+            )
+            pauses = await conn.fetch(
+                "SELECT recipient_id, starts_at, ends_at, source, reason FROM pauses"
+                " WHERE starts_at < $2 AND (ends_at IS NULL OR ends_at > $1)"
+                " ORDER BY starts_at, recipient_id",
+                start,
+                end,
+            )
+            reconciled_at = await conn.fetchval(
+                "SELECT reconciled_at FROM round_nights WHERE night=$1", night
+            )
+        return hv.Facts(
+            night=night,
+            checks=tuple(
+                hv.CheckFact(
+                    check=check_from(r),
+                    assignee=r["assignee"],
+                    arrived_at=r["patrol_arrived_at"],
+                    patrol_outcome=r["patrol_outcome"],
+                )
+                for r in checks
+            ),
+            alarms=tuple(hv.AlarmFact(**dict(r)) for r in alarms),
+            suspensions=tuple(hv.SuspensionFact(**dict(r)) for r in suspensions),
+            pauses=tuple(hv.PauseFact(**dict(r)) for r in pauses),
+            reconciled_at=reconciled_at,
+        )
+
+
+ASSIGNABLE: dict[bool, frozenset[str]] = {
+    True: frozenset({"patrol"}),  # a patrol task goes to a patrol
+    False: frozenset({"operator", "shift_lead", "administrator"}),  # a look, to an operator
+}
+"""Who a check may be assigned to, by whether it is a patrol task (staff roles' values)."""
+
+TASKS_SQL = """
+SELECT c.check_id, c.recipient_id, c.night, c.agreed, c.agreed_at, c.state, c.reason, c.since,
+       c.deadline, c.holder, c.version, c.assignee, c.assigned_at, c.patrol_arrived_at,
+       coalesce(r.display_name, '') AS display_name, coalesce(r.home, '') AS home,
+       coalesce(r.door_code_ref, '') AS door_code_ref,
+       coalesce((SELECT p.instruction FROM care_plans p
+                  WHERE p.recipient_id = c.recipient_id AND p.valid_from <= c.agreed_at
+                    AND (p.valid_until IS NULL OR p.valid_until > c.agreed_at)
+                    AND (p.ended_at IS NULL OR p.ended_at > c.agreed_at)
+                  ORDER BY p.valid_from DESC LIMIT 1), '') AS instruction
+  FROM round_checks c LEFT JOIN care_recipients r USING (recipient_id)
+ WHERE c.state = ANY($1::text[]) AND ($2::text IS NULL OR c.assignee IS NULL OR c.assignee = $2)
+ ORDER BY c.deadline, c.check_id
+"""
+"""Open patrol tasks with the home, the door-code reference and the plan's instruction."""
+
+
+def _already_reported(
+    check: Check, row: asyncpg.Record, event: ch.PatrolAcknowledged | ch.PatrolVisited
+) -> bool:
+    """Whether ``event`` repeats what this staff member already reported (a retried request)."""
+    if isinstance(event, ch.PatrolAcknowledged):
+        return check.state is State.PATROL_ACKED and check.holder == event.staff_id
+    if event.outcome is ch.PatrolOutcome.NOT_HOME:
+        return check.state is State.PATROL and check.reason == "not_home" and not row["assignee"]
+    return (
+        check.state is State.VISITED
+        and check.holder == event.staff_id
+        and row["patrol_outcome"] == (event.outcome.value if event.outcome else None)
+    )
+
+
+def _outcome_of(event: ch.Event) -> dict[str, str]:
+    """A patrol's reported outcome, for the audit entry of its step."""
+    if isinstance(event, ch.PatrolVisited) and event.outcome is not None:
+        return {"outcome": event.outcome.value}
+    return {}
 
 
 def _columns(rows: Sequence[Check]) -> list[list[Any]]:

@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from identity import store as staff_store
 from kernel.body import has_required_fields
-from kernel.roles import STAFF, Role, Route
+from kernel.roles import LOGINS, Role, Route
 from services import app
 from services.settings import load
 from services.web import http
@@ -40,7 +40,7 @@ async def composed(
     async with app.runtime(settings) as rt:
         tokens: dict[Role, str] = {}
         async with rt.pool.acquire() as conn:
-            for role in STAFF:
+            for role in LOGINS:
                 account = await staff_store.create_staff(
                     conn, username=f"probe-{role.value}", role=role, password=None, is_service=True
                 )
@@ -79,6 +79,22 @@ async def test_every_route_refuses_the_wrong_caller(
     assert unauthenticated >= 3
 
 
+async def test_a_patrol_reaches_its_tasks_and_no_brukare(
+    composed: tuple[TestClient, dict[Role, str]],
+) -> None:  # type: ignore[type-arg]
+    """The night patrol sees its patrol tasks and nothing of the care records: no brukare, no
+    care plan, no queue of camera looks."""
+    client, tokens = composed
+    patrol = {"Authorization": f"Bearer {tokens[Role.PATROL]}"}
+    tasks = await client.get("/api/patrol/tasks", headers=patrol)
+    assert tasks.status == 200
+    assert (await tasks.json())["tasks"] == []
+    for path in ("/api/recipients", "/api/recipients/rec-0001", "/api/rounds/queue"):
+        resp = await client.get(path, headers=patrol)
+        assert resp.status == 403, path
+        assert (await resp.json())["error"]["code"] == "forbidden"
+
+
 async def test_public_routes_are_only_the_expected_ones(
     composed: tuple[TestClient, dict[Role, str]],
 ) -> None:  # type: ignore[type-arg]
@@ -113,14 +129,14 @@ async def test_every_state_change_by_cookie_needs_the_csrf_header(
     routes: list[Route] = client.app[http.ROUTES]  # type: ignore[index]
     pool = client.app[app.RUNTIME].pool  # type: ignore[index]
     password = "ett långt lösenord för test"
-    for role in STAFF:
+    for role in LOGINS:
         async with pool.acquire() as conn:
             await staff_store.create_staff(
                 conn, username=f"csrf-{role.value}", role=role, password=password
             )
     audit_before = await pool.fetchval("SELECT count(*) FROM audit_log")
     checked = 0
-    for role in STAFF:
+    for role in LOGINS:
         client.session.cookie_jar.clear()
         login = await client.post(
             "/api/login", json={"username": f"csrf-{role.value}", "password": password}

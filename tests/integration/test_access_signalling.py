@@ -1,7 +1,8 @@
 """Default deny over signalling, message type by message type, through the composed service.
 
 - Only operators (and administrators, who may stand in for them) and the system may open
-  ``/ws/signal``: no login is 401 and a technician 403, before any WebSocket exists.
+  ``/ws/signal``: no login is 401 and a technician, a patrol or a shift lead 403, before any
+  WebSocket exists (the patrol never opens a camera).
 - ``request``: each purpose only for the roles ``ROLES_FOR`` names (a probe is the system's,
   never staff's) - anything else is ``denied`` with ``forbidden`` and audited, no session.
 - Every message that names a session (``offer``, ``candidate``, ``bye``, ``drive``, ``video``,
@@ -41,7 +42,7 @@ async def test_every_signalling_message_type_needs_the_right_role(
         await seed_home(s, "rec-0071", ["cam-0071"])
         tokens = {
             role: await _staff_token(s.rt, f"walk-{role.value}", role)
-            for role in (Role.ADMINISTRATOR, Role.TECHNICIAN)
+            for role in (Role.ADMINISTRATOR, Role.TECHNICIAN, Role.PATROL, Role.SHIFT_LEAD)
         }
         other_operator = await _staff_token(s.rt, "walk-operator2", Role.OPERATOR)
 
@@ -50,6 +51,8 @@ async def test_every_signalling_message_type_needs_the_right_role(
             for headers, status in (
                 ({}, 401),
                 ({"Authorization": f"Bearer {tokens[Role.TECHNICIAN]}"}, 403),
+                ({"Authorization": f"Bearer {tokens[Role.PATROL]}"}, 403),  # no camera, ever
+                ({"Authorization": f"Bearer {tokens[Role.SHIFT_LEAD]}"}, 403),
                 ({"Authorization": "Bearer hct_abcdefghij_" + "x" * 43}, 401),
             ):
                 with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
@@ -126,3 +129,4 @@ async def test_every_signalling_message_type_needs_the_right_role(
         # connect (above). Both are what the roles table says.
         for purpose, roles in ROLES_FOR.items():
             assert Role.TECHNICIAN not in roles, purpose
+            assert Role.PATROL not in roles, purpose
