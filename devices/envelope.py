@@ -10,7 +10,8 @@ request    client         ``device_id``, ``purpose`` (view|call|probe), and what
                           owed to: ``check_id`` (a due check) or ``reason`` + ``note`` (an
                           extra look); or ``extend`` (reason)
 granted    server         ``device_id``, ``purpose``, ``ice_servers``, ``deadline`` (Unix s),
-                          ``cap_s``, ``ring_timeout_s`` (calls)
+                          ``cap_s``, ``ring_timeout_s`` (calls), ``budget_s`` (a view's
+                          seconds left: less than ``cap_s`` when a check's view is re-opened)
 denied     server         ``reason`` (stable code)
 offer      client, server ``sdp``; ``ice_servers`` when the server forwards it to a device
 answer     device, server ``sdp``
@@ -252,6 +253,9 @@ class Granted(_InSession, frozen=True, kw_only=True):
     deadline: Annotated[float, msgspec.Meta(ge=0, le=1e11)]
     cap_s: Annotated[float, msgspec.Meta(ge=0, le=86400)]
     ring_timeout_s: Annotated[float, msgspec.Meta(ge=0, le=3600)] | None = None
+    #: A view's seconds left when it was granted: the check's budget, less than ``cap_s`` when
+    #: the view of a check is re-opened (the client counts down from it, not from ``cap_s``).
+    budget_s: Annotated[float, msgspec.Meta(ge=0, le=86400)] | None = None
 
 
 class Denied(_InSession, frozen=True):

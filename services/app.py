@@ -73,10 +73,12 @@ from services.web.metrics_tables import PgTables, TableSnapshot
 from supervision import api as rounds_api
 from supervision import zones_api
 from supervision.checks import State
+from supervision.looks import CheckLooks
 from supervision.ports import CheckChanged, Prober
 from supervision.probe import MotionProber
 from supervision.runner import Runner
 from supervision.service import RegistryDevices, Rounds, RoundsConfig, Wake, command_wake
+from supervision.store import RoundStore
 
 log = structlog.get_logger(__name__)
 
@@ -292,6 +294,12 @@ async def runtime(
                     config=signalling_config(rt.timing),
                     guard=supervisor.guard,  # its loops: signal-gate, -recheck, -sweep
                     latencies=Latencies(rt.metrics.granted, rt.metrics.first_frame),
+                    # a granted view moves its check to viewing: told to this process's
+                    # consoles, and to the others' under the round's own origin
+                    checks=CheckLooks(
+                        RoundStore(pool, timing=rt.timing, origin=f"{instance}-rounds"),
+                        publish=bus.publish,
+                    ),
                 )
             )
         for extra in range(1, options.workers):

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from consent.model import DEFAULT_VIEW_CAP_S, MAX_VIEW_CAP_S, MIN_VIEW_CAP_S
+from devices.envelope import LookReason
 from services import logs
 from services.settings import PREFIX, Settings, SettingsError, load, markdown_reference
 from tools.ops_cli import add_commands as add_ops_commands
@@ -127,9 +128,14 @@ def _media(args: argparse.Namespace, peers: dict[str, Any] | None = None) -> Cal
 
 
 async def cmd_view(args: argparse.Namespace, settings: Settings) -> int:
+    """A view names its due check (``--check``) or is an extra look (``--reason`` and
+    ``--note``); with neither the server answers ``denied: no_due_check`` (exit 2)."""
     from devices.envelope import Purpose
     from tools.view import view_command
 
+    if (args.reason is None) != (args.note is None or not args.note.strip()):
+        print("homecare view: an extra look needs both --reason and --note", file=sys.stderr)
+        return 2
     url = args.url or f"http://{settings.http_host}:{settings.http_port}"
     return await view_command(
         url=url,
@@ -137,6 +143,9 @@ async def cmd_view(args: argparse.Namespace, settings: Settings) -> int:
         token=args.token or os.environ.get("HOMECARE_TOKEN"),
         purpose=Purpose.CALL if args.call else Purpose.VIEW,
         duration_s=args.seconds,
+        check_id=args.check,
+        reason=None if args.reason is None else LookReason(args.reason),
+        note=args.note,
     )
 
 
@@ -359,6 +368,25 @@ def _demo_arguments(s: argparse.ArgumentParser) -> None:
     )
 
 
+def _view_parser(sub: Any) -> None:
+    """``homecare view DEVICE --check ID`` or ``--reason CODE --note TEXT`` (an extra look)."""
+    s = sub.add_parser("view", help="receive a live view (or --call) and print the frame count")
+    s.set_defaults(run=cmd_view)
+    s.add_argument("device_id", metavar="DEVICE")
+    s.add_argument("--url", help="service URL (default from HOMECARE_HTTP_HOST/PORT)")
+    s.add_argument("--token", help="bearer token (default $HOMECARE_TOKEN)")
+    s.add_argument("--seconds", type=float, help="hang up after this long (default: the cap)")
+    s.add_argument("--call", action="store_true", help="a video call instead of a view")
+    owed = s.add_mutually_exclusive_group()
+    owed.add_argument("--check", metavar="ID", help="the due check this view serves")
+    owed.add_argument(
+        "--reason",
+        choices=[r.value for r in LookReason],
+        help="an extra look (no due check): why; needs --note",
+    )
+    s.add_argument("--note", metavar="TEXT", help="an extra look: what happened (kept, not logged)")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="homecare", description="Nattlig tillsyn backend")
     sub = p.add_subparsers(dest="command", required=True)
@@ -380,13 +408,7 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(run=cmd_demo)
     _demo_arguments(s)
     _media_arguments(s)
-    s = sub.add_parser("view", help="receive a live view (or --call) and print the frame count")
-    s.set_defaults(run=cmd_view)
-    s.add_argument("device_id", metavar="DEVICE")
-    s.add_argument("--url", help="service URL (default from HOMECARE_HTTP_HOST/PORT)")
-    s.add_argument("--token", help="bearer token (default $HOMECARE_TOKEN)")
-    s.add_argument("--seconds", type=float, help="hang up after this long (default: the cap)")
-    s.add_argument("--call", action="store_true", help="a video call instead of a view")
+    _view_parser(sub)
     s = sub.add_parser("simulate-night", help="a whole night of rounds in simulated homes, fast")
     s.set_defaults(run=cmd_simulate_night)
     s.add_argument("--homes", type=int, default=200, help="simulated homes (1..20000)")

@@ -1,10 +1,11 @@
 """A reference signalling client: an aiortc peer that asks for a view (or call) and counts frames.
 
-Used by ``homecare view DEVICE`` (support staff, scripts), the integration tests and
-``bench/signalling.py``. The peer offers receive-only video for a view or probe; for a call it
-also sends a synthetic camera and a tone, and reports its decoded frame count (``video``) so
-the server can tell fresh video from stale. Every purpose reports its first decoded frame at once
-(the backend's click -> first frame histogram). Frames are counted and dropped, never stored.
+Used by ``homecare view DEVICE --check ID`` (or ``--reason CODE --note TEXT``, an extra look),
+the integration tests and ``bench/signalling.py``. The peer offers receive-only video for a view
+or probe; for a call it also sends a synthetic camera and a tone, and reports its decoded frame
+count (``video``) so the server can tell fresh video from stale. Every purpose reports its first
+decoded frame at once (the backend's click -> first frame histogram). Frames are counted and
+dropped, never stored.
 """
 
 from __future__ import annotations
@@ -107,10 +108,18 @@ class View:
         on_picture: Callable[[VideoFrame], None] | None = None,
         on_granted: Callable[[env.Granted], Awaitable[None]] | None = None,
         report_video: bool = True,
+        check_id: str | None = None,
+        reason: env.LookReason | None = None,
+        note: str | None = None,
     ) -> None:
+        """A view names what it is owed to: ``check_id`` (a due check) or, for an extra look,
+        ``reason`` and ``note``; without either the server answers ``denied no_due_check``."""
         self.channel = channel
         self.device_id = device_id
         self.purpose = purpose
+        self.check_id = check_id
+        self.reason = reason
+        self.note = note
         self.duration_s = duration_s
         self.result = ViewResult(session_id or new_session_id())
         self.on_frame = on_frame
@@ -129,7 +138,14 @@ class View:
     async def run(self) -> ViewResult:
         self._t0 = time.perf_counter()
         await self.channel.send(
-            env.Request(self.session_id, device_id=self.device_id, purpose=self.purpose)
+            env.Request(
+                self.session_id,
+                device_id=self.device_id,
+                purpose=self.purpose,
+                check_id=self.check_id,
+                reason=self.reason,
+                note=self.note,
+            )
         )
         try:
             await self._loop()
@@ -255,8 +271,28 @@ async def view_command(
     purpose: env.Purpose = env.Purpose.VIEW,
     duration_s: float | None = None,
     out: TextIO = sys.stdout,
+    check_id: str | None = None,
+    reason: env.LookReason | None = None,
+    note: str | None = None,
 ) -> int:
-    """``homecare view``: 0 if frames arrived, 1 if none did, 2 if denied or unreachable."""
+    """``homecare view``: 0 if frames arrived, 1 if none did, 2 if denied or unreachable (a view
+    naming neither ``check_id`` nor ``reason`` and ``note`` is ``denied: no_due_check``)."""
+    try:  # the request as the server will read it: a bad check id or note is refused here
+        env.decode(
+            env.encode_bytes(
+                env.Request(
+                    new_session_id(),
+                    device_id=device_id,
+                    purpose=purpose,
+                    check_id=check_id,
+                    reason=reason,
+                    note=note,
+                )
+            )
+        )
+    except env.EnvelopeError as e:
+        print(f"homecare view: {e.field or 'request'}: {e.reason}", file=out)
+        return 2
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     ws_url = url.rstrip("/") + "/ws/signal"
     try:
@@ -264,7 +300,15 @@ async def view_command(
             aiohttp.ClientSession(headers=headers) as http,
             http.ws_connect(ws_url, max_msg_size=env.MAX_MESSAGE_BYTES) as ws,
         ):
-            view = View(WebSocketChannel(ws), device_id, purpose=purpose, duration_s=duration_s)
+            view = View(
+                WebSocketChannel(ws),
+                device_id,
+                purpose=purpose,
+                duration_s=duration_s,
+                check_id=check_id,
+                reason=reason,
+                note=note,
+            )
             result = await view.run()
     except (aiohttp.ClientError, OSError) as e:
         print(f"homecare view: cannot reach {ws_url}: {e}", file=out)

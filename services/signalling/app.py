@@ -27,7 +27,13 @@ from kernel.clock import SYSTEM_CLOCK, Clock, ClockPort
 from services.mqtt import Guard, MqttLink
 from services.settings import Settings
 from services.signalling.http import SIGNALLING, on_shutdown, routes
-from services.signalling.ports import CommandsPort, GatePort, Latencies, SignallingConfig
+from services.signalling.ports import (
+    ChecksPort,
+    CommandsPort,
+    GatePort,
+    Latencies,
+    SignallingConfig,
+)
 from services.signalling.service import Signalling, logged
 from services.signalling.turn import TurnConfig
 from services.web import http
@@ -47,9 +53,11 @@ async def installed(
     config: SignallingConfig | None = None,
     guard: Guard = logged,
     latencies: Latencies | None = None,
+    checks: ChecksPort | None = None,
 ) -> AsyncIterator[Signalling]:
     """Run signalling for the life of the block; ``app`` must not be frozen yet. ``guard`` is the
-    process's supervisor (its loops crash loudly); ``latencies`` the process's histograms."""
+    process's supervisor (its loops crash loudly); ``latencies`` the process's histograms;
+    ``checks`` the night round's side of a view (default: over ``pool``, publishing nothing)."""
     serves = "signalling" in settings.roles
     sig = Signalling(
         pool=pool,
@@ -64,6 +72,7 @@ async def installed(
         clock=clock,
         guard=guard,
         latencies=latencies,
+        checks=checks,
     )
     async with sig:
         app[SIGNALLING] = sig

@@ -4,9 +4,12 @@ Clients are operator browsers over ``GET /ws/signal``, ``homecare view`` and the
 (via :meth:`ClientSide.connect`). Each message is rate limited per connection (a token bucket;
 past ``max_violations`` the connection is closed), decoded strictly (a bad one gets an ``error``
 envelope), and turned into an event of the machine. A ``request`` gathers the facts (presence and
-kind from the registry, the gate's decisions, the view budget already spent in the agreed window)
-for :func:`services.signalling.decide.decide_request`, opens the ``signal_sessions`` row (one open
-per device) with its audit entry and answers ``granted`` or ``denied``.
+kind from the registry; for a view the check it names and what that check's earlier sessions
+spent, or the extra look's reason, and the caller's duty; the gate's decisions) for
+:func:`services.signalling.decide.decide_request`; a granted view of a queued check moves the
+check to ``viewing`` (:class:`~services.signalling.ports.ChecksPort`); then it opens the
+``signal_sessions`` row (one open per device; the check or the extra look's reason and note) with
+its audit entry and answers ``granted`` or ``denied``.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from services.signalling.ports import Latencies
 from services.signalling.session import ClientConnection, LiveSession
 from services.signalling.store import SessionExists, SessionRow
 from services.signalling.turn import ice_servers
+from supervision.checks import State as CheckState
 
 log = structlog.get_logger(__name__)
 
@@ -126,11 +130,22 @@ class ClientSide(Interpreter):
 
     # ------------------------------------------------------------ requests
 
-    async def _facts(
-        self, who: Principal, device_id: str, purpose: env.Purpose, now: datetime
-    ) -> decide.RequestFacts:
+    async def _facts(self, who: Principal, req: env.Request, now: datetime) -> decide.RequestFacts:
         """What :func:`decide.decide_request` needs, read only as far as it is needed."""
-        facts = decide.RequestFacts(purpose, who.role, False, None, {})
+        assert req.device_id is not None
+        assert req.purpose is not None
+        device_id, purpose = req.device_id, req.purpose
+        facts = decide.RequestFacts(
+            purpose,
+            who.role,
+            False,
+            None,
+            {},
+            device_id=device_id,
+            staff_id=who.staff_id,
+            check_id=req.check_id,
+            extra_reason=None if req.reason is None else req.reason.value,
+        )
         if not decide.may_request(who.role, purpose):
             return facts
         device = await self.presence.device(device_id)
@@ -139,6 +154,10 @@ class ClientSide(Interpreter):
         facts = dataclasses.replace(facts, is_online=True, device_kind=device.kind)
         if device.kind is not decide.KIND_FOR[purpose]:
             return facts
+        if purpose is env.Purpose.VIEW:
+            facts = await self._look_facts(facts, now)
+            if decide.look_denied(facts) is not None:
+                return facts
         decisions = await self._gate(device_id, purpose, now)
         facts = dataclasses.replace(facts, decisions=decisions)
         first = self._verdict(decisions)
@@ -149,10 +168,29 @@ class ClientSide(Interpreter):
                 device_id=device_id, purpose=consent_model.Purpose.AUTO_ANSWER, at=now
             )
             return dataclasses.replace(facts, auto_answer=auto.allowed)
-        if purpose is env.Purpose.VIEW and first.window_start is not None:
-            use = await self.store.window_use(device_id, since=first.window_start, at=now)
-            return dataclasses.replace(facts, window_use=use)
         return facts
+
+    async def _look_facts(self, facts: decide.RequestFacts, now: datetime) -> decide.RequestFacts:
+        """A view's own facts: the check it names (as stored, and what its earlier sessions
+        spent) and whether the caller is on duty."""
+        if facts.check_id is None and facts.extra_reason is None:
+            return facts
+        if facts.check_id is not None:
+            found = await self.checks.check(facts.check_id)
+            if found is None:
+                return facts
+            use = await self.store.check_use(facts.check_id, at=now)
+            check = decide.CheckFacts(
+                found.state,
+                found.device_id,
+                found.holder,
+                float(found.view_cap_s),
+                found.recipient_id,
+                use,
+            )
+            facts = dataclasses.replace(facts, check=check)
+        on_duty = await self.checks.on_duty(facts.staff_id, now)
+        return dataclasses.replace(facts, is_on_duty=on_duty)
 
     async def _on_request(self, conn: ClientConnection, req: env.Request, arrived: float) -> None:
         """``arrived``: the loop time the request arrived (the latencies count from it)."""
@@ -173,32 +211,15 @@ class ClientSide(Interpreter):
             return
         await self._close_settled(device_id)  # a bye just before: its row closes first
         now = self.now()
-        facts = await self._facts(who, device_id, purpose, now)
+        facts = await self._facts(who, req, now)
         outcome = decide.decide_request(facts, now, self.config.terms)
         if isinstance(outcome, decide.Deny):
             await self._deny(conn, req, outcome.reason, now, outcome.recipient_id)
             return
-        row = SessionRow(
-            session_id=sid,
-            device_id=device_id,
-            purpose=purpose,
-            staff_id=who.staff_id,
-            recipient_id=outcome.recipient_id,
-            instance_id=self.instance_id,
-            state=outcome.state.value,
-            started_at=now,
-            deadline=outcome.deadline,
-        )
-        data: dict[str, Any] = {
-            "session_id": sid,
-            "device_id": device_id,
-            "cap_s": outcome.cap_s,
-            "auto_answer": outcome.auto_answer,
-            "plan_id": outcome.plan_id,
-        }
-        if purpose is env.Purpose.VIEW:
-            data["budget_s"] = round((outcome.deadline - now).total_seconds(), 3)
-            data["window_used_s"] = round(outcome.window_use.used_s, 3)
+        if not await self._check_step(facts, who.staff_id, now):
+            await self._deny(conn, req, "no_due_check", now, outcome.recipient_id)
+            return
+        row, data = self._opening(who, req, outcome, now)
         try:
             opened = await self.store.open(row, data)
         except SessionExists:
@@ -227,6 +248,9 @@ class ClientSide(Interpreter):
             staff_id=who.staff_id,
             cap_s=outcome.cap_s,
             budget_s=round((session.deadline - now).total_seconds(), 3),
+            look=row.look,
+            check_id=row.check_id,
+            look_reason=row.look_reason,  # a code; the note is never logged
         )
         if conn.is_closed:  # the client left while we asked the gate
             await self._feed(live, machine.ClientGone())
@@ -240,11 +264,68 @@ class ClientSide(Interpreter):
                 cap_s=outcome.cap_s,
                 ice_servers=ice_servers(self.turn, who.staff_id, now),
                 ring_timeout_s=outcome.cap_s if purpose is env.Purpose.CALL else None,
+                budget_s=(
+                    round((session.deadline - now).total_seconds(), 3)
+                    if purpose is env.Purpose.VIEW
+                    else None
+                ),
             )
         )
         self.latencies.granted(purpose, asyncio.get_running_loop().time() - arrived)
         if purpose is env.Purpose.CALL:
             await self._perform(live, machine.Ring(outcome.cap_s, outcome.auto_answer))
+
+    def _opening(
+        self, who: Principal, req: env.Request, outcome: decide.Grant, now: datetime
+    ) -> tuple[SessionRow, dict[str, Any]]:
+        """The row a grant opens and its audit entry's data. An extra look's note goes to the
+        row only (``look_note``), never to the audit log or a log line."""
+        assert req.device_id is not None
+        assert req.purpose is not None
+        extra = req if outcome.look is decide.Look.EXTRA else None
+        row = SessionRow(
+            session_id=req.session_id,
+            device_id=req.device_id,
+            purpose=req.purpose,
+            staff_id=who.staff_id,
+            recipient_id=outcome.recipient_id,
+            instance_id=self.instance_id,
+            state=outcome.state.value,
+            started_at=now,
+            deadline=outcome.deadline,
+            check_id=outcome.check_id,
+            look=None if outcome.look is None else outcome.look.value,
+            look_reason=extra.reason.value if extra and extra.reason else None,
+            look_note=extra.note if extra else None,
+        )
+        data: dict[str, Any] = {
+            "session_id": req.session_id,
+            "device_id": req.device_id,
+            "cap_s": outcome.cap_s,
+            "auto_answer": outcome.auto_answer,
+            "plan_id": outcome.plan_id,
+        }
+        if req.purpose is env.Purpose.VIEW:
+            data["budget_s"] = round((outcome.deadline - now).total_seconds(), 3)
+            if outcome.check_id is not None:
+                data["check_id"] = outcome.check_id
+                data["check_used_s"] = round(outcome.window_use.used_s, 3)
+            else:  # an extra look: why (the note itself stays in the row: the audit log is
+                # permanent and refuses free text, as it does the round's notes)
+                data["reason"] = row.look_reason
+                data["has_note"] = row.look_note is not None
+        return row, data
+
+    async def _check_step(self, facts: decide.RequestFacts, staff_id: str, now: datetime) -> bool:
+        """A granted view of a queued check moves it to ``viewing`` held by the operator, as
+        ``POST /api/checks/{id}/view`` would (the one path; a re-open moves nothing). ``False``
+        when the check moved meanwhile or the duty ended: the view is then denied."""
+        check = facts.check
+        if facts.purpose is not env.Purpose.VIEW or check is None or facts.check_id is None:
+            return True
+        if check.state is not CheckState.NEEDS_VIEW:
+            return True
+        return await self.checks.view_opened(facts.check_id, staff_id=staff_id, at=now)
 
     async def _deny(
         self,

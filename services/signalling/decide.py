@@ -1,16 +1,24 @@
 """Signalling requests (pure): who may open which session, on what basis, for how long.
 
 :func:`decide_request` decides a ``request`` from values the interpreter gathered
-(:class:`RequestFacts`: the caller's role, the device's presence and kind, the gate's decisions,
-the view budget already spent in the agreed window) and returns a :class:`Grant` (the state the
-session opens in, its cap and deadline) or a :class:`Deny` with a stable reason. The session that
-a grant opens lives in :mod:`services.signalling.machine`. Nothing here reads a clock: ``now`` is
-passed in.
+(:class:`RequestFacts`: the caller's role and duty, the device's presence and kind, the check a
+view is owed to (:class:`CheckFacts`) or an extra look's reason, the gate's decisions) and
+returns a :class:`Grant` (the state the session opens in, its cap and deadline) or a
+:class:`Deny` with a stable reason. The session that a grant opens lives in
+:mod:`services.signalling.machine`. Nothing here reads a clock: ``now`` is passed in.
 
 The rules decided here (hard rule 5 and issue 13): the role for each purpose, a purpose only for
 its device kind (no view of a video phone, no call to a camera), every consent purpose the
-session needs (a call's video needs the camera check's basis too), and the view budget of an
-agreed window shared by every view in it (:func:`view_budget_s`).
+session needs (a call's video needs the camera check's basis too), and issue 15's "a look":
+
+- a **view of a check** names a ``check_id`` that is due now for the device's brukare: the check
+  is ``needs_view``, or ``viewing`` held by the same operator (a re-open), the device is the
+  check's, and the caller is on duty. Its budget is the check's: the cap once plus at most
+  ``Terms.max_extensions`` extensions (each with a reason), shared by every re-open of the same
+  check (:func:`view_budget_s` over :class:`WindowUse`, this check's earlier sessions);
+- an **extra look** names a ``reason`` and a ``note`` instead: gated as any view, the caller on
+  duty, capped at the plan's cap with no extension (:data:`Look.EXTRA`);
+- anything else is ``no_due_check``.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from consent.model import Purpose as GatePurpose
 from devices import envelope as env
 from devices.topics import DeviceKind
 from kernel.roles import OPERATORS, Role
+from supervision.checks import State as CheckState
 
 #: Who may open each kind of session.
 ROLES_FOR: dict[env.Purpose, frozenset[Role]] = {
@@ -67,9 +76,21 @@ class Terms:
     stale_video_s: float = 1.0
 
 
+class Look(StrEnum):
+    """What a view is owed to (``signal_sessions.look``)."""
+
+    CHECK = "check"  # a due check of the night round
+    EXTRA = "extra"  # an exception: a reason code and a note, no extension
+
+
+#: The check states a view may be granted in (``viewing`` only to the operator holding it).
+VIEWABLE = frozenset({CheckState.NEEDS_VIEW, CheckState.VIEWING})
+
+
 @dataclass(frozen=True, slots=True)
 class WindowUse:
-    """What earlier views of the device spent in the current agreed window."""
+    """What earlier view sessions of the same check spent: seconds (an open one up to now)
+    and extensions. (The name is older than the rule: the budget used to be the window's.)"""
 
     used_s: float = 0.0
     extensions: int = 0
@@ -81,9 +102,29 @@ DEFAULT_TERMS = Terms()
 
 
 def view_budget_s(cap_s: float, use: WindowUse) -> float:
-    """Seconds of view left in a window: the cap plus one cap per extension taken, less what
-    was used (may be negative). One pure function so the budget can be re-keyed (per check)."""
+    """Seconds of view left of a check: the cap plus one cap per extension taken, less what its
+    earlier sessions used (may be negative). Closing and re-opening never restarts it."""
     return cap_s * (1 + use.extensions) - use.used_s
+
+
+@dataclass(frozen=True, slots=True)
+class CheckFacts:
+    """The check a view names, as the round stores it now, and what its earlier view sessions
+    spent. ``cap_s``: the check's view cap (the plan's, copied when the night was planned)."""
+
+    state: CheckState
+    device_id: str | None
+    holder: str | None
+    cap_s: float
+    recipient_id: str | None = None
+    use: WindowUse = WindowUse()
+
+    def due_for(self, device_id: str, staff_id: str) -> bool:
+        """Due now for a view of ``device_id`` by ``staff_id``: queued, or re-opened by the
+        operator who holds it, on the check's own device."""
+        if self.device_id != device_id or self.state not in VIEWABLE:
+            return False
+        return self.state is CheckState.NEEDS_VIEW or self.holder == staff_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +138,16 @@ class RequestFacts:
     device_kind: DeviceKind | None
     decisions: Mapping[GatePurpose, Decision]
     auto_answer: bool = False
-    window_use: WindowUse = WindowUse()
+    window_use: WindowUse = WindowUse()  # unused for views since issue 15 (see ``check``)
     phone_view_allowed: bool = False  # no care plan says a phone may be viewed (yet)
+    # What a view is owed to: ``check_id`` (with ``check`` as read, None if there is none) or an
+    # extra look's ``reason``; who asks (``staff_id``) and whether they are on duty now.
+    device_id: str = ""
+    staff_id: str = ""
+    check_id: str | None = None
+    check: CheckFacts | None = None
+    extra_reason: str | None = None
+    is_on_duty: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +159,9 @@ class Grant:
     plan_id: str | None
     auto_answer: bool
     window_use: WindowUse
+    look: Look | None = None  # views only
+    check_id: str | None = None
+    max_extensions: int | None = None  # None: ``Terms.max_extensions``; 0 for an extra look
     call_cap_s: float | None = None  # an auto-answered call's cap; None: ``Terms.max_call_s``
     announce_s: float | None = None  # an auto-answered call's announcement before video
 
@@ -134,8 +186,24 @@ def may_request(role: Role, purpose: env.Purpose) -> bool:
     return role in ROLES_FOR[purpose]
 
 
+def look_denied(facts: RequestFacts) -> Deny | None:
+    """A view's own rule: owed to a check due now for this device and caller, or an extra look
+    with a reason; the caller on duty. ``None`` when the look may go on to the gate."""
+    if facts.check_id is None:
+        if facts.extra_reason is None:
+            return Deny("no_due_check")
+    else:
+        check = facts.check
+        if check is None or not check.due_for(facts.device_id, facts.staff_id):
+            return Deny("no_due_check", check.recipient_id if check else None)
+    if not facts.is_on_duty:
+        return Deny("not_on_duty")
+    return None
+
+
 def decide_request(facts: RequestFacts, now: datetime, terms: Terms) -> Grant | Deny:
-    """Grant or deny a request: role, presence, device kind, every gate purpose, view budget."""
+    """Grant or deny a request: role, presence, device kind, what a view is owed to and the
+    caller's duty, every gate purpose, the check's view budget."""
     purpose = facts.purpose
     if not may_request(facts.role, purpose):
         return Deny("forbidden")
@@ -150,6 +218,8 @@ def decide_request(facts: RequestFacts, now: datetime, terms: Terms) -> Grant | 
     )
     if facts.device_kind is not KIND_FOR[purpose] and not phone_view:
         return Deny("wrong_device_kind")
+    if purpose is env.Purpose.VIEW and (denied := look_denied(facts)) is not None:
+        return denied
     first: Decision | None = None
     for gate_purpose in GATE_PURPOSES[purpose]:
         decision = facts.decisions.get(gate_purpose)
@@ -173,7 +243,21 @@ def decide_request(facts: RequestFacts, now: datetime, terms: Terms) -> Grant | 
             announce_s=announce_s,
         )
     cap_s = float(first.view_cap_s or terms.default_cap_s)
-    use = facts.window_use if purpose is env.Purpose.VIEW else WindowUse()
+    if purpose is not env.Purpose.VIEW:  # the probe: the plan's cap, once
+        return Grant(
+            State.GRANTED,
+            cap_s,
+            now + timedelta(seconds=cap_s),
+            first.recipient_id,
+            first.plan_id,
+            False,
+            WindowUse(),
+        )
+    if facts.check is not None:  # the check's budget; a plan lowered tonight applies at once
+        cap_s = min(cap_s, facts.check.cap_s)
+        use, look, max_extensions = facts.check.use, Look.CHECK, terms.max_extensions
+    else:
+        use, look, max_extensions = WindowUse(), Look.EXTRA, 0
     left_s = view_budget_s(cap_s, use)
     if left_s < MIN_VIEW_S:
         return Deny("budget_spent", first.recipient_id)
@@ -185,4 +269,7 @@ def decide_request(facts: RequestFacts, now: datetime, terms: Terms) -> Grant | 
         first.plan_id,
         False,
         use,
+        look=look,
+        check_id=facts.check_id,
+        max_extensions=max_extensions,
     )

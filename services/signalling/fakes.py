@@ -6,7 +6,7 @@ Mosquitto or aiortc): each implements the same protocol as the real adapter.
 - :class:`FakeBus`: :class:`~services.signalling.ports.BusPort`; what signalling publishes to
   devices lands in ``to_device``; :meth:`FakeBus.device_says`, :meth:`FakeBus.event` and
   :meth:`FakeBus.status` play a device;
-- :class:`FakeGate`, :class:`FakePresence`, :class:`FakeCommands`;
+- :class:`FakeGate`, :class:`FakePresence`, :class:`FakeCommands`, :class:`FakeChecks`;
 - :class:`FakeClock`: the one clock, stopped, whose sleepers wake when :meth:`FakeClock.step`
   moves it past their end.
 """
@@ -28,7 +28,9 @@ from kernel.clock import ScaledClock
 from services.signalling.bus import BusHandlers, route_topic
 from services.signalling.decide import WindowUse
 from services.signalling.ports import DeviceFacts
-from services.signalling.store import SessionExists, SessionRow, StatsRecorded
+from services.signalling.store import SessionExists, SessionRow, StatsRecorded, started_action
+from supervision.checks import State as CheckState
+from supervision.looks import DueCheck
 
 
 class FakeClock(ScaledClock):
@@ -152,6 +154,48 @@ class FakeCommands:
         return [op for d, op, _ in self.sent if d == device_id]
 
 
+class FakeChecks:
+    """:class:`~services.signalling.ports.ChecksPort` in memory: checks queued for a view
+    (:meth:`queue`), operators on duty (``duty``), and the steps a granted view made
+    (``opened``: check id, operator)."""
+
+    def __init__(self, *, duty: tuple[str, ...] = ()) -> None:
+        self.checks: dict[str, DueCheck] = {}
+        self.duty: set[str] = set(duty)
+        self.opened: list[tuple[str, str]] = []
+
+    def queue(
+        self,
+        device_id: str,
+        *,
+        check_id: str | None = None,
+        cap_s: int = 30,
+        recipient_id: str = "rec-0001",
+    ) -> str:
+        """A check of ``device_id`` waiting for a view (``needs_view``); its id (a new one
+        unless given: each is its own budget)."""
+        if check_id is None:
+            check_id = f"20261206.{2200 + len(self.checks):04d}.{recipient_id}"
+        self.checks[check_id] = DueCheck(
+            check_id, recipient_id, device_id, CheckState.NEEDS_VIEW, None, cap_s
+        )
+        return check_id
+
+    async def check(self, check_id: str) -> DueCheck | None:
+        return self.checks.get(check_id)
+
+    async def on_duty(self, staff_id: str, at: datetime) -> bool:
+        return staff_id in self.duty
+
+    async def view_opened(self, check_id: str, *, staff_id: str, at: datetime) -> bool:
+        c = self.checks.get(check_id)
+        if c is None or c.state is not CheckState.NEEDS_VIEW or staff_id not in self.duty:
+            return False
+        self.checks[check_id] = dataclasses.replace(c, state=CheckState.VIEWING, holder=staff_id)
+        self.opened.append((check_id, staff_id))
+        return True
+
+
 class FakeSessionStore:
     """Rows in a dict, the audit entries they would write in ``audit`` (action, actor, data)."""
 
@@ -174,7 +218,7 @@ class FakeSessionStore:
         if any(r.is_open and r.device_id == row.device_id for r in self.rows.values()):
             return False
         self.rows[row.session_id] = row
-        self._audit(row.staff_id, f"{row.purpose.value}.started", data)
+        self._audit(row.staff_id, started_action(row), data)
         return True
 
     async def denied(
@@ -289,13 +333,11 @@ class FakeSessionStore:
             del self.rows[k]
         return len(old)
 
-    async def window_use(self, device_id: str, *, since: datetime, at: datetime) -> WindowUse:
+    async def check_use(self, check_id: str, *, at: datetime) -> WindowUse:
         rows = [
             r
             for r in self.rows.values()
-            if r.device_id == device_id
-            and r.purpose is env.Purpose.VIEW
-            and since <= r.started_at < at
+            if r.check_id == check_id and r.purpose is env.Purpose.VIEW and r.started_at < at
         ]
         used = sum(((min(r.ended_at or at, at)) - r.started_at).total_seconds() for r in rows)
         return WindowUse(used_s=max(0.0, used), extensions=sum(r.extensions for r in rows))

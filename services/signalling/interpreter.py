@@ -33,6 +33,7 @@ from services.signalling import decide, machine
 from services.signalling.machine import TimerFired
 from services.signalling.ports import (
     BusPort,
+    ChecksPort,
     CommandsPort,
     GatePort,
     PresencePort,
@@ -61,6 +62,7 @@ class Interpreter:
     gate: GatePort
     commands: CommandsPort
     presence: PresencePort
+    checks: ChecksPort  # the night round's side of a view (the check it names, duty)
     store: SessionStore
     turn: TurnConfig
     config: SignallingConfig

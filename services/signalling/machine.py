@@ -16,7 +16,8 @@ are effects too (:class:`Refuse`), never exceptions. Nothing here reads a clock:
 passed in.
 
 The rules decided here (hard rule 5 and issue 13): the view cap (``bye timeout`` at the
-deadline), extensions only with a reason and at most ``max_extensions`` per agreed window,
+deadline), extensions only with a reason and at most ``max_extensions`` per check (an extra
+look none),
 ``bye withdrawn`` when the gate turns to deny, a call rings first and ends ``no_answer`` at the
 ring timeout or ``declined``, a call is capped (an auto-answered one at its plan's call cap,
 :func:`call_limit_s`), ``drive`` only in an accepted call while the
@@ -144,8 +145,9 @@ class Session:
     started_at: datetime
     deadline: datetime
     cap_s: float
-    window_use: WindowUse = NO_USE  # spent in this window before this session
+    window_use: WindowUse = NO_USE  # spent by earlier sessions of the same check
     extensions: int = 0  # taken in this session
+    max_extensions: int | None = None  # None: ``Terms.max_extensions``; 0: an extra look
     auto_answer: bool = False
     call_cap_s: float | None = None  # an auto-answered call's cap (the plan's); see call_limit_s
     announce_s: float | None = None  # an auto-answered call's announcement before video
@@ -189,6 +191,7 @@ def open_session(
         auto_answer=grant.auto_answer,
         call_cap_s=grant.call_cap_s,
         announce_s=grant.announce_s,
+        max_extensions=grant.max_extensions,
     )
 
 
@@ -283,7 +286,10 @@ def _client_gone(s: Session, e: ClientGone, now: datetime, t: Terms) -> Result:
 def _client_extend(s: Session, e: ClientExtend, now: datetime, t: Terms) -> Result:
     if s.purpose is env.Purpose.CALL:
         return _refuse(s, "not_extendable", "calls have no view cap")
-    if s.extensions + s.window_use.extensions >= t.max_extensions:
+    if s.max_extensions == 0:
+        return _refuse(s, "not_extendable", "an extra look is capped at the plan's cap")
+    limit = t.max_extensions if s.max_extensions is None else s.max_extensions
+    if s.extensions + s.window_use.extensions >= limit:
         return _refuse(s, "extension_limit", "no more extensions for this view")
     if not e.gate.allowed:
         detail = e.gate.reason.value if e.gate.reason else None

@@ -1,7 +1,8 @@
 """Signalling's ports (what it needs from the other slices and its adapters) and its configuration.
 
 The composition root passes the real adapters: ``consent.gate.Gate`` for :class:`GatePort`,
-``devices.commands.Commands`` for :class:`CommandsPort`; presence and kind default to the
+``devices.commands.Commands`` for :class:`CommandsPort`, ``supervision.looks.CheckLooks`` for
+:class:`ChecksPort`; presence and kind default to the
 registry's table (:class:`RegistryPresence`), the session rows to
 :class:`services.signalling.store.PgSessionStore`, the broker to
 :class:`services.signalling.bus.SignalBus`. Tests pass the fakes of
@@ -26,6 +27,7 @@ from devices import topics
 from devices.envelope import Purpose
 from services.signalling.decide import GATE_PURPOSES, ROLES_FOR, Terms, WindowUse
 from services.signalling.store import SessionRow, StatsRecorded
+from supervision.looks import DueCheck
 
 #: The first consent purpose the gate is asked about for each kind of session (a call also
 #: needs :data:`GATE_PURPOSES`' camera check).
@@ -127,9 +129,27 @@ class SessionStore(Protocol):
 
     async def prune(self, *, before: datetime) -> int: ...
 
-    async def window_use(self, device_id: str, *, since: datetime, at: datetime) -> WindowUse: ...
+    async def check_use(self, check_id: str, *, at: datetime) -> WindowUse:
+        """What the earlier view sessions of ``check_id`` spent (the check's shared budget)."""
+        ...
 
     async def staff_name(self, staff_id: str) -> str | None: ...
+
+
+class ChecksPort(Protocol):
+    """The night round's side of a view (:class:`supervision.looks.CheckLooks`): every view is
+    owed to a check due now, or is an extra look; either way its operator is on duty."""
+
+    async def check(self, check_id: str) -> DueCheck | None:
+        """The check as stored now, ``None`` if there is none."""
+        ...
+
+    async def on_duty(self, staff_id: str, at: datetime) -> bool: ...
+
+    async def view_opened(self, check_id: str, *, staff_id: str, at: datetime) -> bool:
+        """Move a queued check to ``viewing`` held by ``staff_id`` (a granted view); ``False``
+        if it moved meanwhile or the duty ended."""
+        ...
 
 
 class BusPort(Protocol):

@@ -57,6 +57,7 @@ from services.signalling.device_side import DeviceSide
 from services.signalling.http import SIGNALLING, on_shutdown, routes
 from services.signalling.ports import (
     BusPort,
+    ChecksPort,
     CommandsPort,
     GatePort,
     Latencies,
@@ -69,6 +70,8 @@ from services.signalling.router import DeviceRouter
 from services.signalling.session import ClientConnection, LiveSession
 from services.signalling.store import AuditAppend, PgSessionStore
 from services.signalling.turn import TurnConfig
+from supervision.looks import CheckLooks
+from supervision.store import RoundStore
 
 __all__ = [
     "SIGNALLING",
@@ -98,7 +101,9 @@ class Signalling(ClientSide, DeviceSide):
     """The signalling service of one process; an async context manager.
 
     Create it in the composition root, set ``app[SIGNALLING]`` and add :func:`routes`. ``store``,
-    ``presence`` and ``bus`` default to the real adapters over ``pool`` and ``mqtt_url``; tests
+    ``presence``, ``checks`` (the round's side of a view: the composition root passes one that
+    publishes the check's step to the consoles) and ``bus`` default to the real adapters over
+    ``pool`` and ``mqtt_url``; tests
     pass :mod:`services.signalling.fakes`. ``guard`` wraps the long-running loops (the process's
     supervisor; without one a crash is only logged). ``latencies`` is told request -> granted
     and request -> first frame (the process's ``/metrics`` histograms).
@@ -114,6 +119,7 @@ class Signalling(ClientSide, DeviceSide):
         gate: GatePort,
         commands: CommandsPort,
         presence: PresencePort | None = None,
+        checks: ChecksPort | None = None,
         audit: AuditAppend = audit_store.append,
         turn: TurnConfig | None = None,
         config: SignallingConfig | None = None,
@@ -129,12 +135,14 @@ class Signalling(ClientSide, DeviceSide):
         self.instance_id = instance_id
         self.gate = gate
         self.commands = commands
-        if presence is None or sessions is None:
+        if presence is None or sessions is None or checks is None:
             if pool is None:
-                raise ValueError("without a pool, pass a session store and a presence port")
+                raise ValueError("without a pool, pass the session store, presence and checks")
             presence = presence or RegistryPresence(pool)
             sessions = sessions or PgSessionStore(pool, audit)
+            checks = checks or CheckLooks(RoundStore(pool, audit=audit))
         self.presence: PresencePort = presence
+        self.checks: ChecksPort = checks
         self.store: SessionStore = sessions
         self.turn = turn or TurnConfig()
         self.config = config or SignallingConfig()

@@ -1,15 +1,17 @@
 """Session rows in PostgreSQL (migration 0005) with their audit entries in the same transaction.
 
-Audit actions are ``{purpose}.started``, ``{purpose}.denied``, ``{purpose}.extended``,
-``{purpose}.answered`` and ``{purpose}.ended`` (purpose: view, call, probe); the actor is the staff
-id (``system`` for probes and for sessions closed by the sweep), the subject the brukare when the
-gate named one, else the device. ``data`` never holds SDP or anything personal.
+Audit actions are ``{purpose}.started`` (``view.extra`` for an extra look), ``{purpose}.denied``,
+``{purpose}.extended``, ``{purpose}.answered`` and ``{purpose}.ended`` (purpose: view, call,
+probe); the actor is the staff id (``system`` for probes and for sessions closed by the sweep),
+the subject the brukare when the gate named one, else the device. ``data`` never holds SDP or
+free text: an extra look's note stays in its row (``look_note``; ``view.extra`` says
+``has_note``), and is never logged.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
@@ -64,6 +66,12 @@ class SessionRow:
     extensions: int = 0
     ended_at: datetime | None = None
     end_reason: str | None = None
+    # What a view is owed to (migration 0009): a check (``look='check'``, ``check_id``) or an
+    # extra look (``look='extra'``, a reason code and a free-text note: never logged, no repr).
+    check_id: str | None = None
+    look: str | None = None
+    look_reason: str | None = None
+    look_note: str | None = field(default=None, repr=False)
 
     @property
     def is_open(self) -> bool:
@@ -76,7 +84,8 @@ class SessionRow:
 
 _COLUMNS = (
     "session_id, device_id, purpose, staff_id, recipient_id, instance_id, state,"
-    " started_at, deadline, extensions, ended_at, end_reason"
+    " started_at, deadline, extensions, ended_at, end_reason, check_id, look, look_reason,"
+    " look_note"
 )
 
 
@@ -94,13 +103,18 @@ def _row(r: asyncpg.Record) -> SessionRow:
         extensions=r["extensions"],
         ended_at=r["ended_at"],
         end_reason=r["end_reason"],
+        check_id=r["check_id"],
+        look=r["look"],
+        look_reason=r["look_reason"],
+        look_note=r["look_note"],
     )
 
 
 async def open_session(
     pool: asyncpg.Pool, audit: AuditAppend, row: SessionRow, data: Mapping[str, Any]
 ) -> bool:
-    """Insert an open session and audit its start; ``False`` if the device has one open already.
+    """Insert an open session and audit its start (``{purpose}.started``; an extra look is its
+    own kind, ``view.extra``); ``False`` if the device has one open already.
 
     Raises :class:`SessionExists` if the id was used before.
     """
@@ -108,8 +122,9 @@ async def open_session(
         try:
             await conn.execute(
                 "INSERT INTO signal_sessions (session_id, device_id, purpose, staff_id,"
-                " recipient_id, instance_id, state, started_at, deadline)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                " recipient_id, instance_id, state, started_at, deadline, check_id, look,"
+                " look_reason, look_note)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                 row.session_id,
                 row.device_id,
                 row.purpose.value,
@@ -119,6 +134,10 @@ async def open_session(
                 row.state,
                 row.started_at,
                 row.deadline,
+                row.check_id,
+                row.look,
+                row.look_reason,
+                row.look_note,
             )
         except asyncpg.UniqueViolationError as e:
             if e.constraint_name == "signal_sessions_pkey":
@@ -127,12 +146,18 @@ async def open_session(
         await audit(
             conn,
             actor=row.staff_id,
-            action=f"{row.purpose.value}.started",
+            action=started_action(row),
             subject=row.subject,
             data=data,
             at=row.started_at,
         )
     return True
+
+
+def started_action(row: SessionRow) -> str:
+    """The audit action of a session's start: ``view.extra`` for an extra look (its own kind),
+    else ``{purpose}.started``."""
+    return "view.extra" if row.look == "extra" else f"{row.purpose.value}.started"
 
 
 async def audit_denied(
@@ -348,18 +373,14 @@ async def prune(pool: asyncpg.Pool, *, before: datetime) -> int:
     return int(result.split()[-1])
 
 
-async def window_use(
-    pool: asyncpg.Pool, device_id: str, *, since: datetime, at: datetime
-) -> WindowUse:
-    """What the views of ``device_id`` started in ``[since, at)`` spent: seconds (an open one up
-    to ``at``) and extensions. The view budget of an agreed window (hard rule 5)."""
+async def check_use(pool: asyncpg.Pool, check_id: str, *, at: datetime) -> WindowUse:
+    """What the views of ``check_id`` started before ``at`` spent: seconds (an open one up to
+    ``at``) and extensions. The check's view budget, shared by every re-open (hard rule 5)."""
     r = await pool.fetchrow(
-        "SELECT coalesce(sum(extract(epoch FROM least(coalesce(ended_at, $3), $3) - started_at)),"
+        "SELECT coalesce(sum(extract(epoch FROM least(coalesce(ended_at, $2), $2) - started_at)),"
         " 0)::float8 AS used_s, coalesce(sum(extensions), 0)::int AS extensions"
-        " FROM signal_sessions WHERE device_id = $1 AND purpose = 'view'"
-        " AND started_at >= $2 AND started_at < $3",
-        device_id,
-        since,
+        " FROM signal_sessions WHERE check_id = $1 AND purpose = 'view' AND started_at < $2",
+        check_id,
         at,
     )
     assert r is not None  # an aggregate always has one row
@@ -442,8 +463,8 @@ class PgSessionStore:
     async def prune(self, *, before: datetime) -> int:
         return await prune(self.pool, before=before)
 
-    async def window_use(self, device_id: str, *, since: datetime, at: datetime) -> WindowUse:
-        return await window_use(self.pool, device_id, since=since, at=at)
+    async def check_use(self, check_id: str, *, at: datetime) -> WindowUse:
+        return await check_use(self.pool, check_id, at=at)
 
     async def staff_name(self, staff_id: str) -> str | None:
         """The staff member's display name (for the phone's screen; never logged)."""

@@ -29,6 +29,7 @@ from kernel.clock import ScaledClock
 from kernel.roles import Principal, Role, Route
 from services.mqtt import MqttLink
 from services.signalling import service as signalling
+from services.signalling.fakes import FakeChecks
 from services.signalling.service import Signalling, SignallingConfig
 from services.web import http
 from simulators.device import DeviceSpec, SimulatedDevice
@@ -146,6 +147,7 @@ class Node:
     signalling: Signalling
     server: TestServer
     link: MqttLink
+    checks: FakeChecks  # the round's side of a view: ``checks.queue(device)`` is a due check
 
     def ws_url(self, token: str | None = "op-token") -> str:
         return str(self.server.make_url("/ws/signal" + (f"?token={token}" if token else "")))
@@ -167,7 +169,11 @@ async def node(
     config: SignallingConfig | None = None,
     extra_routes: Iterable[Route] = (),
     clock: JumpClock | None = None,
+    checks: FakeChecks | None = None,
 ) -> AsyncIterator[Node]:
+    """``checks``: the round's side of every view (default: the test operators on duty, no
+    check queued; a test queues the checks its views are owed to)."""
+    checks = checks or FakeChecks(duty=tuple(p.staff_id for p in TOKENS.values()))
     # unique per run: two runs on one broker must not take over each other's MQTT client ids
     instance_id = instance_id or f"node-{uuid.uuid4().hex[:8]}"
     handler = DeviceHandler(pool, clock=lambda: datetime.now(UTC), on_presence=lambda _: None)
@@ -189,6 +195,7 @@ async def node(
             handle_devices=handle_devices,
             config=config or SignallingConfig(),
             clock=clock or JumpClock(),
+            checks=checks,
         )
         async with sig:
             await sig.wait_ready()
@@ -200,7 +207,7 @@ async def node(
             server = TestServer(app, host="127.0.0.1")
             await server.start_server()
             try:
-                yield Node(sig, server, link)
+                yield Node(sig, server, link, checks)
             finally:
                 await server.close()
 

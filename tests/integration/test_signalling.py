@@ -38,7 +38,7 @@ async def test_view_delivers_real_frames_and_is_audited(
         devices(mqtt_url, topic_prefix, pool, [(CAM, DeviceKind.CAMERA)]) as devs,
         client(n) as c,
     ):
-        view = View(c.channel, CAM)
+        view = View(c.channel, CAM, check_id=n.checks.queue(CAM))
         task = asyncio.create_task(view.run())
         await asyncio.wait_for(view.first_frame.wait(), 10)
         await wait_for(lambda: view.result.frames >= 10, what="10 decoded frames")
@@ -68,9 +68,16 @@ async def test_denied_without_consent_offline_or_wrong_role(
         devices(mqtt_url, topic_prefix, pool, [(CAM, DeviceKind.CAMERA)]),
     ):
         async with client(n) as c:
-            await c.send(env.Request("s-noconsent", device_id=CAM, purpose=env.Purpose.VIEW))
+            due = n.checks.queue(CAM)
+            await c.send(
+                env.Request("s-noconsent", device_id=CAM, purpose=env.Purpose.VIEW, check_id=due)
+            )
             assert await c.recv() == env.Denied("s-noconsent", reason="no_consent")
-            await c.send(env.Request("s-offline1", device_id="cam-9999", purpose=env.Purpose.VIEW))
+            await c.send(
+                env.Request(
+                    "s-offline1", device_id="cam-9999", purpose=env.Purpose.VIEW, check_id=due
+                )
+            )
             assert await c.recv() == env.Denied("s-offline1", reason="device_offline")
             gate.allow(CAM, GatePurpose.MOTION_ANALYSIS)
             await c.send(env.Request("s-probe-op", device_id=CAM, purpose=env.Purpose.PROBE))
@@ -98,16 +105,17 @@ async def test_one_view_per_device(pool: asyncpg.Pool, mqtt_url: str, topic_pref
         client(n) as a,
         client(n, "op2-token") as b,
     ):
-        await a.send(env.Request("s-first-01", device_id=CAM, purpose=env.Purpose.VIEW))
+        first, second = n.checks.queue(CAM), n.checks.queue(CAM)
+        await a.send(env.Request("s-first-01", CAM, env.Purpose.VIEW, check_id=first))
         assert isinstance(await a.recv(), env.Granted)
-        await b.send(env.Request("s-second-1", device_id=CAM, purpose=env.Purpose.VIEW))
+        await b.send(env.Request("s-second-1", CAM, env.Purpose.VIEW, check_id=second))
         assert await b.recv() == env.Denied("s-second-1", reason="busy")
         await a.send(env.Bye("s-first-01", env.ByeReason.OPERATOR))
         assert await a.expect(env.Bye) == env.Bye("s-first-01", env.ByeReason.OPERATOR)
-        await b.send(env.Request("s-second-2", device_id=CAM, purpose=env.Purpose.VIEW))
+        await b.send(env.Request("s-second-2", CAM, env.Purpose.VIEW, check_id=second))
         assert isinstance(await b.recv(), env.Granted)
         # a session id is never reused, even after it ended
-        await a.send(env.Request("s-first-01", device_id=CAM, purpose=env.Purpose.VIEW))
+        await a.send(env.Request("s-first-01", CAM, env.Purpose.VIEW, check_id=first))
         assert (await a.recv()).type is env.MessageType.ERROR
 
 
@@ -122,7 +130,7 @@ async def test_cap_closes_both_sides_and_puts_the_camera_to_sleep(
         devices(mqtt_url, topic_prefix, pool, [(CAM, DeviceKind.CAMERA)]) as devs,
         client(n) as c,
     ):
-        view = View(c.channel, CAM)
+        view = View(c.channel, CAM, check_id=n.checks.queue(CAM, cap_s=2))
         task = asyncio.create_task(view.run())
         await wait_for(lambda: view.result.frames > 5, what="frames before the cap")
         assert not task.done()
@@ -160,7 +168,8 @@ async def test_extension_needs_a_reason_and_is_audited(
         devices(mqtt_url, topic_prefix, pool, [(CAM, DeviceKind.CAMERA)]),
         client(n) as c,
     ):
-        await c.send(env.Request("s-extend01", device_id=CAM, purpose=env.Purpose.VIEW))
+        due = n.checks.queue(CAM, cap_s=2)
+        await c.send(env.Request("s-extend01", CAM, env.Purpose.VIEW, check_id=due))
         granted = await c.expect(env.Granted)
         assert isinstance(granted, env.Granted)
         await c.send('{"type":"request","session_id":"s-extend01","extend":"because"}')
@@ -202,8 +211,8 @@ async def test_withdrawal_closes_a_live_view_within_one_second(
         client(n) as c,
         client(n, "op2-token") as other,
     ):
-        view = View(c.channel, CAM)
-        bystander = View(other.channel, "cam-0002")
+        view = View(c.channel, CAM, check_id=n.checks.queue(CAM))
+        bystander = View(other.channel, "cam-0002", check_id=n.checks.queue("cam-0002"))
         task = asyncio.create_task(view.run())
         other_task = asyncio.create_task(bystander.run())
         await asyncio.wait_for(view.first_frame.wait(), 10)

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import structlog
 
 from consent.model import Decision, Reason
 from consent.model import Purpose as GP
@@ -27,6 +28,7 @@ from services.signalling import machine as m
 from services.signalling import sdp
 from services.signalling.fakes import (
     FakeBus,
+    FakeChecks,
     FakeClock,
     FakeCommands,
     FakeGate,
@@ -37,6 +39,7 @@ from services.signalling.ports import SignallingConfig
 from services.signalling.service import Signalling
 from services.signalling.session import ClientConnection
 from services.signalling.store import SessionRow
+from supervision.checks import State as CheckState
 
 T0 = datetime(2026, 1, 15, 21, 0, tzinfo=UTC)
 S = timedelta(seconds=1)
@@ -159,9 +162,26 @@ def facts(
     used_s: float = 0.0,
     extensions: int = 0,
     auto_answer: bool = False,
+    check: d.CheckFacts | None = None,
+    check_id: str | None = "20260115.2200.rec-0001",
+    extra: str | None = None,
+    on_duty: bool = True,
+    staff_id: str = "staff-op0001",
+    found: bool = True,
 ) -> d.RequestFacts:
+    """A request's facts; a view by default names a check queued for this camera, its earlier
+    sessions having spent ``used_s`` and ``extensions``."""
     if decisions is None:
         decisions = {p: allow() for p in d.GATE_PURPOSES[purpose]}
+    if check is None and check_id is not None and found:
+        check = d.CheckFacts(
+            CheckState.NEEDS_VIEW,
+            "cam-0001",
+            None,
+            30.0,
+            "rec-0001",
+            d.WindowUse(used_s, extensions),
+        )
     return d.RequestFacts(
         purpose,
         role,
@@ -169,8 +189,24 @@ def facts(
         kind,
         decisions,
         auto_answer=auto_answer,
-        window_use=d.WindowUse(used_s, extensions),
+        device_id="cam-0001",
+        staff_id=staff_id,
+        check_id=check_id,
+        check=check,
+        extra_reason=extra,
+        is_on_duty=on_duty,
     )
+
+
+def held(
+    state: CheckState,
+    holder: str | None,
+    device_id: str = "cam-0001",
+    *,
+    cap_s: float = 30.0,
+    used_s: float = 0.0,
+) -> d.CheckFacts:
+    return d.CheckFacts(state, device_id, holder, cap_s, "rec-0001", d.WindowUse(used_s, 0))
 
 
 PHONE = DeviceKind.VIDEO_PHONE
@@ -219,10 +255,31 @@ CALL_OK = {GP.VIDEO_CALL: allow(), GP.CAMERA_CHECK: allow()}
         ),
         (facts(env.Purpose.CALL, kind=PHONE, decisions={GP.VIDEO_CALL: allow()}), "no_consent"),
         (facts(decisions={GP.CAMERA_CHECK: deny(Reason.WITHDRAWN)}), "withdrawn"),
-        # finding 5: the window's budget is spent by earlier views
+        # finding 5: the check's budget is spent by its earlier views (re-opens)
         (facts(used_s=30.0), "budget_spent"),
         (facts(used_s=29.5), "budget_spent"),
         (facts(used_s=95.0, extensions=2), "budget_spent"),
+        (facts(check=held(CheckState.VIEWING, "staff-op0001", used_s=30.0)), "budget_spent"),
+        # issue 15: a view is owed to a check due now, or is an extra look with a reason
+        (facts(check_id=None), "no_due_check"),
+        (facts(check_id="20260115.2200.rec-0009", found=False), "no_due_check"),  # no such check
+        (facts(check=held(CheckState.NEEDS_VIEW, None, "cam-0002")), "no_due_check"),
+        (facts(check=held(CheckState.VIEWING, "staff-op0002")), "no_due_check"),  # another's
+        (facts(check=held(CheckState.PROBING, "worker-1")), "no_due_check"),
+        (facts(check=held(CheckState.DOCUMENTED, None)), "no_due_check"),
+        (facts(check=held(CheckState.CALLING, "staff-op0001")), "no_due_check"),
+        (facts(check=held(CheckState.PLANNED, None)), "no_due_check"),
+        (facts(on_duty=False), "not_on_duty"),
+        (facts(check_id=None, extra="alarm", on_duty=False), "not_on_duty"),
+        # the look is checked before the gate, the gate before the budget
+        (
+            facts(check_id=None, decisions={GP.CAMERA_CHECK: deny(Reason.OUTSIDE_WINDOW)}),
+            "no_due_check",
+        ),
+        (
+            facts(check_id=None, extra="alarm", decisions={GP.CAMERA_CHECK: deny(Reason.PAUSED)}),
+            "paused",
+        ),
     ],
 )
 def test_requests_denied(request_facts: d.RequestFacts, reason: str) -> None:
@@ -235,8 +292,12 @@ def test_requests_denied(request_facts: d.RequestFacts, reason: str) -> None:
     ("request_facts", "state", "seconds"),
     [
         (facts(), m.State.GRANTED, 30),
-        (facts(used_s=10.0), m.State.GRANTED, 20),  # re-opened: continues the window's budget
+        (facts(used_s=10.0), m.State.GRANTED, 20),  # re-opened: continues the check's budget
         (facts(used_s=40.0, extensions=1), m.State.GRANTED, 20),  # cap plus the extension taken
+        # a re-open by the operator holding the check, with what is left of its budget
+        (facts(check=held(CheckState.VIEWING, "staff-op0001", used_s=12.0)), m.State.GRANTED, 18),
+        (facts(check=held(CheckState.NEEDS_VIEW, None, cap_s=20.0)), m.State.GRANTED, 20),
+        (facts(check_id=None, extra="alarm"), m.State.GRANTED, 30),  # an extra look: the cap
         (facts(env.Purpose.PROBE, role=Role.SYSTEM, used_s=30.0), m.State.GRANTED, 30),
         (facts(env.Purpose.CALL, kind=PHONE, decisions=CALL_OK), m.State.RINGING, 30),
     ],
@@ -246,6 +307,58 @@ def test_requests_granted(request_facts: d.RequestFacts, state: m.State, seconds
     assert isinstance(outcome, d.Grant)
     assert outcome.state is state
     assert outcome.deadline == T0 + seconds * S
+
+
+def test_a_check_view_and_an_extra_look_are_told_apart() -> None:
+    check = d.decide_request(facts(), T0, TERMS)
+    extra = d.decide_request(facts(check_id=None, extra="concern_reported"), T0, TERMS)
+    probe = d.decide_request(facts(env.Purpose.PROBE, role=Role.SYSTEM, check_id=None), T0, TERMS)
+    assert isinstance(check, d.Grant)
+    assert isinstance(extra, d.Grant)
+    assert isinstance(probe, d.Grant)
+    assert (check.look, check.check_id, check.max_extensions) == (
+        d.Look.CHECK,
+        "20260115.2200.rec-0001",
+        TERMS.max_extensions,
+    )
+    assert (extra.look, extra.check_id, extra.max_extensions) == (d.Look.EXTRA, None, 0)
+    assert probe.look is None  # a probe is no human look
+
+
+def test_an_extra_look_has_no_extension() -> None:
+    grant = d.decide_request(facts(check_id=None, extra="alarm"), T0, TERMS)
+    assert isinstance(grant, d.Grant)
+    s = m.open_session(
+        grant,
+        session_id="s-extra-001",
+        device_id="cam-0001",
+        purpose=env.Purpose.VIEW,
+        staff_id="staff-op0001",
+        now=T0,
+    )
+    after, effects = m.apply(s, m.ClientExtend(env.ExtendReason.UNCLEAR_IMAGE, allow()), T0, TERMS)
+    assert after == s
+    assert effects == (m.Refuse("not_extendable", "an extra look is capped at the plan's cap"),)
+
+
+def test_a_check_s_extensions_count_across_its_re_opens() -> None:
+    """The limit is the check's: extensions taken in earlier sessions of it count."""
+    grant = d.decide_request(facts(used_s=35.0, extensions=1), T0, TERMS)
+    assert isinstance(grant, d.Grant)
+    assert grant.deadline == T0 + 25 * S
+    s = m.open_session(
+        grant,
+        session_id="s-again-01",
+        device_id="cam-0001",
+        purpose=env.Purpose.VIEW,
+        staff_id="staff-op0001",
+        now=T0,
+    )
+    extend = m.ClientExtend(env.ExtendReason.UNCLEAR_IMAGE, allow())
+    s, effects = m.apply(s, extend, T0, TERMS)
+    assert s.extensions == 1  # the second of TERMS' two
+    _, effects = m.apply(s, extend, T0, TERMS)
+    assert effects == (m.Refuse("extension_limit", "no more extensions for this view"),)
 
 
 def test_budget_is_one_function_of_cap_and_use() -> None:
@@ -564,6 +677,7 @@ def test_a_closed_session_refuses_client_messages() -> None:
 
 CAM, PHONE_ID = "cam-0001", "phone-0001"
 OPERATOR = Principal("staff-op0001", Role.OPERATOR, via="token")
+CHECK = "20260115.2200.rec-0001"  # queued for a view of CAM in every rig
 
 
 @dataclasses.dataclass
@@ -574,6 +688,7 @@ class Rig:
     commands: FakeCommands
     clock: FakeClock
     buses: list[FakeBus]
+    checks: FakeChecks
 
     @property
     def bus(self) -> FakeBus:
@@ -586,6 +701,8 @@ async def running(
 ) -> AsyncIterator[Rig]:
     gate, commands, clock = FakeGate(), FakeCommands(), FakeClock(T0)
     store = store or FakeSessionStore()
+    checks = FakeChecks(duty=(OPERATOR.staff_id,))
+    checks.queue(CAM, check_id=CHECK)
     buses: list[FakeBus] = []
 
     def bus(handlers: object) -> FakeBus:
@@ -598,12 +715,13 @@ async def running(
         commands=commands,
         presence=FakePresence({CAM: DeviceKind.CAMERA, PHONE_ID: DeviceKind.VIDEO_PHONE}),
         sessions=store,
+        checks=checks,
         bus=bus,
         clock=clock,
         config=config or SignallingConfig(max_extensions=1),
     )
     async with sig:
-        yield Rig(sig, gate, store, commands, clock, buses)
+        yield Rig(sig, gate, store, commands, clock, buses, checks)
 
 
 @pytest.fixture
@@ -620,7 +738,9 @@ async def ask(rig: Rig, conn: ClientConnection, message: env.Envelope) -> env.En
 async def test_the_view_cap_runs_on_the_injected_clock(rig: Rig) -> None:
     rig.gate.allow(CAM, cap_s=30)
     async with rig.sig.connect(OPERATOR) as conn:
-        granted = await ask(rig, conn, env.Request("s-cap-0001", CAM, env.Purpose.VIEW))
+        granted = await ask(
+            rig, conn, env.Request("s-cap-0001", CAM, env.Purpose.VIEW, check_id=CHECK)
+        )
         assert isinstance(granted, env.Granted)
         assert granted.deadline == (T0 + 30 * S).timestamp()
         await rig.clock.step(29)
@@ -638,7 +758,7 @@ async def test_the_view_cap_runs_on_the_injected_clock(rig: Rig) -> None:
 async def test_an_extension_moves_the_timer(rig: Rig) -> None:
     rig.gate.allow(CAM, cap_s=30)
     async with rig.sig.connect(OPERATOR) as conn:
-        await ask(rig, conn, env.Request("s-ext-0001", CAM, env.Purpose.VIEW))
+        await ask(rig, conn, env.Request("s-ext-0001", CAM, env.Purpose.VIEW, check_id=CHECK))
         await rig.clock.step(20)
         extended = await ask(
             rig, conn, env.Request("s-ext-0001", extend=env.ExtendReason.AWAITING_MOVEMENT)
@@ -661,27 +781,123 @@ async def test_reopening_continues_the_window_budget(rig: Rig) -> None:
     """Finding 5: three back-to-back views by reopening after each ``bye timeout``."""
     rig.gate.allow(CAM, cap_s=30, window=(T0 - 600 * S, T0 + 600 * S))
     async with rig.sig.connect(OPERATOR) as conn:
-        first = await ask(rig, conn, env.Request("s-reopen-01", CAM, env.Purpose.VIEW))
+        first = await ask(
+            rig, conn, env.Request("s-reopen-01", CAM, env.Purpose.VIEW, check_id=CHECK)
+        )
         assert isinstance(first, env.Granted)
         await rig.clock.step(10)
         await rig.sig.handle_client(
             conn, env.encode(env.Bye("s-reopen-01", env.ByeReason.OPERATOR))
         )
         assert await conn.recv(1.0) == env.Bye("s-reopen-01", env.ByeReason.OPERATOR)
-        second = await ask(rig, conn, env.Request("s-reopen-02", CAM, env.Purpose.VIEW))
+        second = await ask(
+            rig, conn, env.Request("s-reopen-02", CAM, env.Purpose.VIEW, check_id=CHECK)
+        )
         assert isinstance(second, env.Granted)
         assert second.deadline == (T0 + 10 * S + 20 * S).timestamp()  # 20 s left, not 30
         await rig.clock.step(20)
         assert await conn.recv(1.0) == env.Bye("s-reopen-02", env.ByeReason.TIMEOUT)
-        third = await ask(rig, conn, env.Request("s-reopen-03", CAM, env.Purpose.VIEW))
+        third = await ask(
+            rig, conn, env.Request("s-reopen-03", CAM, env.Purpose.VIEW, check_id=CHECK)
+        )
         assert third == env.Denied("s-reopen-03", reason="budget_spent")
     assert rig.store.actions("s-reopen-03") == ["view.denied"]
+
+
+async def test_a_granted_view_moves_its_queued_check_to_viewing_once(rig: Rig) -> None:
+    """The one path: the grant moves ``needs_view -> viewing`` held by the operator; a re-open
+    of the check moves nothing and its row names the check."""
+    rig.gate.allow(CAM, cap_s=30)
+    async with rig.sig.connect(OPERATOR) as conn:
+        first = await ask(
+            rig, conn, env.Request("s-step-001", CAM, env.Purpose.VIEW, check_id=CHECK)
+        )
+        assert isinstance(first, env.Granted)
+        assert first.budget_s == 30
+        await rig.clock.step(12)
+        await ask(rig, conn, env.Bye("s-step-001", env.ByeReason.OPERATOR))
+        again = await ask(
+            rig, conn, env.Request("s-step-002", CAM, env.Purpose.VIEW, check_id=CHECK)
+        )
+        assert isinstance(again, env.Granted)
+        assert again.budget_s == 18  # what is left of the check's 30 s, not a new cap
+    assert rig.checks.opened == [(CHECK, OPERATOR.staff_id)]
+    rows = [rig.store.rows[sid] for sid in ("s-step-001", "s-step-002")]
+    assert {(r.check_id, r.look, r.look_reason, r.look_note) for r in rows} == {
+        (CHECK, "check", None, None)
+    }
+
+
+async def test_a_view_naming_nothing_or_another_s_check_is_denied(rig: Rig) -> None:
+    rig.gate.allow(CAM)
+    other = Principal("staff-op0002", Role.OPERATOR, via="token")
+    rig.checks.duty.add(other.staff_id)
+    async with rig.sig.connect(OPERATOR) as conn:
+        bare = await ask(rig, conn, env.Request("s-bare-001", CAM, env.Purpose.VIEW))
+        assert bare == env.Denied("s-bare-001", reason="no_due_check")
+        mine = await ask(
+            rig, conn, env.Request("s-mine-001", CAM, env.Purpose.VIEW, check_id=CHECK)
+        )
+        assert isinstance(mine, env.Granted)
+        await ask(rig, conn, env.Bye("s-mine-001", env.ByeReason.OPERATOR))
+    async with rig.sig.connect(other) as conn:
+        taken = await ask(
+            rig, conn, env.Request("s-take-001", CAM, env.Purpose.VIEW, check_id=CHECK)
+        )
+        assert taken == env.Denied("s-take-001", reason="no_due_check")
+    rig.checks.duty.clear()
+    async with rig.sig.connect(OPERATOR) as conn:
+        off = await ask(rig, conn, env.Request("s-off-0001", CAM, env.Purpose.VIEW, check_id=CHECK))
+        assert off == env.Denied("s-off-0001", reason="not_on_duty")
+    assert rig.store.actions("s-bare-001") == ["view.denied"]
+    assert "s-take-001" not in rig.store.rows
+
+
+async def test_an_extra_look_is_its_own_kind_with_its_reason_and_note_never_logged(
+    rig: Rig,
+) -> None:
+    rig.gate.allow(CAM, cap_s=20)
+    note = "grannen ringde 03:12, hörde ett skrik"
+    with structlog.testing.capture_logs() as logs:
+        async with rig.sig.connect(OPERATOR) as conn:
+            request = env.Request(
+                "s-extra-01",
+                CAM,
+                env.Purpose.VIEW,
+                reason=env.LookReason.CONCERN_REPORTED,
+                note=note,
+            )
+            granted = await ask(rig, conn, request)
+            assert isinstance(granted, env.Granted)
+            assert (granted.cap_s, granted.budget_s) == (20, 20)
+            refused = await ask(
+                rig, conn, env.Request("s-extra-01", extend=env.ExtendReason.UNCLEAR_IMAGE)
+            )
+            assert isinstance(refused, env.Error)
+            assert refused.code == "not_extendable"
+            await rig.clock.step(20)
+            assert await conn.recv(1.0) == env.Bye("s-extra-01", env.ByeReason.TIMEOUT)
+    row = rig.store.rows["s-extra-01"]
+    assert (row.check_id, row.look, row.look_reason, row.look_note) == (
+        None,
+        "extra",
+        "concern_reported",
+        note,
+    )
+    assert note not in repr(row)
+    assert rig.store.actions("s-extra-01") == ["view.extra", "view.ended"]
+    started = rig.store.audit[[a for a, _, d in rig.store.audit].index("view.extra")][2]
+    assert (started["reason"], started["has_note"]) == ("concern_reported", True)
+    assert note not in repr(rig.store.audit)  # the note stays in the row
+    assert rig.checks.opened == []  # an extra look moves no check
+    assert logs
+    assert all(note not in repr(entry) for entry in logs)
 
 
 async def test_withdrawal_tears_the_view_down_through_the_change_feed(rig: Rig) -> None:
     rig.gate.allow(CAM)
     async with rig.sig.connect(OPERATOR) as conn:
-        await ask(rig, conn, env.Request("s-wd-00001", CAM, env.Purpose.VIEW))
+        await ask(rig, conn, env.Request("s-wd-00001", CAM, env.Purpose.VIEW, check_id=CHECK))
         await asyncio.sleep(0)  # the gate watcher subscribes
         rig.gate.deny(CAM, Reason.WITHDRAWN, T0)
         assert await conn.recv(1.0) == env.Bye("s-wd-00001", env.ByeReason.WITHDRAWN)
@@ -704,7 +920,7 @@ async def test_purpose_and_kind_are_checked_before_the_gate(rig: Rig) -> None:
 async def test_a_bad_offer_gets_an_error_and_reaches_no_device(rig: Rig) -> None:
     rig.gate.allow(CAM)
     async with rig.sig.connect(OPERATOR) as conn:
-        await ask(rig, conn, env.Request("s-offer-01", CAM, env.Purpose.VIEW))
+        await ask(rig, conn, env.Request("s-offer-01", CAM, env.Purpose.VIEW, check_id=CHECK))
         listening = offer_sdp(("video", "recvonly"), ("audio", "recvonly"))
         error = await ask(rig, conn, env.Offer("s-offer-01", sdp=listening))
         assert isinstance(error, env.Error)
@@ -744,7 +960,7 @@ async def test_an_unanswered_call_ends_no_answer(rig: Rig) -> None:
 async def test_a_device_error_reaches_the_client_and_ends_the_session(rig: Rig) -> None:
     rig.gate.allow(CAM)
     async with rig.sig.connect(OPERATOR) as conn:
-        await ask(rig, conn, env.Request("s-deverr-1", CAM, env.Purpose.VIEW))
+        await ask(rig, conn, env.Request("s-deverr-1", CAM, env.Purpose.VIEW, check_id=CHECK))
         await rig.sig.handle_client(conn, env.encode(env.Offer("s-deverr-1", sdp=VIEW_OFFER)))
         await rig.bus.device_says(
             CAM, env.Error("bad_offer", "the offer's SDP cannot be used", "s-deverr-1")
@@ -776,7 +992,7 @@ async def test_a_device_error_about_no_live_session_is_counted_never_answered(ri
     rig.gate.allow(PHONE_ID, GP.VIDEO_CALL)
     rig.gate.allow(PHONE_ID, GP.CAMERA_CHECK)
     async with rig.sig.connect(OPERATOR) as conn:
-        await ask(rig, conn, env.Request("s-closed-1", CAM, env.Purpose.VIEW))
+        await ask(rig, conn, env.Request("s-closed-1", CAM, env.Purpose.VIEW, check_id=CHECK))
         await rig.sig.handle_client(conn, env.encode(env.Bye("s-closed-1", env.ByeReason.OPERATOR)))
         assert await conn.recv(1.0) == env.Bye("s-closed-1", env.ByeReason.OPERATOR)
         await ask(rig, conn, env.Request("s-phone-01", PHONE_ID, env.Purpose.CALL))
@@ -835,11 +1051,11 @@ async def test_a_slow_row_close_does_not_make_the_next_request_busy() -> None:
     async with running(store, SignallingConfig(close_wait_s=0.01)) as rig:
         rig.gate.allow(CAM)
         async with rig.sig.connect(OPERATOR) as conn:
-            await ask(rig, conn, env.Request("s-slow-0001", CAM, env.Purpose.VIEW))
+            await ask(rig, conn, env.Request("s-slow-0001", CAM, env.Purpose.VIEW, check_id=CHECK))
             bye = await ask(rig, conn, env.Bye("s-slow-0001", env.ByeReason.OPERATOR))
             assert bye == env.Bye("s-slow-0001", env.ByeReason.OPERATOR)
             assert store.rows["s-slow-0001"].is_open  # still closing
-            request = env.encode(env.Request("s-slow-0002", CAM, env.Purpose.VIEW))
+            request = env.encode(env.Request("s-slow-0002", CAM, env.Purpose.VIEW, check_id=CHECK))
             asking = asyncio.create_task(rig.sig.handle_client(conn, request))
             await asyncio.sleep(0.05)
             assert not asking.done()  # waits for the close instead of answering busy
@@ -855,10 +1071,12 @@ async def test_a_failed_row_close_is_tried_again() -> None:
     async with running(store) as rig:
         rig.gate.allow(CAM)
         async with rig.sig.connect(OPERATOR) as conn:
-            await ask(rig, conn, env.Request("s-fail-0001", CAM, env.Purpose.VIEW))
+            await ask(rig, conn, env.Request("s-fail-0001", CAM, env.Purpose.VIEW, check_id=CHECK))
             bye = await ask(rig, conn, env.Bye("s-fail-0001", env.ByeReason.OPERATOR))
             assert bye == env.Bye("s-fail-0001", env.ByeReason.OPERATOR)
-            again = await ask(rig, conn, env.Request("s-fail-0002", CAM, env.Purpose.VIEW))
+            again = await ask(
+                rig, conn, env.Request("s-fail-0002", CAM, env.Purpose.VIEW, check_id=CHECK)
+            )
             assert isinstance(again, env.Granted)
     assert store.failures == 0
     assert not store.rows["s-fail-0001"].is_open

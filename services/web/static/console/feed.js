@@ -16,7 +16,8 @@ export function reasonKey(code) {
 /**
  * Render a view panel into `panel`. `options`: deviceId, title, subtitle, instruction,
  * document(outcome, {note, reason}) -> Promise (the outcome API), onDone() (panel may close),
- * announce(text), checkId (for tests and labels).
+ * announce(text), checkId (the due check the view serves: the server grants what is left of its
+ * budget, shared by every re-open).
  */
 export class ViewPanel {
   constructor(panel, options) {
@@ -83,13 +84,20 @@ export class ViewPanel {
 
   /** Open the feed (call right after the operator's click). */
   start() {
-    const session = new MediaSession({ deviceId: this.o.deviceId, purpose: 'view' });
+    const session = new MediaSession({ deviceId: this.o.deviceId, purpose: 'view', checkId: this.o.checkId });
     this.session = session;
     this.#overlay('feed_requesting');
     session.addEventListener('granted', (e) => {
       this.capS = e.detail.capS;
       this.deadlineMs = e.detail.deadlineMs;
       if (e.detail.extended) this.o.announce(t('feed_extended', { s: Math.round(this.capS) }));
+      else if (e.detail.budgetS !== null && e.detail.budgetS < this.capS - 0.5) {
+        // a re-opened check: its budget goes on from what the earlier views left
+        const left = Math.max(0, Math.floor(e.detail.budgetS));
+        this.panel.dataset.budgetS = String(left);
+        bind(this.status, 'feed_budget_left', { s: left, cap: Math.round(this.capS) });
+        this.o.announce(t('feed_budget_left', { s: left, cap: Math.round(this.capS) }));
+      }
       this.#overlay('feed_connecting');
       this.#startTick();
     });

@@ -59,16 +59,22 @@ class Socket {
 const socket = new Socket();
 
 /**
- * One view or call. Events (EventTarget): `state` {state}, `granted` {capS, deadlineMs},
+ * One view or call. A view names its due check (`checkId`) or, an extra look, a `reason` and a
+ * `note`; without either the server denies it `no_due_check`.
+ * Events (EventTarget): `state` {state}, `granted` {capS, budgetS, deadlineMs},
  * `denied` {reason}, `track` {stream}, `firstframe` {ms}, `ended` {reason}, `error` {code, message},
  * `ack` {of}. `state` is one of: requesting, granted, ringing, connecting, live, ended.
  */
 export class MediaSession extends EventTarget {
-  constructor({ deviceId, purpose, localStream = null }) {
+  constructor({ deviceId, purpose, localStream = null, checkId = null, reason = null, note = null }) {
     super();
     this.deviceId = deviceId;
     this.purpose = purpose; // 'view' | 'call'
     this.localStream = localStream;
+    // What a view is owed to: the due check it serves, or (an extra look) a reason and a note.
+    this.checkId = checkId;
+    this.reason = reason;
+    this.note = note;
     this.id = sessionId();
     this.state = 'idle';
     this.pc = null;
@@ -108,7 +114,10 @@ export class MediaSession extends EventTarget {
       return;
     }
     if (this.state === 'ended') return;
-    socket.send({ type: 'request', session_id: this.id, device_id: this.deviceId, purpose: this.purpose });
+    const request = { type: 'request', session_id: this.id, device_id: this.deviceId, purpose: this.purpose };
+    if (this.checkId) request.check_id = this.checkId;
+    else if (this.reason) Object.assign(request, { reason: this.reason, note: this.note });
+    socket.send(request);
   }
 
   extend(reason) {
@@ -163,13 +172,21 @@ export class MediaSession extends EventTarget {
     const now = performance.now();
     const deadlineEpochMs = message.deadline * 1000;
     if (this.clockOffsetMs === null) {
-      // The first grant starts now: map the server's deadline onto this page's clock.
-      this.clockOffsetMs = now + message.cap_s * 1000 - deadlineEpochMs;
+      // The first grant starts now with `budget_s` left (a re-opened check's view: what its
+      // earlier views left; else the cap): map the server's deadline onto this page's clock.
+      const leftS = typeof message.budget_s === 'number' ? message.budget_s : message.cap_s;
+      this.clockOffsetMs = now + leftS * 1000 - deadlineEpochMs;
     }
     this.capS = message.cap_s;
     this.deadlineMs = deadlineEpochMs + this.clockOffsetMs;
     const first = !this.pc;
-    this.#emit('granted', { capS: message.cap_s, deadlineMs: this.deadlineMs, ringTimeoutS: message.ring_timeout_s, extended: !first });
+    this.#emit('granted', {
+      capS: message.cap_s,
+      budgetS: typeof message.budget_s === 'number' ? message.budget_s : null,
+      deadlineMs: this.deadlineMs,
+      ringTimeoutS: message.ring_timeout_s,
+      extended: !first,
+    });
     if (first) {
       this.#set(this.purpose === 'call' ? 'ringing' : 'granted');
       this.#connect(message.ice_servers || []).catch((e) => {

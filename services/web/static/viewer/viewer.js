@@ -5,11 +5,15 @@
 // The page then closes the picture by itself. Nothing is recorded: frames go to <video> only.
 // Förläng asks for more time with a reason code (`request` with `extend`); the server audits it,
 // answers `granted` with the new deadline, or an `error` (extension_limit, ...) that is shown.
-// Query: ?device=cam-0001 opens at once; ?lang=en for English.
+// Every view is owed to a check: the page names the due check (Kontroll, `check_id`) or, for an
+// extra look, a reason code and a note; with neither the server answers `denied no_due_check`.
+// Query: ?device=cam-0001&check=20261206.2200.r-0001 opens at once; ?lang=en for English.
 
 const TEXT = {
   sv: {
     title: 'Tittvy', device: 'Enhet', open: 'Öppna bild', close: 'Stäng',
+    check: 'Kontroll', lookReason: 'Extra titt: skäl', lookNote: 'Anteckning', none: '–',
+    lookReasons: { alarm: 'Larm', concern_reported: 'Oro anmäld', follow_up: 'Uppföljning' },
     note: 'Inget spelas in. Bilden stängs av sig själv när den avtalade tiden är slut.',
     connecting: 'Ansluter …', asking: 'Frågar om tillstånd …', live: 'Bild visas',
     left: (s) => `${s} s kvar`, denied: 'Nekad', closed: 'Bilden är stängd', lost: 'Anslutningen bröts',
@@ -21,7 +25,7 @@ const TEXT = {
       possible_distress: 'Kan behöva hjälp', assisting_by_call: 'Hjälper via samtal',
     },
     errors: {
-      extension_limit: 'Bilden kan inte förlängas fler gånger', not_extendable: 'Går inte att förlänga',
+      extension_limit: 'Bilden kan inte förlängas fler gånger', not_extendable: 'Går inte att förlänga (en extra titt förlängs aldrig)',
     },
     reasons: {
       timeout: 'den avtalade tiden är slut', withdrawn: 'samtycket eller planen gäller inte längre',
@@ -29,10 +33,14 @@ const TEXT = {
       no_answer: 'inget svar', no_consent: 'samtycke saknas', outside_window: 'utanför avtalad tid',
       device_offline: 'kameran är inte ansluten', device_not_bound: 'kameran är inte kopplad till någon brukare',
       paused: 'uppehåll pågår', busy: 'kameran används redan', forbidden: 'din roll får inte titta',
+      no_due_check: 'ingen kontroll att titta för just nu (ange kontroll, eller skäl och anteckning)',
+      not_on_duty: 'du är inte i tjänst', budget_spent: 'kontrollens tid att titta är slut',
     },
   },
   en: {
     title: 'Live view', device: 'Device', open: 'Open picture', close: 'Close',
+    check: 'Check', lookReason: 'Extra look: reason', lookNote: 'Note', none: '–',
+    lookReasons: { alarm: 'Alarm', concern_reported: 'Concern reported', follow_up: 'Follow-up' },
     note: 'Nothing is recorded. The picture closes by itself when the agreed time is up.',
     connecting: 'Connecting …', asking: 'Asking for permission …', live: 'Live',
     left: (s) => `${s} s left`, denied: 'Denied', closed: 'The picture is closed', lost: 'Connection lost',
@@ -44,7 +52,7 @@ const TEXT = {
       possible_distress: 'May need help', assisting_by_call: 'Helping by call',
     },
     errors: {
-      extension_limit: 'The view cannot be extended any more', not_extendable: 'Cannot be extended',
+      extension_limit: 'The view cannot be extended any more', not_extendable: 'Cannot be extended (an extra look never is)',
     },
     reasons: {
       timeout: 'the agreed time is up', withdrawn: 'consent or plan no longer in force',
@@ -52,6 +60,8 @@ const TEXT = {
       no_answer: 'no answer', no_consent: 'no consent', outside_window: 'outside the agreed time',
       device_offline: 'the camera is offline', device_not_bound: 'the camera is not bound to anyone',
       paused: 'a pause is in force', busy: 'the camera is in use', forbidden: 'your role may not view',
+      no_due_check: 'no check is due for a look now (name the check, or a reason and a note)',
+      not_on_duty: 'you are not on duty', budget_spent: "the check's viewing time is used up",
     },
   },
 };
@@ -62,6 +72,7 @@ const $ = (id) => document.getElementById(id);
 document.documentElement.lang = lang;
 for (const el of document.querySelectorAll('[data-t]')) el.textContent = t[el.dataset.t];
 for (const el of document.querySelectorAll('[data-r]')) el.textContent = t.extendReasons[el.dataset.r];
+for (const el of document.querySelectorAll('[data-l]')) el.textContent = t.lookReasons[el.dataset.l];
 
 // Tests read frames through pc.getStats() (tests/e2e/browser.py).
 window.homecareSignal = { last: null };
@@ -82,8 +93,9 @@ function sessionId() {
 }
 
 class View {
-  constructor(deviceId) {
+  constructor(deviceId, owed) {
     this.deviceId = deviceId;
+    this.owed = owed; // {check_id} or {reason, note}: what the look is owed to
     this.sessionId = sessionId();
     this.pc = null;
     this.t0 = performance.now();
@@ -103,7 +115,7 @@ class View {
     this.ws.addEventListener('open', () => {
       this.opened = true;
       status('asking', t.asking);
-      this.send({ type: 'request', session_id: this.sessionId, device_id: deviceId, purpose: 'view' });
+      this.send({ type: 'request', session_id: this.sessionId, device_id: deviceId, purpose: 'view', ...this.owed });
     });
     this.ws.addEventListener('message', (e) => this.receive(JSON.parse(e.data)));
     this.ws.addEventListener('close', () => {
@@ -212,10 +224,19 @@ class View {
   }
 }
 
+// What the look is owed to, from the form: the check, else an extra look's reason and note.
+function owed() {
+  const check = $('check').value.trim();
+  if (check) return { check_id: check };
+  const reason = $('look-reason').value;
+  const note = $('look-note').value.trim();
+  return reason && note ? { reason, note } : {};
+}
+
 $('ask').addEventListener('submit', (e) => {
   e.preventDefault();
   if (view && !view.ended) view.hangUp();
-  view = new View($('device').value.trim());
+  view = new View($('device').value.trim(), owed());
 });
 $('close').addEventListener('click', () => { if (view && !view.ended) view.hangUp(); });
 // Förläng needs a live view and a reason code.
@@ -228,7 +249,8 @@ $('more').addEventListener('submit', (e) => {
   if (view && !view.ended && $('reason').value) view.extend($('reason').value);
 });
 const preset = params.get('device');
+if (params.get('check')) $('check').value = params.get('check');
 if (preset) {
   $('device').value = preset;
-  view = new View(preset);
+  view = new View(preset, owed());
 }

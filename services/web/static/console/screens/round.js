@@ -399,20 +399,8 @@ export function mount(container, ctx) {
     const clicked = typeof clickedAt === 'number' ? clickedAt : performance.now();
     showPanel(checkId);
     const info = describe(c);
-    if (c.state === 'needs_view') {
-      try {
-        const updated = await post(`/api/checks/${encodeURIComponent(checkId)}/view`);
-        checks.set(checkId, updated);
-        render();
-      } catch (err) {
-        panel.replaceChildren(
-          h('h2', {}, info.title),
-          bind(h('p', { class: 'form-error', role: 'alert' }),
-            err.code && has(`error_${err.code}`) ? `error_${err.code}` : 'error_generic'));
-        return;
-      }
-    }
-    if (panelCheck !== checkId) return;
+    // The view names its check: the server grants it only while the check is due (queued, or
+    // viewing held by me: a re-open continues its budget) and moves it to viewing itself.
     panelObj = new ViewPanel(panel, {
       deviceId: c.device_id,
       checkId,
