@@ -292,6 +292,17 @@ async def patrol_tasks(request: web.Request) -> web.Response:
     )
 
 
+async def escalations(request: web.Request) -> web.Response:
+    """The night's alarms and escalations addressed to the shift lead (``?night=``, default
+    tonight; ``?open=1``: only those not acknowledged)."""
+    raw = request.query.get("night")
+    night = _night(request, raw) if raw else night_of(_now(request), _zone(request))
+    rows = await _store(request).lead_alarms(night, open_only=request.query.get("open") == "1")
+    return web.json_response(
+        {"night": night.isoformat(), "escalations": [_alarm_json(a) for a in rows]}
+    )
+
+
 class Assignment(Fields):
     """Who a check goes to: an operator's staff_id for a look, a patrol's for a patrol task;
     null takes it from whoever had it."""
@@ -551,6 +562,14 @@ def routes() -> list[Route]:
             PATROL_HANDS,
             "What the patrol found: found_well, helped, taken_to_hospital, not_home",
             body=PatrolReport,
+            tags=t,
+        ),
+        r(
+            "GET",
+            "/api/rounds/escalations",
+            escalations,
+            ROUND_LEADS,
+            "The night's alarms and escalations addressed to the shift lead (?night=, ?open=1)",
             tags=t,
         ),
         r(

@@ -54,6 +54,9 @@ class AlarmFact:
     raised_at: datetime
     acknowledged_at: datetime | None = None
     acknowledged_by: str | None = None
+    kind: str = "alarm"  # or "escalation"
+    repeat: int = 1  # an alarm repeats: 1, 2, ...
+    addressed_to: str = "operator"  # or "patrol", "shift_lead"
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +115,29 @@ def _check_row(f: CheckFact) -> dict[str, Any]:
     }
 
 
+def _open_alarms(alarms: tuple[AlarmFact, ...]) -> list[dict[str, Any]]:
+    """Alarms not acknowledged, one per (check, step, kind): its repeats counted, the latest
+    one's time and addressee shown."""
+    latest: dict[tuple[str, int, str], AlarmFact] = {}
+    for a in sorted(alarms, key=lambda a: (a.raised_at, a.repeat)):
+        if a.acknowledged_at is None:
+            latest[(a.check_id, a.version, a.kind)] = a
+    return [
+        {
+            "check_id": a.check_id,
+            "recipient_id": a.recipient_id,
+            "version": a.version,
+            "kind": a.kind,
+            "state": a.state,
+            "deadline": a.deadline.isoformat(),
+            "raised_at": a.raised_at.isoformat(),
+            "repeats": a.repeat,
+            "addressed_to": a.addressed_to,
+        }
+        for a in sorted(latest.values(), key=lambda a: (a.raised_at, a.check_id, a.version))
+    ]
+
+
 def build(facts: Facts, *, generated_at: datetime) -> dict[str, Any]:
     """The handover of ``facts.night`` as of ``generated_at`` (tz-aware)."""
     if generated_at.tzinfo is None or generated_at.utcoffset() is None:
@@ -129,18 +155,7 @@ def build(facts: Facts, *, generated_at: datetime) -> dict[str, Any]:
             open_checks.append(_check_row(f))
     tasks.sort(key=lambda t: (t["state"] == "escalated", t["deadline"] or "", t["check_id"]))
     reports.sort(key=lambda r: (_OUTCOME_ORDER.get(r["outcome"], 3), r["check_id"]))
-    alarms = [
-        {
-            "check_id": a.check_id,
-            "recipient_id": a.recipient_id,
-            "version": a.version,
-            "state": a.state,
-            "deadline": a.deadline.isoformat(),
-            "raised_at": a.raised_at.isoformat(),
-        }
-        for a in sorted(facts.alarms, key=lambda a: (a.raised_at, a.check_id, a.version))
-        if a.acknowledged_at is None
-    ]
+    alarms = _open_alarms(facts.alarms)
     suspensions = [
         {
             "recipient_id": s.recipient_id,
@@ -216,7 +231,14 @@ _TEXT: dict[str, dict[str, str]] = {
         "deadline": "Senast",
         "patrol": "Patrull",
         "outcome": "Utfall",
-        "raised": "Larmade",
+        "raised": "Senaste larm",
+        "kind": "Slag",
+        "repeats": "Gånger",
+        "addressed_to": "Till",
+        "alarm": "larm",
+        "escalation": "eskalering",
+        "operator": "operatör",
+        "shift_lead": "arbetsledare",
         "device": "Enhet",
         "event": "Händelse",
         "count": "Antal",
@@ -256,7 +278,14 @@ _TEXT: dict[str, dict[str, str]] = {
         "deadline": "Due by",
         "patrol": "Patrol",
         "outcome": "Outcome",
-        "raised": "Raised",
+        "raised": "Last raised",
+        "kind": "Kind",
+        "repeats": "Times",
+        "addressed_to": "To",
+        "alarm": "alarm",
+        "escalation": "escalation",
+        "operator": "operator",
+        "shift_lead": "shift lead",
         "device": "Device",
         "event": "Event",
         "count": "Count",
@@ -278,7 +307,15 @@ _COLUMNS: dict[str, tuple[str, ...]] = {
     "patrol_reports": ("recipient_id", "agreed", "outcome", "reason", "patrol"),
     "open_checks": ("recipient_id", "agreed", "state", "reason", "assignee", "deadline"),
     "deviations": ("recipient_id", "agreed", "reason"),
-    "alarms_not_acknowledged": ("recipient_id", "check_id", "state", "deadline", "raised_at"),
+    "alarms_not_acknowledged": (
+        "recipient_id",
+        "check_id",
+        "kind",
+        "state",
+        "repeats",
+        "addressed_to",
+        "raised_at",
+    ),
     "suspensions": ("recipient_id", "device_id", "event_type", "event_count", "started_at"),
     "pauses": ("recipient_id", "starts_at", "ends_at", "reason", "source"),
 }
@@ -304,7 +341,8 @@ def _cell(key: str, value: object, zone: tzinfo, words: dict[str, str]) -> str:
         local = datetime.fromisoformat(value).astimezone(zone)
         return local.strftime("%Y-%m-%d %H:%M")
     text = str(value)
-    return words.get(text, text) if key in {"state", "reason", "outcome"} else text
+    translated = {"state", "reason", "outcome", "kind", "addressed_to"}
+    return words.get(text, text) if key in translated else text
 
 
 def render_html(handover: dict[str, Any], *, zone: tzinfo, lang: str = "sv") -> str:

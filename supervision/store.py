@@ -870,6 +870,21 @@ class RoundStore:
         )
         return {r["check_id"]: r["assignee"] for r in rows}
 
+    async def lead_alarms(self, night: date, *, open_only: bool = False) -> list[dict[str, Any]]:
+        """The alarms and escalations of a night addressed to the shift lead (each repeat its
+        own row), oldest first; ``open_only``: those not acknowledged."""
+        rows = await self.pool.fetch(
+            "SELECT a.check_id, c.recipient_id, a.version, a.kind, a.repeat, a.state,"
+            " a.deadline, a.raised_at, a.acknowledged_at, a.acknowledged_by, c.state AS now,"
+            " c.assignee FROM round_alarms a JOIN round_checks c USING (check_id)"
+            " WHERE c.night=$1 AND a.addressed_to='shift_lead'"
+            " AND (NOT $2 OR a.acknowledged_at IS NULL)"
+            " ORDER BY a.raised_at, a.check_id, a.version, a.repeat",
+            night,
+            open_only,
+        )
+        return [dict(r) for r in rows]
+
     # ------------------------------------------------------------------ handover
 
     async def handover_facts(self, night: date, *, start: datetime, end: datetime) -> hv.Facts:
@@ -884,9 +899,9 @@ class RoundStore:
             )
             alarms = await conn.fetch(
                 "SELECT a.check_id, a.version, a.state, a.deadline, a.raised_at,"
-                " a.acknowledged_at, a.acknowledged_by, c.recipient_id FROM round_alarms a"
-                " JOIN round_checks c USING (check_id) WHERE c.night=$1"
-                " ORDER BY a.raised_at, a.check_id, a.version",
+                " a.acknowledged_at, a.acknowledged_by, c.recipient_id, a.kind, a.repeat,"
+                " a.addressed_to FROM round_alarms a JOIN round_checks c USING (check_id)"
+                " WHERE c.night=$1 ORDER BY a.raised_at, a.check_id, a.version, a.repeat",
                 night,
             )
             suspensions = await conn.fetch(

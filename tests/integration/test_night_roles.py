@@ -291,8 +291,11 @@ async def test_the_handover_lists_what_the_day_staff_must_act_on(
     night.clock.set(late)
     async with pool.acquire() as conn:
         await conn.execute(
-            "INSERT INTO round_alarms (check_id, version, state, deadline, raised_at) VALUES"
-            " ($1, 3, 'needs_view', $2, $3), ($4, 1, 'patrol', $2, $3)",
+            "INSERT INTO round_alarms (check_id, version, state, deadline, raised_at, kind,"
+            " repeat, addressed_to) VALUES ($1, 3, 'needs_view', $2, $3, 'alarm', 1, 'operator'),"
+            " ($1, 3, 'needs_view', $2, $3 + interval '2 min', 'alarm', 2, 'operator'),"
+            " ($4, 1, 'patrol', $2, $3, 'alarm', 1, 'patrol'),"
+            " ($4, 1, 'patrol', $2, $3 + interval '10 min', 'escalation', 1, 'shift_lead')",
             LOOK,
             WS + timedelta(minutes=15),
             WS + timedelta(minutes=20),
@@ -300,7 +303,7 @@ async def test_the_handover_lists_what_the_day_staff_must_act_on(
         )
         await conn.execute(
             "UPDATE round_alarms SET acknowledged_at=$2, acknowledged_by='staff-x'"
-            " WHERE check_id=$1",
+            " WHERE check_id=$1 AND kind='alarm'",
             TASK,
             late,
         )
@@ -326,13 +329,28 @@ async def test_the_handover_lists_what_the_day_staff_must_act_on(
         "taken_to_hospital": 0,
         "open_checks": 1,
         "deviations": 0,
-        "alarms_not_acknowledged": 1,
+        "alarms_not_acknowledged": 2,
         "suspensions": 1,
         "pauses": 1,
     }
     assert h["open_patrol_tasks"][0]["check_id"] == TASK
     assert h["open_checks"][0]["state"] == "needs_view"
-    assert [(a["check_id"], a["version"]) for a in h["alarms_not_acknowledged"]] == [(LOOK, 3)]
+    assert [(a["check_id"], a["kind"], a["repeats"]) for a in h["alarms_not_acknowledged"]] == [
+        (LOOK, "alarm", 2),
+        (TASK, "escalation", 1),
+    ]
+
+    # the shift lead reads the escalations addressed to them; nobody else does
+    lead = await ok(await c.get(f"/api/rounds/escalations?night={NIGHT}", headers=s["lead"]))
+    assert [(x["check_id"], x["kind"], x["now"]) for x in lead["escalations"]] == [
+        (TASK, "escalation", "patrol")
+    ]
+    assert (await ok(await c.get("/api/rounds/escalations?open=1", headers=s["lead"])))[
+        "night"
+    ] == NIGHT.isoformat()
+    for who in ("oper", "patrol1"):
+        resp = await c.get("/api/rounds/escalations", headers=s[who])
+        assert resp.status == 403, who
     assert h["pauses"][0]["reason"] == "hospital_stay"
     assert "hemligt" not in str(h)  # a pause's note stays with consent
     page = await c.get(f"/api/rounds/{NIGHT}/handover?format=html", headers=s["lead"])

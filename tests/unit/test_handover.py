@@ -45,16 +45,21 @@ def fact(n: int, state: State, **kw: object) -> hv.CheckFact:
     return hv.CheckFact(check(n, state, **kw), **extra)  # type: ignore[arg-type]
 
 
-def alarm(n: int, version: int, *, acknowledged: bool) -> hv.AlarmFact:
+def alarm(
+    n: int, version: int, *, acknowledged: bool, repeat: int = 1, kind: str = "alarm"
+) -> hv.AlarmFact:
     return hv.AlarmFact(
         check_id=f"20250610.2200.r{n}",
         recipient_id=f"r{n}",
         version=version,
         state="needs_view",
         deadline=AT,
-        raised_at=AT + version * 60 * SEC,
+        raised_at=AT + (version * 60 + repeat * 120) * SEC,
         acknowledged_at=AT + 3600 * SEC if acknowledged else None,
         acknowledged_by="staff-lead01" if acknowledged else None,
+        kind=kind,
+        repeat=repeat,
+        addressed_to="shift_lead" if kind == "escalation" else "operator",
     )
 
 
@@ -71,7 +76,13 @@ FACTS = hv.Facts(
         fact(8, State.DEVIATION, reason="unfinished_needs_view"),
         fact(9, State.NEEDS_VIEW, reason="motion_none", assignee="staff-op1"),
     ),
-    alarms=(alarm(9, 3, acknowledged=False), alarm(8, 2, acknowledged=True)),
+    alarms=(
+        alarm(9, 3, acknowledged=False, repeat=2),
+        alarm(9, 3, acknowledged=False),
+        alarm(9, 3, acknowledged=False, kind="escalation"),
+        alarm(8, 2, acknowledged=True),
+        alarm(8, 2, acknowledged=True, repeat=2),
+    ),
     suspensions=(hv.SuspensionFact("r3", "cam-3", "covered", AT + 60 * SEC, 2),),
     pauses=(hv.PauseFact("r2", AT - 86400 * SEC, None, "hospital", "hospital_stay"),),
 )
@@ -94,8 +105,13 @@ def test_each_check_lands_in_the_list_the_day_staff_act_on() -> None:
     assert [(x["recipient_id"], x["reason"]) for x in h["deviations"]] == [
         ("r8", "unfinished_needs_view")
     ]
-    assert [(a["check_id"], a["version"]) for a in h["alarms_not_acknowledged"]] == [
-        ("20250610.2200.r9", 3)
+    # one line per alarm and step: its repeats counted, the escalation to the lead on its own
+    assert [
+        (a["check_id"], a["version"], a["kind"], a["repeats"], a["addressed_to"])
+        for a in h["alarms_not_acknowledged"]
+    ] == [
+        ("20250610.2200.r9", 3, "escalation", 1, "shift_lead"),
+        ("20250610.2200.r9", 3, "alarm", 2, "operator"),
     ]
     assert h["counts"] == {
         "checks": 9,
@@ -104,7 +120,7 @@ def test_each_check_lands_in_the_list_the_day_staff_act_on() -> None:
         "taken_to_hospital": 1,
         "open_checks": 1,
         "deviations": 1,
-        "alarms_not_acknowledged": 1,
+        "alarms_not_acknowledged": 2,
         "suspensions": 1,
         "pauses": 1,
     }
@@ -155,5 +171,7 @@ def test_the_page_is_swedish_or_english_with_local_times_and_escaped_text() -> N
     assert "Open patrol tasks (3)" in en
     assert "taken to hospital" in en
     assert "not home" in en
+    assert "shift lead" in en
+    assert "eskalering" in hv.render_html(hv.build(FACTS, generated_at=MORNING), zone=STHLM)
     with pytest.raises(ValueError, match="lang"):
         hv.render_html(h, zone=STHLM, lang="fi")
