@@ -53,6 +53,7 @@ async def state(request: web.Request) -> web.Response:
             "call_state": peer.call_state.value,
             "session_id": peer.ringing_session,
             "caller": peer.caller,  # the display name the ring carried, or null
+            "announce_s": peer.announce_s,  # an auto-answered call's announcement, or null
             # callers' video frames this phone has decoded since it started (counted, not kept)
             "frames_received": peer.stats.frames_received,
         }

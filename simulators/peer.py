@@ -34,7 +34,10 @@ An ``error`` from the backend is only counted, never answered, so two sides neve
 
 A video phone rings on ``cmd ring`` and answers by its :class:`AnswerPolicy`: ``always``,
 ``never``, ``after:N`` (seconds) or ``manual`` (the kiosk page's Svara / Avvisa). When the ring
-says ``auto_answer`` (the backend saw an auto-answer consent) it answers at once.
+says ``auto_answer`` (the backend saw an auto-answer consent, inside an agreed window) it does not
+ring: it announces the call (``announcing``: the kiosk chimes and shows the caller's name) for the
+ring's ``announce_s`` (at least :data:`MIN_ANNOUNCE_S`), then answers by itself; no offer is taken
+and no video flows before. Avvisa still declines it while it is announced.
 """
 
 from __future__ import annotations
@@ -128,7 +131,12 @@ class AnswerPolicy:
 class CallState(StrEnum):
     IDLE = "idle"
     RINGING = "ringing"
+    ANNOUNCING = "announcing"  # auto-answered: chime and the caller's name, no video yet
     IN_CALL = "in_call"
+
+
+MIN_ANNOUNCE_S = 3.0
+"""How long an auto-answered call is announced when its ring names no ``announce_s``."""
 
 
 @dataclass
@@ -140,6 +148,8 @@ class PeerStats:
     refused: list[str] = field(default_factory=list)  # codes this device sent back
     frames_received: int = 0
     drives: list[tuple[float, float]] = field(default_factory=list)
+    #: Seconds each auto-answered call was announced before the phone answered (video after).
+    announced_s: list[float] = field(default_factory=list)
     reported: list[env.Stats] = field(default_factory=list)  # the stats sent, one per session
 
 
@@ -165,6 +175,7 @@ class DevicePeer:
         self.call_state = CallState.IDLE
         self.ringing_session: str | None = None
         self.caller: str | None = None  # who calls, as the ring named them (shown, never logged)
+        self.announce_s: float | None = None  # an auto-answered call's announcement, seconds
         self._lock = asyncio.Lock()
         self._ended: deque[str] = deque(maxlen=RECENT_SESSIONS)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -340,6 +351,7 @@ class DevicePeer:
             self._ended.append(self.ringing_session)
         self.ringing_session = None
         self.caller = None
+        self.announce_s = None
         self.call_state = CallState.IDLE
         await self._close_pc()
 
@@ -358,26 +370,41 @@ class DevicePeer:
             return False, "bad_session_id"
         self.ringing_session = session_id
         self.caller = ring.caller
+        self.announce_s = None
+        if ring.auto_answer:  # announced (chime, the caller's name) before it answers itself
+            self.announce_s = max(ring.announce_s or 0.0, MIN_ANNOUNCE_S)
+            self.call_state = CallState.ANNOUNCING
+            self._spawn(self._answer_after(session_id, self.announce_s, CallState.ANNOUNCING))
+            return True, None
         self.call_state = CallState.RINGING
-        if ring.auto_answer or self.policy.mode is PolicyMode.ALWAYS:
+        if self.policy.mode is PolicyMode.ALWAYS:
             self._spawn(self._answer_after(session_id, 0.0))
         elif self.policy.mode is PolicyMode.AFTER:
             self._spawn(self._answer_after(session_id, self.policy.after_s))
         return True, None
 
-    async def _answer_after(self, session_id: str, delay_s: float) -> None:
+    async def _answer_after(
+        self, session_id: str, delay_s: float, state: CallState = CallState.RINGING
+    ) -> None:
+        began = asyncio.get_running_loop().time()
         await asyncio.sleep(delay_s)
-        if self.ringing_session == session_id and self.call_state is CallState.RINGING:
-            await self.answer()
+        if self.ringing_session == session_id and self.call_state is state:
+            if state is CallState.ANNOUNCING:
+                self.stats.announced_s.append(asyncio.get_running_loop().time() - began)
+            await self._answered(session_id)
 
     async def answer(self) -> bool:
-        """The brukare presses Svara."""
+        """The brukare presses Svara (while it rings; an announced call answers itself)."""
         session_id = self.ringing_session
         if session_id is None or self.call_state is not CallState.RINGING:
             return False
+        await self._answered(session_id)
+        return True
+
+    async def _answered(self, session_id: str) -> None:
+        """``call_answer``: the backend may now send the caller's offer; video flows after."""
         self.call_state = CallState.IN_CALL
         await self.device.send_event(topics.EventType.CALL_ANSWER, session_id)
-        return True
 
     async def decline(self) -> bool:
         """The brukare presses Avvisa (while ringing) or hangs up (in a call)."""

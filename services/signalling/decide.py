@@ -175,7 +175,8 @@ class Deny:
 def call_terms(auto_answer: bool, decision: Decision) -> tuple[float | None, float | None]:
     """An auto-answered call's cap and announcement, seconds: the plan's (issue 15; the defaults
     when the decision names none). ``(None, None)`` for a call the brukare answers by pressing
-    *Svara*: it keeps today's rules (rings, lasts at most ``Terms.max_call_s``)."""
+    *Svara*: it keeps today's rules (rings, lasts at most ``Terms.max_call_s``). An
+    auto-answered call's ringing phase is its announcement plus the ring timeout."""
     if not auto_answer:
         return None, None
     cap_s = decision.call_cap_s or DEFAULT_CALL_CAP_S
@@ -229,8 +230,8 @@ def decide_request(facts: RequestFacts, now: datetime, terms: Terms) -> Grant | 
         first = first or decision
     assert first is not None
     if purpose is env.Purpose.CALL:
-        cap_s = terms.ring_timeout_s
         call_cap_s, announce_s = call_terms(facts.auto_answer, first)
+        cap_s = terms.ring_timeout_s + (announce_s or 0.0)  # announced, then it may answer
         return Grant(
             State.RINGING,
             cap_s,

@@ -22,6 +22,8 @@ from aiohttp.test_utils import TestServer
 
 from consent import enrol
 from consent.model import (
+    DEFAULT_ANNOUNCE_S,
+    DEFAULT_CALL_CAP_S,
     CarePlan,
     CareRecipient,
     CheckTime,
@@ -144,8 +146,11 @@ async def seed_home(
     purposes: Iterable[Purpose] = (Purpose.CAMERA_CHECK,),
     check_at: time = time(22, 0),
     view_cap_s: int = 30,
+    call_cap_s: int = DEFAULT_CALL_CAP_S,
+    announce_s: int = DEFAULT_ANNOUNCE_S,
 ) -> None:
-    """A brukare with a plan (one check, ±60 min), consents and bound devices."""
+    """A brukare with a plan (one check, ±60 min; the call terms given), consents and bound
+    devices."""
     store, now = s.rt.consent, s.clock()
     since = now - timedelta(days=2)
     await store.add_recipient(
@@ -159,6 +164,8 @@ async def seed_home(
             valid_from=since,
             checks=(CheckTime(check_at, 60),),
             view_cap_s=view_cap_s,
+            call_cap_s=call_cap_s,
+            announce_s=announce_s,
         ),
         actor=ADMIN,
         at=now,

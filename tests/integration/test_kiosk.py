@@ -81,6 +81,7 @@ async def _svara_then_lagg_pa(
             "call_state": "ringing",
             "session_id": call.session_id,
             "caller": CALLER,
+            "announce_s": None,  # it rings: the brukare answers (no announcement)
             "frames_received": 0,
         }
         await asyncio.sleep(0.5)

@@ -13,7 +13,7 @@ from consent.model import Purpose as GatePurpose
 from devices import envelope as env
 from devices.topics import DeviceKind
 from services.signalling.service import SignallingConfig
-from simulators.peer import AnswerPolicy, CallState
+from simulators.peer import MIN_ANNOUNCE_S, AnswerPolicy, CallState
 from tests.integration.signalling_support import (
     FakeGate,
     JumpClock,
@@ -130,10 +130,12 @@ async def test_no_answer_and_auto_answer_only_under_consent(
         assert unanswered.bye == "no_answer"
         await wait_for(lambda: phone.call_state is CallState.IDLE, what="ringing stopped")
         gate.allow(PHONE, GatePurpose.AUTO_ANSWER)
-        auto = View(c.channel, PHONE, purpose=env.Purpose.CALL, duration_s=1.0)
+        # announced for the least announcement (the fake gate names no plan), then answered
+        auto = View(c.channel, PHONE, purpose=env.Purpose.CALL, duration_s=MIN_ANNOUNCE_S + 1.5)
         answered = await asyncio.wait_for(auto.run(), 10)
         assert answered.bye == "operator"
         assert answered.frames > 0
+        assert phone.stats.announced_s[0] >= MIN_ANNOUNCE_S
     started_data = (await audit_actions(pool, auto.session_id))[0][1]
     assert started_data["auto_answer"] is True
 

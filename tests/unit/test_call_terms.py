@@ -160,7 +160,8 @@ def test_an_auto_answered_call_ends_at_the_plans_call_cap(
 ) -> None:
     s = call(auto_answer=auto_answer, **terms)
     assert (s.auto_answer, s.announce_s) == (auto_answer, announce_s)
-    assert s.deadline == NOW + 30 * S  # it rings for the ring timeout first, either way
+    # it rings for the ring timeout (after its announcement) before it may be answered
+    assert s.deadline == NOW + (30 + (announce_s or 0)) * S
     assert m.call_limit_s(s, TERMS) == limit_s
     answered_at = NOW + 4 * S
     s, effects = m.apply(s, m.CallAnswered(), answered_at, TERMS)
