@@ -25,12 +25,10 @@ class Timing:
     # --- the round's deadlines (supervision.checks: a check's ``deadline``, alarms)
     claim_grace_s: float = 120  # a due check must be claimed by a worker within this
     probe_timeout_s: float = 60  # a worker's claim expires after this; another takes over
-    view_response_s: float = 300  # least time an operator gets to open a queued view
     document_grace_s: float = 120  # after the view cap, time to document the outcome
-    call_timeout_s: float = 300  # a call must be documented within this
-    patrol_ack_s: float = 600  # the patrol acknowledges a task within this
-    patrol_visit_s: float = 3600  # and reports the visit within this
     alarm_grace_s: float = 30  # a deadline missed by more than this raises an alarm
+    # (a person's other steps, a queued view, a call, the patrol, follow the care plan's
+    # deadlines: consent.model.Deadlines)
 
     # --- the round's workers and watchdog (supervision.runner, supervision.watchdog)
     poll_s: float = 1.0  # how often an idle worker or the watchdog looks again

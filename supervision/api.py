@@ -450,6 +450,9 @@ def console_event(event: object) -> dict[str, Any] | None:
             "deadline": a.deadline.isoformat(),
             "version": a.version,
             "late_s": round(a.late_s),
+            "repeat": a.repeat,
+            "alarm": a.kind.value,
+            "to": a.to.value,
             "at": event.at.isoformat(),
         }
     return None

@@ -9,6 +9,7 @@
     viewing / needs_view ─call─▶ calling ─ok─▶ documented   ·   ─patrol / technical─▶ patrol
     patrol ─ack─▶ patrol_acked ─visited─▶ visited    ·   ─not_home─▶ patrol (again, unheld)
     any open state ─cancel─▶ patrol (visit) | deviation (dropped)   ·   ─device lost─▶ patrol
+    needs_view / viewing / calling ─escalate (nobody acted)─▶ patrol (unanswered)
     morning ─reconcile─▶ deviation | escalated                       (nothing stays open)
 
 :func:`apply` is the only way to change a check: it looks the pair (state, event) up in one
@@ -17,8 +18,10 @@ or a :class:`Rejected` naming why. Every target a handler may reach is listed in
 and :func:`_move` refuses anything else, so an invalid transition cannot be built.
 
 Each open state has a deadline, the instant by which it must be left; it comes from the check's
-:class:`Policy` (the care plan's view cap, retry interval and escalation ladder) and the
-system-wide :class:`Timing`. The watchdog compares deadlines with the clock (:func:`overdue`).
+:class:`Policy` (the care plan's view cap, retry interval, escalation ladder and, for a step
+that waits for a person, its deadline terms) and the system-wide :class:`Timing`. The watchdog
+compares deadlines with the clock (:mod:`supervision.ladder`): an alarm, repeated, and after a
+second deadline :class:`Escalate` (a view or a call goes to the patrol by itself).
 All instants are timezone-aware; nothing here reads a clock.
 """
 
@@ -31,8 +34,16 @@ from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any
 
-from consent.model import MAX_VIEW_CAP_S, MIN_VIEW_CAP_S
+from consent.model import (
+    DEFAULT_DEADLINES,
+    MAX_VIEW_CAP_S,
+    MIN_VIEW_CAP_S,
+    Deadlines,
+    HumanStep,
+    StepDeadline,
+)
 from kernel import timing as timing_policy
+from kernel.roles import Role
 
 # --------------------------------------------------------------------------- vocabulary
 
@@ -131,6 +142,7 @@ class Policy:
     retry_interval_s: int = 1200
     ladder: tuple[Step, ...] = (Step.RETRY, Step.CALL, Step.PATROL)
     paused_visit: bool = True  # a check that meets a pause becomes a visit (else it is dropped)
+    deadlines: Deadlines = DEFAULT_DEADLINES  # what happens when nobody acts (supervision.ladder)
 
     def __post_init__(self) -> None:
         if not MIN_VIEW_CAP_S <= self.view_cap_s <= MAX_VIEW_CAP_S:
@@ -337,6 +349,12 @@ class PatrolVisited:
 
 
 @dataclass(frozen=True, slots=True)
+class Escalate:
+    """Nobody did a human step by its second deadline (watchdog, :mod:`supervision.ladder`): a
+    view or a call goes to the patrol by itself, with reason ``unanswered``."""
+
+
+@dataclass(frozen=True, slots=True)
 class Reconcile:
     """Morning: whatever is still open ends as a deviation or, if with the patrol, escalated."""
 
@@ -354,6 +372,7 @@ Event = (
     | DeviceLost
     | PatrolAcknowledged
     | PatrolVisited
+    | Escalate
     | Reconcile
 )
 
@@ -382,6 +401,7 @@ _EVENT_NAMES: dict[type, str] = {
     DeviceLost: "device_lost",
     PatrolAcknowledged: "patrol_acknowledged",
     PatrolVisited: "patrol_visited",
+    Escalate: "escalate",
     Reconcile: "reconcile",
 }
 
@@ -460,9 +480,37 @@ ALLOWED: dict[State, frozenset[State]] = {
 """Every state's possible next states; :func:`_move` enforces it."""
 
 
+HUMAN_STEPS: dict[State, HumanStep] = {
+    State.NEEDS_VIEW: HumanStep.VIEW,
+    State.VIEWING: HumanStep.VIEW,
+    State.CALLING: HumanStep.CALL,
+    State.PATROL: HumanStep.PATROL_ACK,
+    State.PATROL_ACKED: HumanStep.PATROL_ARRIVAL,
+}
+"""The states that wait for a person, and the plan's deadline terms each follows."""
+
+
+def terms_of(check: Check) -> StepDeadline | None:
+    """The plan's deadline terms of the step ``check`` is in (None: not a human step)."""
+    step = HUMAN_STEPS.get(check.state)
+    return None if step is None else check.policy.deadlines.of(step)
+
+
+def escalates_at(check: Check) -> datetime | None:
+    """When the human step ``check`` is in escalates: the plan's ``escalate_s`` after its
+    deadline (None: not a human step, or finished)."""
+    terms = terms_of(check)
+    if terms is None or check.deadline is None:
+        return None
+    return check.deadline + timedelta(seconds=terms.escalate_s)
+
+
 def deadline_for(state: State, check: Check, at: datetime, timing: Timing) -> datetime | None:
-    """The instant by which ``check`` must leave ``state`` if it enters it at ``at``."""
+    """The instant by which ``check`` must leave ``state`` if it enters it at ``at``: the
+    timing policy's for the system's steps, the plan's (``Policy.deadlines``) for a person's
+    (an opened view: its cap plus the time to document it)."""
     s = timedelta(seconds=1)
+    plan = check.policy.deadlines
     match state:
         case State.PLANNED:
             return max(check.window_start, at)
@@ -473,17 +521,17 @@ def deadline_for(state: State, check: Check, at: datetime, timing: Timing) -> da
         case State.PROBING:
             return at + timing.probe_timeout_s * s
         case State.NEEDS_VIEW:
-            return max(check.window_end, at + timing.view_response_s * s)
+            return at + plan.view.respond_s * s
         case State.VIEWING:
             return at + (check.policy.view_cap_s + timing.document_grace_s) * s
         case State.RETRY_WAIT:
             return at + check.policy.retry_interval_s * s
         case State.CALLING:
-            return at + timing.call_timeout_s * s
+            return at + plan.call.respond_s * s
         case State.PATROL:
-            return max(at, check.window_start) + timing.patrol_ack_s * s
+            return max(at, check.window_start) + plan.patrol_ack.respond_s * s
         case State.PATROL_ACKED:
-            return at + timing.patrol_visit_s * s
+            return at + plan.patrol_arrival.respond_s * s
         case _:
             return None
 
@@ -671,6 +719,13 @@ def _patrol_visited(c: Check, e: PatrolVisited, at: datetime, t: Timing) -> Resu
     return _move(c, State.VISITED, e, at, t, holder=e.staff_id)
 
 
+def _escalate(c: Check, e: Escalate, at: datetime, t: Timing) -> Result:
+    due = escalates_at(c)
+    if due is None or at < due:
+        return _refuse(c, e, Refusal.TOO_EARLY)
+    return _move(c, State.PATROL, e, at, t, reason="unanswered", ladder_step=len(c.policy.ladder))
+
+
 def _reconcile(c: Check, e: Reconcile, at: datetime, t: Timing) -> Result:
     if c.state is State.PATROL_ACKED:
         return _move(c, State.ESCALATED, e, at, t, reason="visit_not_reported")
@@ -707,6 +762,8 @@ TABLE: dict[tuple[State, type], Handler] = {
     (State.PATROL, PatrolAcknowledged): _patrol_ack,
     (State.PATROL, PatrolVisited): _patrol_visited,
     (State.PATROL_ACKED, PatrolVisited): _patrol_visited,
+    **{(s, Escalate): _escalate for s in _OUTCOME_STATES},
+    **{(s, Escalate): _already_patrol for s in PATROL_STATES},
     **{(s, Reconcile): _reconcile for s in State if s not in TERMINAL},
 }
 """(state, event type) -> handler. A pair that is not here is refused."""
@@ -727,9 +784,15 @@ def apply(check: Check, event: Event, *, at: datetime, timing: Timing = DEFAULT_
 # --------------------------------------------------------------------------- watchdog
 
 
+class AlarmKind(StrEnum):
+    ALARM = "alarm"  # a step's deadline passed (repeated while the step stays undone)
+    ESCALATION = "escalation"  # its second deadline passed: the patrol went, the lead is told
+
+
 @dataclass(frozen=True, slots=True)
 class Alarm:
-    """A deadline missed by more than the grace: raised once per (check, version)."""
+    """A missed deadline (:mod:`supervision.ladder` says when): the ``repeat``-th alarm of the
+    check's step (version), or its escalation; ``to`` is the role it calls."""
 
     check_id: str
     recipient_id: str
@@ -737,19 +800,6 @@ class Alarm:
     deadline: datetime
     version: int
     late_s: float
-
-
-def overdue(check: Check, at: datetime, timing: Timing = DEFAULT_TIMING) -> Alarm | None:
-    """An alarm if ``check`` is past its deadline by more than the grace at ``at``, else None.
-
-    A planned check past its window start is not an alarm by itself (the watchdog opens it); it
-    is one when it is still planned after the grace.
-    """
-    if check.deadline is None:
-        return None
-    late = (at - check.deadline).total_seconds()
-    if late <= timing.alarm_grace_s:
-        return None
-    return Alarm(
-        check.check_id, check.recipient_id, check.state, check.deadline, check.version, late
-    )
+    repeat: int = 1
+    kind: AlarmKind = AlarmKind.ALARM
+    to: Role = Role.OPERATOR

@@ -27,8 +27,9 @@ import structlog
 from kernel import listen as kernel_listen
 from kernel.listen import LISTEN_BACKOFF
 from kernel.retry import Backoff
+from kernel.roles import Role
 from supervision import checks as ch
-from supervision.checks import Alarm, State, Transition
+from supervision.checks import Alarm, AlarmKind, State, Transition
 from supervision.ports import AlarmRaised, CheckChanged
 
 if TYPE_CHECKING:
@@ -90,6 +91,9 @@ def encode(origin: str, event: Event) -> str:
             "deadline": a.deadline.isoformat(),
             "version": a.version,
             "late_s": a.late_s,
+            "repeat": a.repeat,
+            "alarm": a.kind.value,
+            "to": a.to.value,
             "at": event.at.isoformat(),
         }
     return json.dumps({"origin": origin, **body})
@@ -124,6 +128,9 @@ def decode(payload: str) -> tuple[str, Event]:
             deadline=datetime.fromisoformat(d["deadline"]),
             version=int(d["version"]),
             late_s=float(d["late_s"]),
+            repeat=int(d["repeat"]),
+            kind=AlarmKind(d["alarm"]),
+            to=Role(d["to"]),
         )
         return origin, AlarmRaised(alarm, datetime.fromisoformat(d["at"]))
     raise ValueError(f"unknown round event kind {d['kind']!r}")

@@ -140,6 +140,7 @@ def policy_of(plan: CarePlan) -> Policy:
         retry_interval_s=plan.retry_interval_s,
         ladder=Policy.ladder_from([s.value for s in plan.escalation]),
         paused_visit=plan.paused_checks is PausedCheckPolicy.PHYSICAL_VISIT,
+        deadlines=plan.deadlines,
     )
 
 

@@ -27,11 +27,21 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 
+from consent import records
 from kernel.audit import store as audit_store
 from supervision import checks as ch
 from supervision import handover as hv
-from supervision import relay
-from supervision.checks import Alarm, Check, Policy, Rejected, State, Step, Transition
+from supervision import ladder, relay
+from supervision.checks import (
+    Alarm,
+    AlarmKind,
+    Check,
+    Policy,
+    Rejected,
+    State,
+    Step,
+    Transition,
+)
 from supervision.errors import (
     AlreadyOnDuty,
     BadAssignee,
@@ -78,6 +88,7 @@ def policy_json(p: Policy) -> str:
             "retry_interval_s": p.retry_interval_s,
             "ladder": [s.value for s in p.ladder],
             "paused_visit": p.paused_visit,
+            "deadlines": records.deadlines_json(p.deadlines),
         }
     )
 
@@ -90,6 +101,7 @@ def policy_from(raw: str) -> Policy:
         retry_interval_s=d["retry_interval_s"],
         ladder=tuple(Step(s) for s in d["ladder"]),
         paused_visit=d["paused_visit"],
+        deadlines=records.deadlines_from_json(d.get("deadlines", {})),  # older checks: defaults
     )
 
 
@@ -337,7 +349,10 @@ class RoundStore:
     ) -> list[asyncpg.Record]:
         """COPY new checks (in their planned state) into a scratch table, then insert the ones
         no other process inserted meanwhile; returns their ids."""
-        await conn.execute("CREATE TEMP TABLE round_checks_in (LIKE round_checks) ON COMMIT DROP")
+        await conn.execute(
+            "CREATE TEMP TABLE round_checks_in (LIKE round_checks INCLUDING DEFAULTS)"
+            " ON COMMIT DROP"
+        )
         await conn.copy_records_to_table(
             "round_checks_in",
             records=zip(*_columns(rows), [r.version for r in rows], [at] * len(rows), strict=True),
@@ -541,52 +556,88 @@ class RoundStore:
 
     # ------------------------------------------------------------------ alarms
 
-    async def raise_alarms(self, at: datetime, *, limit: int = 500) -> list[Alarm]:
-        """Raise an alarm, once per (check, version), for every check past its deadline."""
-        grace = timedelta(seconds=self.timing.alarm_grace_s)
+    async def watch_deadlines(
+        self, at: datetime, *, limit: int = 500
+    ) -> tuple[list[Alarm], list[Transition]]:
+        """Climb the escalation ladder (:func:`supervision.ladder.owed`) of every check whose
+        deadline passed or whose next rung came: raise the alarms owed (a repeat numbered by its
+        place), send an unanswered view or call to the patrol (:class:`~supervision.checks.
+        Escalate`), tell the shift lead. Returns the alarms raised and the escalations made.
+
+        The ladder's progress in a step is stored with the check (``alarmed_version``: the
+        version it describes; ``alarm_count``, ``lead_alerted``, ``next_rung_at``), under the
+        row lock, in one transaction with the alarms, their audit entries and the steps, so two
+        watchdogs never raise the same alarm or escalate twice."""
         raised: list[Alarm] = []
+        escalated: list[Transition] = []
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
-                f"SELECT {COLUMNS} FROM round_checks WHERE deadline < $1"
-                " AND alarmed_version IS DISTINCT FROM version ORDER BY deadline LIMIT $2"
-                " FOR UPDATE SKIP LOCKED",
-                at - grace,
+                f"SELECT {COLUMNS}, alarmed_version, alarm_count, lead_alerted"
+                " FROM round_checks WHERE deadline IS NOT NULL AND ((deadline <= $1"
+                " AND alarmed_version IS DISTINCT FROM version) OR next_rung_at <= $1)"
+                " ORDER BY deadline LIMIT $2 FOR UPDATE SKIP LOCKED",
+                at,
                 limit,
             )
             for row in rows:
-                alarm = ch.overdue(check_from(row), at, self.timing)
-                if alarm is None:
-                    continue
+                check = check_from(row)
+                done = (
+                    ladder.Raised(row["alarm_count"], row["lead_alerted"])
+                    if row["alarmed_version"] == check.version
+                    else ladder.Raised()
+                )
+                owed = ladder.owed(check, at, self.timing, done)
+                for alarm in owed.alarms:
+                    await self._raise(conn, alarm, at)
+                raised += owed.alarms
                 await conn.execute(
-                    "INSERT INTO round_alarms (check_id, version, state, deadline, raised_at)"
-                    " VALUES ($1,$2,$3,$4,$5) ON CONFLICT DO NOTHING",
-                    alarm.check_id,
-                    alarm.version,
-                    alarm.state.value,
-                    alarm.deadline,
-                    at,
+                    "UPDATE round_checks SET alarmed_version=$2, alarm_count=$3,"
+                    " lead_alerted=$4, next_rung_at=$5 WHERE check_id=$1",
+                    check.check_id,
+                    check.version,
+                    owed.raised.alarms,
+                    owed.raised.lead_alerted,
+                    owed.next_at,
                 )
-                await conn.execute(
-                    "UPDATE round_checks SET alarmed_version=version WHERE check_id=$1",
-                    alarm.check_id,
-                )
-                await self._audit(
-                    conn,
-                    actor="system",
-                    action="check.alarm_raised",
-                    subject=alarm.check_id,
-                    at=at,
-                    data={
-                        "recipient_id": alarm.recipient_id,
-                        "state": alarm.state.value,
-                        "version": alarm.version,
-                        "late_s": round(alarm.late_s),
-                    },
-                )
-                if self.origin is not None:
-                    await relay.notify(conn, self.origin, AlarmRaised(alarm, at))
-                raised.append(alarm)
-        return raised
+                if owed.escalate:
+                    result = ch.apply(check, ch.Escalate(), at=at, timing=self.timing)
+                    if isinstance(result, Transition):
+                        await self._write(conn, result)
+                        escalated.append(result)
+        return raised, escalated
+
+    async def _raise(self, conn: Connection, alarm: Alarm, at: datetime) -> None:
+        await conn.execute(
+            "INSERT INTO round_alarms (check_id, version, state, deadline, raised_at, repeat,"
+            " kind, addressed_to) VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT DO NOTHING",
+            alarm.check_id,
+            alarm.version,
+            alarm.state.value,
+            alarm.deadline,
+            at,
+            alarm.repeat,
+            alarm.kind.value,
+            alarm.to.value,
+        )
+        await self._audit(
+            conn,
+            actor="system",
+            action="check.alarm_raised"
+            if alarm.kind is AlarmKind.ALARM
+            else "check.alarm_escalated",
+            subject=alarm.check_id,
+            at=at,
+            data={
+                "recipient_id": alarm.recipient_id,
+                "state": alarm.state.value,
+                "version": alarm.version,
+                "late_s": round(alarm.late_s),
+                "repeat": alarm.repeat,
+                "to": alarm.to.value,
+            },
+        )
+        if self.origin is not None:
+            await relay.notify(conn, self.origin, AlarmRaised(alarm, at))
 
     async def alarms(self, night: date, *, open_only: bool = False) -> list[dict[str, Any]]:
         rows = await self.pool.fetch(
@@ -601,6 +652,8 @@ class RoundStore:
     async def acknowledge_alarm(
         self, check_id: str, version: int, *, staff_id: str, at: datetime
     ) -> None:
+        """Acknowledge every open alarm of a check's step (its repeats and its escalation). A
+        step still undone raises its next repeat all the same: acknowledging is not doing."""
         async with self.pool.acquire() as conn, conn.transaction():
             status = await conn.execute(
                 "UPDATE round_alarms SET acknowledged_at=$3, acknowledged_by=$4"
@@ -610,7 +663,7 @@ class RoundStore:
                 at,
                 staff_id,
             )
-            if status != "UPDATE 1":
+            if status == "UPDATE 0":
                 raise UnknownAlarm(f"no open alarm for {check_id} version {version}")
             await self._audit(
                 conn,
@@ -618,7 +671,7 @@ class RoundStore:
                 action="check.alarm_acknowledged",
                 subject=check_id,
                 at=at,
-                data={"version": version},
+                data={"version": version, "alarms": int(status.split()[-1])},
             )
 
     # ------------------------------------------------------------------ duty

@@ -1,10 +1,13 @@
-"""The round's clockwork: plan the night, open checks, raise alarms, react to changes, close.
+"""The round's clockwork: plan the night, open checks, climb the ladder, react to changes, close.
 
 :meth:`Watchdog.tick` (every ``poll_s`` of the timing policy, :mod:`kernel.timing`) plans
 tonight once the planning hour has come (and again, idempotently, after a restart), opens checks
-whose window or retry time came, raises an alarm for each missed deadline (once per check and
-step; a console event and a structured log), and reconciles a night once its round is over: every
-check still open ends as a deviation or, if the patrol has it, escalated.
+whose window or retry time came, climbs the escalation ladder of every missed deadline
+(:mod:`supervision.ladder`: an alarm, repeated at the plan's interval while a person's step stays
+undone; after the plan's second deadline an unanswered view or call goes to the patrol by itself
+and the shift lead is told, and so is a patrol step nobody answered; each a console event and a
+structured log), and reconciles a night once its round is over: every check still open ends as a
+deviation or, if the patrol has it, escalated.
 
 Changes arrive as events:
 
@@ -36,7 +39,7 @@ from kernel.clock import Clock
 from kernel.timing import DEFAULT_TIMING, Timing
 from supervision import checks as ch
 from supervision import schedule
-from supervision.checks import State, Transition
+from supervision.checks import AlarmKind, State, Transition
 from supervision.ports import AlarmRaised, Bases, Devices, PresenceEvent, Publish
 from supervision.runner import log_transition, publish_transition
 from supervision.store import RoundStore
@@ -86,7 +89,8 @@ class Watchdog:
         self.zone = ZoneInfo(self.config.zone)
         self.publish = publish
         self.on_planned = on_planned
-        self.alarms_raised = 0
+        self.alarms_raised = 0  # alarms and escalations this watchdog raised
+        self.escalations = 0  # of which escalations (to the shift lead)
 
     def _emit(self, transitions: Collection[Transition]) -> None:
         for tr in transitions:
@@ -141,20 +145,30 @@ class Watchdog:
         if self.config.auto_plan and self._planning_due(at) and self.tonight(at) not in nights:
             await self.plan(self.tonight(at))
         self._emit(await self.store.open_due(at))
-        for alarm in await self.store.raise_alarms(at):
+        await self.climb(at)
+        for night, reconciled in sorted(nights.items()):
+            if reconciled is None and at >= self.reconcile_at(night):
+                await self.reconcile(night)
+
+    async def climb(self, at: datetime) -> None:
+        """Raise the alarms owed at ``at`` and make the escalations (:mod:`supervision.ladder`)."""
+        alarms, escalated = await self.store.watch_deadlines(at)
+        for alarm in alarms:
             self.alarms_raised += 1
+            is_escalation = alarm.kind is AlarmKind.ESCALATION
+            self.escalations += is_escalation
             log.warning(
-                "check_deadline_missed",
+                "check_escalated" if is_escalation else "check_deadline_missed",
                 check_id=alarm.check_id,
                 recipient_id=alarm.recipient_id,
                 state=alarm.state.value,
                 late_s=round(alarm.late_s),
+                repeat=alarm.repeat,
+                to=alarm.to.value,
             )
             if self.publish is not None:
                 self.publish(AlarmRaised(alarm, at))
-        for night, reconciled in sorted(nights.items()):
-            if reconciled is None and at >= self.reconcile_at(night):
-                await self.reconcile(night)
+        self._emit(escalated)
 
     def reconcile_at(self, night: date) -> datetime:
         end = schedule.round_of(night, self.zone, self.config.plan_hour).end

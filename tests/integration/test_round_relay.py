@@ -63,7 +63,7 @@ async def test_steps_and_alarms_of_another_process_reach_this_ones_bus(
             with pytest.raises(TransitionRefused):  # refused, rolled back: nothing sent
                 await theirs.transition(claimed.check_id, ch.Open(), at=WS)
             late = WS + timedelta(minutes=10)
-            (alarm,) = await theirs.raise_alarms(late)
+            (alarm,), _ = await theirs.watch_deadlines(late)
             event = await next_event(received)
             assert isinstance(event, AlarmRaised)
             assert event.alarm == alarm

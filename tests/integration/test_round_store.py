@@ -20,7 +20,7 @@ from supervision.errors import (
     UnknownCheck,
 )
 from supervision.store import RoundStore
-from tests.rounds_support import at_local, basis
+from tests.rounds_support import at_local, basis, delivered
 
 pytestmark = pytest.mark.integration
 
@@ -103,6 +103,7 @@ async def test_open_claim_probe_view_document(pool: asyncpg.Pool) -> None:
     await store.start_duty("staff-op1", at=PLAN_AT)
     cid = claimed.check_id
     await store.transition(cid, ch.ViewOpened("staff-op1"), at=WS + 60 * SEC, on_duty=True)
+    await delivered(pool, cid, "staff-op1", started_at=WS + 60 * SEC, open_s=25, video_s=24.5)
     done = await store.transition(
         cid,
         ch.Outcome("staff-op1", OutcomeKind.OK),
@@ -206,14 +207,16 @@ async def test_alarms_are_raised_once_per_missed_deadline_and_acknowledged(
     await store.finish(claimed, ch.ProbeDone("empty", True), at=WS + 10 * SEC)
     check = await store.get(claimed.check_id)
     assert check.deadline is not None
-    assert await store.raise_alarms(check.deadline) == []
-    late = check.deadline + timedelta(minutes=2)
-    (alarm,) = await store.raise_alarms(late)
+    assert await store.watch_deadlines(check.deadline) == ([], [])
+    late = check.deadline + timedelta(minutes=1)
+    (alarm,), _ = await store.watch_deadlines(late)
     assert alarm.state is State.NEEDS_VIEW
     assert alarm.version == check.version
-    assert await store.raise_alarms(late + timedelta(minutes=5)) == []
+    assert alarm.repeat == 1
+    assert await store.watch_deadlines(late + SEC) == ([], [])  # once per place
     (row,) = await store.alarms(NIGHT, open_only=True)
     assert row["recipient_id"] == "r1"
+    assert (row["repeat"], row["kind"], row["addressed_to"]) == (1, "alarm", "operator")
     await store.acknowledge_alarm(check.check_id, check.version, staff_id="staff-op1", at=late)
     assert await store.alarms(NIGHT, open_only=True) == []
     with pytest.raises(UnknownAlarm):

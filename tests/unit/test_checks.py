@@ -10,7 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from consent.model import DEFAULT_DEADLINES as PLAN
 from supervision import checks as c
+from supervision import ladder
 from supervision.checks import (
     Cancel,
     Check,
@@ -155,6 +157,7 @@ ALL_EVENTS: list[c.Event] = [
     DeviceLost("device_offline"),
     PatrolAcknowledged("p2"),
     PatrolVisited("p2"),
+    c.Escalate(),
     Reconcile(),
 ]
 CLEARING = Policy(may_clear_without_human=True)
@@ -300,7 +303,7 @@ def test_default_ladder_not_seen_retry_then_call_then_patrol() -> None:
     calling = ok(c.apply(viewing, Outcome("op1", OutcomeKind.NOT_SEEN), at=t2))
     assert calling.state is State.CALLING
     assert calling.ladder_step == 2
-    assert calling.deadline == t2 + T.call_timeout_s * SEC
+    assert calling.deadline == t2 + PLAN.call.respond_s * SEC
     patrol = ok(c.apply(calling, Outcome("op1", OutcomeKind.NOT_SEEN), at=t2))
     assert patrol.state is State.PATROL
     assert patrol.reason == "not_reached_by_call"
@@ -413,7 +416,7 @@ def test_open_before_the_window_is_too_early() -> None:
 def test_patrol_ack_then_visit() -> None:
     chk, at = to_state(State.PATROL)
     acked = ok(c.apply(chk, PatrolAcknowledged("p1"), at=at))
-    assert acked.deadline == at + T.patrol_visit_s * SEC
+    assert acked.deadline == at + PLAN.patrol_arrival.respond_s * SEC
     assert acked.holder == "p1"
     visited = ok(c.apply(acked, PatrolVisited("p1"), at=at + 30 * MIN))
     assert visited.state is State.VISITED
@@ -487,9 +490,9 @@ def test_deadline_of_every_open_state() -> None:
     probing = ok(c.apply(due, Claim("w"), at=ws))
     assert probing.deadline == ws + T.probe_timeout_s * SEC
     nv = ok(c.apply(probing, ProbeDone("still", True), at=ws + 10 * SEC))
-    assert nv.deadline == we  # the window end, as it leaves more than view_response_s
+    assert nv.deadline == ws + 10 * SEC + PLAN.view.respond_s * SEC  # the plan's, not the window
     nv_late = ok(c.apply(probing, ProbeDone("still", True), at=we - MIN))
-    assert nv_late.deadline == we - MIN + T.view_response_s * SEC
+    assert nv_late.deadline == we - MIN + PLAN.view.respond_s * SEC
     viewing = ok(c.apply(nv, ViewOpened("op"), at=ws + MIN))
     assert viewing.deadline == ws + MIN + (30 + T.document_grace_s) * SEC
     capped = ok(
@@ -497,7 +500,8 @@ def test_deadline_of_every_open_state() -> None:
     )
     assert capped.deadline == ws + (20 + T.document_grace_s) * SEC
     patrol_early = ok(c.apply(chk, DeviceLost("device_offline"), at=ws - 4 * 60 * MIN))
-    assert patrol_early.deadline == ws + T.patrol_ack_s * SEC  # the visit is due at the window
+    # the visit is due at the window
+    assert patrol_early.deadline == ws + PLAN.patrol_ack.respond_s * SEC
 
 
 def test_a_check_planned_inside_its_window_is_due_at_once_not_already_late() -> None:
@@ -507,21 +511,9 @@ def test_a_check_planned_inside_its_window_is_due_at_once_not_already_late() -> 
     late = make(at=at)
     assert late.deadline == at
     assert late.deadline == c.deadline_for(State.PLANNED, late, at, T)
-    assert c.overdue(late, at + T.alarm_grace_s * SEC) is None
-    assert c.overdue(late, at + (T.alarm_grace_s + 1) * SEC) is not None  # still planned: alarm
+    assert ladder.alarms_due(late, at + (T.alarm_grace_s - 1) * SEC, T) == 0
+    assert ladder.alarms_due(late, at + T.alarm_grace_s * SEC, T) == 1  # still planned: alarm
     assert ok(c.apply(late, Open(), at=at)).state is State.DUE
-
-
-def test_overdue_raises_an_alarm_only_past_the_grace() -> None:
-    chk, at = to_state(State.NEEDS_VIEW)
-    assert chk.deadline is not None
-    assert c.overdue(chk, chk.deadline + T.alarm_grace_s * SEC) is None
-    alarm = c.overdue(chk, chk.deadline + (T.alarm_grace_s + 1) * SEC)
-    assert alarm is not None
-    assert alarm.state is State.NEEDS_VIEW
-    assert alarm.version == chk.version
-    done, _ = to_state(State.DOCUMENTED)
-    assert c.overdue(done, at + timedelta(days=1)) is None
 
 
 # ------------------------------------------------------------------ DST nights
