@@ -1,4 +1,4 @@
-"""Operations subcommands of ``homecare``: ``bench`` and ``night-sheet``.
+"""Operations subcommands of ``homecare``: ``bench``, ``night-sheet`` and ``handover``.
 
 ``tools/cli.py`` registers them with :func:`add_commands`; each command has the CLI's shape
 ``(args, settings) -> exit status``.
@@ -72,6 +72,12 @@ async def cmd_night_sheet(args: argparse.Namespace, settings: Settings) -> int:
         return 2
 
 
+async def cmd_handover(args: argparse.Namespace, settings: Settings) -> int:
+    from tools import handover_cli
+
+    return await handover_cli.command(args, settings)
+
+
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s = sub.add_parser("bench", help="run every benchmark; JSON and chart in bench/results/")
     s.set_defaults(run=cmd_bench)
@@ -83,3 +89,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     from tools.night_sheet import add_arguments
 
     add_arguments(s)
+    s = sub.add_parser("handover", help="the night's handover to the day staff (JSON or HTML)")
+    s.set_defaults(run=cmd_handover)
+    from tools.handover_cli import add_arguments as add_handover_arguments
+
+    add_handover_arguments(s)
