@@ -3,7 +3,9 @@ alarms, planning and the morning report.
 
 Operator outcomes (``ok``, ``not_seen``, ``call``, ``patrol``, ``technical``, an optional note)
 need the operator on duty at that instant (403 ``not_on_duty``); an outcome the check's state does
-not accept is 409 with the refusal as ``code``; nothing changes on any error. Notes go to the
+not accept is 409 with the refusal as ``code``, and ``ok`` is 409 ``not_viewed`` unless a view or
+call of that operator for that check delivered video (its device reported at least a second);
+nothing changes on any error. Notes go to the
 round's own table, never to the audit log. Dependencies come through the typed app keys below,
 set by the composition root: :data:`STORE`, :data:`CLOCK`, :data:`WATCHDOG` (planning),
 :data:`ZONE` and :data:`PUBLISH` (console events of operator steps); :func:`console_event` turns
@@ -12,7 +14,7 @@ the round's bus events into console messages.
 
 from __future__ import annotations
 
-from datetime import date, datetime, tzinfo
+from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -212,8 +214,15 @@ async def open_view(request: web.Request) -> web.Response:
 
 
 async def outcome(request: web.Request) -> web.Response:
+    """An operator's outcome. ``ok`` needs a view or call of this operator for this check whose
+    device reported at least a second of video (409 ``not_viewed`` otherwise); it waits a few
+    seconds for a look that has just ended and not yet been reported."""
     who = caller(request)
     b = await read_body(request, Documented)
+    if b.outcome is OutcomeKind.OK:
+        await _store(request).await_video(
+            request.match_info["check_id"], who.staff_id, at=_now(request)
+        )
     outcome = ch.Outcome(who.staff_id, b.outcome, b.reason)
     return await _step(request, outcome, note=_note(b.note))
 
@@ -406,6 +415,7 @@ async def night_report(request: web.Request) -> web.Response:
     night = _night(request)
     store = _store(request)
     nights = await store.planned_nights()
+    noon = datetime.combine(night, time(12), tzinfo=_zone(request))  # a night runs noon to noon
     report = rp.build(
         night,
         await store.night_checks(night),
@@ -413,6 +423,7 @@ async def night_report(request: web.Request) -> web.Response:
         generated_at=_now(request),
         reconciled_at=nights.get(night),
         alarms=await store.alarms(night),
+        looks=await store.night_looks(night, since=noon, until=noon + timedelta(days=1)),
     )
     wants_html = request.query.get("format") == "html" or (
         "format" not in request.query and "text/html" in request.headers.get("Accept", "")

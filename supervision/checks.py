@@ -28,7 +28,7 @@ All instants are timezone-aware; nothing here reads a clock.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
@@ -123,6 +123,7 @@ class Refusal(StrEnum):
     TOO_EARLY = "too_early"  # the window / retry time has not come
     CLAIMED = "claimed"  # another worker's claim has not expired
     ALREADY_PATROL = "already_patrol"  # nothing to do: a physical visit is already requested
+    NOT_VIEWED = "not_viewed"  # "seen" without video delivered to this operator for this check
 
 
 # Verdict names of the motion check (supervision.verdict) as this module routes them.
@@ -307,9 +308,15 @@ class ViewOpened:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
+    """An operator's outcome. ``video_s``: the most seconds of video one session of that
+    operator for this check delivered in the current look (:func:`seen_video_s`), as its device
+    reported; the store fills it in from the sessions, and ``ok`` needs
+    :data:`MIN_SEEN_VIDEO_S` of it."""
+
     operator_id: str
     kind: OutcomeKind
     reason: str | None = None
+    video_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -638,6 +645,8 @@ def _outcome(c: Check, e: Outcome, at: datetime, t: Timing) -> Result:
     if kind is OutcomeKind.OK:
         if c.state is State.NEEDS_VIEW:  # "seen" needs a view or a call first
             return _refuse(c, e, Refusal.NOT_IN_STATE)
+        if not has_seen(e.video_s):  # ... that delivered video to this operator
+            return _refuse(c, e, Refusal.NOT_VIEWED)
         return _move(c, State.DOCUMENTED, e, at, t, reason="seen", holder=e.operator_id)
     if kind is OutcomeKind.NOT_SEEN:
         if c.state is State.NEEDS_VIEW:
@@ -779,6 +788,63 @@ def apply(check: Check, event: Event, *, at: datetime, timing: Timing = DEFAULT_
     if handler is None:
         return _refuse(check, event, Refusal.NOT_IN_STATE)
     return handler(check, event, at, timing)
+
+
+# --------------------------------------------------------------------------- seen on video
+
+MIN_SEEN_VIDEO_S = 1.0
+"""An outcome ``ok`` needs a session of that operator for that check whose device reported at
+least this many seconds of video (first frame to last)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Look:
+    """One session that showed a human a camera's or phone's picture (a view or a call), as
+    stored: who, for which check (``None``: an extra look, or a call naming none), when, and
+    what its device reported it delivered (``video_s``: ``None`` until it reports). An extra
+    look carries its reason code and note (free text, kept out of ``repr``)."""
+
+    session_id: str
+    purpose: str  # view | call
+    staff_id: str
+    device_id: str
+    recipient_id: str | None
+    check_id: str | None
+    started_at: datetime
+    ended_at: datetime | None
+    video_s: float | None
+    is_extra: bool = False
+    reason: str | None = None
+    note: str | None = dataclasses.field(default=None, repr=False)
+
+    @property
+    def delivered_s(self) -> float:
+        """Seconds of video the device reported (0 until it reports)."""
+        return self.video_s or 0.0
+
+
+def has_seen(video_s: float) -> bool:
+    """Whether a session that delivered ``video_s`` seconds of video lets its operator
+    document the check as seen."""
+    return video_s >= MIN_SEEN_VIDEO_S
+
+
+def seen_video_s(looks: Iterable[Look], *, since: datetime) -> float:
+    """The most seconds of video one look started at or after ``since`` (the current attempt
+    of the check became due) delivered: what an ``ok`` of this operator rests on. A view of an
+    earlier attempt (that ended ``not_seen``) does not count for a later one."""
+    return max((x.delivered_s for x in looks if x.started_at >= since), default=0.0)
+
+
+def awaits_report(looks: Iterable[Look], *, since: datetime, at: datetime, wait_s: float) -> bool:
+    """Whether a look of the current attempt may still report its video: open, or ended less
+    than ``wait_s`` before ``at`` without its device's report (it reports as its side ends)."""
+    return any(
+        x.video_s is None
+        and x.started_at >= since
+        and (x.ended_at is None or (at - x.ended_at).total_seconds() < wait_s)
+        for x in looks
+    )
 
 
 # --------------------------------------------------------------------------- watchdog

@@ -11,6 +11,7 @@ port                    what                                                   r
 :class:`Prober`         watch a camera a few seconds, return the verdict       probe (issue 5)
 :class:`Devices`        wake a camera; which devices are online now            devices.commands
 :class:`Bases`          brukare, plans, consents, pauses, bindings             consent store
+:class:`Looks`          views and calls with the video they delivered          signal_sessions
 :data:`Clock`           the injectable clock (tz-aware)                        system / simulated
 :data:`Publish`         console events (in-process bus)                        services.events
 ======================  =====================================================  ==================
@@ -28,7 +29,7 @@ from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from consent.model import Decision, Purpose, RecipientBasis
-from supervision.checks import Alarm, State
+from supervision.checks import Alarm, Look, State
 
 Publish = Callable[[object], None]
 """Publishes a console event (:class:`CheckChanged`, :class:`AlarmRaised`); never blocks."""
@@ -49,8 +50,6 @@ class ProbeResult:
     confidence: float = 0.0
     frames: int = 0
     detail: Mapping[str, Any] | None = None  # the numbers behind the verdict (JSON, no pictures)
-    #: Why the camera itself failed the look (``indicator_not_acked``): a physical visit.
-    device_trouble: str | None = None
 
 
 class Prober(Protocol):
@@ -59,6 +58,23 @@ class Prober(Protocol):
 
         Returns ``no_signal`` when nothing arrives; raises only on a broken invariant.
         """
+        ...
+
+
+class Looks(Protocol):
+    """The sessions that showed a human a picture (views and calls), as signalling stored them
+    with what their devices reported delivered: :class:`supervision.sessions.PgLooks` over
+    ``signal_sessions``, :class:`supervision.fake.FakeLooks` in memory."""
+
+    async def of_check(self, check_id: str, staff_id: str) -> list[Look]:
+        """The looks of ``staff_id`` for ``check_id``, oldest first."""
+        ...
+
+    async def of_night(
+        self, check_ids: Collection[str], *, since: datetime, until: datetime
+    ) -> list[Look]:
+        """The looks for any of ``check_ids``, and those naming no check that started in
+        ``[since, until)`` (extra looks, calls), oldest first."""
         ...
 
 

@@ -18,6 +18,8 @@ All instants come from the caller's clock; SQL never calls ``now()``.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import functools
 import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -51,8 +53,9 @@ from supervision.errors import (
     UnknownAlarm,
     UnknownCheck,
 )
-from supervision.ports import AlarmRaised
+from supervision.ports import AlarmRaised, Looks
 from supervision.schedule import NightPlan
+from supervision.sessions import PgLooks
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -77,6 +80,8 @@ INSERT_COLUMNS = (
 """The columns :func:`_columns` gives, in its order."""
 SETTLED_PER_ENTRY = 40
 """Planning transitions listed per ``round.settled`` audit entry (entries hold at most 8 KiB)."""
+REPORT_WAIT_S = 3.0
+"""How long an outcome ``ok`` waits for a look's device to report its video (``await_video``)."""
 
 
 @functools.lru_cache(maxsize=256)
@@ -158,13 +163,16 @@ class RoundStore:
         timing: ch.Timing = ch.DEFAULT_TIMING,
         audit: Audit = audit_store.append,
         origin: str | None = None,
+        looks: Looks | None = None,
     ) -> None:
         """``origin``: this process's name; when set, every step and alarm is also sent to the
-        other processes (:mod:`supervision.relay`)."""
+        other processes (:mod:`supervision.relay`). ``looks``: the views and calls with the
+        video they delivered (default: signalling's sessions in the same database)."""
         self.pool = pool
         self.timing = timing
         self._audit = audit
         self.origin = origin
+        self.looks: Looks = looks if looks is not None else PgLooks(pool)
 
     # ------------------------------------------------------------------ writing one step
 
@@ -237,6 +245,7 @@ class RoundStore:
                 "verdict": new.verdict,
                 "version": new.version,
                 "has_note": note is not None,
+                **_seen_of(tr.event),
                 **_outcome_of(tr.event),
             },
         )
@@ -277,11 +286,62 @@ class RoundStore:
                 raise TransitionRefused(
                     Rejected(check_id, check.state, ch.event_name(event), ch.Refusal.CLAIMED)
                 )
+            if isinstance(event, ch.Outcome) and event.kind is ch.OutcomeKind.OK:
+                looks = await self.looks.of_check(check_id, event.operator_id)
+                since = await self._look_since(conn, check)
+                event = dataclasses.replace(event, video_s=ch.seen_video_s(looks, since=since))
             result = ch.apply(check, event, at=at, timing=self.timing)
             if isinstance(result, Rejected):
                 raise TransitionRefused(result)
             await self._write(conn, result, note=note, detail=detail)
             return result
+
+    # ------------------------------------------------------------------ what was seen
+
+    async def _look_since(self, conn: Connection, check: Check) -> datetime:
+        """When the check's current attempt became due: its looks count from then on."""
+        since: datetime | None = await conn.fetchval(
+            "SELECT max(at) FROM round_transitions WHERE check_id = $1 AND to_state = 'due'",
+            check.check_id,
+        )
+        return since or check.window_start
+
+    async def await_video(
+        self,
+        check_id: str,
+        staff_id: str,
+        *,
+        at: datetime,
+        wait_s: float = REPORT_WAIT_S,
+        poll_s: float = 0.1,
+    ) -> None:
+        """Wait (at most ``wait_s`` seconds) while a look of ``staff_id`` for the check's current
+        attempt has not yet delivered a second of video but may still report it: a device reports
+        as its side ends, just after the ``bye`` that lets the operator document."""
+        deadline = asyncio.get_running_loop().time() + wait_s
+        while True:
+            looks = await self.looks.of_check(check_id, staff_id)
+            async with self.pool.acquire() as conn:
+                since = await self._look_since(conn, await self._check(conn, check_id))
+            if ch.has_seen(ch.seen_video_s(looks, since=since)) or not ch.awaits_report(
+                looks, since=since, at=at, wait_s=wait_s
+            ):
+                return
+            if asyncio.get_running_loop().time() >= deadline:
+                return
+            await asyncio.sleep(poll_s)
+
+    async def _check(self, conn: Connection, check_id: str) -> Check:
+        row = await conn.fetchrow(f"SELECT {COLUMNS} FROM round_checks WHERE check_id=$1", check_id)
+        if row is None:
+            raise UnknownCheck(check_id)
+        return check_from(row)
+
+    async def night_looks(self, night: date, *, since: datetime, until: datetime) -> list[ch.Look]:
+        """The views and calls of ``night``: those of its checks, and those naming no check that
+        started in ``[since, until)`` (extra looks, calls), with the video they delivered."""
+        ids = await self.pool.fetch("SELECT check_id FROM round_checks WHERE night=$1", night)
+        return await self.looks.of_night([r["check_id"] for r in ids], since=since, until=until)
 
     async def apply_many(
         self, events: Iterable[tuple[str, ch.Event]], *, at: datetime
@@ -1034,6 +1094,13 @@ def _outcome_of(event: ch.Event) -> dict[str, str]:
     """A patrol's reported outcome, for the audit entry of its step."""
     if isinstance(event, ch.PatrolVisited) and event.outcome is not None:
         return {"outcome": event.outcome.value}
+    return {}
+
+
+def _seen_of(event: ch.Event) -> dict[str, float]:
+    """The seconds of video an ``ok`` rests on, for the audit entry of its step."""
+    if isinstance(event, ch.Outcome) and event.kind is ch.OutcomeKind.OK:
+        return {"video_s": round(event.video_s, 1)}
     return {}
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Collection
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -166,3 +166,44 @@ def fixed_clock(at: datetime) -> ScaledClock:
     """The one clock (``kernel.clock``) standing at ``at`` until the test moves it (``set``,
     ``advance``); a deadline's ``sleep`` jumps it forwards instead of waiting."""
     return ScaledClock(0, at)
+
+
+async def delivered(
+    pool: Any,
+    check_id: str | None,
+    staff_id: str,
+    *,
+    started_at: datetime,
+    open_s: float,
+    video_s: float | None,
+    purpose: str = "view",
+    device_id: str = "cam-r1",
+    extra: tuple[str, str] | None = None,
+) -> str:
+    """A closed look as signalling stores it (``signal_sessions``): a view (or call) of
+    ``staff_id`` for ``check_id`` (or, with ``extra`` = (reason, note), an extra look) whose
+    device reported ``video_s`` seconds of video (``None``: no report). Returns its session id."""
+    session_id = f"s-{abs(hash((check_id, staff_id, started_at, purpose))) % 10**12:012d}"
+    ended = started_at + timedelta(seconds=open_s)
+    look = "extra" if extra else ("check" if check_id and purpose == "view" else None)
+    await pool.execute(
+        "INSERT INTO signal_sessions (session_id, device_id, purpose, staff_id, recipient_id,"
+        " instance_id, state, started_at, deadline, ended_at, end_reason, check_id, look,"
+        " look_reason, look_note, frames_sent, video_s)"
+        " VALUES ($1, $2, $3, $4, $5, 'test', 'closed', $6, $7, $7, 'operator', $8, $9, $10,"
+        " $11, $12, $13)",
+        session_id,
+        device_id,
+        purpose,
+        staff_id,
+        device_id.removeprefix("cam-"),
+        started_at,
+        ended,
+        check_id,
+        look,
+        extra[0] if extra else None,
+        extra[1] if extra else None,
+        None if video_s is None else int(video_s * 10),
+        video_s,
+    )
+    return session_id

@@ -26,6 +26,7 @@ from tests.rounds_support import (
     FakeDevices,
     at_local,
     basis,
+    delivered,
     fixed_clock,
 )
 
@@ -124,6 +125,10 @@ async def test_an_operator_views_and_documents_a_check(rig: Rig, pool: asyncpg.P
     await ok(await c.post("/api/rounds/duty", headers=OPERATOR, json={}), 201)
     rig.clock.set(WS + timedelta(seconds=30))
     await ok(await c.post(f"/api/checks/{CHECK}/view", headers=OPERATOR, json={}))
+    # the view itself goes through signalling; its camera reported 24 s of video at the end
+    await delivered(
+        pool, CHECK, "staff-oper01", started_at=WS + timedelta(seconds=30), open_s=25, video_s=24.0
+    )
     rig.clock.set(WS + timedelta(seconds=55))
     body = await ok(
         await c.post(
@@ -158,7 +163,7 @@ async def test_an_operator_views_and_documents_a_check(rig: Rig, pool: asyncpg.P
     assert report["totals"]["performed"] == 1
     assert report["totals"]["views"] == 1
     assert report["operators"][0]["staff_id"] == "staff-oper01"
-    assert report["operators"][0]["view_seconds"] == 25.0
+    assert report["operators"][0]["view_seconds"] == 24.0  # delivered, as the camera reported
     page = await c.get(f"/api/nights/{NIGHT}/report?format=html", headers=OPERATOR)
     assert page.status == 200
     assert page.content_type == "text/html"

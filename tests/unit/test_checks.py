@@ -122,7 +122,7 @@ def to_state(state: State, policy: Policy | None = None) -> tuple[Check, datetim
             Claim("w1"),
             ProbeDone("still", True),
             ViewOpened("op1"),
-            Outcome("op1", OutcomeKind.OK),
+            Outcome("op1", OutcomeKind.OK, video_s=SEEN_S),
         ],
         State.VISITED: [Open(), Claim("w1"), ProbeDone("dark", False), PatrolVisited("p1")],
         State.ESCALATED: [
@@ -141,6 +141,7 @@ def to_state(state: State, policy: Policy | None = None) -> tuple[Check, datetim
     return chk, at
 
 
+SEEN_S = 12.0  # seconds of video a view delivered (an ``ok`` needs c.MIN_SEEN_VIDEO_S)
 ALL_EVENTS: list[c.Event] = [
     Open(),
     Claim("w2"),
@@ -150,7 +151,7 @@ ALL_EVENTS: list[c.Event] = [
     ProbeDone("empty", True),
     ProbeDone("covered", True),
     ViewOpened("op2"),
-    *[Outcome("op2", k) for k in OutcomeKind],
+    *[Outcome("op2", k, video_s=SEEN_S) for k in OutcomeKind],
     RetryDue(),
     Cancel("consent_withdrawn"),
     Cancel("paused", visit=False),
@@ -274,7 +275,7 @@ def test_no_motion_consent_goes_straight_to_a_human_view() -> None:
 def test_view_then_ok_is_documented_by_that_operator() -> None:
     chk, at = to_state(State.VIEWING)
     assert chk.holder == "op1"
-    done = ok(c.apply(chk, Outcome("op1", OutcomeKind.OK), at=at))
+    done = ok(c.apply(chk, Outcome("op1", OutcomeKind.OK, video_s=SEEN_S), at=at))
     assert done.state is State.DOCUMENTED
     assert done.holder == "op1"
     assert done.reason == "seen"
@@ -346,7 +347,8 @@ def test_operator_call_skips_the_ladders_call_rung() -> None:
     chk, at = to_state(State.VIEWING)
     calling = ok(c.apply(chk, Outcome("op1", OutcomeKind.CALL), at=at))
     assert calling.ladder_step == 2  # past retry and call
-    assert ok(c.apply(calling, Outcome("op1", OutcomeKind.OK), at=at)).state is State.DOCUMENTED
+    seen = Outcome("op1", OutcomeKind.OK, video_s=SEEN_S)  # the call delivered video
+    assert ok(c.apply(calling, seen, at=at)).state is State.DOCUMENTED
 
 
 @pytest.mark.parametrize(
@@ -384,7 +386,7 @@ def test_outcomes_refused_where_the_state_does_not_accept_them(
     state: State, kind: OutcomeKind
 ) -> None:
     chk, at = to_state(state)
-    result = c.apply(chk, Outcome("op1", kind), at=at)
+    result = c.apply(chk, Outcome("op1", kind, video_s=SEEN_S), at=at)
     assert isinstance(result, Rejected)
     assert result.refusal in {Refusal.NOT_IN_STATE, Refusal.FINISHED}
     assert "refused" in result.message
