@@ -17,6 +17,7 @@ import structlog
 
 from consent.model import DEFAULT_VIEW_CAP_S, MAX_VIEW_CAP_S, MIN_VIEW_CAP_S
 from devices.envelope import LookReason
+from kernel.roles import LOGINS
 from services import logs
 from services.settings import PREFIX, Settings, SettingsError, load, markdown_reference
 from tools.ops_cli import add_commands as add_ops_commands
@@ -423,7 +424,7 @@ def parser() -> argparse.ArgumentParser:
     token_sub = s.add_subparsers(dest="token_command", required=True)
     s = token_sub.add_parser("create", help="print a new bearer token (shown once)")
     s.set_defaults(run=cmd_token_create)
-    s.add_argument("--role", required=True, choices=["operator", "administrator", "technician"])
+    s.add_argument("--role", required=True, choices=sorted(r.value for r in LOGINS))
     s.add_argument("--username", help="act as this account (created password-less if missing)")
     s.add_argument("--ttl-s", type=int, default=30 * 24 * 3600, help="lifetime in seconds")
     s.add_argument("--label", default="", help="what the token is for (max 100 characters)")
