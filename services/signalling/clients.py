@@ -305,6 +305,9 @@ class ClientSide(Interpreter):
             "auto_answer": outcome.auto_answer,
             "plan_id": outcome.plan_id,
         }
+        if outcome.call_cap_s is not None:  # answered by itself: the plan's terms (issue 15)
+            data["call_cap_s"] = outcome.call_cap_s
+            data["announce_s"] = outcome.announce_s
         if req.purpose is env.Purpose.VIEW:
             data["budget_s"] = round((outcome.deadline - now).total_seconds(), 3)
             if outcome.check_id is not None:

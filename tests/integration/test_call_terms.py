@@ -94,6 +94,7 @@ async def test_auto_answer_keeps_to_the_windows_the_announcement_and_the_call_ca
     assert (denied, rang) == ("outside_window", 0)
     assert [a for a, _ in actions] == ["call.started", "call.answered", "call.ended"]
     assert actions[2][1]["reason"] == "timeout"
+    assert (actions[0][1]["call_cap_s"], actions[0][1]["announce_s"]) == (CAP_S, ANNOUNCE_S)
     duration_s = float(str(actions[2][1]["duration_s"]))
     assert CAP_S + ANNOUNCE_S <= duration_s < CAP_S + ANNOUNCE_S + 20, actions[2][1]
     assert svara_ended.bye == "operator"
