@@ -2,8 +2,9 @@
 
 Birth (``status`` online, retained, QoS 1) with a session number that grows with every connection,
 a retained ``offline`` will of the same session, retained ``meta``, periodic ``health``, command
-acks, re-announcement when the backend's ``server/status`` goes online, ``stopped`` on a clean exit,
-and reconnect with exponential backoff plus jitter.
+acks (but never of the ops in :attr:`SimulatedDevice.unacked`), re-announcement when the
+backend's ``server/status`` goes online, ``stopped`` on a clean exit, and reconnect with
+exponential backoff plus jitter.
 
 Nothing a message says ends the device: each command and each ``webrtc/in`` message is handled in
 its own task that logs a failure instead of raising it (a failed command is acked ``ok: false``
@@ -97,6 +98,9 @@ class SimulatedDevice:
     session: int = 0
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     shutter: topics.Shutter = topics.Shutter.OPEN
+    #: Commands this device takes but never acks (a broken unit, for tests of device trouble:
+    #: ``{CommandOp.INDICATOR}`` is a camera whose live indicator does not answer).
+    unacked: set[topics.CommandOp] = field(default_factory=set)
     started_at: float = field(default_factory=time.monotonic)
     _client: aiomqtt.Client | None = None
 
@@ -156,6 +160,9 @@ class SimulatedDevice:
         try:
             command = topics.decode_command(payload)
         except ValueError:
+            return
+        if command.op in self.unacked:
+            log.warning("%s not acked by %s (as set up)", command.op.value, self.spec.device_id)
             return
         handler = self.on_command.get(command.op)
         try:

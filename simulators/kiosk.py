@@ -1,11 +1,17 @@
-"""The simulated video phones' own screens: a small local web page with big Svara / Avvisa
-buttons, as a kiosk browser on the unit would show (answer policy ``manual``).
+"""The simulated units' own screens: a small local web page with big Svara / Avvisa buttons, as
+a kiosk browser on a video phone would show (answer policy ``manual``), and the live indicator.
 
-``GET /`` lists the phones; ``GET /kiosk/{id}`` is one phone's screen (Swedish; ``?lang=en``),
-which polls ``GET /kiosk/{id}/state`` (``call_state``, ``session_id``, ``caller``: who calls, as
-the ring named them, or null, and ``frames_received``: the callers' video frames the phone has
-decoded) and presses ``POST /kiosk/{id}/answer`` or ``/decline`` (decline while ringing, hang
-up in a call). Bind it to loopback: it is the simulated unit's own screen and has no login.
+``GET /`` lists the phones and cameras; ``GET /kiosk/{id}`` is one unit's screen (Swedish;
+``?lang=en``), which polls ``GET /kiosk/{id}/state`` (``call_state``, ``session_id``, ``caller``:
+who calls, as the ring named them, or null, ``frames_received``: the callers' video frames the
+phone has decoded, and ``live``: what the home's indicator shows, or null) and presses ``POST
+/kiosk/{id}/answer`` or ``/decline`` (a phone: decline while ringing, hang up in a call).
+
+``live`` is ``{"purpose": "view" | "probe" | "call", "session_id", "remaining_s"}`` while the
+unit's own indicator is on (:meth:`simulators.peer.DevicePeer.live`), or, for a phone, while its
+home's camera's is (the screen in the home shows *Hemtjänsten tittar* during a view of that
+camera, counting down ``remaining_s`` when the plan says so). Bind it to loopback: it is the
+simulated unit's own screen and has no login.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from simulators.homes import home_of
 from simulators.peer import DevicePeer
 
 PAGE = Path(__file__).parent / "static" / "kiosk.html"
@@ -30,32 +37,55 @@ def _phone(request: web.Request) -> DevicePeer:
     return peer
 
 
+def _unit(request: web.Request) -> DevicePeer:
+    peer = request.app[PEERS].get(request.match_info["device_id"])
+    if peer is None:
+        raise web.HTTPNotFound(text="no such unit")
+    return peer
+
+
+def _live(peers: Mapping[str, DevicePeer], peer: DevicePeer) -> dict[str, object] | None:
+    """The unit's own indicator, else (a phone) that of a camera in the same home."""
+    own = peer.live()
+    if own is not None or not peer.is_phone:
+        return own
+    home = home_of(peer.device.spec.device_id)
+    for device_id, other in sorted(peers.items()):
+        if other is not peer and not other.is_phone and home_of(device_id) == home:
+            shown = other.live()
+            if shown is not None:
+                return shown
+    return None
+
+
 async def index(request: web.Request) -> web.Response:
-    phones = sorted(d for d, p in request.app[PEERS].items() if p.is_phone)
+    units = sorted(request.app[PEERS].keys())
     items = "".join(
-        f'<li><a href="/kiosk/{html.escape(d)}">{html.escape(d)}</a></li>' for d in phones
+        f'<li><a href="/kiosk/{html.escape(d)}">{html.escape(d)}</a></li>' for d in units
     )
     return web.Response(
-        text=f'<!doctype html><meta charset="utf-8"><title>Bildtelefoner</title><ul>{items}</ul>',
+        text=f'<!doctype html><meta charset="utf-8"><title>Enheter</title><ul>{items}</ul>',
         content_type="text/html",
     )
 
 
 async def screen(request: web.Request) -> web.FileResponse:
-    _phone(request)
+    _unit(request)
     return web.FileResponse(PAGE, headers={"Cache-Control": "no-cache"})
 
 
 async def state(request: web.Request) -> web.Response:
-    peer = _phone(request)
+    peer = _unit(request)
     return web.json_response(
         {
+            "kind": "video_phone" if peer.is_phone else "camera",
             "call_state": peer.call_state.value,
             "session_id": peer.ringing_session,
             "caller": peer.caller,  # the display name the ring carried, or null
             "announce_s": peer.announce_s,  # an auto-answered call's announcement, or null
             # callers' video frames this phone has decoded since it started (counted, not kept)
             "frames_received": peer.stats.frames_received,
+            "live": _live(request.app[PEERS], peer),  # what the indicator shows, or null
         }
     )
 

@@ -1,13 +1,15 @@
 """The simulated device's WebRTC side: answers offers from ``webrtc/in`` with real media.
 
 :func:`attach` hooks a :class:`DevicePeer` onto a :class:`simulators.device.SimulatedDevice`: its
-``webrtc/in`` envelopes and the ``ring``, ``hangup``, ``sleep``, ``wake``, ``drive`` and
-``scene`` commands. Per offer the peer builds an aiortc connection, sends a synthetic scene
-(:class:`simulators.media.SceneTrack`; a video phone also a tone), applies trickled candidates,
-and answers on ``webrtc/out`` with every candidate inside the SDP (aiortc's half trickle). One
-session at a time; a repeated offer for the current session (QoS 1) is ignored. When a session
-ends (``bye``, ``sleep``/``hangup``, a refusal, a new offer) the device reports what it sent:
-``stats`` with the frames its track produced and the seconds from the first to the last.
+``webrtc/in`` envelopes and the ``ring``, ``hangup``, ``sleep``, ``wake``, ``drive``, ``scene``
+and ``indicator`` commands (the unit shows that a look is live: :meth:`DevicePeer.live`, on the
+kiosk page, until ``indicator off`` or the session ends on the device's side). Per offer the
+peer builds an aiortc connection, sends a synthetic scene (:class:`simulators.media.SceneTrack`;
+a video phone also a tone), applies trickled candidates, and answers on ``webrtc/out`` with
+every candidate inside the SDP (aiortc's half trickle). One session at a time; a repeated offer
+for the current session (QoS 1) is ignored. When a session ends (``bye``, ``sleep``/``hangup``,
+a refusal, a new offer) the device reports what it sent: ``stats`` with the frames its track
+produced and the seconds from the first to the last.
 
 Nothing the backend sends can stop the device. A message the device cannot use is refused for its
 session only: the device sends an ``error`` envelope (``session_id`` when it could be read) on
@@ -151,6 +153,8 @@ class PeerStats:
     #: Seconds each auto-answered call was announced before the phone answered (video after).
     announced_s: list[float] = field(default_factory=list)
     reported: list[env.Stats] = field(default_factory=list)  # the stats sent, one per session
+    #: In order: ``indicator_on``/``indicator_off`` (commands), ``offer`` and ``bye`` (taken).
+    seen: list[str] = field(default_factory=list)
 
 
 class DevicePeer:
@@ -176,6 +180,8 @@ class DevicePeer:
         self.ringing_session: str | None = None
         self.caller: str | None = None  # who calls, as the ring named them (shown, never logged)
         self.announce_s: float | None = None  # an auto-answered call's announcement, seconds
+        self.indicator: topics.Indicator | None = None  # the live indicator while it is on
+        self._indicator_at = 0.0  # loop time it was (last) turned on
         self._lock = asyncio.Lock()
         self._ended: deque[str] = deque(maxlen=RECENT_SESSIONS)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -271,6 +277,7 @@ class DevicePeer:
         # A usable offer: its session replaces whatever ran before (one session at a time).
         await self._close_pc()
         self.stats.offers += 1
+        self.stats.seen.append("offer")
         self.pc, self.session_id = pc, offer.session_id
         spec = self.device.spec
         self.video = SceneTrack(self.scene, width=spec.width, height=spec.height, fps=spec.fps)
@@ -312,6 +319,7 @@ class DevicePeer:
     async def _on_bye(self, bye: env.Bye) -> None:
         if bye.session_id in {self.session_id, self.ringing_session}:
             self.stats.byes += 1
+            self.stats.seen.append("bye")
             await self.close()
         elif bye.session_id not in self._ended:
             raise Refused("unknown_session", "no such session on this device")
@@ -346,7 +354,12 @@ class DevicePeer:
             log.warning("stats of %s not sent: %s", self.device.spec.device_id, e)
 
     async def close(self) -> None:
-        """End the media session and any ringing."""
+        """End the media session and any ringing (and the indicator of either)."""
+        if self.indicator is not None and self.indicator.session_id in {
+            self.session_id,
+            self.ringing_session,
+        }:
+            self.indicator = None
         if self.ringing_session is not None and self.ringing_session != self.session_id:
             self._ended.append(self.ringing_session)
         self.ringing_session = None
@@ -432,6 +445,45 @@ class DevicePeer:
         self.stats.drives.append((float(linear), float(angular)))
         return True, None
 
+    async def on_indicator(self, command: topics.Command) -> tuple[bool, str | None]:
+        """``indicator``: show (``on``) or stop showing (``off``, of the session shown) that a
+        look is live; acked at once, as the contract asks (within two seconds)."""
+        try:
+            indicator = topics.decode_indicator(command)
+        except PayloadError as e:
+            log.warning("indicator refused: %s", e.reason)
+            return False, "bad_args"
+        self.stats.seen.append("indicator_on" if indicator.on else "indicator_off")
+        if indicator.on:
+            self.indicator = indicator
+            self._indicator_at = asyncio.get_running_loop().time()
+        elif self.indicator is not None and self.indicator.session_id == indicator.session_id:
+            self.indicator = None
+        log.info(
+            "indicator %s on %s (%s, session %s)",
+            "on" if indicator.on else "off",
+            self.device.spec.device_id,
+            indicator.purpose.value,
+            indicator.session_id,
+        )
+        return True, None
+
+    def live(self) -> dict[str, Any] | None:
+        """What the unit shows while a look is live: ``purpose``, ``session_id`` and, for a view
+        whose plan shows it, ``remaining_s`` counted down from the command; else ``None``."""
+        shown = self.indicator
+        if shown is None:
+            return None
+        remaining = None
+        if shown.remaining_s is not None:
+            spent_s = asyncio.get_running_loop().time() - self._indicator_at
+            remaining = round(max(0.0, shown.remaining_s - spent_s), 1)
+        return {
+            "purpose": shown.purpose.value,
+            "session_id": shown.session_id,
+            "remaining_s": remaining,
+        }
+
     async def on_scene(self, command: topics.Command) -> tuple[bool, str | None]:
         """``{"scene": kind, "ir": bool}``: what the camera shows from the next frame on."""
         ir = command.args.get("ir", False)
@@ -475,6 +527,7 @@ def attach(
             topics.CommandOp.WAKE: _ok,
             topics.CommandOp.DRIVE: peer.on_drive,
             topics.CommandOp.SCENE: peer.on_scene,
+            topics.CommandOp.INDICATOR: peer.on_indicator,
         }
     )
     return peer

@@ -50,6 +50,8 @@ class ProbeResult:
     confidence: float = 0.0
     frames: int = 0
     detail: Mapping[str, Any] | None = None  # the numbers behind the verdict (JSON, no pictures)
+    #: Why the camera itself failed the look (``indicator_not_acked``): a physical visit.
+    device_trouble: str | None = None
 
 
 class Prober(Protocol):

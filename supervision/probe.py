@@ -19,8 +19,11 @@ A receive-only aiortc peer inside the backend (``purpose=probe``, principal ``sy
    returns :func:`supervision.verdict.decide` over what it saw, with the numbers behind it.
 
 No frame arrives within ``connect_timeout_s`` -> ``no_signal``; ``denied`` -> ``no_signal``
-with the reason in :attr:`ProbeOutcome.ended`. A frame of another aspect ratio mid-stream
-restarts the analysis without zones (so nothing can be cleared). A frame is never stored:
+with the reason in :attr:`ProbeOutcome.ended`. The camera did not ack its live indicator (the
+server's ``error indicator_not_acked``, then ``bye device_lost``; no frame flowed) ->
+``no_signal`` with ``ended`` and :attr:`ProbeResult.device_trouble` ``indicator_not_acked``: the
+round sends the check to a physical visit (hard rule 7). A frame of another aspect ratio
+mid-stream restarts the analysis without zones (so nothing can be cleared). A frame is never stored:
 only the latest one is referenced, until the next arrives.
 
 :class:`MotionProber` implements :class:`supervision.ports.Prober` for the round runner.
@@ -53,6 +56,9 @@ from supervision.ports import ProbeResult
 from supervision.verdict import DEFAULT_THRESHOLDS, Thresholds, Verdict, decide, no_signal
 
 log = structlog.get_logger(__name__)
+INDICATOR_NOT_ACKED = "indicator_not_acked"
+"""Signalling's ``error`` code when the camera did not show that the look is live
+(``services.signalling.machine.INDICATOR_NOT_ACKED``): device trouble, not a look."""
 _LUMA_FIRST = frozenset({"yuv420p", "yuvj420p", "nv12", "yuv422p", "yuv444p", "gray"})
 
 
@@ -122,6 +128,7 @@ class ProbeOutcome:
     session_id: str
     verdict: Verdict
     ended: str  # window | bye:<reason> | denied:<reason> | no_frames | disconnected | failed
+    #           | indicator_not_acked
     frames_received: int
     frames_analysed: int
     frames_skipped: int  # overwritten before analysis, or sooner than 1/max_fps
@@ -136,6 +143,7 @@ class ProbeOutcome:
             v.confidence,
             self.frames_analysed,
             detail=verdict_detail(v, ended=self.ended),
+            device_trouble=self.ended if self.ended == INDICATOR_NOT_ACKED else None,
         )
 
 
@@ -324,6 +332,8 @@ class MotionProber:
                         log.warning(
                             "probe_signal_error", session_id=w.session_id, code=message.code
                         )
+                        if message.code == INDICATOR_NOT_ACKED:
+                            w.end(INDICATOR_NOT_ACKED)  # the bye device_lost follows
                     case _:
                         pass
         except ConnectionError:

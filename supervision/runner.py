@@ -19,7 +19,9 @@ For each claimed check, at the instant the work starts:
    fault: the worker keeps its claim and starts again from step 1 every ``link_retry_s`` for up
    to ``link_wait_s``; after that the claim lapses and the check is claimed again (too late for
    its agreed window -> the ladder goes on);
-5. the probe watches ``probe_window_s`` and its verdict is applied per care plan.
+5. the probe watches ``probe_window_s`` and its verdict is applied per care plan; a camera that
+   did not ack its live indicator (:attr:`~supervision.ports.ProbeResult.device_trouble`) is
+   device trouble: a physical visit (hard rule 7), whatever the verdict.
 
 Every interval (``poll_s``, ``probe_window_s``, ``link_retry_s``, ``link_wait_s``) comes from the
 one :class:`~kernel.timing.Timing` the composition root built; tests pass a fast one. The wait for
@@ -263,4 +265,6 @@ class Runner:
         )
         if result.detail is not None:
             self._details[check.check_id] = result.detail
+        if result.device_trouble is not None:
+            return ch.DeviceLost(result.device_trouble)
         return ch.ProbeDone(result.verdict, result.needs_human)

@@ -7,7 +7,7 @@ event: ``answer``, ``candidate``, ``bye``, and ``error`` (the device refused the
 signalling; the session ends ``device_lost`` and the client is told the device's code). The
 phone's ``call_answer``/``call_decline`` events, a device going offline, the gate turning to deny
 (its change feed and a periodic re-check) are events too. The sweep closes rows whose owner
-vanished.
+vanished and tells their devices ``bye`` and ``indicator off``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from devices import envelope as env
 from devices import topics
 from kernel.retry import Backoff, Retry
 from services.signalling import machine
-from services.signalling.interpreter import Interpreter
+from services.signalling.interpreter import LIVE, Interpreter
 from services.signalling.router import DeviceMessage
 from services.signalling.session import LiveSession
 
@@ -162,6 +162,10 @@ class DeviceSide(Interpreter):
                     await self._tell_device(
                         row.device_id, env.Bye(row.session_id, env.ByeReason.TIMEOUT)
                     )
+                    off = topics.Indicator(
+                        on=False, session_id=row.session_id, purpose=LIVE[row.purpose]
+                    )
+                    self._spawn(self._send_indicator(row.device_id, off))
                 await self.store.prune(before=now - timedelta(days=1))
             except (OSError, asyncpg.PostgresError):
                 log.exception("signal_sweep_failed")

@@ -7,12 +7,13 @@ The machine (:mod:`services.signalling.machine`) takes one **event** at a time a
 events from             ``Client*`` (the operator's connection), ``Device*`` (its
                         ``webrtc/out`` and presence), ``Call*`` (the phone's buttons),
                         :class:`TimerFired`, :class:`GateDenied`, :class:`RingFailed`,
-                        :class:`Shutdown`
+                        :class:`Shutdown`, :class:`Started` and the indicator's ack
+                        (:class:`IndicatorAcked`, :class:`IndicatorNotAcked`)
 effects to              the client (:class:`ToClient`, :class:`Refuse`), the device
                         (:class:`ToDevice`, :class:`Command`, :class:`Ring`,
-                        :class:`Drive`), the timer (:class:`ArmTimer`) and the row and its
-                        audit entries (:class:`MarkConnected`, :class:`Extended`,
-                        :class:`Closed`)
+                        :class:`Drive`, :class:`Indicate`), the timer
+                        (:class:`ArmTimer`) and the row and its audit entries
+                        (:class:`MarkConnected`, :class:`Extended`, :class:`Closed`)
 ======================  =================================================================
 """
 
@@ -134,6 +135,23 @@ class Shutdown:
 
 
 @dataclass(frozen=True, slots=True)
+class Started:
+    """The client was told ``granted``: a view or probe lights the device's indicator now,
+    before its offer can reach the device (a call lights it when it is answered)."""
+
+
+@dataclass(frozen=True, slots=True)
+class IndicatorAcked:
+    """The device acked ``indicator on``: its light shows the look, media may flow."""
+
+
+@dataclass(frozen=True, slots=True)
+class IndicatorNotAcked:
+    """No ack of ``indicator on`` within ``indicator_ack_s`` (or ``ok: false``, or no route to
+    the device): device trouble for the look."""
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceError:
     """The device refused a message of the session (an ``error`` envelope on its ``webrtc/out``)
     and closed its side; ``code`` is its reason (see :func:`device_error_code`)."""
@@ -164,6 +182,9 @@ Event = (
     | GateDenied
     | DeviceLost
     | Shutdown
+    | Started
+    | IndicatorAcked
+    | IndicatorNotAcked
 )
 
 # --------------------------------------------------------------------------- effects
@@ -215,6 +236,17 @@ class Drive:
 
 
 @dataclass(frozen=True, slots=True)
+class Indicate:
+    """``cmd indicator`` (:class:`devices.topics.Indicator`): ``on`` with the look's seconds
+    left (``remaining_s``, a view whose plan shows the countdown) and the interpreter feeds
+    :class:`IndicatorAcked` or :class:`IndicatorNotAcked` from its ack; ``off`` only logs a
+    missing ack."""
+
+    on: bool
+    remaining_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ArmTimer:
     """Feed :class:`TimerFired` at ``at`` (replaces the session's timer)."""
 
@@ -257,6 +289,7 @@ Effect = (
     | Command
     | Ring
     | Drive
+    | Indicate
     | ArmTimer
     | MarkConnected
     | Extended

@@ -2,7 +2,9 @@
 
 :func:`services.signalling.machine.apply` decides; :class:`Interpreter` does: it sends to the
 client's connection, publishes to the device (adding TURN credentials to a ``granted`` and to an
-offer), sends device commands (``ring``, ``drive``, ``sleep``/``hangup``) in their own tasks,
+offer), sends device commands (``ring``, ``drive``, ``indicator``, ``sleep``/``hangup``) in
+their own tasks (``indicator on``'s ack, or its absence within ``indicator_ack_s``, is fed back
+as :class:`~services.signalling.events.IndicatorAcked` or ``IndicatorNotAcked``),
 arms the session's timer, and writes the row and its audit entries. It is the base of
 :class:`services.signalling.service.Signalling`; the client side
 (:mod:`services.signalling.clients`) and the device side (:mod:`services.signalling.device_side`)
@@ -46,6 +48,13 @@ from services.signalling.store import SessionRow
 from services.signalling.turn import TurnConfig, ice_servers
 
 log = structlog.get_logger(__name__)
+
+LIVE = {
+    env.Purpose.VIEW: topics.LivePurpose.VIEW,
+    env.Purpose.PROBE: topics.LivePurpose.PROBE,
+    env.Purpose.CALL: topics.LivePurpose.CALL,
+}
+"""What the device's indicator says is live, per kind of session."""
 
 CLOSE_RETRY = Backoff(first_s=0.25, factor=2.0, max_s=30.0)
 """A row close the database refused: tried again 0.25 s, 0.5 s ... at most 30 s apart, until
@@ -137,6 +146,8 @@ class Interpreter:
                 self._spawn(self._ring(live, timeout_s, auto_answer))
             case machine.Drive():
                 self._spawn(self._drive(live, effect))
+            case machine.Indicate(on=on, remaining_s=remaining):
+                self._spawn(self._indicate(live, on, remaining))
             case machine.ArmTimer(at=at):
                 self._arm(live, at)
             case machine.MarkConnected(at=at, deadline=deadline, is_audited=is_audited):
@@ -308,6 +319,42 @@ class Interpreter:
             ok = False
         if not ok:
             await self._feed(live, machine.RingFailed())
+
+    async def _indicate(self, live: LiveSession, on: bool, remaining_s: float | None) -> None:
+        """``cmd indicator``; for ``on`` the ack (within ``indicator_ack_s``) is fed back to the
+        machine, which lets the held offer go or ends the session as device trouble."""
+        s = live.value
+        indicator = topics.Indicator(
+            on=on, session_id=s.session_id, purpose=LIVE[s.purpose], remaining_s=remaining_s
+        )
+        is_acked = await self._send_indicator(s.device_id, indicator)
+        if on:
+            await self._feed(
+                live, machine.IndicatorAcked() if is_acked else machine.IndicatorNotAcked()
+            )
+
+    async def _send_indicator(self, device_id: str, indicator: topics.Indicator) -> bool:
+        """Send ``cmd indicator``; whether the device acked it ``ok`` in time (else logged)."""
+        try:
+            ack = await self.commands.send(
+                device_id,
+                topics.CommandOp.INDICATOR,
+                indicator.args(),
+                self.config.indicator_ack_s,
+            )
+            error = None if ack.ok else "refused"
+        except (TimeoutError, LookupError, ConnectionError) as e:
+            error = type(e).__name__
+        if error is None:
+            return True
+        log.warning(
+            "signal_indicator_unacked",
+            session_id=indicator.session_id,
+            device_id=device_id,
+            on=indicator.on,
+            error=error,
+        )
+        return False
 
     async def _stop_device(self, device_id: str, op: topics.CommandOp, session_id: str) -> None:
         try:

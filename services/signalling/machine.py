@@ -6,7 +6,13 @@
                            └▶ Grant ─▶ granted (view, probe) ─device answer─▶ connected
                                     └▶ ringing (call) ─answered─▶ connected ─▶ …
     any open state ─bye / timer at the deadline / gate denied / device lost / device error /
-                    client gone / declined / shutdown─▶ closed
+                    client gone / declined / shutdown / indicator not acked─▶ closed
+
+    the device's indicator (issue 15, "the home knows"):
+    view, probe: granted ─Started─▶ indicator on ─ack─▶ the held offer goes to the device
+    call:        answered ─────────▶ indicator on ─ack─▶ the held offer goes to the device
+    no ack within indicator_ack_s ─▶ bye device_lost (the client: error indicator_not_acked)
+    closed, however ─▶ indicator off (if it was asked on)
 
 A request is decided in :mod:`services.signalling.decide`; the :class:`Session` a grant opens
 lives here. :func:`apply` is the only way to change a :class:`Session`: it looks the event
@@ -21,7 +27,9 @@ look none),
 ``bye withdrawn`` when the gate turns to deny, a call rings first and ends ``no_answer`` at the
 ring timeout or ``declined``, a call is capped (an auto-answered one at its plan's call cap,
 :func:`call_limit_s`), ``drive`` only in an accepted call while the
-caller's video is fresh, an offer's media must fit the purpose (:mod:`.sdp`), a device's
+caller's video is fresh, the device shows that a look is live before any frame can flow (its
+``indicator`` acked; nothing reaches the device before, not even the offer) and is told when it
+ends, an offer's media must fit the purpose (:mod:`.sdp`), a device's
 ``error`` ends its session ``device_lost`` and tells the client the device's code, and who the
 audit names as the actor of an ending (the operator, ``device:<id>`` or ``system``).
 
@@ -35,6 +43,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from devices import envelope as env
@@ -66,11 +75,15 @@ from services.signalling.events import (
     Event,
     Extended,
     GateDenied,
+    Indicate,
+    IndicatorAcked,
+    IndicatorNotAcked,
     MarkConnected,
     Refuse,
     Ring,
     RingFailed,
     Shutdown,
+    Started,
     TimerFired,
     ToClient,
     ToDevice,
@@ -80,6 +93,7 @@ from services.signalling.events import (
 __all__ = [
     "DEVICE_ERROR_RE",
     "GENERIC_DEVICE_ERROR",
+    "INDICATOR_NOT_ACKED",
     "MAX_HELD",
     "TABLE",
     "ArmTimer",
@@ -104,6 +118,10 @@ __all__ = [
     "Event",
     "Extended",
     "GateDenied",
+    "Indicate",
+    "IndicatorAcked",
+    "IndicatorNotAcked",
+    "Light",
     "MarkConnected",
     "Refuse",
     "Result",
@@ -111,6 +129,7 @@ __all__ = [
     "RingFailed",
     "Session",
     "Shutdown",
+    "Started",
     "State",
     "Terms",
     "TimerFired",
@@ -122,11 +141,25 @@ __all__ = [
     "close",
     "device_error_code",
     "open_session",
+    "remaining_s",
     "stop_op",
 ]
 
 MAX_HELD = 64
-"""Messages held per session (a ringing call's offer and candidates; early device candidates)."""
+"""Messages held per session (an offer and candidates until the indicator is on; early device
+candidates)."""
+INDICATOR_NOT_ACKED = "indicator_not_acked"
+"""The client's ``error`` code (and the audit's ``detail``) when the device did not ack
+``indicator on`` in time: device trouble for the look (hard rule 7)."""
+
+
+class Light(StrEnum):
+    """The device's indicator as this session asked for it: ``off`` (not asked), ``asked``
+    (``indicator on`` sent, no ack yet: the offer is held) and ``on`` (acked)."""
+
+    OFF = "off"
+    ASKED = "asked"
+    ON = "on"
 
 
 # --------------------------------------------------------------------------- the session
@@ -158,6 +191,8 @@ class Session:
     last_frames: int = 0
     last_frame_at: datetime | None = None
     end_reason: env.ByeReason | None = None
+    light: Light = Light.OFF  # the device's indicator for this session
+    countdown: bool = True  # a view's indicator carries the seconds left (the plan's choice)
 
     @property
     def is_open(self) -> bool:
@@ -176,6 +211,7 @@ def open_session(
     purpose: env.Purpose,
     staff_id: str,
     now: datetime,
+    countdown: bool = True,
 ) -> Session:
     return Session(
         session_id=session_id,
@@ -192,6 +228,7 @@ def open_session(
         call_cap_s=grant.call_cap_s,
         announce_s=grant.announce_s,
         max_extensions=grant.max_extensions,
+        countdown=countdown,
     )
 
 
@@ -230,7 +267,7 @@ def close(
     """End ``s`` once: ``bye`` to the device (media stops at the source), the stop command, the
     row and its audit entry, then ``bye`` to the client (so a new request right after succeeds)."""
     ended = dataclasses.replace(
-        s, state=State.CLOSED, held=(), device_candidates=(), end_reason=reason
+        s, state=State.CLOSED, held=(), device_candidates=(), end_reason=reason, light=Light.OFF
     )
     effects: list[Effect] = []
     if tell_device:
@@ -238,6 +275,8 @@ def close(
     op = stop_op(s.purpose, reason)
     if op is not None:
         effects.append(Command(op))
+    if s.light is not Light.OFF:  # however it ends, even if the device seems gone
+        effects.append(Indicate(on=False))
     effects.append(Closed(reason, actor_of(s, reason), detail, now))
     effects.append(ToClient(env.Bye(s.session_id, reason)))
     return ended, tuple(effects)
@@ -262,7 +301,7 @@ def _client_offer(s: Session, e: ClientOffer, now: datetime, t: Terms) -> Result
     problem = sdp.check_offer(s.purpose, e.offer.sdp)
     if problem is not None:
         return _refuse(s, "bad_offer", f"{sdp.MESSAGES[problem]} ({problem.value})")
-    if s.state is State.RINGING:  # held until the brukare answers
+    if s.light is not Light.ON:  # held until the device shows the look (a call: answered)
         return _hold(s, e.offer)
     return dataclasses.replace(s, offer_sent=True), (ToDevice(e.offer),)
 
@@ -270,7 +309,7 @@ def _client_offer(s: Session, e: ClientOffer, now: datetime, t: Terms) -> Result
 def _client_candidate(s: Session, e: ClientCandidate, now: datetime, t: Terms) -> Result:
     if not s.has_offer:
         return _refuse(s, "no_offer", "send the offer before candidates")
-    if s.state is State.RINGING:
+    if s.light is not Light.ON:
         return _hold(s, e.candidate)
     return s, (ToDevice(e.candidate),)
 
@@ -303,11 +342,14 @@ def _client_extend(s: Session, e: ClientExtend, now: datetime, t: Terms) -> Resu
         deadline=deadline.timestamp(),
         cap_s=s.cap_s,
     )
-    return extended, (
+    effects: list[Effect] = [
         Extended(s.staff_id, e.reason.value, deadline, now),
         ArmTimer(deadline),
         ToClient(granted),
-    )
+    ]
+    if s.light is not Light.OFF and s.countdown:  # the home's countdown learns the new end
+        effects.append(Indicate(on=True, remaining_s=remaining_s(extended, now)))
+    return extended, tuple(effects)
 
 
 def _client_video(s: Session, e: ClientVideo, now: datetime, t: Terms) -> Result:
@@ -375,13 +417,11 @@ def call_limit_s(s: Session, t: Terms) -> float:
 
 def _call_answered(s: Session, e: CallAnswered, now: datetime, t: Terms) -> Result:
     deadline = now + timedelta(seconds=call_limit_s(s, t))
-    connected = dataclasses.replace(
-        s, state=State.CONNECTED, deadline=deadline, held=(), offer_sent=s.has_offer
-    )
+    connected = dataclasses.replace(s, state=State.CONNECTED, deadline=deadline, light=Light.ASKED)
     return connected, (
         ArmTimer(deadline),
-        *(ToDevice(m) for m in s.held),
         MarkConnected(now, deadline, is_audited=True),
+        Indicate(on=True),  # the held offer goes to the phone once it shows the call
     )
 
 
@@ -412,6 +452,46 @@ def _shutdown(s: Session, e: Shutdown, now: datetime, t: Terms) -> Result:
     return close(s, env.ByeReason.TIMEOUT, now, detail="shutdown")
 
 
+def remaining_s(s: Session, now: datetime) -> float | None:
+    """What ``indicator on`` says is left of the look: a view's seconds to its deadline when
+    its plan shows the countdown, else nothing (a probe, a call: a plain indicator)."""
+    if s.purpose is not env.Purpose.VIEW or not s.countdown:
+        return None
+    return round(max(0.0, (s.deadline - now).total_seconds()), 1)
+
+
+def _started(s: Session, e: Started, now: datetime, t: Terms) -> Result:
+    """Granted: a view or probe asks the device for its indicator at once (the client's offer
+    waits for the ack, and the client builds its offer meanwhile); a call asks when answered."""
+    if s.purpose is env.Purpose.CALL or s.light is not Light.OFF:
+        return s, ()
+    return dataclasses.replace(s, light=Light.ASKED), (
+        Indicate(on=True, remaining_s=remaining_s(s, now)),
+    )
+
+
+def _indicator_acked(s: Session, e: IndicatorAcked, now: datetime, t: Terms) -> Result:
+    """The device shows the look: what the client sent meanwhile goes to the device, in order."""
+    if s.light is not Light.ASKED:
+        return s, ()
+    lit = dataclasses.replace(s, light=Light.ON, held=(), offer_sent=s.has_offer)
+    return lit, tuple(ToDevice(m) for m in s.held)
+
+
+def _indicator_not_acked(s: Session, e: IndicatorNotAcked, now: datetime, t: Terms) -> Result:
+    """Device trouble (hard rule 7): the look ends ``device_lost`` before anything flowed (or,
+    for a countdown update, at once), and the client learns why."""
+    told = ToClient(
+        env.Error(
+            code=INDICATOR_NOT_ACKED,
+            message="the device did not show that the look is live",
+            session_id=s.session_id,
+        )
+    )
+    ended, effects = close(s, env.ByeReason.DEVICE_LOST, now, detail=INDICATOR_NOT_ACKED)
+    return ended, (told, *effects)
+
+
 Handler = Callable[[Session, Any, datetime, Terms], Result]
 _OPEN = (State.GRANTED, State.RINGING, State.CONNECTED)
 _ANY_OPEN: dict[type, Handler] = {
@@ -432,6 +512,9 @@ _ANY_OPEN: dict[type, Handler] = {
     GateDenied: _gate_denied,
     DeviceLost: _device_lost,
     Shutdown: _shutdown,
+    Started: _started,
+    IndicatorAcked: _indicator_acked,
+    IndicatorNotAcked: _indicator_not_acked,
 }
 TABLE: dict[tuple[State, type], Handler] = {
     **{(state, kind): h for state in _OPEN for kind, h in _ANY_OPEN.items()},

@@ -206,6 +206,8 @@ class SignallingConfig:
     device_rate_per_s: float = 20.0
     device_rate_burst: float = 60.0
     command_timeout_s: float = 3.0
+    #: How long ``indicator on`` may wait for its ack before the look is device trouble.
+    indicator_ack_s: float = topics.INDICATOR_ACK_S
     #: How long a ``bye`` to the client waits for its row to close (the close goes on after).
     close_wait_s: float = 2.0
     #: How long a request waits for this process's unfinished close of the device's last row.

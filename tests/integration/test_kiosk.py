@@ -70,7 +70,8 @@ async def _svara_then_lagg_pa(
         page = await screen.get(f"/kiosk/{PHONE}")
         assert page.status == 200
         assert "Svara" in await page.text()
-        assert (await screen.get(f"/kiosk/{CAM}")).status == 404
+        assert (await screen.get(f"/kiosk/{CAM}")).status == 200  # a camera's: its indicator
+        assert (await screen.post(f"/kiosk/{CAM}/answer")).status == 404  # no calls
         assert (await screen.post(f"/kiosk/{PHONE}/answer")).status == 409  # nothing rings
         phone = devs[PHONE].peer
         call = View(c.channel, PHONE, purpose=env.Purpose.CALL)
@@ -83,6 +84,8 @@ async def _svara_then_lagg_pa(
             "caller": CALLER,
             "announce_s": None,  # it rings: the brukare answers (no announcement)
             "frames_received": 0,
+            "kind": "video_phone",
+            "live": None,  # nothing shows the home before the call is answered
         }
         await asyncio.sleep(0.5)
         assert call.result.frames == 0  # nothing flows before the brukare answers
@@ -93,6 +96,11 @@ async def _svara_then_lagg_pa(
         assert state["call_state"] == "in_call"
         assert state["caller"] == CALLER  # "i samtal med ..."
         assert state["frames_received"] >= 5  # the caller's video, counted at the phone
+        assert state["live"] == {  # a plain indicator during a call
+            "purpose": "call",
+            "session_id": call.session_id,
+            "remaining_s": None,
+        }
         assert (await screen.post(f"/kiosk/{PHONE}/decline")).status == 200  # Lägg på
         result = await asyncio.wait_for(task, 5)
     assert result.bye == "declined"

@@ -536,9 +536,11 @@ def test_an_answered_call_relays_the_held_offer_and_is_capped() -> None:
     assert s.deadline == T0 + 5 * S + 3600 * S
     assert effects == (
         m.ArmTimer(s.deadline),
-        m.ToDevice(offer),
         m.MarkConnected(T0 + 5 * S, s.deadline, is_audited=True),
+        m.Indicate(on=True),  # the offer waits until the phone shows the call
     )
+    s, effects = m.apply(s, m.IndicatorAcked(), T0 + 5 * S, TERMS)
+    assert effects == (m.ToDevice(offer),)
     _, effects = m.apply(s, m.TimerFired(), s.deadline, TERMS)
     assert closed(effects).reason is env.ByeReason.TIMEOUT
 
@@ -632,7 +634,7 @@ def test_a_device_error_event_takes_only_a_checked_code(code: str) -> None:
 @pytest.mark.parametrize("purpose", [env.Purpose.VIEW, env.Purpose.CALL])
 def test_a_bad_offer_is_refused_and_nothing_is_relayed(purpose: env.Purpose) -> None:
     state = m.State.CONNECTED if purpose is env.Purpose.CALL else m.State.GRANTED
-    s = session(purpose, state)
+    s = session(purpose, state, light=m.Light.ON)
     bad = env.Offer("s-0001", sdp=offer_sdp(("video", "recvonly"), mux=False))
     after, effects = m.apply(s, m.ClientOffer(bad), T0, TERMS)
     assert [type(e) for e in effects] == [m.Refuse]
@@ -748,7 +750,8 @@ async def test_the_view_cap_runs_on_the_injected_clock(rig: Rig) -> None:
         await rig.clock.step(1)
         assert await conn.recv(1.0) == env.Bye("s-cap-0001", env.ByeReason.TIMEOUT)
     assert rig.bus.sent(CAM, env.Bye) == [env.Bye("s-cap-0001", env.ByeReason.TIMEOUT)]
-    assert rig.commands.ops(CAM) == [CommandOp.SLEEP]
+    # the indicator on at the grant, then sleep and the indicator off at the cap
+    assert rig.commands.ops(CAM) == [CommandOp.INDICATOR, CommandOp.SLEEP, CommandOp.INDICATOR]
     assert rig.store.actions("s-cap-0001") == ["view.started", "view.ended"]
     ended = rig.store.audit[-1]
     assert ended[1] == "system"
@@ -941,6 +944,8 @@ async def test_a_call_rings_then_relays_the_held_offer(rig: Rig) -> None:
         assert rig.commands.ops(PHONE_ID) == [CommandOp.RING]
         assert rig.bus.sent(PHONE_ID, env.Offer) == []
         await rig.bus.event(PHONE_ID, EventType.CALL_ANSWER, "s-call-001")
+        await rig.clock.step(0)  # the phone acks the indicator, then the offer goes
+        assert rig.commands.ops(PHONE_ID) == [CommandOp.RING, CommandOp.INDICATOR]
         assert len(rig.bus.sent(PHONE_ID, env.Offer)) == 1
         await rig.clock.step(29)  # the ring timeout no longer applies
         assert conn.outbox.empty()
@@ -976,7 +981,7 @@ async def test_a_device_error_reaches_the_client_and_ends_the_session(rig: Rig) 
         assert closed_error.code == "session_closed"
     assert rig.bus.sent(CAM, env.Bye) == []  # the device ended it: nothing said back
     assert rig.bus.sent(CAM, env.Error) == []
-    assert rig.commands.ops(CAM) == []
+    assert rig.commands.ops(CAM) == [CommandOp.INDICATOR] * 2  # on at the grant, off at the end
     assert not rig.sig.sessions
     assert rig.store.actions("s-deverr-1") == ["view.started", "view.ended"]
     ended = rig.store.audit[-1]
