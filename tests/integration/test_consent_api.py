@@ -150,6 +150,12 @@ async def test_flow_from_registration_to_withdrawal(client: Client, pool: asyncp
     allowed = await gate(client)
     assert allowed["allowed"] is True
     assert allowed["view_cap_s"] == 30
+    # the plan's call terms, defaults here (issue 15), come with the gate's answer
+    assert (allowed["call_cap_s"], allowed["announce_s"], allowed["live_countdown"]) == (
+        300,
+        3,
+        True,
+    )
     assert (await gate(client, "2026-01-12T23:00:00+01:00"))["reason"] == "outside_window"
     detail = await ok(await client.get("/api/recipients/r-1", headers=OPERATOR))
     assert detail["recipient"]["display_name"] == "Astrid Lindqvist"

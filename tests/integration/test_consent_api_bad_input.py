@@ -344,6 +344,23 @@ CASES: list[tuple[str, str, Any, int, str, str | None]] = [
         "view_cap_s",
     ),
     (
+        "an auto-answered call's cap beyond 15 minutes",
+        PLANS,
+        plan(call_cap_s=901),
+        422,
+        "out_of_range",
+        "call_cap_s",
+    ),
+    ("an announcement under 3 s", PLANS, plan(announce_s=2), 422, "out_of_range", "announce_s"),
+    (
+        "a countdown that is not a boolean",
+        PLANS,
+        plan(live_countdown=1),
+        422,
+        "wrong_type",
+        "live_countdown",
+    ),
+    (
         "an escalation ladder that does not end with a patrol",
         PLANS,
         plan(escalation=["retry", "call"]),
