@@ -77,7 +77,10 @@ def test_not_home_sends_the_check_back_as_an_open_patrol_task(acked: bool) -> No
     assert back.state is State.PATROL
     assert back.category is c.Category.OPEN
     assert (back.reason, back.holder) == ("not_home", None)
-    assert back.deadline == at + T.patrol_ack_s * SEC  # a new acknowledgement is owed
+    # a new acknowledgement is owed, by the plan's patrol_ack deadline from now
+    assert back.deadline == c.deadline_for(State.PATROL, back, at, T)
+    assert back.deadline is not None
+    assert back.deadline > at
     assert back.version == task.version + 1
     assert c.event_name(tr.event) == "patrol_not_home"
     # the next patrol takes it and reports a visit: performed
