@@ -235,6 +235,7 @@ class ClientSide(Interpreter):
             purpose=purpose,
             staff_id=who.staff_id,
             now=now,
+            countdown=all(d.live_countdown is not False for d in facts.decisions.values()),
         )
         live = LiveSession(session, conn, requested_at=arrived)
         self.sessions[sid] = live
@@ -272,6 +273,7 @@ class ClientSide(Interpreter):
             )
         )
         self.latencies.granted(purpose, asyncio.get_running_loop().time() - arrived)
+        await self._feed(live, machine.Started())  # a view or probe: the indicator, then media
         if purpose is env.Purpose.CALL:
             await self._perform(live, machine.Ring(outcome.cap_s, outcome.auto_answer))
 
