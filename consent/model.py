@@ -196,6 +196,9 @@ class CareRecipient:
     display_name: str = field(repr=False)
     home: str = field(default="", repr=False)
     time_zone: str = DEFAULT_ZONE
+    door_code_ref: str = field(default="", repr=False)
+    """Where the patrol finds the key or the door code (a key-safe number, "at reception"): a
+    reference, never the code itself. Shown on the patrol's task."""
     language: str = "sv"
     created_at: datetime | None = None
 

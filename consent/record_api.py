@@ -76,6 +76,9 @@ class NewRecipient(Fields, kw_only=True):
     recipient_id: Id | None = None
     display_name: Annotated[str, Meta(max_length=200, pattern=NOT_BLANK)]
     home: Annotated[str, Meta(max_length=500)] = ""
+    door_code_ref: Annotated[
+        str, Meta(max_length=200, description="where the key or code is kept, never the code")
+    ] = ""
     time_zone: Annotated[str, Meta(max_length=64, description="an IANA zone")] = DEFAULT_ZONE
     language: Annotated[str, Meta(max_length=8)] = "sv"
 
@@ -112,6 +115,7 @@ async def create_recipient(request: web.Request) -> web.Response:
         recipient_id=b.recipient_id or new_id("r"),
         display_name=b.display_name.strip(),
         home=b.home.strip(),
+        door_code_ref=b.door_code_ref.strip(),
         time_zone=b.time_zone.strip() or DEFAULT_ZONE,
         language=b.language.strip() or "sv",
     )

@@ -40,8 +40,8 @@ class PgRecordRows:
         return _inserted(
             await self._conn.execute(
                 "INSERT INTO care_recipients (recipient_id, display_name, home, time_zone,"
-                " language, created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-                " ON CONFLICT (recipient_id) DO NOTHING",
+                " language, created_at, created_by, door_code_ref)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (recipient_id) DO NOTHING",
                 r.recipient_id,
                 r.display_name,
                 r.home,
@@ -49,6 +49,7 @@ class PgRecordRows:
                 r.language,
                 r.created_at,
                 created_by,
+                r.door_code_ref,
             )
         )
 

@@ -98,6 +98,7 @@ def recipient_json(r: CareRecipient) -> dict[str, Any]:
         "recipient_id": r.recipient_id,
         "display_name": r.display_name,
         "home": r.home,
+        "door_code_ref": r.door_code_ref,
         "time_zone": r.time_zone,
         "language": r.language,
         "created_at": iso(r.created_at),

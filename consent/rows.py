@@ -48,12 +48,21 @@ def js(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
+def _text_or_empty(d: Row, key: str) -> str:
+    """A text column added later: empty in rows written before it (exports, older JSON)."""
+    try:
+        return str(d[key] or "")
+    except KeyError:
+        return ""
+
+
 def recipient(d: Row) -> CareRecipient:
     return CareRecipient(
         recipient_id=d["recipient_id"],
         display_name=d["display_name"],
         home=d["home"],
         time_zone=d["time_zone"],
+        door_code_ref=_text_or_empty(d, "door_code_ref"),
         language=d["language"],
         created_at=ts_opt(d["created_at"]),
     )

@@ -15,6 +15,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from consent.model import CareRecipient
+from consent.store import PgConsentStore
 from identity import store as staff_store
 from kernel.clock import ScaledClock
 from kernel.roles import Principal, Role
@@ -57,6 +59,11 @@ async def night(pool: asyncpg.Pool) -> AsyncIterator[Night]:
     clock = fixed_clock(PLAN_AT)
     store = RoundStore(pool)
     dog = Watchdog(store, bases=gate, devices=FakeDevices({"cam-r1", "cam-r2"}), clock=clock)
+    home = CareRecipient(
+        "r2", "Brukare Två", home="Storgatan 2, lgh 1102", door_code_ref="nyckelskåp 14 i porten"
+    )
+    stored = await PgConsentStore(pool).add_recipient(home, actor="staff-admin01", at=PLAN_AT)
+    assert stored.door_code_ref == "nyckelskåp 14 i porten"
     staff: dict[str, dict[str, str]] = {}
     async with pool.acquire() as conn:
         for name, role in (
@@ -69,12 +76,6 @@ async def night(pool: asyncpg.Pool) -> AsyncIterator[Night]:
                 conn, username=f"night-{name}", role=role, password=None, is_service=True
             )
             staff[name] = {"X-Test-Role": role.value, "X-Test-Staff": account.staff_id}
-        await conn.execute(
-            "INSERT INTO care_recipients (recipient_id, display_name, home, door_code_ref,"
-            " created_at, created_by) VALUES ('r2', 'Brukare Två', 'Storgatan 2, lgh 1102',"
-            " 'nyckelskåp 14 i porten', $1, 'test')",
-            PLAN_AT,
-        )
         await conn.execute(
             "INSERT INTO care_plans (plan_id, recipient_id, decision_ref, valid_from, checks,"
             " view_cap_s, motion_may_clear, retry_interval_s, escalation, instruction,"
