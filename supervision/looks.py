@@ -1,6 +1,7 @@
 """What signalling asks the night round before it grants a view (issue 15: every look is owed to
 a check): the check a view names, whether its operator is on duty, and the step ``needs_view ->
-viewing`` when the view of a queued check is granted.
+viewing`` when the view of a queued check is granted, and ``-> patrol`` when the camera fails
+that view (its live indicator not acked: device trouble, hard rule 7).
 
 :class:`CheckLooks` implements ``services.signalling.ports.ChecksPort`` over the round's store
 (signalling imports this slice, never the reverse). The step goes through
@@ -68,6 +69,18 @@ class CheckLooks:
         try:
             tr = await self.store.transition(check_id, ch.ViewOpened(staff_id), at=at, on_duty=True)
         except (TransitionRefused, NotOnDuty, UnknownCheck):
+            return False
+        log_transition(tr)
+        publish_transition(self.publish, tr)
+        return True
+
+    async def device_trouble(self, check_id: str, *, reason: str, at: datetime) -> bool:
+        """The camera failed the check's view (its live indicator was not acked): the check
+        goes to a physical visit (``DeviceLost``, hard rule 7); ``False`` if it could not move
+        (it ended meanwhile, or is with the patrol already)."""
+        try:
+            tr = await self.store.transition(check_id, ch.DeviceLost(reason), at=at)
+        except (TransitionRefused, UnknownCheck):
             return False
         log_transition(tr)
         publish_transition(self.publish, tr)

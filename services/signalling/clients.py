@@ -237,7 +237,7 @@ class ClientSide(Interpreter):
             now=now,
             countdown=all(d.live_countdown is not False for d in facts.decisions.values()),
         )
-        live = LiveSession(session, conn, requested_at=arrived)
+        live = LiveSession(session, conn, requested_at=arrived, check_id=row.check_id)
         self.sessions[sid] = live
         conn.sessions[sid] = live
         self._arm(live, session.deadline)

@@ -12,8 +12,9 @@ events from             ``Client*`` (the operator's connection), ``Device*`` (it
 effects to              the client (:class:`ToClient`, :class:`Refuse`), the device
                         (:class:`ToDevice`, :class:`Command`, :class:`Ring`,
                         :class:`Drive`, :class:`Indicate`), the timer
-                        (:class:`ArmTimer`) and the row and its audit entries
-                        (:class:`MarkConnected`, :class:`Extended`, :class:`Closed`)
+                        (:class:`ArmTimer`), the row and its audit entries
+                        (:class:`MarkConnected`, :class:`Extended`, :class:`Closed`) and
+                        the check a view is owed to (:class:`CheckTrouble`)
 ======================  =================================================================
 """
 
@@ -247,6 +248,14 @@ class Indicate:
 
 
 @dataclass(frozen=True, slots=True)
+class CheckTrouble:
+    """The device failed the look (``reason``, e.g. ``indicator_not_acked``): the check the
+    session is owed to, if any, goes to a physical visit (hard rule 7)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class ArmTimer:
     """Feed :class:`TimerFired` at ``at`` (replaces the session's timer)."""
 
@@ -290,6 +299,7 @@ Effect = (
     | Ring
     | Drive
     | Indicate
+    | CheckTrouble
     | ArmTimer
     | MarkConnected
     | Extended

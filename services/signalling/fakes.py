@@ -163,6 +163,7 @@ class FakeChecks:
         self.checks: dict[str, DueCheck] = {}
         self.duty: set[str] = set(duty)
         self.opened: list[tuple[str, str]] = []
+        self.troubled: list[tuple[str, str]] = []  # check id, reason: sent to a physical visit
 
     def queue(
         self,
@@ -193,6 +194,14 @@ class FakeChecks:
             return False
         self.checks[check_id] = dataclasses.replace(c, state=CheckState.VIEWING, holder=staff_id)
         self.opened.append((check_id, staff_id))
+        return True
+
+    async def device_trouble(self, check_id: str, *, reason: str, at: datetime) -> bool:
+        c = self.checks.get(check_id)
+        if c is None or c.state not in {CheckState.NEEDS_VIEW, CheckState.VIEWING}:
+            return False
+        self.checks[check_id] = dataclasses.replace(c, state=CheckState.PATROL, holder=None)
+        self.troubled.append((check_id, reason))
         return True
 
 

@@ -148,6 +148,10 @@ class Interpreter:
                 self._spawn(self._drive(live, effect))
             case machine.Indicate(on=on, remaining_s=remaining):
                 self._spawn(self._indicate(live, on, remaining))
+            case machine.CheckTrouble(reason=reason) if live.check_id is not None:
+                self._spawn(self._check_trouble(live.check_id, reason, s.device_id))
+            case machine.CheckTrouble():
+                pass  # a probe (its round worker decides) or an extra look: no check to move
             case machine.ArmTimer(at=at):
                 self._arm(live, at)
             case machine.MarkConnected(at=at, deadline=deadline, is_audited=is_audited):
@@ -355,6 +359,17 @@ class Interpreter:
             error=error,
         )
         return False
+
+    async def _check_trouble(self, check_id: str, reason: str, device_id: str) -> None:
+        """The device failed a check's view: the check goes to a physical visit (hard rule 7)."""
+        moved = await self.checks.device_trouble(check_id, reason=reason, at=self.now())
+        log.warning(
+            "signal_check_device_trouble",
+            check_id=check_id,
+            device_id=device_id,
+            reason=reason,
+            moved=moved,
+        )
 
     async def _stop_device(self, device_id: str, op: topics.CommandOp, session_id: str) -> None:
         try:

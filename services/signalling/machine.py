@@ -11,7 +11,8 @@
     the device's indicator (issue 15, "the home knows"):
     view, probe: granted ─Started─▶ indicator on ─ack─▶ the held offer goes to the device
     call:        answered ─────────▶ indicator on ─ack─▶ the held offer goes to the device
-    no ack within indicator_ack_s ─▶ bye device_lost (the client: error indicator_not_acked)
+    no ack within indicator_ack_s ─▶ bye device_lost (the client: error indicator_not_acked;
+                                     the check the view is owed to: a physical visit)
     closed, however ─▶ indicator off (if it was asked on)
 
 A request is decided in :mod:`services.signalling.decide`; the :class:`Session` a grant opens
@@ -56,6 +57,7 @@ from services.signalling.events import (
     ArmTimer,
     CallAnswered,
     CallDeclined,
+    CheckTrouble,
     ClientBye,
     ClientCandidate,
     ClientDrive,
@@ -99,6 +101,7 @@ __all__ = [
     "ArmTimer",
     "CallAnswered",
     "CallDeclined",
+    "CheckTrouble",
     "ClientBye",
     "ClientCandidate",
     "ClientDrive",
@@ -489,7 +492,7 @@ def _indicator_not_acked(s: Session, e: IndicatorNotAcked, now: datetime, t: Ter
         )
     )
     ended, effects = close(s, env.ByeReason.DEVICE_LOST, now, detail=INDICATOR_NOT_ACKED)
-    return ended, (told, *effects)
+    return ended, (told, CheckTrouble(INDICATOR_NOT_ACKED), *effects)
 
 
 Handler = Callable[[Session, Any, datetime, Terms], Result]

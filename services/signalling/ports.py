@@ -151,6 +151,11 @@ class ChecksPort(Protocol):
         if it moved meanwhile or the duty ended."""
         ...
 
+    async def device_trouble(self, check_id: str, *, reason: str, at: datetime) -> bool:
+        """The camera failed the check's view (``indicator_not_acked``): the check goes to a
+        physical visit (hard rule 7); ``False`` if it could not move (ended meanwhile)."""
+        ...
+
 
 class BusPort(Protocol):
     """The broker side (:class:`services.signalling.bus.SignalBus`)."""

@@ -113,6 +113,8 @@ async def test_a_camera_that_does_not_ack_gets_no_offer_and_the_view_ends(
     assert [a for a, _ in actions] == ["view.started", "view.ended"]
     assert actions[1][1]["reason"] == "device_lost"
     assert actions[1][1]["detail"] == "indicator_not_acked"
+    # the check the view was owed to goes to a physical visit (hard rule 7)
+    assert n.checks.troubled == [(view.check_id, "indicator_not_acked")]
 
 
 async def test_a_probe_of_such_a_camera_sends_its_check_to_a_physical_visit(

@@ -161,6 +161,7 @@ def test_no_ack_is_device_trouble_and_nothing_flows(purpose: env.Purpose) -> Non
             session_id="s-0001",
         )
     )
+    assert effects[1] == m.CheckTrouble("indicator_not_acked")  # its check: a physical visit
     [closed] = [e for e in effects if isinstance(e, m.Closed)]
     assert closed.detail == "indicator_not_acked"
     assert closed.actor == f"device:{s.device_id}"
@@ -203,6 +204,7 @@ def test_however_a_lit_session_ends_the_indicator_goes_off_once(
     ended, effects = m.apply(s, event, at, TERMS)
     assert not ended.is_open
     assert indicates(effects) == [m.Indicate(on=False)]
+    assert not any(isinstance(e, m.CheckTrouble) for e in effects)  # only a missing ack is
     closed = next(i for i, e in enumerate(effects) if isinstance(e, m.Closed))
     off = effects.index(m.Indicate(on=False))
     assert off < closed  # off is asked before the row closes and the client hears bye

@@ -962,6 +962,29 @@ async def test_an_unanswered_call_ends_no_answer(rig: Rig) -> None:
     assert rig.commands.ops(PHONE_ID) == [CommandOp.RING, CommandOp.HANGUP]
 
 
+async def test_a_camera_that_does_not_ack_its_indicator_sends_the_check_to_the_patrol(
+    rig: Rig,
+) -> None:
+    """The camera refuses ``indicator on``: the client learns ``indicator_not_acked``, the view
+    ends ``device_lost`` before its offer reached the camera, and the check goes to a physical
+    visit (hard rule 7)."""
+    rig.gate.allow(CAM)
+    rig.commands.refuse.add(CommandOp.INDICATOR)
+    async with rig.sig.connect(OPERATOR) as conn:
+        granted = await ask(
+            rig, conn, env.Request("s-dark-01", CAM, env.Purpose.VIEW, check_id=CHECK)
+        )
+        assert isinstance(granted, env.Granted)
+        await rig.clock.step(0)  # the camera answers the indicator: refused
+        assert await conn.recv(1.0) == env.Error(
+            "indicator_not_acked", "the device did not show that the look is live", "s-dark-01"
+        )
+        assert await conn.recv(1.0) == env.Bye("s-dark-01", env.ByeReason.DEVICE_LOST)
+    assert rig.bus.sent(CAM, env.Offer) == []  # nothing reached the camera
+    assert rig.checks.troubled == [(CHECK, "indicator_not_acked")]
+    assert rig.store.audit[-1][2]["detail"] == "indicator_not_acked"
+
+
 async def test_a_device_error_reaches_the_client_and_ends_the_session(rig: Rig) -> None:
     rig.gate.allow(CAM)
     async with rig.sig.connect(OPERATOR) as conn:
