@@ -133,11 +133,19 @@ async def queue(request: web.Request) -> web.Response:
     order = {State.VIEWING: 0, State.NEEDS_VIEW: 1, State.CALLING: 2, State.PATROL: 3}
     checks.sort(key=lambda c: (order.get(c.state, 9), c.deadline or c.since, c.check_id))
     motion = await store.verdict_details([c.check_id for c in checks])
+    assigned = await store.assignees([c.check_id for c in checks])
     return web.json_response(
         {
             "night": night.isoformat(),
             "at": now.isoformat(),
-            "checks": [{**check_json(c), "motion": motion.get(c.check_id)} for c in checks],
+            "checks": [
+                {
+                    **check_json(c),
+                    "motion": motion.get(c.check_id),
+                    "assignee": assigned.get(c.check_id),
+                }
+                for c in checks
+            ],
             "alarms": [_alarm_json(a) for a in await store.alarms(night, open_only=True)],
             "on_duty": await store.on_duty(now),
         }

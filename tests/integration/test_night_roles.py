@@ -261,6 +261,8 @@ async def test_what_a_patrol_and_a_shift_lead_may_reach(night: Night) -> None:
         await c.post(f"/api/checks/{LOOK}/assign", headers=s["lead"], json={"assignee": oper})
     )
     assert (body["state"], body["assignee"]) == ("needs_view", oper)
+    queue = await ok(await c.get("/api/rounds/queue", headers=s["lead"]))
+    assert {x["check_id"]: x["assignee"] for x in queue["checks"]} == {LOOK: oper, TASK: None}
     e = await error(
         await c.post(
             f"/api/checks/{LOOK}/assign",
