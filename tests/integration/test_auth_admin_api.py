@@ -111,10 +111,30 @@ async def test_create_account_then_log_in(
     assert created.actor == admin_id.staff_id
 
 
+@pytest.mark.parametrize("role", ["patrol", "shift_lead"])
+async def test_night_roles_are_created_and_log_in_with_their_role(
+    setup: tuple[Client, dict[str, str]], role: str
+) -> None:
+    """The patrol and the shift lead get accounts like anyone else; their role is what a login
+    and a token of theirs carry."""
+    client, tokens = setup
+    body = {"username": f"natt-{role}", "role": role, "password": "en lång lösenfras"}
+    resp = await client.post("/api/staff", headers=bearer(tokens["admin1"]), json=body)
+    assert resp.status == 201, await resp.text()
+    assert (await resp.json())["role"] == role
+    login = await client.post(
+        "/api/login", json={"username": f"natt-{role}", "password": "en lång lösenfras"}
+    )
+    assert login.status == 200
+    me = await (await client.get("/api/me")).json()
+    assert me["role"] == role
+
+
 BAD_ACCOUNTS: list[tuple[dict[str, Any], str, int]] = [
     ({"role": "operator"}, "username", 422),
     ({"username": "natt3"}, "role", 422),
     ({"username": "natt3", "role": "system"}, "role", 422),
+    ({"username": "natt3", "role": "night_patrol"}, "role", 422),
     ({"username": "natt3", "role": "operator", "password": "kort"}, "password", 422),
     ({"username": "natt3", "role": "operator", "password": 5}, "password", 422),
     ({"username": "natt1", "role": "operator"}, "username", 409),
