@@ -848,7 +848,8 @@ class RoundStore:
         check unchanged when the same report was already made (a retried request).
 
         ``is_patrol``: the caller has the patrol role, so the task must be assigned to them or
-        to nobody (else :class:`NotYourTask`); taking an unassigned task assigns it to them.
+        to nobody (else :class:`NotYourTask`); a patrol taking an unassigned task is assigned
+        it (an operator acknowledging for the patrol assigns nobody).
         A visit stores its outcome; ``not_home`` makes the task unassigned again.
         """
         staff_id = event.staff_id
@@ -862,13 +863,14 @@ class RoundStore:
             if isinstance(result, Rejected):
                 raise TransitionRefused(result)
             if isinstance(event, ch.PatrolAcknowledged):
-                await conn.execute(
-                    "UPDATE round_checks SET assignee=$2, assigned_at=$3"
-                    " WHERE check_id=$1 AND assignee IS NULL",
-                    check_id,
-                    staff_id,
-                    at,
-                )
+                if is_patrol:
+                    await conn.execute(
+                        "UPDATE round_checks SET assignee=$2, assigned_at=$3"
+                        " WHERE check_id=$1 AND assignee IS NULL",
+                        check_id,
+                        staff_id,
+                        at,
+                    )
             elif result.check.state is State.PATROL:  # not home: the task is open to all again
                 await conn.execute(
                     "UPDATE round_checks SET assignee=NULL, assigned_at=NULL,"

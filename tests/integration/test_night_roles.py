@@ -281,6 +281,18 @@ async def test_what_a_patrol_and_a_shift_lead_may_reach(night: Night) -> None:
     )
     assert e["field"] == "assignee"
 
+    # an operator acknowledging for the patrol (the console's button) assigns nobody: any patrol
+    # may still report from the home
+    acked = await ok(await c.post(f"/api/checks/{TASK}/patrol/ack", headers=s["oper"], json={}))
+    assert acked["state"] == "patrol_acked"
+    [task] = await tasks(night, "patrol2")
+    assert task["assignee"] is None
+    found = {"outcome": "found_well"}
+    done = await ok(
+        await c.post(f"/api/checks/{TASK}/patrol/outcome", headers=s["patrol2"], json=found)
+    )
+    assert (done["state"], done["holder"]) == ("visited", s["patrol2"]["X-Test-Staff"])
+
 
 async def test_the_handover_lists_what_the_day_staff_must_act_on(
     night: Night, pool: asyncpg.Pool
