@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from supervision.checks import Category, Check, Look, State
 
 DEVICE_REASONS = ("camera_", "device_", "wake_failed", "technical")
+SEEN_OR_CLEARED = frozenset({State.CLEARED, State.DOCUMENTED, State.VISITED})
 
 
 class TransitionFact(Protocol):
@@ -62,6 +63,7 @@ class _Recipient:
     escalations: list[dict[str, Any]] = field(default_factory=list)
     deviation_list: list[dict[str, Any]] = field(default_factory=list)
     device_problems: list[dict[str, Any]] = field(default_factory=list)
+    unattended: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _look_json(x: Look) -> dict[str, Any]:
@@ -157,7 +159,8 @@ def build(
     seconds: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))  # op -> kind
     _add_looks(per, checks, looks, operators, seconds)
     problems_seen: set[tuple[str, str]] = set()
-    for t in sorted(transitions, key=lambda t: (t.at, t.check_id)):
+    transitions_seen = sorted(transitions, key=lambda t: (t.at, t.check_id))
+    for t in transitions_seen:
         c = by_id.get(t.check_id)
         if c is None:
             continue
@@ -193,6 +196,9 @@ def build(
             }
         )
     camera_done = totals["cleared"] + sum(1 for c in checks if c.state is State.DOCUMENTED)
+    for c in unattended(checks, transitions_seen):
+        per[c.recipient_id].unattended.append({"check_id": c.check_id, "reason": c.reason})
+    ladder = [a for a in alarms if a.get("kind", "alarm") == "alarm"]
     return {
         "night": night.isoformat(),
         "generated_at": generated_at.isoformat(),
@@ -220,6 +226,9 @@ def build(
             "call_seconds": round(sum(s["calls"] for s in seconds.values()), 1),
             "alarms": len(alarms),
             "alarms_open": sum(1 for a in alarms if a.get("acknowledged_at") is None),
+            "alarm_repeats": sum(1 for a in ladder if a.get("repeat", 1) > 1),
+            "escalations": len(alarms) - len(ladder),
+            "unattended": sum(len(r.unattended) for r in per.values()),
         },
         "recipients": [
             {
@@ -237,6 +246,7 @@ def build(
                 "escalations": r.escalations,
                 "deviation_list": r.deviation_list,
                 "device_problems": r.device_problems,
+                "unattended": r.unattended,
             }
             for rid, r in sorted(per.items())
         ],
@@ -262,6 +272,18 @@ def build(
     }
 
 
+def unattended(checks: Iterable[Check], transitions: Iterable[TransitionFact]) -> list[Check]:
+    """Checks that ended without a person seeing the brukare (documented, visited) or a patrol
+    being sent, and that a person was needed for (not cleared by the motion check): what the
+    escalation ladder exists to make none of."""
+    patrolled = {t.check_id for t in transitions if t.to_state is State.PATROL}
+    return [
+        c
+        for c in checks
+        if c.is_finished and c.state not in SEEN_OR_CLEARED and c.check_id not in patrolled
+    ]
+
+
 def _share(part: int, whole: int) -> float:
     return round(part / whole, 4) if whole else 0.0
 
@@ -284,6 +306,9 @@ _SV = {
     "view_seconds": "Levererad bild (s)",
     "alarms": "Larm",
     "alarms_open": "Ej kvitterade larm",
+    "alarm_repeats": "Upprepade larm",
+    "escalations": "Eskaleringar till arbetsledare",
+    "unattended": "Avslutade utan att någon såg brukaren eller patrull skickades",
     "cleared_share": "Andel klara utan personal",
     "cleared_share_of_seen": "Andel av utförda kameratillsyner",
 }
@@ -298,7 +323,9 @@ def render_text(report: Mapping[str, Any]) -> str:
         f"views {t['views']} ({t['view_seconds']} s of video, {t['extra_looks']} extra looks), "
         f"calls {t['calls']} ({t['call_seconds']} s), patrol tasks {t['patrol_tasks']}, "
         f"device problems {t['device_problems']}, alarms {t['alarms']} "
-        f"({t['alarms_open']} not acknowledged)",
+        f"({t['alarms_open']} not acknowledged, {t['alarm_repeats']} repeats, "
+        f"{t['escalations']} escalations to the shift lead)",
+        f"ended without a person seeing the brukare or a patrol sent: {t['unattended']}",
     ]
     for op in report["operators"]:
         outcomes = ", ".join(f"{k} {v}" for k, v in op["outcomes"].items()) or "-"

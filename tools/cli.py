@@ -416,6 +416,12 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--speed", type=float, default=0.0, help="simulated s per real s (0: max)")
     s.add_argument("--night", type=date.fromisoformat, help="evening date (default: today)")
     s.add_argument("--progress", action="store_true", help="log the simulated time as it goes")
+    s.add_argument(
+        "--operators", choices=("work", "idle"), default="work", help="idle: nobody works the queue"
+    )
+    s.add_argument(
+        "--patrol", choices=("work", "idle"), default="work", help="idle: the patrol never answers"
+    )
     s = sub.add_parser("audit", help="the audit log")
     audit_sub = s.add_subparsers(dest="audit_command", required=True)
     s = audit_sub.add_parser("verify", help="walk the hash chain; exit 1 naming the first break")

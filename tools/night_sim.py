@@ -15,12 +15,15 @@ empty bed, camera dark, frozen or covered, camera going offline at 23:30, consen
 02:00, a pause from 00:30, no consent to motion analysis, a plan that never clears without a
 human. The probe renders the home's scene (``simulators.scenes``) and runs the real motion
 kernel and verdict over it. A scripted operator opens queued views after a delay and documents
-what the scene shows; a scripted patrol acknowledges and visits.
+what the scene shows; a scripted patrol acknowledges and visits. With ``operators_idle`` nobody
+works the queue, with ``patrol_idle`` the patrol never answers: the escalation ladder must then
+send every check that waits for a person to the patrol within its plan's deadlines, and tell the
+shift lead of every patrol task nobody takes (:mod:`tools.night_ladder` accounts for it).
 
 At the end it prints the morning report and its own checks, and returns non-zero if any planned
 check was lost (missing, or still open after reconciliation), done twice (probed more often than
-looked at, a second final step, a transition not audited), or if a dangerous scene (fallen,
-empty bed, broken camera) was cleared without a human.
+looked at, a second final step, a transition not audited), if a dangerous scene (fallen,
+empty bed, broken camera) was cleared without a human, or if the ladder let a check through.
 """
 
 from __future__ import annotations
@@ -56,12 +59,14 @@ from consent.model import (
     Purpose,
 )
 from consent.store import PgConsentStore
+from devices.envelope import Purpose as LookPurpose
 from devices.registry import PresenceChanged, Stored
 from kernel.audit import store as audit_store
 from kernel.clock import ScaledClock
 from kernel.timing import DEFAULT_TIMING, Timing
 from services import app
 from services.settings import Settings, SettingsError
+from services.signalling import store as signal_store
 from simulators import scenes
 from supervision import checks as ch
 from supervision import motion, report, schedule
@@ -72,6 +77,7 @@ from supervision.runner import Runner
 from supervision.store import RoundStore
 from supervision.verdict import decide
 from supervision.watchdog import Watchdog
+from tools import night_ladder
 
 log = structlog.get_logger(__name__)
 
@@ -82,6 +88,10 @@ PROBE_SIZE = (320, 240)
 PROBE_FPS = 5.0
 PROBE_WINDOW_S = 8.0
 SEEDS = 5  # scene variants per kind (each (kind, variant) is watched once per process)
+SIM_FPS = 10.0  # what a simulated camera or phone sends during a look
+VIEW_FIRST_FRAME_S = 1.5  # from a view's grant to its first frame
+CALL_ANSWER_S = 8.0  # from a call's start to the brukare answering (video from then on)
+MAX_CALL_S = 900.0  # a simulated call's deadline
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,10 +218,16 @@ class Staff:
     call_s: int = 60
     patrol_ack_s: int = 120
     patrol_visit_s: int = 900
+    operators_idle: bool = False  # nobody works the queue
+    patrol_idle: bool = False  # the patrol never answers
     actions: Counter[str] = field(default_factory=Counter)
 
     def when(self, c: Check) -> datetime | None:
-        """When the scripted staff next act on ``c`` (None: not theirs to act on)."""
+        """When the scripted staff next act on ``c`` (None: not theirs to act on, or idle)."""
+        if (self.operators_idle and c.state in ch.HUMAN_QUEUE) or (
+            self.patrol_idle and c.state in ch.PATROL_STATES
+        ):
+            return None
         delay = {
             State.NEEDS_VIEW: self.react_s + 7 * (zlib.crc32(c.check_id.encode()) % 10),
             State.VIEWING: self.view_s,
@@ -264,10 +280,28 @@ class NightResult:
     steps: int
     alarms: int
     staff_actions: dict[str, int]
+    ladder: night_ladder.LadderAccount
+    #: Seconds of video the night's views and calls delivered, as their devices reported
+    #: (summed over ``signal_sessions``): the report must say the same.
+    delivered: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def seconds_match(self) -> bool:
+        """Whether the report's view and call seconds are the sessions' delivered seconds."""
+        t = self.report["totals"]
+        return all(
+            abs(t[f"{kind}_seconds"] - self.delivered.get(kind, 0.0)) <= 0.051
+            for kind in ("view", "call")
+        )
 
     @property
     def ok(self) -> bool:
-        return not (self.lost or self.doubled or self.dangerous_cleared) and self.audit_ok
+        return (
+            not (self.lost or self.doubled or self.dangerous_cleared)
+            and self.audit_ok
+            and self.ladder.ok
+            and self.seconds_match
+        )
 
 
 def at_local(night: date, t: time, zone: ZoneInfo) -> datetime:
@@ -352,8 +386,11 @@ class NightSim:
         plan_hour: int = 18,
         watch: Watch | None = None,
         timing: Timing = DEFAULT_TIMING,
+        operators_idle: bool = False,
+        patrol_idle: bool = False,
     ) -> None:
-        """``watch`` replaces the motion check over a scene (tests of the night's own checks)."""
+        """``watch`` replaces the motion check over a scene (tests of the night's own checks);
+        ``operators_idle``: nobody works the queue; ``patrol_idle``: the patrol never answers."""
         self.night = night
         self.tz = ZoneInfo(zone)
         self.homes = homes(n_homes)
@@ -375,9 +412,12 @@ class NightSim:
         self.options = app.Options(
             prober=self.prober, wake=self.wake, drive=False, workers=2, pool_max=6
         )
-        self.staff = Staff(self.by_recipient)
+        self.staff = Staff(
+            self.by_recipient, operators_idle=operators_idle, patrol_idle=patrol_idle
+        )
         self.script = script_of(self.homes, night, self.tz)
         self.steps = 0
+        self.looks: dict[str, signal_store.SessionRow] = {}  # check id -> its open view
         self._rt: app.Runtime | None = None
 
     @property
@@ -497,11 +537,24 @@ class NightSim:
     async def staff_act(self) -> int:
         acted = 0
         now = self.clock()
-        for c in await self.store.open_checks(states=list(ch.HUMAN_QUEUE | ch.PATROL_STATES)):
+        waiting = await self.store.open_checks(states=list(ch.HUMAN_QUEUE | ch.PATROL_STATES))
+        viewing = {c.check_id for c in waiting if c.state is State.VIEWING}
+        for check_id in [k for k in self.looks if k not in viewing]:  # ended by the system
+            await self.end_look(check_id, now, shown=True)
+        for c in waiting:
             when = self.staff.when(c)
             if when is None or when > now:
                 continue
             event = self.staff.event(c)
+            if isinstance(event, ch.Outcome):  # the look ends first; its device reports
+                if c.state is State.CALLING and c.device_id is not None:
+                    await self.open_look(c, event.operator_id, LookPurpose.CALL, c.since)
+                # a call nobody answered shows nothing
+                await self.end_look(
+                    c.check_id,
+                    now,
+                    shown=event.kind is not OutcomeKind.NOT_SEEN or c.state is State.VIEWING,
+                )
             with contextlib.suppress(TransitionRefused):
                 await self.store.transition(
                     c.check_id,
@@ -511,7 +564,62 @@ class NightSim:
                 )
                 self.staff.actions[ch.event_name(event)] += 1
                 acted += 1
+                if isinstance(event, ch.ViewOpened):
+                    await self.open_look(c, event.operator_id, LookPurpose.VIEW, now)
         return acted
+
+    # The staff's looks as signalling would store them (its own store functions): a view the
+    # operator opens is a session owed to its check, and when it ends its camera reports the
+    # video it delivered (``stats``); a call likewise, its phone reporting the video of the
+    # answered part. The morning report and the outcome ``ok`` read only these.
+
+    async def open_look(self, c: Check, staff_id: str, purpose: LookPurpose, at: datetime) -> None:
+        is_view = purpose is LookPurpose.VIEW
+        assert c.device_id is not None
+        row = signal_store.SessionRow(
+            session_id=f"sim-{purpose.value}-{c.check_id.replace('.', '-')}-{c.attempt}",
+            device_id=c.device_id if is_view else c.device_id.replace("cam-", "phone-"),
+            purpose=purpose,
+            staff_id=staff_id,
+            recipient_id=c.recipient_id,
+            instance_id="sim",
+            state="connected",
+            started_at=at,
+            deadline=at + timedelta(seconds=c.policy.view_cap_s if is_view else MAX_CALL_S),
+            check_id=c.check_id,
+            look="check" if is_view else None,
+        )
+        data = {"session_id": row.session_id, "device_id": row.device_id, "check_id": c.check_id}
+        await signal_store.open_session(self.pool, audit_store.append, row, data)
+        self.looks[c.check_id] = row
+
+    async def end_look(self, check_id: str, at: datetime, *, shown: bool) -> None:
+        """End the check's look (a view opened earlier, or a call placed when the check began
+        calling): its device reports the video it delivered, none if nobody was ``shown``."""
+        row = self.looks.pop(check_id, None)
+        if row is None:
+            return
+        is_view = row.purpose is LookPurpose.VIEW
+        lead_s = VIEW_FIRST_FRAME_S if is_view else CALL_ANSWER_S
+        open_s = min(at - row.started_at, row.deadline - row.started_at).total_seconds()
+        is_online = row.device_id.replace("phone-", "cam-") in self.online
+        video_s = max(0.0, open_s - lead_s) if shown and is_online else 0.0
+        await signal_store.close(
+            self.pool,
+            audit_store.append,
+            row.session_id,
+            actor=row.staff_id,
+            reason="operator" if shown else "no_answer",
+            at=row.started_at + timedelta(seconds=open_s),
+            frames_decoded=int(video_s * SIM_FPS),
+        )
+        await signal_store.record_stats(
+            self.pool,
+            row.session_id,
+            row.device_id,
+            frames=int(video_s * SIM_FPS),
+            video_s=round(video_s, 3),
+        )
 
     async def next_moment(self, end: datetime) -> datetime:
         """The next instant at which anything happens (at least one second on)."""
@@ -526,6 +634,15 @@ class NightSim:
         )
         if soonest is not None:
             candidates.append(soonest)
+        rung = await self.pool.fetchval(  # the escalation ladder's next alarm or escalation
+            "SELECT min(CASE WHEN alarmed_version IS DISTINCT FROM version THEN deadline"
+            " ELSE next_rung_at END) FROM round_checks WHERE deadline IS NOT NULL"
+            " AND CASE WHEN alarmed_version IS DISTINCT FROM version THEN deadline"
+            " ELSE next_rung_at END > $1",
+            now,
+        )
+        if rung is not None:
+            candidates.append(rung)
         for c in await self.store.open_checks(states=list(ch.HUMAN_QUEUE | ch.PATROL_STATES)):
             when = self.staff.when(c)
             if when is not None:
@@ -567,6 +684,7 @@ class NightSim:
                 " WHERE action = 'round.settled')"
             )
         alarms = await store.alarms(night)
+        noon = datetime.combine(night, time(12), tzinfo=self.tz)
         built = report.build(
             night,
             checks,
@@ -574,7 +692,16 @@ class NightSim:
             generated_at=self.clock(),
             reconciled_at=(await store.planned_nights()).get(night),
             alarms=alarms,
+            looks=await store.night_looks(night, since=noon, until=noon + timedelta(days=1)),
         )
+        delivered = {
+            r["purpose"]: float(r["video_s"])
+            for r in await self.pool.fetch(
+                "SELECT purpose, coalesce(sum(video_s), 0) AS video_s FROM signal_sessions"
+                " WHERE purpose IN ('view', 'call') GROUP BY purpose"
+            )
+        }
+        ladder = night_ladder.account(checks, steps, alarms, self.store.timing)
         return NightResult(
             report=built,
             planned=len(expected),
@@ -586,6 +713,8 @@ class NightSim:
             steps=self.steps,
             alarms=len(alarms),
             staff_actions=dict(self.staff.actions),
+            ladder=ladder,
+            delivered=delivered,
         )
 
 
@@ -630,10 +759,20 @@ async def simulate(
     zone: str = "Europe/Stockholm",
     plan_hour: int = 18,
     progress: bool = False,
+    operators_idle: bool = False,
+    patrol_idle: bool = False,
 ) -> NightResult:
     """Simulate ``night`` in a scratch database on the server of ``server_url``."""
     async with scratch_database(server_url) as url:
-        sim = NightSim(url, n_homes=n_homes, night=night, zone=zone, plan_hour=plan_hour)
+        sim = NightSim(
+            url,
+            n_homes=n_homes,
+            night=night,
+            zone=zone,
+            plan_hour=plan_hour,
+            operators_idle=operators_idle,
+            patrol_idle=patrol_idle,
+        )
         return await sim.run(speed=speed, progress=progress)
 
 
@@ -650,11 +789,24 @@ def render(result: NightResult) -> str:
         f"lost: {len(result.lost)}; done twice: {len(result.doubled)}; dangerous scenes "
         f"cleared: {len(result.dangerous_cleared)}; audit chain "
         f"{'ok' if result.audit_ok else 'BROKEN or incomplete'}",
+        *result.ladder.lines(),
     ]
+    ladder = result.ladder
+    lines.append(
+        f"video delivered (sessions, as the devices reported): views "
+        f"{result.delivered.get('view', 0.0):.1f} s, calls {result.delivered.get('call', 0.0):.1f}"
+        f" s; the report: {t['view_seconds']} s and {t['call_seconds']} s"
+        + ("" if result.seconds_match else " (DIFFERENT)")
+    )
     for name, ids in (
         ("lost", result.lost),
         ("done twice", result.doubled),
         ("dangerous cleared", result.dangerous_cleared),
+        ("never a patrol task nor seen", ladder.never_patrol),
+        ("reached the patrol late", ladder.late),
+        ("sent to the patrol twice", ladder.doubled),
+        ("patrol task nobody took, shift lead not told", ladder.lead_not_told),
+        ("alarms off the plan's interval", ladder.off_interval),
     ):
         if ids:
             lines.append(f"{name}: {', '.join(ids[:20])}" + (" ..." if len(ids) > 20 else ""))
@@ -689,4 +841,6 @@ async def command(args: argparse.Namespace, settings: Settings) -> NightResult:
             zone=settings.time_zone,
             plan_hour=settings.plan_hour,
             progress=args.progress,
+            operators_idle=args.operators == "idle",
+            patrol_idle=args.patrol == "idle",
         )

@@ -11,7 +11,7 @@ import pytest
 from consent.model import DEFAULT_DEADLINES, Deadlines, StepDeadline
 from kernel.roles import Role
 from supervision import checks as c
-from supervision import ladder
+from supervision import ladder, report
 from supervision.checks import (
     AlarmKind,
     Check,
@@ -30,6 +30,7 @@ from supervision.checks import (
     ViewOpened,
 )
 from supervision.ladder import Escalation, Raised
+from tools import night_ladder
 
 T = c.DEFAULT_TIMING
 GRACE = T.alarm_grace_s
@@ -263,3 +264,119 @@ def test_a_system_step_is_never_escalated(state: State) -> None:
 def test_an_old_policy_without_deadlines_gets_the_defaults() -> None:
     assert Policy().deadlines == DEFAULT_DEADLINES
     assert dataclasses.replace(Policy(), view_cap_s=20).deadlines == DEFAULT_DEADLINES
+
+
+# ------------------------------------------------------------------ the morning report
+
+
+@dataclasses.dataclass(frozen=True)
+class Fact:
+    check_id: str
+    at: datetime
+    from_state: State
+    to_state: State
+    event: str
+    actor: str
+    reason: str | None
+
+
+def walk(chk: Check, *events: c.Event) -> tuple[Check, list[Fact]]:
+    """Apply ``events`` a minute apart from the window's start; ``Escalate`` when it is due."""
+    facts, at = [], WS
+    for event in events:
+        due = c.escalates_at(chk) if isinstance(event, Escalate) else None
+        at = due if due is not None else at + MIN
+        tr = c.apply(chk, event, at=at)
+        assert isinstance(tr, Transition), tr
+        facts.append(
+            Fact(
+                chk.check_id,
+                at,
+                tr.before,
+                tr.after,
+                c.event_name(event),
+                c.actor_of(event),
+                tr.check.reason,
+            )
+        )
+        chk = tr.check
+    return chk, facts
+
+
+def test_the_report_counts_checks_nobody_saw_and_no_patrol_was_sent_to() -> None:
+    def one(rid: str, *events: c.Event) -> tuple[Check, list[Fact]]:
+        return walk(
+            dataclasses.replace(make(), check_id=f"20250610.2230.{rid}", recipient_id=rid), *events
+        )
+
+    probe = (Open(), Claim("w1"), ProbeDone("still", True))
+    fell_through, f1 = one("a", *probe, c.Reconcile())  # today's unfinished_needs_view
+    escalated, f2 = one("b", *probe, Escalate(), c.Reconcile())  # the ladder sent the patrol
+    seen, f3 = one("c", *probe, ViewOpened("op1"), Outcome("op1", OutcomeKind.NOT_SEEN, None))
+    assert (fell_through.reason, escalated.reason) == (
+        "unfinished_needs_view",
+        "patrol_not_acknowledged",
+    )
+    alarms = [
+        {"check_id": escalated.check_id, "kind": "alarm", "repeat": 1, "acknowledged_at": None},
+        {"check_id": escalated.check_id, "kind": "alarm", "repeat": 2, "acknowledged_at": None},
+        {"check_id": escalated.check_id, "kind": "escalation", "repeat": 1, "acknowledged_at": WS},
+    ]
+    built = report.build(
+        date(2025, 6, 10),
+        [fell_through, escalated, seen],
+        f1 + f2 + f3,
+        generated_at=WS + 24 * 60 * MIN,
+        alarms=alarms,
+    )
+    t = built["totals"]
+    assert (t["unattended"], t["alarm_repeats"], t["escalations"], t["alarms_open"]) == (1, 1, 1, 2)
+    assert [r["unattended"] for r in built["recipients"]] == [
+        [{"check_id": fell_through.check_id, "reason": "unfinished_needs_view"}],
+        [],
+        [],  # still open (retry): not ended
+    ]
+    assert "ended without a person seeing the brukare or a patrol sent: 1" in report.render_text(
+        built
+    )
+    assert "Avslutade utan att någon såg brukaren" in report.render_html(built)
+
+
+# ------------------------------------------------------------------ the simulated night's account
+
+
+def test_the_nights_account_names_each_check_the_ladder_let_through() -> None:
+    def one(rid: str, *events: c.Event) -> tuple[Check, list[Fact]]:
+        chk = dataclasses.replace(make(), check_id=f"20250610.2230.{rid}", recipient_id=rid)
+        return walk(chk, *events)
+
+    probe = (Open(), Claim("w1"), ProbeDone("still", True))
+    fell, f1 = one("fell", *probe, c.Reconcile())
+    sent, f2 = one("sent", *probe, Escalate(), PatrolAcknowledged("p1"), c.PatrolVisited("p1"))
+    late, f3 = one("late", *probe, Escalate())
+    f3[-1] = dataclasses.replace(f3[-1], at=f3[-1].at + 5 * MIN)  # as if escalated 5 min late
+    alone, f4 = one("alone", Open(), Claim("w1"), ProbeDone("dark", False), c.Reconcile())
+    f4[-1] = dataclasses.replace(f4[-1], at=f4[-1].at + 12 * 60 * MIN)  # the morning
+    entered = f2[2].at  # needs_view since
+    first = entered + DEFAULT_DEADLINES.view.respond_s * SEC + GRACE * SEC
+    alarms = [
+        {
+            "check_id": sent.check_id,
+            "version": 3,
+            "kind": "alarm",
+            "state": "needs_view",
+            "repeat": n,
+            "deadline": first - GRACE * SEC,
+            "raised_at": first + (n - 1) * 2 * MIN + (MIN if n == 3 else 0 * MIN),
+            "addressed_to": "operator",
+        }
+        for n in (1, 2, 3)
+    ] + [{"check_id": late.check_id, "kind": "escalation", "addressed_to": "shift_lead"}]
+    got = night_ladder.account([fell, sent, late, alone], f1 + f2 + f3 + f4, alarms, T)
+    assert (got.needed_person, got.patrol_tasks, got.escalated_to_patrol) == (4, 3, 2)
+    assert got.never_patrol == [fell.check_id]
+    assert got.late == [late.check_id]
+    assert got.lead_not_told == [alone.check_id]  # nobody took it, the lead was never told
+    assert got.off_interval == [sent.check_id]  # the third alarm came a minute late
+    assert (got.alarms, got.repeats, dict(got.escalations)) == (3, 2, {"shift_lead": 1})
+    assert not got.ok
