@@ -132,6 +132,7 @@ export class ViewPanel {
     session.addEventListener('error', (e) => {
       if (e.detail.code === 'extension_limit') bind(this.status, 'feed_extension_limit');
       else if (e.detail.code === 'ice_failed') bind(this.status, 'feed_no_media');
+      else if (e.detail.code === 'indicator_not_acked') this.trouble = e.detail.code; // bye follows
     });
     session.addEventListener('ended', (e) => this.#ended(e.detail.reason));
     session.start();
@@ -178,7 +179,8 @@ export class ViewPanel {
     this.video.srcObject = null;
     setText(this.countdown, '0:00');
     this.meterFill.style.width = '0%';
-    const key = has(`bye_${reason}`) ? `bye_${reason}` : 'bye_other';
+    const why = this.trouble || reason; // the camera's own failure says more than device_lost
+    const key = has(`bye_${why}`) ? `bye_${why}` : 'bye_other';
     this.#overlay(key, { s: Math.round(this.capS || 0) });
     bind(this.status, key, { s: Math.round(this.capS || 0) });
     this.o.announce(t(key, { s: Math.round(this.capS || 0) }));

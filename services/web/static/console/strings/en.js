@@ -99,6 +99,7 @@ export default {
   bye_withdrawn: 'The feed closed: the right to look ended (consent, pause or binding changed).',
   bye_operator: 'You closed the feed.',
   bye_device_lost: 'The camera lost its connection.',
+  bye_indicator_not_acked: 'The camera did not confirm that the home can see it is being looked at. No picture was shown; the check goes to the night patrol.',
   bye_unavailable: 'Signalling is not available.',
   bye_signalling_lost: 'The connection to the server was lost.',
   bye_other: 'The feed closed.',

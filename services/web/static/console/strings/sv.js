@@ -99,6 +99,7 @@ export default {
   bye_withdrawn: 'Bilden stängdes: rätten att titta upphörde (samtycke, uppehåll eller koppling ändrad).',
   bye_operator: 'Du stängde bilden.',
   bye_device_lost: 'Kameran tappade anslutningen.',
+  bye_indicator_not_acked: 'Kameran bekräftade inte att hemmet ser att någon tittar. Ingen bild visades; kontrollen går till nattpatrullen.',
   bye_unavailable: 'Signaleringen är inte tillgänglig.',
   bye_signalling_lost: 'Anslutningen till servern bröts.',
   bye_other: 'Bilden stängdes.',
