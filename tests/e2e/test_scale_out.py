@@ -20,7 +20,9 @@ clients) answer the workers' wake commands; they send no media, so a probe sees 
 its claim runs out (on a clock 60x faster than the probe's real seconds), and process B takes the
 check over; a late result of C is refused. Every look ends with a human: a scripted operator
 works the queue through process A's API (view, then document; patrol visits where a check went
-to the patrol).
+to the patrol). The cameras send no picture, so the operator documents camera trouble
+(``technical``: an ``ok`` without video delivered would be ``409 not_viewed``) and the patrol
+visits every home.
 
 Checked: every planned check is performed exactly once (one final transition, one claim per
 attempt, nothing open, nothing missing), processes B and C both claimed checks from the shared
@@ -226,10 +228,11 @@ async def _operator(http: aiohttp.ClientSession, api: str, pool: asyncpg.Pool) -
         for c in queue["checks"]:
             url = f"{api}/api/checks/{c['check_id']}"
             steps: list[tuple[str, dict[str, str] | None]] = []
+            # no picture came (the cameras send none): camera trouble, the patrol goes
             if c["state"] == "needs_view":
-                steps = [("/view", None), ("/outcome", {"outcome": "ok"})]
+                steps = [("/view", None), ("/outcome", {"outcome": "technical"})]
             elif c["state"] in ("viewing", "calling"):
-                steps = [("/outcome", {"outcome": "ok"})]
+                steps = [("/outcome", {"outcome": "technical"})]
             elif c["state"] == "patrol":
                 steps = [("/patrol/ack", None), ("/patrol/visited", None)]
             elif c["state"] == "patrol_acked":
