@@ -23,16 +23,16 @@ are effects too (:class:`Refuse`), never exceptions. Nothing here reads a clock:
 passed in.
 
 The rules decided here (hard rule 5 and issue 13): the view cap (``bye timeout`` at the
-deadline), extensions only with a reason and at most ``max_extensions`` per check (an extra
-look none),
-``bye withdrawn`` when the gate turns to deny, a call rings first and ends ``no_answer`` at the
-ring timeout or ``declined``, a call is capped (an auto-answered one at its plan's call cap,
-:func:`call_limit_s`), ``drive`` only in an accepted call while the
-caller's video is fresh, the device shows that a look is live before any frame can flow (its
-``indicator`` acked; nothing reaches the device before, not even the offer) and is told when it
-ends, an offer's media must fit the purpose (:mod:`.sdp`), a device's
-``error`` ends its session ``device_lost`` and tells the client the device's code, and who the
-audit names as the actor of an ending (the operator, ``device:<id>`` or ``system``).
+deadline), extensions only with a reason and at most ``max_extensions`` per check (an extra look
+none), ``bye withdrawn`` when the gate turns to deny, a call rings first and ends ``no_answer``
+at the ring timeout or ``declined``, a call is capped (an auto-answered one at its plan's call
+cap, :func:`call_limit_s`) and answered only after its announcement (:func:`is_announced`),
+``drive`` only in an accepted call while the caller's video is fresh, the device shows that a
+look is live before any frame can flow (its ``indicator`` acked; nothing reaches the device
+before, not even the offer) and is told when it ends, an offer's media must fit the purpose
+(:mod:`.sdp`), a device's ``error`` ends its session ``device_lost`` and tells the client the
+device's code, and who the audit names as the actor of an ending (the operator, ``device:<id>``
+or ``system``).
 
 The events and effects (and :class:`State`, :class:`Terms`) are re-exported here, so callers
 may keep using ``machine.<name>``.
@@ -97,6 +97,7 @@ __all__ = [
     "GENERIC_DEVICE_ERROR",
     "INDICATOR_NOT_ACKED",
     "MAX_HELD",
+    "NOT_ANNOUNCED",
     "TABLE",
     "ArmTimer",
     "CallAnswered",
@@ -143,6 +144,7 @@ __all__ = [
     "call_limit_s",
     "close",
     "device_error_code",
+    "is_announced",
     "open_session",
     "remaining_s",
     "stop_op",
@@ -151,6 +153,10 @@ __all__ = [
 MAX_HELD = 64
 """Messages held per session (an offer and candidates until the indicator is on; early device
 candidates)."""
+NOT_ANNOUNCED = "not_announced"
+"""The client's ``error`` code (and the audit's ``detail``) when a phone answered an auto-answered
+call before its announcement could be over: the call ends ``device_lost`` before any offer
+reached the phone (issue 15)."""
 INDICATOR_NOT_ACKED = "indicator_not_acked"
 """The client's ``error`` code (and the audit's ``detail``) when the device did not ack
 ``indicator on`` in time: device trouble for the look (hard rule 7)."""
@@ -418,7 +424,26 @@ def call_limit_s(s: Session, t: Terms) -> float:
     return t.max_call_s
 
 
+def is_announced(s: Session, now: datetime) -> bool:
+    """Whether a call may be answered at ``now``: always, unless it answers by itself and its
+    announcement (``ring.announce_s``, which the phone runs after the ring that went out when the
+    session opened) cannot be over yet (issue 15: no video before the chime and the name)."""
+    if not s.auto_answer or s.announce_s is None:
+        return True
+    return now >= s.started_at + timedelta(seconds=s.announce_s)
+
+
 def _call_answered(s: Session, e: CallAnswered, now: datetime, t: Terms) -> Result:
+    if not is_announced(s, now):  # the phone skipped its announcement: no video for it
+        told = ToClient(
+            env.Error(
+                code=NOT_ANNOUNCED,
+                message="the phone answered before it announced the call",
+                session_id=s.session_id,
+            )
+        )
+        ended, effects = close(s, env.ByeReason.DEVICE_LOST, now, detail=NOT_ANNOUNCED)
+        return ended, (told, *effects)
     deadline = now + timedelta(seconds=call_limit_s(s, t))
     connected = dataclasses.replace(s, state=State.CONNECTED, deadline=deadline, light=Light.ASKED)
     return connected, (

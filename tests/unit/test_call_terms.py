@@ -4,6 +4,7 @@ schema agree on; the call's deadline follows who answered."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
@@ -163,7 +164,7 @@ def test_an_auto_answered_call_ends_at_the_plans_call_cap(
     # it rings for the ring timeout (after its announcement) before it may be answered
     assert s.deadline == NOW + (30 + (announce_s or 0)) * S
     assert m.call_limit_s(s, TERMS) == limit_s
-    answered_at = NOW + 4 * S
+    answered_at = NOW + ((announce_s or 0) + 4) * S  # announced first (if it answers itself)
     s, effects = m.apply(s, m.CallAnswered(), answered_at, TERMS)
     assert s.state is m.State.CONNECTED
     assert s.deadline == answered_at + limit_s * S
@@ -187,3 +188,36 @@ def test_a_system_limit_below_the_plans_cap_still_holds() -> None:
 def test_call_terms_for_svara_are_none() -> None:
     assert d.call_terms(False, decision(call_cap_s=60, announce_s=3)) == (None, None)
     assert d.call_terms(True, decision(call_cap_s=60, announce_s=4)) == (60.0, 4.0)
+
+
+def test_a_phone_that_answers_before_its_announcement_gets_no_video() -> None:
+    """The phone runs the announcement after the ring, which went out when the session opened:
+    an answer earlier than ``announce_s`` after that skipped it. The call ends ``device_lost``
+    (detail ``not_announced``) before the held offer reached the phone; the client is told."""
+    s = call(auto_answer=True, call_cap_s=60, announce_s=5)
+    offer = env.Offer(
+        "s-0001",
+        sdp="v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n",
+    )
+    s = dataclasses.replace(s, held=(offer,))
+    assert not m.is_announced(s, NOW + 4.9 * S)
+    assert m.is_announced(s, NOW + 5 * S)
+    ended, effects = m.apply(s, m.CallAnswered(), NOW + 1 * S, TERMS)
+    assert not ended.is_open
+    assert ended.end_reason is env.ByeReason.DEVICE_LOST
+    assert effects[0] == m.ToClient(
+        env.Error(
+            code=m.NOT_ANNOUNCED,
+            message="the phone answered before it announced the call",
+            session_id="s-0001",
+        )
+    )
+    assert m.Closed(env.ByeReason.DEVICE_LOST, "device:phone-0001", m.NOT_ANNOUNCED, NOW + S) in (
+        effects
+    )
+    assert not any(isinstance(e, m.ToDevice) and isinstance(e.message, env.Offer) for e in effects)
+    on_time, _ = m.apply(s, m.CallAnswered(), NOW + 5 * S, TERMS)
+    assert on_time.state is m.State.CONNECTED
+    svara = call(auto_answer=False)  # pressing Svara at once is the brukare's own doing
+    assert m.is_announced(svara, NOW)
+    assert m.apply(svara, m.CallAnswered(), NOW, TERMS)[0].state is m.State.CONNECTED
