@@ -622,7 +622,8 @@ class RoundStore:
         """Climb the escalation ladder (:func:`supervision.ladder.owed`) of every check whose
         deadline passed or whose next rung came: raise the alarms owed (a repeat numbered by its
         place), send an unanswered view or call to the patrol (:class:`~supervision.checks.
-        Escalate`), tell the shift lead. Returns the alarms raised and the escalations made.
+        Escalate`), tell the shift lead; a patrol that reported its arrival is owed no more
+        alarms for it. Returns the alarms raised and the escalations made.
 
         The ladder's progress in a step is stored with the check (``alarmed_version``: the
         version it describes; ``alarm_count``, ``lead_alerted``, ``next_rung_at``), under the
@@ -632,8 +633,9 @@ class RoundStore:
         escalated: list[Transition] = []
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
-                f"SELECT {COLUMNS}, alarmed_version, alarm_count, lead_alerted"
-                " FROM round_checks WHERE deadline IS NOT NULL AND ((deadline <= $1"
+                f"SELECT {COLUMNS}, alarmed_version, alarm_count, lead_alerted,"
+                " patrol_arrived_at IS NOT NULL AS arrived FROM round_checks"
+                " WHERE deadline IS NOT NULL AND ((deadline <= $1"
                 " AND alarmed_version IS DISTINCT FROM version) OR next_rung_at <= $1)"
                 " ORDER BY deadline LIMIT $2 FOR UPDATE SKIP LOCKED",
                 at,
@@ -646,7 +648,7 @@ class RoundStore:
                     if row["alarmed_version"] == check.version
                     else ladder.Raised()
                 )
-                owed = ladder.owed(check, at, self.timing, done)
+                owed = ladder.owed(check, at, self.timing, done, arrived=row["arrived"])
                 for alarm in owed.alarms:
                     await self._raise(conn, alarm, at)
                 raised += owed.alarms

@@ -307,3 +307,22 @@ async def test_a_plans_deadlines_are_stored_read_back_and_checked(
         if code is not None:
             assert error["code"] == code
     assert await pool.fetchval("SELECT count(*) FROM care_plans") == before
+
+
+async def test_a_patrol_at_the_door_ends_the_arrival_alarms(pool: asyncpg.Pool) -> None:
+    n = await night(pool, basis("r1"), basis("r2"))
+    for rid in ("r1", "r2"):  # both sent to the patrol and taken at once
+        n.clock.set(WS)
+        await n.store.open_due(WS)
+        c = await n.check(rid)
+        claimed = await n.store.transition(c.check_id, ch.Claim("w1"), at=WS)
+        await n.store.finish(claimed.check, ch.ProbeDone("dark", False), at=WS)
+        await n.store.transition(c.check_id, ch.PatrolAcknowledged("staff-p1"), at=WS)
+    here = (await n.check("r1")).check_id
+    await n.minutes(WS, 50)  # the arrival was due at 45 min: both sound at 45.5
+    await n.store.patrol_arrived(here, staff_id="staff-p1", at=WS + 50 * MIN, is_patrol=True)
+    await n.minutes(WS + 51 * MIN, 30)
+    arrived = [(r[1], r[2]) for r in await alarm_rows(pool, here)]
+    late = [(r[1], r[2]) for r in await alarm_rows(pool, (await n.check("r2")).check_id)]
+    assert arrived == [("alarm", 1)]
+    assert late == [("alarm", 1), ("alarm", 2), ("escalation", 1), ("alarm", 3), ("alarm", 4)]
