@@ -64,7 +64,21 @@ async def staff(s: Served, username: str, role: Role, *, password: str | None = 
         token = await staff_store.create_token(
             conn, staff_id=account.staff_id, role=role, ttl_s=600, label="revocation test"
         )
+    if role is Role.OPERATOR:  # a view needs its operator on duty (issue 15)
+        assert s.rt.rounds is not None
+        await s.rt.rounds.store.start_duty(account.staff_id, at=s.clock())
     return Staff(account.staff_id, token)
+
+
+def look(sid: str, device_id: str = "") -> env.Request:
+    """An extra look (a reason and a note: these tests are about access, not the round)."""
+    return env.Request(
+        sid,
+        device_id=device_id or CAM,
+        purpose=env.Purpose.VIEW,
+        reason=env.LookReason.ALARM,
+        note="revocation test",
+    )
 
 
 @dataclass
@@ -149,7 +163,7 @@ async def signal_socket(
 
 async def granted_then_hung_up(ws: aiohttp.ClientWebSocketResponse, sid: str) -> None:
     """Before the change: the same socket is granted a view (the home is set up right)."""
-    await ws.send_str(env.encode(env.Request(sid, device_id=CAM, purpose=env.Purpose.VIEW)))
+    await ws.send_str(env.encode(look(sid)))
     reply = env.decode((await ws.receive(timeout=10)).data, allowed=SERVER_TYPES)
     assert isinstance(reply, env.Granted), reply
     await ws.send_str(env.encode(env.Bye(sid, reason=env.ByeReason.OPERATOR)))
@@ -167,7 +181,7 @@ async def take_away_then_request(
     loop = asyncio.get_running_loop()
     started = loop.time()
     await take_away()
-    await send_quietly(ws, env.Request(sid, device_id=CAM, purpose=env.Purpose.VIEW))
+    await send_quietly(ws, look(sid))
     closed = await read_until_closed(ws, timeout_s=3 * WITHIN_S)
     assert closed.at is not None, f"the socket was not closed: {closed.messages}"
     return closed, closed.at - started
@@ -190,9 +204,7 @@ async def test_a_revoked_token_closes_its_signal_socket_and_cannot_start_a_view(
             signal_socket(s, operator.bearer) as ws,
         ):
             await granted_then_hung_up(ws, "s-rev-before")
-            await ws.send_str(
-                env.encode(env.Request("s-rev-live", device_id=CAM2, purpose=env.Purpose.VIEW))
-            )
+            await ws.send_str(env.encode(look("s-rev-live", CAM2)))
             live = env.decode((await ws.receive(timeout=10)).data, allowed=SERVER_TYPES)
             assert isinstance(live, env.Granted), live
 
@@ -273,9 +285,7 @@ async def test_a_lost_notification_still_cannot_start_a_view(
                     "UPDATE api_tokens SET revoked_at = now() WHERE token_id = $1",
                     operator.token_id,
                 )
-            await ws.send_str(
-                env.encode(env.Request("s-lost-after", device_id=CAM, purpose=env.Purpose.VIEW))
-            )
+            await ws.send_str(env.encode(look("s-lost-after")))
             closed = await read_until_closed(ws, timeout_s=3 * WITHIN_S)
             assert closed.messages == [env.Denied("s-lost-after", reason="token_revoked")]
             assert closed.code == 4401

@@ -22,7 +22,7 @@ from consent.model import Cohabitant, Purpose
 from devices import envelope as env
 from devices.topics import DeviceKind
 from simulators.peer import AnswerPolicy, CallState
-from tests.integration.signalling_home import ADMIN, Served, seed_home, served
+from tests.integration.signalling_home import ADMIN, Served, due_check, seed_home, served
 from tests.integration.signalling_support import audit_actions, wait_for
 from tools.view import View, ViewResult, WebSocketChannel, view_command
 
@@ -51,10 +51,15 @@ def without_rtcp_mux(sdp: str) -> str:
 
 
 async def request(
-    channel: WebSocketChannel, sid: str, device_id: str, purpose: env.Purpose
+    channel: WebSocketChannel,
+    sid: str,
+    device_id: str,
+    purpose: env.Purpose,
+    check_id: str | None = None,
 ) -> env.Envelope:
-    """Send a request; its answer (``granted``, ``denied`` or ``error``), skipping the rest."""
-    await channel.send(env.Request(sid, device_id=device_id, purpose=purpose))
+    """Send a request (a view names the due check it serves); its answer (``granted``,
+    ``denied`` or ``error``), skipping the rest."""
+    await channel.send(env.Request(sid, device_id=device_id, purpose=purpose, check_id=check_id))
     while True:
         message = await asyncio.wait_for(channel.recv(), 5)
         if isinstance(message, env.Granted | env.Denied | env.Error) and (
@@ -119,9 +124,10 @@ async def test_finding_3_a_view_offer_that_listens_is_refused(
     never sees it, and a proper offer afterwards gets video."""
     async with served(database_url, mqtt_url, topic_prefix, [(CAM, DeviceKind.CAMERA)]) as s:
         await seed_home(s, "rec-0104", [CAM])
+        check_id = await due_check(s, CAM)
         camera = s.peers[CAM]
         async with s.channel() as channel:
-            granted = await request(channel, "s-adv-listen-01", CAM, env.Purpose.VIEW)
+            granted = await request(channel, "s-adv-listen-01", CAM, env.Purpose.VIEW, check_id)
             assert isinstance(granted, env.Granted)
             listening = await offer_sdp(("video", "recvonly"), ("audio", "recvonly"))
             await channel.send(env.Offer("s-adv-listen-01", sdp=listening))
@@ -132,7 +138,7 @@ async def test_finding_3_a_view_offer_that_listens_is_refused(
             await channel.send(env.Bye("s-adv-listen-01", env.ByeReason.OPERATOR))
             offers_seen = camera.stats.offers
             # the same camera still serves a proper view
-            result = await first_frames(View(channel, CAM))
+            result = await first_frames(View(channel, CAM, check_id=check_id))
     assert error.code == "bad_offer"
     assert error.session_id == "s-adv-listen-01"
     assert "media_not_allowed" in error.message
@@ -231,10 +237,10 @@ async def test_finding_2_an_offer_without_rtcp_mux_is_refused_and_the_home_keeps
         policy=AnswerPolicy.parse("always"),
     ) as s:
         await seed_home(s, "rec-0109", [MUX_CAM, MUX_PHONE], purposes=BOTH)
+        check_id = await due_check(s, MUX_CAM)
         async with s.channel() as channel:
-            assert isinstance(
-                await request(channel, "s-adv-mux-view", MUX_CAM, env.Purpose.VIEW), env.Granted
-            )
+            mux_view = await request(channel, "s-adv-mux-view", MUX_CAM, env.Purpose.VIEW, check_id)
+            assert isinstance(mux_view, env.Granted)
             bad_view = without_rtcp_mux(await offer_sdp(("video", "recvonly")))
             await channel.send(env.Offer("s-adv-mux-view", sdp=bad_view))
             view_error = await next_error(channel)
@@ -252,7 +258,7 @@ async def test_finding_2_an_offer_without_rtcp_mux_is_refused_and_the_home_keeps
                 lambda: s.peers[MUX_PHONE].call_state is CallState.IDLE, what="phone idle"
             )
             offers = (s.peers[MUX_CAM].stats.offers, s.peers[MUX_PHONE].stats.offers)
-            view = await first_frames(View(channel, MUX_CAM))
+            view = await first_frames(View(channel, MUX_CAM, check_id=check_id))
             call = await first_frames(View(channel, MUX_PHONE, purpose=env.Purpose.CALL))
     assert view_error.code == "bad_offer"
     assert "no_rtcp_mux" in view_error.message

@@ -2,9 +2,10 @@
 
 The composed service with the real gate (a care plan with a 10 s cap, one agreed window), the
 session rows in PostgreSQL and a simulated camera with real media. The service's clock is jumped
-to each deadline instead of waited for. A view re-opened in the same window continues the budget
-the earlier views spent; once it is spent the request is denied ``budget_spent`` (audited), and
-an extension taken earlier in the window adds one cap to that window's budget.
+to each deadline instead of waited for. Since issue 15 the budget is the check's: a view of the
+same check (the real round's, waiting for a view) re-opened continues the budget its earlier
+views spent; once it is spent the request is denied ``budget_spent`` (audited), and an extension
+taken earlier adds one cap to that check's budget.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 
 from devices import envelope as env
 from devices.topics import DeviceKind
-from tests.integration.signalling_home import Served, seed_home, served
+from tests.integration.signalling_home import Served, due_check, seed_home, served
 from tests.integration.signalling_support import audit_actions
 from tools.view import WebSocketChannel
 
@@ -33,8 +34,8 @@ async def answer_to(channel: WebSocketChannel, sid: str) -> env.Envelope:
             return message
 
 
-async def ask(channel: WebSocketChannel, sid: str) -> env.Envelope:
-    await channel.send(env.Request(sid, device_id=CAM, purpose=env.Purpose.VIEW))
+async def ask(channel: WebSocketChannel, sid: str, check_id: str) -> env.Envelope:
+    await channel.send(env.Request(sid, device_id=CAM, purpose=env.Purpose.VIEW, check_id=check_id))
     return await answer_to(channel, sid)
 
 
@@ -48,15 +49,16 @@ async def test_reopening_after_the_cap_is_denied_budget_spent(
 ) -> None:
     async with served(database_url, mqtt_url, topic_prefix, [(CAM, DeviceKind.CAMERA)]) as s:
         await seed_home(s, "rec-0201", [CAM], view_cap_s=CAP_S)
+        check_id = await due_check(s, CAM)
         async with s.channel() as channel:
-            first = await ask(channel, "s-reopen-0001")
+            first = await ask(channel, "s-reopen-0001", check_id)
             assert CAP_S - 0.5 < left_s(s, first) <= CAP_S
             s.clock.advance(CAP_S)
             assert await answer_to(channel, "s-reopen-0001") == env.Bye(
                 "s-reopen-0001", env.ByeReason.TIMEOUT
             )
-            second = await ask(channel, "s-reopen-0002")
-            third = await ask(channel, "s-reopen-0003")
+            second = await ask(channel, "s-reopen-0002", check_id)
+            third = await ask(channel, "s-reopen-0003", check_id)
         rows = await s.rt.pool.fetchval(
             "SELECT count(*) FROM signal_sessions WHERE device_id = $1", CAM
         )
@@ -77,13 +79,14 @@ async def test_a_reopened_view_continues_the_budget_and_extensions_count(
 ) -> None:
     async with served(database_url, mqtt_url, topic_prefix, [(CAM, DeviceKind.CAMERA)]) as s:
         await seed_home(s, "rec-0202", [CAM], view_cap_s=CAP_S)
+        check_id = await due_check(s, CAM)
         async with s.channel() as channel:
-            await ask(channel, "s-budget-0001")
+            await ask(channel, "s-budget-0001", check_id)
             s.clock.advance(4)
             await channel.send(env.Bye("s-budget-0001", env.ByeReason.OPERATOR))
             await answer_to(channel, "s-budget-0001")
-            # about 6 s of the 10 s cap are left for this window
-            second = await ask(channel, "s-budget-0002")
+            # about 6 s of the 10 s cap are left for this check
+            second = await ask(channel, "s-budget-0002", check_id)
             assert 5.0 < left_s(s, second) < 6.1
             await channel.send(env.Request("s-budget-0002", extend=env.ExtendReason.UNCLEAR_IMAGE))
             extended = await answer_to(channel, "s-budget-0002")
@@ -91,12 +94,12 @@ async def test_a_reopened_view_continues_the_budget_and_extensions_count(
             s.clock.advance(6)
             await channel.send(env.Bye("s-budget-0002", env.ByeReason.OPERATOR))
             await answer_to(channel, "s-budget-0002")
-            # spent about 10 s of the 20 s (the cap and the extension taken in this window)
-            third = await ask(channel, "s-budget-0003")
+            # spent about 10 s of the 20 s (the cap and the extension taken for this check)
+            third = await ask(channel, "s-budget-0003", check_id)
             assert 9.0 < left_s(s, third) < 10.1
             s.clock.advance(11)
             assert await answer_to(channel, "s-budget-0003") == env.Bye(
                 "s-budget-0003", env.ByeReason.TIMEOUT
             )
-            fourth = await ask(channel, "s-budget-0004")
+            fourth = await ask(channel, "s-budget-0004", check_id)
     assert fourth == env.Denied("s-budget-0004", reason="budget_spent")

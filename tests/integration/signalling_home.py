@@ -75,14 +75,41 @@ class Served:
             yield WebSocketChannel(ws)
 
 
-async def _staff_token(rt: app.Runtime, username: str, role: Role) -> str:
+async def _staff_token(
+    rt: app.Runtime, username: str, role: Role, *, on_duty_at: datetime | None = None
+) -> str:
+    """A bearer token; ``on_duty_at``: the account starts its duty then (a view needs it)."""
     async with rt.pool.acquire() as conn:
         account = await staff_store.create_staff(
             conn, username=username, role=role, password=None, is_service=True
         )
-        return await staff_store.create_token(
+        token = await staff_store.create_token(
             conn, staff_id=account.staff_id, role=role, ttl_s=600, label="signalling test"
         )
+    if on_duty_at is not None:
+        assert rt.rounds is not None
+        await rt.rounds.store.start_duty(account.staff_id, at=on_duty_at)
+    return token
+
+
+async def due_check(s: Served, device_id: str, *, timeout_s: float = 15.0) -> str:
+    """The id of the real round's check of ``device_id`` once it waits for a human view
+    (``needs_view``: a home seeded without motion consent goes there as soon as its check is
+    claimed), which is what a view must be owed to."""
+    found: list[str] = []
+
+    async def queued() -> bool:
+        check_id = await s.rt.pool.fetchval(
+            "SELECT check_id FROM round_checks WHERE device_id = $1 AND state = 'needs_view'"
+            " ORDER BY agreed_at LIMIT 1",
+            device_id,
+        )
+        if check_id is not None:
+            found.append(check_id)
+        return check_id is not None
+
+    await wait_for(queued, timeout_s=timeout_s, what=f"a check of {device_id} needing a view")
+    return found[0]
 
 
 @contextlib.asynccontextmanager
@@ -107,7 +134,8 @@ async def served(
     clock = night_clock()
     async with app.runtime(settings, clock=clock) as rt:
         await rt.signalling.wait_ready()
-        token = await _staff_token(rt, "op-signal", Role.OPERATOR)
+        # the test operator is on duty: every view needs it (issue 15)
+        token = await _staff_token(rt, "op-signal", Role.OPERATOR, on_duty_at=clock())
         server = TestServer(rt.app, host="127.0.0.1")
         await server.start_server()
         peers: dict[str, DevicePeer] = {}
@@ -144,18 +172,31 @@ async def seed_home(
     device_ids: Iterable[str],
     *,
     purposes: Iterable[Purpose] = (Purpose.CAMERA_CHECK,),
-    check_at: time = time(22, 0),
+    check_at: time = time(22, 5),  # after the bindings (the night clock starts at 22:00)
     view_cap_s: int = 30,
     call_cap_s: int = DEFAULT_CALL_CAP_S,
     announce_s: int = DEFAULT_ANNOUNCE_S,
 ) -> None:
-    """A brukare with a plan (one check, ±60 min; the call terms given), consents and bound
-    devices."""
+    """A brukare with consents, bound devices and a plan (one check, ±60 min; the call terms
+    given); the real round then plans tonight's check (:func:`due_check`)."""
     store, now = s.rt.consent, s.clock()
     since = now - timedelta(days=2)
     await store.add_recipient(
         CareRecipient(recipient_id=recipient_id, display_name="Testperson"), actor=ADMIN, at=now
     )
+    await enrol.grant(
+        store,
+        recipient_id,
+        purposes,
+        given_at=since,
+        informed_by=ADMIN,
+        informed_how="samtal i hemmet",
+        actor=ADMIN,
+        at=now,
+    )
+    for device_id in device_ids:
+        await enrol.bind(store, device_id, recipient_id, actor=ADMIN, at=now, confirmed_by=ADMIN2)
+    # the plan last: the round plans its check with the consents and devices in place
     await store.add_plan(
         CarePlan(
             plan_id=f"plan-{recipient_id}",
@@ -170,15 +211,3 @@ async def seed_home(
         actor=ADMIN,
         at=now,
     )
-    await enrol.grant(
-        store,
-        recipient_id,
-        purposes,
-        given_at=since,
-        informed_by=ADMIN,
-        informed_how="samtal i hemmet",
-        actor=ADMIN,
-        at=now,
-    )
-    for device_id in device_ids:
-        await enrol.bind(store, device_id, recipient_id, actor=ADMIN, at=now, confirmed_by=ADMIN2)

@@ -23,7 +23,7 @@ from devices import envelope as env
 from devices.topics import DeviceKind
 from kernel.roles import Role
 from services.signalling.ports import ROLES_FOR
-from tests.integration.signalling_home import _staff_token, seed_home, served
+from tests.integration.signalling_home import _staff_token, due_check, seed_home, served
 from tests.integration.signalling_support import wait_for
 from tools.view import SERVER_TYPES, View
 
@@ -40,6 +40,7 @@ async def test_every_signalling_message_type_needs_the_right_role(
 ) -> None:
     async with served(database_url, mqtt_url, topic_prefix, [("cam-0071", DeviceKind.CAMERA)]) as s:
         await seed_home(s, "rec-0071", ["cam-0071"])
+        check_id = await due_check(s, "cam-0071")
         tokens = {
             role: await _staff_token(s.rt, f"walk-{role.value}", role)
             for role in (Role.ADMINISTRATOR, Role.TECHNICIAN, Role.PATROL, Role.SHIFT_LEAD)
@@ -61,7 +62,7 @@ async def test_every_signalling_message_type_needs_the_right_role(
 
         # A live view of the first operator that everything below tries to reach.
         async with s.channel() as live, s.channel(other_operator) as intruder:
-            view = View(live, "cam-0071")
+            view = View(live, "cam-0071", check_id=check_id)
             task = asyncio.create_task(view.run())
             await wait_for(lambda: view.result.frames >= 3, what="the live view's frames")
             [live_sid] = list(s.rt.signalling.sessions)

@@ -18,7 +18,7 @@ from structlog.testing import capture_logs
 
 from devices import envelope as env
 from devices.topics import DeviceKind
-from tests.integration.signalling_home import seed_home, served
+from tests.integration.signalling_home import due_check, seed_home, served
 from tests.integration.signalling_support import wait_for
 from tools.view import SERVER_TYPES, View
 
@@ -111,9 +111,10 @@ async def test_hostile_envelopes_get_protocol_answers_and_nothing_breaks(
     async with served(database_url, mqtt_url, topic_prefix, cams) as s:
         await seed_home(s, "rec-0061", ["cam-0061"])
         await seed_home(s, "rec-0062", ["cam-0062"])
+        check_id = await due_check(s, "cam-0062")
         with capture_logs() as logs:
             async with s.channel() as live, s.channel() as fuzz:
-                view = View(live, "cam-0062")
+                view = View(live, "cam-0062", check_id=check_id)
                 task = asyncio.create_task(view.run())
                 await wait_for(lambda: view.result.frames >= 3, what="the live view's frames")
                 ws = fuzz.ws

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from devices.topics import DeviceKind
-from tests.integration.signalling_home import Served, seed_home, served
+from tests.integration.signalling_home import Served, due_check, seed_home, served
 from tests.integration.signalling_support import wait_for
 from tools.view import View
 
@@ -41,9 +41,10 @@ async def test_a_view_fills_the_latency_histograms(
     view_ = (("purpose", "view"),)
     async with served(database_url, mqtt_url, topic_prefix, [(CAM, DeviceKind.CAMERA)]) as s:
         await seed_home(s, "rec-metrics1", [CAM])
+        check_id = await due_check(s, CAM)
         assert s.server.host == "127.0.0.1"
         async with s.channel() as channel:
-            view = View(channel, CAM)
+            view = View(channel, CAM, check_id=check_id)
             began = asyncio.get_running_loop().time()
             task = asyncio.create_task(view.run())
             await asyncio.wait_for(view.first_frame.wait(), 10)

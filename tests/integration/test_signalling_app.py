@@ -22,11 +22,12 @@ from devices import envelope as env
 from devices.topics import CommandOp, DeviceKind, EventType
 from services import app
 from simulators.peer import AnswerPolicy
-from tests.integration.signalling_home import ADMIN, Served, seed_home, served
+from tests.integration.signalling_home import ADMIN, Served, due_check, seed_home, served
 from tests.integration.signalling_support import audit_actions, wait_for
 from tools.view import View, view_command
 
 pytestmark = pytest.mark.integration
+NOTE = "testet tittar extra"  # an extra look's note (kept in its row, never logged)
 
 
 async def test_view_through_the_app_runs_to_the_cap_and_stops_the_camera(
@@ -34,8 +35,9 @@ async def test_view_through_the_app_runs_to_the_cap_and_stops_the_camera(
 ) -> None:
     async with served(database_url, mqtt_url, topic_prefix, [("cam-0001", DeviceKind.CAMERA)]) as s:
         await seed_home(s, "rec-0001", ["cam-0001"], view_cap_s=10)
+        check_id = await due_check(s, "cam-0001")
         async with s.channel() as channel:
-            view = View(channel, "cam-0001")
+            view = View(channel, "cam-0001", check_id=check_id)
             began = asyncio.get_running_loop().time()
             task = asyncio.create_task(view.run())
             await asyncio.wait_for(view.first_frame.wait(), 10)
@@ -88,7 +90,9 @@ async def test_denied_with_a_reason_and_audited(
         }
         async with s.channel() as channel:
             for device_id, reason in expected.items():
-                result = await asyncio.wait_for(View(channel, device_id).run(), 10)
+                # an extra look (no check is due for these homes): the gate decides it
+                look = View(channel, device_id, reason=env.LookReason.ALARM, note=NOTE)
+                result = await asyncio.wait_for(look.run(), 10)
                 assert result.denied == reason, (device_id, result)
                 assert not result.granted
         rows = await s.rt.pool.fetch(
@@ -105,8 +109,9 @@ async def test_withdrawal_closes_the_view_within_one_second(
 ) -> None:
     async with served(database_url, mqtt_url, topic_prefix, [("cam-0021", DeviceKind.CAMERA)]) as s:
         await seed_home(s, "rec-0021", ["cam-0021"])
+        check_id = await due_check(s, "cam-0021")
         async with s.channel() as channel:
-            view = View(channel, "cam-0021")
+            view = View(channel, "cam-0021", check_id=check_id)
             task = asyncio.create_task(view.run())
             await wait_for(lambda: view.result.frames >= 5, what="5 decoded frames")
             t0 = time.perf_counter()
@@ -193,8 +198,9 @@ async def test_camera_scene_changes_at_run_time(
 
     async with served(database_url, mqtt_url, topic_prefix, [("cam-0041", DeviceKind.CAMERA)]) as s:
         await seed_home(s, "rec-0041", ["cam-0041"])
+        check_id = await due_check(s, "cam-0041")
         async with s.channel() as channel:
-            view = View(channel, "cam-0041", on_picture=luma)
+            view = View(channel, "cam-0041", on_picture=luma, check_id=check_id)
             task = asyncio.create_task(view.run())
             await wait_for(lambda: len(means) >= 5, what="frames of the walking scene")
             lit = sum(means[-3:]) / 3
@@ -217,13 +223,14 @@ async def test_two_service_processes_share_device_messages(
     device's answers reach either one (a shared subscription); the other routes them on."""
     async with served(database_url, mqtt_url, topic_prefix, [("cam-0061", DeviceKind.CAMERA)]) as s:
         await seed_home(s, "rec-0061", ["cam-0061"])
+        check_id = await due_check(s, "cam-0061")
         other = dataclasses.replace(s.rt.settings, instance_id="app-other")
         async with app.runtime(other, clock=s.clock) as rt_b:
             await rt_b.signalling.wait_ready()
             frames = []
             async with s.channel() as channel:
-                for _ in range(6):
-                    view = View(channel, "cam-0061")
+                for _ in range(6):  # re-opens of one check, sharing its budget
+                    view = View(channel, "cam-0061", check_id=check_id)
                     task = asyncio.create_task(view.run())
                     await asyncio.wait_for(view.first_frame.wait(), 10)
                     await view.hang_up()
@@ -241,8 +248,9 @@ async def test_unbinding_the_camera_ends_the_view(
 ) -> None:
     async with served(database_url, mqtt_url, topic_prefix, [("cam-0071", DeviceKind.CAMERA)]) as s:
         await seed_home(s, "rec-0071", ["cam-0071"])
+        check_id = await due_check(s, "cam-0071")
         async with s.channel() as channel:
-            view = View(channel, "cam-0071")
+            view = View(channel, "cam-0071", check_id=check_id)
             task = asyncio.create_task(view.run())
             await wait_for(lambda: view.result.frames >= 3, what="frames")
             t0 = time.perf_counter()
@@ -259,7 +267,8 @@ async def test_unbinding_the_camera_ends_the_view(
             )
             result = await asyncio.wait_for(task, 5)
             teardown_s = time.perf_counter() - t0
-            again = await asyncio.wait_for(View(channel, "cam-0071").run(), 10)
+            extra = View(channel, "cam-0071", reason=env.LookReason.FOLLOW_UP, note=NOTE)
+            again = await asyncio.wait_for(extra.run(), 10)
     assert result.bye == "withdrawn"
     assert teardown_s < 1.0
     assert again.denied == "device_not_bound"
@@ -270,15 +279,20 @@ async def test_homecare_view_prints_frames_and_why_it_ended(
 ) -> None:
     async with served(database_url, mqtt_url, topic_prefix, [("cam-0081", DeviceKind.CAMERA)]) as s:
         await seed_home(s, "rec-0081", ["cam-0081"], view_cap_s=10)
+        check_id = await due_check(s, "cam-0081")
         base = str(s.server.make_url("/"))
         out = io.StringIO()
+        owed_nothing = io.StringIO()
+        bare = await view_command(url=base, device_id="cam-0081", token=s.token, out=owed_nothing)
 
         async def cap_after_frames() -> None:  # jump to the cap once enough frames went out
             await wait_for(lambda: s.peers["cam-0081"].frames_sent >= 25, what="25 frames sent")
             s.clock.advance(10)
 
         jump = asyncio.create_task(cap_after_frames())
-        code = await view_command(url=base, device_id="cam-0081", token=s.token, out=out)
+        code = await view_command(
+            url=base, device_id="cam-0081", token=s.token, out=out, check_id=check_id
+        )
         await jump
         denied = io.StringIO()
         refused = await view_command(url=base, device_id="cam-0082", token=s.token, out=denied)
@@ -289,6 +303,9 @@ async def test_homecare_view_prints_frames_and_why_it_ended(
     assert lines[1] == "ended: timeout"
     assert refused == 2
     assert denied.getvalue().strip() == "denied: device_offline"
+    # a view that names neither a due check nor an extra look's reason and note
+    assert bare == 2
+    assert owed_nothing.getvalue().strip() == "denied: no_due_check"
 
 
 async def test_tamper_on_the_camera_suspends_and_ends_the_view(
@@ -296,15 +313,17 @@ async def test_tamper_on_the_camera_suspends_and_ends_the_view(
 ) -> None:
     async with served(database_url, mqtt_url, topic_prefix, [("cam-0091", DeviceKind.CAMERA)]) as s:
         await seed_home(s, "rec-0091", ["cam-0091"])
+        check_id = await due_check(s, "cam-0091")
         async with s.channel() as channel:
-            view = View(channel, "cam-0091")
+            view = View(channel, "cam-0091", check_id=check_id)
             task = asyncio.create_task(view.run())
             await wait_for(lambda: view.result.frames >= 3, what="frames")
             t0 = time.perf_counter()
             await s.peers["cam-0091"].device.send_event(EventType.TAMPER)
             result = await asyncio.wait_for(task, 5)
             teardown_s = time.perf_counter() - t0
-            again = await asyncio.wait_for(View(channel, "cam-0091").run(), 10)
+            extra = View(channel, "cam-0091", reason=env.LookReason.FOLLOW_UP, note=NOTE)
+            again = await asyncio.wait_for(extra.run(), 10)
         actions = await audit_actions(s.rt.pool, view.session_id)
     assert result.bye == "withdrawn"
     assert teardown_s < 1.0

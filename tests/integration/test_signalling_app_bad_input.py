@@ -11,7 +11,7 @@ import pytest
 
 from devices import envelope as env
 from devices.topics import DeviceKind
-from tests.integration.signalling_home import seed_home, served
+from tests.integration.signalling_home import due_check, seed_home, served
 from tests.integration.signalling_support import wait_for
 from tools.view import SERVER_TYPES, View
 
@@ -29,8 +29,10 @@ async def test_bad_messages_get_errors_and_change_nothing(
     async with served(database_url, mqtt_url, topic_prefix, cams) as s:
         await seed_home(s, "rec-0051", ["cam-0051"])
         await seed_home(s, "rec-0052", ["cam-0052"])
+        check_id = await due_check(s, "cam-0051")
+        other_check = await due_check(s, "cam-0052")
         async with s.channel() as live, s.channel() as bad_channel:
-            view = View(live, "cam-0051")
+            view = View(live, "cam-0051", check_id=check_id)
             task = asyncio.create_task(view.run())
             await wait_for(lambda: view.result.frames >= 5, what="the live view's frames")
             ws = bad_channel.ws
@@ -49,7 +51,12 @@ async def test_bad_messages_get_errors_and_change_nothing(
 
             await ws.send_str(
                 env.encode(
-                    env.Request("s-bad-app01", device_id="cam-0052", purpose=env.Purpose.VIEW)
+                    env.Request(
+                        "s-bad-app01",
+                        device_id="cam-0052",
+                        purpose=env.Purpose.VIEW,
+                        check_id=other_check,
+                    )
                 )
             )
             assert isinstance(await reply(), env.Granted)

@@ -54,7 +54,7 @@ async def test_bad_client_messages_get_errors_and_change_nothing(
         client(n) as live,
         client(n, "op2-token") as bad,
     ):
-        view = View(live.channel, CAM)
+        view = View(live.channel, CAM, check_id=n.checks.queue(CAM))
         task = asyncio.create_task(view.run())
         await asyncio.wait_for(view.first_frame.wait(), 10)
 
@@ -85,7 +85,9 @@ async def test_bad_client_messages_get_errors_and_change_nothing(
             await error_for(env.encode(env.Bye(view.session_id, env.ByeReason.OPERATOR)))
         ).code == "unknown_session"
         # SDP over 64 KiB on a granted session: refused; the session still works afterwards
-        await bad.send(env.Request("s-big-sdp1", device_id=OTHER, purpose=env.Purpose.VIEW))
+        await bad.send(
+            env.Request("s-big-sdp1", OTHER, env.Purpose.VIEW, check_id=n.checks.queue(OTHER))
+        )
         assert isinstance(await bad.expect(env.Granted), env.Granted)
         huge = {
             "type": "offer",
@@ -101,7 +103,9 @@ async def test_bad_client_messages_get_errors_and_change_nothing(
         reply = await error_for(env.encode(env.Candidate("s-big-sdp1", CAND, sdp_mid="0")))
         assert (reply.code, reply.session_id) == ("session_closed", "s-big-sdp1")
         # drive outside a call
-        await bad.send(env.Request("s-drive-01", device_id=OTHER, purpose=env.Purpose.VIEW))
+        await bad.send(
+            env.Request("s-drive-01", OTHER, env.Purpose.VIEW, check_id=n.checks.queue(OTHER))
+        )
         await bad.expect(env.Granted)
         assert (await error_for(env.encode(env.Drive("s-drive-01", 0.5, 0)))).code == "not_in_call"
         await bad.ws.send_bytes(b"\x00\x01")
@@ -126,7 +130,7 @@ async def test_a_device_cannot_answer_for_another_device(
         inbox = f"{topic_prefix}/dev/{evil}/webrtc/in"
         outbox = f"{topic_prefix}/dev/{evil}/webrtc/out"
         await rogue.subscribe(inbox, qos=1)
-        view = View(live.channel, CAM)
+        view = View(live.channel, CAM, check_id=n.checks.queue(CAM))
         task = asyncio.create_task(view.run())
         await asyncio.wait_for(view.first_frame.wait(), 10)
 
@@ -181,10 +185,12 @@ async def test_a_flooding_client_is_rate_limited_then_disconnected(
         client(n) as live,
         client(n, "op2-token") as flood,
     ):
-        view = View(live.channel, CAM)
+        view = View(live.channel, CAM, check_id=n.checks.queue(CAM))
         task = asyncio.create_task(view.run())
         await asyncio.wait_for(view.first_frame.wait(), 10)
-        await flood.send(env.Request("s-flood-01", device_id=OTHER, purpose=env.Purpose.VIEW))
+        await flood.send(
+            env.Request("s-flood-01", OTHER, env.Purpose.VIEW, check_id=n.checks.queue(OTHER))
+        )
         assert isinstance(await flood.expect(env.Granted), env.Granted)
         video = env.encode(env.Video("s-flood-01", frames=1))
         for _ in range(200):
