@@ -22,7 +22,7 @@ from devices import envelope as env
 from devices import topics
 from kernel.retry import Backoff, Retry
 from services.signalling import machine
-from services.signalling.interpreter import LIVE, Interpreter
+from services.signalling.interpreter import Interpreter
 from services.signalling.router import DeviceMessage
 from services.signalling.session import LiveSession
 
@@ -159,13 +159,7 @@ class DeviceSide(Interpreter):
                         device_id=row.device_id,
                         owner=row.instance_id,
                     )
-                    await self._tell_device(
-                        row.device_id, env.Bye(row.session_id, env.ByeReason.TIMEOUT)
-                    )
-                    off = topics.Indicator(
-                        on=False, session_id=row.session_id, purpose=LIVE[row.purpose]
-                    )
-                    self._spawn(self._send_indicator(row.device_id, off))
+                    await self._tell_orphaned(row)
                 await self.store.prune(before=now - timedelta(days=1))
             except (OSError, asyncpg.PostgresError):
                 log.exception("signal_sweep_failed")

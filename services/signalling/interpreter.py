@@ -381,5 +381,12 @@ class Interpreter:
                 "signal_stop_unacked", device_id=device_id, op=op.value, error=type(e).__name__
             )
 
+    async def _tell_orphaned(self, row: SessionRow) -> None:
+        """A row closed by a sweep (its owning process vanished, or this one restarted): its
+        device is told ``bye`` and ``indicator off``, as its session's machine would have."""
+        await self._tell_device(row.device_id, env.Bye(row.session_id, env.ByeReason.TIMEOUT))
+        off = topics.Indicator(on=False, session_id=row.session_id, purpose=LIVE[row.purpose])
+        self._spawn(self._send_indicator(row.device_id, off))
+
     async def _tell_device(self, device_id: str, message: env.Envelope) -> None:
         await self.router.tell_device(device_id, message)

@@ -46,7 +46,6 @@ from typing import Any
 import asyncpg
 import structlog
 
-from devices import envelope as env
 from kernel.audit import store as audit_store
 from kernel.clock import SYSTEM_CLOCK, Clock, ClockPort, sleep_of
 from services.mqtt import Guard, MqttLink
@@ -191,9 +190,7 @@ class Signalling(ClientSide, DeviceSide):
         )
         await self.bus.__aenter__()
         for row in closed:
-            self._spawn(
-                self._tell_device(row.device_id, env.Bye(row.session_id, env.ByeReason.TIMEOUT))
-            )
+            self._spawn(self._tell_orphaned(row))
         loop = asyncio.get_running_loop()
         self._loops = [
             loop.create_task(self._guard(name, coro), name=name)

@@ -9,6 +9,7 @@ does not ack is device trouble (``bye device_lost``, the client told ``indicator
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from datetime import UTC, datetime, timedelta
 
@@ -16,7 +17,20 @@ import pytest
 
 from consent.model import Decision, Reason
 from devices import envelope as env
+from devices.topics import CommandOp, DeviceKind
 from services.signalling import machine as m
+from services.signalling.fakes import (
+    FakeBus,
+    FakeChecks,
+    FakeClock,
+    FakeCommands,
+    FakeGate,
+    FakePresence,
+    FakeSessionStore,
+)
+from services.signalling.ports import SignallingConfig
+from services.signalling.service import Signalling
+from services.signalling.store import SessionRow
 
 T0 = datetime(2026, 1, 15, 21, 0, tzinfo=UTC)
 S = timedelta(seconds=1)
@@ -249,3 +263,57 @@ def test_remaining_seconds_are_never_negative() -> None:
     assert m.remaining_s(granted(), T0 + 45 * S) == 0.0
     assert m.remaining_s(granted(), T0 + 0.25 * S) == 29.8
     assert m.remaining_s(granted(env.Purpose.PROBE), T0) is None
+
+
+# --------------------------------------------------------------------------- the sweep
+
+
+async def test_the_sweep_turns_off_the_light_of_a_session_whose_process_vanished() -> None:
+    """A row whose owner died is closed by the sweep of another process (here the one at its
+    start), which tells the device ``bye`` and ``indicator off``: the machine of that session is
+    gone with its owner."""
+    store, commands = FakeSessionStore(), FakeCommands()
+    buses: list[FakeBus] = []
+
+    def bus(handlers: object) -> FakeBus:
+        buses.append(FakeBus(handlers))  # type: ignore[arg-type]
+        return buses[-1]
+
+    clock = FakeClock(T0 + 60 * S)
+    await store.open(
+        SessionRow(
+            session_id="s-orphan1",
+            device_id="cam-0001",
+            purpose=env.Purpose.VIEW,
+            staff_id="staff-op0001",
+            recipient_id="rec-0001",
+            instance_id="gone",
+            state="connected",
+            started_at=T0,
+            deadline=T0 + 30 * S,
+        ),
+        {},
+    )
+    sig = Signalling(
+        instance_id="unit",
+        gate=FakeGate(),
+        commands=commands,
+        presence=FakePresence({"cam-0001": DeviceKind.CAMERA}),
+        sessions=store,
+        checks=FakeChecks(),
+        bus=bus,
+        clock=clock,
+        config=SignallingConfig(sweep_interval_s=0.01, sweep_grace_s=0.0),
+    )
+    async with sig, asyncio.timeout(5):
+        while not commands.sent:
+            await asyncio.sleep(0.01)  # the sweep's tasks run on loop time
+    assert buses[0].sent("cam-0001") == [env.Bye("s-orphan1", env.ByeReason.TIMEOUT)]
+    assert commands.sent == [
+        (
+            "cam-0001",
+            CommandOp.INDICATOR,
+            {"on": False, "session_id": "s-orphan1", "purpose": "view"},
+        )
+    ]
+    assert store.rows["s-orphan1"].end_reason == "timeout"
