@@ -158,6 +158,17 @@ class ClientSide(Interpreter):
             facts = await self._look_facts(facts, now)
             if decide.look_denied(facts) is not None:
                 return facts
+        if purpose is env.Purpose.CALL and facts.check_id is not None:  # the call it serves
+            found = await self.checks.check(facts.check_id)
+            if found is not None:
+                check = decide.CheckFacts(
+                    found.state,
+                    found.device_id,
+                    found.holder,
+                    float(found.view_cap_s),
+                    found.recipient_id,
+                )
+                facts = dataclasses.replace(facts, check=check)
         decisions = await self._gate(device_id, purpose, now)
         facts = dataclasses.replace(facts, decisions=decisions)
         first = self._verdict(decisions)

@@ -202,6 +202,20 @@ def look_denied(facts: RequestFacts) -> Deny | None:
     return None
 
 
+def call_serves(facts: RequestFacts, recipient_id: str | None) -> bool:
+    """Whether a call may name ``facts.check_id``: the check is ``calling``, held by the caller,
+    for the brukare the phone's consent names. Its session then counts for the check's ``ok``
+    (the video the phone reported), as a view of the check does."""
+    check = facts.check
+    return (
+        check is not None
+        and check.state is CheckState.CALLING
+        and check.holder == facts.staff_id
+        and check.recipient_id is not None
+        and check.recipient_id == recipient_id
+    )
+
+
 def decide_request(facts: RequestFacts, now: datetime, terms: Terms) -> Grant | Deny:
     """Grant or deny a request: role, presence, device kind, what a view is owed to and the
     caller's duty, every gate purpose, the check's view budget."""
@@ -230,6 +244,8 @@ def decide_request(facts: RequestFacts, now: datetime, terms: Terms) -> Grant | 
         first = first or decision
     assert first is not None
     if purpose is env.Purpose.CALL:
+        if facts.check_id is not None and not call_serves(facts, first.recipient_id):
+            return Deny("no_due_check", first.recipient_id)
         call_cap_s, announce_s = call_terms(facts.auto_answer, first)
         cap_s = terms.ring_timeout_s + (announce_s or 0.0)  # announced, then it may answer
         return Grant(
@@ -240,6 +256,7 @@ def decide_request(facts: RequestFacts, now: datetime, terms: Terms) -> Grant | 
             first.plan_id,
             facts.auto_answer,
             WindowUse(),
+            check_id=facts.check_id,
             call_cap_s=call_cap_s,
             announce_s=announce_s,
         )

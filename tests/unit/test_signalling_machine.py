@@ -299,7 +299,11 @@ def test_requests_denied(request_facts: d.RequestFacts, reason: str) -> None:
         (facts(check=held(CheckState.NEEDS_VIEW, None, cap_s=20.0)), m.State.GRANTED, 20),
         (facts(check_id=None, extra="alarm"), m.State.GRANTED, 30),  # an extra look: the cap
         (facts(env.Purpose.PROBE, role=Role.SYSTEM, used_s=30.0), m.State.GRANTED, 30),
-        (facts(env.Purpose.CALL, kind=PHONE, decisions=CALL_OK), m.State.RINGING, 30),
+        (
+            facts(env.Purpose.CALL, kind=PHONE, decisions=CALL_OK, check_id=None),
+            m.State.RINGING,
+            30,
+        ),
     ],
 )
 def test_requests_granted(request_facts: d.RequestFacts, state: m.State, seconds: float) -> None:
@@ -370,7 +374,9 @@ def test_budget_is_one_function_of_cap_and_use() -> None:
 
 def test_auto_answer_is_carried_into_the_call() -> None:
     outcome = d.decide_request(
-        facts(env.Purpose.CALL, kind=PHONE, decisions=CALL_OK, auto_answer=True), T0, TERMS
+        facts(env.Purpose.CALL, kind=PHONE, decisions=CALL_OK, auto_answer=True, check_id=None),
+        T0,
+        TERMS,
     )
     assert isinstance(outcome, d.Grant)
     assert outcome.auto_answer

@@ -94,7 +94,10 @@ export class CallPanel {
       bind(this.status, 'call_no_camera');
     }
     if (this.closed) { this.#stopLocal(); return; }
-    const session = new MediaSession({ deviceId: this.o.deviceId, purpose: 'call', localStream: this.local });
+    // a call of a check names it: the video it delivers counts for the check's "ok"
+    const session = new MediaSession({
+      deviceId: this.o.deviceId, purpose: 'call', localStream: this.local, checkId: this.o.checkId || null,
+    });
     this.session = session;
     session.addEventListener('state', (e) => {
       const s = e.detail.state;

@@ -436,6 +436,7 @@ export function mount(container, ctx) {
     }
     panelObj = new CallPanel(panel, {
       deviceId: info.phone,
+      checkId,
       title: info.title,
       subtitle: info.subtitle,
       announce: ctx.announce,
