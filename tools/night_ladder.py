@@ -56,7 +56,14 @@ class LadderAccount:
         )
 
     def lines(self) -> list[str]:
+        verdict = (
+            f"every check needing a person ({self.needed_person}) was seen or got a patrol task"
+            " within its plan's deadlines, none twice"
+            if not (self.never_patrol or self.late or self.doubled)
+            else "SOME CHECKS NEEDING A PERSON FELL THROUGH (listed below)"
+        )
         return [
+            verdict,
             f"needing a person: {self.needed_person}; patrol tasks: {self.patrol_tasks} "
             f"({self.escalated_to_patrol} sent by the ladder, unanswered); never a patrol task "
             f"nor seen: {len(self.never_patrol)}; late: {len(self.late)}; sent twice: "
