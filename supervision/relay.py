@@ -128,9 +128,10 @@ def decode(payload: str) -> tuple[str, Event]:
             deadline=datetime.fromisoformat(d["deadline"]),
             version=int(d["version"]),
             late_s=float(d["late_s"]),
-            repeat=int(d["repeat"]),
-            kind=AlarmKind(d["alarm"]),
-            to=Role(d["to"]),
+            # a process of the version before the ladder sends none of these three
+            repeat=int(d.get("repeat", 1)),
+            kind=AlarmKind(d.get("alarm", AlarmKind.ALARM)),
+            to=Role(d.get("to", Role.OPERATOR)),
         )
         return origin, AlarmRaised(alarm, datetime.fromisoformat(d["at"]))
     raise ValueError(f"unknown round event kind {d['kind']!r}")

@@ -7,14 +7,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 from datetime import date, timedelta
 
 import asyncpg
 import pytest
 
+from kernel.roles import Role
 from supervision import checks as ch
 from supervision import relay, schedule
-from supervision.checks import State
+from supervision.checks import Alarm, AlarmKind, State
 from supervision.errors import TransitionRefused
 from supervision.ports import AlarmRaised, CheckChanged
 from supervision.store import RoundStore
@@ -90,3 +92,31 @@ def test_the_codec_round_trips_and_refuses_what_it_does_not_know() -> None:
     for bad in ("[]", '{"origin": "p", "kind": "nope"}', '{"kind": "check"}', "{"):
         with pytest.raises((ValueError, KeyError, TypeError)):
             relay.decode(bad)
+
+
+def test_an_alarm_keeps_its_repeat_kind_and_addressee_and_an_older_payload_reads() -> None:
+    alarm = Alarm(
+        "20250610.2200.r1",
+        "r1",
+        State.PATROL,
+        WS,
+        3,
+        930.0,
+        4,
+        AlarmKind.ESCALATION,
+        Role.SHIFT_LEAD,
+    )
+    assert relay.decode(relay.encode("p1", AlarmRaised(alarm, WS))) == (
+        "p1",
+        AlarmRaised(alarm, WS),
+    )
+    old = json.loads(relay.encode("p1", AlarmRaised(alarm, WS)))
+    for key in ("repeat", "alarm", "to"):  # a process from before the ladder
+        del old[key]
+    _, event = relay.decode(json.dumps(old))
+    assert isinstance(event, AlarmRaised)
+    assert (event.alarm.repeat, event.alarm.kind, event.alarm.to) == (
+        1,
+        AlarmKind.ALARM,
+        Role.OPERATOR,
+    )
