@@ -109,6 +109,9 @@ async def test_operator_on_a_views_a_camera_whose_messages_b_handles(
         aiohttp.ClientSession() as http,
     ):
         await seed_demo_homes(PgConsentStore(db_pool), [CAM], at=datetime.now(UTC), view_cap_s=60)
+        bearer = {"Authorization": f"Bearer {token}"}
+        async with http.post(f"{pair.a.url}/api/rounds/duty", headers=bearer, json={}) as r:
+            assert r.status == 201, await r.text()  # a view needs its operator on duty
         camera = devs[CAM]
         views: list[tuple[int, str, int]] = []  # (frames, bye at the operator, B routed during)
         async with http.ws_connect(
@@ -119,7 +122,8 @@ async def test_operator_on_a_views_a_camera_whose_messages_b_handles(
             channel = WebSocketChannel(ws)
             for i in range(MAX_VIEWS):
                 before = (await _counters(http, pair.b)).get("routed_out", 0)
-                view = View(channel, CAM)
+                # an extra look (no round runs here): its reason and note, capped, audited
+                view = View(channel, CAM, reason=env.LookReason.FOLLOW_UP, note="two processes")
                 task = asyncio.create_task(view.run())
                 await asyncio.wait_for(view.first_frame.wait(), 30)
                 await wait_for(lambda v=view: v.result.frames >= 5, what="5 decoded frames")
