@@ -228,6 +228,7 @@ export default {
   check_reason_visit_not_reported: 'Visit not reported',
   error_not_on_duty: 'Start your duty first.',
   error_not_in_state: 'Not possible in the check’s current state.',
+  error_not_viewed: 'No picture reached you in this check (at least a second). Document not seen, call, patrol or technical trouble.',
   error_finished: 'The check has already ended.',
   error_too_early: 'It is too early.',
   error_claimed: 'Someone else is working on this check.',

@@ -228,6 +228,7 @@ export default {
   check_reason_visit_not_reported: 'Besöket rapporterades inte',
   error_not_on_duty: 'Du måste börja ditt pass först.',
   error_not_in_state: 'Det går inte i tillsynens nuvarande läge.',
+  error_not_viewed: 'Ingen bild har nått dig i den här tillsynen (minst en sekund). Dokumentera Ej sedd, Ring upp, Patrull eller Tekniskt fel.',
   error_finished: 'Tillsynen är redan avslutad.',
   error_too_early: 'Det är för tidigt.',
   error_claimed: 'Någon annan arbetar med tillsynen.',
