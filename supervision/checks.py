@@ -12,6 +12,10 @@
     needs_view / viewing / calling ─escalate (nobody acted)─▶ patrol (unanswered)
     morning ─reconcile─▶ deviation | escalated                       (nothing stays open)
 
+An ``ok`` ("seen") needs video delivered: a view or call of that operator for that check, in its
+current attempt, whose device reported at least :data:`MIN_SEEN_VIDEO_S` of it (the outcome's
+``video_s``, filled in by the store); otherwise it is refused ``not_viewed``.
+
 :func:`apply` is the only way to change a check: it looks the pair (state, event) up in one
 transition table and returns either a :class:`Transition` carrying a new immutable :class:`Check`
 or a :class:`Rejected` naming why. Every target a handler may reach is listed in :data:`ALLOWED`

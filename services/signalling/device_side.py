@@ -160,6 +160,7 @@ class DeviceSide(Interpreter):
                         owner=row.instance_id,
                     )
                     await self._tell_orphaned(row)
+                # probes only: views and calls stay, what documented checks and the report
                 await self.store.prune(before=now - timedelta(days=1))
             except (OSError, asyncpg.PostgresError):
                 log.exception("signal_sweep_failed")
