@@ -17,6 +17,12 @@ moment its token or session is revoked, its account deactivated or its role chan
 Static files are served from one folder with a fixed set of types; a path that leaves the folder,
 names a hidden file or has another extension is a 404. Every response carries a strict
 Content-Security-Policy (same origin only, no inline script).
+
+The console calls for attention with a sound; a person at the desk may mute it for at most
+:data:`MAX_MUTE_MIN` minutes (``POST /api/rounds/mute``, 422 ``out_of_range`` above), audited as
+``console.muted`` (``console.unmuted`` for ``{"minutes": 0}``). The mute's state is read back
+from the audit log (``GET /api/rounds/mute``), so a reload, another tab or another process sees
+the same: nothing else stores it.
 """
 
 from __future__ import annotations
@@ -25,13 +31,14 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Callable, Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import structlog
 from aiohttp import WSMsgType, web
+from msgspec import Meta
 
 from consent.gate import ChangeSubscription
 from consent.model import ConsentChange
@@ -39,9 +46,12 @@ from devices.registry import PresenceChanged
 from identity.revocations import REVOCATIONS
 from identity.standing import Cutoff
 from kernel.access import caller
-from kernel.roles import LOGINS, PUBLIC, Principal, Role, Route
+from kernel.audit import store as audit_store
+from kernel.body import Fields, read_body
+from kernel.roles import LOGINS, OPERATORS, PUBLIC, Principal, Role, Route
 from services.events import EventBus
 from services.web.http import ROUTES
+from supervision import api as rounds_api
 
 log = structlog.get_logger(__name__)
 
@@ -301,6 +311,65 @@ async def _watched(
                 await task
 
 
+# ---------------------------------------------------------------- mute
+
+#: The longest a person may silence the console's sound at a time, minutes (the server's cap).
+MAX_MUTE_MIN = 5
+#: Who may mute: whoever the console calls for attention (the desk and the patrol).
+MUTERS = OPERATORS | {Role.SHIFT_LEAD, Role.PATROL}
+MUTED, UNMUTED = "console.muted", "console.unmuted"
+
+
+class Mute(Fields):
+    """Silence my console's sound for ``minutes`` (at most :data:`MAX_MUTE_MIN`; 0: sound on)."""
+
+    minutes: Annotated[int, Meta(ge=0, le=MAX_MUTE_MIN)]
+
+
+async def _muted_until(request: web.Request, staff_id: str) -> datetime | None:
+    """When the caller's last mute ends, from the audit log (``None``: not muted now)."""
+    pool = request.app[rounds_api.STORE].pool
+    row = await pool.fetchrow(
+        "SELECT action, data->>'until' AS until FROM audit_log"
+        " WHERE actor=$1 AND action = ANY($2::text[]) ORDER BY seq DESC LIMIT 1",
+        staff_id,
+        [MUTED, UNMUTED],
+    )
+    if row is None or row["action"] != MUTED or not row["until"]:
+        return None
+    until = datetime.fromisoformat(row["until"])
+    return until if until > request.app[rounds_api.CLOCK]() else None
+
+
+def _mute_json(until: datetime | None) -> dict[str, Any]:
+    return {"muted_until": until.isoformat() if until else None, "max_minutes": MAX_MUTE_MIN}
+
+
+async def get_mute(request: web.Request) -> web.Response:
+    """``GET /api/rounds/mute``: whether my console's sound is muted, and until when."""
+    return web.json_response(_mute_json(await _muted_until(request, caller(request).staff_id)))
+
+
+async def set_mute(request: web.Request) -> web.Response:
+    """``POST /api/rounds/mute {"minutes": N}``: mute my sound for N minutes (1 to
+    :data:`MAX_MUTE_MIN`, 422 above) or turn it on again (0); audited with the actor and until."""
+    who = caller(request)
+    body = await read_body(request, Mute)
+    now = request.app[rounds_api.CLOCK]()
+    until = now + timedelta(minutes=body.minutes) if body.minutes else None
+    async with request.app[rounds_api.STORE].pool.acquire() as conn:
+        await audit_store.append(
+            conn,
+            actor=who.staff_id,
+            action=MUTED if until else UNMUTED,
+            subject=None,
+            data={"minutes": body.minutes, "until": until.isoformat() if until else None},
+            at=now,
+        )
+    log.info("console_muted", staff_id=who.staff_id, minutes=body.minutes)
+    return web.json_response(_mute_json(until))
+
+
 def routes() -> list[Route]:
     return [
         Route("GET", "/", root, PUBLIC, "Redirect to the operator console", tags=("console",)),
@@ -319,6 +388,23 @@ def routes() -> list[Route]:
             ws_console,
             LOGINS,
             "Live console events (device presence, rounds) as JSON",
+            tags=("console",),
+        ),
+        Route(
+            "GET",
+            "/api/rounds/mute",
+            get_mute,
+            MUTERS,
+            "Whether my console's sound is muted, and until when",
+            tags=("console",),
+        ),
+        Route(
+            "POST",
+            "/api/rounds/mute",
+            set_mute,
+            MUTERS,
+            f"Mute my console's sound for 1 to {MAX_MUTE_MIN} minutes (0: on again), audited",
+            body=Mute,
             tags=("console",),
         ),
     ]

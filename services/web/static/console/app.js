@@ -4,6 +4,8 @@ import { h, fill, setText } from './dom.js';
 import * as i18n from './i18n.js';
 import { get, post, onUnauthorized } from './api.js';
 import { Live } from './live.js';
+import { Attention } from './attention.js';
+import { clearPatrol, savedTasks } from './patrolstore.js';
 
 const SCREENS = {
   login: () => import('./screens/login.js'),
@@ -12,7 +14,11 @@ const SCREENS = {
   devices: () => import('./screens/devices.js'),
   recipients: () => import('./screens/recipients.js'),
   report: () => import('./screens/report.js'),
+  patrol: () => import('./screens/patrol.js'),
 };
+/** Roles whose console counts the queue and calls for attention to it. */
+const DESK = new Set(['operator', 'administrator', 'shift_lead']);
+const COUNT_DEBOUNCE_MS = 400;
 
 const state = {
   me: null,
@@ -20,6 +26,11 @@ const state = {
   unmount: null,
   route: null,
   mountSeq: 0,
+  attention: null,
+  titlePrefix: '',
+  wasLive: false,
+  countTimer: null,
+  countRefresh: null,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -37,7 +48,14 @@ export function alertNow(text) {
 }
 
 function defaultRoute(me) {
+  if (me && me.role === 'patrol') return 'patrol';
   return me && me.role === 'technician' ? 'devices' : 'round';
+}
+
+/** The page title: the attention count (if any), the screen, the console's name. */
+function renderTitle() {
+  const screen = state.route ? `${i18n.t(`title_${state.route}`)} · ` : '';
+  document.title = `${state.titlePrefix}${screen}${i18n.t('app_name')}`;
 }
 
 /** May the signed-in role use this screen? (the menu says which; the server decides anyway) */
@@ -94,10 +112,11 @@ async function mount(name, params, { focus = true } = {}) {
     alert: alertNow,
     navigate,
     isAdmin: state.me?.role === 'administrator',
+    attention: state.attention,
   };
   state.unmount = module.mount(main, ctx) || null;
   main.removeAttribute('aria-busy');
-  document.title = `${i18n.t(`title_${name}`)} · ${i18n.t('app_name')}`;
+  renderTitle();
   if (focus) {
     const heading = main.querySelector('h1');
     if (heading) {
@@ -137,13 +156,86 @@ function renderLiveState() {
   const liveState = state.live ? state.live.state : 'offline';
   el.dataset.state = liveState;
   i18n.bind(el, `live_${liveState}`);
+  if (!state.attention) return;
+  if (liveState === 'live') {
+    state.wasLive = true;
+    state.attention.setConnected(true);
+    if (state.attention.offlineStart) refreshMe();
+  } else if (liveState === 'offline' && (state.wasLive || state.attention.offlineStart)) {
+    state.attention.setConnected(false); // the connection to the server is lost
+  }
 }
 
-async function startSession(me) {
+/** Started from the patrol's kept list without the server: who I am, once it answers again. */
+async function refreshMe() {
+  state.attention.offlineStart = false;
+  try {
+    const me = await get('/api/me');
+    if (state.me && me.staff_id === state.me.staff_id) {
+      state.me = me;
+      renderHeader();
+    }
+  } catch {
+    // a 401 takes the patrol to the login (api.js); anything else: the kept identity stays
+  }
+}
+
+/** For the desk: how many checks wait for a person and how many alarms are open (the title). */
+function countQueue() {
+  if (state.countTimer || !state.attention || !DESK.has(state.me?.role)) return;
+  state.countTimer = setTimeout(async () => {
+    state.countTimer = null;
+    try {
+      const queue = await get('/api/rounds/queue');
+      const waiting = queue.checks.filter((c) => c.state === 'needs_view').length;
+      state.attention?.setCount(waiting + (queue.alarms || []).length);
+    } catch {
+      // the count stays; the connection's own state says when the server is gone
+    }
+  }, COUNT_DEBOUNCE_MS);
+}
+
+/** Call for attention on the live events that need a person. */
+function startAttention(me, offline) {
+  if (me.role === 'technician') return;
+  const attention = new Attention(
+    {
+      bar: $('attention'), enable: $('sound-enable'), state: $('sound-state'), mute: $('sound-mute'),
+      message: $('attention-message'),
+    },
+    (prefix) => { state.titlePrefix = prefix; renderTitle(); },
+  );
+  attention.offlineStart = offline;
+  state.attention = attention;
+  if (!offline) attention.loadMute();
+  const live = state.live;
+  attention.offs.push(
+    live.on('check.changed', (e) => {
+      if (e.state === 'needs_view' && e.from !== 'needs_view') attention.call('needs', i18n.t('attention_needs_view'));
+      countQueue();
+    }),
+    live.on('check.alarm', (e) => {
+      const to = i18n.has(`attention_to_${e.to}`) ? i18n.t(`attention_to_${e.to}`) : '';
+      // repeat counts from 1 (the first alarm of the step); an escalation tells the shift lead
+      const key = e.alarm === 'escalation' ? 'attention_escalation'
+        : e.repeat > 1 ? 'attention_alarm_repeat' : 'attention_alarm';
+      attention.call('alarm', i18n.t(key, { state: i18n.t(`state_${e.state}`), n: e.repeat, to }).trim());
+      countQueue();
+    }),
+    live.on('resync', () => { countQueue(); attention.loadMute(); }),
+  );
+  countQueue();
+  if (DESK.has(me.role)) state.countRefresh = setInterval(countQueue, 20000);
+}
+
+async function startSession(me, { offline = false } = {}) {
   state.me = me;
+  state.wasLive = false;
+  document.body.dataset.role = me.role;
   state.live = new Live(['/ws/console']);
   state.live.addEventListener('state', renderLiveState);
   state.live.on('unauthorized', () => checkSession());
+  startAttention(me, offline);
   state.live.start();
   renderHeader();
   renderLiveState();
@@ -151,6 +243,15 @@ async function startSession(me) {
 }
 
 function endSession(reasonKey) {
+  if (reasonKey) clearPatrol(); // logged out or expired: the phone keeps no tasks
+  clearTimeout(state.countTimer);
+  clearInterval(state.countRefresh);
+  state.countTimer = null;
+  state.countRefresh = null;
+  if (state.attention) state.attention.destroy();
+  state.attention = null;
+  state.titlePrefix = '';
+  delete document.body.dataset.role;
   if (state.live) state.live.stop();
   if (state.unmount) {
     try { state.unmount(); } catch (e) { console.error(e); }
@@ -175,7 +276,11 @@ async function checkSession() {
   } catch (e) {
     if (state.me !== before) return;
     if (state.me) endSession(e.status === 401 ? 'session_expired' : null);
-    else endSession(null);
+    else if (e.status === 0 && savedTasks()?.me?.role === 'patrol') {
+      // No answer from the server (a phone in a car): show the patrol's kept list at once; its
+      // screen fetches again, and a 401 then takes the patrol to the login.
+      await startSession(savedTasks().me, { offline: true });
+    } else endSession(null);
   }
 }
 
@@ -200,7 +305,7 @@ function init() {
   $('lang-switch').addEventListener('click', () => {
     i18n.setLang(i18n.lang() === 'sv' ? 'en' : 'sv');
     renderHeader();
-    if (state.route) document.title = `${i18n.t(`title_${state.route}`)} · ${i18n.t('app_name')}`;
+    renderTitle();
   });
   $('logout').addEventListener('click', logout);
   window.addEventListener('hashchange', () => route());
@@ -216,6 +321,10 @@ window.homecareConsole = {
   get route() { return state.route; },
   get liveState() { return state.live ? state.live.state : 'offline'; },
   get role() { return state.me ? state.me.role : null; },
+  get attention() {
+    const a = state.attention;
+    return a ? { audio: a.audio ? a.audio.state : 'none', sound: a.sound, tones: [...a.tones], notes: a.notes, count: a.count } : null;
+  },
 };
 
 init();

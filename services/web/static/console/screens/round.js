@@ -71,6 +71,7 @@ export function mount(container, ctx) {
   const gates = new Map(); // `${device}|${purpose}` -> {allowed, reason, at}
   const leaving = new Map(); // check_id -> timer
   let onDuty = false;
+  let alarmed = new Set(); // checks with an open alarm: their rows call for attention
   let loaded = false;
   let alive = true;
   let panelObj = null;
@@ -113,6 +114,7 @@ export function mount(container, ctx) {
       for (const id of [...checks.keys()]) if (!seen.has(id)) leave(id);
       onDuty = (data.on_duty || []).includes(ctx.me.staff_id);
       night = data.night;
+      alarmed = new Set((data.alarms || []).map((a) => a.check_id));
       loaded = true;
       error.textContent = '';
       delete error.dataset.i18n;
@@ -317,6 +319,7 @@ export function mount(container, ctx) {
     bindAttr(openButton, 'aria-label', 'feed_open_for', { name });
     row.dataset.state = c.state;
     row.dataset.needs = HUMAN.has(c.state) ? 'human' : c.state.startsWith('patrol') ? 'patrol' : 'wait';
+    row.dataset.alarm = alarmed.has(c.check_id) ? 'yes' : 'no';
     row.dataset.selected = panelCheck === c.check_id ? 'yes' : 'no';
     row.dataset.recipient = c.recipient_id;
     return row;
@@ -528,6 +531,8 @@ export function mount(container, ctx) {
     }),
     ctx.live.on('check.alarm', (e) => {
       ctx.alert(t('announce_alarm', { state: t(`state_${e.state}`) }));
+      alarmed.add(e.check_id);
+      render();
       scheduleReload();
     }),
     ctx.live.on('consent.changed', () => {
