@@ -16,8 +16,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from consent.model import Decision, Reason
+from consent.model import Purpose as GatePurpose
 from devices import envelope as env
 from devices.topics import CommandOp, DeviceKind
+from kernel.roles import Principal, Role
 from services.signalling import machine as m
 from services.signalling.fakes import (
     FakeBus,
@@ -317,3 +319,44 @@ async def test_the_sweep_turns_off_the_light_of_a_session_whose_process_vanished
         )
     ]
     assert store.rows["s-orphan1"].end_reason == "timeout"
+
+
+# --------------------------------------------------------------------------- the plan's countdown
+
+
+@pytest.mark.parametrize(
+    ("live_countdown", "remaining"), [(None, 30.0), (True, 30.0), (False, None)]
+)
+async def test_the_plan_says_whether_the_home_sees_the_seconds_left(
+    live_countdown: bool | None, remaining: float | None
+) -> None:
+    """A view's ``indicator on`` carries the seconds left unless the brukare's plan turns the
+    countdown off (``Decision.live_countdown``; a gate without plan terms counts down)."""
+    commands, checks = FakeCommands(), FakeChecks(duty=("staff-op0001",))
+    gate = FakeGate()
+    gate.allow("cam-0001", cap_s=30)
+    key = ("cam-0001", GatePurpose.CAMERA_CHECK)
+    gate.decisions[key] = dataclasses.replace(gate.decisions[key], live_countdown=live_countdown)
+    check_id = checks.queue("cam-0001")
+    sig = Signalling(
+        instance_id="unit",
+        gate=gate,
+        commands=commands,
+        presence=FakePresence({"cam-0001": DeviceKind.CAMERA}),
+        sessions=FakeSessionStore(),
+        checks=checks,
+        bus=FakeBus,
+        clock=FakeClock(T0),
+    )
+    async with sig, sig.connect(Principal("staff-op0001", Role.OPERATOR, via="token")) as conn:
+        request = env.Request("s-count-01", "cam-0001", env.Purpose.VIEW, check_id=check_id)
+        await sig.handle_client(conn, env.encode(request))
+        assert isinstance(await conn.recv(1.0), env.Granted)
+        async with asyncio.timeout(5):
+            while not commands.sent:
+                await asyncio.sleep(0)  # the indicator goes in its own task
+    _, op, args = commands.sent[0]  # then sleep and off, as the client left
+    assert op is CommandOp.INDICATOR
+    assert args.get("remaining_s") == remaining
+    assert args["on"] is True
+    assert args["purpose"] == "view"
