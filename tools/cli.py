@@ -296,7 +296,8 @@ async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             )
             print(
                 f"live view of a camera: {url}/viewer/?device={specs[0].device_id}"
-                " (log in to the console first)",
+                " (log in to the console and start your duty first; name a due check from the"
+                " queue, or an extra look's reason and note)",
                 flush=True,
             )
     return 0

@@ -24,6 +24,7 @@ import contextlib
 import re
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -56,6 +57,8 @@ TIMING = f"ring_timeout_s={RING_S},document_grace_s={DOCUMENT_S},alarm_grace_s={
 #: Bertil's agreed window closes this long (to a minute more) after his plan: long enough for his
 #: check to reach the queue under load, short enough to have closed by the module's last test.
 BERTIL_QUEUE_S = 20
+#: David's plan's cap: the budget every view of his check shares (re-opens included).
+DAVID_CAP_S = 60
 
 
 def evening_zone(target_hour: int = 22) -> str:
@@ -101,6 +104,7 @@ def add_home(
     instruction: str = "",
     bound_at: datetime | None = None,
     database: str = "",
+    view_cap_s: int = VIEW_CAP_S,
 ) -> Home:
     """A brukare with consents from an hour ago, bound devices and one agreed check. With
     ``bound_at`` the devices are bound then, through the consent store of ``database`` (as the
@@ -142,7 +146,7 @@ def add_home(
             "decision_ref": f"dnr-{rid}",
             "valid_from": since,
             "checks": [{"at": hhmm, "tolerance_min": tolerance_min}],
-            "view_cap_s": VIEW_CAP_S,
+            "view_cap_s": view_cap_s,
             "instruction": instruction,
         },
     )
@@ -387,6 +391,7 @@ def test_the_queue_shows_each_check_and_updates_live(night: Night, page: Any) ->
         devices=("cam-0074",),
         agreed=next_minute(datetime.now(UTC), 60),
         tolerance_min=10,
+        view_cap_s=DAVID_CAP_S,  # his check's views below share it: every re-open counts
     )
     night.homes["d"] = d
     expect(row(page, d)).to_be_visible(timeout=60_000)
@@ -548,6 +553,49 @@ def test_the_in_home_screen_rings_and_is_answered_by_keyboard(
     task.get_by_role("button", name="Besök gjort").click()
     expect(task).to_have_count(0)
     assert night.admin.ok("GET", f"/api/checks/{home.check_id}")["state"] == "visited"
+
+
+def test_a_reopened_check_continues_its_budget(night: Night, page: Any) -> None:
+    """Issue 15: the view names its check; closed and opened again it goes on with what is left
+    of the check's budget (shown, and counted down), never a new cap."""
+    home = night.homes["d"]
+    operator_on_duty(page, night)
+    d = row(page, home)
+    panel = page.locator("#panel")
+    expect(d.locator("button.open")).to_be_enabled(timeout=20_000)
+    d.locator("button.open").click()
+    b.wait_frames(page, 3, timeout_s=20)
+    # the granted view moved the check to viewing, held by this operator (one path: no POST /view)
+    expect(d.locator(".state")).to_have_text("Tittar", timeout=10_000)
+    assert panel.get_attribute("data-budget-s") is None  # a first view: the whole cap
+    page.wait_for_timeout(3000)  # the test looks a little while
+    page.locator("#feed-close").click()
+    expect(panel).to_have_attribute("data-ended", "operator")
+    expect(d.locator("button.open")).to_be_enabled()
+    d.locator("button.open").click()
+    expect(panel).to_have_attribute("data-budget-s", re.compile(r"^\d+$"), timeout=15_000)
+    left = int(panel.get_attribute("data-budget-s"))
+    assert 0 < left <= DAVID_CAP_S - 3, left
+    expect(panel.locator(".panel-status")).to_contain_text(f"{left} av kontrollens {DAVID_CAP_S}")
+    countdown = panel.locator(".countdown").text_content()
+    minutes, seconds = countdown.split(":")
+    # counted down from what is left (the countdown rounds up, the status down)
+    assert int(minutes) * 60 + int(seconds) <= left + 1, countdown
+    b.wait_frames(page, 3, timeout_s=20)
+    b.screenshot(page, "round-feed-reopened")
+    page.locator("#feed-close").click()
+    expect(panel).to_have_attribute("data-ended", "operator")
+    with ThreadPoolExecutor(1) as worker:  # the page's event loop runs in this thread
+        sessions = worker.submit(
+            b.run_db,
+            night.backend.database_url,
+            lambda conn: conn.fetch(
+                "SELECT check_id, look FROM signal_sessions"
+                " WHERE device_id = $1 AND purpose = 'view'",
+                home.camera,
+            ),
+        ).result()
+    assert [(r["check_id"], r["look"]) for r in sessions] == [(home.check_id, "check")] * 2
 
 
 def test_click_to_first_frame_measured_in_the_browser(night: Night, page: Any) -> None:
