@@ -23,6 +23,7 @@ import re
 import signal
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -129,7 +130,10 @@ def run_demo(database: str, mqtt_url: str, workdir: Path) -> tuple[bytes, bytes,
             assert proc.poll() is None, out_path.read_bytes()[-3000:]
             token = b.run_db(database, operator_token)
             url = f"http://127.0.0.1:{port}"
+            on_duty(url, token)
+            # an extra look: a reason and a note (kept with the session; the scan reads it too)
             command = [*b.HOMECARE, "view", "cam-0001", "--seconds", "4"]
+            command += ["--reason", "follow_up", "--note", "uppfoljning efter larm"]
             viewed = view_when_free([*command, "--url", url, "--token", token], env, workdir)
             # the round and the device handler go on meanwhile: at least one probe is done
             b.wait_until(lambda: probes_done(database) > 0, 30, "a motion probe done")
@@ -167,6 +171,18 @@ async def operator_token(conn: asyncpg.Connection) -> str:
     return await staff_store.create_token(
         conn, staff_id=account.staff_id, role=Role.OPERATOR, ttl_s=600, label="privacy test"
     )
+
+
+def on_duty(url: str, token: str) -> None:
+    """The operator starts the duty a view needs (issue 15)."""
+    request = urllib.request.Request(
+        f"{url}/api/rounds/duty",
+        data=b"{}",
+        method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=15) as r:
+        assert r.status == 201
 
 
 def probes_done(database: str) -> int:
