@@ -138,7 +138,6 @@ class RequestFacts:
     device_kind: DeviceKind | None
     decisions: Mapping[GatePurpose, Decision]
     auto_answer: bool = False
-    window_use: WindowUse = WindowUse()  # unused for views since issue 15 (see ``check``)
     phone_view_allowed: bool = False  # no care plan says a phone may be viewed (yet)
     # What a view is owed to: ``check_id`` (with ``check`` as read, None if there is none) or an
     # extra look's ``reason``; who asks (``staff_id``) and whether they are on duty now.
