@@ -68,14 +68,16 @@ class LadderAccount:
             f"({self.escalated_to_patrol} sent by the ladder, unanswered); never a patrol task "
             f"nor seen: {len(self.never_patrol)}; late: {len(self.late)}; sent twice: "
             f"{len(self.doubled)}",
-            f"alarms: {self.alarms} ({self.repeats} repeats; "
-            + ", ".join(f"to {k} {v}" for k, v in sorted(self.alarms_to.items()))
-            + "); escalations: "
-            + (", ".join(f"to {k} {v}" for k, v in sorted(self.escalations.items())) or "0")
-            + f"; patrol tasks nobody took without the shift lead told: "
+            f"alarms: {self.alarms} ({self.repeats} repeats; {_by(self.alarms_to)}); "
+            f"escalations: {sum(self.escalations.values())} ({_by(self.escalations)}); "
+            f"patrol tasks nobody took without the shift lead told: "
             f"{len(self.lead_not_told)}; alarms off the plan's interval: "
             f"{len(self.off_interval)}",
         ]
+
+
+def _by(counts: Counter[str]) -> str:
+    return ", ".join(f"to {k} {v}" for k, v in sorted(counts.items())) or "none"
 
 
 def account(
