@@ -665,6 +665,12 @@ class RoundStore:
                     result = ch.apply(check, ch.Escalate(), at=at, timing=self.timing)
                     if isinstance(result, Transition):
                         await self._write(conn, result)
+                        # whoever the look was given to did not act: every patrol sees the task
+                        await conn.execute(
+                            "UPDATE round_checks SET assignee=NULL, assigned_at=NULL"
+                            " WHERE check_id=$1",
+                            check.check_id,
+                        )
                         escalated.append(result)
         return raised, escalated
 

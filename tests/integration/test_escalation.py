@@ -326,3 +326,21 @@ async def test_a_patrol_at_the_door_ends_the_arrival_alarms(pool: asyncpg.Pool) 
     late = [(r[1], r[2]) for r in await alarm_rows(pool, (await n.check("r2")).check_id)]
     assert arrived == [("alarm", 1)]
     assert late == [("alarm", 1), ("alarm", 2), ("escalation", 1), ("alarm", 3), ("alarm", 4)]
+
+
+async def test_an_escalated_look_given_to_an_operator_is_every_patrols_task(
+    pool: asyncpg.Pool,
+) -> None:
+    n = await night(pool, basis("r1"))
+    queued = await to_needs_view(n, "r1", WS)
+    await pool.execute(  # the shift lead gave the look to an operator, who never opened it
+        "UPDATE round_checks SET assignee='staff-op1', assigned_at=$2 WHERE check_id=$1",
+        queued.check_id,
+        WS,
+    )
+    await n.minutes(WS, 10)
+    assert (await n.check("r1")).state is State.PATROL
+    tasks = await n.store.patrol_tasks(visible_to="staff-p1")
+    assert [(t["check_id"], t["assignee"], t["reason"]) for t in tasks] == [
+        (queued.check_id, None, "unanswered")
+    ]
