@@ -271,9 +271,14 @@ async def test_a_bad_offer_for_a_new_session_leaves_the_live_one_running(
         assert (error["type"], error["code"], error["session_id"]) == ("error", "bad_offer", other)
         assert (peer.session_id, peer.pc) == (live, pc)
         assert pc.connectionState != "closed"
-        # the live session ends normally; a repeated bye for it is expected, not refused
+        # the live session ends normally: the device reports it (``stats``, its own message on
+        # webrtc/out), and only it: the refused offer was never a session of the device's
         await h.send(CAM, env.as_json(env.Bye(live, env.ByeReason.OPERATOR)))
-        await wait_until(lambda: peer.pc is None)
+        stats = await h.reply(CAM)
+        assert (stats["type"], stats["session_id"]) == ("stats", live)
+        assert peer.pc is None
+        assert [s.session_id for s in peer.stats.reported] == [live]
+        # a repeated bye for it is expected: neither refused nor reported again
         await h.send(CAM, env.as_json(env.Bye(live, env.ByeReason.OPERATOR)))
         await h.silence(CAM)
         h.alive()
@@ -286,8 +291,11 @@ async def test_a_bad_candidate_closes_only_its_session(mqtt_url: str, topic_pref
         line = "candidate:1 1 udp not-a-number 127.0.0.1 40000 typ host"
         assert env.decode_object(env.as_json(env.Candidate(live, line, sdp_mid="0")))
         await h.send(CAM, env.as_json(env.Candidate(live, line, sdp_mid="0")))
-        error = await h.reply(CAM)
-        assert (error["code"], error["session_id"]) == ("bad_candidate", live)
+        # the device refuses it and ends the session: an ``error`` and the session's ``stats``
+        sent = {m["type"]: m for m in [await h.reply(CAM), await h.reply(CAM)]}
+        assert set(sent) == {"error", "stats"}
+        assert (sent["error"]["code"], sent["error"]["session_id"]) == ("bad_candidate", live)
+        assert sent["stats"]["session_id"] == live
         assert h.peers[CAM].pc is None
         assert h.peers[PHONE].session_id == call  # the other device's call is untouched
         # a candidate trickled after its session ended is dropped quietly

@@ -22,6 +22,7 @@ from services.settings import Settings, load
 from services.signalling.bus import BusHandlers
 from services.signalling.fakes import (
     FakeBus,
+    FakeChecks,
     FakeCommands,
     FakeGate,
     FakePresence,
@@ -207,6 +208,7 @@ async def test_signallings_loops_run_under_the_guard_they_are_given() -> None:
             gate=BrokenChanges(),
             commands=FakeCommands(),
             presence=FakePresence(),
+            checks=FakeChecks(),
             sessions=FakeSessionStore(),
             bus=bus,
             clock=ScaledClock(0, datetime(2026, 1, 15, 21, 0, tzinfo=UTC)),
