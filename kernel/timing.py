@@ -49,6 +49,7 @@ class Timing:
     sweep_interval_s: float = 10.0  # sessions of dead processes are looked for this often
     sweep_grace_s: float = 5.0  # ... and closed this long past their deadline
     command_timeout_s: float = 3.0  # a device acknowledges a signalling command within this
+    indicator_ack_s: float = 2.0  # ``indicator on`` unacked this long: the look is device trouble
     # ... waits for the database (loop time, not deadlines of the night):
     close_wait_s: float = 2.0  # a ``bye`` waits this long for its row to close (the close goes on)
     pending_close_wait_s: float = 10.0  # a request waits this long for the device's last close

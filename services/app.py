@@ -112,6 +112,7 @@ def signalling_config(timing: Timing) -> SignallingConfig:
         sweep_interval_s=timing.sweep_interval_s,
         sweep_grace_s=timing.sweep_grace_s,
         command_timeout_s=timing.command_timeout_s,
+        indicator_ack_s=timing.indicator_ack_s,
         close_wait_s=timing.close_wait_s,
         pending_close_wait_s=timing.pending_close_wait_s,
     )

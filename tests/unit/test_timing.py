@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from devices import topics
 from kernel import timing
 from kernel.clock import SYSTEM_CLOCK, ClockPort, ScaledClock
 from kernel.timing import DEFAULT_TIMING, Timing
@@ -123,6 +124,9 @@ def test_every_signalling_duration_comes_from_the_timing_policy() -> None:
         assert name in timing.FIELDS, name
         assert getattr(config, name) == getattr(odd, name), name
     assert config.terms.default_cap_s == 7.25
+    # the production defaults agree, and the indicator's ack is the device contract's
+    assert signalling_config(DEFAULT_TIMING) == SignallingConfig()
+    assert DEFAULT_TIMING.indicator_ack_s == topics.INDICATOR_ACK_S
     assert timing.parse("close_wait_s=0.5,pending_close_wait_s=4").pending_close_wait_s == 4
 
 
