@@ -21,11 +21,14 @@ from devices import envelope as env
 from devices import topics as t
 from devices.errors import PayloadError
 
-_CONFIG = ConfigDict(extra="forbid", strict=True, frozen=True)
+# python-re: the patterns are the devices' own, which end with ``kernel.codec.END`` (a lookahead:
+# no newline after the end), and pydantic's default Rust engine has no lookaround
+_CONFIG = ConfigDict(extra="forbid", strict=True, frozen=True, regex_engine="python-re")
 DeviceId = Annotated[str, Field(pattern=t.DEVICE_ID_RE.pattern)]
 UnixTime = Annotated[float, Field(ge=0, le=1e11)]
 SessionId = Annotated[str, Field(pattern=env.SESSION_ID_RE.pattern)]
 Code = Annotated[str, Field(pattern=env.CODE_RE.pattern)]
+CheckId = Annotated[str, Field(pattern=env.CheckId.__metadata__[0].pattern)]
 IceUrl = Annotated[str, Field(max_length=512, pattern=r"^(?:stun|turns?)(?::|$)")]
 Unit = Annotated[float, Field(ge=-1, le=1)]
 
@@ -98,11 +101,22 @@ class Request(BaseModel):
     device_id: DeviceId | None = None
     purpose: env.Purpose | None = None
     extend: env.ExtendReason | None = None
+    check_id: CheckId | None = None
+    reason: env.LookReason | None = None
+    note: Annotated[str, Field(max_length=env.MAX_NOTE_CHARS)] | None = None
 
     @model_validator(mode="after")
     def _needs_device_and_purpose(self) -> Request:
         if self.extend is None and (self.device_id is None or self.purpose is None):
             raise ValueError("a request needs device_id and purpose unless it extends")
+        if self.extend is not None and (
+            self.check_id is not None or self.reason is not None or self.note is not None
+        ):
+            raise ValueError("an extension names no check, reason or note")
+        if self.check_id is not None and self.reason is not None:
+            raise ValueError("a look is owed to a check or has a reason, not both")
+        if (self.reason is None) != (self.note is None or not self.note.strip()):
+            raise ValueError("an extra look needs both a reason and a note that is not blank")
         return self
 
 
@@ -198,6 +212,14 @@ class Video(BaseModel):
     frames: Annotated[int, Field(ge=0, le=2**53)]
 
 
+class Stats(BaseModel):
+    model_config = _CONFIG
+    type: Literal["stats"]
+    session_id: SessionId
+    frames: Annotated[int, Field(ge=0, le=2**53)]
+    video_s: Annotated[float, Field(ge=0, le=86400)]
+
+
 class Ack(BaseModel):
     model_config = _CONFIG
     type: Literal["ack"]
@@ -206,7 +228,18 @@ class Ack(BaseModel):
 
 
 Envelope = Annotated[
-    Request | Granted | Denied | Offer | Answer | Candidate | Bye | Error | Drive | Video | Ack,
+    Request
+    | Granted
+    | Denied
+    | Offer
+    | Answer
+    | Candidate
+    | Bye
+    | Error
+    | Drive
+    | Video
+    | Ack
+    | Stats,
     Field(discriminator="type"),
 ]
 _ENVELOPE: TypeAdapter[Envelope] = TypeAdapter(Envelope)
