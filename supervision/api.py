@@ -337,6 +337,13 @@ async def assign(request: web.Request) -> web.Response:
     return web.json_response({**check_json(check), "assignee": b.assignee, "previous": before})
 
 
+async def assignable(request: web.Request) -> web.Response:
+    """Whom the shift lead may give a check or patrol task to: the active operators and patrols
+    (pseudonymous ``staff_id``, display name, role), those on duty now first."""
+    rows = await _store(request).assignable_staff(_now(request))
+    return web.json_response({"at": _now(request).isoformat(), "staff": rows})
+
+
 async def handover(request: web.Request) -> web.Response:
     """The night's handover to the day staff: JSON, or printable HTML (?format=html&lang=en)."""
     night = _night(request)
@@ -601,6 +608,14 @@ def routes() -> list[Route]:
             ROUND_LEADS,
             "Give a check to an operator or a patrol task to a patrol (audited)",
             body=Assignment,
+            tags=t,
+        ),
+        r(
+            "GET",
+            "/api/rounds/staff",
+            assignable,
+            ROUND_LEADS,
+            "Whom a check or patrol task may be given to: active operators and patrols",
             tags=t,
         ),
         r(

@@ -993,6 +993,21 @@ class RoundStore:
         )
         return {r["check_id"]: r["assignee"] for r in rows}
 
+    async def assignable_staff(self, at: datetime) -> list[dict[str, Any]]:
+        """The people a check may be given to (:data:`ASSIGNABLE`'s roles, active, not service
+        accounts): ``staff_id``, ``display_name`` (the username when it has none), ``role`` and
+        whether they are ``on_duty`` at ``at``; on duty first, then by role and name."""
+        rows = await self.pool.fetch(
+            "SELECT s.staff_id, coalesce(s.display_name, s.username) AS display_name, s.role,"
+            " EXISTS (SELECT 1 FROM round_duty d WHERE d.staff_id = s.staff_id"
+            " AND d.started_at <= $2 AND (d.ended_at IS NULL OR d.ended_at > $2)) AS on_duty"
+            " FROM staff s WHERE s.is_active AND NOT s.is_service AND s.role = ANY($1::text[])"
+            " ORDER BY on_duty DESC, s.role, display_name, s.staff_id",
+            sorted(ASSIGNABLE[True] | ASSIGNABLE[False]),
+            at,
+        )
+        return [dict(r) for r in rows]
+
     async def lead_alarms(self, night: date, *, open_only: bool = False) -> list[dict[str, Any]]:
         """The alarms and escalations of a night addressed to the shift lead (each repeat its
         own row), oldest first; ``open_only``: those not acknowledged."""

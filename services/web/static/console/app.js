@@ -15,6 +15,7 @@ const SCREENS = {
   recipients: () => import('./screens/recipients.js'),
   report: () => import('./screens/report.js'),
   patrol: () => import('./screens/patrol.js'),
+  lead: () => import('./screens/lead.js'),
 };
 /** Roles whose console counts the queue and calls for attention to it. */
 const DESK = new Set(['operator', 'administrator', 'shift_lead']);
@@ -49,6 +50,7 @@ export function alertNow(text) {
 
 function defaultRoute(me) {
   if (me && me.role === 'patrol') return 'patrol';
+  if (me && me.role === 'shift_lead') return 'lead';
   return me && me.role === 'technician' ? 'devices' : 'round';
 }
 
