@@ -4,7 +4,9 @@
   on loopback; with ``media=True`` also a fake camera and microphone for two-way calls).
 - :func:`fresh_database` clones the migrated template into a database for one test module.
 - :class:`Backend` runs ``homecare serve`` (and :class:`Homes` runs ``homecare simulate``) as
-  real processes with their own topic prefix, logs kept in a temporary file and shown on failure.
+  real processes with their own topic prefix, logs kept in a temporary file and shown on failure;
+  ``backend(program=...)`` runs another program in its place with the same settings (the service
+  on a clock the test moves: ``tests/e2e/stepped_serve.py``).
 - :func:`frames_decoded` reads ``inbound-rtp.framesDecoded`` of the page's last WebRTC session
   through ``pc.getStats()``, polled from Python (``wait_for_function`` returns too early).
 - :func:`screenshot` saves to ``test-artifacts/screenshots/`` (git-ignored). Only the console's
@@ -128,11 +130,12 @@ class Process:
     name: str
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path = field(default_factory=lambda: Path(tempfile.mkstemp(suffix=".log")[1]))
+    program: list[str] = field(default_factory=lambda: list(HOMECARE))  # run with ``args``
 
     def start(self) -> None:
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                [*HOMECARE, *self.args],
+                [*self.program, *self.args],
                 env=self.env,
                 stdout=log,
                 stderr=log,
@@ -197,11 +200,22 @@ class Backend:
 
 @contextlib.contextmanager
 def backend(
-    database_url: str, mqtt_url: str, prefix: str, *, ready_timeout_s: float = 30.0, **extra: str
+    database_url: str,
+    mqtt_url: str,
+    prefix: str,
+    *,
+    ready_timeout_s: float = 30.0,
+    program: list[str] | None = None,
+    **extra: str,
 ) -> Iterator[Backend]:
+    """``homecare serve``, or ``program`` in its place (the same settings: a service on a clock
+    the test moves, ``tests/e2e/stepped_serve.py``)."""
     port = free_port()
     env = service_env(database_url, mqtt_url, prefix, port, **extra)
-    process = Process(["serve"], env, "serve")
+    if program is None:
+        process = Process(["serve"], env, "serve")
+    else:
+        process = Process([], env, "serve", program=program)
     process.start()
     served = Backend(f"http://127.0.0.1:{port}", env, database_url, process)
     try:

@@ -12,7 +12,8 @@ row shows the alarm. Muting is the server's: at most five minutes (422 above), a
 Home 81 (cam-0081): "Dagny Ek", a camera consent without motion analysis, so her check goes
 straight to the human queue; her view is opened through the API and never documented: an alarm
 after the view cap, the documentation grace and the alarm grace, repeated a minute later (the
-plan's shortest alarm interval).
+plan's shortest alarm interval). The service runs the production timing on a clock the test moves
+(``tests/e2e/stepped_serve.py``): it jumps past each of those deadlines instead of waiting for it.
 """
 
 from __future__ import annotations
@@ -22,14 +23,16 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
 
+from kernel.timing import DEFAULT_TIMING
 from tests.e2e import browser as b
+from tests.e2e.stepped_serve import Steps
 from tests.e2e.test_console_round import evening_zone, next_minute
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -39,8 +42,10 @@ expect = sync_api.expect
 
 VIEWPORT = {"width": 1366, "height": 768}
 FIRST_HOME = 81
-CAP_S, DOCUMENT_S, ALARM_S, REPEAT_S = 10, 5, 2, 60
-TIMING = f"document_grace_s={DOCUMENT_S},alarm_grace_s={ALARM_S}"
+CAP_S, REPEAT_S = 10, 60
+#: An opened view not documented is overdue after its cap and the time to document it, and
+#: alarms when the alarm grace has passed too (the production timing: the clock jumps there).
+ALARM_AFTER_S = CAP_S + DEFAULT_TIMING.document_grace_s + DEFAULT_TIMING.alarm_grace_s
 
 #: Records what the page does with the browser's attention APIs (no behaviour changed).
 SPY = """
@@ -79,18 +84,22 @@ class Night:
     operator: b.Api
     zone: str
     operator_id: str
+    clock: Steps  # the service's clock: real speed, moved forwards by the test
     check_id: str = ""
 
 
 @pytest.fixture(scope="module")
-def night(pg_admin_url: str, template_db: str, mqtt_url: str) -> Iterator[Night]:
+def night(
+    pg_admin_url: str, template_db: str, mqtt_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Night]:
     zone = evening_zone()
     prefix = f"t{int(time.time() * 1000) % 10**9}a/hc/v1"
+    clock = Steps(tmp_path_factory.mktemp("attention") / "clock")
     with b.fresh_database(pg_admin_url, template_db) as database:
         accounts = b.demo_accounts(database)
         with (
             b.backend(
-                database, mqtt_url, prefix, HOMECARE_TIME_ZONE=zone, HOMECARE_TIMING=TIMING
+                database, mqtt_url, prefix, program=clock.program(), HOMECARE_TIME_ZONE=zone
             ) as backend,
             b.homes(backend.env, "--homes", "1", "--first", str(FIRST_HOME)),
         ):
@@ -104,7 +113,7 @@ def night(pg_admin_url: str, template_db: str, mqtt_url: str) -> Iterator[Night]
             )
             operator = b.Api(backend.url).login("nattpersonal", accounts["nattpersonal"])
             me = operator.ok("GET", "/api/me")
-            yield Night(backend, accounts, admin, operator, zone, me["staff_id"])
+            yield Night(backend, accounts, admin, operator, zone, me["staff_id"], clock)
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +180,7 @@ def audit(night: Night, action: str) -> list[dict[str, Any]]:
 def add_home_with_deadlines(night: Night) -> None:
     """Dagny: camera consent (no motion analysis), her camera bound, a check at the next minute
     and the plan's shortest alarm interval, so the test sees an alarm repeat."""
-    since = datetime.now(UTC).replace(microsecond=0).isoformat()
+    since = night.clock.now().replace(microsecond=0).isoformat()
     admin = night.admin
     rid = admin.ok(
         "POST",
@@ -195,7 +204,7 @@ def add_home_with_deadlines(night: Night) -> None:
         "POST", f"/api/devices/{camera}/binding-requests", {"action": "bind", "recipient_id": rid}
     )
     admin.ok("POST", f"/api/binding-requests/{req['request_id']}/confirm", {"recipient_id": rid})
-    agreed = next_minute(datetime.now(UTC), 60).astimezone(ZoneInfo(night.zone))
+    agreed = next_minute(night.clock.now(), 60).astimezone(ZoneInfo(night.zone))
     admin.ok(
         "POST",
         f"/api/recipients/{rid}/care-plans",
@@ -242,7 +251,7 @@ def test_a_check_entering_the_queue_sounds_and_notifies(console: Console, night:
     page = console.page
     before = page.evaluate("() => window.__oscillators")
     add_home_with_deadlines(night)
-    night_date = datetime.now(ZoneInfo(night.zone)).date().isoformat()
+    night_date = night.clock.now().astimezone(ZoneInfo(night.zone)).date().isoformat()
     night.admin.ok("POST", f"/api/nights/{night_date}/plan")
     row = page.locator("#queue > li").filter(has_text="Dagny Ek")
     expect(row).to_have_attribute("data-state", "needs_view", timeout=60_000)
@@ -261,7 +270,13 @@ def test_an_alarm_sounds_repeats_and_shows_in_the_queue(console: Console, night:
     night.operator.ok("POST", "/api/rounds/duty")
     night.operator.ok("POST", f"/api/checks/{night.check_id}/view")  # opened, never documented
     row = page.locator(f"#queue > li[data-key='{night.check_id}']")
-    expect(row).to_have_attribute("data-alarm", "yes", timeout=60_000)
+    expect(row).to_have_attribute("data-state", "viewing")
+    assert row.get_attribute("data-alarm") != "yes"
+    assert "alarm" not in attention(page)["tones"]
+
+    # The service's clock jumps past the cap, the time to document and the alarm grace.
+    night.clock.advance(ALARM_AFTER_S + 1)
+    expect(row).to_have_attribute("data-alarm", "yes", timeout=15_000)
     page.wait_for_function(
         "() => window.homecareConsole.attention.tones.includes('alarm')", timeout=10_000
     )
@@ -271,12 +286,16 @@ def test_an_alarm_sounds_repeats_and_shows_in_the_queue(console: Console, night:
     expect(page.locator("#attention-message")).to_have_text(re.compile(r"^Larm: Tittar "))
     b.screenshot(page, "console-alarm")
 
-    # The alarm repeats at the plan's interval: another tone and notification, numbered.
+    # The alarm repeats at the plan's interval (the clock jumps to it): another tone and
+    # notification, numbered.
+    assert not [n for n in notes(page) if n["body"].startswith("Larmet upprepas")], notes(page)
+    assert attention(page)["tones"].count("alarm") == 1
+    night.clock.advance(REPEAT_S)
     page.wait_for_function(
         "() => window.__notes.some((n) => n.body.startsWith('Larmet upprepas (larm 2)'))",
-        timeout=(REPEAT_S + 60) * 1000,
+        timeout=15_000,
     )
-    assert attention(page)["tones"].count("alarm") >= 2
+    assert attention(page)["tones"].count("alarm") == 2
 
 
 def test_mute_is_capped_audited_and_kept_over_a_reload(console: Console, night: Night) -> None:
@@ -295,7 +314,7 @@ def test_mute_is_capped_audited_and_kept_over_a_reload(console: Console, night: 
     state = night.operator.ok("GET", "/api/rounds/mute")  # the operator's other session sees it
     assert state["max_minutes"] == 5
     until = datetime.fromisoformat(state["muted_until"])
-    assert 280 <= (until - datetime.now(UTC)).total_seconds() <= 300
+    assert 280 <= (until - night.clock.now()).total_seconds() <= 300  # on the service's clock
     assert state["muted_until"] in str(entry["data"])
 
     page.reload()
