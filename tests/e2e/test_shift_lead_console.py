@@ -8,7 +8,7 @@ alarms reach the service by NOTIFY like any other process's), so no test waits f
 The shift lead lands on the screen at login, sees the escalation live, gives the task to the
 second patrol car (whose ``GET /api/patrol/tasks`` then lists it, and the first patrol's no
 longer does), is refused plainly (409) when the task was already taken, and reads the night's
-handover counts, which are the handover's own.
+handover counts, which are the handover's own, and acknowledges the escalation.
 """
 
 from __future__ import annotations
@@ -232,6 +232,21 @@ def test_an_escalation_appears_and_the_task_is_given_to_another_car(
     expect(card).to_have_attribute("data-assignee", night.car_id)
     assert listed(second, night.check_id)
     assert not listed(first, night.check_id)
+    # What the shift lead reads at night meets WCAG AA contrast (the escalation's dark red too).
+    ratios = {
+        s: b.contrast(page.locator(s).first)
+        for s in (
+            "#lead-alarms [data-kind='escalation'] .what",
+            "#lead-alarms [data-kind='escalation'] .when",
+            "#lead-alarms .badge",
+            "#lead-checks .assignee",
+            "#lead-checks .why",
+            "#lead-checks select",
+            ".refusal",
+        )
+    }
+    low = {k: round(v, 2) for k, v in ratios.items() if v < 4.5}
+    assert not low, low
 
 
 def test_the_handover_shows_the_nights_counts(night: Night, page: Any) -> None:
@@ -257,3 +272,15 @@ def test_the_handover_shows_the_nights_counts(night: Night, page: Any) -> None:
     page.set_viewport_size({"width": VIEWPORT["width"], "height": 1000})
     page.evaluate("() => window.scrollTo(0, 0)")
     b.screenshot(page, "shift-lead-console")
+
+
+def test_the_shift_lead_acknowledges_the_escalation(night: Night, page: Any) -> None:
+    escalation = page.locator("#lead-alarms > li[data-kind='escalation']")
+    escalation.get_by_role("button", name="Kvittera").click()
+    # Acknowledging covers the step's alarms (its repeats and its escalation) at once.
+    expect(page.locator("#lead-alarms > li")).to_have_count(0)
+    expect(page.get_by_text("Inga okvitterade larm eller eskaleringar.")).to_be_visible()
+    assert night.admin.ok("GET", "/api/rounds/escalations?open=1")["escalations"] == []
+    everything = night.admin.ok("GET", "/api/rounds/escalations")["escalations"]
+    lead = b.Api(night.backend.url).login("arbetsledare", night.accounts["arbetsledare"])
+    assert {e["acknowledged_by"] for e in everything} == {lead.ok("GET", "/api/me")["staff_id"]}
