@@ -284,4 +284,4 @@ class Watchdog:
             except asyncio.CancelledError:
                 raise
             except Exception:  # a task boundary: one bad event must not stop the round
-                log.exception("round_event_failed", event=type(event).__name__)
+                log.exception("round_event_failed", event_type=type(event).__name__)

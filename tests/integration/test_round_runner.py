@@ -8,6 +8,7 @@ from datetime import date, time, timedelta
 
 import asyncpg
 import pytest
+from structlog.testing import capture_logs
 
 from consent.model import ChangeKind, ConsentChange, Purpose
 from kernel.clock import ScaledClock
@@ -317,14 +318,21 @@ async def test_a_withdrawal_in_the_night_replans_the_remaining_checks(pool: asyn
         while True:
             yield await feed.get()
 
-    watcher = asyncio.create_task(dog.watch(events()))
-    await feed.put("noise")
-    await feed.put(change)
-    for _ in range(200):
-        if (await r.store.get("20250610.0400.a")).state is State.PATROL:
-            break
-        await asyncio.sleep(0.02)
-    watcher.cancel()
+    # an event whose handling fails (PostgreSQL refuses a device id that is no text) is logged
+    # with its type, and the next one is handled
+    broken = type("Broken", (), {"device_id": 61, "presence": "offline", "at": two})()
+    with capture_logs() as logs:
+        watcher = asyncio.create_task(dog.watch(events()))
+        await feed.put("noise")
+        await feed.put(broken)
+        await feed.put(change)
+        for _ in range(200):
+            if (await r.store.get("20250610.0400.a")).state is State.PATROL:
+                break
+            await asyncio.sleep(0.02)
+        watcher.cancel()
+    failed = [e for e in logs if e["event"] == "round_event_failed"]
+    assert [(e["event_type"], e["log_level"]) for e in failed] == [("Broken", "error")]
     by = {
         (c.recipient_id, c.agreed): (c.state, c.reason) for c in await r.store.night_checks(NIGHT)
     }

@@ -220,27 +220,63 @@ async def test_two_service_processes_share_device_messages(
     database_url: str, mqtt_url: str, topic_prefix: str
 ) -> None:
     """Two runtimes (as two ``homecare serve`` processes) on one database and broker: the
-    device's answers reach either one (a shared subscription); the other routes them on."""
+    device's messages reach either one (a shared subscription); the other routes them on.
+
+    The broker hands the group's messages out in turn, and a view the operator hangs up sends
+    two (``answer``, then ``stats``), which would bring every answer to the same process; so
+    every other view is ended by the camera (``bye device_lost``, a third message), and the
+    answers of the next ones reach the process that does not hold the operator's socket."""
     async with served(database_url, mqtt_url, topic_prefix, [("cam-0061", DeviceKind.CAMERA)]) as s:
         await seed_home(s, "rec-0061", ["cam-0061"])
         check_id = await due_check(s, "cam-0061")
+        camera = s.peers["cam-0061"]
         other = dataclasses.replace(s.rt.settings, instance_id="app-other")
         async with app.runtime(other, clock=s.clock) as rt_b:
             await rt_b.signalling.wait_ready()
-            frames = []
+            frames, byes = [], []
             async with s.channel() as channel:
-                for _ in range(6):  # re-opens of one check, sharing its budget
+                for i in range(6):  # re-opens of one check, sharing its budget
                     view = View(channel, "cam-0061", check_id=check_id)
                     task = asyncio.create_task(view.run())
                     await asyncio.wait_for(view.first_frame.wait(), 10)
-                    await view.hang_up()
-                    frames.append((await asyncio.wait_for(task, 5)).frames)
-                    await wait_for(lambda: s.peers["cam-0061"].pc is None, what="camera closed")
+                    byes_at_camera = camera.stats.byes
+                    if i % 2 == 0:
+                        await view.hang_up()  # operator -> A -> the camera's webrtc/in
+                    else:  # the camera's webrtc/out -> A or B -> A -> the operator
+                        bye = env.Bye(view.session_id, env.ByeReason.DEVICE_LOST)
+                        await camera.device.send_signal(env.as_json(bye))
+                    result = await asyncio.wait_for(task, 5)
+                    if i % 2 == 0:
+                        await wait_for(
+                            lambda n=byes_at_camera: camera.stats.byes > n,
+                            what="the operator's bye at the camera",
+                        )
+                    else:
+                        await camera.close()  # its own side; its stats go out
+                    frames.append(result.frames)
+                    byes.append(result.bye)
+                    await wait_for(
+                        lambda n=i + 1: len(camera.stats.reported) == n, what="camera closed"
+                    )
+                # every session's stats, stored by whichever process took them
+                await wait_for(lambda: _stats_recorded(s, rt_b) == 6, what="stats of 6 views")
             routed_out = rt_b.signalling.counters["routed_out"]
             routed_in = s.rt.signalling.counters["routed_in"]
+            stored_by_b = rt_b.signalling.counters["device_stats_recorded"]
+            owners = await s.rt.pool.fetch(
+                "SELECT DISTINCT instance_id FROM signal_sessions WHERE check_id = $1", check_id
+            )
     assert all(n >= 1 for n in frames)
-    assert routed_out >= 1  # the other process handled some answers ...
+    assert byes == ["operator", "device_lost"] * 3
+    assert [r["instance_id"] for r in owners] == [s.rt.settings.instance_id]
+    assert routed_out >= 1  # the other process handled some answers or byes ...
     assert routed_in == routed_out  # ... and every one reached the owner
+    assert stored_by_b >= 1  # and stored stats of sessions it does not hold
+
+
+def _stats_recorded(s: Served, rt_b: app.Runtime) -> int:
+    counters = (s.rt.signalling.counters, rt_b.signalling.counters)
+    return sum(c["device_stats_recorded"] for c in counters)
 
 
 async def test_unbinding_the_camera_ends_the_view(
