@@ -4,7 +4,8 @@
 aiortc media); headless Chromium opens the reference viewer page (``/viewer/``) as a logged-in
 operator on duty, decodes frames, and the page closes the picture by itself at the care plan's
 cap. Every view names the check it serves (issue 15): a check waiting for a human view, written
-through the round's store (the demo's own night: the check its round queued after the probe).
+through the round's store by the test (its backend runs no round), or in the demo's own night the
+check its round queued after the probe.
 """
 
 from __future__ import annotations
@@ -43,8 +44,12 @@ def database(pg_admin_url: str, template_db: str) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def served(database: str, mqtt_url: str) -> Iterator[b.Backend]:
+    """``homecare serve`` without the round (roles ``api,signalling``): the check a view is
+    owed to is written through the round's store (:func:`_queue_check`), and no round re-plans
+    it away meanwhile (the demo plans agree no such time: a replan after the seeding's consent
+    changes would drop it, ``plan_changed``) or probes the camera."""
     prefix = f"t{int(time.time() * 1000) % 10**9}v/hc/v1"
-    with b.backend(database, mqtt_url, prefix) as backend:
+    with b.backend(database, mqtt_url, prefix, HOMECARE_ROLES="api,signalling") as backend:
         yield backend
 
 
@@ -86,8 +91,8 @@ def _due(database: str, device_id: str) -> str:
 
 def _queue_check(database: str, device_id: str) -> str:
     """A check of ``device_id`` agreed now, written through the round's store as the round
-    leaves one that waits for a human view. (The all-day demo plans are added before their
-    bindings, so the round makes the hour's check a visit; the next one may be an hour off.)"""
+    leaves one that waits for a human view (``needs_view``), at once: no round runs beside
+    this module's backend to do it (or undo it)."""
 
     async def go() -> str:
         pool = await asyncpg.create_pool(database, min_size=1, max_size=2)
@@ -110,14 +115,14 @@ def _queue_check(database: str, device_id: str) -> str:
             )
             await store.save_plan(NightPlan(night, (check,)), at=at)
             steps = [ch.Open(), ch.Claim("e2e"), ch.ProbeSkipped("e2e")]
-            await store.apply_many([(check_id, step) for step in steps], at=at)
+            done, refused = await store.apply_many([(check_id, step) for step in steps], at=at)
+            assert not refused, refused
+            assert [tr.check.state for tr in done][-1] is ch.State.NEEDS_VIEW
             return check_id
         finally:
             await pool.close()
 
-    check_id = asyncio.run(go())
-    assert _due(database, device_id) == check_id
-    return check_id
+    return asyncio.run(go())
 
 
 def _on_duty(base: str, password: str) -> None:
