@@ -120,8 +120,17 @@ class Interpreter:
                 reason=after.end_reason.value if after.end_reason else None,
                 duration_s=round((self.now() - after.started_at).total_seconds(), 3),
             )
-        for effect in effects:
-            await self._perform(live, effect)
+        if not any(isinstance(effect, machine.ToDevice) for effect in effects):
+            for effect in effects:
+                await self._perform(live, effect)
+            return
+        # The device gets the session's messages in the machine's order: the offer and
+        # candidates held until the indicator was acked go one publish at a time, and a
+        # candidate (or its end) the client sends meanwhile must wait for them, or the device
+        # drops what comes after the end (no frame flows).
+        async with live.to_device:
+            for effect in effects:
+                await self._perform(live, effect)
 
     async def _perform(self, live: LiveSession, effect: machine.Effect) -> None:
         s, conn = live.value, live.conn

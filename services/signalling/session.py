@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from devices import envelope as env
 from kernel.ratelimit import TokenBucket
@@ -89,6 +89,9 @@ class LiveSession:
     requested_at: float = 0.0  # loop time the client's request arrived (for the latencies)
     has_first_frame: bool = False  # the client has reported a decoded frame
     check_id: str | None = None  # the check a view is owed to (None: an extra look, a probe)
+    #: Held while one event's messages go to the device, so a later event's cannot overtake
+    #: them (each publish awaits the broker).
+    to_device: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def session_id(self) -> str:

@@ -12,15 +12,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from consent.model import Decision, Reason
 from consent.model import Purpose as GatePurpose
 from devices import envelope as env
-from devices.topics import CommandOp, DeviceKind
+from devices.topics import CommandAck, CommandOp, DeviceKind
 from kernel.roles import Principal, Role
 from services.signalling import machine as m
+from services.signalling.bus import BusHandlers
 from services.signalling.fakes import (
     FakeBus,
     FakeChecks,
@@ -360,3 +362,90 @@ async def test_the_plan_says_whether_the_home_sees_the_seconds_left(
     assert args.get("remaining_s") == remaining
     assert args["on"] is True
     assert args["purpose"] == "view"
+
+
+# --------------------------------------------------------------------------- order at the device
+
+
+class _SlowCommands(FakeCommands):
+    """Holds the ack of ``indicator on`` until the test lets it go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ack = asyncio.Event()
+
+    async def send(
+        self,
+        device_id: str,
+        op: CommandOp,
+        args: dict[str, Any] | None = None,
+        timeout_s: float = 5.0,
+    ) -> CommandAck:
+        if op is CommandOp.INDICATOR and (args or {}).get("on"):
+            await self.ack.wait()
+        return await super().send(device_id, op, args, timeout_s)
+
+
+class _BrokerBus(FakeBus):
+    """A broker that takes a message at once and confirms it later (MQTT's QoS 1): the offer's
+    confirmation waits until the test lets it go."""
+
+    def __init__(self, handlers: BusHandlers, puback: asyncio.Event) -> None:
+        super().__init__(handlers)
+        self.puback = puback
+
+    async def publish_to_device(self, device_id: str, payload: bytes) -> None:
+        await super().publish_to_device(device_id, payload)
+        if isinstance(self.to_device[-1][1], env.Offer):
+            await self.puback.wait()
+
+
+async def test_what_was_held_reaches_the_device_before_what_came_after() -> None:
+    """The client's offer and candidates held until the device acks ``indicator on`` go to the
+    device first, in order; a candidate the client sends while they are being published waits
+    for them (a candidate or its end overtaking one is lost at the device, and no frame flows)."""
+    commands, checks = _SlowCommands(), FakeChecks(duty=("staff-op0001",))
+    gate = FakeGate()
+    gate.allow("cam-0001", cap_s=30)
+    check_id = checks.queue("cam-0001")
+    puback = asyncio.Event()
+    buses: list[_BrokerBus] = []
+
+    def bus(handlers: BusHandlers) -> _BrokerBus:
+        buses.append(_BrokerBus(handlers, puback))
+        return buses[-1]
+
+    sig = Signalling(
+        instance_id="unit",
+        gate=gate,
+        commands=commands,
+        presence=FakePresence({"cam-0001": DeviceKind.CAMERA}),
+        sessions=FakeSessionStore(),
+        checks=checks,
+        bus=bus,
+        clock=FakeClock(T0),
+    )
+    sid = "s-order-01"
+    first = env.Candidate(sid, "candidate:1 1 udp 1 192.0.2.1 9 typ host", sdp_mid="0")
+    second = env.Candidate(sid, "candidate:2 1 udp 1 192.0.2.2 9 typ host", sdp_mid="0")
+    async with sig, sig.connect(Principal("staff-op0001", Role.OPERATOR, via="token")) as conn:
+        request = env.Request(sid, "cam-0001", env.Purpose.VIEW, check_id=check_id)
+        await sig.handle_client(conn, env.encode(request))
+        assert isinstance(await conn.recv(1.0), env.Granted)
+        await sig.handle_client(conn, env.encode(env.Offer(sid, VIEW_OFFER)))
+        await sig.handle_client(conn, env.encode(first))
+        assert buses[0].sent("cam-0001") == []  # held: the indicator is not on yet
+        commands.ack.set()
+        async with asyncio.timeout(5):
+            while not buses[0].sent("cam-0001"):
+                await asyncio.sleep(0)  # the held offer is on its way
+            late = asyncio.create_task(sig.handle_client(conn, env.encode(second)))
+            for _ in range(20):
+                await asyncio.sleep(0)
+            puback.set()
+            await late
+            while len(buses[0].sent("cam-0001")) < 3:
+                await asyncio.sleep(0)
+        sent = buses[0].sent("cam-0001")
+    assert [type(m) for m in sent[:1]] == [env.Offer]
+    assert sent[1:3] == [first, second]
