@@ -49,6 +49,20 @@ def _free_udp_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _free_port() -> int:
+    """A port free for both UDP and TCP (turnserver listens on both under one number)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = int(tcp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+
+
 @dataclass(frozen=True)
 class Coturn:
     port: int
@@ -80,29 +94,38 @@ def host_config(text: str, tmp: Path, port: int, tls_port: int, secret: str) -> 
 
 @pytest.fixture
 def coturn(tmp_path: Path) -> Iterator[Coturn]:
+    """A real turnserver on free ports. A port found free can be taken by another test's
+    connection before turnserver binds it (the suite runs in parallel): turnserver then only
+    logs that it retries, so the fixture starts it again on other ports, at most three times."""
     binary = _turnserver()
     write_test_certs(tmp_path / "certs")
-    port, tls_port, secret = _free_udp_port(), _free_udp_port(), secrets.token_urlsafe(24)
-    conf = tmp_path / "turnserver.conf"
-    conf.write_text(host_config(CONF.read_text(), tmp_path, port, tls_port, secret))
-    log = tmp_path / "turnserver.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [binary, "-c", str(conf)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent,
-        )
-    try:
-        deadline = time.monotonic() + 15
-        while "turn server id=0 created" not in log.read_text():
-            assert proc.poll() is None, log.read_text()[-2000:]
-            assert time.monotonic() < deadline, log.read_text()[-2000:]
-            time.sleep(0.05)
-        yield Coturn(port, secret, log)
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    secret = secrets.token_urlsafe(24)
+    for attempt in range(3):
+        port, tls_port = _free_port(), _free_port()
+        conf = tmp_path / "turnserver.conf"
+        conf.write_text(host_config(CONF.read_text(), tmp_path, port, tls_port, secret))
+        log = tmp_path / f"turnserver-{attempt}.log"
+        with log.open("w") as out:
+            proc = subprocess.Popen(
+                [binary, "-c", str(conf)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,
+            )
+        try:
+            deadline = time.monotonic() + 15
+            # every listener has tried to bind once its general servers are counted
+            while "Total General servers" not in (text := log.read_text()):
+                assert proc.poll() is None, text[-2000:]
+                assert time.monotonic() < deadline, text[-2000:]
+                time.sleep(0.05)
+            if "Address already in use" not in log.read_text():
+                yield Coturn(port, secret, log)
+                return
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    pytest.fail("turnserver found its ports taken three times in a row")
 
 
 async def _allocate(port: int, username: str, password: str) -> tuple[str, int]:
