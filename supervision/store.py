@@ -202,7 +202,19 @@ class RoundStore:
         )
         if status != "UPDATE 1":
             raise RuntimeError(f"check {new.check_id} changed under its row lock")
-        await self._record(conn, tr, actor=actor, note=note, detail=detail)
+        unassigned = None
+        if new.state is State.PATROL and tr.before not in ch.PATROL_STATES:
+            # a patrol task is a patrol's: an operator who had the check (a look given to them,
+            # their outcome, a cancel) gives it to every patrol (their list shows its own and
+            # unassigned tasks); a patrol it was given to keeps it
+            unassigned = await conn.fetchval(
+                "UPDATE round_checks c SET assignee=NULL, assigned_at=NULL"
+                " FROM round_checks o WHERE c.check_id=$1 AND o.check_id=c.check_id"
+                " AND o.assignee IS NOT NULL AND NOT EXISTS (SELECT 1 FROM staff s"
+                " WHERE s.staff_id=o.assignee AND s.role='patrol') RETURNING o.assignee",
+                new.check_id,
+            )
+        await self._record(conn, tr, actor=actor, note=note, detail=detail, unassigned=unassigned)
 
     async def _record(
         self,
@@ -212,6 +224,7 @@ class RoundStore:
         actor: str,
         note: str | None,
         detail: Mapping[str, Any] | None = None,
+        unassigned: str | None = None,
     ) -> None:
         new = tr.check
         await conn.execute(
@@ -247,6 +260,7 @@ class RoundStore:
                 "has_note": note is not None,
                 **_seen_of(tr.event),
                 **_outcome_of(tr.event),
+                **({} if unassigned is None else {"unassigned": unassigned}),
             },
         )
         if self.origin is not None:
@@ -664,13 +678,9 @@ class RoundStore:
                 if owed.escalate:
                     result = ch.apply(check, ch.Escalate(), at=at, timing=self.timing)
                     if isinstance(result, Transition):
+                        # whoever the look was given to did not act: every patrol sees the
+                        # task (_write unassigns an operator on the way into patrol)
                         await self._write(conn, result)
-                        # whoever the look was given to did not act: every patrol sees the task
-                        await conn.execute(
-                            "UPDATE round_checks SET assignee=NULL, assigned_at=NULL"
-                            " WHERE check_id=$1",
-                            check.check_id,
-                        )
                         escalated.append(result)
         return raised, escalated
 

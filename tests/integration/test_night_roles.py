@@ -5,7 +5,8 @@ or document a look; retried reports change nothing. And the handover the day sta
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -23,6 +24,7 @@ from kernel.roles import Principal, Role
 from services.web import http
 from supervision import api
 from supervision import checks as ch
+from supervision.looks import CheckLooks
 from supervision.store import RoundStore
 from supervision.watchdog import Watchdog
 from tests.rounds_support import BasisGate, FakeDevices, at_local, basis, fixed_clock
@@ -292,6 +294,59 @@ async def test_what_a_patrol_and_a_shift_lead_may_reach(night: Night) -> None:
         await c.post(f"/api/checks/{TASK}/patrol/outcome", headers=s["patrol2"], json=found)
     )
     assert (done["state"], done["holder"]) == ("visited", s["patrol2"]["X-Test-Staff"])
+
+
+WAYS_INTO_PATROL: dict[str, Callable[[Night, str], Awaitable[object]]] = {
+    "operator_patrol": lambda n, oper: n.store.transition(
+        LOOK, ch.Outcome(oper, ch.OutcomeKind.PATROL, "fall_risk"), at=WS
+    ),
+    "technical": lambda n, oper: n.store.transition(
+        LOOK, ch.Outcome(oper, ch.OutcomeKind.TECHNICAL), at=WS
+    ),
+    "device_lost": lambda n, _: n.store.transition(LOOK, ch.DeviceLost("device_offline"), at=WS),
+    "withdrawal": lambda n, _: n.store.transition(
+        LOOK, ch.Cancel("consent_withdrawn", visit=True), at=WS
+    ),
+    "indicator_not_acked": lambda n, _: CheckLooks(n.store).device_trouble(
+        LOOK, reason="indicator_not_acked", at=WS
+    ),
+    "camera_trouble": lambda n, _: n.store.transition(
+        LOOK, ch.ProbeDone("dark", needs_human=True), at=WS
+    ),
+}
+
+
+@pytest.mark.parametrize("way", sorted(WAYS_INTO_PATROL))
+async def test_a_look_given_to_an_operator_is_every_patrols_task_once_it_goes_to_the_patrol(
+    night: Night, pool: asyncpg.Pool, way: str
+) -> None:
+    """Every move into ``patrol`` (not only the ladder's escalation) takes the check from the
+    operator it was given to: a patrol's list shows its own and unassigned tasks only."""
+    c, s = night.client, night.staff
+    oper = s["oper"]["X-Test-Staff"]
+    await night.store.open_due(WS)
+    (claimed,) = await night.store.claim("w1", WS)
+    if way != "camera_trouble":  # the probe's verdict moves the check it holds
+        await night.store.finish(claimed, ch.ProbeSkipped("no_motion_consent"), at=WS)
+    await ok(await c.post(f"/api/checks/{LOOK}/assign", headers=s["lead"], json={"assignee": oper}))
+    if way in ("operator_patrol", "technical"):
+        await night.store.transition(LOOK, ch.ViewOpened(oper), at=WS)
+    assert LOOK not in {t["check_id"] for t in await tasks(night, "patrol1")}
+
+    moved = await WAYS_INTO_PATROL[way](night, oper)
+    assert moved is not False
+    assert (await night.store.get(LOOK)).state is ch.State.PATROL
+    for patrol in ("patrol1", "patrol2"):
+        seen = {t["check_id"]: t["assignee"] for t in await tasks(night, patrol)}
+        assert seen == {TASK: None, LOOK: None}, (way, patrol)
+    data = await pool.fetchval(
+        "SELECT data FROM audit_log WHERE subject=$1 AND action='check.patrol'", LOOK
+    )
+    assert json.loads(data)["unassigned"] == oper  # who no longer has it, in the step's entry
+
+    # a patrol takes it: the others no longer see it
+    await ok(await c.post(f"/api/checks/{LOOK}/patrol/ack", headers=s["patrol1"], json={}))
+    assert LOOK not in {t["check_id"] for t in await tasks(night, "patrol2")}
 
 
 async def test_the_handover_lists_what_the_day_staff_must_act_on(
