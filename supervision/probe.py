@@ -3,8 +3,8 @@
 A receive-only aiortc peer inside the backend (``purpose=probe``, principal ``system``):
 
 1. opens an in-process client connection on the signalling server (:class:`SignallingPort`,
-   which :class:`services.signalling.service.Signalling` implements) and sends ``request``; the
-   server
+   which :class:`services.signalling.service.Signalling` implements) and sends ``request``
+   naming the check it serves (``check_id``, stored on the session row); the server
    checks role, presence and the ``motion_analysis`` gate and audits the session like any view
    (actor ``system``: ``probe.started`` / ``probe.ended``);
 2. on ``granted`` offers receive-only video (every candidate inside the offer), asking for a
@@ -156,6 +156,7 @@ class _Watch:
     window_s: float
     zones: ViewZones | None
     thresholds: Thresholds
+    check_id: str | None = None  # the check the look is owed to (None: a look for no check)
     pc: RTCPeerConnection | None = None
     ended: str | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
@@ -230,6 +231,7 @@ class MotionProber:
             window_s=window,
             zones=await self._zones(device_id, check_id),
             thresholds=self.thresholds,
+            check_id=check_id,
         )
         started = time.perf_counter()
         log.info("probe_started", check_id=check_id, device_id=device_id, session_id=w.session_id)
@@ -274,9 +276,10 @@ class MotionProber:
         def spawn(coro: Coroutine[Any, Any, None]) -> None:
             tasks.add(asyncio.get_running_loop().create_task(coro))
 
-        await self._send(
-            conn, env.Request(w.session_id, device_id=w.device_id, purpose=env.Purpose.PROBE)
+        request = env.Request(
+            w.session_id, device_id=w.device_id, purpose=env.Purpose.PROBE, check_id=w.check_id
         )
+        await self._send(conn, request)
         spawn(self._read(conn, w, spawn, started))
         spawn(self._analyse(w))
         try:

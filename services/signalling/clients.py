@@ -321,6 +321,8 @@ class ClientSide(Interpreter):
         if outcome.call_cap_s is not None:  # answered by itself: the plan's terms (issue 15)
             data["call_cap_s"] = outcome.call_cap_s
             data["announce_s"] = outcome.announce_s
+        if req.purpose is env.Purpose.PROBE and outcome.check_id is not None:
+            data["check_id"] = outcome.check_id  # the check the system's look is owed to
         if req.purpose is env.Purpose.VIEW:
             data["budget_s"] = round((outcome.deadline - now).total_seconds(), 3)
             if outcome.check_id is not None:

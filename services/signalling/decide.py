@@ -260,7 +260,8 @@ def decide_request(facts: RequestFacts, now: datetime, terms: Terms) -> Grant | 
             announce_s=announce_s,
         )
     cap_s = float(first.view_cap_s or terms.default_cap_s)
-    if purpose is not env.Purpose.VIEW:  # the probe: the plan's cap, once
+    if purpose is not env.Purpose.VIEW:  # the probe: the plan's cap, once; the check its
+        # round worker holds is recorded, not judged (the system is no operator with a queue)
         return Grant(
             State.GRANTED,
             cap_s,
@@ -269,6 +270,7 @@ def decide_request(facts: RequestFacts, now: datetime, terms: Terms) -> Grant | 
             first.plan_id,
             False,
             WindowUse(),
+            check_id=facts.check_id,
         )
     if facts.check is not None:  # the check's budget; a plan lowered tonight applies at once
         cap_s = min(cap_s, facts.check.cap_s)

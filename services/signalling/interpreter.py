@@ -157,7 +157,9 @@ class Interpreter:
                 self._spawn(self._drive(live, effect))
             case machine.Indicate(on=on, remaining_s=remaining):
                 self._spawn(self._indicate(live, on, remaining))
-            case machine.CheckTrouble(reason=reason) if live.check_id is not None:
+            case machine.CheckTrouble(reason=reason) if (
+                live.check_id is not None and s.purpose is not env.Purpose.PROBE
+            ):
                 self._spawn(self._check_trouble(live.check_id, reason, s.device_id))
             case machine.CheckTrouble():
                 pass  # a probe (its round worker decides) or an extra look: no check to move

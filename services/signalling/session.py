@@ -88,7 +88,7 @@ class LiveSession:
     timer: asyncio.Task[None] | None = None
     requested_at: float = 0.0  # loop time the client's request arrived (for the latencies)
     has_first_frame: bool = False  # the client has reported a decoded frame
-    check_id: str | None = None  # the check a view is owed to (None: an extra look, a probe)
+    check_id: str | None = None  # the check a view or probe is owed to (None: an extra look)
     #: Held while one event's messages go to the device, so a later event's cannot overtake
     #: them (each publish awaits the broker).
     to_device: asyncio.Lock = field(default_factory=asyncio.Lock)

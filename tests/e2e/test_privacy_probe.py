@@ -58,7 +58,7 @@ async def test_probing_real_video_leaves_only_numbers(
                 devs[device_id].peer.scene = Scene(kind, seed=3)
             prober = MotionProber(n.signalling)
             outcomes = await asyncio.gather(
-                *(prober.watch(d, check_id=f"chk-{d}") for d in CAMERAS)
+                *(prober.watch(d, check_id=f"20250610.2200.r-{i}") for i, d in enumerate(CAMERAS))
             )
     analysed = sum(o.frames_analysed for o in outcomes)
     received = sum(o.frames_received for o in outcomes)

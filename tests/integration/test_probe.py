@@ -37,6 +37,11 @@ SCENES = {
 }
 
 
+def check_of(device_id: str) -> str:
+    """The id of a check of ``device_id``'s brukare (``YYYYMMDD.HHMM.recipient``)."""
+    return f"20250610.2200.r-{device_id.removeprefix('cam-')}"
+
+
 def scene_zones(device_id: str) -> ViewZones | None:
     return zones_of(W, H, {k: list(v) for k, v in Scene(SceneKind.ASLEEP).zones(W, H).items()})
 
@@ -56,7 +61,7 @@ async def test_probe_returns_each_scenes_verdict(
             devs[device_id].peer.scene = Scene(kind, seed=1)
         prober = MotionProber(n.signalling, zones=scene_zones)
         outcomes = await asyncio.gather(
-            *(prober.watch(device_id, check_id=f"chk-{device_id}") for device_id in SCENES)
+            *(prober.watch(device_id, check_id=check_of(device_id)) for device_id in SCENES)
         )
     for (device_id, (_, expected)), outcome in zip(SCENES.items(), outcomes, strict=True):
         v = outcome.verdict
@@ -71,12 +76,21 @@ async def test_probe_returns_each_scenes_verdict(
     assert by_device["cam-covered"].verdict.reason is Reason.DEVICE_TROUBLE
     actions = await audit_actions(pool, by_device["cam-asleep"].session_id)
     assert [a for a, _ in actions] == ["probe.started", "probe.ended"]
-    row = await pool.fetchrow(
-        "SELECT staff_id, state FROM signal_sessions WHERE session_id = $1",
-        by_device["cam-asleep"].session_id,
-    )
-    assert row is not None
-    assert dict(row) == {"staff_id": "system", "state": "closed"}
+    assert actions[0][1]["check_id"] == check_of("cam-asleep")  # the look is owed to it
+    for device_id, outcome in by_device.items():  # each probe's row names the check it served
+        row = await pool.fetchrow(
+            "SELECT staff_id, state, purpose, check_id, look FROM signal_sessions"
+            " WHERE session_id = $1",
+            outcome.session_id,
+        )
+        assert row is not None
+        assert dict(row) == {
+            "staff_id": "system",
+            "state": "closed",
+            "purpose": "probe",
+            "check_id": check_of(device_id),
+            "look": None,  # a look of an operator is a view; the system's is a probe
+        }
 
 
 async def test_probe_is_the_round_runners_prober(
@@ -90,7 +104,9 @@ async def test_probe_is_the_round_runners_prober(
     ):
         devs["cam-restless"].peer.scene = Scene(SceneKind.RESTLESS, seed=2)
         prober: Prober = MotionProber(n.signalling, zones=scene_zones)
-        result = await prober.probe(device_id="cam-restless", check_id="chk-1", window_s=4.0)
+        result = await prober.probe(
+            device_id="cam-restless", check_id=check_of("cam-restless"), window_s=4.0
+        )
     assert result == ProbeResult(
         "activity", False, result.confidence, result.frames, detail=result.detail
     )

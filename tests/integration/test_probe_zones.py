@@ -25,7 +25,7 @@ async def test_a_failing_zone_lookup_means_no_zones_and_the_watch_goes_on(
     async with node(pool, mqtt_url, topic_prefix, FakeGate()) as n:
         with capture_logs() as logs:
             outcome = await MotionProber(n.signalling, zones=broken).watch(
-                "cam-gone", check_id="chk-1", window_s=1.0
+                "cam-gone", check_id="20250610.2200.r1", window_s=1.0
             )
     assert asked == ["cam-gone"]
     assert outcome.ended == "denied:device_offline"
@@ -35,7 +35,7 @@ async def test_a_failing_zone_lookup_means_no_zones_and_the_watch_goes_on(
         {
             "event": "probe_zones_unavailable",
             "log_level": "warning",
-            "check_id": "chk-1",
+            "check_id": "20250610.2200.r1",
             "device_id": "cam-gone",
             "error": "LookupError",
         }

@@ -16,6 +16,7 @@ from datetime import date
 
 import asyncpg
 import pytest
+from structlog.testing import capture_logs
 
 from consent.model import Purpose as GatePurpose
 from devices.topics import CommandOp, DeviceKind
@@ -148,9 +149,10 @@ async def test_a_probe_of_such_a_camera_sends_its_check_to_a_physical_visit(
             clock=clock,
             config=RunnerConfig(worker_id="w1", timing=fast(0.01)),
         )
-        async with asyncio.TaskGroup() as tasks:
-            while await runner.tick(tasks):
-                pass
+        with capture_logs() as logs:
+            async with asyncio.TaskGroup() as tasks:
+                while await runner.tick(tasks):
+                    pass
         [check] = await store.night_checks(night)
     assert (check.state, check.reason) == (State.PATROL, "indicator_not_acked")
     assert cam.peer.stats.offers == 0
@@ -158,6 +160,16 @@ async def test_a_probe_of_such_a_camera_sends_its_check_to_a_physical_visit(
         "SELECT data->>'detail' AS detail FROM audit_log WHERE action = 'probe.ended'"
     )
     assert [p["detail"] for p in probes] == ["indicator_not_acked"]
+    # the probe's session names the check it served; the round worker alone moved the check
+    sessions = await pool.fetch("SELECT purpose, staff_id, check_id FROM signal_sessions")
+    assert [tuple(r) for r in sessions] == [("probe", "system", check.check_id)]
+    started = await pool.fetchval(
+        "SELECT data->>'check_id' FROM audit_log WHERE action = 'probe.started'"
+    )
+    assert started == check.check_id
+    moves = [(t.from_state, t.to_state) for t in await store.transitions(night)]
+    assert moves[-1] == (State.PROBING, State.PATROL)
+    assert not [e for e in logs if e["event"] == "signal_check_device_trouble"]
 
 
 async def test_an_ended_view_leaves_the_indicator_off_for_the_next(

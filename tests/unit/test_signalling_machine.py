@@ -329,6 +329,19 @@ def test_a_check_view_and_an_extra_look_are_told_apart() -> None:
     assert probe.look is None  # a probe is no human look
 
 
+@pytest.mark.parametrize("found", [True, False])
+def test_a_probe_records_the_check_it_serves_without_the_operators_rule(found: bool) -> None:
+    """The round worker's probe names the check it holds (``probing``): recorded on the
+    session, not judged by the due-check rule of an operator's view (no queue, no duty)."""
+    probe = d.decide_request(
+        facts(env.Purpose.PROBE, role=Role.SYSTEM, staff_id="system", on_duty=False, found=found),
+        T0,
+        TERMS,
+    )
+    assert isinstance(probe, d.Grant)
+    assert (probe.check_id, probe.look) == ("20260115.2200.rec-0001", None)
+
+
 def test_an_extra_look_has_no_extension() -> None:
     grant = d.decide_request(facts(check_id=None, extra="alarm"), T0, TERMS)
     assert isinstance(grant, d.Grant)
