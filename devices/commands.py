@@ -43,12 +43,12 @@ class Commands:
         timeout_s: float = 5.0,
     ) -> topics.CommandAck:
         """Publish a command and wait for the device's ack (``CommandTimeout`` if none)."""
-        if await store.get(self._pool, device_id) is None:
-            raise UnknownDevice(device_id)
         command = topics.Command(id=uuid.uuid4().hex[:16], op=op, args=args or {})
-        waiter = self._handler.expect_ack(command.id)
+        # the waiter is there before the command goes: its ack may come before the PUBACK
+        waiter = self._handler.expect_ack(command.id, device_id)
         try:
-            await store.record_command(self._pool, command.id, device_id, op.value)
+            if not await store.record_command(self._pool, command.id, device_id, op.value):
+                raise UnknownDevice(device_id)
             await self._publish(
                 topics.topic(self._prefix, device_id, topics.Channel.CMD), command.encode()
             )

@@ -12,6 +12,13 @@ dropped, counted as ``rejected["quarantine_full"]`` (``homecare_mqtt_rejected_to
 stored when it announces itself again after the window (it re-announces when the backend's
 ``server/status`` goes online, or on reconnect). Known devices are never held back. The count
 is per process.
+
+A command's ack on its device's ``cmd/ack`` releases this process's waiting sender
+(``Commands.send``) first, and is stored afterwards in a task of its own (retried while the
+database is down), so a slow or locked ``device_commands`` row holds back neither the sender nor
+the device's next message on its lane. Only an ack on the topic of the device the command was
+sent to releases it; any other ack is stored (or refused as ``unknown_command``) as every
+process stores acks.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ import structlog
 from devices import registry, store, topics
 from devices.errors import PayloadError
 from kernel.clock import Clock
+from kernel.outages import UNAVAILABLE
+from kernel.retry import Backoff, retry
 
 log = structlog.get_logger(__name__)
 
@@ -38,6 +47,9 @@ QUARANTINE_CAP_PER_HOUR = 1000
 above the largest first-connect burst of the benchmarks (``bench.reconnect``: 1000 devices);
 tests inject a small cap."""
 QUARANTINE_WINDOW = timedelta(hours=1)
+ACK_STORE_RETRY = Backoff(first_s=0.2, factor=2.0, max_s=5.0, give_up_s=60.0)
+"""Storing an ack already released to its sender, while the database is down: as long as the
+MQTT link retries a message (``services.mqtt.HANDLER_RETRY``)."""
 
 
 class DeviceHandler:
@@ -62,7 +74,9 @@ class DeviceHandler:
         self.quarantine_cap_per_hour = quarantine_cap_per_hour
         self._window_start: datetime | None = None
         self._window_new = 0
-        self._acks: dict[str, asyncio.Future[topics.CommandAck]] = {}
+        # command id -> (the device it was sent to, its sender's waiter)
+        self._acks: dict[str, tuple[str, asyncio.Future[topics.CommandAck]]] = {}
+        self._storing: set[asyncio.Task[None]] = set()  # acks released, being stored
         self._sweep_after: tuple[datetime, float] | None = None  # (connected at, grace_s)
         self._sweep_wanted = asyncio.Event()
 
@@ -137,14 +151,17 @@ class DeviceHandler:
                     await self._on_event(device_id, event, now)
             case topics.Channel.CMD_ACK:
                 ack = topics.decode_ack(payload)
+                if self._release(ack, device_id):
+                    # this process sent it to this device: the sender goes on at once, and the
+                    # ack is stored beside the lane, so a slow or failing write holds back
+                    # neither the command nor the device's next message (its answer, say)
+                    task = asyncio.create_task(self._store_ack(ack, device_id))
+                    self._storing.add(task)
+                    task.add_done_callback(self._storing.discard)
+                    return
                 # every backend process hears every ack: the first stores it, and the sender
                 # resolves its waiter whichever process that was
-                recorded = await store.record_ack(self._pool, ack.id, device_id, ack.ok, ack.detail)
-                if not recorded and not await store.command_sent(self._pool, ack.id, device_id):
-                    raise PayloadError("unknown_command", "ack for a command never sent")
-                waiter = self._acks.pop(ack.id, None)
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(ack)
+                await self._record_ack(ack, device_id)
             case _:
                 raise PayloadError("bad_topic", f"the registry does not take {topic.channel}")
 
@@ -198,13 +215,51 @@ class DeviceHandler:
             except (OSError, asyncpg.PostgresError):
                 log.exception("device_sweep_failed")
 
-    def expect_ack(self, command_id: str) -> asyncio.Future[topics.CommandAck]:
+    def expect_ack(self, command_id: str, device_id: str) -> asyncio.Future[topics.CommandAck]:
+        """A waiter for the ack of ``command_id``, sent to ``device_id``: only an ack on that
+        device's own ``cmd/ack`` topic resolves it (one device cannot ack another's command)."""
         fut: asyncio.Future[topics.CommandAck] = asyncio.get_running_loop().create_future()
-        self._acks[command_id] = fut
+        self._acks[command_id] = (device_id, fut)
         return fut
 
     def forget_ack(self, command_id: str) -> None:
         self._acks.pop(command_id, None)
+
+    def _release(self, ack: topics.CommandAck, device_id: str) -> bool:
+        """Resolve the waiter of a command this process sent to ``device_id``; ``False`` (the
+        waiter, if any, left waiting) for any other ack."""
+        pending = self._acks.get(ack.id)
+        if pending is None or pending[0] != device_id:
+            return False
+        del self._acks[ack.id]
+        if not pending[1].done():
+            pending[1].set_result(ack)
+        return True
+
+    async def _record_ack(self, ack: topics.CommandAck, device_id: str) -> None:
+        recorded = await store.record_ack(self._pool, ack.id, device_id, ack.ok, ack.detail)
+        if not recorded and not await store.command_sent(self._pool, ack.id, device_id):
+            raise PayloadError("unknown_command", "ack for a command never sent")
+
+    async def _store_ack(self, ack: topics.CommandAck, device_id: str) -> None:
+        """Store an ack already handed to its sender, retrying while the database is down (as
+        the link would have retried the message); a failure is logged, never raised."""
+        try:
+            await retry(
+                lambda: self._record_ack(ack, device_id), ACK_STORE_RETRY, retry_on=UNAVAILABLE
+            )
+        except PayloadError as e:  # the command's row went (its device was deleted)
+            self.reject(e.reason, device_id, e.detail)
+        except Exception:  # a task's boundary: logged, the process goes on
+            log.exception("device_ack_store_failed", device_id=device_id)
+
+    async def acks_stored(self, timeout_s: float | None = None) -> None:
+        """Wait until every ack handed to its sender so far is stored (or its storing failed);
+        with ``timeout_s``, at most that long (shutdown: those still storing are left)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                while self._storing:
+                    await asyncio.wait(set(self._storing))
 
 
 REGISTRY_CHANNELS = (

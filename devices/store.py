@@ -97,13 +97,20 @@ async def put(conn: Conn, r: DeviceRecord) -> None:
     )
 
 
-async def record_command(conn: Executor, command_id: str, device_id: str, op: str) -> None:
-    await conn.execute(
-        "INSERT INTO device_commands (command_id, device_id, op) VALUES ($1, $2, $3)",
-        command_id,
-        device_id,
-        op,
-    )
+async def record_command(conn: Executor, command_id: str, device_id: str, op: str) -> bool:
+    """Store a command about to be sent; ``False`` (nothing stored) if the device is unknown.
+    One statement: a command's send waits for it, so it is one round trip, not a look-up first."""
+    try:
+        status = await conn.execute(
+            "INSERT INTO device_commands (command_id, device_id, op)"
+            " SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM devices WHERE device_id = $2)",
+            command_id,
+            device_id,
+            op,
+        )
+    except asyncpg.ForeignKeyViolationError:  # the device was deleted meanwhile
+        return False
+    return bool(status.endswith(" 1"))
 
 
 async def record_ack(

@@ -354,6 +354,7 @@ async def _connect(
     )
     for channel in REGISTRY_CHANNELS:
         link.subscribe(channel, handler.handle, observe=rt.metrics.device_message_handled)
+    stack.push_async_callback(handler.acks_stored, 5.0)  # once the link is closed
     await stack.enter_async_context(link)
     rt.mqtt, rt.devices = link, handler
     rt.commands = Commands(rt.pool, handler, link.publish, settings.mqtt_topic_prefix)

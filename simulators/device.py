@@ -19,6 +19,7 @@ import contextlib
 import json
 import logging
 import random
+import socket
 import ssl
 import time
 import zlib
@@ -51,6 +52,9 @@ def client_args(url: str) -> dict[str, Any]:
     args: dict[str, Any] = {
         "hostname": parts.hostname or "127.0.0.1",
         "port": parts.port or (8883 if tls else 1883),
+        # as docs/device-contract.md asks of a device: the ack of a command is not held behind
+        # the PUBACK of that command until the broker's delayed ACK (40 ms)
+        "socket_options": ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
     }
     if parts.username:
         args["username"] = unquote(parts.username)

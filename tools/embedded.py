@@ -67,7 +67,10 @@ def mosquitto(port: int | None = None) -> Iterator[str]:
     port = port or free_port()
     with tempfile.TemporaryDirectory(prefix="homecare-mqtt-") as tmp:
         conf = Path(tmp) / "mosquitto.conf"
-        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nlog_dest stderr\n")
+        conf.write_text(  # set_tcp_nodelay as deploy/mosquitto/mosquitto.conf
+            f"listener {port} 127.0.0.1\nallow_anonymous true\nlog_dest stderr\n"
+            "set_tcp_nodelay true\n"
+        )
         # A session of its own: Ctrl-C on the demo must not kill the broker before its clients.
         proc = subprocess.Popen(  # noqa: S603
             [binary, "-c", str(conf)], stderr=subprocess.DEVNULL, start_new_session=True

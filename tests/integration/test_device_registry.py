@@ -174,6 +174,7 @@ async def test_simulated_device_lifecycle_and_command_ack(
         ack = await backend.commands.send("cam-7", topics.CommandOp.WAKE, timeout_s=5)
         assert ack.ok
         assert acked == [topics.CommandOp.WAKE]
+        await backend.handler.acks_stored()  # stored once the sender has it
         rows = await store.recent_commands(pool, "cam-7")
         assert rows[0]["ack_ok"] is True
     finally:
