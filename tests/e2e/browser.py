@@ -9,8 +9,9 @@
   on a clock the test moves: ``tests/e2e/stepped_serve.py``).
 - :func:`frames_decoded` reads ``inbound-rtp.framesDecoded`` of the page's last WebRTC session
   through ``pc.getStats()``, polled from Python (``wait_for_function`` returns too early).
-- :func:`screenshot` saves to ``test-artifacts/screenshots/`` (git-ignored). Only the console's
-  screens and simulated scenes are ever captured.
+- :func:`screenshot` saves to ``test-artifacts/screenshots/``, git-ignored except the few kept
+  in the repository (``.gitignore`` names them). Only the console's screens and simulated scenes
+  are ever captured.
 """
 
 from __future__ import annotations
