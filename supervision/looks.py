@@ -7,8 +7,9 @@ that view (its live indicator not acked: device trouble, hard rule 7).
 (signalling imports this slice, never the reverse). The step goes through
 :meth:`supervision.store.RoundStore.transition` like ``POST /api/checks/{id}/view``: on the
 locked row, the operator on duty at that instant, written with its transition row and audit entry,
-logged and published to the consoles. A granted view of a queued check is the one path by which
-the check moves to ``viewing``; a re-open (``viewing`` held by the same operator) moves nothing.
+logged and published to the consoles. A granted view of a queued check is how the console moves
+it to ``viewing`` (``POST /api/checks/{id}/view`` still does so, without a picture); a re-open
+(``viewing`` held by the same operator) moves nothing.
 """
 
 from __future__ import annotations
