@@ -35,6 +35,7 @@ from services.signalling.session import ClientConnection, LiveSession
 from services.signalling.store import SessionExists, SessionRow
 from services.signalling.turn import ice_servers
 from supervision.checks import State as CheckState
+from supervision.looks import DueCheck
 
 log = structlog.get_logger(__name__)
 
@@ -161,14 +162,7 @@ class ClientSide(Interpreter):
         if purpose is env.Purpose.CALL and facts.check_id is not None:  # the call it serves
             found = await self.checks.check(facts.check_id)
             if found is not None:
-                check = decide.CheckFacts(
-                    found.state,
-                    found.device_id,
-                    found.holder,
-                    float(found.view_cap_s),
-                    found.recipient_id,
-                )
-                facts = dataclasses.replace(facts, check=check)
+                facts = dataclasses.replace(facts, check=_check_facts(found))
         decisions = await self._gate(device_id, purpose, now)
         facts = dataclasses.replace(facts, decisions=decisions)
         first = self._verdict(decisions)
@@ -191,15 +185,7 @@ class ClientSide(Interpreter):
             if found is None:
                 return facts
             use = await self.store.check_use(facts.check_id, at=now)
-            check = decide.CheckFacts(
-                found.state,
-                found.device_id,
-                found.holder,
-                float(found.view_cap_s),
-                found.recipient_id,
-                use,
-            )
-            facts = dataclasses.replace(facts, check=check)
+            facts = dataclasses.replace(facts, check=_check_facts(found, use))
         on_duty = await self.checks.on_duty(facts.staff_id, now)
         return dataclasses.replace(facts, is_on_duty=on_duty)
 
@@ -374,3 +360,11 @@ class ClientSide(Interpreter):
         except (ValueError, OSError, asyncpg.PostgresError):
             log.exception("signal_denial_audit_failed", session_id=req.session_id)
         conn.send(env.Denied(req.session_id, reason=reason))
+
+
+def _check_facts(found: DueCheck, use: decide.WindowUse = decide.NO_USE) -> decide.CheckFacts:
+    """The facts :mod:`decide` needs of the check a view or call names (``use``: what the
+    check's earlier view sessions spent; a call spends none)."""
+    return decide.CheckFacts(
+        found.state, found.device_id, found.holder, float(found.view_cap_s), found.recipient_id, use
+    )
