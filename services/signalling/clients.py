@@ -322,8 +322,8 @@ class ClientSide(Interpreter):
 
     async def _check_step(self, facts: decide.RequestFacts, staff_id: str, now: datetime) -> bool:
         """A granted view of a queued check moves it to ``viewing`` held by the operator, as
-        ``POST /api/checks/{id}/view`` would (the one path; a re-open moves nothing). ``False``
-        when the check moved meanwhile or the duty ended: the view is then denied."""
+        ``POST /api/checks/{id}/view`` would (a re-open moves nothing). ``False`` when the check
+        moved meanwhile or the duty ended: the view is then denied."""
         check = facts.check
         if facts.purpose is not env.Purpose.VIEW or check is None or facts.check_id is None:
             return True
