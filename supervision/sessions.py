@@ -60,8 +60,7 @@ class PgLooks:
         rows = await self.pool.fetch(
             f"SELECT {_COLUMNS} FROM signal_sessions WHERE purpose IN ('view', 'call') AND"
             " (check_id = ANY($1::text[])"
-            "  OR (check_id IS NULL AND purpose <> 'probe' AND started_at >= $2"
-            "      AND started_at < $3))"
+            "  OR (check_id IS NULL AND started_at >= $2 AND started_at < $3))"
             " ORDER BY started_at, session_id",
             list(check_ids),
             since,
