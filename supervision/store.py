@@ -564,12 +564,8 @@ class RoundStore:
     # ------------------------------------------------------------------ reads
 
     async def get(self, check_id: str) -> Check:
-        row = await self.pool.fetchrow(
-            f"SELECT {COLUMNS} FROM round_checks WHERE check_id=$1", check_id
-        )
-        if row is None:
-            raise UnknownCheck(check_id)
-        return check_from(row)
+        async with self.pool.acquire() as conn:
+            return await self._check(conn, check_id)
 
     async def verdict_details(self, check_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The motion check's numbers last stored with each check's steps (``verdict_detail``:
