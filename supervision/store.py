@@ -839,7 +839,11 @@ class RoundStore:
 
     # ------------------------------------------------------------------ patrol tasks, assignment
 
-    async def _locked_task(self, conn: Connection, check_id: str) -> tuple[Check, asyncpg.Record]:
+    async def _locked_task(
+        self, conn: Connection, check_id: str, *, patrol: str | None = None
+    ) -> tuple[Check, asyncpg.Record]:
+        """The check locked for update, with its task columns. ``patrol``: the calling patrol's
+        staff id; a task assigned to another patrol is refused (:class:`NotYourTask`)."""
         row = await conn.fetchrow(
             f"SELECT {COLUMNS}, assignee, patrol_arrived_at, patrol_outcome FROM round_checks"
             " WHERE check_id=$1 FOR UPDATE",
@@ -847,6 +851,8 @@ class RoundStore:
         )
         if row is None:
             raise UnknownCheck(check_id)
+        if patrol is not None and row["assignee"] not in (None, patrol):
+            raise NotYourTask(f"check {check_id} is assigned to another patrol")
         return check_from(row), row
 
     async def patrol_step(
@@ -868,9 +874,9 @@ class RoundStore:
         """
         staff_id = event.staff_id
         async with self.pool.acquire() as conn, conn.transaction():
-            check, row = await self._locked_task(conn, check_id)
-            if is_patrol and row["assignee"] not in (None, staff_id):
-                raise NotYourTask(f"check {check_id} is assigned to another patrol")
+            check, row = await self._locked_task(
+                conn, check_id, patrol=staff_id if is_patrol else None
+            )
             if _already_reported(check, row, event):
                 return check
             result = ch.apply(check, event, at=at, timing=self.timing)
@@ -906,9 +912,9 @@ class RoundStore:
         """The patrol is at the door of a task it took; returns the arrival instant (the first
         one reported: a retried report changes nothing). Audited, not a transition."""
         async with self.pool.acquire() as conn, conn.transaction():
-            check, row = await self._locked_task(conn, check_id)
-            if is_patrol and row["assignee"] not in (None, staff_id):
-                raise NotYourTask(f"check {check_id} is assigned to another patrol")
+            check, row = await self._locked_task(
+                conn, check_id, patrol=staff_id if is_patrol else None
+            )
             if check.state is not State.PATROL_ACKED:
                 refusal = ch.Refusal.FINISHED if check.is_finished else ch.Refusal.NOT_IN_STATE
                 raise TransitionRefused(Rejected(check_id, check.state, "patrol_arrived", refusal))
