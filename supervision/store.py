@@ -944,7 +944,7 @@ class RoundStore:
         audited; returns the check and the assignee it had before.
 
         The assignee must be an active staff account of a fitting role (:data:`ASSIGNABLE`);
-        a task the patrol already took is refused (409 ``acknowledged``): it comes back when
+        a task the patrol already took is refused (409 ``not_in_state``): it comes back when
         the patrol reports ``not_home``.
         """
         async with self.pool.acquire() as conn, conn.transaction():
