@@ -43,7 +43,7 @@ class Timing:
     # --- live view and calls (services.signalling)
     default_cap_s: float = 30.0  # view cap when a plan names none
     ring_timeout_s: float = 30.0  # an unanswered call ends as no_answer
-    max_call_s: float = 3600.0  # a call never outlasts this
+    max_call_s: float = 3600.0  # a Svara call's limit (an auto-answered one: the plan's call_cap_s)
     stale_video_s: float = 1.0  # no frame for this long: the video is stale
     recheck_interval_s: float = 5.0  # open sessions ask the gate again this often
     sweep_interval_s: float = 10.0  # sessions of dead processes are looked for this often
