@@ -14,7 +14,7 @@ the round's bus events into console messages.
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, tzinfo
+from datetime import date, datetime, tzinfo
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -430,7 +430,7 @@ async def night_report(request: web.Request) -> web.Response:
     night = _night(request)
     store = _store(request)
     nights = await store.planned_nights()
-    noon = datetime.combine(night, time(12), tzinfo=_zone(request))  # a night runs noon to noon
+    since, until = hv.night_bounds(night, _zone(request))  # a night runs noon to noon
     report = rp.build(
         night,
         await store.night_checks(night),
@@ -438,7 +438,7 @@ async def night_report(request: web.Request) -> web.Response:
         generated_at=_now(request),
         reconciled_at=nights.get(night),
         alarms=await store.alarms(night),
-        looks=await store.night_looks(night, since=noon, until=noon + timedelta(days=1)),
+        looks=await store.night_looks(night, since=since, until=until),
     )
     wants_html = request.query.get("format") == "html" or (
         "format" not in request.query and "text/html" in request.headers.get("Accept", "")
