@@ -344,6 +344,13 @@ async def assignable(request: web.Request) -> web.Response:
     return web.json_response({"at": _now(request).isoformat(), "staff": rows})
 
 
+def _wants_html(request: web.Request) -> bool:
+    """``?format=html``, or no ``format`` and a browser's ``Accept: text/html``."""
+    return request.query.get("format") == "html" or (
+        "format" not in request.query and "text/html" in request.headers.get("Accept", "")
+    )
+
+
 async def handover(request: web.Request) -> web.Response:
     """The night's handover to the day staff: JSON, or printable HTML (?format=html&lang=en)."""
     night = _night(request)
@@ -351,10 +358,7 @@ async def handover(request: web.Request) -> web.Response:
     start, end = hv.night_bounds(night, zone)
     facts = await _store(request).handover_facts(night, start=start, end=end)
     summary = hv.build(facts, generated_at=_now(request))
-    wants_html = request.query.get("format") == "html" or (
-        "format" not in request.query and "text/html" in request.headers.get("Accept", "")
-    )
-    if not wants_html:
+    if not _wants_html(request):
         return web.json_response(summary)
     lang = request.query.get("lang", "sv")
     if lang not in hv.LANGUAGES:
@@ -440,10 +444,7 @@ async def night_report(request: web.Request) -> web.Response:
         alarms=await store.alarms(night),
         looks=await store.night_looks(night, since=since, until=until),
     )
-    wants_html = request.query.get("format") == "html" or (
-        "format" not in request.query and "text/html" in request.headers.get("Accept", "")
-    )
-    if wants_html:
+    if _wants_html(request):
         return web.Response(text=rp.render_html(report), content_type="text/html")
     return web.json_response(report)
 
