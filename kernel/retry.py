@@ -19,6 +19,8 @@ Who retries with what (each names its policy beside the loop):
   the round relay) and the consent schedule after a failed read (``consent.gate``);
 - signalling's row close (``services.signalling.interpreter.CLOSE_RETRY``) and its gate watch
   after a failure (``services.signalling.device_side.GATE_WATCH_RESTART``);
+- storing a command's ack already handed to its sender (``devices.handler.ACK_STORE_RETRY``, as
+  long as ``HANDLER_RETRY``);
 - a round worker waiting for its own broker link (``supervision.runner``: ``link_retry_s``
   apart on the night's clock, given up after ``link_wait_s``);
 - the simulated device's reconnect (``simulators.device.RECONNECT``, with jitter).
