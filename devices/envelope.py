@@ -139,6 +139,9 @@ class LookReason(StrEnum):
 
 
 MAX_NOTE_CHARS = 500
+INDICATOR_NOT_ACKED = "indicator_not_acked"
+"""Signalling's ``error`` code (and the audit's ``detail``) when the device did not ack
+``indicator on`` in time: device trouble for the look, not a look (hard rule 7)."""
 
 
 class EnvelopeError(PayloadError):

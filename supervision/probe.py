@@ -56,9 +56,6 @@ from supervision.ports import ProbeResult
 from supervision.verdict import DEFAULT_THRESHOLDS, Thresholds, Verdict, decide, no_signal
 
 log = structlog.get_logger(__name__)
-INDICATOR_NOT_ACKED = "indicator_not_acked"
-"""Signalling's ``error`` code when the camera did not show that the look is live
-(``services.signalling.machine.INDICATOR_NOT_ACKED``): device trouble, not a look."""
 _LUMA_FIRST = frozenset({"yuv420p", "yuvj420p", "nv12", "yuv422p", "yuv444p", "gray"})
 
 
@@ -143,7 +140,7 @@ class ProbeOutcome:
             v.confidence,
             self.frames_analysed,
             detail=verdict_detail(v, ended=self.ended),
-            device_trouble=self.ended if self.ended == INDICATOR_NOT_ACKED else None,
+            device_trouble=self.ended if self.ended == env.INDICATOR_NOT_ACKED else None,
         )
 
 
@@ -335,8 +332,8 @@ class MotionProber:
                         log.warning(
                             "probe_signal_error", session_id=w.session_id, code=message.code
                         )
-                        if message.code == INDICATOR_NOT_ACKED:
-                            w.end(INDICATOR_NOT_ACKED)  # the bye device_lost follows
+                        if message.code == env.INDICATOR_NOT_ACKED:
+                            w.end(env.INDICATOR_NOT_ACKED)  # the bye device_lost follows
                     case _:
                         pass
         except ConnectionError:

@@ -95,7 +95,6 @@ from services.signalling.events import (
 __all__ = [
     "DEVICE_ERROR_RE",
     "GENERIC_DEVICE_ERROR",
-    "INDICATOR_NOT_ACKED",
     "MAX_HELD",
     "NOT_ANNOUNCED",
     "TABLE",
@@ -157,9 +156,6 @@ NOT_ANNOUNCED = "not_announced"
 """The client's ``error`` code (and the audit's ``detail``) when a phone answered an auto-answered
 call before its announcement could be over: the call ends ``device_lost`` before any offer
 reached the phone (issue 15)."""
-INDICATOR_NOT_ACKED = "indicator_not_acked"
-"""The client's ``error`` code (and the audit's ``detail``) when the device did not ack
-``indicator on`` in time: device trouble for the look (hard rule 7)."""
 
 
 class Light(StrEnum):
@@ -511,13 +507,13 @@ def _indicator_not_acked(s: Session, e: IndicatorNotAcked, now: datetime, t: Ter
     for a countdown update, at once), and the client learns why."""
     told = ToClient(
         env.Error(
-            code=INDICATOR_NOT_ACKED,
+            code=env.INDICATOR_NOT_ACKED,
             message="the device did not show that the look is live",
             session_id=s.session_id,
         )
     )
-    ended, effects = close(s, env.ByeReason.DEVICE_LOST, now, detail=INDICATOR_NOT_ACKED)
-    return ended, (told, CheckTrouble(INDICATOR_NOT_ACKED), *effects)
+    ended, effects = close(s, env.ByeReason.DEVICE_LOST, now, detail=env.INDICATOR_NOT_ACKED)
+    return ended, (told, CheckTrouble(env.INDICATOR_NOT_ACKED), *effects)
 
 
 Handler = Callable[[Session, Any, datetime, Terms], Result]

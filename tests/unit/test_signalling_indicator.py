@@ -174,7 +174,7 @@ def test_no_ack_is_device_trouble_and_nothing_flows(purpose: env.Purpose) -> Non
     assert ended.light is m.Light.OFF
     assert effects[0] == m.ToClient(
         env.Error(
-            m.INDICATOR_NOT_ACKED,
+            env.INDICATOR_NOT_ACKED,
             "the device did not show that the look is live",
             session_id="s-0001",
         )
