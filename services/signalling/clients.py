@@ -313,7 +313,7 @@ class ClientSide(Interpreter):
             data["budget_s"] = round((outcome.deadline - now).total_seconds(), 3)
             if outcome.check_id is not None:
                 data["check_id"] = outcome.check_id
-                data["check_used_s"] = round(outcome.window_use.used_s, 3)
+                data["check_used_s"] = round(outcome.check_use.used_s, 3)
             else:  # an extra look: why (the note itself stays in the row: the audit log is
                 # permanent and refuses free text, as it does the round's notes)
                 data["reason"] = row.look_reason
@@ -362,7 +362,7 @@ class ClientSide(Interpreter):
         conn.send(env.Denied(req.session_id, reason=reason))
 
 
-def _check_facts(found: DueCheck, use: decide.WindowUse = decide.NO_USE) -> decide.CheckFacts:
+def _check_facts(found: DueCheck, use: decide.CheckUse = decide.NO_USE) -> decide.CheckFacts:
     """The facts :mod:`decide` needs of the check a view or call names (``use``: what the
     check's earlier view sessions spent; a call spends none)."""
     return decide.CheckFacts(

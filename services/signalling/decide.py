@@ -15,7 +15,7 @@ session needs (a call's video needs the camera check's basis too), and issue 15'
   is ``needs_view``, or ``viewing`` held by the same operator (a re-open), the device is the
   check's, and the caller is on duty. Its budget is the check's: the cap once plus at most
   ``Terms.max_extensions`` extensions (each with a reason), shared by every re-open of the same
-  check (:func:`view_budget_s` over :class:`WindowUse`, this check's earlier sessions);
+  check (:func:`view_budget_s` over :class:`CheckUse`, this check's earlier sessions);
 - an **extra look** names a ``reason`` and a ``note`` instead: gated as any view, the caller on
   duty, capped at the plan's cap with no extension (:data:`Look.EXTRA`);
 - anything else is ``no_due_check``.
@@ -88,20 +88,20 @@ VIEWABLE = frozenset({CheckState.NEEDS_VIEW, CheckState.VIEWING})
 
 
 @dataclass(frozen=True, slots=True)
-class WindowUse:
+class CheckUse:
     """What earlier view sessions of the same check spent: seconds (an open one up to now)
-    and extensions. (The name is older than the rule: the budget used to be the window's.)"""
+    and extensions."""
 
     used_s: float = 0.0
     extensions: int = 0
 
 
-NO_USE = WindowUse()
-"""Nothing spent yet (a new window, a probe, a call)."""
+NO_USE = CheckUse()
+"""Nothing spent yet (a check's first view, an extra look, a probe, a call)."""
 DEFAULT_TERMS = Terms()
 
 
-def view_budget_s(cap_s: float, use: WindowUse) -> float:
+def view_budget_s(cap_s: float, use: CheckUse) -> float:
     """Seconds of view left of a check: the cap plus one cap per extension taken, less what its
     earlier sessions used (may be negative). Closing and re-opening never restarts it."""
     return cap_s * (1 + use.extensions) - use.used_s
@@ -117,7 +117,7 @@ class CheckFacts:
     holder: str | None
     cap_s: float
     recipient_id: str | None = None
-    use: WindowUse = WindowUse()
+    use: CheckUse = NO_USE
 
     def due_for(self, device_id: str, staff_id: str) -> bool:
         """Due now for a view of ``device_id`` by ``staff_id``: queued, or re-opened by the
@@ -157,7 +157,7 @@ class Grant:
     recipient_id: str | None
     plan_id: str | None
     auto_answer: bool
-    window_use: WindowUse
+    check_use: CheckUse
     look: Look | None = None  # views only
     check_id: str | None = None
     max_extensions: int | None = None  # None: ``Terms.max_extensions``; 0 for an extra look
@@ -254,7 +254,7 @@ def decide_request(facts: RequestFacts, now: datetime, terms: Terms) -> Grant | 
             first.recipient_id,
             first.plan_id,
             facts.auto_answer,
-            WindowUse(),
+            NO_USE,
             check_id=facts.check_id,
             call_cap_s=call_cap_s,
             announce_s=announce_s,
@@ -269,14 +269,14 @@ def decide_request(facts: RequestFacts, now: datetime, terms: Terms) -> Grant | 
             first.recipient_id,
             first.plan_id,
             False,
-            WindowUse(),
+            NO_USE,
             check_id=facts.check_id,
         )
     if facts.check is not None:  # the check's budget; a plan lowered tonight applies at once
         cap_s = min(cap_s, facts.check.cap_s)
         use, look, max_extensions = facts.check.use, Look.CHECK, terms.max_extensions
     else:
-        use, look, max_extensions = WindowUse(), Look.EXTRA, 0
+        use, look, max_extensions = NO_USE, Look.EXTRA, 0
     left_s = view_budget_s(cap_s, use)
     if left_s < MIN_VIEW_S:
         return Deny("budget_spent", first.recipient_id)

@@ -26,7 +26,7 @@ from devices import envelope as env
 from devices import topics
 from kernel.clock import ScaledClock
 from services.signalling.bus import BusHandlers, route_topic
-from services.signalling.decide import WindowUse
+from services.signalling.decide import CheckUse
 from services.signalling.ports import DeviceFacts
 from services.signalling.store import SessionExists, SessionRow, StatsRecorded, started_action
 from supervision.checks import State as CheckState
@@ -342,14 +342,14 @@ class FakeSessionStore:
             del self.rows[k]
         return len(old)
 
-    async def check_use(self, check_id: str, *, at: datetime) -> WindowUse:
+    async def check_use(self, check_id: str, *, at: datetime) -> CheckUse:
         rows = [
             r
             for r in self.rows.values()
             if r.check_id == check_id and r.purpose is env.Purpose.VIEW and r.started_at < at
         ]
         used = sum(((min(r.ended_at or at, at)) - r.started_at).total_seconds() for r in rows)
-        return WindowUse(used_s=max(0.0, used), extensions=sum(r.extensions for r in rows))
+        return CheckUse(used_s=max(0.0, used), extensions=sum(r.extensions for r in rows))
 
     async def staff_name(self, staff_id: str) -> str | None:
         return self.names.get(staff_id)

@@ -50,7 +50,7 @@ from typing import Any
 from devices import envelope as env
 from devices.topics import CommandOp
 from services.signalling import sdp
-from services.signalling.decide import DEFAULT_TERMS, NO_USE, Grant, State, Terms, WindowUse
+from services.signalling.decide import DEFAULT_TERMS, NO_USE, CheckUse, Grant, State, Terms
 from services.signalling.events import (
     DEVICE_ERROR_RE,
     GENERIC_DEVICE_ERROR,
@@ -183,7 +183,7 @@ class Session:
     started_at: datetime
     deadline: datetime
     cap_s: float
-    window_use: WindowUse = NO_USE  # spent by earlier sessions of the same check
+    check_use: CheckUse = NO_USE  # spent by earlier sessions of the same check
     extensions: int = 0  # taken in this session
     max_extensions: int | None = None  # None: ``Terms.max_extensions``; 0: an extra look
     auto_answer: bool = False
@@ -228,7 +228,7 @@ def open_session(
         started_at=now,
         deadline=grant.deadline,
         cap_s=grant.cap_s,
-        window_use=grant.window_use,
+        check_use=grant.check_use,
         auto_answer=grant.auto_answer,
         call_cap_s=grant.call_cap_s,
         announce_s=grant.announce_s,
@@ -333,7 +333,7 @@ def _client_extend(s: Session, e: ClientExtend, now: datetime, t: Terms) -> Resu
     if s.max_extensions == 0:
         return _refuse(s, "not_extendable", "an extra look is capped at the plan's cap")
     limit = t.max_extensions if s.max_extensions is None else s.max_extensions
-    if s.extensions + s.window_use.extensions >= limit:
+    if s.extensions + s.check_use.extensions >= limit:
         return _refuse(s, "extension_limit", "no more extensions for this view")
     if not e.gate.allowed:
         detail = e.gate.reason.value if e.gate.reason else None

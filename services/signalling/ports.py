@@ -25,7 +25,7 @@ from consent import model as consent_model
 from devices import store as device_store
 from devices import topics
 from devices.envelope import Purpose
-from services.signalling.decide import GATE_PURPOSES, ROLES_FOR, Terms, WindowUse
+from services.signalling.decide import GATE_PURPOSES, ROLES_FOR, CheckUse, Terms
 from services.signalling.store import SessionRow, StatsRecorded
 from supervision.looks import DueCheck
 
@@ -129,7 +129,7 @@ class SessionStore(Protocol):
 
     async def prune(self, *, before: datetime) -> int: ...
 
-    async def check_use(self, check_id: str, *, at: datetime) -> WindowUse:
+    async def check_use(self, check_id: str, *, at: datetime) -> CheckUse:
         """What the earlier view sessions of ``check_id`` spent (the check's shared budget)."""
         ...
 

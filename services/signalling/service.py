@@ -5,7 +5,7 @@ Clients (operator browsers over ``GET /ws/signal``, ``homecare view``, the in-pr
 envelopes of :mod:`devices.envelope`; media goes peer to peer (or via TURN), never through here.
 
 A session: ``request`` -> the facts (presence and kind from the registry, the gate's decisions,
-the view budget already spent in the agreed window) -> :func:`decide.decide_request` -> a
+the view budget the check already spent) -> :func:`decide.decide_request` -> a
 ``signal_sessions`` row (one open per device) plus an audit entry -> ``granted`` (ICE servers,
 deadline) -> the client's ``offer`` (checked against the purpose) and trickled candidates go to
 the device -> its ``answer`` comes back -> ``bye`` with a reason. The process holding the client's

@@ -20,7 +20,7 @@ import asyncpg
 
 from devices.envelope import Purpose
 from identity import store as staff_store
-from services.signalling.decide import WindowUse
+from services.signalling.decide import CheckUse
 
 
 class AuditAppend(Protocol):
@@ -373,7 +373,7 @@ async def prune(pool: asyncpg.Pool, *, before: datetime) -> int:
     return int(result.split()[-1])
 
 
-async def check_use(pool: asyncpg.Pool, check_id: str, *, at: datetime) -> WindowUse:
+async def check_use(pool: asyncpg.Pool, check_id: str, *, at: datetime) -> CheckUse:
     """What the views of ``check_id`` started before ``at`` spent: seconds (an open one up to
     ``at``) and extensions. The check's view budget, shared by every re-open (hard rule 5)."""
     r = await pool.fetchrow(
@@ -384,7 +384,7 @@ async def check_use(pool: asyncpg.Pool, check_id: str, *, at: datetime) -> Windo
         at,
     )
     assert r is not None  # an aggregate always has one row
-    return WindowUse(used_s=max(0.0, float(r["used_s"])), extensions=int(r["extensions"]))
+    return CheckUse(used_s=max(0.0, float(r["used_s"])), extensions=int(r["extensions"]))
 
 
 class PgSessionStore:
@@ -463,7 +463,7 @@ class PgSessionStore:
     async def prune(self, *, before: datetime) -> int:
         return await prune(self.pool, before=before)
 
-    async def check_use(self, check_id: str, *, at: datetime) -> WindowUse:
+    async def check_use(self, check_id: str, *, at: datetime) -> CheckUse:
         return await check_use(self.pool, check_id, at=at)
 
     async def staff_name(self, staff_id: str) -> str | None:

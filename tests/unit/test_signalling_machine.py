@@ -180,7 +180,7 @@ def facts(
             None,
             30.0,
             "rec-0001",
-            d.WindowUse(used_s, extensions),
+            d.CheckUse(used_s, extensions),
         )
     return d.RequestFacts(
         purpose,
@@ -206,7 +206,7 @@ def held(
     cap_s: float = 30.0,
     used_s: float = 0.0,
 ) -> d.CheckFacts:
-    return d.CheckFacts(state, device_id, holder, cap_s, "rec-0001", d.WindowUse(used_s, 0))
+    return d.CheckFacts(state, device_id, holder, cap_s, "rec-0001", d.CheckUse(used_s, 0))
 
 
 PHONE = DeviceKind.VIDEO_PHONE
@@ -379,10 +379,10 @@ def test_a_check_s_extensions_count_across_its_re_opens() -> None:
 
 
 def test_budget_is_one_function_of_cap_and_use() -> None:
-    assert d.view_budget_s(30, d.WindowUse()) == 30
-    assert d.view_budget_s(30, d.WindowUse(12.5, 0)) == 17.5
-    assert d.view_budget_s(30, d.WindowUse(45, 1)) == 15
-    assert d.view_budget_s(30, d.WindowUse(31, 0)) < 0
+    assert d.view_budget_s(30, d.NO_USE) == 30
+    assert d.view_budget_s(30, d.CheckUse(12.5, 0)) == 17.5
+    assert d.view_budget_s(30, d.CheckUse(45, 1)) == 15
+    assert d.view_budget_s(30, d.CheckUse(31, 0)) < 0
 
 
 def test_auto_answer_is_carried_into_the_call() -> None:
@@ -461,7 +461,7 @@ def test_extensions_need_a_reason_and_stop_at_the_limit() -> None:
 
 
 def test_extensions_taken_earlier_in_the_window_count_toward_the_limit() -> None:
-    s = session(window_use=d.WindowUse(used_s=50.0, extensions=2))
+    s = session(check_use=d.CheckUse(used_s=50.0, extensions=2))
     _, effects = m.apply(s, m.ClientExtend(env.ExtendReason.UNCLEAR_IMAGE, allow()), T0, TERMS)
     assert kinds(effects) == [m.Refuse]
 
@@ -799,7 +799,7 @@ async def test_an_extension_moves_the_timer(rig: Rig) -> None:
     assert rig.store.actions("s-ext-0001") == ["view.started", "view.extended", "view.ended"]
 
 
-async def test_reopening_continues_the_window_budget(rig: Rig) -> None:
+async def test_reopening_continues_the_checks_budget(rig: Rig) -> None:
     """Finding 5: three back-to-back views by reopening after each ``bye timeout``."""
     rig.gate.allow(CAM, cap_s=30, window=(T0 - 600 * S, T0 + 600 * S))
     async with rig.sig.connect(OPERATOR) as conn:
