@@ -251,7 +251,7 @@ class Oidc:
             return keys
         async with self._refetch_lock:  # who waited here sees what the first one fetched
             keys = self._keys if self._keys is not None else keys
-            if find_key(keys, kid) is None and self._refetches.take("jwks") == 0.0:
+            if find_key(keys, kid) is None and self._refetches.wait_s("jwks") == 0.0:
                 keys = await self._fetch_keys()
         return keys
 

@@ -1,7 +1,7 @@
 """Token buckets: the one rate limiter of HTTP, WebSocket, signalling and MQTT intake.
 
 A :class:`TokenBucket` earns ``rate_per_s`` tokens a second, at most ``burst`` saved up; each
-request spends one. :meth:`TokenBucket.take` says how long to wait: ``0.0`` means go ahead, more
+request spends one. :meth:`TokenBucket.wait_s` says how long to wait: ``0.0`` means go ahead, more
 means refused, and the value is the seconds until a token is there (HTTP's ``Retry-After``).
 :class:`RateLimiter` keeps one bucket per key (a client's address, a device id) with bounded
 memory, and logs the first refusal of a key after an allowed request (the rest are only counted),
@@ -40,7 +40,7 @@ class TokenBucket:
     burst: float
     tokens: float
     at: float
-    is_limited: bool = False  # the last take was refused
+    is_limited: bool = False  # the last request was refused
 
     def __post_init__(self) -> None:
         if not (self.rate_per_s > 0 and math.isfinite(self.rate_per_s)) or not self.burst >= 1:
@@ -51,7 +51,7 @@ class TokenBucket:
         """A bucket with its whole ``burst`` to spend."""
         return cls(rate_per_s, burst, tokens=burst, at=now)
 
-    def take(self, now: float) -> float:
+    def wait_s(self, now: float) -> float:
         """Spend a token at ``now``: ``0.0`` if there was one, else the seconds until there is."""
         self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate_per_s)
         self.at = now
@@ -64,7 +64,7 @@ class TokenBucket:
 
 
 class RateLimiter:
-    """Token buckets keyed by client; :meth:`take` says how long to wait (0.0: go ahead).
+    """Token buckets keyed by client; :meth:`wait_s` says how long to wait (0.0: go ahead).
 
     The first refusal after an allowed request is logged as ``event`` (with ``describe(key)``),
     the rest only counted in :attr:`refused`, so a flood cannot flood the log. At most
@@ -96,7 +96,7 @@ class RateLimiter:
     def __len__(self) -> int:
         return len(self._buckets)
 
-    def take(self, key: str) -> float:
+    def wait_s(self, key: str) -> float:
         """Spend one of ``key``'s tokens: ``0.0`` to go ahead, else the seconds to wait."""
         now = self.clock()
         bucket = self._buckets.get(key)
@@ -107,8 +107,8 @@ class RateLimiter:
         else:
             self._buckets.move_to_end(key)
         was_limited = bucket.is_limited
-        wait_s = bucket.take(now)
-        if wait_s:
+        wait_s = bucket.wait_s(now)
+        if wait_s > 0:
             self.refused += 1
             if not was_limited:
                 log.warning(self.event, **self.describe(key))

@@ -334,7 +334,10 @@ class MqttLink:
         except PayloadError as e:
             self.reject(e.reason, None, e.detail)
             return
-        if topic.channel is not topics.Channel.STATUS and self.device_limit.take(topic.device_id):
+        if (
+            topic.channel is not topics.Channel.STATUS
+            and self.device_limit.wait_s(topic.device_id) > 0
+        ):
             if self._on_reject is not None:
                 self._on_reject("rate_limited", topic.device_id, "too many messages")
             return

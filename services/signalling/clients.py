@@ -77,7 +77,7 @@ class ClientSide(Interpreter):
         if conn.is_closed:
             return
         arrived = asyncio.get_running_loop().time()
-        if conn.bucket.take(arrived):  # refused: seconds to wait
+        if conn.bucket.wait_s(arrived) > 0:  # refused
             conn.violations += 1
             if conn.violations == 1:
                 conn.send(env.Error(code="rate_limited", message="too many messages; slow down"))

@@ -97,7 +97,7 @@ class DeviceRouter:
 
     async def on_device_signal(self, device_id: str, payload: bytes) -> None:
         """A device's ``webrtc/out`` message (this process of the share group got it)."""
-        if self.limit.take(device_id):
+        if self.limit.wait_s(device_id) > 0:
             self.counters["device_rate_limited"] += 1
             return
         try:

@@ -44,9 +44,9 @@ def middleware(
     async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path not in EXEMPT_PATHS:
             client = request.remote or "unknown"
-            wait_s = limiter.take(client)
-            if not wait_s and logins is not None and request.path in LOGIN_PATHS:
-                wait_s = logins.take(client)
+            wait_s = limiter.wait_s(client)
+            if wait_s == 0.0 and logins is not None and request.path in LOGIN_PATHS:
+                wait_s = logins.wait_s(client)
             if wait_s > 0:
                 raise web.HTTPTooManyRequests(
                     reason="too many requests; slow down",

@@ -23,29 +23,29 @@ class Ticks:
 def test_burst_then_refill_at_the_rate() -> None:
     clock = Ticks()
     limiter = RateLimiter(2.0, 3, clock=clock)
-    assert [limiter.take("a") for _ in range(3)] == [0.0, 0.0, 0.0]
-    wait = limiter.take("a")
+    assert [limiter.wait_s("a") for _ in range(3)] == [0.0, 0.0, 0.0]
+    wait = limiter.wait_s("a")
     assert wait == pytest.approx(0.5)
     clock.t += 0.5
-    assert limiter.take("a") == 0.0
-    assert limiter.take("a") > 0
+    assert limiter.wait_s("a") == 0.0
+    assert limiter.wait_s("a") > 0
     clock.t += 100
-    assert [limiter.take("a") for _ in range(3)] == [0.0, 0.0, 0.0]  # never more than the burst
-    assert limiter.take("a") > 0
+    assert [limiter.wait_s("a") for _ in range(3)] == [0.0, 0.0, 0.0]  # never more than the burst
+    assert limiter.wait_s("a") > 0
     assert limiter.refused == 3
 
 
 def test_clients_do_not_share_a_bucket() -> None:
     limiter = RateLimiter(1.0, 1, clock=Ticks())
-    assert limiter.take("10.0.0.1") == 0.0
-    assert limiter.take("10.0.0.1") > 0
-    assert limiter.take("10.0.0.2") == 0.0
+    assert limiter.wait_s("10.0.0.1") == 0.0
+    assert limiter.wait_s("10.0.0.1") > 0
+    assert limiter.wait_s("10.0.0.2") == 0.0
 
 
 def test_memory_is_bounded_by_max_clients() -> None:
     limiter = RateLimiter(1.0, 1, max_clients=100, clock=Ticks())
     for i in range(10_000):
-        limiter.take(f"c{i}")
+        limiter.wait_s(f"c{i}")
     assert len(limiter) == 100
 
 
@@ -66,7 +66,7 @@ def test_a_bucket_answers_how_long_to_wait(steps: list[float], expected: list[fl
     waits = []
     for step in steps:
         now += step
-        waits.append(bucket.take(now))
+        waits.append(bucket.wait_s(now))
     assert waits == pytest.approx(expected)
     assert bucket.is_limited is (expected[-1] > 0)
 
@@ -82,10 +82,10 @@ def test_the_first_refusal_after_an_allowed_request_is_logged_pseudonymously() -
     limiter = RateLimiter(1.0, 1, clock=clock)
     with capture_logs() as logs:
         for _ in range(5):
-            limiter.take("192.168.7.42")
+            limiter.wait_s("192.168.7.42")
         clock.t += 1
-        limiter.take("192.168.7.42")  # allowed again
-        limiter.take("192.168.7.42")  # refused: logged again
+        limiter.wait_s("192.168.7.42")  # allowed again
+        limiter.wait_s("192.168.7.42")  # refused: logged again
     assert [(e["event"], e["client"]) for e in logs] == [
         ("http_rate_limited", "192.168.7.0/24"),
         ("http_rate_limited", "192.168.7.0/24"),
@@ -98,8 +98,8 @@ def test_a_limiter_names_its_event_and_key() -> None:
         1.0, 1, clock=Ticks(), event="mqtt_device_rate_limited", describe=lambda d: {"device_id": d}
     )
     with capture_logs() as logs:
-        limiter.take("cam-1")
-        limiter.take("cam-1")
+        limiter.wait_s("cam-1")
+        limiter.wait_s("cam-1")
     assert logs == [
         {"event": "mqtt_device_rate_limited", "device_id": "cam-1", "log_level": "warning"}
     ]
