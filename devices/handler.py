@@ -36,7 +36,7 @@ from devices import registry, store, topics
 from devices.errors import PayloadError
 from kernel.clock import Clock
 from kernel.outages import UNAVAILABLE
-from kernel.retry import Backoff, retry
+from kernel.retry import DB_WRITE_RETRY, retry
 
 log = structlog.get_logger(__name__)
 
@@ -47,9 +47,6 @@ QUARANTINE_CAP_PER_HOUR = 1000
 above the largest first-connect burst of the benchmarks (``bench.reconnect``: 1000 devices);
 tests inject a small cap."""
 QUARANTINE_WINDOW = timedelta(hours=1)
-ACK_STORE_RETRY = Backoff(first_s=0.2, factor=2.0, max_s=5.0, give_up_s=60.0)
-"""Storing an ack already released to its sender, while the database is down: as long as the
-MQTT link retries a message (``services.mqtt.HANDLER_RETRY``)."""
 
 
 class DeviceHandler:
@@ -246,7 +243,7 @@ class DeviceHandler:
         the link would have retried the message); a failure is logged, never raised."""
         try:
             await retry(
-                lambda: self._record_ack(ack, device_id), ACK_STORE_RETRY, retry_on=UNAVAILABLE
+                lambda: self._record_ack(ack, device_id), DB_WRITE_RETRY, retry_on=UNAVAILABLE
             )
         except PayloadError as e:  # the command's row went (its device was deleted)
             self.reject(e.reason, device_id, e.detail)

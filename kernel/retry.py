@@ -14,13 +14,13 @@ injected ``sleep`` and ``clock``, so a test runs a retry on a fake clock instead
 Who retries with what (each names its policy beside the loop):
 
 - the MQTT link's reconnect (``services.mqtt.RECONNECT``) and its handler retries while the
-  database is down (``services.mqtt.HANDLER_RETRY``, giving up after ``MqttLink.retry_s``);
+  database is down (:data:`DB_WRITE_RETRY`, giving up after ``MqttLink.retry_s``);
 - every PostgreSQL ``LISTEN`` loop (:mod:`kernel.listen`: the revocation feed, the consent gate,
   the round relay) and the consent schedule after a failed read (``consent.gate``);
 - signalling's row close (``services.signalling.interpreter.CLOSE_RETRY``) and its gate watch
   after a failure (``services.signalling.device_side.GATE_WATCH_RESTART``);
-- storing a command's ack already handed to its sender (``devices.handler.ACK_STORE_RETRY``, as
-  long as ``HANDLER_RETRY``);
+- storing a command's ack already handed to its sender (``devices.handler``, the same
+  :data:`DB_WRITE_RETRY`);
 - a round worker waiting for its own broker link (``supervision.runner``: ``link_retry_s``
   apart on the night's clock, given up after ``link_wait_s``);
 - the simulated device's reconnect (``simulators.device.RECONNECT``, with jitter).
@@ -85,6 +85,12 @@ class Backoff:
         if self.give_up_s is not None and elapsed_s + wait_s > self.give_up_s:
             return None
         return wait_s
+
+
+DB_WRITE_RETRY = Backoff(first_s=0.2, factor=2.0, max_s=5.0, give_up_s=60.0)
+"""Handling a device's message while the database is unreachable: tried again 0.2 s, 0.4 s ...
+at most 5 s apart, for up to a minute, then given up (the MQTT link's handler retries, storing
+a command's ack already released to its sender)."""
 
 
 class Retry:

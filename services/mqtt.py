@@ -32,7 +32,7 @@ from devices import topics
 from devices.errors import PayloadError
 from kernel.outages import UNAVAILABLE
 from kernel.ratelimit import RateLimiter
-from kernel.retry import Backoff, Retry, retry
+from kernel.retry import DB_WRITE_RETRY, Backoff, Retry, retry
 
 log = structlog.get_logger(__name__)
 
@@ -49,9 +49,6 @@ Guard = Callable[[str, Coroutine[Any, Any, None]], Coroutine[Any, Any, None]]
 
 RECONNECT = Backoff(first_s=0.2, factor=2.0, max_s=5.0)
 """Reconnecting to the broker: 0.2 s, 0.4 s ... at most 5 s; from 0.2 s again once connected."""
-HANDLER_RETRY = Backoff(first_s=0.2, factor=2.0, max_s=5.0, give_up_s=60.0)
-"""A handler whose backing service (the database) is unreachable: tried again 0.2 s, 0.4 s ...
-at most 5 s apart, for up to a minute; then the message is dropped (counted ``unavailable``)."""
 
 
 NO_DELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -122,7 +119,7 @@ class MqttLink:
         self._on_reject = on_reject
         self.messages_in = 0
         self.retried = 0  # handler retries while a backing service was unreachable
-        self.handler_retry = HANDLER_RETRY
+        self.handler_retry = DB_WRITE_RETRY  # given up: the message is dropped, counted unavailable
         # Per device: 20 messages/s, bursts of 100 (a re-announce is 2-3); a flood is dropped
         # and counted as rate_limited, so one device cannot starve the others' handling.
         # Presence (``status``) is never dropped: a lost will would leave a device "online".
@@ -373,7 +370,7 @@ class MqttLink:
 
     async def _deliver(self, handler: Handler, topic: topics.Topic, payload: bytes) -> bool:
         """Run one handler, ``True`` once it handled the message. While the database (or another
-        backing service) is unreachable, retry it by :attr:`handler_retry` (:data:`HANDLER_RETRY`),
+        backing service) is unreachable, retry it by :attr:`handler_retry` (``DB_WRITE_RETRY``),
         holding later messages back, so a presence change during an outage is not lost and order
         is kept."""
 
