@@ -171,7 +171,9 @@ async def test_broker_restart_mid_round_loses_no_check(
                     while len(prober.probed) < 2:
                         await asyncio.sleep(0.02)
                 brokers.close()  # mid-round: wakes now fail
-                await asyncio.sleep(2.0)
+                async with asyncio.timeout(30):  # until a check in flight has met the outage
+                    while runner.link_retries == 0:
+                        await asyncio.sleep(0.02)
                 brokers.enter_context(embedded.mosquitto(port))
                 async with asyncio.timeout(60):
                     while await store_.open_checks(

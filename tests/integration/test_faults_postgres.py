@@ -295,7 +295,9 @@ async def test_presence_changes_during_the_outage_are_not_lost(
                     await asyncio.sleep(0.05)
             await asyncio.to_thread(private_pg.crash)
             await dev.publish(name, status("offline", 5), qos=1, retain=True)
-            await asyncio.sleep(2.0)  # the link tries, fails, waits
+            async with asyncio.timeout(30):  # until the link has tried, failed and waits
+                while rt.mqtt.retried == 0:
+                    await asyncio.sleep(0.02)
             await asyncio.to_thread(private_pg.start)
         async with asyncio.timeout(30):
             while True:
