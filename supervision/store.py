@@ -1095,16 +1095,21 @@ ASSIGNABLE: dict[bool, frozenset[str]] = {
 }
 """Who a check may be assigned to, by whether it is a patrol task (staff roles' values)."""
 
-TASKS_SQL = """
-SELECT c.check_id, c.recipient_id, c.night, c.agreed, c.agreed_at, c.state, c.reason, c.since,
-       c.deadline, c.holder, c.version, c.assignee, c.assigned_at, c.patrol_arrived_at,
-       coalesce(r.display_name, '') AS display_name, coalesce(r.home, '') AS home,
-       coalesce(r.door_code_ref, '') AS door_code_ref,
+#: The instruction of the care plan in force at a check's agreed time (``c`` is the check's row),
+#: as a select-list column: the patrol's task list and the night sheet both show it.
+PLAN_INSTRUCTION_SQL = """
        coalesce((SELECT p.instruction FROM care_plans p
                   WHERE p.recipient_id = c.recipient_id AND p.valid_from <= c.agreed_at
                     AND (p.valid_until IS NULL OR p.valid_until > c.agreed_at)
                     AND (p.ended_at IS NULL OR p.ended_at > c.agreed_at)
-                  ORDER BY p.valid_from DESC LIMIT 1), '') AS instruction
+                  ORDER BY p.valid_from DESC LIMIT 1), '') AS instruction"""
+
+TASKS_SQL = f"""
+SELECT c.check_id, c.recipient_id, c.night, c.agreed, c.agreed_at, c.state, c.reason, c.since,
+       c.deadline, c.holder, c.version, c.assignee, c.assigned_at, c.patrol_arrived_at,
+       coalesce(r.display_name, '') AS display_name, coalesce(r.home, '') AS home,
+       coalesce(r.door_code_ref, '') AS door_code_ref,
+       {PLAN_INSTRUCTION_SQL.strip()}
   FROM round_checks c LEFT JOIN care_recipients r USING (recipient_id)
  WHERE c.state = ANY($1::text[]) AND ($2::text IS NULL OR c.assignee IS NULL OR c.assignee = $2)
  ORDER BY c.deadline, c.check_id

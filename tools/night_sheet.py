@@ -34,6 +34,7 @@ import asyncpg
 import structlog
 
 from services.settings import Settings, SettingsError
+from supervision.store import PLAN_INSTRUCTION_SQL
 
 log = structlog.get_logger(__name__)
 
@@ -76,14 +77,10 @@ class Sheet:
 
 # -- reading ---------------------------------------------------------------------------------
 
-CHECKS_SQL = """
+CHECKS_SQL = f"""
 SELECT c.agreed_at, c.window_start, c.window_end, c.recipient_id, c.device_id, c.state,
        coalesce(r.display_name, c.recipient_id) AS display_name, coalesce(r.home, '') AS home,
-       coalesce((SELECT p.instruction FROM care_plans p
-                  WHERE p.recipient_id = c.recipient_id AND p.valid_from <= c.agreed_at
-                    AND (p.valid_until IS NULL OR p.valid_until > c.agreed_at)
-                    AND (p.ended_at IS NULL OR p.ended_at > c.agreed_at)
-                  ORDER BY p.valid_from DESC LIMIT 1), '') AS instruction
+       {PLAN_INSTRUCTION_SQL.strip()}
   FROM round_checks c LEFT JOIN care_recipients r USING (recipient_id)
  WHERE c.night = $1
  ORDER BY c.agreed_at, c.recipient_id
