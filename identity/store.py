@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -39,6 +40,7 @@ from identity.staff import (
 from identity.standing import Credential
 from kernel.audit import store as audit_store
 from kernel.roles import Principal, Role
+from kernel.tenancy import DEFAULT_ORGANISATION, DEFAULT_TEAM
 
 if TYPE_CHECKING:
     from kernel.audit.store import Connection
@@ -95,8 +97,14 @@ async def create_staff(
     now: datetime | None = None,
     hasher: PasswordHasher | None = None,
     policy: PasswordPolicy = DEFAULT_PASSWORD_POLICY,
+    organisation_id: str | None = None,
+    teams: Sequence[str] | None = None,
 ) -> StaffAccount:
     """Create an account; ``password=None`` makes one that cannot log in (tokens only).
+
+    The account belongs to ``organisation_id`` (default: the caller's one organisation, else the
+    default one) and to ``teams`` (default: the default team, when the organisation is the
+    default one; else none until an administrator adds some).
 
     Raises ``InvalidInput`` (422, naming the field) or ``Conflict`` (409 ``username_taken``).
     """
@@ -113,8 +121,9 @@ async def create_staff(
         async with conn.transaction():
             row = await conn.fetchrow(
                 "INSERT INTO staff (staff_id, username, display_name, role, password_hash,"
-                " is_service, created_at, password_changed_at)"
-                f" VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {_ACCOUNT_COLUMNS}",
+                " is_service, created_at, password_changed_at, organisation_id)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, coalesce($9, homecare_scope_org()))"
+                f" RETURNING {_ACCOUNT_COLUMNS}, organisation_id",
                 staff_id,
                 name,
                 shown,
@@ -123,8 +132,21 @@ async def create_staff(
                 is_service,
                 at,
                 at if password_hash else None,
+                organisation_id,
             )
             assert row is not None
+            joined = (
+                list(teams)
+                if teams is not None
+                else [DEFAULT_TEAM]
+                if row["organisation_id"] == DEFAULT_ORGANISATION
+                else []
+            )
+            await conn.executemany(
+                "INSERT INTO staff_teams (staff_id, team_id, added_at, added_by)"
+                " VALUES ($1, $2, $3, $4)",
+                [(staff_id, team, at, actor) for team in joined],
+            )
             await audit_store.append(
                 conn,
                 actor=actor,
@@ -132,6 +154,8 @@ async def create_staff(
                 subject=staff_id,
                 data={
                     "role": str(login_role),
+                    "organisation_id": row["organisation_id"],
+                    "teams": joined,
                     "is_service": is_service,
                     "has_password": password_hash is not None,
                 },
@@ -337,7 +361,9 @@ async def token_principal(conn: Connection, token: str, now: datetime) -> Princi
     if parsed is None:
         return None
     row = await conn.fetchrow(
-        "SELECT t.token_id, t.staff_id, t.role FROM api_tokens t JOIN staff s USING (staff_id)"
+        "SELECT t.token_id, t.staff_id, t.role, sc.orgs, sc.teams"
+        " FROM api_tokens t JOIN staff s USING (staff_id),"
+        " LATERAL staff_scope(t.staff_id, t.role, $3) sc"
         " WHERE t.secret_hash = $1 AND t.token_id = $2 AND t.revoked_at IS NULL"
         " AND t.expires_at > $3 AND s.is_active AND s.role = t.role",
         secret_hash(token),
@@ -347,7 +373,12 @@ async def token_principal(conn: Connection, token: str, now: datetime) -> Princi
     if row is None:
         return None
     return Principal(
-        staff_id=row["staff_id"], role=Role(row["role"]), via="token", session_id=row["token_id"]
+        staff_id=row["staff_id"],
+        role=Role(row["role"]),
+        via="token",
+        session_id=row["token_id"],
+        orgs=frozenset(row["orgs"]),
+        teams=frozenset(row["teams"]),
     )
 
 
@@ -385,9 +416,10 @@ async def session_principal(conn: Connection, secret: str, now: datetime) -> Pri
     if not session_cookie_ok(secret):
         return None
     row = await conn.fetchrow(
-        "SELECT ss.session_id, ss.staff_id, s.role FROM staff_sessions ss JOIN staff s"
-        " USING (staff_id) WHERE ss.secret_hash = $1 AND ss.ended_at IS NULL"
-        " AND ss.expires_at > $2 AND s.is_active",
+        "SELECT ss.session_id, ss.staff_id, s.role, sc.orgs, sc.teams"
+        " FROM staff_sessions ss JOIN staff s USING (staff_id),"
+        " LATERAL staff_scope(ss.staff_id, s.role, $2) sc"
+        " WHERE ss.secret_hash = $1 AND ss.ended_at IS NULL AND ss.expires_at > $2 AND s.is_active",
         secret_hash(secret),
         now,
     )
@@ -398,6 +430,8 @@ async def session_principal(conn: Connection, secret: str, now: datetime) -> Pri
         role=Role(row["role"]),
         via="session",
         session_id=row["session_id"],
+        orgs=frozenset(row["orgs"]),
+        teams=frozenset(row["teams"]),
     )
 
 

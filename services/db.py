@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, TypeAlias
 import asyncpg
 import structlog
 
+from kernel import tenancy
+
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
 
@@ -24,6 +26,9 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 MIGRATION_LOCK_KEY = 0x68635F6D6967  # "hc_mig"
+SERVICE_ROLE = "homecare_service"
+"""The database role the service's queries run as (made by migration 0014): it owns no table and
+cannot bypass row-level security, so the policies hold whatever user the URL logs in as."""
 
 
 def migrations() -> list[tuple[int, str, str]]:
@@ -75,15 +80,32 @@ async def migrate(conn: Conn) -> list[str]:
     return applied
 
 
+async def enter_scope(conn: Conn) -> None:
+    """Hand a pooled connection to the task that acquired it: the service role, and the
+    organisations of the scope current in that task (:mod:`kernel.tenancy`). Runs on every
+    acquire; asyncpg's reset on release (``RESET ALL``) clears the scope again."""
+    await conn.fetchval(
+        "SELECT set_config('role', $1, false), set_config('homecare.orgs', $2, false)",
+        SERVICE_ROLE,
+        tenancy.current().setting,
+    )
+
+
 @asynccontextmanager
 async def open_pool(
     dsn: str, *, min_size: int = 1, max_size: int = 10
 ) -> AsyncIterator[asyncpg.Pool]:
-    """Create a pool, run migrations, yield it, close it."""
-    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, command_timeout=30)
+    """Run migrations (as the URL's user, who owns the schema), then create a pool whose every
+    connection runs as :data:`SERVICE_ROLE` in the caller's scope; yield it, close it."""
+    owner = await asyncpg.connect(dsn, command_timeout=30)
     try:
-        async with pool.acquire() as conn:
-            await migrate(conn)
+        await migrate(owner)
+    finally:
+        await owner.close()
+    pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, command_timeout=30, setup=enter_scope
+    )
+    try:
         yield pool
     finally:
         await pool.close()

@@ -108,8 +108,21 @@ async def database_url(pg_admin_url: str, template_db: str) -> AsyncIterator[str
 
 @pytest.fixture
 async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """The service's pool: every connection runs as ``homecare_service`` under row-level
+    security, in the system's scope unless the test enters another (``kernel.tenancy``)."""
     async with db.open_pool(database_url, max_size=5) as p:
         yield p
+
+
+@pytest.fixture
+async def owner(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection as the schema's owner (what a superuser could do: DDL, switching triggers
+    off), for tests that act outside the service's rights."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
 
 
 @pytest.fixture

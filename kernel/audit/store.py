@@ -12,13 +12,14 @@ The table refuses UPDATE, DELETE and TRUNCATE through triggers (migration 0002).
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 
+from kernel.audit import reads
 from kernel.audit.chain import (
     GENESIS_HASH,
     AuditEntry,
@@ -27,6 +28,7 @@ from kernel.audit.chain import (
     VerifyResult,
     next_entry,
 )
+from kernel.roles import Principal
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -36,7 +38,16 @@ if TYPE_CHECKING:
     )
     """A plain connection or one acquired from a pool; both work everywhere here."""
 
-__all__ = ["AUDIT_LOCK_KEY", "AuditEntry", "VerifyResult", "append", "entries", "verify"]
+__all__ = [
+    "AUDIT_LOCK_KEY",
+    "AuditEntry",
+    "VerifyResult",
+    "append",
+    "append_read",
+    "entries",
+    "read_log",
+    "verify",
+]
 
 AUDIT_LOCK_KEY = 0x68635F617564  # "hc_aud"
 
@@ -97,8 +108,11 @@ async def append(
     )
     async with _in_transaction(conn):
         await conn.execute("SELECT pg_advisory_xact_lock($1)", AUDIT_LOCK_KEY)
-        head = await conn.fetchrow("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-        prev_seq, prev_hash = (head["seq"], head["hash"]) if head else (0, GENESIS_HASH)
+        # audit_head() reads past row-level security: the chain runs through every organisation.
+        head = await conn.fetchrow("SELECT seq, hash FROM audit_head()")
+        prev_seq, prev_hash = (
+            (head["seq"], head["hash"]) if head and head["seq"] is not None else (0, GENESIS_HASH)
+        )
         entry = next_entry(
             prev_seq=prev_seq,
             prev_hash=prev_hash,
@@ -121,6 +135,62 @@ async def append(
             entry.hash,
         )
     return entry
+
+
+async def append_read(
+    conn: Connection,
+    *,
+    actor: str,
+    action: str,
+    subject: str | None,
+    data: Mapping[str, Any],
+    at: datetime,
+    fold_s: float = reads.FOLD_S,
+) -> AuditEntry | None:
+    """Append a read (:mod:`kernel.audit.reads`) unless it folds into the actor's last entry of
+    the same action and subject; ``None`` when it folded. The look-up and the append hold the
+    chain's lock together, so two concurrent reads write one entry."""
+    async with _in_transaction(conn):
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", AUDIT_LOCK_KEY)
+        last = await conn.fetchrow(
+            "SELECT at, data::text AS data FROM audit_log"
+            " WHERE actor = $1 AND action = $2 AND subject IS NOT DISTINCT FROM $3"
+            " ORDER BY seq DESC LIMIT 1",
+            actor,
+            action,
+            subject,
+        )
+        if last is not None and reads.folds(
+            last["at"], json.loads(last["data"]), at=at, data=data, fold_s=fold_s
+        ):
+            return None
+        return await append(conn, actor=actor, action=action, subject=subject, data=data, at=at)
+
+
+ReadLog = Callable[[Principal, str, "str | None", Mapping[str, Any]], Awaitable[None]]
+
+
+def read_log(
+    pool: asyncpg.Pool, clock: Callable[[], datetime], *, fold_s: float = reads.FOLD_S
+) -> ReadLog:
+    """The read log the composition root gives the HTTP handlers (``kernel.access.READ_LOG``):
+    each read is :func:`append_read` in its own transaction, at the service clock's now."""
+
+    async def log(
+        who: Principal, action: str, subject: str | None, data: Mapping[str, Any]
+    ) -> None:
+        async with pool.acquire() as conn:
+            await append_read(
+                conn,
+                actor=who.staff_id,
+                action=action,
+                subject=subject,
+                data=data,
+                at=clock(),
+                fold_s=fold_s,
+            )
+
+    return log
 
 
 async def verify(conn: Connection, *, batch: int = 1000) -> VerifyResult:

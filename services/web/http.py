@@ -31,7 +31,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from kernel import codec, outages
+from kernel import codec, outages, tenancy
 from kernel.access import AUTHENTICATOR, PRINCIPAL, ROUTE
 from kernel.body import has_required_fields
 from kernel.roles import Route
@@ -150,7 +150,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         raise web.HTTPUnauthorized(reason="login required")
     if not route.allows(who):
         raise web.HTTPForbidden(reason=f"role {who.role} may not {route.method} {route.path}")
-    return await handler(request)
+    with tenancy.scoped(who.scope):  # the database shows this caller their organisations only
+        return await handler(request)
 
 
 def _tag(route: Route) -> Handler:

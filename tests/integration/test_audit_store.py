@@ -113,18 +113,26 @@ async def test_bad_entry_changes_nothing(pool: asyncpg.Pool) -> None:
         assert await conn.fetchval("SELECT count(*) FROM audit_log") == 0
 
 
-async def test_changes_are_refused(pool: asyncpg.Pool) -> None:
+CHANGES = [
+    "UPDATE audit_log SET actor = 'system' WHERE seq = 2",
+    "DELETE FROM audit_log WHERE seq = 3",
+    "TRUNCATE audit_log",
+]
+
+
+async def test_changes_are_refused(pool: asyncpg.Pool, owner: asyncpg.Connection) -> None:
+    """The service's role holds no right to change the log; the owner, who does, meets the
+    append-only triggers."""
     async with pool.acquire() as conn:
         await fill(conn, 3)
-        for statement in [
-            "UPDATE audit_log SET actor = 'system' WHERE seq = 2",
-            "DELETE FROM audit_log WHERE seq = 3",
-            "TRUNCATE audit_log",
-        ]:
-            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+        for statement in CHANGES:
+            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="permission denied"):
                 await conn.execute(statement)
-        assert await conn.fetchval("SELECT count(*) FROM audit_log") == 3
-        assert (await audit_store.verify(conn)).ok
+    for statement in CHANGES:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+            await owner.execute(statement)
+    assert await owner.fetchval("SELECT count(*) FROM audit_log") == 3
+    assert (await audit_store.verify(owner)).ok
 
 
 async def tamper(conn: asyncpg.Connection, statement: str) -> None:
@@ -159,13 +167,12 @@ async def tamper(conn: asyncpg.Connection, statement: str) -> None:
     ],
 )
 async def test_tampering_names_the_first_broken_seq(
-    pool: asyncpg.Pool, statement: str, broken_seq: int, reason: BreakReason
+    owner: asyncpg.Connection, statement: str, broken_seq: int, reason: BreakReason
 ) -> None:
-    async with pool.acquire() as conn:
-        await fill(conn, 8)
-        assert (await audit_store.verify(conn)).ok
-        await tamper(conn, statement)
-        result = await audit_store.verify(conn, batch=3)
+    await fill(owner, 8)
+    assert (await audit_store.verify(owner)).ok
+    await tamper(owner, statement)
+    result = await audit_store.verify(owner, batch=3)
     assert not result.ok
     assert result.first_broken_seq == broken_seq
     assert result.reason is not None
