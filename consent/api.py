@@ -26,6 +26,7 @@ from consent.binding_api import (
     register,
     request_binding,
 )
+from consent.installation_api import list_installations
 from consent.record_api import (
     add_cohabitant,
     create_pause,
@@ -41,7 +42,8 @@ from consent.record_api import (
     reverify,
     withdraw_consent,
 )
-from kernel.roles import ADMINS, DEVICE_STAFF, OPERATORS, STAFF, Route
+from kernel.permissions import Permission, route
+from kernel.roles import Route
 
 __all__ = ["CLOCK", "PLAN_HOUR", "STORE", "ZONE", "routes"]
 
@@ -52,15 +54,22 @@ _TAGS = ("consent",)
 
 
 def routes() -> list[Route]:
-    r = Route
+    r = route
     t = _TAGS
     return [
-        r("GET", "/api/recipients", list_recipients, STAFF, "List brukare", tags=t),
+        r(
+            "GET",
+            "/api/recipients",
+            list_recipients,
+            Permission.READ_CARE_RECORD,
+            "List brukare",
+            tags=t,
+        ),
         r(
             "POST",
             "/api/recipients",
             create_recipient,
-            ADMINS,
+            Permission.MANAGE_CARE_RECORD,
             "Register a brukare",
             body=rec.NewRecipient,
             tags=t,
@@ -69,7 +78,7 @@ def routes() -> list[Route]:
             "GET",
             "/api/recipients/{recipient_id}",
             get_recipient,
-            STAFF,
+            Permission.READ_CARE_RECORD,
             "A brukare with cohabitants, plans, consents, pauses, bindings, suspensions and the "
             "gate's answer now",
             tags=t,
@@ -78,7 +87,7 @@ def routes() -> list[Route]:
             "POST",
             "/api/recipients/{recipient_id}/cohabitants",
             add_cohabitant,
-            ADMINS,
+            Permission.MANAGE_CARE_RECORD,
             "Register a cohabitant (their consent is then required)",
             body=rec.NewCohabitant,
             tags=t,
@@ -87,7 +96,7 @@ def routes() -> list[Route]:
             "POST",
             "/api/cohabitants/{cohabitant_id}/move-out",
             move_out_cohabitant,
-            ADMINS,
+            Permission.MANAGE_CARE_RECORD,
             "A cohabitant moved out",
             body=rec.MoveOut,
             tags=t,
@@ -96,7 +105,7 @@ def routes() -> list[Route]:
             "POST",
             "/api/recipients/{recipient_id}/care-plans",
             create_plan,
-            ADMINS,
+            Permission.MANAGE_CARE_RECORD,
             "Register a care plan (agreed check times, view cap, escalation)",
             body=rec.NewPlan,
             tags=t,
@@ -105,7 +114,7 @@ def routes() -> list[Route]:
             "POST",
             "/api/care-plans/{plan_id}/end",
             end_plan,
-            ADMINS,
+            Permission.MANAGE_CARE_RECORD,
             "End a care plan",
             body=rec.End,
             tags=t,
@@ -114,7 +123,7 @@ def routes() -> list[Route]:
             "POST",
             "/api/recipients/{recipient_id}/consents",
             record_consent,
-            ADMINS,
+            Permission.MANAGE_CARE_RECORD,
             "Record a consent (a new version of the person's consent for the purpose)",
             body=rec.NewConsent,
             tags=t,
@@ -123,7 +132,7 @@ def routes() -> list[Route]:
             "POST",
             "/api/consents/{consent_id}/withdraw",
             withdraw_consent,
-            OPERATORS,
+            Permission.PAUSE_AND_WITHDRAW,
             "Withdraw a consent; takes effect at once and ends live sessions",
             body=rec.Withdrawal,
             tags=t,
@@ -132,7 +141,7 @@ def routes() -> list[Route]:
             "POST",
             "/api/recipients/{recipient_id}/pauses",
             create_pause,
-            OPERATORS,
+            Permission.PAUSE_AND_WITHDRAW,
             "Pause camera checks (hospital, travel, visitors)",
             body=rec.NewPause,
             tags=t,
@@ -141,7 +150,7 @@ def routes() -> list[Route]:
             "POST",
             "/api/pauses/{pause_id}/end",
             end_pause,
-            OPERATORS,
+            Permission.PAUSE_AND_WITHDRAW,
             "End a pause",
             body=rec.End,
             tags=t,
@@ -150,7 +159,7 @@ def routes() -> list[Route]:
             "POST",
             "/api/recipients/{recipient_id}/reverify",
             reverify,
-            ADMINS,
+            Permission.MANAGE_CARE_RECORD,
             "Lift a suspension after consent was re-verified",
             body=rec.Reverification,
             tags=t,
@@ -159,7 +168,7 @@ def routes() -> list[Route]:
             "GET",
             "/api/suspensions",
             list_suspensions,
-            STAFF,
+            Permission.READ_CARE_RECORD,
             "Brukare whose camera checks are suspended until consent is re-verified",
             tags=t,
         ),
@@ -167,7 +176,7 @@ def routes() -> list[Route]:
             "GET",
             "/api/binding-requests",
             list_binding_requests,
-            DEVICE_STAFF,
+            Permission.MANAGE_DEVICES,
             "Binding requests (filter with ?device_id=)",
             tags=t,
         ),
@@ -175,7 +184,7 @@ def routes() -> list[Route]:
             "POST",
             "/api/devices/{device_id}/binding-requests",
             request_binding,
-            DEVICE_STAFF,
+            Permission.MANAGE_DEVICES,
             "Step one: ask to bind a device to a brukare's home, or to unbind it",
             body=bind.BindingAsk,
             tags=t,
@@ -184,7 +193,7 @@ def routes() -> list[Route]:
             "POST",
             "/api/binding-requests/{request_id}/confirm",
             confirm_binding,
-            ADMINS,
+            Permission.CONFIRM_BINDING,
             "Step two: confirm, naming the brukare",
             body=bind.Confirmation,
             tags=t,
@@ -193,15 +202,24 @@ def routes() -> list[Route]:
             "GET",
             "/api/gate",
             gate,
-            STAFF,
+            Permission.READ_CARE_RECORD,
             "May this device be used for this purpose now (?device_id=&purpose=&at=)",
+            tags=t,
+        ),
+        r(
+            "GET",
+            "/api/installations",
+            list_installations,
+            Permission.READ_INSTALLATIONS,
+            "Installation addresses and the devices bound there, nothing of the care record "
+            "(the technician's view of the homes)",
             tags=t,
         ),
         r(
             "GET",
             "/api/register",
             register,
-            ADMINS,
+            Permission.READ_EXTRACTS,
             "The camera register (?format=csv|json); the export is audited",
             tags=t,
         ),

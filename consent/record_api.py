@@ -55,7 +55,9 @@ from consent.model import (
 )
 from consent.ports import new_id
 from consent.rules import DEFAULT_PLAN_HOUR, MAX_CHECKS, MIN_CHECKS
+from kernel import access
 from kernel.access import caller
+from kernel.audit.reads import Read
 from kernel.body import NOT_BLANK, Fields, Id, Instant, LocalTime, instant, parse_hhmm, read_body
 
 log = structlog.get_logger("consent.api")
@@ -104,7 +106,10 @@ class End(Fields):
 
 
 async def list_recipients(request: web.Request) -> web.Response:
+    """The brukare; one audited read (``recipient.listed``) for the whole list."""
+    why = access.why(request)
     found = await ctx.store(request).list_recipients()
+    await access.audit_read(request, Read.RECIPIENTS_LISTED, None, why, count=len(found))
     return ctx.answer({"recipients": [records.recipient_json(r) for r in found]})
 
 
@@ -125,7 +130,10 @@ async def create_recipient(request: web.Request) -> web.Response:
 
 
 async def get_recipient(request: web.Request) -> web.Response:
+    """A brukare's whole record; an audited read (``recipient.viewed``)."""
+    why = access.why(request)
     basis = await ctx.store(request).basis(request.match_info["recipient_id"])
+    await access.audit_read(request, Read.RECIPIENT_VIEWED, basis.recipient.recipient_id, why)
     now = ctx.now(request)
     status = {
         p.value: records.decision_json(rules.decide_recipient(basis, purpose=p, at=now))

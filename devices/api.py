@@ -11,7 +11,8 @@ from aiohttp import web
 from devices import store, topics
 from devices.errors import UnknownDevice
 from devices.registry import DeviceRecord, Stored
-from kernel.roles import STAFF, Route
+from kernel.permissions import Permission, route
+from kernel.roles import Route
 
 POOL = web.AppKey("devices_pool", asyncpg.Pool)
 
@@ -101,11 +102,11 @@ def device_id_param(request: web.Request) -> str:
 
 def routes() -> list[Route]:
     return [
-        Route(
+        route(
             "GET",
             "/api/devices",
             list_devices,
-            STAFF,
+            Permission.READ_DEVICES,
             "List devices with presence and health",
             response={
                 "type": "object",
@@ -113,11 +114,11 @@ def routes() -> list[Route]:
             },
             tags=("devices",),
         ),
-        Route(
+        route(
             "GET",
             "/api/devices/{device_id}",
             get_device,
-            STAFF,
+            Permission.READ_DEVICES,
             "One device with its recent commands",
             response=DEVICE_SCHEMA,
             tags=("devices",),

@@ -15,12 +15,15 @@ from msgspec import Meta
 from identity import store as staff_store
 from identity.login import service
 from identity.staff import MAX_TOKEN_TTL_S, STAFF_ID_RE, TOKEN_ID_RE
+from kernel import access
 from kernel.access import caller
 from kernel.audit import store as audit_store
 from kernel.audit.chain import check_fields
+from kernel.audit.reads import Read, read_data
 from kernel.body import Fields, read_body
 from kernel.errors import InvalidInput
-from kernel.roles import ADMINS, LOGINS, Role, Route
+from kernel.permissions import Permission, route
+from kernel.roles import LOGINS, Role, Route
 
 ROLE_NAMES = tuple(sorted(r.value for r in LOGINS))
 
@@ -197,6 +200,7 @@ async def list_audit(request: web.Request) -> web.Response:
     after_seq = _int_param(request, "after_seq", 0, 0, 2**62)
     limit = _int_param(request, "limit", 100, 1, 1000)
     filters = {k: request.query.get(k) for k in ("subject", "action", "actor")}
+    why = access.why(request)
     # The filters are written to the log below: refuse anything that is not an id (a name).
     check_fields(
         actor=filters["actor"] or "system",
@@ -209,13 +213,15 @@ async def list_audit(request: web.Request) -> web.Response:
         await audit_store.append(
             conn,
             actor=caller(request).staff_id,
-            action="audit.exported",
+            action=Read.AUDIT_EXPORTED,
             subject=None,
-            data={
-                "filters": {k: v for k, v in filters.items() if v is not None},
-                "after_seq": after_seq,
-                "count": len(found),
-            },
+            data=read_data(
+                "GET /api/audit",
+                why,
+                filters={k: v for k, v in filters.items() if v is not None},
+                after_seq=after_seq,
+                count=len(found),
+            ),
             at=auth.clock(),
         )
     return web.json_response(
@@ -242,11 +248,11 @@ async def verify_audit(request: web.Request) -> web.Response:
 def routes() -> list[Route]:
     tags = ("staff",)
     return [
-        Route(
+        route(
             "GET",
             "/api/staff",
             list_staff,
-            ADMINS,
+            Permission.MANAGE_STAFF,
             "List staff accounts",
             tags=tags,
             response={
@@ -254,57 +260,57 @@ def routes() -> list[Route]:
                 "properties": {"staff": {"type": "array", "items": _ACCOUNT}},
             },
         ),
-        Route(
+        route(
             "POST",
             "/api/staff",
             create_staff,
-            ADMINS,
+            Permission.MANAGE_STAFF,
             "Create a staff account",
             tags=tags,
             body=NewStaff,
             response=_ACCOUNT,
         ),
-        Route(
+        route(
             "POST",
             "/api/staff/{staff_id}/active",
             set_active,
-            ADMINS,
+            Permission.MANAGE_STAFF,
             "Activate or deactivate an account (deactivation ends its sessions)",
             tags=tags,
             body=Activation,
             response=_ACCOUNT,
         ),
-        Route(
+        route(
             "POST",
             "/api/staff/{staff_id}/password",
             set_password,
-            ADMINS,
+            Permission.MANAGE_STAFF,
             "Set a new password (ends the account's sessions)",
             tags=tags,
             body=NewPassword,
         ),
-        Route(
+        route(
             "POST",
             "/api/staff/{staff_id}/tokens",
             create_token,
-            ADMINS,
+            Permission.MANAGE_STAFF,
             "Create a bearer token acting as this account; shown once",
             tags=tags,
             body=NewToken,
         ),
-        Route(
+        route(
             "DELETE",
             "/api/tokens/{token_id}",
             revoke_token,
-            ADMINS,
+            Permission.MANAGE_STAFF,
             "Revoke a bearer token",
             tags=tags,
         ),
-        Route(
+        route(
             "GET",
             "/api/audit",
             list_audit,
-            ADMINS,
+            Permission.READ_AUDIT,
             "Audit entries in seq order (filters: subject, action, actor; after_seq, limit)",
             tags=("audit",),
             response={
@@ -315,11 +321,11 @@ def routes() -> list[Route]:
                 },
             },
         ),
-        Route(
+        route(
             "GET",
             "/api/audit/verify",
             verify_audit,
-            ADMINS,
+            Permission.READ_AUDIT,
             "Verify the audit hash chain",
             tags=("audit",),
         ),

@@ -49,7 +49,8 @@ from kernel.audit.chain import ANONYMOUS_ACTOR
 from kernel.body import Fields, read_body
 from kernel.clock import Clock
 from kernel.outages import UNAVAILABLE
-from kernel.roles import LOGINS, PUBLIC, Principal, Role, Route
+from kernel.permissions import MATRIX, Permission, route
+from kernel.roles import PUBLIC, Principal, Role, Route
 
 log = structlog.get_logger(__name__)
 
@@ -444,6 +445,7 @@ async def me_handler(request: web.Request) -> web.Response:
             "username": account.username,
             "display_name": account.display_name,
             "role": str(who.role),
+            "permissions": sorted(MATRIX.get(who.role, ())),
             "via": who.via,
             "expires_at": expires.isoformat() if expires else None,
         }
@@ -457,6 +459,11 @@ _ME = {
         "username": {"type": "string"},
         "display_name": {"type": ["string", "null"]},
         "role": {"type": "string"},
+        "permissions": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "what the role may do (kernel.permissions.MATRIX); screens follow it",
+        },
         "via": {"type": "string", "enum": ["session", "token"]},
         "expires_at": {"type": ["string", "null"], "format": "date-time"},
     },
@@ -483,17 +490,23 @@ def routes() -> list[Route]:
                 },
             },
         ),
-        Route(
+        route(
             "POST",
             "/api/logout",
             logout_handler,
-            LOGINS,
+            Permission.OWN_SESSION,
             "End the caller's session and clear the cookie",
             tags=("auth",),
             response={"type": "object", "properties": {"ended": {"type": "boolean"}}},
         ),
-        Route(
-            "GET", "/api/me", me_handler, LOGINS, "Who the caller is", tags=("auth",), response=_ME
+        route(
+            "GET",
+            "/api/me",
+            me_handler,
+            Permission.OWN_SESSION,
+            "Who the caller is and what the role may do",
+            tags=("auth",),
+            response=_ME,
         ),
     ]
 

@@ -8,10 +8,12 @@ import ``services``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from aiohttp import web
 
+from kernel.audit import reads
 from kernel.clock import Clock
 from kernel.roles import Principal, Route
 
@@ -24,6 +26,11 @@ AUTHENTICATOR: web.AppKey[Authenticator] = web.AppKey("homecare_authenticator")
 CLOCK: web.AppKey[Clock] = web.AppKey("homecare_clock")
 """The service clock for handlers (audit times); the composition root sets it."""
 
+ReadLog = Callable[[Principal, reads.Read, str | None, Mapping[str, Any]], Awaitable[None]]
+"""Writes one audited read (``kernel.audit.store.append_read``: folded, hash-chained)."""
+READ_LOG: web.AppKey[ReadLog] = web.AppKey("homecare_read_log")
+"""How handlers log a read; the composition root (``services.app``) sets it."""
+
 
 def caller(request: web.Request) -> Principal:
     """The authenticated caller of a non-public route (401 if there is none)."""
@@ -31,3 +38,28 @@ def caller(request: web.Request) -> Principal:
     if found is None:
         raise web.HTTPUnauthorized(reason="login required")
     return found
+
+
+def why(request: web.Request) -> str | None:
+    """The caller's reason for a read (``?why=``), checked before anything is read (400)."""
+    return reads.reason(request.query.get("why"))
+
+
+async def audit_read(
+    request: web.Request,
+    action: reads.Read,
+    subject: str | None,
+    reason: str | None,
+    **more: Any,
+) -> None:
+    """Log that the caller read ``subject`` (after the read succeeded, before it is answered):
+    the route's method and path, the reason if given and ``more`` (pseudonymous ids only).
+
+    An app without :data:`READ_LOG` (a unit's own test app, never the composed service: a test
+    holds that) logs nothing."""
+    log = request.app.get(READ_LOG)
+    if log is None:
+        return
+    found = request.get(ROUTE)
+    route = f"{found.method} {found.path}" if found else f"{request.method} {request.path}"
+    await log(caller(request), action, subject, reads.read_data(route, reason, **more))

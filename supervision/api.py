@@ -22,11 +22,14 @@ from aiohttp import web
 from msgspec import Meta
 
 from consent.rules import night_of
+from kernel import access
 from kernel.access import caller
+from kernel.audit.reads import Read
 from kernel.body import END, Fields, NoFields, read_body
 from kernel.clock import Clock
 from kernel.codec import CodecError
-from kernel.roles import ADMINS, OPERATORS, ROUND_LEADS, Principal, Role, Route
+from kernel.permissions import Permission, route
+from kernel.roles import Principal, Role, Route
 from supervision import checks as ch
 from supervision import handover as hv
 from supervision import report as rp
@@ -44,11 +47,6 @@ ZONE: web.AppKey[tzinfo] = web.AppKey("rounds_zone")
 PUBLISH: web.AppKey[Publish] = web.AppKey("rounds_publish")
 
 _TAGS = ("rounds",)
-DESK = OPERATORS | {Role.SHIFT_LEAD}
-"""Who sees tonight's queue, its checks, alarms and reports: operators and the shift lead."""
-PATROL_HANDS = OPERATORS | {Role.PATROL}
-"""Who takes patrol tasks and reports from the home (a patrol only its own or unassigned)."""
-HANDOVER = DESK | ROUND_LEADS
 REASON = rf"^[a-z][a-z0-9_]{{0,63}}{END}"
 MAX_NOTE = 2000
 
@@ -157,8 +155,13 @@ def _alarm_json(a: dict[str, Any]) -> dict[str, Any]:
 
 
 async def get_check(request: web.Request) -> web.Response:
+    """One check and its history; an audited read (``check.viewed``)."""
+    why = access.why(request)
     store = _store(request)
     c = await store.get(request.match_info["check_id"])
+    await access.audit_read(
+        request, Read.CHECK_VIEWED, c.check_id, why, recipient_id=c.recipient_id
+    )
     steps = [t for t in await store.transitions(c.night) if t.check_id == c.check_id]
     return web.json_response(
         {
@@ -353,16 +356,19 @@ def _wants_html(request: web.Request) -> bool:
 
 async def handover(request: web.Request) -> web.Response:
     """The night's handover to the day staff: JSON, or printable HTML (?format=html&lang=en)."""
+    why = access.why(request)
     night = _night(request)
     zone = _zone(request)
+    html = _wants_html(request)
+    lang = request.query.get("lang", "sv")
+    if html and lang not in hv.LANGUAGES:
+        raise BadRequest(f"lang is one of {', '.join(hv.LANGUAGES)}", field="lang")
     start, end = hv.night_bounds(night, zone)
     facts = await _store(request).handover_facts(night, start=start, end=end)
     summary = hv.build(facts, generated_at=_now(request))
-    if not _wants_html(request):
+    await access.audit_read(request, Read.REPORT_VIEWED, night.isoformat(), why, report="handover")
+    if not html:
         return web.json_response(summary)
-    lang = request.query.get("lang", "sv")
-    if lang not in hv.LANGUAGES:
-        raise BadRequest(f"lang is one of {', '.join(hv.LANGUAGES)}", field="lang")
     return web.Response(
         text=hv.render_html(summary, zone=zone, lang=lang), content_type="text/html"
     )
@@ -431,6 +437,8 @@ async def reconcile_night(request: web.Request) -> web.Response:
 
 
 async def night_report(request: web.Request) -> web.Response:
+    """The morning report; an audited read (``report.viewed``, subject the night)."""
+    why = access.why(request)
     night = _night(request)
     store = _store(request)
     nights = await store.planned_nights()
@@ -444,6 +452,7 @@ async def night_report(request: web.Request) -> web.Response:
         alarms=await store.alarms(night),
         looks=await store.night_looks(night, since=since, until=until),
     )
+    await access.audit_read(request, Read.REPORT_VIEWED, night.isoformat(), why, report="morning")
     if _wants_html(request):
         return web.Response(text=rp.render_html(report), content_type="text/html")
     return web.json_response(report)
@@ -486,25 +495,39 @@ def console_event(event: object) -> dict[str, Any] | None:
 
 
 def routes() -> list[Route]:
-    r, t = Route, _TAGS
+    r, t = route, _TAGS
     return [
-        r("GET", "/api/rounds/queue", queue, DESK, "Tonight's open checks and alarms", tags=t),
+        r(
+            "GET",
+            "/api/rounds/queue",
+            queue,
+            Permission.READ_ROUNDS,
+            "Tonight's open checks and alarms",
+            tags=t,
+        ),
         r(
             "POST",
             "/api/rounds/duty",
             start_duty,
-            DESK,
+            Permission.KEEP_WATCH,
             "Start my duty",
             body=NoFields,
             tags=t,
         ),
-        r("DELETE", "/api/rounds/duty", end_duty, DESK, "End my duty", tags=t),
-        r("GET", "/api/checks/{check_id}", get_check, DESK, "One check and its steps", tags=t),
+        r("DELETE", "/api/rounds/duty", end_duty, Permission.KEEP_WATCH, "End my duty", tags=t),
+        r(
+            "GET",
+            "/api/checks/{check_id}",
+            get_check,
+            Permission.READ_ROUNDS,
+            "One check and its steps",
+            tags=t,
+        ),
         r(
             "POST",
             "/api/checks/{check_id}/view",
             open_view,
-            OPERATORS,
+            Permission.LIVE_VIEW,
             "I opened the feed of a queued check",
             body=NoFields,
             tags=t,
@@ -513,7 +536,7 @@ def routes() -> list[Route]:
             "POST",
             "/api/checks/{check_id}/outcome",
             outcome,
-            OPERATORS,
+            Permission.DOCUMENT_CHECKS,
             "Document a check: ok, not_seen, call, patrol (with reason), technical",
             body=Documented,
             tags=t,
@@ -522,7 +545,7 @@ def routes() -> list[Route]:
             "POST",
             "/api/checks/{check_id}/patrol/ack",
             patrol_ack,
-            PATROL_HANDS,
+            Permission.PATROL_VISITS,
             "The patrol takes the visit",
             body=NoFields,
             tags=t,
@@ -531,7 +554,7 @@ def routes() -> list[Route]:
             "POST",
             "/api/checks/{check_id}/patrol/visited",
             patrol_visited,
-            PATROL_HANDS,
+            Permission.PATROL_VISITS,
             "The patrol made the visit",
             body=Visit,
             tags=t,
@@ -540,7 +563,7 @@ def routes() -> list[Route]:
             "POST",
             "/api/alarms/{check_id}/{version}/ack",
             ack_alarm,
-            DESK,
+            Permission.KEEP_WATCH,
             "Acknowledge a missed-deadline alarm",
             tags=t,
         ),
@@ -548,7 +571,7 @@ def routes() -> list[Route]:
             "POST",
             "/api/nights/{date}/plan",
             plan_night,
-            ADMINS,
+            Permission.PLAN_NIGHTS,
             "Plan a night now (idempotent)",
             tags=t,
         ),
@@ -556,7 +579,7 @@ def routes() -> list[Route]:
             "POST",
             "/api/nights/{date}/reconcile",
             reconcile_night,
-            ADMINS,
+            Permission.PLAN_NIGHTS,
             "Close a night: every open check becomes a deviation or escalated",
             tags=t,
         ),
@@ -564,7 +587,7 @@ def routes() -> list[Route]:
             "GET",
             "/api/nights/{date}/report",
             night_report,
-            DESK,
+            Permission.READ_REPORTS,
             "Morning report as JSON, or printable HTML (?format=html)",
             tags=t,
         ),
@@ -572,7 +595,7 @@ def routes() -> list[Route]:
             "GET",
             "/api/patrol/tasks",
             patrol_tasks,
-            PATROL_HANDS | ROUND_LEADS,
+            Permission.READ_PATROL_TASKS,
             "Open patrol tasks (a patrol: its own and unassigned ones) with home and instruction",
             tags=t,
         ),
@@ -580,7 +603,7 @@ def routes() -> list[Route]:
             "POST",
             "/api/checks/{check_id}/patrol/arrived",
             patrol_arrived,
-            PATROL_HANDS,
+            Permission.PATROL_VISITS,
             "The patrol is at the door",
             body=NoFields,
             tags=t,
@@ -589,7 +612,7 @@ def routes() -> list[Route]:
             "POST",
             "/api/checks/{check_id}/patrol/outcome",
             patrol_outcome,
-            PATROL_HANDS,
+            Permission.PATROL_VISITS,
             "What the patrol found: found_well, helped, taken_to_hospital, not_home",
             body=PatrolReport,
             tags=t,
@@ -598,7 +621,7 @@ def routes() -> list[Route]:
             "GET",
             "/api/rounds/escalations",
             escalations,
-            ROUND_LEADS,
+            Permission.REASSIGN,
             "The night's alarms and escalations addressed to the shift lead (?night=, ?open=1)",
             tags=t,
         ),
@@ -606,7 +629,7 @@ def routes() -> list[Route]:
             "POST",
             "/api/checks/{check_id}/assign",
             assign,
-            ROUND_LEADS,
+            Permission.REASSIGN,
             "Give a check to an operator or a patrol task to a patrol (audited)",
             body=Assignment,
             tags=t,
@@ -615,7 +638,7 @@ def routes() -> list[Route]:
             "GET",
             "/api/rounds/staff",
             assignable,
-            ROUND_LEADS,
+            Permission.REASSIGN,
             "Whom a check or patrol task may be given to: active operators and patrols",
             tags=t,
         ),
@@ -623,7 +646,7 @@ def routes() -> list[Route]:
             "GET",
             "/api/rounds/{date}/handover",
             handover,
-            HANDOVER,
+            Permission.READ_REPORTS,
             "The night's handover to the day staff: JSON, or printable HTML (?format=html)",
             tags=t,
         ),

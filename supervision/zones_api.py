@@ -17,7 +17,8 @@ from devices.errors import UnknownDevice
 from kernel import codec
 from kernel.access import CLOCK, caller
 from kernel.body import read_body
-from kernel.roles import DEVICE_STAFF, STAFF, Route
+from kernel.permissions import Permission, route
+from kernel.roles import Route
 from supervision import zone_store, zones
 
 
@@ -60,20 +61,20 @@ ZONES_SCHEMA: dict[str, Any] = {
 
 def routes() -> list[Route]:
     return [
-        Route(
+        route(
             "GET",
             "/api/devices/{device_id}/zones",
             get_zones,
-            STAFF,
+            Permission.READ_DEVICES,
             "A camera's zones (bed, floor, door) as polygons in reference-picture pixels",
             response=ZONES_SCHEMA,
             tags=("devices",),
         ),
-        Route(
+        route(
             "PUT",
             "/api/devices/{device_id}/zones",
             put_zones,
-            DEVICE_STAFF,
+            Permission.MANAGE_DEVICES,
             "Replace a camera's zones (polygons, never pictures); audited",
             body=zones.ZonesBody,
             response=ZONES_SCHEMA,

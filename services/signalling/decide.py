@@ -7,7 +7,8 @@ returns a :class:`Grant` (the state the session opens in, its cap and deadline) 
 :class:`Deny` with a stable reason. The session that a grant opens lives in
 :mod:`services.signalling.machine`. Nothing here reads a clock: ``now`` is passed in.
 
-The rules decided here (hard rule 5 and issue 13): the role for each purpose, a purpose only for
+The rules decided here (hard rule 5 and issue 13): the role for each purpose (the role matrix,
+:mod:`kernel.permissions`: a case officer holds no ``live_view``), a purpose only for
 its device kind (no view of a video phone, no call to a camera), every consent purpose the
 session needs (a call's video needs the camera check's basis too), and issue 15's "a look":
 
@@ -32,14 +33,19 @@ from consent.model import DEFAULT_ANNOUNCE_S, DEFAULT_CALL_CAP_S, Decision
 from consent.model import Purpose as GatePurpose
 from devices import envelope as env
 from devices.topics import DeviceKind
-from kernel.roles import OPERATORS, Role
+from kernel.permissions import Permission, may, roles_with
+from kernel.roles import Role
 from supervision.checks import State as CheckState
 
-#: Who may open each kind of session.
+#: The permission of the role matrix (:mod:`kernel.permissions`) each kind of session needs.
+PERMISSION_FOR: dict[env.Purpose, Permission] = {
+    env.Purpose.VIEW: Permission.LIVE_VIEW,
+    env.Purpose.CALL: Permission.CALL,
+    env.Purpose.PROBE: Permission.PROBE,
+}
+#: Who may open each kind of session: the matrix's roles for its permission.
 ROLES_FOR: dict[env.Purpose, frozenset[Role]] = {
-    env.Purpose.VIEW: OPERATORS,
-    env.Purpose.CALL: OPERATORS,
-    env.Purpose.PROBE: frozenset({Role.SYSTEM}),
+    purpose: roles_with(permission) for purpose, permission in PERMISSION_FOR.items()
 }
 #: The consent purposes the gate must allow, for each kind of session. A call's video needs
 #: the same basis as a view (every cohabitant, no pause, inside an agreed window).
@@ -183,7 +189,8 @@ def call_terms(auto_answer: bool, decision: Decision) -> tuple[float | None, flo
 
 
 def may_request(role: Role, purpose: env.Purpose) -> bool:
-    return role in ROLES_FOR[purpose]
+    """Does the role matrix let ``role`` open this kind of session?"""
+    return may(role, PERMISSION_FOR[purpose])
 
 
 def look_denied(facts: RequestFacts) -> Deny | None:

@@ -21,7 +21,8 @@ from devices import envelope as env
 from identity.revocations import REVOCATIONS, Revocations, Unverifiable
 from identity.standing import Cutoff
 from kernel.access import caller
-from kernel.roles import OPERATORS, PUBLIC, Principal, Role, Route
+from kernel.permissions import Permission, route
+from kernel.roles import PUBLIC, Principal, Route
 from services.signalling.session import ClientConnection, Closing
 from services.web.console import SECURITY_HEADERS, STATIC_ROOT, resolve_static
 
@@ -170,11 +171,11 @@ async def on_shutdown(app: web.Application) -> None:
 
 def routes() -> list[Route]:
     return [
-        Route(
+        route(
             "GET",
             "/ws/signal",
             ws_signal,
-            OPERATORS | {Role.SYSTEM},
+            Permission.SIGNAL,
             "Signalling WebSocket: live views, calls and probes (JSON envelopes)",
             tags=("signalling",),
         ),

@@ -48,7 +48,8 @@ from identity.standing import Cutoff
 from kernel.access import caller
 from kernel.audit import store as audit_store
 from kernel.body import Fields, read_body
-from kernel.roles import LOGINS, OPERATORS, PUBLIC, Principal, Role, Route
+from kernel.permissions import Permission, route
+from kernel.roles import PUBLIC, Principal, Role, Route
 from services.events import EventBus
 from services.web.http import ROUTES
 from supervision import api as rounds_api
@@ -315,8 +316,6 @@ async def _watched(
 
 #: The longest a person may silence the console's sound at a time, minutes (the server's cap).
 MAX_MUTE_MIN = 5
-#: Who may mute: whoever the console calls for attention (the desk and the patrol).
-MUTERS = OPERATORS | {Role.SHIFT_LEAD, Role.PATROL}
 MUTED, UNMUTED = "console.muted", "console.unmuted"
 
 
@@ -382,27 +381,27 @@ def routes() -> list[Route]:
             "The console's static files (ES modules, CSS)",
             tags=("console",),
         ),
-        Route(
+        route(
             "GET",
             "/ws/console",
             ws_console,
-            LOGINS,
+            Permission.OWN_SESSION,
             "Live console events (device presence, rounds) as JSON",
             tags=("console",),
         ),
-        Route(
+        route(
             "GET",
             "/api/rounds/mute",
             get_mute,
-            MUTERS,
+            Permission.MUTE,
             "Whether my console's sound is muted, and until when",
             tags=("console",),
         ),
-        Route(
+        route(
             "POST",
             "/api/rounds/mute",
             set_mute,
-            MUTERS,
+            Permission.MUTE,
             f"Mute my console's sound for 1 to {MAX_MUTE_MIN} minutes (0: on again), audited",
             body=Mute,
             tags=("console",),

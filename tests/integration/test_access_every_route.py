@@ -1,5 +1,8 @@
 """Default deny, proven over the whole composed application: every route that is not public
-refuses a caller without a login (401) and every role it does not name (403). And every route with
+names a permission of the role matrix (``kernel.permissions.MATRIX``), refuses a caller without a
+login (401), refuses every login role the matrix does not give that permission (403
+``forbidden``) and lets through every role it does (whatever the handler then answers, never
+403 ``forbidden``). And every route with
 a body publishes in ``/api/openapi.json`` exactly what its handler decodes: the same fields,
 required fields, defaults and closed objects, and a field it does not define is refused with 422
 naming it."""
@@ -17,6 +20,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from identity import store as staff_store
 from kernel.body import has_required_fields
+from kernel.permissions import Permission, may, roles_with
 from kernel.roles import LOGINS, Role, Route
 from services import app
 from services.settings import load
@@ -55,28 +59,83 @@ def _concrete(path: str) -> str:
     return "/".join("x-0001" if p.startswith("{") else p for p in path.split("/"))
 
 
-async def test_every_route_refuses_the_wrong_caller(
+async def test_every_route_follows_the_role_matrix(
     composed: tuple[TestClient, dict[Role, str]],
 ) -> None:  # type: ignore[type-arg]
     client, tokens = composed
     routes: list[Route] = client.app[http.ROUTES]  # type: ignore[index]
     assert len(routes) >= 6
-    unauthenticated = 0
+    assert set(tokens) == set(LOGINS)
+    assert Role.AUDITOR in tokens
+    unauthenticated = allowed = 0
     for route in routes:
         if route.is_public:
+            assert route.permission is None, route.path
             continue
+        where = f"{route.method} {route.path}"
+        assert route.permission is not None, f"{where} names no permission"
+        permission = Permission(route.permission)
+        assert route.roles == roles_with(permission), where
         url = _concrete(route.path)
         resp = await client.request(route.method, url)
-        assert resp.status == 401, f"{route.method} {route.path} without login: {resp.status}"
+        assert resp.status == 401, f"{where} without login: {resp.status}"
         unauthenticated += 1
         for role, token in tokens.items():
-            if role in route.roles:
-                continue
             resp = await client.request(
                 route.method, url, headers={"Authorization": f"Bearer {token}"}
             )
-            assert resp.status == 403, f"{route.method} {route.path} as {role}: {resp.status}"
+            if route.method == "GET" and route.path.startswith("/ws/"):
+                refused = resp.status == 403
+            else:
+                refused = resp.status == 403 and (await resp.json())["error"]["code"] == "forbidden"
+            assert refused is not may(role, permission), f"{where} as {role}: {resp.status}"
+            allowed += not refused
     assert unauthenticated >= 3
+    assert allowed >= len(routes) // 2
+
+
+async def test_a_technician_reads_devices_and_homes_and_no_care_record(
+    composed: tuple[TestClient, dict[Role, str]],
+) -> None:  # type: ignore[type-arg]
+    """Issue 17: a technician sees devices and installation addresses, never a care plan, a
+    consent, a pause or a note (403 on the brukare, the gate, the round and the reports)."""
+    client, tokens = composed
+    tech = {"Authorization": f"Bearer {tokens[Role.TECHNICIAN]}"}
+    homes = await client.get("/api/installations", headers=tech)
+    assert homes.status == 200
+    assert (await homes.json()) == {"installations": []}
+    assert (await client.get("/api/devices", headers=tech)).status == 200
+    for path in (
+        "/api/recipients",
+        "/api/recipients/rec-0001",  # plans, consents, pauses, cohabitants
+        "/api/suspensions",
+        "/api/gate?device_id=cam-0001&purpose=camera_check",
+        "/api/rounds/queue",
+        "/api/checks/chk-0001",  # a check's history and its notes
+        "/api/nights/2030-01-01/report",
+        "/api/rounds/2030-01-01/handover",
+        "/api/patrol/tasks",
+        "/api/audit",
+    ):
+        resp = await client.get(path, headers=tech)
+        assert resp.status == 403, path
+        assert (await resp.json())["error"]["code"] == "forbidden"
+    for path in ("/api/recipients/rec-0001/care-plans", "/api/recipients/rec-0001/consents"):
+        resp = await client.post(path, json={}, headers=tech)
+        assert resp.status == 403, path
+
+
+async def test_an_auditor_reads_the_audit_log_and_extracts_only(
+    composed: tuple[TestClient, dict[Role, str]],
+) -> None:  # type: ignore[type-arg]
+    client, tokens = composed
+    auditor = {"Authorization": f"Bearer {tokens[Role.AUDITOR]}"}
+    assert (await client.get("/api/audit", headers=auditor)).status == 200
+    assert (await client.get("/api/audit/verify", headers=auditor)).status == 200
+    assert (await client.get("/api/register", headers=auditor)).status == 200
+    assert (await client.get("/api/me", headers=auditor)).status == 200
+    for path in ("/api/recipients", "/api/devices", "/api/rounds/queue", "/api/staff"):
+        assert (await client.get(path, headers=auditor)).status == 403, path
 
 
 async def test_a_patrol_reaches_its_tasks_and_no_brukare(

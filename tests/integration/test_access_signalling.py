@@ -1,8 +1,9 @@
 """Default deny over signalling, message type by message type, through the composed service.
 
-- Only operators (and administrators, who may stand in for them) and the system may open
-  ``/ws/signal``: no login is 401 and a technician, a patrol or a shift lead 403, before any
-  WebSocket exists (the patrol never opens a camera).
+- Only the roles the role matrix (``kernel.permissions``) gives a live view, a call or a probe
+  may open ``/ws/signal``: no login is 401 and a technician, a patrol, a shift lead or an auditor
+  403, before any WebSocket exists (the patrol never opens a camera). A case officer
+  (administrator) connects for calls but a ``view`` is ``denied`` ``forbidden`` (issue 17).
 - ``request``: each purpose only for the roles ``ROLES_FOR`` names (a probe is the system's,
   never staff's) - anything else is ``denied`` with ``forbidden`` and audited, no session.
 - Every message that names a session (``offer``, ``candidate``, ``bye``, ``drive``, ``video``,
@@ -21,7 +22,9 @@ import pytest
 
 from devices import envelope as env
 from devices.topics import DeviceKind
+from kernel.permissions import roles_with
 from kernel.roles import Role
+from services.signalling.decide import PERMISSION_FOR
 from services.signalling.ports import ROLES_FOR
 from tests.integration.signalling_home import _staff_token, due_check, seed_home, served
 from tests.integration.signalling_support import wait_for
@@ -43,7 +46,13 @@ async def test_every_signalling_message_type_needs_the_right_role(
         check_id = await due_check(s, "cam-0071")
         tokens = {
             role: await _staff_token(s.rt, f"walk-{role.value}", role)
-            for role in (Role.ADMINISTRATOR, Role.TECHNICIAN, Role.PATROL, Role.SHIFT_LEAD)
+            for role in (
+                Role.ADMINISTRATOR,
+                Role.TECHNICIAN,
+                Role.PATROL,
+                Role.SHIFT_LEAD,
+                Role.AUDITOR,
+            )
         }
         other_operator = await _staff_token(s.rt, "walk-operator2", Role.OPERATOR)
 
@@ -54,6 +63,7 @@ async def test_every_signalling_message_type_needs_the_right_role(
                 ({"Authorization": f"Bearer {tokens[Role.TECHNICIAN]}"}, 403),
                 ({"Authorization": f"Bearer {tokens[Role.PATROL]}"}, 403),  # no camera, ever
                 ({"Authorization": f"Bearer {tokens[Role.SHIFT_LEAD]}"}, 403),
+                ({"Authorization": f"Bearer {tokens[Role.AUDITOR]}"}, 403),
                 ({"Authorization": "Bearer hct_abcdefghij_" + "x" * 43}, 401),
             ):
                 with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
@@ -126,8 +136,45 @@ async def test_every_signalling_message_type_needs_the_right_role(
             await view.hang_up()
             await asyncio.wait_for(task, 10)
 
-        # An administrator may stand in for an operator (OPERATORS); a technician may not even
-        # connect (above). Both are what the roles table says.
+        # The socket's roles and each purpose's are the role matrix's.
         for purpose, roles in ROLES_FOR.items():
+            assert roles == roles_with(PERMISSION_FOR[purpose]), purpose
             assert Role.TECHNICIAN not in roles, purpose
             assert Role.PATROL not in roles, purpose
+        assert Role.ADMINISTRATOR not in ROLES_FOR[env.Purpose.VIEW]
+
+
+async def test_a_case_officer_opens_no_live_view(
+    database_url: str, mqtt_url: str, topic_prefix: str
+) -> None:
+    """Issue 17: an administrator (case officer) may connect (it may call) but a ``view``, even of
+    a due check while on duty, is ``denied`` ``forbidden``, audited, and opens no session."""
+    async with served(database_url, mqtt_url, topic_prefix, [("cam-0072", DeviceKind.CAMERA)]) as s:
+        await seed_home(s, "rec-0072", ["cam-0072"])
+        check_id = await due_check(s, "cam-0072")
+        admin = await _staff_token(s.rt, "case-officer", Role.ADMINISTRATOR, on_duty_at=s.clock())
+        async with s.channel(admin) as officer:
+            ws = officer.ws
+            await ws.send_str(
+                env.encode(
+                    env.Request(
+                        "s-officer-view",
+                        device_id="cam-0072",
+                        purpose=env.Purpose.VIEW,
+                        check_id=check_id,
+                    )
+                )
+            )
+            msg = await asyncio.wait_for(ws.receive(), 5)
+            assert msg.type is aiohttp.WSMsgType.TEXT, msg
+            denied = env.decode(msg.data, allowed=SERVER_TYPES)
+            assert isinstance(denied, env.Denied), denied
+            assert denied.reason == "forbidden"
+        assert not s.rt.signalling.sessions
+        assert (
+            await s.rt.pool.fetchval(
+                "SELECT count(*) FROM audit_log WHERE action = 'view.denied' AND actor = ("
+                " SELECT staff_id FROM staff WHERE username = 'case-officer')"
+            )
+            >= 1
+        )

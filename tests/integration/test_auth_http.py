@@ -19,6 +19,7 @@ from identity.staff import FAST_HASHING, PasswordHasher
 from kernel.access import caller
 from kernel.audit import store as audit_store
 from kernel.clock import ScaledClock
+from kernel.permissions import MATRIX
 from kernel.roles import ADMINS, LOGINS, STAFF, Role, Route
 from services.web import http
 
@@ -158,6 +159,7 @@ async def test_login_sets_a_strict_httponly_cookie_and_me_answers(
         "username": "natt1",
         "display_name": "Anna Andersson",
         "role": "operator",
+        "permissions": sorted(MATRIX[Role.OPERATOR]),  # what the console's screens follow
         "via": "session",
         "expires_at": body["expires_at"],
     }
