@@ -1,20 +1,27 @@
-"""HTTP handlers of the consent slice for two-step device binding, the gate and the camera
-register (routes in :func:`consent.api.routes`). Each decodes its body's Struct (declared above
-it), calls the store's port, and shapes the answer."""
+"""HTTP handlers of the consent slice for two-step device binding (four eyes, and proof from
+the device: a video phone's code sent by :data:`BIND_CODE_SENDER`, a camera's button), the gate
+and the camera register (routes in :func:`consent.api.routes`). Each decodes its body's Struct
+(declared above it), calls the store's port, and shapes the answer."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
 import structlog
 from aiohttp import web
 
 from consent import api_context as ctx
 from consent import records, rules
 from consent import register as camera_register
-from consent.errors import InvalidInput
-from consent.model import BindingAction, Purpose
+from consent.binding_writes import new_bind_code
+from consent.errors import Conflict, InvalidInput
+from consent.model import BindingAction, BindingConfirmation, BindingProof, BindingRequest, Purpose
 from consent.ports import new_id
 from kernel.access import caller
-from kernel.body import Fields, Id, parse_instant, read_body
+from kernel.body import END, Fields, Id, parse_instant, read_body
 from kernel.codec import CodecError
 from kernel.values import is_id
 
@@ -22,6 +29,11 @@ log = structlog.get_logger("consent.api")
 
 
 # --- device binding ------------------------------------------------------------------------
+
+SendBindCode = Callable[[str, str, datetime], Awaitable[bool]]
+"""Sends a video phone its one-time code to show (``device_id, code, expires_at``); ``True``
+when the phone acked it. The composition root gives the MQTT ``bind_code`` command."""
+BIND_CODE_SENDER: web.AppKey[SendBindCode] = web.AppKey("consent_bind_code_sender")
 
 
 async def list_binding_requests(request: web.Request) -> web.Response:
@@ -41,10 +53,27 @@ class BindingAsk(Fields):
             raise CodecError("missing_field", "recipient_id", "binding names the brukare")
 
 
+async def _send_code(request: web.Request, req: BindingRequest, code: str) -> bool:
+    """Show the code on the phone; ``False`` (logged) if it cannot be sent or is not acked."""
+    send = request.app.get(BIND_CODE_SENDER)
+    if send is None or req.code_expires_at is None:
+        log.warning("bind_code_not_sent", device_id=req.device_id, reason="no_broker")
+        return False
+    try:
+        acked = await send(req.device_id, code, req.code_expires_at)
+    except (OSError, LookupError, TimeoutError) as e:  # offline, unknown, broker gone
+        log.warning("bind_code_not_sent", device_id=req.device_id, reason=type(e).__name__)
+        return False
+    if not acked:
+        log.warning("bind_code_not_sent", device_id=req.device_id, reason="refused")
+    return acked
+
+
 async def request_binding(request: web.Request) -> web.Response:
     who = caller(request)
     device_id = request.match_info["device_id"]
     b = await read_body(request, BindingAsk)
+    code = new_bind_code()  # kept (hashed) and sent only when the device is a video phone
     req = await ctx.store(request).request_binding(
         request_id=new_id("breq"),
         action=b.action,
@@ -52,29 +81,55 @@ async def request_binding(request: web.Request) -> web.Response:
         recipient_id=b.recipient_id,
         actor=who.staff_id,
         at=ctx.now(request),
+        code=code,
     )
+    body = records.request_json(req)
+    if req.proof is BindingProof.CODE:
+        body["code_sent"] = await _send_code(request, req, code)
     log.info(
-        "binding_requested", device_id=device_id, action=b.action.value, request_id=req.request_id
+        "binding_requested",
+        device_id=device_id,
+        action=b.action.value,
+        request_id=req.request_id,
+        proof=req.proof.value,
     )
-    return ctx.answer(records.request_json(req), 201)
+    return ctx.answer(body, 201)
+
+
+BIND_CODE = rf"^[0-9]{{{rules.BIND_CODE_DIGITS}}}{END}"
 
 
 class Confirmation(Fields):
-    """Step two: the confirming administrator names the brukare the request is for."""
+    """Step two, by a second person: the brukare the request names, the brukare's details as
+    the installer on site reads them out (``name``: on the door, or the whole name;
+    ``address``: the street address, when the record holds one), and for a video phone the
+    ``code`` its screen shows. A camera's proof is its ``bind_button``, pressed after the
+    request. Four eyes: the requester cannot confirm (409 ``four_eyes``)."""
 
     recipient_id: Id
+    name: Annotated[str, msgspec.Meta(max_length=200)] = ""
+    address: Annotated[str, msgspec.Meta(max_length=500)] = ""
+    code: Annotated[str, msgspec.Meta(pattern=BIND_CODE)] | None = None
 
 
 async def confirm_binding(request: web.Request) -> web.Response:
     who = caller(request)
-    rid = (await read_body(request, Confirmation)).recipient_id
-    binding = await ctx.store(request).confirm_binding(
-        request.match_info["request_id"], recipient_id=rid, actor=who.staff_id, at=ctx.now(request)
+    b = await read_body(request, Confirmation)
+    request_id = request.match_info["request_id"]
+    typed = BindingConfirmation(
+        recipient_id=b.recipient_id, name=b.name, address=b.address, code=b.code
     )
+    try:
+        binding = await ctx.store(request).confirm_binding(
+            request_id, typed, actor=who.staff_id, at=ctx.now(request)
+        )
+    except (Conflict, InvalidInput) as e:
+        log.info("binding_refused", request_id=request_id, code=e.code, field=e.field)
+        raise
     log.info(
         "binding_confirmed",
         device_id=binding.device_id,
-        recipient_id=rid,
+        recipient_id=binding.recipient_id,
         bound=binding.unbound_at is None,
     )
     return ctx.answer(records.binding_json(binding))

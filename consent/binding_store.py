@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from consent import rows
-from consent.model import BehaviourEvent, Binding, BindingRequest, Suspension
+from consent.model import BehaviourEvent, Binding, BindingRequest, ButtonPress, Suspension
 
 if TYPE_CHECKING:
     from consent.pg import Connection
@@ -26,6 +26,12 @@ class PgBindingRows:
             "SELECT 1 FROM devices WHERE device_id = $1 FOR UPDATE", device_id
         )
         return found is not None
+
+    async def device_kind(self, device_id: str) -> str | None:
+        kind: str | None = await self._conn.fetchval(
+            "SELECT kind FROM devices WHERE device_id = $1", device_id
+        )
+        return kind
 
     async def lock_request(self, request_id: str) -> BindingRequest | None:
         device_id = await self._conn.fetchval(
@@ -51,7 +57,8 @@ class PgBindingRows:
         r = request
         status = await self._conn.execute(
             "INSERT INTO binding_requests (request_id, action, device_id, recipient_id,"
-            " requested_by, requested_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            " requested_by, requested_at, expires_at, proof, code_hash, code_expires_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
             " ON CONFLICT (request_id) DO NOTHING",
             r.request_id,
             r.action.value,
@@ -60,6 +67,36 @@ class PgBindingRows:
             r.requested_by,
             r.requested_at,
             r.expires_at,
+            r.proof.value,
+            r.code_hash,
+            r.code_expires_at,
+        )
+        return not status.endswith(" 0")
+
+    async def count_code_attempt(self, request_id: str, *, void_at: datetime | None) -> int:
+        attempts: int = await self._conn.fetchval(
+            "UPDATE binding_requests SET code_attempts = code_attempts + 1,"
+            " cancelled_at = COALESCE($2, cancelled_at) WHERE request_id = $1"
+            " RETURNING code_attempts",
+            request_id,
+            void_at,
+        )
+        return attempts
+
+    async def bind_button(self, device_id: str) -> ButtonPress | None:
+        at = await self._conn.fetchval(
+            "SELECT pressed_at FROM device_bind_buttons WHERE device_id = $1", device_id
+        )
+        return None if at is None else ButtonPress(device_id, at)
+
+    async def set_bind_button(self, device_id: str, at: datetime) -> bool:
+        status = await self._conn.execute(
+            "INSERT INTO device_bind_buttons (device_id, pressed_at)"
+            " SELECT device_id, $2 FROM devices WHERE device_id = $1"
+            " ON CONFLICT (device_id) DO UPDATE SET pressed_at = GREATEST("
+            "device_bind_buttons.pressed_at, EXCLUDED.pressed_at)",
+            device_id,
+            at,
         )
         return not status.endswith(" 0")
 

@@ -1,10 +1,13 @@
-"""The write path (see :mod:`consent.writes`) for two-step device binding, behaviour events and
-suspension (hard rule 8), and re-verification. Each function runs inside the caller's
+"""The write path (see :mod:`consent.writes`) for two-step device binding (four eyes and proof
+from the device, decided by :func:`consent.rules.confirm_refusal`), seeding as the system, the
+devices' ``bind_button`` presses, behaviour events and suspension (hard rule 8), and
+re-verification. Each function runs inside the caller's
 :class:`~consent.ports.WriteTx` and returns its result with the change to publish after the
 commit (``None`` when the write publishes nothing)."""
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import replace
 from datetime import datetime
 
@@ -14,6 +17,8 @@ from consent.model import (
     BehaviourEvent,
     Binding,
     BindingAction,
+    BindingConfirmation,
+    BindingProof,
     BindingRequest,
     ChangeKind,
     ConsentChange,
@@ -21,6 +26,11 @@ from consent.model import (
 )
 from consent.ports import BINDING_REQUEST_TTL, WriteTx, new_id
 from consent.write_steps import changed, locked_recipient
+
+
+def new_bind_code() -> str:
+    """A fresh one-time code of :data:`consent.rules.BIND_CODE_DIGITS` digits (``secrets``)."""
+    return f"{secrets.randbelow(10**rules.BIND_CODE_DIGITS):0{rules.BIND_CODE_DIGITS}d}"
 
 
 async def request_binding(
@@ -32,9 +42,11 @@ async def request_binding(
     recipient_id: str | None,
     actor: str,
     at: datetime,
+    code: str | None = None,
 ) -> BindingRequest:
     """Step one: ask to bind the device to a brukare (or to unbind it); replaces the device's
-    open requests. Audited; publishes nothing (nothing changed yet)."""
+    open requests. Binding a video phone keeps the hash of ``code``, valid for
+    :data:`consent.rules.PROOF_WINDOW`. Audited; publishes nothing (nothing changed yet)."""
     rows = tx.bindings
     if not await rows.lock_device(device_id):
         raise NotFound("device", device_id, "device_id")
@@ -54,6 +66,14 @@ async def request_binding(
                 "recipient_mismatch", "the device is bound to another recipient", "recipient_id"
             )
         target = active.recipient_id
+    proof = rules.proof_for(action, await rows.device_kind(device_id))
+    code_hash = code_expires_at = None
+    if proof is BindingProof.CODE:
+        digits = rules.BIND_CODE_DIGITS
+        if code is None or not (code.isascii() and code.isdigit()) or len(code) != digits:
+            raise InvalidInput("code", "bad_value", f"a video phone needs a {digits}-digit code")
+        code_hash = rules.bind_code_hash(request_id, code)
+        code_expires_at = at + rules.PROOF_WINDOW
     await rows.cancel_open_requests(device_id, at=at)
     req = BindingRequest(
         request_id=request_id,
@@ -63,6 +83,9 @@ async def request_binding(
         requested_by=actor,
         requested_at=at,
         expires_at=at + BINDING_REQUEST_TTL,
+        proof=proof,
+        code_hash=code_hash,
+        code_expires_at=code_expires_at,
     )
     if not await rows.insert_request(req):
         raise Conflict("duplicate", "that request_id exists", "request_id")
@@ -70,32 +93,47 @@ async def request_binding(
         actor=actor,
         action=f"binding.{action.value}_requested",
         subject=device_id,
-        data={"request_id": request_id, "recipient_id": target},
+        data={"request_id": request_id, "recipient_id": target, "proof": proof.value},
         at=at,
     )
     return req
 
 
+def refusal_error(refusal: rules.ConfirmRefusal) -> Conflict | InvalidInput:
+    """The error a refused confirmation raises: 409 :class:`Conflict` or 422 ``InvalidInput``."""
+    if refusal.status == 409:
+        return Conflict(refusal.code, refusal.message, refusal.field)
+    return InvalidInput(refusal.field or "request_id", refusal.code, refusal.message)
+
+
 async def confirm_binding(
-    tx: WriteTx, request_id: str, *, recipient_id: str, actor: str, at: datetime
-) -> tuple[Binding, ConsentChange]:
-    """Step two: ``recipient_id`` must name the brukare of the open, unexpired request. Binding
-    lets the device out of quarantine, unbinding puts it back, in the same transaction."""
+    tx: WriteTx, request_id: str, typed: BindingConfirmation, *, actor: str, at: datetime
+) -> tuple[Binding, ConsentChange] | Conflict | InvalidInput:
+    """Step two, decided by :func:`consent.rules.confirm_refusal`. Binding lets the device out of
+    quarantine, unbinding puts it back, in the same transaction. A refusal raises (nothing
+    changes), except a wrong code: it is counted and audited (the last one voids the request)
+    and its error *returned*, for the caller to raise once that is committed."""
     rows = tx.bindings
     req = await rows.lock_request(request_id)
     if req is None:
         raise NotFound("binding request", request_id, "request_id")
-    if not req.is_open:
-        raise Conflict("request_closed", "the request was already confirmed or replaced")
-    if at >= req.expires_at:
-        raise Conflict("request_expired", "the request has expired; make a new one")
-    if recipient_id != req.recipient_id:
-        raise Conflict(
-            "recipient_mismatch",
-            "recipient_id does not name the brukare of the request",
-            "recipient_id",
+    recipient = await locked_recipient(tx, req.recipient_id)
+    button = None if req.proof is not BindingProof.BUTTON else await rows.bind_button(req.device_id)
+    refusal = rules.confirm_refusal(
+        req, typed, confirmer=actor, recipient=recipient, button=button, at=at
+    )
+    if refusal is not None and refusal.counts:
+        attempts = await rows.count_code_attempt(request_id, void_at=at if refusal.voids else None)
+        await tx.audit(
+            actor=actor,
+            action="binding.code_refused",
+            subject=req.device_id,
+            data={"request_id": request_id, "attempts": attempts, "void": refusal.voids},
+            at=at,
         )
-    await locked_recipient(tx, req.recipient_id)
+        return refusal_error(refusal)
+    if refusal is not None:
+        raise refusal_error(refusal)
     active = await rows.active_binding(req.device_id)
     if req.action is BindingAction.BIND:
         if active is not None:
@@ -126,11 +164,58 @@ async def confirm_binding(
             "request_id": request_id,
             "recipient_id": req.recipient_id,
             "binding_id": binding.binding_id,
+            "proof": req.proof.value,
+            "requested_by": req.requested_by,
         },
         at=at,
     )
     change = await changed(tx, kind, req.recipient_id, at, (req.device_id,))
     return replace(binding, device_kind=device_kind), change
+
+
+async def seed_binding(
+    tx: WriteTx,
+    *,
+    device_id: str,
+    recipient_id: str,
+    actor: str,
+    at: datetime,
+    bound_by: str | None = None,
+) -> tuple[Binding, ConsentChange]:
+    """Bind at once as the system, for seeding a demo or a test (no request, no proof): audited
+    ``binding.seeded`` by ``actor``, recorded as requested by ``actor`` and bound by
+    ``bound_by`` (default ``actor``). Never reachable from the API."""
+    rows = tx.bindings
+    if not await rows.lock_device(device_id):
+        raise NotFound("device", device_id, "device_id")
+    await locked_recipient(tx, recipient_id)
+    if await rows.active_binding(device_id) is not None:
+        raise Conflict("device_bound", "the device is bound; unbind it first")
+    await rows.cancel_open_requests(device_id, at=at)
+    binding = Binding(
+        binding_id=new_id("bind"),
+        device_id=device_id,
+        recipient_id=recipient_id,
+        bound_at=at,
+        requested_by=actor,
+        bound_by=bound_by or actor,
+    )
+    await rows.insert_binding(binding)
+    device_kind = await rows.set_quarantined(device_id, False)
+    await tx.audit(
+        actor=actor,
+        action="binding.seeded",
+        subject=device_id,
+        data={"recipient_id": recipient_id, "binding_id": binding.binding_id},
+        at=at,
+    )
+    change = await changed(tx, ChangeKind.DEVICE_BOUND, recipient_id, at, (device_id,))
+    return replace(binding, device_kind=device_kind), change
+
+
+async def record_bind_button(tx: WriteTx, device_id: str, at: datetime) -> bool:
+    """Keep the device's latest ``bind_button`` (when it arrived; nothing else)."""
+    return await tx.bindings.set_bind_button(device_id, at)
 
 
 async def record_device_event(

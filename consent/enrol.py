@@ -2,7 +2,8 @@
 
 The demo, the simulated night, the benchmarks and the tests enrol homes through these two
 helpers, so they all go through the consent store (validated, audited, published) the same way:
-an informed consent per purpose, and each device bound in the usual two steps.
+an informed consent per purpose, and each device bound as seeding does (at once, as the system,
+audited ``binding.seeded``; staff go through the two steps with the device's proof).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from consent.model import Basis, Binding, BindingAction, Consent, Purpose
+from consent.model import Basis, Binding, Consent, Purpose
 from consent.ports import ConsentStore
 
 
@@ -63,18 +64,12 @@ async def bind(
     actor: str,
     at: datetime,
     confirmed_by: str | None = None,
-    request_id: str | None = None,
 ) -> Binding:
-    """Bind ``device_id`` to the brukare in two steps: ``actor`` asks, ``confirmed_by`` (default
-    the same) confirms naming the brukare. Raises the store's ``Conflict`` if it is bound."""
-    req = await store.request_binding(
-        request_id=request_id or f"breq-{device_id}",
-        action=BindingAction.BIND,
-        device_id=device_id,
-        recipient_id=recipient_id,
-        actor=actor,
-        at=at,
-    )
-    return await store.confirm_binding(
-        req.request_id, recipient_id=recipient_id, actor=confirmed_by or actor, at=at
+    """Bind ``device_id`` to the brukare as seeding does: at once, as the system, without the
+    two steps and the device's proof (:meth:`~consent.ports.ConsentStore.seed_binding`, audited
+    ``binding.seeded``); recorded as requested by ``actor`` and bound by ``confirmed_by``
+    (default the same). Raises the store's ``Conflict`` if it is bound. Staff bind through the
+    API: four eyes and proof from the device (docs/consent.md)."""
+    return await store.seed_binding(
+        device_id=device_id, recipient_id=recipient_id, actor=actor, at=at, bound_by=confirmed_by
     )

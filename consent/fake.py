@@ -104,9 +104,13 @@ class FakeConsentStore(ConsentWrites):
         return sorted(found, key=lambda x: (x[1], x[0]))
 
     async def binding_requests(self, *, device_id: str | None = None) -> list[BindingRequest]:
+        def pressed(r: BindingRequest) -> datetime | None:
+            at = self.tables.buttons.get(r.device_id)
+            return at if at is not None and at >= r.requested_at else None
+
         return sorted(
             (
-                r
+                dataclasses.replace(r, button_pressed_at=pressed(r))
                 for r in self.tables.requests.values()
                 if device_id is None or r.device_id == device_id
             ),

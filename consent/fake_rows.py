@@ -16,6 +16,7 @@ from consent.model import (
     BehaviourEvent,
     Binding,
     BindingRequest,
+    ButtonPress,
     CarePlan,
     CareRecipient,
     Cohabitant,
@@ -47,6 +48,8 @@ class FakeTables:
     pauses: dict[str, Pause] = dataclasses.field(default_factory=dict)
     requests: dict[str, BindingRequest] = dataclasses.field(default_factory=dict)
     bindings: dict[str, Binding] = dataclasses.field(default_factory=dict)
+    buttons: dict[str, datetime] = dataclasses.field(default_factory=dict)
+    """Each device's latest ``bind_button``."""
     suspensions: dict[str, Suspension] = dataclasses.field(default_factory=dict)
     events: list[tuple[str, str, BehaviourEvent, datetime]] = dataclasses.field(
         default_factory=list
@@ -218,8 +221,31 @@ class FakeTx:
     async def lock_device(self, device_id: str) -> bool:
         return device_id in self._t.devices
 
+    async def device_kind(self, device_id: str) -> str | None:
+        return self._t.devices[device_id].kind
+
     async def lock_request(self, request_id: str) -> BindingRequest | None:
         return self._t.requests.get(request_id)
+
+    async def count_code_attempt(self, request_id: str, *, void_at: datetime | None) -> int:
+        old = self._t.requests[request_id]
+        new = dataclasses.replace(
+            old,
+            code_attempts=old.code_attempts + 1,
+            cancelled_at=old.cancelled_at if void_at is None else void_at,
+        )
+        self._t.requests[request_id] = new
+        return new.code_attempts
+
+    async def bind_button(self, device_id: str) -> ButtonPress | None:
+        at = self._t.buttons.get(device_id)
+        return None if at is None else ButtonPress(device_id, at)
+
+    async def set_bind_button(self, device_id: str, at: datetime) -> bool:
+        if device_id not in self._t.devices:
+            return False
+        self._t.buttons[device_id] = max(at, self._t.buttons.get(device_id, at))
+        return True
 
     async def active_binding(self, device_id: str) -> Binding | None:
         return next(

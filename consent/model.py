@@ -168,6 +168,16 @@ class BindingAction(StrEnum):
     UNBIND = "unbind"
 
 
+class BindingProof(StrEnum):
+    """What proves that the physical device in the home is the one being bound (issue 17):
+    a video phone shows a one-time ``code`` on its screen, a camera's bind ``button`` is
+    pressed; an unbinding needs ``none`` (the device may be broken or gone)."""
+
+    NONE = "none"
+    CODE = "code"
+    BUTTON = "button"
+
+
 class ChangeKind(StrEnum):
     """What changed; every kind may turn an allowed look into a denied one (or back)."""
 
@@ -397,14 +407,54 @@ class BindingRequest:
     confirmed_by: str | None = None
     confirmed_at: datetime | None = None
     cancelled_at: datetime | None = None
+    proof: BindingProof = BindingProof.NONE
+    code_hash: str | None = field(default=None, repr=False)
+    """A video phone's one-time code, hashed with the request id (the code itself is never
+    stored): :func:`consent.rules.bind_code_hash`."""
+    code_expires_at: datetime | None = None
+    code_attempts: int = 0
+    """Wrong codes typed so far; at :data:`consent.rules.MAX_CODE_ATTEMPTS` the request is void."""
+    button_pressed_at: datetime | None = None
+    """Read only: the device's latest ``bind_button`` at or after the request (filled by the
+    reads, for the confirmer's screen; the confirmation reads it again under the lock)."""
 
     def __post_init__(self) -> None:
-        for name in ("requested_at", "expires_at", "confirmed_at", "cancelled_at"):
+        for name in (
+            "requested_at",
+            "expires_at",
+            "confirmed_at",
+            "cancelled_at",
+            "code_expires_at",
+            "button_pressed_at",
+        ):
             _aware(name, getattr(self, name))
 
     @property
     def is_open(self) -> bool:
         return self.confirmed_at is None and self.cancelled_at is None
+
+
+@dataclass(frozen=True, slots=True)
+class BindingConfirmation:
+    """What the second person types in step two: the brukare the request is for, the brukare's
+    details as the installer on site reads them out (the name on the door, the street
+    address) and, for a video phone, the code its screen shows. Personal data: not in ``repr``."""
+
+    recipient_id: str
+    name: str = field(default="", repr=False)
+    address: str = field(default="", repr=False)
+    code: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ButtonPress:
+    """A device's latest ``bind_button`` event, as the backend received it (no picture)."""
+
+    device_id: str
+    at: datetime
+
+    def __post_init__(self) -> None:
+        _aware("at", self.at)
 
 
 @dataclass(frozen=True, slots=True)

@@ -161,8 +161,11 @@ class PgReads:
     async def binding_requests(self, *, device_id: str | None = None) -> list[BindingRequest]:
         async with self._core.conn() as conn:
             found = await conn.fetch(
-                "SELECT * FROM binding_requests WHERE $1::text IS NULL"
-                " OR device_id = $1 ORDER BY requested_at, request_id",
+                "SELECT r.*, b.pressed_at FROM binding_requests r"
+                " LEFT JOIN device_bind_buttons b"
+                " ON b.device_id = r.device_id AND b.pressed_at >= r.requested_at"
+                " WHERE $1::text IS NULL OR r.device_id = $1"
+                " ORDER BY r.requested_at, r.request_id",
                 device_id,
             )
-        return [rows.request(r) for r in found]
+        return [rows.request(r, button_pressed_at=r["pressed_at"]) for r in found]

@@ -28,7 +28,9 @@ from consent.model import (
     BehaviourEvent,
     Binding,
     BindingAction,
+    BindingConfirmation,
     BindingRequest,
+    ButtonPress,
     CarePlan,
     CareRecipient,
     Cohabitant,
@@ -153,12 +155,36 @@ class ConsentStore(Protocol):
         recipient_id: str | None,
         actor: str,
         at: datetime,
-    ) -> BindingRequest: ...
+        code: str | None = None,
+    ) -> BindingRequest:
+        """First step. Binding a video phone keeps the hash of ``code`` (the one-time code the
+        caller then sends to the phone's screen; required for a phone), a camera waits for its
+        ``bind_button``; see :func:`consent.rules.proof_for`."""
+        ...
 
     async def confirm_binding(
-        self, request_id: str, *, recipient_id: str, actor: str, at: datetime
+        self, request_id: str, typed: BindingConfirmation, *, actor: str, at: datetime
     ) -> Binding:
-        """Second step: ``recipient_id`` must name the brukare of the request."""
+        """Second step, by another person than the requester, with the device's proof and the
+        brukare's details (:func:`consent.rules.confirm_refusal`). A wrong code is counted
+        (and the fifth voids the request) although the confirmation is refused."""
+        ...
+
+    async def seed_binding(
+        self,
+        *,
+        device_id: str,
+        recipient_id: str,
+        actor: str,
+        at: datetime,
+        bound_by: str | None = None,
+    ) -> Binding:
+        """Bind at once, without the two steps: for seeding a demo or a test as the system
+        (audited ``binding.seeded``), never reachable from the API."""
+        ...
+
+    async def record_bind_button(self, device_id: str, at: datetime) -> bool:
+        """A device's ``bind_button`` event, received at ``at``; ``False`` for no such device."""
         ...
 
     async def record_device_event(
@@ -234,8 +260,22 @@ class BindingRows(Protocol):
         """Lock the device's row; ``False`` if there is no such device."""
         ...
 
+    async def device_kind(self, device_id: str) -> str | None: ...
+
     async def lock_request(self, request_id: str) -> BindingRequest | None:
         """The request, read after locking its device's row."""
+        ...
+
+    async def count_code_attempt(self, request_id: str, *, void_at: datetime | None) -> int:
+        """Count one wrong code (cancelling the request at ``void_at`` if given); the count."""
+        ...
+
+    async def bind_button(self, device_id: str) -> ButtonPress | None:
+        """The device's latest ``bind_button``."""
+        ...
+
+    async def set_bind_button(self, device_id: str, at: datetime) -> bool:
+        """Keep ``at`` as the device's latest press (a later one stays); ``False`` if no device."""
         ...
 
     async def active_binding(self, device_id: str) -> Binding | None: ...

@@ -10,8 +10,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, time
 from typing import Any
 
+from consent import rules
 from consent.model import (
     Binding,
+    BindingProof,
     BindingRequest,
     CarePlan,
     CareRecipient,
@@ -192,6 +194,14 @@ def request_json(r: BindingRequest) -> dict[str, Any]:
         "confirmed_by": r.confirmed_by,
         "confirmed_at": iso(r.confirmed_at),
         "cancelled_at": iso(r.cancelled_at),
+        "proof": r.proof.value,
+        "code_expires_at": iso(r.code_expires_at),
+        "code_attempts_left": (
+            max(0, rules.MAX_CODE_ATTEMPTS - r.code_attempts)
+            if r.proof is BindingProof.CODE
+            else None
+        ),
+        "button_pressed_at": iso(r.button_pressed_at),
     }
 
 

@@ -13,6 +13,7 @@ from consent.model import (
     BehaviourEvent,
     Binding,
     BindingAction,
+    BindingProof,
     BindingRequest,
     CarePlan,
     CareRecipient,
@@ -156,7 +157,8 @@ def binding(d: Row) -> Binding:
     )
 
 
-def request(d: Row) -> BindingRequest:
+def request(d: Row, *, button_pressed_at: datetime | None = None) -> BindingRequest:
+    """A ``binding_requests`` row; ``button_pressed_at`` as the reads found it (not stored)."""
     return BindingRequest(
         request_id=d["request_id"],
         action=BindingAction(d["action"]),
@@ -168,6 +170,11 @@ def request(d: Row) -> BindingRequest:
         confirmed_by=d["confirmed_by"],
         confirmed_at=ts_opt(d["confirmed_at"]),
         cancelled_at=ts_opt(d["cancelled_at"]),
+        proof=BindingProof(d["proof"]),
+        code_hash=d["code_hash"],
+        code_expires_at=ts_opt(d["code_expires_at"]),
+        code_attempts=d["code_attempts"],
+        button_pressed_at=button_pressed_at,
     )
 
 

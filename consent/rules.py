@@ -47,7 +47,11 @@ say) that do not exist or are ambiguous are refused by :func:`resolve_local`.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import itertools
+import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
@@ -70,6 +74,11 @@ from consent.model import (
     MIN_VIEW_CAP_S,
     Basis,
     BehaviourEvent,
+    BindingAction,
+    BindingConfirmation,
+    BindingProof,
+    BindingRequest,
+    ButtonPress,
     CarePlan,
     CareRecipient,
     CheckTime,
@@ -752,3 +761,172 @@ def validate_round_times(
                 )
             )
     return out
+
+
+# --- binding: four eyes and proof from the device (issue 17) ----------------------------------
+
+PROOF_WINDOW = timedelta(minutes=10)
+"""The device's proof counts only within this long of the request: a video phone's code expires
+then, and a camera's ``bind_button`` must be pressed at or after the request and within it."""
+MAX_CODE_ATTEMPTS = 5
+"""Wrong codes a request takes; the last one voids it (a new request sends a new code), so a
+six-digit code cannot be guessed: 5 tries in a million."""
+BIND_CODE_DIGITS = 6
+
+
+def proof_for(action: BindingAction, device_kind: str | None) -> BindingProof:
+    """The proof a request needs: binding a video phone its code, binding anything else (a
+    camera, or a device that never said what it is) its button; unbinding none."""
+    if action is BindingAction.UNBIND:
+        return BindingProof.NONE
+    return BindingProof.CODE if device_kind == "video_phone" else BindingProof.BUTTON
+
+
+def bind_code_hash(request_id: str, code: str) -> str:
+    """The stored form of a one-time code: SHA-256 of the code salted with its request's id."""
+    return hashlib.sha256(f"{request_id}:{code}".encode()).hexdigest()
+
+
+def normalised(text: str) -> str:
+    """Text as compared: Unicode NFKC, case folded, every run of anything but letters and digits
+    one space (``"Storg. 1"`` and ``"storg 1"`` are the same)."""
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    return " ".join(re.split(r"[\W_]+", folded)).strip()
+
+
+def name_matches(typed: str, display_name: str) -> bool:
+    """The brukare's name as read out on site: the whole name, or the family name (the last
+    word), as on the door."""
+    said, full = normalised(typed), normalised(display_name)
+    return bool(said) and (said == full or said == full.rsplit(" ", 1)[-1])
+
+
+def address_matches(typed: str, home: str) -> bool:
+    """The street address as read out on site: the whole registered home, or its first part
+    (before the first comma: street and number, without the flat or postcode)."""
+    said = normalised(typed)
+    return bool(said) and said in {normalised(home), normalised(home.split(",", 1)[0])}
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmRefusal:
+    """Why a confirmation is refused: ``code`` is the API's (``four_eyes`` 409,
+    ``device_proof`` and ``details_mismatch`` 422, ...), ``reason`` the finer cause
+    (``wrong_code``, ``code_expired``, ``no_button``, ``button_before_request``, ...).
+    ``counts`` is a wrong code: the attempt is recorded although nothing else changes, and
+    ``voids`` says it was the last one the request takes."""
+
+    status: int
+    code: str
+    reason: str
+    field: str | None
+    message: str
+    counts: bool = False
+    voids: bool = False
+
+
+def _proof_refusal(
+    req: BindingRequest, typed: BindingConfirmation, button: ButtonPress | None, at: datetime
+) -> ConfirmRefusal | None:
+    def refuse(
+        reason: str, field: str, message: str, *, counts: bool = False, voids: bool = False
+    ) -> ConfirmRefusal:
+        return ConfirmRefusal(422, "device_proof", reason, field, message, counts, voids)
+
+    if req.proof is BindingProof.CODE:
+        left = MAX_CODE_ATTEMPTS - req.code_attempts
+        if left <= 0 or req.code_hash is None:
+            return refuse("attempts_exhausted", "code", "too many wrong codes; make a new request")
+        if req.code_expires_at is None or at >= req.code_expires_at:
+            return refuse("code_expired", "code", "the code has expired; make a new request")
+        if not typed.code:
+            return refuse("code_missing", "code", "type the code the video phone shows")
+        if not hmac.compare_digest(bind_code_hash(req.request_id, typed.code), req.code_hash):
+            if left == 1:
+                return refuse(
+                    "attempts_exhausted",
+                    "code",
+                    "wrong code, the last attempt: the request is void; make a new one",
+                    counts=True,
+                    voids=True,
+                )
+            return refuse(
+                "wrong_code", "code", f"wrong code; {left - 1} attempt(s) left", counts=True
+            )
+        return None
+    if req.proof is BindingProof.BUTTON:
+        if button is None or button.device_id != req.device_id:
+            return refuse("no_button", "device_id", "the device's bind button has not been pressed")
+        if button.at < req.requested_at:
+            return refuse(
+                "button_before_request",
+                "device_id",
+                "the button was pressed before the request; press it again",
+            )
+        if button.at > req.requested_at + PROOF_WINDOW or button.at > at:
+            return refuse(
+                "button_too_late",
+                "device_id",
+                "the button was pressed more than 10 minutes after the request; make a new one",
+            )
+        return None
+    return refuse("no_proof", "request_id", "the request names no proof; make a new request")
+
+
+def confirm_refusal(
+    req: BindingRequest,
+    typed: BindingConfirmation,
+    *,
+    confirmer: str,
+    recipient: CareRecipient,
+    button: ButtonPress | None,
+    at: datetime,
+) -> ConfirmRefusal | None:
+    """Whether step two may go ahead (``None``), else the first reason in this order: the request
+    is closed or expired (409); the confirmer is the requester (409 ``four_eyes``); the
+    confirmation names another brukare (409 ``recipient_mismatch``); then, for a binding, the
+    device's proof (422 ``device_proof``: the code, or ``button``, the latest
+    ``bind_button`` of *that* device, pressed at or after the request and within
+    :data:`PROOF_WINDOW`), then the brukare's details (422 ``details_mismatch``: the name, and
+    the street address when the record holds one). An unbinding needs four eyes only."""
+    if not req.is_open:
+        return ConfirmRefusal(
+            409, "request_closed", "closed", None, "the request was already confirmed or replaced"
+        )
+    if at >= req.expires_at:
+        return ConfirmRefusal(
+            409, "request_expired", "expired", None, "the request has expired; make a new one"
+        )
+    if confirmer == req.requested_by:
+        return ConfirmRefusal(
+            409,
+            "four_eyes",
+            "same_person",
+            None,
+            "the request must be confirmed by someone other than its requester",
+        )
+    if typed.recipient_id != req.recipient_id:
+        return ConfirmRefusal(
+            409,
+            "recipient_mismatch",
+            "recipient_mismatch",
+            "recipient_id",
+            "recipient_id does not name the brukare of the request",
+        )
+    if req.action is BindingAction.UNBIND:
+        return None
+    if (proof := _proof_refusal(req, typed, button, at)) is not None:
+        return proof
+    if not name_matches(typed.name, recipient.display_name):
+        return ConfirmRefusal(
+            422, "details_mismatch", "name", "name", "the name does not match the brukare's record"
+        )
+    if recipient.home.strip() and not address_matches(typed.address, recipient.home):
+        return ConfirmRefusal(
+            422,
+            "details_mismatch",
+            "address",
+            "address",
+            "the address does not match the brukare's record",
+        )
+    return None

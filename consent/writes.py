@@ -32,6 +32,7 @@ from consent.model import (
     BehaviourEvent,
     Binding,
     BindingAction,
+    BindingConfirmation,
     BindingRequest,
     CarePlan,
     CareRecipient,
@@ -326,6 +327,7 @@ class ConsentWrites:
         recipient_id: str | None,
         actor: str,
         at: datetime,
+        code: str | None = None,
     ) -> BindingRequest:
         async with self._begin() as tx:
             return await binding_writes.request_binding(
@@ -336,17 +338,44 @@ class ConsentWrites:
                 recipient_id=recipient_id,
                 actor=actor,
                 at=at,
+                code=code,
             )
 
     async def confirm_binding(
-        self, request_id: str, *, recipient_id: str, actor: str, at: datetime
+        self, request_id: str, typed: BindingConfirmation, *, actor: str, at: datetime
     ) -> Binding:
         async with self._begin() as tx:
-            binding, change = await binding_writes.confirm_binding(
-                tx, request_id, recipient_id=recipient_id, actor=actor, at=at
+            done = await binding_writes.confirm_binding(tx, request_id, typed, actor=actor, at=at)
+        if isinstance(done, Exception):
+            raise done  # a wrong code: counted and committed, and still refused
+        binding, change = done
+        self.published(change)
+        return binding
+
+    async def seed_binding(
+        self,
+        *,
+        device_id: str,
+        recipient_id: str,
+        actor: str,
+        at: datetime,
+        bound_by: str | None = None,
+    ) -> Binding:
+        async with self._begin() as tx:
+            binding, change = await binding_writes.seed_binding(
+                tx,
+                device_id=device_id,
+                recipient_id=recipient_id,
+                actor=actor,
+                at=at,
+                bound_by=bound_by,
             )
         self.published(change)
         return binding
+
+    async def record_bind_button(self, device_id: str, at: datetime) -> bool:
+        async with self._begin() as tx:
+            return await binding_writes.record_bind_button(tx, device_id, at)
 
     async def record_device_event(
         self, *, device_id: str, event_type: BehaviourEvent, at: datetime, threshold: int

@@ -69,6 +69,7 @@ class EventType(StrEnum):
     BUTTON = "button"
     DOCKED = "docked"
     LOW_BATTERY = "low_battery"
+    BIND_BUTTON = "bind_button"  # the installer pressed the bind button (proof of a binding)
 
 
 class CommandOp(StrEnum):
@@ -80,6 +81,7 @@ class CommandOp(StrEnum):
     DOCK = "dock"
     SCENE = "scene"
     INDICATOR = "indicator"
+    BIND_CODE = "bind_code"
 
 
 class Shutter(StrEnum):
@@ -351,6 +353,38 @@ def decode_indicator(command: Command) -> Indicator:
         raise PayloadError("bad_value", "not an indicator command", "op")
     try:
         return codec.convert(command.args, Indicator)
+    except codec.CodecError as e:
+        raise PayloadError(e.reason, e.detail, e.field) from None
+
+
+BIND_CODE_RE = rf"^[0-9]{{6}}{codec.END}"
+
+
+class BindCode(Payload, frozen=True):
+    """``bind_code``'s arguments: the one-time code of a binding request, which a video phone
+    shows large on its screen until ``expires_at`` (Unix seconds) or until another ``bind_code``
+    replaces it, so the installer can read it out to the person confirming the binding. Never
+    logged, never in ``repr``."""
+
+    code: Annotated[str, msgspec.Meta(pattern=BIND_CODE_RE)]
+    expires_at: UnixTime
+
+    def __repr__(self) -> str:
+        return f"BindCode(code=..., expires_at={self.expires_at!r})"
+
+    def command(self, command_id: str) -> Command:
+        return Command(command_id, CommandOp.BIND_CODE, self.args())
+
+    def args(self) -> dict[str, Any]:
+        return msgspec.to_builtins(self)  # type: ignore[no-any-return]
+
+
+def decode_bind_code(command: Command) -> BindCode:
+    """Validate a ``bind_code`` command's arguments; ``PayloadError`` for anything else."""
+    if command.op is not CommandOp.BIND_CODE:
+        raise PayloadError("bad_value", "not a bind_code command", "op")
+    try:
+        return codec.convert(command.args, BindCode)
     except codec.CodecError as e:
         raise PayloadError(e.reason, e.detail, e.field) from None
 

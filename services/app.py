@@ -44,6 +44,7 @@ import structlog
 from aiohttp import web
 
 from consent import api as consent_api
+from consent import binding_api as consent_binding_api
 from consent.behaviour import BehaviourWatch
 from consent.gate import ChangeBus, Gate
 from consent.store import PgConsentStore
@@ -55,8 +56,6 @@ from identity import api as staff_api
 from identity import login as auth
 from identity import oidc
 from identity import revocations as revocation_feed
-from kernel import access
-from kernel.audit import store as audit_store
 from kernel.clock import SYSTEM_CLOCK, Clock, ClockPort
 from kernel.roles import PUBLIC, Route
 from kernel.timing import Timing
@@ -340,6 +339,8 @@ async def _connect(
     settings = rt.settings
 
     async def on_device_event(device_id: str, event: topics.Event, at: datetime) -> None:
+        if event.type is topics.EventType.BIND_BUTTON:  # proof for a binding (issue 17)
+            await rt.consent.record_bind_button(device_id, at)
         await rt.behaviour.device_event(device_id, event.type.value, at)
 
     handler = DeviceHandler(
@@ -366,7 +367,6 @@ def install_api(rt: Runtime, stack: contextlib.AsyncExitStack) -> None:
     """The HTTP API, login, the console and its WebSocket (the ``api`` role)."""
     settings, app = rt.settings, rt.app
     app[devices_api.POOL] = rt.pool
-    app[access.READ_LOG] = audit_store.read_log(rt.pool, rt.clock)  # audited reads (issue 17)
     http.add_routes(app, api_routes())
     http.add_routes(app, auth.routes())
     if (
@@ -382,6 +382,8 @@ def install_api(rt: Runtime, stack: contextlib.AsyncExitStack) -> None:
     app[consent_api.CLOCK] = rt.clock
     app[consent_api.ZONE] = settings.zone
     app[consent_api.PLAN_HOUR] = settings.plan_hour  # a plan's agreed times fit a round
+    if rt.commands is not None:  # a video phone shows its binding code (issue 17)
+        app[consent_binding_api.BIND_CODE_SENDER] = bind_code_sender(rt.commands)
     http.add_routes(app, consent_api.routes())
     console.install(app, rt.bus, consent_changes=rt.gate.changes)
     http.add_routes(app, console.routes())
@@ -393,6 +395,16 @@ def install_api(rt: Runtime, stack: contextlib.AsyncExitStack) -> None:
     app[rounds_api.PUBLISH] = rt.bus.publish
     app[console.EVENT_ENCODERS].append(rounds_api.console_event)
     http.add_routes(app, rounds_api.routes())
+
+
+def bind_code_sender(commands: Commands) -> consent_binding_api.SendBindCode:
+    """The ``bind_code`` command: a video phone shows a binding request's one-time code."""
+
+    async def send(device_id: str, code: str, expires_at: datetime) -> bool:
+        args = topics.BindCode(code=code, expires_at=expires_at.timestamp()).args()
+        return (await commands.send(device_id, topics.CommandOp.BIND_CODE, args)).ok
+
+    return send
 
 
 def start_tasks(rt: Runtime, options: Options) -> None:

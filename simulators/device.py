@@ -2,7 +2,9 @@
 
 Birth (``status`` online, retained, QoS 1) with a session number that grows with every connection,
 a retained ``offline`` will of the same session, retained ``meta``, periodic ``health``, command
-acks (but never of the ops in :attr:`SimulatedDevice.unacked`), re-announcement when the
+acks (but never of the ops in :attr:`SimulatedDevice.unacked`), a video phone's ``bind_code``
+kept to show (:meth:`SimulatedDevice.shown_bind_code`), the bind button
+(:meth:`SimulatedDevice.press_bind_button`), re-announcement when the
 backend's ``server/status`` goes online, ``stopped`` on a clean exit, and reconnect with
 exponential backoff plus jitter.
 
@@ -106,6 +108,11 @@ class SimulatedDevice:
     #: ``{CommandOp.INDICATOR}`` is a camera whose live indicator does not answer).
     unacked: set[topics.CommandOp] = field(default_factory=set)
     started_at: float = field(default_factory=time.monotonic)
+    #: The last ``bind_code`` a video phone got: its screen shows the code until it expires
+    #: (:meth:`shown_bind_code`), as the installer reads it out to the person confirming.
+    bind_code: topics.BindCode | None = None
+    #: ``bind_button`` presses published (the installer pressed the unit's button).
+    bind_presses: int = 0
     _client: aiomqtt.Client | None = None
 
     @property
@@ -138,6 +145,31 @@ class SimulatedDevice:
             topics.Event(type=event_type, ts=round(time.time(), 3), session_id=session_id).encode(),
         )
 
+    async def press_bind_button(self) -> None:
+        """The installer presses the unit's bind button: a ``bind_button`` event, the proof a
+        camera gives for its binding (docs/device-contract.md)."""
+        await self.send_event(topics.EventType.BIND_BUTTON)
+        self.bind_presses += 1
+
+    def shown_bind_code(self, now: float | None = None) -> topics.BindCode | None:
+        """The binding code on the screen now (a video phone), or ``None`` once it expired."""
+        code = self.bind_code
+        if code is None or (time.time() if now is None else now) >= code.expires_at:
+            return None
+        return code
+
+    async def _show_bind_code(self, command: topics.Command) -> tuple[bool, str | None]:
+        """``bind_code``: a video phone shows it (a camera has no screen and refuses it)."""
+        if self.spec.kind is not topics.DeviceKind.VIDEO_PHONE:
+            return False, "no_screen"
+        try:
+            self.bind_code = topics.decode_bind_code(command)
+        except ValueError as e:
+            log.warning("bind_code refused by %s: %s", self.spec.device_id, e)
+            return False, "bad_args"
+        log.info("%s shows a binding code", self.spec.device_id)  # never the code itself
+        return True, None
+
     def health(self) -> topics.Health:
         battery = None
         if self.spec.kind is topics.DeviceKind.VIDEO_PHONE:
@@ -169,6 +201,8 @@ class SimulatedDevice:
             log.warning("%s not acked by %s (as set up)", command.op.value, self.spec.device_id)
             return
         handler = self.on_command.get(command.op)
+        if handler is None and command.op is topics.CommandOp.BIND_CODE:
+            handler = self._show_bind_code
         try:
             ok, detail = (True, None) if handler is None else await handler(command)
         except Exception:  # a task boundary: one command never ends the device

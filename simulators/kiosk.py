@@ -4,8 +4,12 @@ a kiosk browser on a video phone would show (answer policy ``manual``), and the 
 ``GET /`` lists the phones and cameras; ``GET /kiosk/{id}`` is one unit's screen (Swedish;
 ``?lang=en``), which polls ``GET /kiosk/{id}/state`` (``call_state``, ``session_id``, ``caller``:
 who calls, as the ring named them, or null, ``frames_received``: the callers' video frames the
-phone has decoded, and ``live``: what the home's indicator shows, or null) and presses ``POST
-/kiosk/{id}/answer`` or ``/decline`` (a phone: decline while ringing, hang up in a call).
+phone has decoded, ``live``: what the home's indicator shows, or null, and ``bind_code``: a
+binding request's one-time code the phone's screen shows large, ``{"code", "expires_at"}``, or
+null) and presses ``POST /kiosk/{id}/answer`` or ``/decline`` (a phone: decline while ringing,
+hang up in a call). ``POST /kiosk/{id}/bind-button`` presses the unit's bind button (the
+installer's proof for a camera's binding: a ``bind_button`` event; the page of a camera has the
+button too).
 
 ``live`` is ``{"purpose": "view" | "probe" | "call", "session_id", "remaining_s"}`` while the
 unit's own indicator is on (:meth:`simulators.peer.DevicePeer.live`), or, for a phone, while its
@@ -21,6 +25,7 @@ import html
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
+import aiomqtt
 from aiohttp import web
 
 from simulators.homes import home_of
@@ -86,8 +91,26 @@ async def state(request: web.Request) -> web.Response:
             # callers' video frames this phone has decoded since it started (counted, not kept)
             "frames_received": peer.stats.frames_received,
             "live": _live(request.app[PEERS], peer),  # what the indicator shows, or null
+            "bind_code": _bind_code(peer),  # a binding's one-time code on screen, or null
         }
     )
+
+
+def _bind_code(peer: DevicePeer) -> dict[str, object] | None:
+    shown = peer.device.shown_bind_code()
+    if shown is None:
+        return None
+    return {"code": shown.code, "expires_at": shown.expires_at}
+
+
+async def bind_button(request: web.Request) -> web.Response:
+    """The unit's bind button, pressed (by the installer; a test or the demo here)."""
+    device = _unit(request).device
+    try:
+        await device.press_bind_button()
+    except aiomqtt.MqttError:
+        return web.json_response({"ok": False}, status=503)
+    return web.json_response({"ok": True, "presses": device.bind_presses})
 
 
 async def answer(request: web.Request) -> web.Response:
@@ -108,6 +131,7 @@ def kiosk_app(peers: Mapping[str, DevicePeer]) -> web.Application:
     app.router.add_get("/kiosk/{device_id}/state", state)
     app.router.add_post("/kiosk/{device_id}/answer", answer)
     app.router.add_post("/kiosk/{device_id}/decline", decline)
+    app.router.add_post("/kiosk/{device_id}/bind-button", bind_button)
     return app
 
 

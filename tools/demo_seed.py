@@ -276,12 +276,14 @@ async def _plan(
 
 
 async def _bind(store: ConsentStore, device_id: str, rid: str, now: datetime) -> bool:
-    """Bind in the usual two steps; ``False`` if already bound to this brukare."""
+    """Bind as seeding does (at once, as the system, audited ``binding.seeded``: the demo's
+    devices have nobody on site to read a code or press a button); ``False`` if already bound
+    to this brukare."""
     basis = await store.basis(rid)
     if any(b.device_id == device_id and b.unbound_at is None for b in basis.bindings):
         return False
     try:
-        await enrol.bind(store, device_id, rid, actor=ACTOR, at=now, request_id=new_id("breq"))
+        await enrol.bind(store, device_id, rid, actor=ACTOR, at=now)
     except Conflict:
         return False  # bound to someone else by an administrator: leave it
     return True

@@ -344,9 +344,7 @@ async def seed(
             at=at,
             ids={p: consent_id(h, p) for p in purposes},
         )
-        await enrol.bind(
-            store, h.device_id, rid, actor=ADMIN, at=at, request_id=f"breq-{h.index:05d}"
-        )
+        await enrol.bind(store, h.device_id, rid, actor=ADMIN, at=at)
 
 
 def consent_id(h: Home, purpose: Purpose) -> str:

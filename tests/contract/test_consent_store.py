@@ -16,6 +16,8 @@ from consent.model import (
     Basis,
     BehaviourEvent,
     BindingAction,
+    BindingConfirmation,
+    BindingProof,
     CarePlan,
     CareRecipient,
     ChangeKind,
@@ -34,12 +36,35 @@ from consent.store import PgConsentStore
 
 T0 = datetime(2026, 1, 12, 20, 0, tzinfo=UTC)  # a winter evening; 21:00 in Stockholm
 ADMIN = "staff-admin01"
+ADMIN2 = "staff-admin02"
+TECH = "staff-tech01"
+
+
+def on_site(rid: str = "r-1", code: str | None = None) -> BindingConfirmation:
+    """What the second person types: the details of :func:`recipient` as read out on site."""
+    return BindingConfirmation(rid, name="Astrid Lindqvist", address="Storgatan 1", code=code)
+
+
+async def bind_camera(h: Harness, device_id: str, rid: str, at: datetime) -> None:
+    """Bind a camera as staff do: the technician asks, presses its button, a second person
+    confirms with the brukare's details."""
+    req = await h.store.request_binding(
+        request_id=f"breq-{device_id}",
+        action=BindingAction.BIND,
+        device_id=device_id,
+        recipient_id=rid,
+        actor=TECH,
+        at=at,
+    )
+    assert await h.store.record_bind_button(device_id, at)
+    await h.store.confirm_binding(req.request_id, on_site(rid), actor=ADMIN, at=at)
 
 
 @dataclass
 class Harness:
     store: ConsentStore
-    add_device: Callable[[str], Awaitable[None]]
+    add_device: Callable[..., Awaitable[None]]
+    """``add_device(device_id, kind="camera")``."""
     is_quarantined: Callable[[str], Awaitable[bool]]
     audit_actions: Callable[[], Awaitable[list[str]]]
     changes: list[ConsentChange] = field(default_factory=list)
@@ -49,8 +74,8 @@ def _fake() -> Harness:
     changes: list[ConsentChange] = []
     fake = FakeConsentStore(publish=changes.append)
 
-    async def add_device(device_id: str) -> None:
-        fake.add_device(device_id, "camera")
+    async def add_device(device_id: str, kind: str = "camera") -> None:
+        fake.add_device(device_id, kind)
 
     async def is_quarantined(device_id: str) -> bool:
         return fake.is_quarantined(device_id)
@@ -64,8 +89,8 @@ def _fake() -> Harness:
 def _postgres(pool: asyncpg.Pool) -> Harness:
     changes: list[ConsentChange] = []
 
-    async def add_device(device_id: str) -> None:
-        await pool.execute("INSERT INTO devices (device_id, kind) VALUES ($1, 'camera')", device_id)
+    async def add_device(device_id: str, kind: str = "camera") -> None:
+        await pool.execute("INSERT INTO devices (device_id, kind) VALUES ($1, $2)", device_id, kind)
 
     async def is_quarantined(device_id: str) -> bool:
         return bool(
@@ -142,15 +167,7 @@ async def seeded(h: Harness) -> None:
     await h.store.add_plan(plan(), actor=ADMIN, at=T0)
     await h.store.record_consent(consent("cons-1"), actor=ADMIN, at=T0)
     await h.add_device("cam-0001")
-    req = await h.store.request_binding(
-        request_id="breq-1",
-        action=BindingAction.BIND,
-        device_id="cam-0001",
-        recipient_id="r-1",
-        actor=ADMIN,
-        at=T0,
-    )
-    await h.store.confirm_binding(req.request_id, recipient_id="r-1", actor=ADMIN, at=T0)
+    await bind_camera(h, "cam-0001", "r-1", T0)
 
 
 AT_22 = T0 + timedelta(hours=1)  # 22:00 Stockholm
@@ -240,15 +257,7 @@ async def test_a_plans_call_terms_are_stored_and_reach_the_gate(h: Harness) -> N
         assert (p.call_cap_s, p.announce_s, p.live_countdown) == (61, 15, False)
     await h.store.record_consent(consent("cons-1"), actor=ADMIN, at=T0)
     await h.add_device("cam-0001")
-    req = await h.store.request_binding(
-        request_id="breq-1",
-        action=BindingAction.BIND,
-        device_id="cam-0001",
-        recipient_id="r-1",
-        actor=ADMIN,
-        at=T0,
-    )
-    await h.store.confirm_binding(req.request_id, recipient_id="r-1", actor=ADMIN, at=T0)
+    await bind_camera(h, "cam-0001", "r-1", T0)
     basis = await h.store.basis_for_device("cam-0001", AT_22)
     d = rules.decide(basis, device_id="cam-0001", purpose=Purpose.CAMERA_CHECK, at=AT_22)
     assert (d.allowed, d.call_cap_s, d.announce_s, d.live_countdown) == (True, 61, 15, False)
@@ -410,7 +419,7 @@ async def test_binding_is_two_steps_and_names_the_recipient(h: Harness) -> None:
             action=BindingAction.BIND,
             device_id="cam-9999",
             recipient_id="r-1",
-            actor=ADMIN,
+            actor=TECH,
             at=T0,
         )
     req = await h.store.request_binding(
@@ -418,28 +427,30 @@ async def test_binding_is_two_steps_and_names_the_recipient(h: Harness) -> None:
         action=BindingAction.BIND,
         device_id="cam-0001",
         recipient_id="r-1",
-        actor=ADMIN,
+        actor=TECH,
         at=T0,
     )
+    assert (req.proof, req.code_hash) == (BindingProof.BUTTON, None)
     assert await h.is_quarantined("cam-0001")
     assert await h.store.basis_for_device("cam-0001", T0) is None
+    assert await h.store.record_bind_button("cam-0001", T0 + timedelta(minutes=1))
+    assert not await h.store.record_bind_button("cam-9999", T0)
     with pytest.raises(Conflict) as e:
-        await h.store.confirm_binding(req.request_id, recipient_id="r-2", actor=ADMIN, at=T0)
+        await h.store.confirm_binding(req.request_id, on_site("r-2"), actor=ADMIN, at=T0)
     assert (e.value.code, e.value.field) == ("recipient_mismatch", "recipient_id")
     assert await h.is_quarantined("cam-0001")
-    b = await h.store.confirm_binding(
-        req.request_id, recipient_id="r-1", actor="staff-admin02", at=T0
-    )
+    at = T0 + timedelta(minutes=2)
+    b = await h.store.confirm_binding(req.request_id, on_site(), actor=ADMIN2, at=at)
     assert (b.device_id, b.recipient_id, b.requested_by, b.bound_by, b.device_kind) == (
         "cam-0001",
         "r-1",
-        ADMIN,
-        "staff-admin02",
+        TECH,
+        ADMIN2,
         "camera",
     )
     assert not await h.is_quarantined("cam-0001")
     with pytest.raises(Conflict) as e:
-        await h.store.confirm_binding(req.request_id, recipient_id="r-1", actor=ADMIN, at=T0)
+        await h.store.confirm_binding(req.request_id, on_site(), actor=ADMIN, at=at)
     assert e.value.code == "request_closed"
     with pytest.raises(Conflict) as e:
         await h.store.request_binding(
@@ -447,12 +458,13 @@ async def test_binding_is_two_steps_and_names_the_recipient(h: Harness) -> None:
             action=BindingAction.BIND,
             device_id="cam-0001",
             recipient_id="r-2",
-            actor=ADMIN,
-            at=T0,
+            actor=TECH,
+            at=at,
         )
     assert e.value.code == "device_bound"
     assert h.changes[-1].kind is ChangeKind.DEVICE_BOUND
-    # unbinding: also two steps; an expired request cannot be confirmed
+    # unbinding: also two steps and four eyes (no proof: the device may be gone); an expired
+    # request cannot be confirmed
     t1 = T0 + timedelta(hours=1)
     old = await h.store.request_binding(
         request_id="breq-3",
@@ -462,10 +474,10 @@ async def test_binding_is_two_steps_and_names_the_recipient(h: Harness) -> None:
         actor=ADMIN,
         at=t1,
     )
-    assert old.recipient_id == "r-1"
+    assert (old.recipient_id, old.proof) == ("r-1", BindingProof.NONE)
     with pytest.raises(Conflict) as e:
         await h.store.confirm_binding(
-            "breq-3", recipient_id="r-1", actor=ADMIN, at=t1 + timedelta(hours=1)
+            "breq-3", BindingConfirmation("r-1"), actor=ADMIN2, at=t1 + timedelta(hours=1)
         )
     assert e.value.code == "request_expired"
     await h.store.request_binding(
@@ -477,8 +489,11 @@ async def test_binding_is_two_steps_and_names_the_recipient(h: Harness) -> None:
         at=t1,
     )
     with pytest.raises(Conflict):
-        await h.store.confirm_binding("breq-3", recipient_id="r-1", actor=ADMIN, at=t1)
-    u = await h.store.confirm_binding("breq-4", recipient_id="r-1", actor=ADMIN, at=t1)
+        await h.store.confirm_binding("breq-3", BindingConfirmation("r-1"), actor=ADMIN2, at=t1)
+    with pytest.raises(Conflict) as e:
+        await h.store.confirm_binding("breq-4", BindingConfirmation("r-1"), actor=ADMIN, at=t1)
+    assert e.value.code == "four_eyes"
+    u = await h.store.confirm_binding("breq-4", BindingConfirmation("r-1"), actor=ADMIN2, at=t1)
     assert u.unbound_at == t1
     assert await h.is_quarantined("cam-0001")
     assert [c.kind for c in h.changes][-1] is ChangeKind.DEVICE_UNBOUND
@@ -488,11 +503,154 @@ async def test_binding_is_two_steps_and_names_the_recipient(h: Harness) -> None:
         rules.decide(basis, device_id="cam-0001", purpose=Purpose.CAMERA_CHECK, at=t1).reason
         is Reason.DEVICE_NOT_BOUND
     )
-    assert [r.request_id for r in await h.store.binding_requests(device_id="cam-0001")] == [
-        "breq-1",
-        "breq-3",
-        "breq-4",
-    ]
+
+
+async def test_the_requester_cannot_confirm_and_nothing_changes(h: Harness) -> None:
+    await h.store.add_recipient(recipient(), actor=ADMIN, at=T0)
+    await h.add_device("cam-0001")
+    req = await h.store.request_binding(
+        request_id="breq-1",
+        action=BindingAction.BIND,
+        device_id="cam-0001",
+        recipient_id="r-1",
+        actor=ADMIN,
+        at=T0,
+    )
+    await h.store.record_bind_button("cam-0001", T0)
+    before = await h.audit_actions()
+    with pytest.raises(Conflict) as e:
+        await h.store.confirm_binding(req.request_id, on_site(), actor=ADMIN, at=T0)
+    assert (e.value.code, e.value.http_status) == ("four_eyes", 409)
+    assert await h.audit_actions() == before
+    assert await h.is_quarantined("cam-0001")
+    (still,) = await h.store.binding_requests(device_id="cam-0001")
+    assert still.is_open
+    await h.store.confirm_binding(req.request_id, on_site(), actor=ADMIN2, at=T0)
+
+
+async def test_a_camera_needs_its_own_button_pressed_after_the_request(h: Harness) -> None:
+    await h.store.add_recipient(recipient(), actor=ADMIN, at=T0)
+    await h.add_device("cam-0001")
+    await h.add_device("cam-0002")
+    await h.store.record_bind_button("cam-0001", T0 - timedelta(seconds=5))  # before the ask
+    req = await h.store.request_binding(
+        request_id="breq-1",
+        action=BindingAction.BIND,
+        device_id="cam-0001",
+        recipient_id="r-1",
+        actor=TECH,
+        at=T0,
+    )
+    (listed,) = await h.store.binding_requests(device_id="cam-0001")
+    assert listed.button_pressed_at is None  # a press before the request is not shown
+    at = T0 + timedelta(minutes=3)
+
+    async def refused() -> str:
+        with pytest.raises(InvalidInput) as e:
+            await h.store.confirm_binding(req.request_id, on_site(), actor=ADMIN, at=at)
+        assert (e.value.code, e.value.http_status) == ("device_proof", 422)
+        assert await h.is_quarantined("cam-0001")
+        return str(e.value)
+
+    assert "before the request" in await refused()
+    await h.store.record_bind_button("cam-0002", T0 + timedelta(minutes=1))  # the wrong camera
+    assert "before the request" in await refused()
+    await h.store.record_bind_button("cam-0001", T0 + timedelta(minutes=2))
+    (listed,) = await h.store.binding_requests(device_id="cam-0001")
+    assert listed.button_pressed_at == T0 + timedelta(minutes=2)
+    with pytest.raises(InvalidInput) as e:  # right device, wrong details
+        await h.store.confirm_binding(
+            req.request_id,
+            BindingConfirmation("r-1", name="Karin Berg", address="Storgatan 1"),
+            actor=ADMIN,
+            at=at,
+        )
+    assert (e.value.code, e.value.field) == ("details_mismatch", "name")
+    b = await h.store.confirm_binding(req.request_id, on_site(), actor=ADMIN, at=at)
+    assert b.bound_by == ADMIN
+    assert not await h.is_quarantined("cam-0001")
+
+
+async def test_a_video_phone_needs_its_code_and_wrong_codes_are_limited(h: Harness) -> None:
+    await h.store.add_recipient(recipient(), actor=ADMIN, at=T0)
+    await h.add_device("phone-0001", "video_phone")
+    with pytest.raises(InvalidInput) as e:  # a phone's request needs a code to send it
+        await h.store.request_binding(
+            request_id="breq-0",
+            action=BindingAction.BIND,
+            device_id="phone-0001",
+            recipient_id="r-1",
+            actor=TECH,
+            at=T0,
+        )
+    assert e.value.field == "code"
+    req = await h.store.request_binding(
+        request_id="breq-1",
+        action=BindingAction.BIND,
+        device_id="phone-0001",
+        recipient_id="r-1",
+        actor=TECH,
+        at=T0,
+        code="305118",
+    )
+    assert req.proof is BindingProof.CODE
+    assert req.code_hash == rules.bind_code_hash("breq-1", "305118")
+    assert req.code_expires_at == T0 + rules.PROOF_WINDOW
+    before = await h.audit_actions()
+    for left in range(rules.MAX_CODE_ATTEMPTS - 1, 0, -1):
+        with pytest.raises(InvalidInput) as e:
+            await h.store.confirm_binding(
+                req.request_id, on_site(code="000000"), actor=ADMIN, at=T0
+            )
+        assert (e.value.code, e.value.field) == ("device_proof", "code")
+        (listed,) = await h.store.binding_requests(device_id="phone-0001")
+        assert listed.code_attempts == rules.MAX_CODE_ATTEMPTS - left  # counted, committed
+        assert listed.is_open
+    # each wrong code is audited (who typed it, for which request), nothing else changed
+    assert (await h.audit_actions())[len(before) :] == ["binding.code_refused"] * 4
+    assert await h.is_quarantined("phone-0001")
+    with pytest.raises(InvalidInput) as e:  # the fifth wrong code voids the request
+        await h.store.confirm_binding(req.request_id, on_site(code="000001"), actor=ADMIN, at=T0)
+    (listed,) = await h.store.binding_requests(device_id="phone-0001")
+    assert not listed.is_open
+    with pytest.raises(Conflict) as e2:  # even the right code: make a new request
+        await h.store.confirm_binding(req.request_id, on_site(code="305118"), actor=ADMIN, at=T0)
+    assert e2.value.code == "request_closed"
+    again = await h.store.request_binding(
+        request_id="breq-2",
+        action=BindingAction.BIND,
+        device_id="phone-0001",
+        recipient_id="r-1",
+        actor=TECH,
+        at=T0,
+        code="771204",
+    )
+    with pytest.raises(InvalidInput) as e:  # the code has expired (the request has not)
+        await h.store.confirm_binding(
+            again.request_id, on_site(code="771204"), actor=ADMIN, at=T0 + rules.PROOF_WINDOW
+        )
+    assert "expired" in str(e.value)
+    at = T0 + timedelta(minutes=4)
+    b = await h.store.confirm_binding(again.request_id, on_site(code="771204"), actor=ADMIN, at=at)
+    assert (b.device_id, b.device_kind, b.requested_by, b.bound_by) == (
+        "phone-0001",
+        "video_phone",
+        TECH,
+        ADMIN,
+    )
+    assert not await h.is_quarantined("phone-0001")
+
+
+async def test_seeding_binds_at_once_as_the_system(h: Harness) -> None:
+    await h.store.add_recipient(recipient(), actor=ADMIN, at=T0)
+    await h.add_device("cam-0001")
+    b = await h.store.seed_binding(device_id="cam-0001", recipient_id="r-1", actor="system", at=T0)
+    assert (b.requested_by, b.bound_by, b.device_kind) == ("system", "system", "camera")
+    assert not await h.is_quarantined("cam-0001")
+    assert (await h.audit_actions())[-1] == "binding.seeded"
+    assert h.changes[-1].kind is ChangeKind.DEVICE_BOUND
+    with pytest.raises(Conflict):
+        await h.store.seed_binding(device_id="cam-0001", recipient_id="r-1", actor="system", at=T0)
 
 
 async def test_behaviour_suspends_until_reverified(h: Harness) -> None:

@@ -113,10 +113,13 @@ async def seed(client: Client) -> None:
         ),
         201,
     )
+    assert req["proof"] == "button"
+    # the installer presses the camera's bind button (what the MQTT handler stores on its event)
+    assert await client.app[api.STORE].record_bind_button("cam-0001", T0)
     await ok(
         await client.post(
             f"/api/binding-requests/{req['request_id']}/confirm",
-            json={"recipient_id": "r-1"},
+            json={"recipient_id": "r-1", "name": "Astrid Lindqvist", "address": "storg 1"},
             headers=ADMIN,
         )
     )

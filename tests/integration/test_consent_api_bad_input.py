@@ -450,6 +450,22 @@ CASES: list[tuple[str, str, Any, int, str, str | None]] = [
         "recipient_id",
     ),
     (
+        "confirming with a code that is not six digits",
+        "/api/binding-requests/breq-404/confirm",
+        {"recipient_id": "r-1", "code": "12345"},
+        422,
+        "bad_value",
+        "code",
+    ),
+    (
+        "confirming with a name longer than any record's",
+        "/api/binding-requests/breq-404/confirm",
+        {"recipient_id": "r-1", "name": "x" * 201},
+        422,
+        "out_of_range",
+        "name",
+    ),
+    (
         "other legal basis without its reference",
         "/api/recipients/r-1/consents",
         {"person": "recipient", "purpose": "camera_check", "basis": "other_legal_basis"},

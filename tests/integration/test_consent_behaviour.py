@@ -1,5 +1,6 @@
 """Consent wired into the running service, through the real Mosquitto and PostgreSQL: a camera that
-came online quarantined is bound in two steps over the API, a privacy-switch event it publishes
+came online quarantined is bound in two steps over the API (its bind button pressed over MQTT as
+the proof), a privacy-switch event it publishes
 over MQTT suspends supervision of its brukare (hard rule 8) and publishes a change, an
 administrator re-verifies, and unbinding quarantines the device again and publishes a change."""
 
@@ -168,12 +169,23 @@ async def bind(s: Service, action: str = "bind") -> None:
         json={"action": action, "recipient_id": RID},
     )
     assert await quarantined(s) is (action == "bind")  # nothing changes before step two
-    await s.ok(
-        Role.ADMINISTRATOR,
-        "POST",
-        f"/api/binding-requests/{req['request_id']}/confirm",
-        json={"recipient_id": RID},
-    )
+    confirm = f"/api/binding-requests/{req['request_id']}/confirm"
+    typed = {"recipient_id": RID, "name": "Testsson", "address": "testgatan 1"}
+    if action == "bind":
+        assert req["proof"] == "button"
+        status, body = await s.call(Role.ADMINISTRATOR, "POST", confirm, json=typed)
+        assert (status, body["error"]["code"]) == (422, "device_proof")  # not pressed yet
+        # the installer presses the camera's bind button: an event over MQTT (issue 17)
+        await s.publish("event", b'{"type":"bind_button"}')
+
+        async def pressed() -> bool:
+            listed = await s.ok(
+                Role.ADMINISTRATOR, "GET", "/api/binding-requests", params={"device_id": DEVICE}
+            )
+            return listed["requests"][-1]["button_pressed_at"] is not None
+
+        await eventually(pressed)
+    await s.ok(Role.ADMINISTRATOR, "POST", confirm, json=typed)
 
 
 async def test_quarantined_device_bound_suspended_by_behaviour_reverified_unbound(

@@ -47,10 +47,12 @@ async def test_grant_records_an_informed_consent_per_purpose() -> None:
         assert (c.cohabitant_id, c.document_ref, c.recorded_by) == (None, "DOK-1", "staff-a")
 
 
-async def test_bind_asks_then_confirms_and_refuses_a_bound_device() -> None:
+async def test_bind_seeds_at_once_as_the_system_and_refuses_a_bound_device() -> None:
     store = await _store()
     binding = await enrol.bind(store, "cam-0001", "r-1", actor="staff-a", at=NOW)
     assert (binding.requested_by, binding.bound_by) == ("staff-a", "staff-a")
+    assert [a[1] for a in store.audit][-1] == "binding.seeded"  # not a staff confirmation
+    assert await store.binding_requests() == []  # no request, no proof: seeding only
     phone = await enrol.bind(
         store, "phone-0001", "r-1", actor="staff-a", at=NOW, confirmed_by="staff-b"
     )
@@ -58,5 +60,5 @@ async def test_bind_asks_then_confirms_and_refuses_a_bound_device() -> None:
     basis = await store.basis("r-1")
     assert sorted(b.device_id for b in basis.bindings) == ["cam-0001", "phone-0001"]
     with pytest.raises(Conflict):
-        await enrol.bind(store, "cam-0001", "r-1", actor="staff-a", at=NOW, request_id="breq-2")
+        await enrol.bind(store, "cam-0001", "r-1", actor="staff-a", at=NOW)
     assert len((await store.basis("r-1")).bindings) == 2
