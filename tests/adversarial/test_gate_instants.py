@@ -88,10 +88,11 @@ async def seed(client: Client) -> None:
         ),
         201,
     )
+    assert await client.app[api.STORE].record_bind_button("cam-0001", T0)  # the installer
     await ok(
         await client.post(
             f"/api/binding-requests/{req['request_id']}/confirm",
-            json={"recipient_id": "r-1"},
+            json={"recipient_id": "r-1", "name": "Astrid Lindqvist", "address": "Storg. 1"},
             headers=ADMIN2,
         )
     )

@@ -17,12 +17,12 @@ import pytest
 from av import VideoFrame
 
 from consent.enrol import consent_id
-from consent.model import Basis, BindingAction, Consent, Purpose
+from consent.model import Basis, BindingAction, BindingConfirmation, Consent, Purpose
 from devices import envelope as env
 from devices.topics import CommandOp, DeviceKind, EventType
 from services import app
 from simulators.peer import AnswerPolicy
-from tests.integration.signalling_home import ADMIN, Served, due_check, seed_home, served
+from tests.integration.signalling_home import ADMIN, ADMIN2, Served, due_check, seed_home, served
 from tests.integration.signalling_support import audit_actions, wait_for
 from tools.view import View, view_command
 
@@ -299,7 +299,7 @@ async def test_unbinding_the_camera_ends_the_view(
                 at=s.clock(),
             )
             await s.rt.consent.confirm_binding(
-                req.request_id, recipient_id="rec-0071", actor=ADMIN, at=s.clock()
+                req.request_id, BindingConfirmation("rec-0071"), actor=ADMIN2, at=s.clock()
             )
             result = await asyncio.wait_for(task, 5)
             teardown_s = time.perf_counter() - t0
