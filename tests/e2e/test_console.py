@@ -169,8 +169,9 @@ def test_keyboard_only_reaches_the_menu_with_visible_focus(
         assert focused[2] == "3px", focused
         if focused[0] == "skip":
             break
-    assert {"Enheter", "Brukare", "logout"} <= set(seen), seen
+    assert {"Enheter", "Installationer", "logout"} <= set(seen), seen
     assert "Runda" not in seen  # the round is not a technician's screen
+    assert "Brukare" not in seen  # nor the care record (issue 17): the installations are
     assert seen[-1] == "skip", seen
     page.keyboard.press("Enter")
     expect(page.locator("main h1")).to_be_focused()

@@ -13,12 +13,17 @@ const SCREENS = {
   alarms: () => import('./screens/alarms.js'),
   devices: () => import('./screens/devices.js'),
   recipients: () => import('./screens/recipients.js'),
+  installations: () => import('./screens/installations.js'),
+  audit: () => import('./screens/audit.js'),
   report: () => import('./screens/report.js'),
   patrol: () => import('./screens/patrol.js'),
   lead: () => import('./screens/lead.js'),
 };
-/** Roles whose console counts the queue and calls for attention to it. */
-const DESK = new Set(['operator', 'administrator', 'shift_lead']);
+/** May the signed-in person do this? `GET /api/me` lists the role's permissions (the role matrix,
+ * kernel/permissions.py); the server decides anyway, this only hides what would be refused. */
+export function may(permission, me = state.me) {
+  return Boolean(me && (me.permissions || []).includes(permission));
+}
 const COUNT_DEBOUNCE_MS = 400;
 
 const state = {
@@ -51,6 +56,7 @@ export function alertNow(text) {
 function defaultRoute(me) {
   if (me && me.role === 'patrol') return 'patrol';
   if (me && me.role === 'shift_lead') return 'lead';
+  if (me && me.role === 'auditor') return 'audit';
   return me && me.role === 'technician' ? 'devices' : 'round';
 }
 
@@ -60,11 +66,14 @@ function renderTitle() {
   document.title = `${state.titlePrefix}${screen}${i18n.t('app_name')}`;
 }
 
-/** May the signed-in role use this screen? (the menu says which; the server decides anyway) */
+/** May the signed-in person use this screen? The menu link names the permissions it needs
+ * (`data-perms`, all of them) or the roles it is for (`data-roles`); the server decides anyway. */
 function allowed(name) {
   const link = document.querySelector(`.nav a[data-route="${name}"]`);
-  const roles = link?.dataset.roles;
-  return !roles || (state.me && roles.split(' ').includes(state.me.role));
+  if (!link || !state.me) return !link;
+  const { roles, perms } = link.dataset;
+  if (roles && !roles.split(' ').includes(state.me.role)) return false;
+  return !perms || perms.split(' ').every((p) => may(p));
 }
 
 function parseHash() {
@@ -113,7 +122,8 @@ async function mount(name, params, { focus = true } = {}) {
     announce,
     alert: alertNow,
     navigate,
-    isAdmin: state.me?.role === 'administrator',
+    isAdmin: may('manage_care_record'),
+    may: (permission) => may(permission),
     attention: state.attention,
   };
   state.unmount = module.mount(main, ctx) || null;
@@ -184,7 +194,7 @@ async function refreshMe() {
 
 /** For the desk: how many checks wait for a person and how many alarms are open (the title). */
 function countQueue() {
-  if (state.countTimer || !state.attention || !DESK.has(state.me?.role)) return;
+  if (state.countTimer || !state.attention || !may('read_rounds')) return;
   state.countTimer = setTimeout(async () => {
     state.countTimer = null;
     try {
@@ -199,7 +209,9 @@ function countQueue() {
 
 /** Call for attention on the live events that need a person. */
 function startAttention(me, offline) {
-  if (me.role === 'technician') return;
+  // Who is called for attention may mute it (the desk and the patrol); a patrol's saved tasks
+  // from before permissions were saved count as the patrol's.
+  if (me.permissions ? !may('mute', me) : me.role !== 'patrol') return;
   const attention = new Attention(
     {
       bar: $('attention'), enable: $('sound-enable'), state: $('sound-state'), mute: $('sound-mute'),
@@ -227,7 +239,7 @@ function startAttention(me, offline) {
     live.on('resync', () => { countQueue(); attention.loadMute(); }),
   );
   countQueue();
-  if (DESK.has(me.role)) state.countRefresh = setInterval(countQueue, 20000);
+  if (may('read_rounds', me)) state.countRefresh = setInterval(countQueue, 20000);
 }
 
 async function startSession(me, { offline = false } = {}) {

@@ -32,7 +32,7 @@ export function savedTasks() {
 
 export function saveTasks(me, tasks) {
   const slim = tasks.map((task) => Object.fromEntries(SHOWN.map((k) => [k, task[k] ?? null])));
-  write(TASKS, { me: { staff_id: me.staff_id, role: me.role }, saved_at: new Date().toISOString(), tasks: slim });
+  write(TASKS, { me: { staff_id: me.staff_id, role: me.role, permissions: me.permissions }, saved_at: new Date().toISOString(), tasks: slim });
 }
 
 /** Reports waiting to be confirmed: [{id, check_id, action, outcome?}] in the order made. */

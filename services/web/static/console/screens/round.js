@@ -201,7 +201,8 @@ export function mount(container, ctx) {
   // ------------------------------------------------------------------ rendering
 
   function renderDuty() {
-    dutyButton.hidden = !loaded; // never offer a toggle before the server said where we stand
+    // never offer a toggle before the server said where we stand, nor to a role without duty
+    dutyButton.hidden = !loaded || !ctx.may('keep_watch');
     if (!loaded) return;
     bind(dutyText, onDuty ? 'duty_on' : 'duty_off');
     dutyText.dataset.state = onDuty ? 'on' : 'off';
@@ -280,9 +281,10 @@ export function mount(container, ctx) {
 
     const [openButton, callButton, docButton, deny] = actions.children;
     const phone = boundDevice(basis, 'video_phone');
-    openButton.hidden = !OPENABLE.has(c.state);
-    callButton.hidden = !(CALLABLE.has(c.state) && phone);
-    docButton.hidden = !DOCUMENTABLE.has(c.state);
+    // A role without the permission (a case officer: no live view) is not offered the button.
+    openButton.hidden = !OPENABLE.has(c.state) || !ctx.may('live_view');
+    callButton.hidden = !(CALLABLE.has(c.state) && phone) || !ctx.may('call');
+    docButton.hidden = !DOCUMENTABLE.has(c.state) || !ctx.may('document_checks');
     let denyKey = null;
     if (OPENABLE.has(c.state)) {
       const g = c.device_id ? gates.get(`${c.device_id}|camera_check`) : null;
