@@ -33,7 +33,7 @@ import pytest
 from kernel.timing import DEFAULT_TIMING
 from tests.e2e import browser as b
 from tests.e2e.stepped_serve import Steps
-from tests.e2e.test_console_round import evening_zone, next_minute
+from tests.e2e.test_console_round import evening_zone, next_minute, press_bind_button
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -200,10 +200,25 @@ def add_home_with_deadlines(night: Night) -> None:
         },
     )
     camera = f"cam-{FIRST_HOME:04d}"
-    req = admin.ok(
+    # bound as staff do (issue 17): the technician asks, presses the camera's bind button, and
+    # the administrator confirms with the brukare's details
+    tech = b.Api(night.backend.url).login("tekniker", night.accounts["tekniker"])
+    req = tech.ok(
         "POST", f"/api/devices/{camera}/binding-requests", {"action": "bind", "recipient_id": rid}
     )
-    admin.ok("POST", f"/api/binding-requests/{req['request_id']}/confirm", {"recipient_id": rid})
+    press_bind_button(night.backend, camera)
+    b.wait_until(
+        lambda: admin.ok("GET", f"/api/binding-requests?device_id={camera}")["requests"][-1][
+            "button_pressed_at"
+        ],
+        15,
+        "the camera's bind button",
+    )
+    admin.ok(
+        "POST",
+        f"/api/binding-requests/{req['request_id']}/confirm",
+        {"recipient_id": rid, "name": "Dagny Ek", "address": "Ekvägen 1"},
+    )
     agreed = next_minute(night.clock.now(), 60).astimezone(ZoneInfo(night.zone))
     admin.ok(
         "POST",

@@ -103,12 +103,12 @@ def add_home(
     purposes: tuple[str, ...] = ("camera_check",),
     instruction: str = "",
     bound_at: datetime | None = None,
-    database: str = "",
+    database: str,
     view_cap_s: int = VIEW_CAP_S,
 ) -> Home:
-    """A brukare with consents from an hour ago, bound devices and one agreed check. With
-    ``bound_at`` the devices are bound then, through the consent store of ``database`` (as the
-    demo seeding does; the API binds at the time of the request)."""
+    """A brukare with consents from an hour ago, bound devices and one agreed check. The devices
+    are bound through the consent store of ``database`` as the demo seeding does (at once, as
+    the system: staff bind in two steps with the device's proof), at ``bound_at`` or now."""
     since = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
     r = admin.ok("POST", "/api/recipients", {"display_name": name, "home": room, "time_zone": zone})
     rid = r["recipient_id"]
@@ -125,18 +125,8 @@ def add_home(
                 "given_at": since,
             },
         )
-    for device in devices:
-        if bound_at is not None:
-            bind_in_store(database, device, rid, bound_at)
-            continue
-        req = admin.ok(
-            "POST",
-            f"/api/devices/{device}/binding-requests",
-            {"action": "bind", "recipient_id": rid},
-        )
-        admin.ok(
-            "POST", f"/api/binding-requests/{req['request_id']}/confirm", {"recipient_id": rid}
-        )
+    for device in devices:  # seeded as the system: staff bind with the device's proof (issue 17)
+        bind_in_store(database, device, rid, bound_at or datetime.now(UTC))
     # The plan comes last: a check planned before its consent or camera would be a visit.
     hhmm = agreed.astimezone(ZoneInfo(zone)).strftime("%H:%M")
     admin.ok(
@@ -174,7 +164,9 @@ def bind_in_store(database: str, device_id: str, recipient_id: str, at: datetime
         finally:
             await pool.close()
 
-    asyncio.run(go())
+    # Playwright's sync API runs an event loop in a test's thread: this gets its own thread.
+    with ThreadPoolExecutor(1) as threads:
+        threads.submit(asyncio.run, go()).result()
 
 
 def next_minute(at: datetime, min_ahead_s: float) -> datetime:
@@ -246,6 +238,7 @@ def night(pg_admin_url: str, template_db: str, mqtt_url: str) -> Iterator[Night]
                     tolerance_min=10,
                     purposes=("camera_check", "motion_analysis"),
                     instruction="Sover med lampan tänd; titta mot sängen vid fönstret.",
+                    database=database,
                 ),
                 "c": add_home(
                     admin,
@@ -256,6 +249,7 @@ def night(pg_admin_url: str, template_db: str, mqtt_url: str) -> Iterator[Night]
                     agreed=next_minute(now, 60),
                     tolerance_min=10,
                     purposes=("camera_check", "video_call"),
+                    database=database,
                 ),
                 "e": add_home(
                     admin,
@@ -266,6 +260,7 @@ def night(pg_admin_url: str, template_db: str, mqtt_url: str) -> Iterator[Night]
                     agreed=next_minute(now, 60),
                     tolerance_min=10,
                     purposes=("camera_check", "video_call"),
+                    database=database,
                 ),
                 "g": add_home(
                     admin,
@@ -275,6 +270,7 @@ def night(pg_admin_url: str, template_db: str, mqtt_url: str) -> Iterator[Night]
                     devices=("cam-0076",),
                     agreed=next_minute(now, 60),
                     tolerance_min=10,
+                    database=database,
                 ),
             }
             # Harald's room is dark and his camera has no night vision: the motion check finds
@@ -288,6 +284,7 @@ def night(pg_admin_url: str, template_db: str, mqtt_url: str) -> Iterator[Night]
                 agreed=next_minute(now, 60),
                 tolerance_min=10,
                 purposes=("camera_check", "motion_analysis"),
+                database=database,
             )
             # Bertil last, his camera bound an hour ago: his agreed window (one minute either
             # side) may have begun before this, and closes BERTIL_QUEUE_S to a minute later,
@@ -392,6 +389,7 @@ def test_the_queue_shows_each_check_and_updates_live(night: Night, page: Any) ->
         agreed=next_minute(datetime.now(UTC), 60),
         tolerance_min=10,
         view_cap_s=DAVID_CAP_S,  # his check's views below share it: every re-open counts
+        database=night.backend.database_url,
     )
     night.homes["d"] = d
     expect(row(page, d)).to_be_visible(timeout=60_000)
@@ -696,27 +694,43 @@ def test_recipient_screen_read_only_for_operators(night: Night, page: Any) -> No
     b.screenshot(page, "recipient-operator")
 
 
+def press_bind_button(backend: b.Backend, device_id: str) -> None:
+    """The installer presses the camera's bind button: the device's ``bind_button`` event on its
+    own topic, as the simulated device publishes it (docs/device-contract.md)."""
+    env = backend.env
+
+    async def go() -> None:
+        import aiomqtt
+
+        from simulators.device import client_args
+
+        async with aiomqtt.Client(**client_args(env["HOMECARE_MQTT_URL"])) as c:
+            topic = f"{env['HOMECARE_MQTT_TOPIC_PREFIX']}/dev/{device_id}/event"
+            await c.publish(topic, b'{"type":"bind_button"}', qos=1)
+
+    with ThreadPoolExecutor(1) as worker:  # the page's event loop runs in this thread
+        worker.submit(asyncio.run, go()).result()
+
+
 def test_administrator_edits_with_the_two_step_binding(night: Night, page: Any) -> None:
     home = night.homes["d"]
+    tech = b.Api(night.backend.url).login("tekniker", night.accounts["tekniker"])
     b.login(page, night.backend.url, "handlaggare", night.accounts["handlaggare"])
     page.goto(f"{night.backend.url}/console/#/recipients/{home.recipient_id}")
     expect(page.locator("#recipient-name")).to_have_text(home.name)
     expect(page.locator("#edit-mode")).to_have_text("Du kan ändra (administratör)")
     expect(page.locator("#consent-form")).to_be_visible()
-    bound = page.locator("#binding-list li").filter(has_text="cam-0074")
-    # Step 1 asks; nothing changes until step 2 confirms, naming the brukare.
-    bound.get_by_role("button", name="Begär frånkoppling").click()
-    pending = page.locator("#binding-requests li").filter(has_text="cam-0074")
-    expect(pending).to_contain_text(f"Koppla bort cam-0074 från {home.name}")
-    expect(page.locator("#binding-list li").filter(has_text="cam-0074")).to_have_count(1)
-    confirm = pending.get_by_role("button", name="Bekräfta")
-    expect(confirm).to_be_disabled()
-    pending.get_by_role("checkbox").check()
-    b.screenshot(page, "recipient-admin-binding")
-    confirm.click()
+    # Step 1 asks (the technician); nothing changes until a second person confirms in step 2.
+    tech.ok("POST", f"/api/devices/{home.camera}/binding-requests", {"action": "unbind"})
+    page.reload()
+    pending = page.locator("#binding-requests li").filter(has_text=home.camera)
+    expect(pending).to_contain_text(f"Koppla bort {home.camera} från {home.name}")
+    expect(page.locator("#binding-list li").filter(has_text=home.camera)).to_have_count(1)
+    assert pending.get_by_role("checkbox").count() == 0  # no box to tick
+    pending.get_by_role("button", name="Bekräfta").click()
     expect(page.get_by_text("Ingen enhet kopplad.")).to_be_visible()
-    # and bound again, in two steps
-    page.locator("#b-device").fill("cam-0074")
+    # and bound again: the one who asks cannot confirm (four eyes)
+    page.locator("#b-device").fill(home.camera)
     # A change made elsewhere meanwhile re-renders the screen live: what is typed stays.
     night.admin.ok(
         "POST",
@@ -731,15 +745,51 @@ def test_administrator_edits_with_the_two_step_binding(night: Night, page: Any) 
         },
     )
     expect(page.locator("#consent-table")).to_contain_text("Videosamtal")
-    expect(page.locator("#b-device")).to_have_value("cam-0074")
+    expect(page.locator("#b-device")).to_have_value(home.camera)
     page.get_by_role("button", name="Begär koppling").click()
-    pending = page.locator("#binding-requests li").filter(has_text="cam-0074")
-    expect(pending).to_contain_text(f"Koppla cam-0074 till {home.name}")
-    pending.get_by_role("checkbox").check()
-    pending.get_by_role("button", name="Bekräfta").click()
-    expect(page.locator("#binding-list li").filter(has_text="cam-0074")).to_have_count(1)
+    pending = page.locator("#binding-requests li").filter(has_text=home.camera)
+    expect(pending).to_contain_text(f"Koppla {home.camera} till {home.name}")
+    expect(pending.locator("[data-notice='four-eyes']")).to_be_visible()
+    assert pending.get_by_role("button", name="Bekräfta").count() == 0
+    mine = night.admin.ok("GET", "/api/binding-requests")["requests"][-1]
+    status, body = night.admin.call(
+        "POST",
+        f"/api/binding-requests/{mine['request_id']}/confirm",
+        {"recipient_id": home.recipient_id, "name": home.name, "address": "Ekbacken 1"},
+    )
+    assert (status, body["error"]["code"]) == (409, "four_eyes")
+    # The technician on site asks; the administrator confirms what is read out and seen.
+    tech.ok(
+        "POST",
+        f"/api/devices/{home.camera}/binding-requests",
+        {"action": "bind", "recipient_id": home.recipient_id},
+    )
+    page.reload()
+    pending = page.locator("#binding-requests li").filter(has_text=home.camera)
+    waiting = pending.locator("[data-proof='button']")
+    expect(waiting).to_have_attribute("data-pressed", "no")
+    confirm = pending.get_by_role("button", name="Bekräfta")
+    expect(confirm).to_be_disabled()
+    name = pending.get_by_label("Namn på dörren (som installatören läser upp)")
+    address = pending.get_by_label("Gatuadress (som installatören läser upp)")
+    expect(name).to_have_value("")  # never filled in by the console
+    expect(address).to_have_value("")
+    press_bind_button(night.backend, home.camera)
+    expect(waiting).to_have_attribute("data-pressed", "yes", timeout=15000)  # the poll sees it
+    expect(waiting).to_contain_text("Knappen trycktes")
+    name.fill("Någon Annan")
+    address.fill("Ekbacken 1")
+    b.screenshot(page, "recipient-admin-binding")
+    confirm.click()
+    expect(page.locator(".form-error[role='alert']").first).to_contain_text(
+        "Uppgifterna stämmer inte"
+    )
+    expect(page.locator("#binding-list li").filter(has_text=home.camera)).to_have_count(0)
+    name.fill(home.name.split()[-1])  # the family name, as on the door
+    confirm.click()
+    expect(page.locator("#binding-list li").filter(has_text=home.camera)).to_have_count(1)
     basis = night.admin.ok("GET", f"/api/recipients/{home.recipient_id}")
-    assert [x["device_id"] for x in basis["bindings"] if not x["unbound_at"]] == ["cam-0074"]
+    assert [x["device_id"] for x in basis["bindings"] if not x["unbound_at"]] == [home.camera]
 
 
 def test_the_morning_report_counts_the_night(night: Night, page: Any) -> None:

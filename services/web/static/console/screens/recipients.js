@@ -1,6 +1,7 @@
 // A brukare's consents, care plan, pauses, cohabitants and devices. Read-only for night operators;
 // administrators can register and change them, with the two-step device binding (request, then a
-// separate confirmation naming the brukare). The server checks every role; this only hides forms.
+// confirmation by a second person who types the brukare's details and the video phone's code, or
+// sees the camera's button pressed). The server checks every role and proof; this only hides forms.
 import { h, hhmm } from '../dom.js';
 import { bind, bindAttr, has, t, tx } from '../i18n.js';
 import { get, post } from '../api.js';
@@ -274,6 +275,55 @@ export function mount(container, ctx) {
     return parts;
   }
 
+  /** Step 2 of a binding, for a second person: nothing here is filled in by the console. The
+   * confirmer types what the installer on site reads out (the brukare's name as on the door, the
+   * street address) and the code on the video phone's screen, or sees that the camera's bind
+   * button was pressed; the server compares them with the record and the device's proof. */
+  function confirmCard(basis, r, me) {
+    const rid = basis.recipient.recipient_id;
+    const key = r.request_id;
+    const head = [
+      h('p', {}, tx(`binding_step2_${r.action}`, { device: r.device_id, name: basis.recipient.display_name })),
+      h('p', { class: 'muted' }, t('binding_requested_by', { who: r.requested_by, at: date(r.requested_at) })),
+    ];
+    const card = (...rest) => h('li', { class: 'card', dataset: { request: key, proof: r.proof } }, ...head, ...rest);
+    if (me && r.requested_by === me) {
+      return card(h('p', { class: 'hint', dataset: { notice: 'four-eyes' } }, tx('binding_four_eyes')));
+    }
+    const confirm = h('button', { type: 'submit', class: 'primary', dataset: { action: 'confirm-binding' } }, tx('binding_confirm'));
+    let typed = () => ({}); // an unbinding: four eyes only
+    const fields = [];
+    if (r.action === 'bind') {
+      const name = h('input', { maxlength: '200', autocomplete: 'off', required: true });
+      fields.push(...field(`bc-name-${key}`, 'binding_typed_name', name));
+      const address = basis.recipient.home ? h('input', { maxlength: '500', autocomplete: 'off', required: true }) : null;
+      if (address) fields.push(...field(`bc-address-${key}`, 'binding_typed_address', address));
+      let code = null;
+      let proof;
+      if (r.proof === 'code') {
+        code = h('input', { inputmode: 'numeric', pattern: '[0-9]{6}', maxlength: '6', autocomplete: 'off', required: true, class: 'mono' });
+        fields.push(...field(`bc-code-${key}`, 'binding_typed_code', code));
+        proof = h('p', { class: 'hint', dataset: { proof: 'code' } }, t('binding_code_hint', {
+          at: hhmm(r.code_expires_at), left: r.code_attempts_left ?? 0 }));
+      } else {
+        const pressed = r.button_pressed_at;
+        proof = h('p', { class: pressed ? 'badge' : 'hint', dataset: { proof: 'button', pressed: pressed ? 'yes' : 'no', tone: pressed ? 'ok' : 'info' } },
+          pressed ? t('binding_button_pressed', { at: hhmm(pressed) }) : t('binding_button_waiting'));
+        confirm.disabled = !pressed;
+      }
+      fields.unshift(proof, h('span'));
+      typed = () => ({
+        name: name.value.trim(), ...(address ? { address: address.value.trim() } : {}), ...(code ? { code: code.value.trim() } : {}),
+      });
+    }
+    const form = h('form', { class: 'form-grid', id: `confirm-${key}` }, ...fields, h('span'), confirm);
+    form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      run(confirm, () => post(`/api/binding-requests/${encodeURIComponent(key)}/confirm`, { recipient_id: rid, ...typed() }), 'binding_confirmed');
+    });
+    return card(form);
+  }
+
   async function devicesSection(basis) {
     const rid = basis.recipient.recipient_id;
     const active = basis.bindings.filter((b) => !b.unbound_at);
@@ -298,17 +348,8 @@ export function mount(container, ctx) {
     } catch {
       // the list stays empty; the form still works by typing an id
     }
-    const pending = requests.map((r) => {
-      const check = h('input', { type: 'checkbox', id: `confirm-${r.request_id}` });
-      const confirm = h('button', { type: 'button', class: 'primary', disabled: true, dataset: { action: 'confirm-binding' } }, tx('binding_confirm'));
-      check.addEventListener('change', () => { confirm.disabled = !check.checked; });
-      confirm.addEventListener('click', () => run(confirm, () => post(`/api/binding-requests/${encodeURIComponent(r.request_id)}/confirm`,
-        { recipient_id: rid }), 'binding_confirmed'));
-      return h('li', { class: 'card', dataset: { request: r.request_id } },
-        h('p', {}, tx(`binding_step2_${r.action}`, { device: r.device_id, name: basis.recipient.display_name })),
-        h('p', { class: 'muted' }, t('binding_requested_by', { who: r.requested_by, at: date(r.requested_at) })),
-        h('div', { class: 'row' }, check, h('label', { for: check.id }, tx('binding_checked', { name: basis.recipient.display_name })), confirm));
-    });
+    const me = ctx.me && ctx.me.staff_id;
+    const pending = requests.map((r) => confirmCard(basis, r, me));
     const device = h('input', { list: 'free-devices', maxlength: '64', class: 'mono' });
     const save = h('button', { type: 'submit', class: 'primary' }, tx('binding_request'));
     const form = h('form', { class: 'form-grid', id: 'binding-form' },
@@ -382,8 +423,14 @@ export function mount(container, ctx) {
 
   const offs = [ctx.live.on('consent.changed', (e) => { if (!id || e.recipient_id === id) load(true); })];
   load();
+  // A camera's binding waits for its bind button: look again every few seconds while one is
+  // shown unpressed, so the confirmer sees "pressed at HH:MM" without reloading.
+  const poll = setInterval(() => {
+    if (alive && root.querySelector('[data-proof="button"][data-pressed="no"]')) load(true);
+  }, 4000);
   return () => {
     alive = false;
+    clearInterval(poll);
     for (const off of offs) off();
   };
 }
