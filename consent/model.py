@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, time
 from enum import StrEnum
 
+from kernel.tenancy import DEFAULT_TEAM
+
 DEFAULT_ZONE = "Europe/Stockholm"
 DEFAULT_VIEW_CAP_S = 30
 MIN_VIEW_CAP_S, MAX_VIEW_CAP_S = 10, 60
@@ -211,6 +213,8 @@ class CareRecipient:
     reference, never the code itself. Shown on the patrol's task."""
     language: str = "sv"
     created_at: datetime | None = None
+    team_id: str = DEFAULT_TEAM
+    """The team that cares for the brukare (its organisation is the team's; issue 17)."""
 
     def __post_init__(self) -> None:
         _aware("created_at", self.created_at)

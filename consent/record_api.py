@@ -59,6 +59,9 @@ from kernel import access
 from kernel.access import caller
 from kernel.audit.reads import Read
 from kernel.body import NOT_BLANK, Fields, Id, Instant, LocalTime, instant, parse_hhmm, read_body
+from kernel.errors import InvalidInput
+from kernel.roles import Principal
+from kernel.tenancy import DEFAULT_TEAM
 
 log = structlog.get_logger("consent.api")
 
@@ -83,6 +86,26 @@ class NewRecipient(Fields, kw_only=True):
     ] = ""
     time_zone: Annotated[str, Meta(max_length=64, description="an IANA zone")] = DEFAULT_ZONE
     language: Annotated[str, Meta(max_length=8)] = "sv"
+    team_id: Annotated[
+        Id | None,
+        Meta(
+            description="the team that cares for the brukare (required outside the default"
+            " organisation)"
+        ),
+    ] = None
+
+
+def _team_of_new_recipient(who: Principal, team_id: str | None) -> str:
+    """The team a new brukare joins: the named one, which must be one of the caller's; without
+    one, the default team where the caller's organisation has it (an installation that never
+    named an organisation), else the caller must name one."""
+    if team_id is None:
+        if who.covers(DEFAULT_TEAM):
+            return DEFAULT_TEAM
+        raise InvalidInput("team_id", "missing_field", "name the team that cares for the brukare")
+    if not who.covers(team_id):
+        raise InvalidInput("team_id", "unknown_team", "no such team in your organisation")
+    return team_id
 
 
 class NewCohabitant(Fields, kw_only=True):
@@ -116,6 +139,7 @@ async def list_recipients(request: web.Request) -> web.Response:
 async def create_recipient(request: web.Request) -> web.Response:
     who = caller(request)
     b = await read_body(request, NewRecipient)
+    team_id = _team_of_new_recipient(who, b.team_id)
     r = CareRecipient(
         recipient_id=b.recipient_id or new_id("r"),
         display_name=b.display_name.strip(),
@@ -123,6 +147,7 @@ async def create_recipient(request: web.Request) -> web.Response:
         door_code_ref=b.door_code_ref.strip(),
         time_zone=b.time_zone.strip() or DEFAULT_ZONE,
         language=b.language.strip() or "sv",
+        team_id=team_id,
     )
     stored = await ctx.store(request).add_recipient(r, actor=who.staff_id, at=ctx.now(request))
     log.info("recipient_created", recipient_id=stored.recipient_id, staff_id=who.staff_id)

@@ -40,8 +40,9 @@ class PgRecordRows:
         return _inserted(
             await self._conn.execute(
                 "INSERT INTO care_recipients (recipient_id, display_name, home, time_zone,"
-                " language, created_at, created_by, door_code_ref)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (recipient_id) DO NOTHING",
+                " language, created_at, created_by, door_code_ref, team_id)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                " ON CONFLICT (recipient_id) DO NOTHING",
                 r.recipient_id,
                 r.display_name,
                 r.home,
@@ -50,6 +51,7 @@ class PgRecordRows:
                 r.created_at,
                 created_by,
                 r.door_code_ref,
+                r.team_id,
             )
         )
 

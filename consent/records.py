@@ -104,6 +104,7 @@ def recipient_json(r: CareRecipient) -> dict[str, Any]:
         "time_zone": r.time_zone,
         "language": r.language,
         "created_at": iso(r.created_at),
+        "team_id": r.team_id,
     }
 
 

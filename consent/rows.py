@@ -27,6 +27,7 @@ from consent.model import (
     Purpose,
     Suspension,
 )
+from kernel.tenancy import DEFAULT_TEAM
 
 
 class Row(Protocol):
@@ -66,6 +67,7 @@ def recipient(d: Row) -> CareRecipient:
         door_code_ref=_text_or_empty(d, "door_code_ref"),
         language=d["language"],
         created_at=ts_opt(d["created_at"]),
+        team_id=_text_or_empty(d, "team_id") or DEFAULT_TEAM,
     )
 
 

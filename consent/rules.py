@@ -712,6 +712,8 @@ def validate_recipient(r: CareRecipient) -> list[Problem]:
         problems.append(zone)
     if not (2 <= len(r.language) <= 8 and r.language.replace("-", "").isalpha()):
         problems.append(Problem("language", "invalid", "language is a tag like 'sv' or 'fi'"))
+    if not is_id(r.team_id):
+        problems.append(Problem("team_id", "invalid_id", "team_id is not a team id"))
     return problems
 
 

@@ -75,7 +75,11 @@ class ConsentWrites:
                 actor=actor,
                 action="recipient.created",
                 subject=stored.recipient_id,
-                data={"time_zone": stored.time_zone, "language": stored.language},
+                data={
+                    "time_zone": stored.time_zone,
+                    "language": stored.language,
+                    "team_id": stored.team_id,
+                },
                 at=at,
             )
         return stored
