@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from aiohttp import web
 from msgspec import Meta
 
+from identity import org_store
 from identity import store as staff_store
 from identity.login import service
 from identity.staff import MAX_TOKEN_TTL_S, STAFF_ID_RE, TOKEN_ID_RE
@@ -20,7 +21,7 @@ from kernel.access import caller
 from kernel.audit import store as audit_store
 from kernel.audit.chain import check_fields
 from kernel.audit.reads import Read, read_data
-from kernel.body import Fields, read_body
+from kernel.body import Fields, Id, read_body
 from kernel.errors import InvalidInput
 from kernel.permissions import Permission, route
 from kernel.roles import LOGINS, Role, Route
@@ -91,6 +92,17 @@ class NewStaff(Fields, kw_only=True):
     role: Literal["operator", "administrator", "technician", "patrol", "shift_lead"]
     password: Annotated[str, Meta(description=_POLICY)] | None = None
     display_name: Annotated[str, Meta(max_length=200)] | None = None
+    teams: (
+        Annotated[
+            list[Id],
+            Meta(
+                max_length=50,
+                description="teams of the caller's organisation the account joins (absent: the"
+                " default team in the default organisation, else none)",
+            ),
+        ]
+        | None
+    ) = None
 
 
 async def create_staff(request: web.Request) -> web.Response:
@@ -98,6 +110,14 @@ async def create_staff(request: web.Request) -> web.Response:
     who = caller(request)
     auth = service(request)
     async with auth.pool.acquire() as conn:
+        # The account belongs to the creating administrator's own organisation, and joins only
+        # its teams (422 unknown_team naming teams[i] otherwise).
+        organisation_id = await org_store.organisation_of(conn, who.staff_id)
+        teams = None
+        if b.teams is not None:
+            if organisation_id is None:
+                raise InvalidInput("teams", "unknown_team", "you belong to no organisation")
+            teams = await org_store.require_teams(conn, organisation_id, b.teams)
         account = await staff_store.create_staff(
             conn,
             username=b.username,
@@ -107,6 +127,8 @@ async def create_staff(request: web.Request) -> web.Response:
             actor=who.staff_id,
             now=auth.clock(),
             hasher=auth.hasher,
+            organisation_id=organisation_id,
+            teams=teams,
         )
     return web.json_response(account.to_json(), status=201)
 

@@ -54,6 +54,7 @@ class Permission(StrEnum):
     READ_REPORTS = "read_reports"  # the morning report and the handover
     MUTE = "mute"  # silence my console's sound for a few minutes
     MANAGE_STAFF = "manage_staff"  # accounts, passwords, tokens
+    MANAGE_ORGANISATION = "manage_organisation"  # units, teams, members, night-centre grants
     READ_AUDIT = "read_audit"  # the audit log and its verification
     READ_EXTRACTS = "read_extracts"  # audited exports: the camera register
 
@@ -110,6 +111,7 @@ MATRIX: Mapping[Role, frozenset[Permission]] = {
         P.READ_REPORTS,
         P.MUTE,
         P.MANAGE_STAFF,
+        P.MANAGE_ORGANISATION,
         P.READ_AUDIT,
         P.READ_EXTRACTS,
     ),

@@ -54,7 +54,7 @@ from devices.commands import Commands
 from devices.handler import REGISTRY_CHANNELS, DeviceHandler
 from identity import api as staff_api
 from identity import login as auth
-from identity import oidc
+from identity import oidc, org_api
 from identity import revocations as revocation_feed
 from kernel.clock import SYSTEM_CLOCK, Clock, ClockPort
 from kernel.roles import PUBLIC, Route
@@ -377,6 +377,7 @@ def install_api(rt: Runtime, stack: contextlib.AsyncExitStack) -> None:
         stack.push_async_callback(login_oidc.close)
     http.add_routes(app, oidc.routes())
     http.add_routes(app, staff_api.routes())
+    http.add_routes(app, org_api.routes())
     http.add_routes(app, [*devices_api.routes(), *zones_api.routes()])
     app[consent_api.STORE] = rt.consent
     app[consent_api.CLOCK] = rt.clock

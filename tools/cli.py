@@ -204,6 +204,18 @@ async def _devices_online(
             await asyncio.wait_for(stop.wait(), 0.5)
 
 
+async def _demo_accounts(rt: Any, orgs: int) -> tuple[tuple[Any, ...], dict[str, str]]:
+    """The demo's organisations (none: the default one) and its accounts with fresh passwords."""
+    from identity.login import ensure_demo_accounts
+    from tools import demo_orgs
+
+    if orgs <= 1:
+        return (), await ensure_demo_accounts(rt.pool)
+    several = demo_orgs.demo_orgs(orgs)  # each its unit, team, homes and accounts
+    await demo_orgs.ensure_orgs(rt.pool, several, rt.clock())
+    return several, await demo_orgs.ensure_org_accounts(rt.pool, several)
+
+
 async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     import socket
     import time
@@ -246,18 +258,20 @@ async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
                 waiter.cancel()
                 return 1
             url, rt = waiter.result()
-            from identity.login import ensure_demo_accounts
+            from tools import demo_orgs
 
-            accounts = await ensure_demo_accounts(rt.pool)
+            orgs, accounts = await _demo_accounts(rt, args.orgs)
             specs = homes.home_devices(args.homes)
             print(
                 f"\nNattlig tillsyn demo: {url}/  ({len(specs)} simulated devices in "
                 f"{args.homes} homes; Ctrl-C stops)",
                 flush=True,
             )
+            for line in demo_orgs.describe(orgs, args.homes):
+                print(line, flush=True)
             print("demo accounts (username / password):", flush=True)
             for username, password in accounts.items():
-                print(f"  {username:14} {password}", flush=True)
+                print(f"  {username:16} {password}", flush=True)
             since = rt.clock()
             tg.create_task(
                 homes.run_devices(
@@ -284,6 +298,9 @@ async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
                 now=rt.clock(),
                 zone_name=settings.time_zone,
                 view_cap_s=args.view_cap,
+                team_of=(
+                    (lambda h: demo_orgs.org_of_home(h, args.homes, orgs).team_id) if orgs else None
+                ),
             )
             print("demo brukare (agreed times of a demo night that begins now):", flush=True)
             for line in seeded.lines:
@@ -359,8 +376,27 @@ def _view_cap(text: str) -> int:
     return value
 
 
+def _orgs(text: str) -> int:
+    from tools.demo_orgs import MAX_ORGS
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("--orgs is a whole number") from None
+    if not 1 <= value <= MAX_ORGS:
+        raise argparse.ArgumentTypeError(f"--orgs is 1 to {MAX_ORGS}")
+    return value
+
+
 def _demo_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--homes", type=int, default=6)
+    s.add_argument(
+        "--orgs",
+        type=_orgs,
+        default=1,
+        help="organisations (municipalities) to split the homes between, each with its own "
+        "team and demo accounts (default 1: the default organisation)",
+    )
     s.add_argument("--port", type=int, help="HTTP port (default 8080)")
     s.add_argument(
         "--view-cap",
@@ -435,6 +471,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--username", help="act as this account (created password-less if missing)")
     s.add_argument("--ttl-s", type=int, default=30 * 24 * 3600, help="lifetime in seconds")
     s.add_argument("--label", default="", help="what the token is for (max 100 characters)")
+    _org_parser(sub)
     s = sub.add_parser("devices", help="device broker credentials (provision, revoke, acl)")
     s.set_defaults(run=cmd_devices)
     from tools.provision import add_arguments as add_devices_arguments
@@ -442,6 +479,42 @@ def parser() -> argparse.ArgumentParser:
     add_devices_arguments(s)
     add_ops_commands(sub)
     return p
+
+
+async def cmd_org_add(args: argparse.Namespace, settings: Settings) -> int:
+    from tools.org_cli import org_add_command
+
+    _require(settings, mqtt=False)
+    assert settings.database_url is not None
+    return await org_add_command(
+        settings.database_url,
+        organisation_id=args.organisation_id,
+        name=args.name,
+        kind=args.kind,
+        unit=args.unit,
+        team=args.team,
+        admin=args.admin,
+    )
+
+
+def _org_parser(sub: Any) -> None:
+    """``homecare org add ID --name NAME [--unit ID:NAME] [--team ID:NAME] [--admin USER]``."""
+    s = sub.add_parser("org", help="organisations (installation-level, run as the system)")
+    org_sub = s.add_subparsers(dest="org_command", required=True)
+    s = org_sub.add_parser(
+        "add", help="create an organisation, its first unit and team, and its first administrator"
+    )
+    s.set_defaults(run=cmd_org_add)
+    s.add_argument("organisation_id", metavar="ID", help="1..64 of a-z, 0-9 and '-'")
+    s.add_argument("--name", required=True, help="the organisation's name")
+    s.add_argument("--kind", choices=("municipality", "care_provider"), default="municipality")
+    s.add_argument("--unit", metavar="ID:NAME", help="its first unit (district)")
+    s.add_argument("--team", metavar="ID:NAME", help="its first team (needs --unit)")
+    s.add_argument(
+        "--admin",
+        metavar="USERNAME",
+        help="its first administrator (password-less; a bearer token is printed once)",
+    )
 
 
 def _config_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

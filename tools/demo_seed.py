@@ -31,7 +31,7 @@ devices are bound again; a camera that has zones keeps them.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 
@@ -52,6 +52,7 @@ from consent.model import (
     Purpose,
 )
 from consent.ports import ConsentStore, new_id
+from kernel.tenancy import DEFAULT_TEAM
 from simulators.scenes import Scene, SceneKind
 from supervision import zone_store
 from supervision.zones import CameraZones, from_json
@@ -178,7 +179,7 @@ def _purposes(home: int) -> tuple[Purpose, ...]:
 
 
 async def _new_recipient(
-    store: ConsentStore, home: int, now: datetime, zone_name: str
+    store: ConsentStore, home: int, now: datetime, zone_name: str, team_id: str
 ) -> CareRecipient:
     rid = recipient_id(home)
     name = NAMES[(home - 1) % len(NAMES)]
@@ -190,6 +191,7 @@ async def _new_recipient(
             display_name=name,
             home=f"Demogatan {home}, lgh {1000 + home}",
             time_zone=zone_name,
+            team_id=team_id,
         ),
         actor=ACTOR,
         at=now,
@@ -324,9 +326,12 @@ async def seed_consent(
     now: datetime,
     zone_name: str = DEFAULT_ZONE,
     view_cap_s: int = DEFAULT_VIEW_CAP_S,
+    team_of: Callable[[int], str] | None = None,
 ) -> Seeded:
     """Seed (or refresh) the demo for homes ``1..homes``; see the module docstring.
-    ``view_cap_s`` is the demo plans' live-view cap (``homecare demo --view-cap``)."""
+    ``view_cap_s`` is the demo plans' live-view cap (``homecare demo --view-cap``); ``team_of``
+    gives a new home's team (``homecare demo --orgs N``, :mod:`tools.demo_orgs`; default: the
+    default team)."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     devices = []
@@ -347,7 +352,8 @@ async def seed_consent(
         # the patrol stays there. So devices and the basis come first, the plan last.
         new = rid not in existing
         if new:
-            await _new_recipient(store, home, now, zone_name)
+            team = team_of(home) if team_of is not None else DEFAULT_TEAM
+            await _new_recipient(store, home, now, zone_name, team)
             out.created += 1
         out.bound += await _bind(store, camera_id(home), rid, now)
         out.zoned += await _zones(pool, camera_id(home), now)
@@ -360,7 +366,10 @@ async def seed_consent(
         basis = await store.basis(rid)
         plan = next((p for p in basis.plans if p.is_active(now)), None)
         times = " ".join(c.at.strftime("%H:%M") for c in plan.checks) if plan else "-"
-        out.lines.append(f"{rid} ({camera_id(home)}): {CASES[(home - 1) % 6]}; tillsyn {times}")
+        team = "" if basis.recipient.team_id == DEFAULT_TEAM else f" [{basis.recipient.team_id}]"
+        out.lines.append(
+            f"{rid} ({camera_id(home)}){team}: {CASES[(home - 1) % 6]}; tillsyn {times}"
+        )
     return out
 
 

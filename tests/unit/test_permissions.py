@@ -47,6 +47,7 @@ NAIVE: dict[str, set[str]] = {
     "read_reports": {"operator", "shift_lead", "administrator"},
     "mute": {"operator", "patrol", "shift_lead", "administrator"},
     "manage_staff": {"administrator"},
+    "manage_organisation": {"administrator"},
     "read_audit": {"administrator", "auditor"},
     "read_extracts": {"administrator", "auditor"},
 }
