@@ -10,7 +10,8 @@ from typing import Any
 from aiohttp import web
 
 from consent import rules
-from consent.model import DEFAULT_ZONE
+from consent.errors import NotFound
+from consent.model import DEFAULT_ZONE, RecipientBasis
 from consent.ports import ConsentStore
 from kernel import access
 
@@ -38,6 +39,16 @@ def answer(data: dict[str, Any], status: int = 200) -> web.Response:
     return web.json_response(data, status=status)
 
 
-async def recipient_zone(request: web.Request, recipient_id: str) -> tzinfo:
+async def covered_basis(request: web.Request, recipient_id: str) -> RecipientBasis:
+    """The brukare's record, if the caller's teams cover the brukare's team; else the same 404
+    as a brukare that does not exist (it is not confirmed that one does)."""
     basis = await store(request).basis(recipient_id)
+    if not access.caller(request).covers(basis.recipient.team_id):
+        raise NotFound("care recipient", recipient_id, "recipient_id")
+    return basis
+
+
+async def recipient_zone(request: web.Request, recipient_id: str) -> tzinfo:
+    """The brukare's zone, for a write about them: 404 unless the caller covers their team."""
+    basis = await covered_basis(request, recipient_id)
     return rules.zone_of(basis.recipient.time_zone)

@@ -72,8 +72,9 @@ class FakeConsentStore(ConsentWrites):
             suspensions=tuple(sorted(mine(t.suspensions.values()), key=lambda s: s.started_at)),
         )
 
-    async def list_recipients(self) -> list[CareRecipient]:
-        return sorted(self.tables.recipients.values(), key=lambda r: r.recipient_id)
+    async def list_recipients(self, *, teams: Collection[str] | None = None) -> list[CareRecipient]:
+        found = (r for r in self.tables.recipients.values() if teams is None or r.team_id in teams)
+        return sorted(found, key=lambda r: r.recipient_id)
 
     async def basis(self, recipient_id: str) -> RecipientBasis:
         return self._basis(recipient_id)

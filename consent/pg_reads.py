@@ -123,9 +123,14 @@ class PgReads:
     def __init__(self, core: PgCore) -> None:
         self._core = core
 
-    async def list_recipients(self) -> list[CareRecipient]:
+    async def list_recipients(self, *, teams: Collection[str] | None = None) -> list[CareRecipient]:
+        chosen = None if teams is None else sorted(teams)
         async with self._core.conn() as conn:
-            found = await conn.fetch("SELECT * FROM care_recipients ORDER BY recipient_id")
+            found = await conn.fetch(
+                "SELECT * FROM care_recipients WHERE $1::text[] IS NULL OR team_id = ANY($1)"
+                " ORDER BY recipient_id",
+                chosen,
+            )
         return [rows.recipient(r) for r in found]
 
     async def basis(self, recipient_id: str) -> RecipientBasis:

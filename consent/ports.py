@@ -73,7 +73,9 @@ class RegisterRow:
 
 class ConsentStore(Protocol):
     # --- reads --------------------------------------------------------------------------
-    async def list_recipients(self) -> list[CareRecipient]: ...
+    async def list_recipients(self, *, teams: Collection[str] | None = None) -> list[CareRecipient]:
+        """The brukare, of ``teams`` only when given (``None``: every team the scope shows)."""
+        ...
 
     async def basis(self, recipient_id: str) -> RecipientBasis:
         """Everything about one brukare (history included); raises ``NotFound``."""

@@ -129,9 +129,10 @@ class End(Fields):
 
 
 async def list_recipients(request: web.Request) -> web.Response:
-    """The brukare; one audited read (``recipient.listed``) for the whole list."""
+    """The brukare of the caller's teams; one audited read (``recipient.listed``) for the
+    whole list."""
     why = access.why(request)
-    found = await ctx.store(request).list_recipients()
+    found = await ctx.store(request).list_recipients(teams=caller(request).teams)
     await access.audit_read(request, Read.RECIPIENTS_LISTED, None, why, count=len(found))
     return ctx.answer({"recipients": [records.recipient_json(r) for r in found]})
 
@@ -157,7 +158,7 @@ async def create_recipient(request: web.Request) -> web.Response:
 async def get_recipient(request: web.Request) -> web.Response:
     """A brukare's whole record; an audited read (``recipient.viewed``)."""
     why = access.why(request)
-    basis = await ctx.store(request).basis(request.match_info["recipient_id"])
+    basis = await ctx.covered_basis(request, request.match_info["recipient_id"])
     await access.audit_read(request, Read.RECIPIENT_VIEWED, basis.recipient.recipient_id, why)
     now = ctx.now(request)
     status = {
@@ -471,9 +472,16 @@ async def reverify(request: web.Request) -> web.Response:
 async def list_suspensions(request: web.Request) -> web.Response:
     """Supervision suspended by device behaviour and not yet re-verified (hard rule 8)."""
     now = ctx.now(request)
+    who = caller(request)
     bases = await ctx.store(request).bases()
     found = sorted(
-        (s for b in bases.values() for s in b.suspensions if s.is_active(now)),
+        (
+            s
+            for b in bases.values()
+            if who.covers(b.recipient.team_id)
+            for s in b.suspensions
+            if s.is_active(now)
+        ),
         key=lambda s: (s.started_at, s.recipient_id),
     )
     return ctx.answer({"suspensions": [records.suspension_json(s) for s in found]})

@@ -45,8 +45,8 @@ class PgConsentStore(ConsentWrites):
         super().__init__(self._core.begin, publish=publish)
 
     # --- reads ----------------------------------------------------------------------------
-    async def list_recipients(self) -> list[CareRecipient]:
-        return await self._reads.list_recipients()
+    async def list_recipients(self, *, teams: Collection[str] | None = None) -> list[CareRecipient]:
+        return await self._reads.list_recipients(teams=teams)
 
     async def basis(self, recipient_id: str) -> RecipientBasis:
         return await self._reads.basis(recipient_id)

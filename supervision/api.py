@@ -25,7 +25,7 @@ from consent.rules import night_of
 from kernel import access
 from kernel.access import caller
 from kernel.audit.reads import Read
-from kernel.body import END, Fields, NoFields, read_body
+from kernel.body import END, Fields, Id, NoFields, read_body
 from kernel.clock import Clock
 from kernel.codec import CodecError
 from kernel.permissions import Permission, route
@@ -33,6 +33,7 @@ from kernel.roles import Principal, Role, Route
 from supervision import checks as ch
 from supervision import handover as hv
 from supervision import report as rp
+from supervision import teams as tm
 from supervision.checks import Check, OutcomeKind, PatrolOutcome, State
 from supervision.errors import BadRequest
 from supervision.ports import AlarmRaised, CheckChanged, Publish
@@ -61,6 +62,20 @@ def _now(request: web.Request) -> datetime:
 
 def _zone(request: web.Request) -> tzinfo:
     return request.app.get(ZONE) or ZoneInfo("Europe/Stockholm")
+
+
+def _teams(request: web.Request) -> frozenset[str] | None:
+    """The teams a read is for: the caller's, or the one ``?team=`` names, which must be one of
+    them (422 ``not_your_team``, the same for a team that does not exist)."""
+    raw = request.query.get("team")
+    try:
+        return tm.chosen(caller(request).teams, None if raw is None else [raw])
+    except tm.NotYourTeam:
+        raise BadRequest("team is not one of yours", field="team", code="not_your_team") from None
+
+
+def _listed(teams: frozenset[str] | None) -> list[str] | None:
+    return None if teams is None else sorted(teams)
 
 
 def check_json(c: Check) -> dict[str, Any]:
@@ -122,16 +137,19 @@ def _note(value: str | None) -> str | None:
 
 
 async def queue(request: web.Request) -> web.Response:
-    """Tonight's unfinished checks, the human queue first, and the open alarms."""
+    """Tonight's unfinished checks of the caller's teams (``?team=``: one of them), the human
+    queue first, the open alarms, and who is on duty for which of those teams."""
     store = _store(request)
     now = _now(request)
+    teams = _teams(request)
     raw = request.query.get("night")
     night = _night(request, raw) if raw else night_of(now, _zone(request))
-    checks = [c for c in await store.open_checks() if c.night == night]
+    checks = [c for c in await store.open_checks(teams=teams) if c.night == night]
     order = {State.VIEWING: 0, State.NEEDS_VIEW: 1, State.CALLING: 2, State.PATROL: 3}
     checks.sort(key=lambda c: (order.get(c.state, 9), c.deadline or c.since, c.check_id))
     motion = await store.verdict_details([c.check_id for c in checks])
     assigned = await store.assignees([c.check_id for c in checks])
+    duty = await store.duty_teams(now, teams=teams)
     return web.json_response(
         {
             "night": night.isoformat(),
@@ -144,8 +162,12 @@ async def queue(request: web.Request) -> web.Response:
                 }
                 for c in checks
             ],
-            "alarms": [_alarm_json(a) for a in await store.alarms(night, open_only=True)],
-            "on_duty": await store.on_duty(now),
+            "alarms": [
+                _alarm_json(a) for a in await store.alarms(night, open_only=True, teams=teams)
+            ],
+            "teams": _listed(teams),
+            "on_duty": sorted(duty),
+            "duty_teams": duty,
         }
     )
 
@@ -158,7 +180,7 @@ async def get_check(request: web.Request) -> web.Response:
     """One check and its history; an audited read (``check.viewed``)."""
     why = access.why(request)
     store = _store(request)
-    c = await store.get(request.match_info["check_id"])
+    c = await store.get(request.match_info["check_id"], teams=caller(request).teams)
     await access.audit_read(
         request, Read.CHECK_VIEWED, c.check_id, why, recipient_id=c.recipient_id
     )
@@ -188,11 +210,27 @@ async def get_check(request: web.Request) -> web.Response:
 # --------------------------------------------------------------------------- duty
 
 
+class Duty(Fields):
+    """Going on duty, covering ``teams`` (some of the caller's; absent: every one of them)."""
+
+    teams: Annotated[tuple[Id, ...], Meta(min_length=1, max_length=100)] | None = None
+
+
 async def start_duty(request: web.Request) -> web.Response:
+    """Start my duty for my teams, or the ones named (422 ``not_your_team`` for another)."""
     who = caller(request)
-    await read_body(request, NoFields)
-    await _store(request).start_duty(who.staff_id, at=_now(request))
-    return web.json_response({"staff_id": who.staff_id, "on_duty": True}, status=201)
+    b = await read_body(request, Duty)
+    try:
+        teams = None if b.teams is None else tm.chosen(who.teams, b.teams)
+    except tm.NotYourTeam as e:
+        raise BadRequest(
+            f"team {e} is not one of yours", field="teams", code="not_your_team"
+        ) from None
+    await _store(request).start_duty(who.staff_id, at=_now(request), teams=teams)
+    covered = teams if teams is not None else who.teams
+    return web.json_response(
+        {"staff_id": who.staff_id, "on_duty": True, "teams": _listed(covered)}, status=201
+    )
 
 
 async def end_duty(request: web.Request) -> web.Response:
@@ -210,7 +248,12 @@ async def _step(
     request: web.Request, event: ch.Event, *, note: str | None = None, on_duty: bool = True
 ) -> web.Response:
     tr = await _store(request).transition(
-        request.match_info["check_id"], event, at=_now(request), note=note, on_duty=on_duty
+        request.match_info["check_id"],
+        event,
+        at=_now(request),
+        note=note,
+        on_duty=on_duty,
+        teams=caller(request).teams,
     )
     log_transition(tr)
     publish_transition(request.app.get(PUBLISH), tr)
@@ -250,6 +293,7 @@ async def _patrol_step(
         at=_now(request),
         is_patrol=who.role is Role.PATROL,
         note=note,
+        teams=who.teams,
     )
     if isinstance(done, Check):  # the same report again (a retry): nothing changed
         return web.json_response(check_json(done))
@@ -291,7 +335,11 @@ async def patrol_arrived(request: web.Request) -> web.Response:
     await read_body(request, NoFields)
     check_id = request.match_info["check_id"]
     arrived = await _store(request).patrol_arrived(
-        check_id, staff_id=who.staff_id, at=_now(request), is_patrol=who.role is Role.PATROL
+        check_id,
+        staff_id=who.staff_id,
+        at=_now(request),
+        is_patrol=who.role is Role.PATROL,
+        teams=who.teams,
     )
     return web.json_response({"check_id": check_id, "arrived_at": arrived.isoformat()})
 
@@ -303,10 +351,11 @@ def _task_json(row: dict[str, Any]) -> dict[str, Any]:
 
 
 async def patrol_tasks(request: web.Request) -> web.Response:
-    """Open patrol tasks: a patrol sees its own and the unassigned ones, others see all."""
+    """Open patrol tasks of the caller's teams (``?team=``: one of them): a patrol sees its own
+    and the unassigned ones, others see all."""
     who = caller(request)
     mine = who.staff_id if who.role is Role.PATROL else None
-    rows = await _store(request).patrol_tasks(visible_to=mine)
+    rows = await _store(request).patrol_tasks(visible_to=mine, teams=_teams(request))
     return web.json_response(
         {"at": _now(request).isoformat(), "tasks": [_task_json(r) for r in rows]}
     )
@@ -314,10 +363,12 @@ async def patrol_tasks(request: web.Request) -> web.Response:
 
 async def escalations(request: web.Request) -> web.Response:
     """The night's alarms and escalations addressed to the shift lead (``?night=``, default
-    tonight; ``?open=1``: only those not acknowledged)."""
+    tonight; ``?open=1``: only those not acknowledged), of the caller's teams (``?team=``)."""
     raw = request.query.get("night")
     night = _night(request, raw) if raw else night_of(_now(request), _zone(request))
-    rows = await _store(request).lead_alarms(night, open_only=request.query.get("open") == "1")
+    rows = await _store(request).lead_alarms(
+        night, open_only=request.query.get("open") == "1", teams=_teams(request)
+    )
     return web.json_response(
         {"night": night.isoformat(), "escalations": [_alarm_json(a) for a in rows]}
     )
@@ -335,15 +386,20 @@ async def assign(request: web.Request) -> web.Response:
     who = caller(request)
     b = await read_body(request, Assignment)
     check, before = await _store(request).assign(
-        request.match_info["check_id"], b.assignee, by=who.staff_id, at=_now(request)
+        request.match_info["check_id"],
+        b.assignee,
+        by=who.staff_id,
+        at=_now(request),
+        teams=who.teams,
     )
     return web.json_response({**check_json(check), "assignee": b.assignee, "previous": before})
 
 
 async def assignable(request: web.Request) -> web.Response:
     """Whom the shift lead may give a check or patrol task to: the active operators and patrols
-    (pseudonymous ``staff_id``, display name, role), those on duty now first."""
-    rows = await _store(request).assignable_staff(_now(request))
+    (pseudonymous ``staff_id``, display name, role, the teams they cover) who cover one of the
+    caller's teams (``?team=``: that one), those on duty now first."""
+    rows = await _store(request).assignable_staff(_now(request), teams=_teams(request))
     return web.json_response({"at": _now(request).isoformat(), "staff": rows})
 
 
@@ -363,9 +419,14 @@ async def handover(request: web.Request) -> web.Response:
     lang = request.query.get("lang", "sv")
     if html and lang not in hv.LANGUAGES:
         raise BadRequest(f"lang is one of {', '.join(hv.LANGUAGES)}", field="lang")
+    teams = _teams(request)
     start, end = hv.night_bounds(night, zone)
-    facts = await _store(request).handover_facts(night, start=start, end=end)
+    store = _store(request)
+    facts = await store.handover_facts(night, start=start, end=end, teams=teams)
+    team_of, places = await store.night_teams(night, teams=teams)
     summary = hv.build(facts, generated_at=_now(request))
+    summary["teams"] = _listed(teams)
+    summary["rollup"] = tm.rollup((f.check for f in facts.checks), team_of, places)
     await access.audit_read(request, Read.REPORT_VIEWED, night.isoformat(), why, report="handover")
     if not html:
         return web.json_response(summary)
@@ -381,7 +442,11 @@ async def ack_alarm(request: web.Request) -> web.Response:
     except ValueError:
         raise BadRequest("version is a whole number", field="version") from None
     await _store(request).acknowledge_alarm(
-        request.match_info["check_id"], version, staff_id=who.staff_id, at=_now(request)
+        request.match_info["check_id"],
+        version,
+        staff_id=who.staff_id,
+        at=_now(request),
+        teams=who.teams,
     )
     return web.json_response(
         {"check_id": request.match_info["check_id"], "version": version, "acknowledged": True}
@@ -440,18 +505,23 @@ async def night_report(request: web.Request) -> web.Response:
     """The morning report; an audited read (``report.viewed``, subject the night)."""
     why = access.why(request)
     night = _night(request)
+    teams = _teams(request)
     store = _store(request)
     nights = await store.planned_nights()
     since, until = hv.night_bounds(night, _zone(request))  # a night runs noon to noon
+    checks = await store.night_checks(night, teams=teams)
     report = rp.build(
         night,
-        await store.night_checks(night),
-        await store.transitions(night),
+        checks,
+        await store.transitions(night, teams=teams),
         generated_at=_now(request),
         reconciled_at=nights.get(night),
-        alarms=await store.alarms(night),
-        looks=await store.night_looks(night, since=since, until=until),
+        alarms=await store.alarms(night, teams=teams),
+        looks=await store.night_looks(night, since=since, until=until, teams=teams),
     )
+    team_of, places = await store.night_teams(night, teams=teams)
+    report["teams"] = _listed(teams)
+    report["rollup"] = tm.rollup(checks, team_of, places)
     await access.audit_read(request, Read.REPORT_VIEWED, night.isoformat(), why, report="morning")
     if _wants_html(request):
         return web.Response(text=rp.render_html(report), content_type="text/html")
@@ -510,8 +580,8 @@ def routes() -> list[Route]:
             "/api/rounds/duty",
             start_duty,
             Permission.KEEP_WATCH,
-            "Start my duty",
-            body=NoFields,
+            "Start my duty (for my teams, or some of them: teams)",
+            body=Duty,
             tags=t,
         ),
         r("DELETE", "/api/rounds/duty", end_duty, Permission.KEEP_WATCH, "End my duty", tags=t),

@@ -22,7 +22,7 @@ import asyncio
 import dataclasses
 import functools
 import json
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -34,6 +34,7 @@ from kernel.audit import store as audit_store
 from supervision import checks as ch
 from supervision import handover as hv
 from supervision import ladder, relay
+from supervision import teams as tm
 from supervision.checks import (
     Alarm,
     AlarmKind,
@@ -80,6 +81,18 @@ INSERT_COLUMNS = (
 """The columns :func:`_columns` gives, in its order."""
 SETTLED_PER_ENTRY = 40
 """Planning transitions listed per ``round.settled`` audit entry (entries hold at most 8 KiB)."""
+Teams = Collection[str] | None
+"""Whose checks a read or step may touch: these teams' (``None``: every team the database scope
+shows, the system's and an installation's own reads). A check of another team is as unknown as
+one that does not exist (404 ``unknown_check``)."""
+IN_TEAMS = "($%d::text[] IS NULL OR %steam_id = ANY($%d::text[]))"
+"""``IN_TEAMS % (n, alias, n)``: the row's team is one of parameter ``$n`` (NULL: any)."""
+
+
+def _teams(teams: Teams) -> list[str] | None:
+    return None if teams is None else sorted(teams)
+
+
 REPORT_WAIT_S = 3.0
 """How long an outcome ``ok`` waits for a look's device to report its video (``await_video``)."""
 
@@ -266,9 +279,12 @@ class RoundStore:
         if self.origin is not None:
             await relay.notify(conn, self.origin, relay.changed(tr))
 
-    async def _locked(self, conn: Connection, check_id: str) -> Check:
+    async def _locked(self, conn: Connection, check_id: str, teams: Teams = None) -> Check:
         row = await conn.fetchrow(
-            f"SELECT {COLUMNS} FROM round_checks WHERE check_id=$1 FOR UPDATE", check_id
+            f"SELECT {COLUMNS} FROM round_checks WHERE check_id=$1 AND {IN_TEAMS % (2, '', 2)}"
+            " FOR UPDATE",
+            check_id,
+            _teams(teams),
         )
         if row is None:
             raise UnknownCheck(check_id)
@@ -284,14 +300,16 @@ class RoundStore:
         holder: str | None = None,
         on_duty: bool = False,
         detail: Mapping[str, Any] | None = None,
+        teams: Teams = None,
     ) -> Transition:
         """Apply one event to one check; raise :class:`TransitionRefused` if it does not fit.
 
         ``holder``: refuse unless the check is still held by it (a worker finishing its claim).
         ``on_duty``: the event's operator must be on duty at ``at`` (operator outcomes).
+        ``teams``: the caller's teams; a check of another team is :class:`UnknownCheck`.
         """
         async with self.pool.acquire() as conn, conn.transaction():
-            check = await self._locked(conn, check_id)
+            check = await self._locked(conn, check_id, teams)
             if on_duty:
                 operator = ch.actor_of(event)
                 if not await self._is_on_duty(conn, operator, at):
@@ -345,17 +363,39 @@ class RoundStore:
                 return
             await asyncio.sleep(poll_s)
 
-    async def _check(self, conn: Connection, check_id: str) -> Check:
-        row = await conn.fetchrow(f"SELECT {COLUMNS} FROM round_checks WHERE check_id=$1", check_id)
+    async def _check(self, conn: Connection, check_id: str, teams: Teams = None) -> Check:
+        row = await conn.fetchrow(
+            f"SELECT {COLUMNS} FROM round_checks WHERE check_id=$1 AND {IN_TEAMS % (2, '', 2)}",
+            check_id,
+            _teams(teams),
+        )
         if row is None:
             raise UnknownCheck(check_id)
         return check_from(row)
 
-    async def night_looks(self, night: date, *, since: datetime, until: datetime) -> list[ch.Look]:
+    async def night_looks(
+        self, night: date, *, since: datetime, until: datetime, teams: Teams = None
+    ) -> list[ch.Look]:
         """The views and calls of ``night``: those of its checks, and those naming no check that
-        started in ``[since, until)`` (extra looks, calls), with the video they delivered."""
-        ids = await self.pool.fetch("SELECT check_id FROM round_checks WHERE night=$1", night)
-        return await self.looks.of_night([r["check_id"] for r in ids], since=since, until=until)
+        started in ``[since, until)`` (extra looks, calls), with the video they delivered.
+        ``teams``: only those of these teams' checks and brukare."""
+        ids = await self.pool.fetch(
+            f"SELECT check_id FROM round_checks WHERE night=$1 AND {IN_TEAMS % (2, '', 2)}",
+            night,
+            _teams(teams),
+        )
+        looks = await self.looks.of_night([r["check_id"] for r in ids], since=since, until=until)
+        if teams is None:
+            return looks
+        theirs = {
+            r["recipient_id"]
+            for r in await self.pool.fetch(
+                "SELECT recipient_id FROM care_recipients WHERE team_id = ANY($1::text[])",
+                _teams(teams),
+            )
+        }
+        mine = {r["check_id"] for r in ids}
+        return [x for x in looks if x.check_id in mine or x.recipient_id in theirs]
 
     async def apply_many(
         self, events: Iterable[tuple[str, ch.Event]], *, at: datetime
@@ -563,9 +603,10 @@ class RoundStore:
 
     # ------------------------------------------------------------------ reads
 
-    async def get(self, check_id: str) -> Check:
+    async def get(self, check_id: str, *, teams: Teams = None) -> Check:
+        """One check (:class:`UnknownCheck` if none, or of none of ``teams``)."""
         async with self.pool.acquire() as conn:
-            return await self._check(conn, check_id)
+            return await self._check(conn, check_id, teams)
 
     async def verdict_details(self, check_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The motion check's numbers last stored with each check's steps (``verdict_detail``:
@@ -578,9 +619,12 @@ class RoundStore:
         )
         return {r["check_id"]: json.loads(r["detail"]) for r in rows}
 
-    async def night_checks(self, night: date) -> list[Check]:
+    async def night_checks(self, night: date, *, teams: Teams = None) -> list[Check]:
         rows = await self.pool.fetch(
-            f"SELECT {COLUMNS} FROM round_checks WHERE night=$1 ORDER BY agreed_at, check_id", night
+            f"SELECT {COLUMNS} FROM round_checks WHERE night=$1 AND {IN_TEAMS % (2, '', 2)}"
+            " ORDER BY agreed_at, check_id",
+            night,
+            _teams(teams),
         )
         return [check_from(r) for r in rows]
 
@@ -590,23 +634,28 @@ class RoundStore:
         recipient_id: str | None = None,
         device_id: str | None = None,
         states: Sequence[State] | None = None,
+        teams: Teams = None,
     ) -> list[Check]:
-        """Unfinished checks, optionally of one brukare or device, or in some states."""
+        """Unfinished checks, optionally of one brukare or device, in some states, of some
+        teams."""
         rows = await self.pool.fetch(
             f"SELECT {COLUMNS} FROM round_checks WHERE deadline IS NOT NULL"
             " AND ($1::text IS NULL OR recipient_id=$1) AND ($2::text IS NULL OR device_id=$2)"
-            " AND ($3::text[] IS NULL OR state = ANY($3)) ORDER BY deadline, check_id",
+            f" AND ($3::text[] IS NULL OR state = ANY($3)) AND {IN_TEAMS % (4, '', 4)}"
+            " ORDER BY deadline, check_id",
             recipient_id,
             device_id,
             [s.value for s in states] if states is not None else None,
+            _teams(teams),
         )
         return [check_from(r) for r in rows]
 
-    async def transitions(self, night: date) -> list[TransitionRow]:
+    async def transitions(self, night: date, *, teams: Teams = None) -> list[TransitionRow]:
         rows = await self.pool.fetch(
             "SELECT t.* FROM round_transitions t JOIN round_checks c USING (check_id)"
-            " WHERE c.night=$1 ORDER BY t.at, t.check_id, t.version",
+            f" WHERE c.night=$1 AND {IN_TEAMS % (2, 'c.', 2)} ORDER BY t.at, t.check_id, t.version",
             night,
+            _teams(teams),
         )
         return [
             TransitionRow(
@@ -713,29 +762,36 @@ class RoundStore:
         if self.origin is not None:
             await relay.notify(conn, self.origin, AlarmRaised(alarm, at))
 
-    async def alarms(self, night: date, *, open_only: bool = False) -> list[dict[str, Any]]:
+    async def alarms(
+        self, night: date, *, open_only: bool = False, teams: Teams = None
+    ) -> list[dict[str, Any]]:
         rows = await self.pool.fetch(
             "SELECT a.*, c.recipient_id FROM round_alarms a JOIN round_checks c USING (check_id)"
             " WHERE c.night=$1 AND (NOT $2 OR a.acknowledged_at IS NULL)"
-            " ORDER BY a.raised_at, a.check_id",
+            f" AND {IN_TEAMS % (3, 'c.', 3)} ORDER BY a.raised_at, a.check_id",
             night,
             open_only,
+            _teams(teams),
         )
         return [dict(r) for r in rows]
 
     async def acknowledge_alarm(
-        self, check_id: str, version: int, *, staff_id: str, at: datetime
+        self, check_id: str, version: int, *, staff_id: str, at: datetime, teams: Teams = None
     ) -> None:
         """Acknowledge every open alarm of a check's step (its repeats and its escalation). A
-        step still undone raises its next repeat all the same: acknowledging is not doing."""
+        step still undone raises its next repeat all the same: acknowledging is not doing.
+        ``teams``: an alarm of another team's check is as unknown as none."""
         async with self.pool.acquire() as conn, conn.transaction():
             status = await conn.execute(
                 "UPDATE round_alarms SET acknowledged_at=$3, acknowledged_by=$4"
-                " WHERE check_id=$1 AND version=$2 AND acknowledged_at IS NULL",
+                " WHERE check_id=$1 AND version=$2 AND acknowledged_at IS NULL"
+                " AND EXISTS (SELECT 1 FROM round_checks c WHERE c.check_id=$1"
+                f" AND {IN_TEAMS % (5, 'c.', 5)})",
                 check_id,
                 version,
                 at,
                 staff_id,
+                _teams(teams),
             )
             if status == "UPDATE 0":
                 raise UnknownAlarm(f"no open alarm for {check_id} version {version}")
@@ -763,11 +819,19 @@ class RoundStore:
         async with self.pool.acquire() as conn:
             return await self._is_on_duty(conn, staff_id, at)
 
-    async def start_duty(self, staff_id: str, *, at: datetime) -> None:
+    async def start_duty(
+        self, staff_id: str, *, at: datetime, teams: Collection[str] | None = None
+    ) -> None:
+        """Go on duty, covering ``teams`` (``None``: every team of the operator's, as it is
+        whenever asked; stored as given, audited)."""
+        chosen = _teams(teams)
         async with self.pool.acquire() as conn, conn.transaction():
             try:
                 await conn.execute(
-                    "INSERT INTO round_duty (staff_id, started_at) VALUES ($1,$2)", staff_id, at
+                    "INSERT INTO round_duty (staff_id, started_at, teams) VALUES ($1,$2,$3)",
+                    staff_id,
+                    at,
+                    chosen,
                 )
             except asyncpg.UniqueViolationError as e:
                 raise AlreadyOnDuty(f"{staff_id} is already on duty") from e
@@ -777,7 +841,7 @@ class RoundStore:
                 action="round.duty_started",
                 subject=None,
                 at=at,
-                data={},
+                data={} if chosen is None else {"teams": chosen},
             )
 
     async def end_duty(self, staff_id: str, *, at: datetime) -> bool:
@@ -800,13 +864,29 @@ class RoundStore:
             )
             return True
 
-    async def on_duty(self, at: datetime) -> list[str]:
+    async def on_duty(self, at: datetime, *, teams: Teams = None) -> list[str]:
+        """Who is on duty at ``at`` (covering one of ``teams``, when given)."""
+        return list(await self.duty_teams(at, teams=teams))
+
+    async def duty_teams(self, at: datetime, *, teams: Teams = None) -> dict[str, list[str]]:
+        """Who is on duty at ``at`` and the teams each covers (the teams they chose going on
+        duty, else every team their account covers now); with ``teams``, only those covering
+        one of them, and only those teams shown."""
         rows = await self.pool.fetch(
-            "SELECT staff_id FROM round_duty WHERE started_at <= $1"
-            " AND (ended_at IS NULL OR ended_at > $1) ORDER BY staff_id",
+            "SELECT d.staff_id, coalesce(d.teams,"
+            " (staff_scope(d.staff_id, s.role, $1)).teams) AS teams"
+            " FROM round_duty d JOIN staff s USING (staff_id) WHERE d.started_at <= $1"
+            " AND (d.ended_at IS NULL OR d.ended_at > $1) ORDER BY d.staff_id",
             at,
         )
-        return [r["staff_id"] for r in rows]
+        found = {r["staff_id"]: list(r["teams"] or ()) for r in rows}
+        if teams is None:
+            return found
+        return {
+            staff_id: shown
+            for staff_id, covered in found.items()
+            if (shown := [t for t in covered if t in teams])
+        }
 
     # ------------------------------------------------------------------ morning
 
@@ -840,14 +920,16 @@ class RoundStore:
     # ------------------------------------------------------------------ patrol tasks, assignment
 
     async def _locked_task(
-        self, conn: Connection, check_id: str, *, patrol: str | None = None
+        self, conn: Connection, check_id: str, *, patrol: str | None = None, teams: Teams = None
     ) -> tuple[Check, asyncpg.Record]:
         """The check locked for update, with its task columns. ``patrol``: the calling patrol's
-        staff id; a task assigned to another patrol is refused (:class:`NotYourTask`)."""
+        staff id; a task assigned to another patrol is refused (:class:`NotYourTask`).
+        ``teams``: a check of none of them is :class:`UnknownCheck`."""
         row = await conn.fetchrow(
-            f"SELECT {COLUMNS}, assignee, patrol_arrived_at, patrol_outcome FROM round_checks"
-            " WHERE check_id=$1 FOR UPDATE",
+            f"SELECT {COLUMNS}, assignee, patrol_arrived_at, patrol_outcome, team_id"
+            f" FROM round_checks WHERE check_id=$1 AND {IN_TEAMS % (2, '', 2)} FOR UPDATE",
             check_id,
+            _teams(teams),
         )
         if row is None:
             raise UnknownCheck(check_id)
@@ -863,6 +945,7 @@ class RoundStore:
         at: datetime,
         is_patrol: bool,
         note: str | None = None,
+        teams: Teams = None,
     ) -> Transition | Check:
         """The patrol takes a task or reports from the home; returns the transition, or the
         check unchanged when the same report was already made (a retried request).
@@ -875,7 +958,7 @@ class RoundStore:
         staff_id = event.staff_id
         async with self.pool.acquire() as conn, conn.transaction():
             check, row = await self._locked_task(
-                conn, check_id, patrol=staff_id if is_patrol else None
+                conn, check_id, patrol=staff_id if is_patrol else None, teams=teams
             )
             if _already_reported(check, row, event):
                 return check
@@ -907,13 +990,13 @@ class RoundStore:
             return result
 
     async def patrol_arrived(
-        self, check_id: str, *, staff_id: str, at: datetime, is_patrol: bool
+        self, check_id: str, *, staff_id: str, at: datetime, is_patrol: bool, teams: Teams = None
     ) -> datetime:
         """The patrol is at the door of a task it took; returns the arrival instant (the first
         one reported: a retried report changes nothing). Audited, not a transition."""
         async with self.pool.acquire() as conn, conn.transaction():
             check, row = await self._locked_task(
-                conn, check_id, patrol=staff_id if is_patrol else None
+                conn, check_id, patrol=staff_id if is_patrol else None, teams=teams
             )
             if check.state is not State.PATROL_ACKED:
                 refusal = ch.Refusal.FINISHED if check.is_finished else ch.Refusal.NOT_IN_STATE
@@ -938,17 +1021,18 @@ class RoundStore:
             return arrived
 
     async def assign(
-        self, check_id: str, assignee: str | None, *, by: str, at: datetime
+        self, check_id: str, assignee: str | None, *, by: str, at: datetime, teams: Teams = None
     ) -> tuple[Check, str | None]:
         """Give an open check to an operator or a patrol task to a patrol (``None``: to nobody),
         audited; returns the check and the assignee it had before.
 
-        The assignee must be an active staff account of a fitting role (:data:`ASSIGNABLE`);
-        a task the patrol already took is refused (409 ``not_in_state``): it comes back when
-        the patrol reports ``not_home``.
+        The assignee must be an active staff account of a fitting role (:data:`ASSIGNABLE`)
+        whose teams cover the check's brukare's (422 ``bad_assignee``); a task the patrol
+        already took is refused (409 ``not_in_state``): it comes back when the patrol reports
+        ``not_home``. ``teams``: the caller's; a check of another team is unknown (404).
         """
         async with self.pool.acquire() as conn, conn.transaction():
-            check, row = await self._locked_task(conn, check_id)
+            check, row = await self._locked_task(conn, check_id, teams=teams)
             if check.is_finished:
                 raise TransitionRefused(
                     Rejected(check_id, check.state, "assign", ch.Refusal.FINISHED)
@@ -957,14 +1041,20 @@ class RoundStore:
                 refused = Rejected(check_id, check.state, "assign", ch.Refusal.NOT_IN_STATE)
                 raise TransitionRefused(refused)
             if assignee is not None:
-                role = await conn.fetchval(
-                    "SELECT role FROM staff WHERE staff_id=$1 AND is_active", assignee
+                found = await conn.fetchrow(
+                    "SELECT role, $2::text = ANY((staff_scope(staff_id, role, $3)).teams)"
+                    " AS covers FROM staff WHERE staff_id=$1 AND is_active",
+                    assignee,
+                    row["team_id"],
+                    at,
                 )
                 wanted = ASSIGNABLE[check.state in ch.PATROL_STATES]
-                if role not in wanted:
+                if found is None or found["role"] not in wanted:
                     raise BadAssignee(
                         f"{assignee} is not an active {' or '.join(sorted(wanted))} account"
                     )
+                if not found["covers"]:
+                    raise BadAssignee(f"{assignee} does not cover this brukare's team")
             before: str | None = row["assignee"]
             await conn.execute(
                 "UPDATE round_checks SET assignee=$2, assigned_at=$3 WHERE check_id=$1",
@@ -988,12 +1078,17 @@ class RoundStore:
             )
             return check, before
 
-    async def patrol_tasks(self, *, visible_to: str | None = None) -> list[dict[str, Any]]:
+    async def patrol_tasks(
+        self, *, visible_to: str | None = None, teams: Teams = None
+    ) -> list[dict[str, Any]]:
         """Open patrol tasks (``patrol``, ``patrol_acked``), oldest deadline first, with what the
         patrol needs at the door: the home, the door-code reference (never the code) and the
         care plan's instruction. ``visible_to``: only the tasks of that patrol and unassigned
-        ones. Names and homes are personal data: for the patrol's screen, never a log."""
-        rows = await self.pool.fetch(TASKS_SQL, [s.value for s in ch.PATROL_STATES], visible_to)
+        ones; ``teams``: of these teams only. Names and homes are personal data: for the
+        patrol's screen, never a log."""
+        rows = await self.pool.fetch(
+            TASKS_SQL, [s.value for s in ch.PATROL_STATES], visible_to, _teams(teams)
+        )
         return [dict(r) for r in rows]
 
     async def assignees(self, check_ids: Sequence[str]) -> dict[str, str]:
@@ -1005,68 +1100,89 @@ class RoundStore:
         )
         return {r["check_id"]: r["assignee"] for r in rows}
 
-    async def assignable_staff(self, at: datetime) -> list[dict[str, Any]]:
+    async def assignable_staff(self, at: datetime, *, teams: Teams = None) -> list[dict[str, Any]]:
         """The people a check may be given to (:data:`ASSIGNABLE`'s roles, active, not service
-        accounts): ``staff_id``, ``display_name`` (the username when it has none), ``role`` and
-        whether they are ``on_duty`` at ``at``; on duty first, then by role and name."""
+        accounts): ``staff_id``, ``display_name`` (the username when it has none), ``role``,
+        whether they are ``on_duty`` at ``at`` and the ``teams`` they cover (of ``teams`` only,
+        when given: someone covering none of them is left out); on duty first, then by role and
+        name."""
         rows = await self.pool.fetch(
-            "SELECT s.staff_id, coalesce(s.display_name, s.username) AS display_name, s.role,"
+            "SELECT staff_id, display_name, role, on_duty, ARRAY(SELECT t FROM unnest(covered) t"
+            " WHERE $3::text[] IS NULL OR t = ANY($3::text[]) ORDER BY t) AS teams FROM ("
+            " SELECT s.staff_id, coalesce(s.display_name, s.username) AS display_name, s.role,"
             " EXISTS (SELECT 1 FROM round_duty d WHERE d.staff_id = s.staff_id"
-            " AND d.started_at <= $2 AND (d.ended_at IS NULL OR d.ended_at > $2)) AS on_duty"
+            " AND d.started_at <= $2 AND (d.ended_at IS NULL OR d.ended_at > $2)) AS on_duty,"
+            " (staff_scope(s.staff_id, s.role, $2)).teams AS covered"
             " FROM staff s WHERE s.is_active AND NOT s.is_service AND s.role = ANY($1::text[])"
-            " ORDER BY on_duty DESC, s.role, display_name, s.staff_id",
+            ") x WHERE $3::text[] IS NULL OR covered && $3::text[]"
+            " ORDER BY on_duty DESC, role, display_name, staff_id",
             sorted(ASSIGNABLE[True] | ASSIGNABLE[False]),
             at,
+            _teams(teams),
         )
-        return [dict(r) for r in rows]
+        return [{**dict(r), "teams": list(r["teams"])} for r in rows]
 
-    async def lead_alarms(self, night: date, *, open_only: bool = False) -> list[dict[str, Any]]:
+    async def lead_alarms(
+        self, night: date, *, open_only: bool = False, teams: Teams = None
+    ) -> list[dict[str, Any]]:
         """The alarms and escalations of a night addressed to the shift lead (each repeat its
-        own row), oldest first; ``open_only``: those not acknowledged."""
+        own row), oldest first; ``open_only``: those not acknowledged; ``teams``: of these."""
         rows = await self.pool.fetch(
             "SELECT a.check_id, c.recipient_id, a.version, a.kind, a.repeat, a.state,"
             " a.deadline, a.raised_at, a.acknowledged_at, a.acknowledged_by, c.state AS now,"
-            " c.assignee FROM round_alarms a JOIN round_checks c USING (check_id)"
+            " c.assignee, c.team_id FROM round_alarms a JOIN round_checks c USING (check_id)"
             " WHERE c.night=$1 AND a.addressed_to='shift_lead'"
-            " AND (NOT $2 OR a.acknowledged_at IS NULL)"
+            f" AND (NOT $2 OR a.acknowledged_at IS NULL) AND {IN_TEAMS % (3, 'c.', 3)}"
             " ORDER BY a.raised_at, a.check_id, a.version, a.repeat",
             night,
             open_only,
+            _teams(teams),
         )
         return [dict(r) for r in rows]
 
     # ------------------------------------------------------------------ handover
 
-    async def handover_facts(self, night: date, *, start: datetime, end: datetime) -> hv.Facts:
+    async def handover_facts(
+        self, night: date, *, start: datetime, end: datetime, teams: Teams = None
+    ) -> hv.Facts:
         """What the handover summarises: the night's checks (with assignees and patrol facts),
         its alarms, the suspensions active or begun in ``[start, end)`` and the pauses that
-        overlap it (reason codes only: a pause's note stays in consent)."""
+        overlap it (reason codes only: a pause's note stays in consent); of ``teams`` only,
+        when given."""
+        chosen = _teams(teams)
         async with self.pool.acquire() as conn:
             checks = await conn.fetch(
                 f"SELECT {COLUMNS}, assignee, patrol_arrived_at, patrol_outcome FROM round_checks"
-                " WHERE night=$1 ORDER BY agreed_at, check_id",
+                f" WHERE night=$1 AND {IN_TEAMS % (2, '', 2)} ORDER BY agreed_at, check_id",
                 night,
+                chosen,
             )
             alarms = await conn.fetch(
                 "SELECT a.check_id, a.version, a.state, a.deadline, a.raised_at,"
                 " a.acknowledged_at, a.acknowledged_by, c.recipient_id, a.kind, a.repeat,"
                 " a.addressed_to FROM round_alarms a JOIN round_checks c USING (check_id)"
-                " WHERE c.night=$1 ORDER BY a.raised_at, a.check_id, a.version, a.repeat",
+                f" WHERE c.night=$1 AND {IN_TEAMS % (2, 'c.', 2)}"
+                " ORDER BY a.raised_at, a.check_id, a.version, a.repeat",
                 night,
+                chosen,
             )
             suspensions = await conn.fetch(
-                "SELECT recipient_id, device_id, event_type, started_at, event_count, lifted_at"
-                " FROM suspensions WHERE started_at < $2 AND (lifted_at IS NULL OR lifted_at >= $1)"
-                " ORDER BY started_at, recipient_id",
+                "SELECT s.recipient_id, s.device_id, s.event_type, s.started_at, s.event_count,"
+                " s.lifted_at FROM suspensions s JOIN care_recipients r USING (recipient_id)"
+                " WHERE s.started_at < $2 AND (s.lifted_at IS NULL OR s.lifted_at >= $1)"
+                f" AND {IN_TEAMS % (3, 'r.', 3)} ORDER BY s.started_at, s.recipient_id",
                 start,
                 end,
+                chosen,
             )
             pauses = await conn.fetch(
-                "SELECT recipient_id, starts_at, ends_at, source, reason FROM pauses"
-                " WHERE starts_at < $2 AND (ends_at IS NULL OR ends_at > $1)"
-                " ORDER BY starts_at, recipient_id",
+                "SELECT p.recipient_id, p.starts_at, p.ends_at, p.source, p.reason FROM pauses p"
+                " JOIN care_recipients r USING (recipient_id)"
+                " WHERE p.starts_at < $2 AND (p.ends_at IS NULL OR p.ends_at > $1)"
+                f" AND {IN_TEAMS % (3, 'r.', 3)} ORDER BY p.starts_at, p.recipient_id",
                 start,
                 end,
+                chosen,
             )
             reconciled_at = await conn.fetchval(
                 "SELECT reconciled_at FROM round_nights WHERE night=$1", night
@@ -1087,6 +1203,35 @@ class RoundStore:
             pauses=tuple(hv.PauseFact(**dict(r)) for r in pauses),
             reconciled_at=reconciled_at,
         )
+
+    # ------------------------------------------------------------------ teams
+
+    async def night_teams(
+        self, night: date, *, teams: Teams = None
+    ) -> tuple[dict[str, str], dict[str, tm.Place]]:
+        """The team of each check of ``night`` (of ``teams`` only, when given) and where each
+        of those teams sits (its unit and organisation, with names), for the roll-ups."""
+        rows = await self.pool.fetch(
+            "SELECT c.check_id, c.team_id, t.name AS team_name, t.unit_id, u.name AS unit_name,"
+            " t.organisation_id, o.name AS organisation_name FROM round_checks c"
+            " JOIN teams t USING (team_id) JOIN units u ON u.unit_id = t.unit_id"
+            " JOIN organisations o ON o.organisation_id = t.organisation_id"
+            f" WHERE c.night=$1 AND {IN_TEAMS % (2, 'c.', 2)}",
+            night,
+            _teams(teams),
+        )
+        places = {
+            r["team_id"]: tm.Place(
+                r["team_id"],
+                r["team_name"],
+                r["unit_id"],
+                r["unit_name"],
+                r["organisation_id"],
+                r["organisation_name"],
+            )
+            for r in rows
+        }
+        return {r["check_id"]: r["team_id"] for r in rows}, places
 
 
 ASSIGNABLE: dict[bool, frozenset[str]] = {
@@ -1112,6 +1257,7 @@ SELECT c.check_id, c.recipient_id, c.night, c.agreed, c.agreed_at, c.state, c.re
        {PLAN_INSTRUCTION_SQL.strip()}
   FROM round_checks c LEFT JOIN care_recipients r USING (recipient_id)
  WHERE c.state = ANY($1::text[]) AND ($2::text IS NULL OR c.assignee IS NULL OR c.assignee = $2)
+   AND ($3::text[] IS NULL OR c.team_id = ANY($3::text[]))
  ORDER BY c.deadline, c.check_id
 """
 """Open patrol tasks with the home, the door-code reference and the plan's instruction."""

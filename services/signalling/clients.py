@@ -146,9 +146,15 @@ class ClientSide(Interpreter):
             staff_id=who.staff_id,
             check_id=req.check_id,
             extra_reason=None if req.reason is None else req.reason.value,
+            teams=who.teams,
         )
         if not decide.may_request(who.role, purpose):
             return facts
+        if who.teams is not None:  # whose brukare: decided before anything else is read
+            team_id = await self.store.device_team(device_id, at=now)
+            facts = dataclasses.replace(facts, team_id=team_id)
+            if decide.team_denied(facts) is not None:
+                return facts
         device = await self.presence.device(device_id)
         if device is None or not device.is_online:
             return facts

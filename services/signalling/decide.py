@@ -8,7 +8,9 @@ returns a :class:`Grant` (the state the session opens in, its cap and deadline) 
 :mod:`services.signalling.machine`. Nothing here reads a clock: ``now`` is passed in.
 
 The rules decided here (hard rule 5 and issue 13): the role for each purpose (the role matrix,
-:mod:`kernel.permissions`: a case officer holds no ``live_view``), a purpose only for
+:mod:`kernel.permissions`: a case officer holds no ``live_view``), the caller's teams (issue 17:
+a view or call of a device whose brukare's team the caller does not cover is ``not_your_team``,
+decided before anything about that home is told), a purpose only for
 its device kind (no view of a video phone, no call to a camera), every consent purpose the
 session needs (a call's video needs the camera check's basis too), and issue 15's "a look":
 
@@ -153,6 +155,10 @@ class RequestFacts:
     check: CheckFacts | None = None
     extra_reason: str | None = None
     is_on_duty: bool = False
+    # Whose brukare: the caller's teams (``None``: every team, the system) and the team of the
+    # brukare the device is bound to now (``None``: bound to none the caller can see).
+    teams: frozenset[str] | None = None
+    team_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +199,14 @@ def may_request(role: Role, purpose: env.Purpose) -> bool:
     return may(role, PERMISSION_FOR[purpose])
 
 
+def team_denied(facts: RequestFacts) -> Deny | None:
+    """Issue 17: the device's brukare must be of a team the caller covers. A device bound to
+    nobody the caller can see goes on to the gate (which denies ``device_not_bound``)."""
+    if facts.teams is None or facts.team_id is None or facts.team_id in facts.teams:
+        return None
+    return Deny("not_your_team")
+
+
 def look_denied(facts: RequestFacts) -> Deny | None:
     """A view's own rule: owed to a check due now for this device and caller, or an extra look
     with a reason; the caller on duty. ``None`` when the look may go on to the gate."""
@@ -223,11 +237,13 @@ def call_serves(facts: RequestFacts, recipient_id: str | None) -> bool:
 
 
 def decide_request(facts: RequestFacts, now: datetime, terms: Terms) -> Grant | Deny:
-    """Grant or deny a request: role, presence, device kind, what a view is owed to and the
-    caller's duty, every gate purpose, the check's view budget."""
+    """Grant or deny a request: role, the caller's teams, presence, device kind, what a view is
+    owed to and the caller's duty, every gate purpose, the check's view budget."""
     purpose = facts.purpose
     if not may_request(facts.role, purpose):
         return Deny("forbidden")
+    if (denied := team_denied(facts)) is not None:
+        return denied
     if not facts.is_online:
         return Deny("device_offline")
     if facts.device_kind is None:

@@ -212,6 +212,7 @@ class FakeSessionStore:
         self.rows: dict[str, SessionRow] = {}
         self.audit: list[tuple[str, str, dict[str, Any]]] = []
         self.names: dict[str, str] = {}
+        self.teams: dict[str, str] = {}  # device -> its brukare's team (absent: none)
         self.stats: dict[str, tuple[int, float]] = {}  # session -> (frames_sent, video_s)
         self.frames_decoded: dict[str, int | None] = {}  # session -> as closed
 
@@ -353,6 +354,9 @@ class FakeSessionStore:
 
     async def staff_name(self, staff_id: str) -> str | None:
         return self.names.get(staff_id)
+
+    async def device_team(self, device_id: str, *, at: datetime) -> str | None:
+        return self.teams.get(device_id)
 
 
 class FakeBus:

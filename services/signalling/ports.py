@@ -135,6 +135,10 @@ class SessionStore(Protocol):
 
     async def staff_name(self, staff_id: str) -> str | None: ...
 
+    async def device_team(self, device_id: str, *, at: datetime) -> str | None:
+        """The team of the brukare the device is bound to at ``at`` (``None``: none)."""
+        ...
+
 
 class ChecksPort(Protocol):
     """The night round's side of a view (:class:`supervision.looks.CheckLooks`): every view is

@@ -466,6 +466,20 @@ class PgSessionStore:
     async def check_use(self, check_id: str, *, at: datetime) -> CheckUse:
         return await check_use(self.pool, check_id, at=at)
 
+    async def device_team(self, device_id: str, *, at: datetime) -> str | None:
+        """The team of the brukare the device is bound to at ``at`` (``None``: bound to none the
+        caller's scope shows)."""
+        async with self.pool.acquire() as conn:
+            team: str | None = await conn.fetchval(
+                "SELECT r.team_id FROM device_bindings b JOIN care_recipients r"
+                " USING (recipient_id) WHERE b.device_id = $1 AND b.bound_at <= $2"
+                " AND (b.unbound_at IS NULL OR b.unbound_at > $2)"
+                " ORDER BY b.bound_at DESC LIMIT 1",
+                device_id,
+                at,
+            )
+        return team
+
     async def staff_name(self, staff_id: str) -> str | None:
         """The staff member's display name (for the phone's screen; never logged)."""
         try:

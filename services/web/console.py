@@ -10,7 +10,10 @@ JSON messages with pseudonymous ids only.
 Each role gets only what its REST routes would show it (issue 13, finding 6): every message type
 names the REST route that shows the same facts (:data:`SHOWN_BY`), and a socket is sent a message
 only if that route, as this app registered it, admits the caller's role; a type that names no
-route, or whose route this process does not serve, goes to nobody (default deny). The socket is
+route, or whose route this process does not serve, goes to nobody (default deny). A message about
+a brukare or a device (``recipient_id``, ``device_id``) goes only to a caller whose teams cover
+that brukare's team (:func:`concerns`, issue 17): the lookup runs in the caller's database scope,
+so a brukare or device of another organisation is not found and its message not sent. The socket is
 watched by the revocation feed (:mod:`identity.revocations`): it closes with 4401 or 4403 the
 moment its token or session is revoked, its account deactivated or its role changed.
 
@@ -30,12 +33,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import datetime, timedelta
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
+import asyncpg
 import structlog
 from aiohttp import WSMsgType, web
 from msgspec import Meta
@@ -130,6 +135,67 @@ def may_see(shown_to: dict[str, frozenset[Role]], role: Role, kind: object) -> b
     return isinstance(kind, str) and role in shown_to.get(kind, frozenset())
 
 
+#: How long a console socket trusts a looked-up team of a brukare or device, seconds.
+SUBJECT_TTL_S = 30.0
+_UNSEEN = "-"  # a subject the caller's scope does not show
+
+
+class SubjectTeams:
+    """Which team a console message is about, looked up per socket in the caller's database
+    scope and kept :data:`SUBJECT_TTL_S`: a brukare's team, or a device's brukare's team (a
+    device bound to nobody: ``None``); :data:`_UNSEEN` when the scope does not show it."""
+
+    def __init__(self, pool: asyncpg.Pool | None, ttl_s: float = SUBJECT_TTL_S) -> None:
+        self.pool = pool
+        self.ttl_s = ttl_s
+        self._known: dict[tuple[str, str], tuple[float, str | None]] = {}
+
+    async def team(self, kind: str, ident: str) -> str | None:
+        now = time.monotonic()
+        kept = self._known.get((kind, ident))
+        if kept is not None and kept[0] > now:
+            return kept[1]
+        found = await self._lookup(kind, ident)
+        if len(self._known) > 4096:
+            self._known.clear()
+        self._known[(kind, ident)] = (now + self.ttl_s, found)
+        return found
+
+    async def _lookup(self, kind: str, ident: str) -> str | None:
+        if self.pool is None:
+            return _UNSEEN
+        if kind == "recipient_id":
+            team: str | None = await self.pool.fetchval(
+                "SELECT team_id FROM care_recipients WHERE recipient_id = $1", ident
+            )
+            return _UNSEEN if team is None else team
+        row = await self.pool.fetchrow(
+            "SELECT (SELECT r.team_id FROM device_bindings b JOIN care_recipients r"
+            " USING (recipient_id) WHERE b.device_id = d.device_id AND b.unbound_at IS NULL"
+            " ORDER BY b.bound_at DESC LIMIT 1) AS team_id FROM devices d WHERE d.device_id = $1",
+            ident,
+        )
+        return _UNSEEN if row is None else row["team_id"]
+
+
+async def concerns(who: Principal, message: dict[str, Any], subjects: SubjectTeams) -> bool:
+    """Whether a console message is about a brukare (or a device of one) the caller's teams
+    cover (issue 17; organisations follow, a team being of one). A message about no brukare
+    (``recipient_id`` None: a resync; a device bound to nobody in the caller's scope) is
+    everyone's whom its type is shown to; one about a brukare or device the caller's scope does
+    not show is nobody's."""
+    if who.teams is None:
+        return True
+    for kind in ("recipient_id", "device_id"):
+        ident = message.get(kind)
+        if isinstance(ident, str):
+            team = await subjects.team(kind, ident)
+            if team == _UNSEEN:
+                return False
+            return team is None or who.covers(team)
+    return True
+
+
 class OpenSockets:
     """The console WebSockets open in this process (closed with GOING_AWAY on shutdown)."""
 
@@ -216,9 +282,16 @@ def consent_event(change: ConsentChange) -> dict[str, Any]:
     }
 
 
-async def _forward_consent(subscription: ChangeSubscription, ws: web.WebSocketResponse) -> None:
+async def _forward_consent(
+    subscription: ChangeSubscription,
+    ws: web.WebSocketResponse,
+    who: Principal,
+    subjects: SubjectTeams,
+) -> None:
     async for change in subscription:
-        await ws.send_str(json.dumps(consent_event(change)))
+        message = consent_event(change)
+        if await concerns(who, message, subjects):
+            await ws.send_str(json.dumps(message))
 
 
 def encode_event(encoders: list[EventEncoder], event: object) -> dict[str, Any] | None:
@@ -240,6 +313,8 @@ async def ws_console(request: web.Request) -> web.StreamResponse:
     encoders = request.app.get(EVENT_ENCODERS) or [presence_event]
     served: list[Route] = request.app.get(ROUTES) or []
     shown_to = audience(served)
+    rounds = request.app.get(rounds_api.STORE)
+    subjects = SubjectTeams(rounds.pool if rounds is not None else None)
     ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=4096)
     await ws.prepare(request)
     sockets = request.app[SOCKETS].open
@@ -256,7 +331,11 @@ async def ws_console(request: web.Request) -> web.StreamResponse:
                         sub.dropped = 0
                         await ws.send_json({"type": "resync"})
                     message = encode_event(encoders, event)
-                    if message is not None and may_see(shown_to, who.role, message.get("type")):
+                    if (
+                        message is not None
+                        and may_see(shown_to, who.role, message.get("type"))
+                        and await concerns(who, message, subjects)
+                    ):
                         await ws.send_str(json.dumps(message, default=_jsonable))
 
             loop = asyncio.get_running_loop()
@@ -265,7 +344,7 @@ async def ws_console(request: web.Request) -> web.StreamResponse:
             is_shown = may_see(shown_to, who.role, "consent.changed")
             consent = subscribe() if subscribe is not None and is_shown else None
             if consent is not None:
-                pumps.append(loop.create_task(_forward_consent(consent, ws)))
+                pumps.append(loop.create_task(_forward_consent(consent, ws, who, subjects)))
             try:
                 async for msg in ws:
                     if msg.type is WSMsgType.TEXT and msg.data == "ping":

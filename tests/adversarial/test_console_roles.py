@@ -108,6 +108,14 @@ async def test_a_technician_gets_presence_but_no_check_events_and_an_operator_ge
     database_url: str, mqtt_url: str, topic_prefix: str
 ) -> None:
     async with served(database_url, mqtt_url, topic_prefix, []) as s:
+        await s.rt.pool.execute(  # the brukare and camera the events are about (issue 17:
+            # a console is told only of brukare and devices its caller's teams cover)
+            "INSERT INTO care_recipients (recipient_id, display_name, created_at, created_by)"
+            " VALUES ('rec-0141', 'Brukare', now(), 'test');"
+            "INSERT INTO devices (device_id, kind) VALUES ('cam-0141', 'camera');"
+            "INSERT INTO device_bindings (binding_id, device_id, recipient_id, bound_at,"
+            " requested_by, bound_by) VALUES ('bind-0141', 'cam-0141', 'rec-0141', now(), 'a', 'b')"
+        )
         technician = await staff(s, "roles-tech", Role.TECHNICIAN)
         operator = await staff(s, "roles-op", Role.OPERATOR)
         async with (

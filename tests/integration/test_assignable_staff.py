@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from identity import store as staff_store
 from kernel.roles import Principal, Role
+from kernel.tenancy import DEFAULT_ORGANISATION, DEFAULT_TEAM
 from services.web import http
 from supervision import api
 from supervision.store import ASSIGNABLE, RoundStore
@@ -31,7 +32,12 @@ async def header_authenticator(request: web.Request) -> Principal | None:
     role = request.headers.get("X-Test-Role")
     if not role:
         return None
-    return Principal(staff_id=request.headers.get("X-Test-Staff", "staff-test01"), role=Role(role))
+    return Principal(
+        staff_id=request.headers.get("X-Test-Staff", "staff-test01"),
+        role=Role(role),
+        orgs=frozenset({DEFAULT_ORGANISATION}),
+        teams=frozenset({DEFAULT_TEAM}),
+    )
 
 
 @pytest.fixture
@@ -81,6 +87,7 @@ async def test_the_shift_lead_lists_whom_a_check_may_go_to(
         "display_name": "kvall-op2",  # no display name: the username
         "role": "operator",
         "on_duty": True,
+        "teams": [DEFAULT_TEAM],
     }
     assert {s["staff_id"]: (s["display_name"], s["role"], s["on_duty"]) for s in mine[1:]} == {
         ids["kvall-op"]: ("Olle Natt", "operator", False),
@@ -89,7 +96,7 @@ async def test_the_shift_lead_lists_whom_a_check_may_go_to(
     }
     roles = ASSIGNABLE[True] | ASSIGNABLE[False]
     assert all(s["role"] in roles for s in staff)
-    assert set(staff[0]) == {"staff_id", "display_name", "role", "on_duty"}
+    assert set(staff[0]) == {"staff_id", "display_name", "role", "on_duty", "teams"}
 
 
 async def test_only_the_shift_lead_and_administrators_may_list_them(

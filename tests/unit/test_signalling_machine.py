@@ -168,6 +168,8 @@ def facts(
     on_duty: bool = True,
     staff_id: str = "staff-op0001",
     found: bool = True,
+    teams: frozenset[str] | None = None,
+    team_id: str | None = "team-north",
 ) -> d.RequestFacts:
     """A request's facts; a view by default names a check queued for this camera, its earlier
     sessions having spent ``used_s`` and ``extensions``."""
@@ -195,7 +197,13 @@ def facts(
         check=check,
         extra_reason=extra,
         is_on_duty=on_duty,
+        teams=teams,
+        team_id=team_id,
     )
+
+
+NORTH = frozenset({"team-north"})
+SOUTH = frozenset({"team-south"})
 
 
 def held(
@@ -280,6 +288,27 @@ CALL_OK = {GP.VIDEO_CALL: allow(), GP.CAMERA_CHECK: allow()}
             facts(check_id=None, extra="alarm", decisions={GP.CAMERA_CHECK: deny(Reason.PAUSED)}),
             "paused",
         ),
+        # issue 17: the device's brukare is of a team the caller does not cover; said before
+        # anything else about that home (offline, the look, the gate, the budget)
+        (facts(teams=SOUTH), "not_your_team"),
+        (facts(teams=frozenset()), "not_your_team"),
+        (facts(env.Purpose.CALL, kind=PHONE, decisions=CALL_OK, teams=SOUTH), "not_your_team"),
+        (facts(teams=SOUTH, online=False), "not_your_team"),
+        (facts(teams=SOUTH, on_duty=False, used_s=30.0), "not_your_team"),
+        (
+            facts(teams=SOUTH, decisions={GP.CAMERA_CHECK: deny(Reason.PAUSED)}),
+            "not_your_team",
+        ),
+        (facts(teams=SOUTH, role=Role.TECHNICIAN), "forbidden"),  # the role first
+        # bound to nobody the caller can see: the gate says so, not the team rule
+        (
+            facts(
+                teams=SOUTH,
+                team_id=None,
+                decisions={GP.CAMERA_CHECK: deny(Reason.DEVICE_NOT_BOUND)},
+            ),
+            "device_not_bound",
+        ),
     ],
 )
 def test_requests_denied(request_facts: d.RequestFacts, reason: str) -> None:
@@ -298,6 +327,8 @@ def test_requests_denied(request_facts: d.RequestFacts, reason: str) -> None:
         (facts(check=held(CheckState.VIEWING, "staff-op0001", used_s=12.0)), m.State.GRANTED, 18),
         (facts(check=held(CheckState.NEEDS_VIEW, None, cap_s=20.0)), m.State.GRANTED, 20),
         (facts(check_id=None, extra="alarm"), m.State.GRANTED, 30),  # an extra look: the cap
+        (facts(teams=NORTH | SOUTH), m.State.GRANTED, 30),  # one of the caller's teams
+        (facts(teams=None, team_id="team-south"), m.State.GRANTED, 30),  # the system: any
         (facts(env.Purpose.PROBE, role=Role.SYSTEM, used_s=30.0), m.State.GRANTED, 30),
         (
             facts(env.Purpose.CALL, kind=PHONE, decisions=CALL_OK, check_id=None),
