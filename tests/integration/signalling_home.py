@@ -33,6 +33,7 @@ from devices import envelope as env
 from devices.topics import DeviceKind
 from identity import store as staff_store
 from kernel.roles import Role
+from kernel.tenancy import DEFAULT_TEAM
 from services import app
 from services.settings import load
 from simulators.device import DeviceSpec, SimulatedDevice
@@ -176,13 +177,17 @@ async def seed_home(
     view_cap_s: int = 30,
     call_cap_s: int = DEFAULT_CALL_CAP_S,
     announce_s: int = DEFAULT_ANNOUNCE_S,
+    team_id: str = DEFAULT_TEAM,
+    display_name: str = "Testperson",
 ) -> None:
-    """A brukare with consents, bound devices and a plan (one check, ±60 min; the call terms
-    given); the real round then plans tonight's check (:func:`due_check`)."""
+    """A brukare of ``team_id`` with consents, bound devices and a plan (one check, ±60 min; the
+    call terms given); the real round then plans tonight's check (:func:`due_check`)."""
     store, now = s.rt.consent, s.clock()
     since = now - timedelta(days=2)
     await store.add_recipient(
-        CareRecipient(recipient_id=recipient_id, display_name="Testperson"), actor=ADMIN, at=now
+        CareRecipient(recipient_id=recipient_id, display_name=display_name, team_id=team_id),
+        actor=ADMIN,
+        at=now,
     )
     await enrol.grant(
         store,
