@@ -875,7 +875,7 @@ class RoundStore:
         rows = await self.pool.fetch(
             "SELECT d.staff_id, coalesce(d.teams,"
             " (staff_scope(d.staff_id, s.role, $1)).teams) AS teams"
-            " FROM round_duty d JOIN staff s USING (staff_id) WHERE d.started_at <= $1"
+            " FROM round_duty d LEFT JOIN staff s USING (staff_id) WHERE d.started_at <= $1"
             " AND (d.ended_at IS NULL OR d.ended_at > $1) ORDER BY d.staff_id",
             at,
         )
