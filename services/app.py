@@ -56,6 +56,8 @@ from identity import api as staff_api
 from identity import login as auth
 from identity import oidc, org_api
 from identity import revocations as revocation_feed
+from kernel import access
+from kernel.audit import store as audit_store
 from kernel.clock import SYSTEM_CLOCK, Clock, ClockPort
 from kernel.roles import PUBLIC, Route
 from kernel.timing import Timing
@@ -367,6 +369,7 @@ def install_api(rt: Runtime, stack: contextlib.AsyncExitStack) -> None:
     """The HTTP API, login, the console and its WebSocket (the ``api`` role)."""
     settings, app = rt.settings, rt.app
     app[devices_api.POOL] = rt.pool
+    app[access.READ_LOG] = audit_store.read_log(rt.pool, rt.clock)  # audited reads (issue 17)
     http.add_routes(app, api_routes())
     http.add_routes(app, auth.routes())
     if (

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
+
+import asyncpg
 
 from consent import rules
 from consent.model import (
@@ -207,3 +209,28 @@ async def delivered(
         video_s,
     )
     return session_id
+
+
+async def seed_recipients(pool: asyncpg.Pool, recipient_ids: Iterable[str]) -> None:
+    """The brukare rows a fake gate's bases stand for (default team), so that checks planned
+    through the HTTP API, in a staff member's scope, belong to an organisation the caller sees."""
+    await pool.executemany(
+        "INSERT INTO care_recipients (recipient_id, display_name, created_at, created_by)"
+        " VALUES ($1, $1, now(), 'system') ON CONFLICT DO NOTHING",
+        [(rid,) for rid in recipient_ids],
+    )
+
+
+async def seed_staff(pool: asyncpg.Pool, staff: Iterable[tuple[str, str]]) -> None:
+    """Staff rows (default organisation and team) for the ``(staff_id, role)`` a test's fake
+    logins name, so what they write about themselves (going on duty) has an organisation."""
+    rows = [(sid, sid.removeprefix("staff-"), role) for sid, role in staff]
+    await pool.executemany(
+        "INSERT INTO staff (staff_id, username, role, created_at) VALUES ($1, $2, $3, now())"
+        " ON CONFLICT DO NOTHING",
+        rows,
+    )
+    await pool.executemany(
+        "INSERT INTO staff_teams (staff_id, team_id) VALUES ($1, 'default') ON CONFLICT DO NOTHING",
+        [(sid,) for sid, _, _ in rows],
+    )

@@ -20,8 +20,8 @@ from consent import api
 from consent.ports import ConsentStore
 from consent.store import PgConsentStore
 from kernel.access import AUTHENTICATOR
-from kernel.roles import Principal, Role
 from services.web import http
+from tests.header_auth import header_authenticator
 
 pytestmark = pytest.mark.integration
 
@@ -31,13 +31,6 @@ ADMIN = {"X-Test-Role": "administrator", "X-Test-Staff": "staff-admin01"}
 ADMIN2 = {"X-Test-Role": "administrator", "X-Test-Staff": "staff-admin02"}
 OPERATOR = {"X-Test-Role": "operator", "X-Test-Staff": "staff-oper01"}
 TECH = {"X-Test-Role": "technician", "X-Test-Staff": "staff-tech01"}
-
-
-async def header_authenticator(request: web.Request) -> Principal | None:
-    role = request.headers.get("X-Test-Role")
-    if not role:
-        return None
-    return Principal(staff_id=request.headers.get("X-Test-Staff", "staff-test01"), role=Role(role))
 
 
 def now() -> datetime:

@@ -14,11 +14,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from identity import store as staff_store
-from kernel.roles import Principal, Role
-from kernel.tenancy import DEFAULT_ORGANISATION, DEFAULT_TEAM
+from kernel.roles import Role
+from kernel.tenancy import DEFAULT_TEAM
 from services.web import http
 from supervision import api
 from supervision.store import ASSIGNABLE, RoundStore
+from tests.header_auth import header_authenticator
 from tests.rounds_support import fixed_clock
 
 pytestmark = pytest.mark.integration
@@ -26,18 +27,6 @@ pytestmark = pytest.mark.integration
 NOW = datetime(2025, 6, 10, 21, 0, tzinfo=UTC)
 LEAD = {"X-Test-Role": "shift_lead", "X-Test-Staff": "staff-lead01"}
 Client = TestClient[web.Request, web.Application]
-
-
-async def header_authenticator(request: web.Request) -> Principal | None:
-    role = request.headers.get("X-Test-Role")
-    if not role:
-        return None
-    return Principal(
-        staff_id=request.headers.get("X-Test-Staff", "staff-test01"),
-        role=Role(role),
-        orgs=frozenset({DEFAULT_ORGANISATION}),
-        teams=frozenset({DEFAULT_TEAM}),
-    )
 
 
 @pytest.fixture

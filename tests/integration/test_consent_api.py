@@ -18,8 +18,8 @@ from consent import api, register
 from consent.ports import ConsentStore
 from consent.store import PgConsentStore, on_device_event
 from kernel.clock import ScaledClock
-from kernel.roles import Principal, Role
 from services.web import http
+from tests.header_auth import header_authenticator
 
 pytestmark = pytest.mark.integration
 
@@ -29,14 +29,6 @@ ADMIN = {"X-Test-Role": "administrator", "X-Test-Staff": "staff-admin01"}
 ADMIN2 = {"X-Test-Role": "administrator", "X-Test-Staff": "staff-admin02"}
 OPERATOR = {"X-Test-Role": "operator", "X-Test-Staff": "staff-oper01"}
 TECH = {"X-Test-Role": "technician", "X-Test-Staff": "staff-tech01"}
-
-
-async def header_authenticator(request: web.Request) -> Principal | None:
-    """A fake of the authenticator port: the role and staff id named in test headers."""
-    role = request.headers.get("X-Test-Role")
-    if not role:
-        return None
-    return Principal(staff_id=request.headers.get("X-Test-Staff", "staff-test01"), role=Role(role))
 
 
 @pytest.fixture

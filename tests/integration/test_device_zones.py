@@ -15,9 +15,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from devices import api
 from kernel.access import CLOCK
-from kernel.roles import Principal, Role
 from services.web import http
 from supervision import zone_store, zones_api
+from tests.header_auth import header_authenticator
 
 pytestmark = pytest.mark.integration
 
@@ -26,11 +26,6 @@ Client = TestClient[web.Request, web.Application]
 BED = [[26, 100], [198, 100], [210, 177], [13, 177]]
 FLOOR = [[0, 187], [223, 187], [223, 110], [319, 110], [319, 239], [0, 239]]
 GOOD = {"width": 320, "height": 240, "zones": [{"name": "bed", "polygon": BED}]}
-
-
-async def header_authenticator(request: web.Request) -> Principal | None:
-    role = request.headers.get("X-Test-Role")
-    return Principal(staff_id=f"s-{role}", role=Role(role)) if role else None
 
 
 @pytest.fixture
@@ -49,7 +44,7 @@ async def client(pool: asyncpg.Pool) -> AsyncIterator[Client]:
 
 
 def as_(role: str) -> dict[str, str]:
-    return {"X-Test-Role": role}
+    return {"X-Test-Role": role, "X-Test-Staff": f"staff-{role}"}
 
 
 async def audited(pool: asyncpg.Pool) -> list[tuple[str, str, dict[str, Any]]]:
@@ -97,8 +92,8 @@ async def test_staff_read_zones_and_only_admins_and_technicians_set_them(
     assert stored.zones[0].polygon == tuple((float(x), float(y)) for x, y in BED)
     # audited in the same transaction: who, which zones; no picture, no polygon
     assert await audited(pool) == [
-        ("s-technician", "cam-0001", {"width": 320, "height": 240, "zones": ["bed", "floor"]}),
-        ("s-administrator", "cam-0001", {"width": 320, "height": 240, "zones": ["bed"]}),
+        ("staff-technician", "cam-0001", {"width": 320, "height": 240, "zones": ["bed", "floor"]}),
+        ("staff-administrator", "cam-0001", {"width": 320, "height": 240, "zones": ["bed"]}),
     ]
     # an empty list removes every zone
     resp = await client.put(

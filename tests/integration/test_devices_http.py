@@ -12,18 +12,12 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from devices import api, registry, store
 from devices import topics as t
-from kernel.roles import Principal, Role
 from services.web import http
+from tests.header_auth import header_authenticator
 
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2026, 11, 23, 22, 0, tzinfo=UTC)
-
-
-async def header_authenticator(request: web.Request) -> Principal | None:
-    """A fake of the authenticator port: the role named in a test header."""
-    role = request.headers.get("X-Test-Role")
-    return Principal(staff_id="s-test", role=Role(role)) if role else None
 
 
 @pytest.fixture

@@ -21,13 +21,14 @@ from consent.model import Deadlines, StepDeadline
 from consent.ports import ConsentStore
 from consent.store import PgConsentStore
 from kernel.clock import ScaledClock
-from kernel.roles import Principal, Role
+from kernel.roles import Role
 from services.web import http
 from supervision import checks as ch
 from supervision.checks import AlarmKind, State
 from supervision.ports import AlarmRaised, CheckChanged
 from supervision.store import RoundStore
 from supervision.watchdog import Watchdog, WatchdogConfig
+from tests.header_auth import header_authenticator
 from tests.rounds_support import (
     BasisGate,
     FakeDevices,
@@ -35,6 +36,7 @@ from tests.rounds_support import (
     basis,
     fast,
     fixed_clock,
+    seed_recipients,
 )
 
 pytestmark = pytest.mark.integration
@@ -69,6 +71,7 @@ class Night:
 
 async def night(pool: asyncpg.Pool, *bases: Any, store: RoundStore | None = None) -> Night:
     gate = BasisGate({b.recipient_id: b for b in bases})
+    await seed_recipients(pool, [b.recipient_id for b in bases])
     devices = FakeDevices({f"cam-{b.recipient_id}" for b in bases})
     clock = fixed_clock(PLAN_AT)
     events: list[object] = []
@@ -244,13 +247,6 @@ async def test_the_plans_terms_set_the_ladder(pool: asyncpg.Pool) -> None:
 T0 = datetime(2026, 1, 12, 20, 0, tzinfo=UTC)
 ADMIN = {"X-Test-Role": "administrator", "X-Test-Staff": "staff-admin01"}
 PLAN = {"decision_ref": "SN-1", "checks": [{"at": "22:00"}]}
-
-
-async def header_authenticator(request: web.Request) -> Principal | None:
-    role = request.headers.get("X-Test-Role")
-    return (
-        None if not role else Principal(staff_id=request.headers["X-Test-Staff"], role=Role(role))
-    )
 
 
 @pytest.fixture

@@ -20,14 +20,22 @@ from consent.model import CareRecipient
 from consent.store import PgConsentStore
 from identity import store as staff_store
 from kernel.clock import ScaledClock
-from kernel.roles import Principal, Role
+from kernel.roles import Role
 from services.web import http
 from supervision import api
 from supervision import checks as ch
 from supervision.looks import CheckLooks
 from supervision.store import RoundStore
 from supervision.watchdog import Watchdog
-from tests.rounds_support import BasisGate, FakeDevices, at_local, basis, fixed_clock
+from tests.header_auth import header_authenticator
+from tests.rounds_support import (
+    BasisGate,
+    FakeDevices,
+    at_local,
+    basis,
+    fixed_clock,
+    seed_recipients,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -38,13 +46,6 @@ ADMIN = {"X-Test-Role": "administrator", "X-Test-Staff": "staff-admin01"}
 TASK = "20250610.2200.r2"  # r2 has no camera consent: a patrol task from planning
 LOOK = "20250610.2200.r1"
 Client = TestClient[web.Request, web.Application]
-
-
-async def header_authenticator(request: web.Request) -> Principal | None:
-    role = request.headers.get("X-Test-Role")
-    if not role:
-        return None
-    return Principal(staff_id=request.headers.get("X-Test-Staff", "staff-test01"), role=Role(role))
 
 
 @dataclass
@@ -65,6 +66,7 @@ async def night(pool: asyncpg.Pool) -> AsyncIterator[Night]:
         "r2", "Brukare Två", home="Storgatan 2, lgh 1102", door_code_ref="nyckelskåp 14 i porten"
     )
     stored = await PgConsentStore(pool).add_recipient(home, actor="staff-admin01", at=PLAN_AT)
+    await seed_recipients(pool, ["r1"])
     assert stored.door_code_ref == "nyckelskåp 14 i porten"
     staff: dict[str, dict[str, str]] = {}
     async with pool.acquire() as conn:

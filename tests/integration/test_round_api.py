@@ -14,13 +14,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from kernel.clock import ScaledClock
-from kernel.roles import Principal, Role
 from services.web import http
 from supervision import api
 from supervision.checks import State
 from supervision.ports import CheckChanged
 from supervision.store import RoundStore
 from supervision.watchdog import Watchdog
+from tests.header_auth import header_authenticator
 from tests.rounds_support import (
     BasisGate,
     FakeDevices,
@@ -28,6 +28,8 @@ from tests.rounds_support import (
     basis,
     delivered,
     fixed_clock,
+    seed_recipients,
+    seed_staff,
 )
 
 pytestmark = pytest.mark.integration
@@ -43,13 +45,6 @@ TECH = {"X-Test-Role": "technician", "X-Test-Staff": "staff-tech01"}
 CHECK = "20250610.2200.r1"
 
 
-async def header_authenticator(request: web.Request) -> Principal | None:
-    role = request.headers.get("X-Test-Role")
-    if not role:
-        return None
-    return Principal(staff_id=request.headers.get("X-Test-Staff", "staff-test01"), role=Role(role))
-
-
 @dataclass
 class Rig:
     client: Client
@@ -62,6 +57,10 @@ class Rig:
 async def rig(pool: asyncpg.Pool) -> AsyncIterator[Rig]:
     bases = {b.recipient_id: b for b in (basis("r1"), basis("r2", camera=False))}
     gate = BasisGate(bases)
+    await seed_recipients(pool, bases)
+    await seed_staff(
+        pool, [(h["X-Test-Staff"], h["X-Test-Role"]) for h in (OPERATOR, OTHER, ADMIN, TECH)]
+    )
     clock = fixed_clock(PLAN_AT)
     events: list[object] = []
     store = RoundStore(pool)
