@@ -17,7 +17,7 @@ from consent import api_context as ctx
 from consent import records, rules
 from consent import register as camera_register
 from consent.binding_writes import new_bind_code
-from consent.errors import Conflict, InvalidInput
+from consent.errors import Conflict, InvalidInput, NotFound
 from consent.model import BindingAction, BindingConfirmation, BindingProof, BindingRequest, Purpose
 from consent.ports import new_id
 from kernel.access import caller
@@ -155,6 +155,8 @@ async def gate(request: web.Request) -> web.Response:
         if (problem := rules.check_instant(at, "at")) is not None:
             raise InvalidInput.of(problem)
     basis = await ctx.store(request).basis_for_device(device_id, at)
+    if basis is not None and not caller(request).covers(basis.recipient.team_id):
+        raise NotFound("device", device_id, "device_id")  # another team's home: not confirmed
     decision = rules.decide(basis, device_id=device_id, purpose=purpose, at=at)
     return ctx.answer(
         {

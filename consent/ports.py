@@ -112,7 +112,13 @@ class ConsentStore(Protocol):
     ) -> Cohabitant: ...
 
     async def end_cohabitant(
-        self, cohabitant_id: str, *, moved_out_at: datetime, actor: str, at: datetime
+        self,
+        cohabitant_id: str,
+        *,
+        moved_out_at: datetime,
+        actor: str,
+        at: datetime,
+        teams: Collection[str] | None = None,
     ) -> Cohabitant: ...
 
     async def add_plan(
@@ -123,7 +129,13 @@ class ConsentStore(Protocol):
         ...
 
     async def end_plan(
-        self, plan_id: str, *, ended_at: datetime, actor: str, at: datetime
+        self,
+        plan_id: str,
+        *,
+        ended_at: datetime,
+        actor: str,
+        at: datetime,
+        teams: Collection[str] | None = None,
     ) -> CarePlan: ...
 
     async def record_consent(self, consent: Consent, *, actor: str, at: datetime) -> Consent:
@@ -138,6 +150,7 @@ class ConsentStore(Protocol):
         reason: str | None,
         actor: str,
         at: datetime,
+        teams: Collection[str] | None = None,
     ) -> Consent:
         """Withdraw the series the version belongs to, from ``withdrawn_at``."""
         ...
@@ -145,7 +158,13 @@ class ConsentStore(Protocol):
     async def add_pause(self, pause: Pause, *, actor: str, at: datetime) -> Pause: ...
 
     async def end_pause(
-        self, pause_id: str, *, ended_at: datetime, actor: str, at: datetime
+        self,
+        pause_id: str,
+        *,
+        ended_at: datetime,
+        actor: str,
+        at: datetime,
+        teams: Collection[str] | None = None,
     ) -> Pause: ...
 
     async def request_binding(

@@ -191,7 +191,11 @@ async def move_out_cohabitant(request: web.Request) -> web.Response:
     b = await read_body(request, MoveOut)
     moved_out_at = instant(b.moved_out_at, "moved_out_at", ctx.zone(request)) or now
     c = await ctx.store(request).end_cohabitant(
-        request.match_info["cohabitant_id"], moved_out_at=moved_out_at, actor=who.staff_id, at=now
+        request.match_info["cohabitant_id"],
+        moved_out_at=moved_out_at,
+        actor=who.staff_id,
+        at=now,
+        teams=who.teams,
     )
     log.info("cohabitant_moved_out", recipient_id=c.recipient_id, cohabitant_id=c.cohabitant_id)
     return ctx.answer(records.cohabitant_json(c))
@@ -311,7 +315,11 @@ async def end_plan(request: web.Request) -> web.Response:
     b = await read_body(request, End)
     ended_at = instant(b.ended_at, "ended_at", ctx.zone(request)) or now
     p = await ctx.store(request).end_plan(
-        request.match_info["plan_id"], ended_at=ended_at, actor=who.staff_id, at=now
+        request.match_info["plan_id"],
+        ended_at=ended_at,
+        actor=who.staff_id,
+        at=now,
+        teams=who.teams,
     )
     log.info("care_plan_ended", recipient_id=p.recipient_id, plan_id=p.plan_id)
     return ctx.answer(records.plan_json(p))
@@ -402,6 +410,7 @@ async def withdraw_consent(request: web.Request) -> web.Response:
         reason=_strip(b.reason),
         actor=who.staff_id,
         at=now,
+        teams=who.teams,
     )
     log.info("consent_withdrawn", recipient_id=c.recipient_id, consent_id=c.consent_id)
     return ctx.answer(records.consent_json(c))
@@ -446,7 +455,11 @@ async def end_pause(request: web.Request) -> web.Response:
     b = await read_body(request, End)
     ended_at = instant(b.ended_at, "ended_at", ctx.zone(request)) or now
     p = await ctx.store(request).end_pause(
-        request.match_info["pause_id"], ended_at=ended_at, actor=who.staff_id, at=now
+        request.match_info["pause_id"],
+        ended_at=ended_at,
+        actor=who.staff_id,
+        at=now,
+        teams=who.teams,
     )
     log.info("pause_ended", recipient_id=p.recipient_id, pause_id=p.pause_id)
     return ctx.answer(records.pause_json(p))

@@ -4,6 +4,7 @@ brukare lock, and the change event told to other processes on commit."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from datetime import datetime
 
 from consent.errors import NotFound
@@ -17,6 +18,13 @@ async def locked_recipient(tx: WriteTx, recipient_id: str) -> CareRecipient:
     if found is None:
         raise NotFound("care recipient", recipient_id, "recipient_id")
     return found
+
+
+def covered(recipient: CareRecipient, teams: Collection[str] | None, absent: NotFound) -> None:
+    """A write about something of a brukare outside the caller's ``teams`` (``None``: every
+    team) is refused as if the thing did not exist: it is not confirmed that it does."""
+    if teams is not None and recipient.team_id not in teams:
+        raise absent
 
 
 async def changed(

@@ -23,6 +23,7 @@ the same steps (:mod:`consent.write_steps`); :class:`ConsentWrites` publishes th
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import replace
 from datetime import datetime
 
@@ -46,7 +47,7 @@ from consent.model import (
 )
 from consent.ports import Begin, Publish, RegisterRow
 from consent.register import register_rows
-from consent.write_steps import changed, locked_recipient
+from consent.write_steps import changed, covered, locked_recipient
 
 
 class ConsentWrites:
@@ -105,13 +106,23 @@ class ConsentWrites:
         return c
 
     async def end_cohabitant(
-        self, cohabitant_id: str, *, moved_out_at: datetime, actor: str, at: datetime
+        self,
+        cohabitant_id: str,
+        *,
+        moved_out_at: datetime,
+        actor: str,
+        at: datetime,
+        teams: Collection[str] | None = None,
     ) -> Cohabitant:
         async with self._begin() as tx:
             old = await tx.records.cohabitant(cohabitant_id)
             if old is None:
                 raise NotFound("cohabitant", cohabitant_id, "cohabitant_id")
-            await locked_recipient(tx, old.recipient_id)
+            covered(
+                await locked_recipient(tx, old.recipient_id),
+                teams,
+                NotFound("cohabitant", cohabitant_id, "cohabitant_id"),
+            )
             old = await tx.records.cohabitant(cohabitant_id) or old  # as of the lock
             if old.moved_out_at is not None:
                 raise Conflict("already_moved_out", "the cohabitant has already moved out")
@@ -167,13 +178,23 @@ class ConsentWrites:
         return stored
 
     async def end_plan(
-        self, plan_id: str, *, ended_at: datetime, actor: str, at: datetime
+        self,
+        plan_id: str,
+        *,
+        ended_at: datetime,
+        actor: str,
+        at: datetime,
+        teams: Collection[str] | None = None,
     ) -> CarePlan:
         async with self._begin() as tx:
             old = await tx.records.plan(plan_id)
             if old is None:
                 raise NotFound("care plan", plan_id, "plan_id")
-            await locked_recipient(tx, old.recipient_id)
+            covered(
+                await locked_recipient(tx, old.recipient_id),
+                teams,
+                NotFound("care plan", plan_id, "plan_id"),
+            )
             old = await tx.records.plan(plan_id) or old  # as of the lock
             if old.ended_at is not None:
                 raise Conflict("already_ended", "the care plan has already been ended")
@@ -235,13 +256,18 @@ class ConsentWrites:
         reason: str | None,
         actor: str,
         at: datetime,
+        teams: Collection[str] | None = None,
     ) -> Consent:
         async with self._begin() as tx:
             found = await tx.records.consent(consent_id)
             if found is None:
                 raise NotFound("consent", consent_id, "consent_id")
             rid = found.recipient_id
-            await locked_recipient(tx, rid)
+            covered(
+                await locked_recipient(tx, rid),
+                teams,
+                NotFound("consent", consent_id, "consent_id"),
+            )
             series = await tx.records.consent_series(consent_id)  # as of the lock
             target = next(c for c in series if c.consent_id == consent_id)
             if target.withdrawn_at is not None:
@@ -298,13 +324,23 @@ class ConsentWrites:
         return stored
 
     async def end_pause(
-        self, pause_id: str, *, ended_at: datetime, actor: str, at: datetime
+        self,
+        pause_id: str,
+        *,
+        ended_at: datetime,
+        actor: str,
+        at: datetime,
+        teams: Collection[str] | None = None,
     ) -> Pause:
         async with self._begin() as tx:
             old = await tx.records.pause(pause_id)
             if old is None:
                 raise NotFound("pause", pause_id, "pause_id")
-            await locked_recipient(tx, old.recipient_id)
+            covered(
+                await locked_recipient(tx, old.recipient_id),
+                teams,
+                NotFound("pause", pause_id, "pause_id"),
+            )
             old = await tx.records.pause(pause_id) or old  # as of the lock
             if old.ended_by is not None or (old.ends_at is not None and old.ends_at <= ended_at):
                 raise Conflict("pause_over", "the pause is already over")

@@ -316,6 +316,13 @@ async def test_a_night_centre_grant_takes_effect_and_ends_at_the_next_request(
     assert (await w.client.get("/api/recipients/r-b-1", headers=w.operator_a.headers)).status == 200
     listed = await call(w, "GET", "/api/recipients", w.operator_a)
     assert [r["recipient_id"] for r in listed["recipients"]] == ["r-b-1"]
+    # the grant is for the night centre's night staff: its administrator, although a member of
+    # the grantee team, still sees nothing of kommun-b (migration 0020)
+    assert (await w.client.get("/api/recipients/r-b-1", headers=w.admin_a.headers)).status == 404
+    staff_seen = await call(w, "GET", "/api/staff", w.admin_a)
+    assert {s["staff_id"] for s in staff_seen["staff"]}.isdisjoint(
+        {w.admin_b.staff_id, w.operator_b.staff_id}
+    )
     # both organisations' administrators see the grant; only the giver can revoke it
     for admin in (w.admin_a, w.admin_b):
         grants = (await call(w, "GET", "/api/team-grants", admin))["grants"]

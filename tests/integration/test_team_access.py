@@ -398,3 +398,46 @@ async def test_a_console_gets_pushes_about_its_teams_only(teams: Teams) -> None:
         assert (first["type"], first["recipient_id"]) == ("check.changed", "r-north")
         seen = [(await admin.receive_json(timeout=5))["recipient_id"] for _ in range(2)]
         assert seen == ["r-south", "r-north"]
+
+
+async def test_writes_by_id_about_another_teams_brukare_are_not_found(teams: Teams) -> None:
+    """A consent, pause, plan or cohabitant is reached by its own id, but belongs to a brukare:
+    an operator of another team gets the same 404 as for an id that does not exist, and nothing
+    changes; the gate's answer about another team's camera is as unknown."""
+    now = datetime.now(UTC)
+    await teams.rt.pool.execute(
+        "INSERT INTO consents (consent_id, recipient_id, purpose, version, basis, given_at,"
+        " valid_from, recorded_at, recorded_by) VALUES"
+        " ('con-south', 'r-south', 'camera_check', 1, 'informed_consent', $1, $1, $1, 'test')",
+        now,
+    )
+    await teams.rt.pool.execute(
+        "INSERT INTO pauses (pause_id, recipient_id, starts_at, source, reason, created_at,"
+        " created_by) VALUES ('p-south', 'r-south', $1, 'staff', 'hospital_stay', $1, 'test')",
+        now,
+    )
+    writes = [
+        ("/api/consents/con-south/withdraw", {}, "/api/consents/con-nobody/withdraw"),
+        ("/api/pauses/p-south/end", {}, "/api/pauses/p-nobody/end"),
+    ]
+    for path, body, unknown in writes:
+        theirs = await teams.post("op-north", path, body)
+        nobody = await teams.post("op-north", unknown, body)
+        assert theirs[0] == nobody[0] == 404, (path, theirs, nobody)
+        assert theirs[1]["error"]["code"] == nobody[1]["error"]["code"]
+    assert (
+        await teams.rt.pool.fetchval(
+            "SELECT count(*) FROM consent_withdrawals WHERE consent_id = 'con-south'"
+        )
+        == 0
+    )
+    assert (
+        await teams.rt.pool.fetchval("SELECT ended_by FROM pauses WHERE pause_id = 'p-south'")
+        is None
+    )
+    assert (await teams.get("op-north", "/api/gate?device_id=cam-south"))[0] == 404
+    assert (await teams.get("op-south", "/api/gate?device_id=cam-south"))[0] == 200
+    # the brukare's own team does it
+    for path, body, _ in writes:
+        status, answer = await teams.post("op-south", path, body)
+        assert status == 200, answer
