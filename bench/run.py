@@ -270,6 +270,20 @@ def _audit(r: dict[str, Any]) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+def _tenancy(r: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        figure("tenancy", "pool acquire + SELECT 1, scope set", r["acquire_scoped_us"], "us",
+               baseline="the same without the scope step (owner)",
+               baseline_value=r["acquire_plain_us"]),
+        figure("tenancy", "one brukare by id under the policies", r["read_by_id_rls_us"], "us",
+               baseline="the same read by the owner (no policies)",
+               baseline_value=r["read_by_id_owner_us"]),
+        figure("tenancy", "one team's brukare under the policies", r["team_list_rls_us"], "us",
+               baseline="the same read by the owner (no policies)",
+               baseline_value=r["team_list_owner_us"]),
+    ]  # fmt: skip
+
+
 def _gate(r: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         figure("gate", "pure rule, allowed", r["pure_decide_allowed_us"], "us",
@@ -332,6 +346,8 @@ BENCHES: tuple[Bench, ...] = (
           {}, {"quick": True}, 60, _codecs, quick_budget_s=30),
     Bench("audit", "audit chain append and verify",
           {"entries": 1000, "writers": 4}, {"entries": 40, "writers": 2}, 60, _audit),
+    Bench("tenancy", "what row-level security and the per-acquire scope cost",
+          {"recipients": 5000, "reads": 2000}, {"recipients": 50, "reads": 50}, 60, _tenancy),
     Bench("gate", "consent gate per call and in bulk",
           {}, {"recipients": 10, "calls": 100}, 60, _gate),
     Bench("scale_out", "three processes share a sped-up night of 500 homes, each check once",

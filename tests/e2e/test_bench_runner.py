@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 #: Every benchmark the runner knows, so a change that breaks one fails here, not on release day.
 OWN = [
     "motion", "signalling", "presence", "reconnect", "planning", "registry", "codecs", "audit",
-    "gate",
+    "tenancy", "gate",
 ]  # fmt: skip
 #: Benchmarks that are a test of the suite at full size: the suite runs them at its own size.
 SUITE_AT_FULL_SIZE = ["scale_out"]  # tests/e2e/test_scale_out.py
