@@ -27,6 +27,7 @@ from devices.handler import REGISTRY_CHANNELS, DeviceHandler
 from devices.topics import DeviceKind
 from kernel.clock import ScaledClock
 from kernel.roles import Principal, Role, Route
+from kernel.tenancy import DEFAULT_ORGANISATION, DEFAULT_TEAM
 from services.mqtt import MqttLink
 from services.signalling import service as signalling
 from services.signalling.fakes import FakeChecks
@@ -36,12 +37,14 @@ from simulators.device import DeviceSpec, SimulatedDevice
 from simulators.peer import AnswerPolicy, DevicePeer, attach
 from tools.view import SERVER_TYPES, WebSocketChannel
 
+_DEFAULT = {"orgs": frozenset({DEFAULT_ORGANISATION}), "teams": frozenset({DEFAULT_TEAM})}
 TOKENS = {
-    "op-token": Principal("staff-op0001", Role.OPERATOR, via="token"),
-    "op2-token": Principal("staff-op0002", Role.OPERATOR, via="token"),
-    "tech-token": Principal("staff-tech01", Role.TECHNICIAN, via="token"),
-    "sys-token": Principal("system", Role.SYSTEM, via="token"),
+    "op-token": Principal("staff-op0001", Role.OPERATOR, via="token", **_DEFAULT),
+    "op2-token": Principal("staff-op0002", Role.OPERATOR, via="token", **_DEFAULT),
+    "tech-token": Principal("staff-tech01", Role.TECHNICIAN, via="token", **_DEFAULT),
+    "sys-token": Principal("system", Role.SYSTEM, via="token", orgs=None, teams=None),
 }
+"""What a login of the default team would carry (``staff_scope``); the system sees all."""
 
 
 async def token_auth(request: web.Request) -> Principal | None:
@@ -240,6 +243,13 @@ async def devices(
     try:
         for device_id in found:
             await wait_for(lambda d=device_id: _online(pool, d), what=f"{device_id} online")
+        # The fake gate stands for a binding; a binding would put the device in its brukare's
+        # organisation, where the sessions written in an operator's scope must belong.
+        await pool.execute(
+            "UPDATE devices SET organisation_id = $2 WHERE device_id = ANY($1::text[])",
+            list(found),
+            DEFAULT_ORGANISATION,
+        )
         yield found
     finally:
         for device in found.values():

@@ -26,6 +26,7 @@ from tests.integration.signalling_support import (
     devices,
     node,
 )
+from tests.rounds_support import seed_recipients, seed_staff
 from tools.view import View
 
 pytestmark = pytest.mark.integration
@@ -64,6 +65,8 @@ async def test_a_check_s_views_share_its_budget_and_nothing_else_is_a_view(
     gate.allow(CAM, cap_s=30)  # the plan's cap now; the check's own (10 s) is lower and wins
     clock = JumpClock()
     store = RoundStore(pool)
+    await seed_recipients(pool, ["rec-0001"])
+    await seed_staff(pool, [(OPERATOR, "operator"), (OTHER, "operator")])
     events: list[object] = []
     check_id = await queued_check(store, clock())
     for staff_id in (OPERATOR, OTHER):
@@ -129,6 +132,8 @@ async def test_an_extra_look_names_why_is_capped_and_audited_as_its_own_kind(
     gate.allow(CAM, cap_s=12)
     clock = JumpClock()
     store = RoundStore(pool)
+    await seed_recipients(pool, ["rec-0001"])
+    await seed_staff(pool, [(OPERATOR, "operator"), (OTHER, "operator")])
     await store.start_duty(OPERATOR, at=clock() - timedelta(minutes=1))
     note = "larmet gick 03:12, ingen svarar i telefon"
     async with (
