@@ -21,34 +21,37 @@ def _migration_0010() -> str:
     return next(sql for version, _, sql in db.migrations() if version == 10)
 
 
-async def test_existing_plans_get_the_defaults_and_the_ranges_hold(pool: asyncpg.Pool) -> None:
-    async with pool.acquire() as conn:
-        await conn.execute(
-            "ALTER TABLE care_plans DROP COLUMN call_cap_s, DROP COLUMN announce_s,"
-            " DROP COLUMN live_countdown"
-        )
-        await conn.execute(
-            "INSERT INTO care_recipients (recipient_id, display_name, created_at, created_by)"
-            " VALUES ('r-1', 'R', $1, 'test')",
-            T0,
-        )
-        await conn.execute(
-            "INSERT INTO care_plans (plan_id, recipient_id, decision_ref, valid_from, checks,"
-            " view_cap_s, motion_may_clear, retry_interval_s, escalation, paused_checks,"
-            " created_at, created_by) VALUES ('p-old', 'r-1', 'd', $1,"
-            ' \'[{"at": "22:00", "tolerance_min": 15}]\', 30, false, 900, \'{patrol}\','
-            " 'drop', $1, 'test')",
-            T0,
-        )
+async def test_existing_plans_get_the_defaults_and_the_ranges_hold(
+    owner: asyncpg.Connection,
+) -> None:
+    """As the schema's owner, as migrations run (DDL)."""
+    conn = owner
+    await conn.execute(
+        "ALTER TABLE care_plans DROP COLUMN call_cap_s, DROP COLUMN announce_s,"
+        " DROP COLUMN live_countdown"
+    )
+    await conn.execute(
+        "INSERT INTO care_recipients (recipient_id, display_name, created_at, created_by)"
+        " VALUES ('r-1', 'R', $1, 'test')",
+        T0,
+    )
+    await conn.execute(
+        "INSERT INTO care_plans (plan_id, recipient_id, decision_ref, valid_from, checks,"
+        " view_cap_s, motion_may_clear, retry_interval_s, escalation, paused_checks,"
+        " created_at, created_by) VALUES ('p-old', 'r-1', 'd', $1,"
+        ' \'[{"at": "22:00", "tolerance_min": 15}]\', 30, false, 900, \'{patrol}\','
+        " 'drop', $1, 'test')",
+        T0,
+    )
 
-        await conn.execute(_migration_0010())
+    await conn.execute(_migration_0010())
 
-        plan = rows.plan(await conn.fetchrow("SELECT * FROM care_plans"))
-        assert (plan.call_cap_s, plan.announce_s, plan.live_countdown) == (300, 3, True)
-        for bad in ("call_cap_s = 59", "call_cap_s = 901", "announce_s = 2", "announce_s = 16"):
-            with pytest.raises(asyncpg.CheckViolationError):
-                await conn.execute(f"UPDATE care_plans SET {bad}")
-        with pytest.raises(asyncpg.NotNullViolationError):
-            await conn.execute("UPDATE care_plans SET live_countdown = NULL")
-        await conn.execute("UPDATE care_plans SET call_cap_s = 60, announce_s = 15")
-        assert await conn.fetchval("SELECT call_cap_s + announce_s FROM care_plans") == 75
+    plan = rows.plan(await conn.fetchrow("SELECT * FROM care_plans"))
+    assert (plan.call_cap_s, plan.announce_s, plan.live_countdown) == (300, 3, True)
+    for bad in ("call_cap_s = 59", "call_cap_s = 901", "announce_s = 2", "announce_s = 16"):
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute(f"UPDATE care_plans SET {bad}")
+    with pytest.raises(asyncpg.NotNullViolationError):
+        await conn.execute("UPDATE care_plans SET live_countdown = NULL")
+    await conn.execute("UPDATE care_plans SET call_cap_s = 60, announce_s = 15")
+    assert await conn.fetchval("SELECT call_cap_s + announce_s FROM care_plans") == 75

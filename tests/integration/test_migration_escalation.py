@@ -33,8 +33,10 @@ def _migration_0013() -> str:
     return next(sql for version, _, sql in db.migrations() if version == 13)
 
 
-async def test_plans_and_a_night_under_way_carry_on(pool: asyncpg.Pool) -> None:
-    await pool.execute(BEFORE_0013)
+async def test_plans_and_a_night_under_way_carry_on(
+    pool: asyncpg.Pool, owner: asyncpg.Connection
+) -> None:
+    await owner.execute(BEFORE_0013)  # DDL: as the schema's owner, as migrations run
     await pool.execute(
         "INSERT INTO care_recipients (recipient_id, display_name, created_at, created_by)"
         " VALUES ('r-1', 'R', $1, 'test')",
@@ -63,7 +65,7 @@ async def test_plans_and_a_night_under_way_carry_on(pool: asyncpg.Pool) -> None:
         queued.deadline + timedelta(seconds=31),
     )
 
-    await pool.execute(_migration_0013())
+    await owner.execute(_migration_0013())
 
     plan = rows.plan(await pool.fetchrow("SELECT * FROM care_plans"))
     assert plan.deadlines == DEFAULT_DEADLINES
