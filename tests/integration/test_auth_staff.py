@@ -50,7 +50,13 @@ async def test_create_staff_audits_without_personal_data(pool: asyncpg.Pool) -> 
         "staff-admin0001",
         acc.staff_id,
     )
-    assert entry.data == {"role": "operator", "is_service": False, "has_password": True}
+    assert entry.data == {
+        "role": "operator",
+        "organisation_id": "default",
+        "teams": ["default"],
+        "is_service": False,
+        "has_password": True,
+    }
 
 
 BAD_ACCOUNTS: list[tuple[dict[str, Any], str]] = [

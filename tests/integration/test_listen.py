@@ -49,8 +49,9 @@ async def running(coro: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
             await task
 
 
-async def listener_pids(pool: asyncpg.Pool) -> list[int]:
-    rows = await pool.fetch(
+async def listener_pids(owner: asyncpg.Connection) -> list[int]:
+    """The listening backends, as the owner (the service's role sees no other session's query)."""
+    rows = await owner.fetch(
         "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
         " AND query LIKE 'LISTEN%'"
     )
@@ -58,7 +59,7 @@ async def listener_pids(pool: asyncpg.Pool) -> list[int]:
 
 
 async def test_a_killed_connection_is_listened_on_again_after_the_first_wait(
-    pool: asyncpg.Pool,
+    pool: asyncpg.Pool, owner: asyncpg.Connection
 ) -> None:
     got: asyncio.Queue[str] = asyncio.Queue()
     listening: list[bool] = []
@@ -84,9 +85,9 @@ async def test_a_killed_connection_is_listened_on_again_after_the_first_wait(
         assert await asyncio.wait_for(got.get(), 5) == "one"
         for kill in range(1, 3):
             ready.clear()
-            pids = await listener_pids(pool)
+            pids = await listener_pids(owner)
             assert len(pids) == 1
-            await pool.execute("SELECT pg_terminate_backend($1)", pids[0])
+            await owner.execute("SELECT pg_terminate_backend($1)", pids[0])
             await asyncio.wait_for(ready.wait(), 5)
             assert listening == [False] + [True] * kill
             assert sleep.waits == [POLICY.first_s] * kill  # listening in between: reset
