@@ -54,9 +54,7 @@ async def run(recipients: int = 200, calls: int = 2000) -> dict[str, Any]:
     url = admin_url.rpartition("/")[0] + f"/{name}"
     now = datetime.now(UTC)
     try:
-        async with db.open_pool(url) as pool:
-            async with pool.acquire() as conn:
-                await db.migrate(conn)
+        async with db.open_pool(url) as pool:  # migrates as the URL's user, the owner
             store = PgConsentStore(pool)
             start = time.perf_counter()
             seeded = await demo.seed_consent(store, pool, homes=recipients, now=now)
@@ -178,9 +176,7 @@ async def bulk(recipients: int) -> dict[str, Any]:
     url = admin_url.rpartition("/")[0] + f"/{name}"
     now = datetime.now(UTC)
     try:
-        async with db.open_pool(url) as pool:
-            async with pool.acquire() as conn:
-                await db.migrate(conn)
+        async with db.open_pool(url) as pool:  # migrates as the URL's user, the owner
             store = PgConsentStore(pool)
             await demo.seed_consent(store, pool, homes=6, now=now)
             async with pool.acquire() as conn, conn.transaction():

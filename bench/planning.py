@@ -190,9 +190,13 @@ async def _measure(n: int, url: str) -> dict[str, Any]:
                 raise RuntimeError(f"stored {inserted} then {again} of {len(plan.checks)}")
             async with pool.acquire() as conn:
                 copy_s = min(copy_s, await _copy_floor(conn, plan))
-            await pool.execute(
-                "TRUNCATE round_transitions, round_alarms, round_checks, round_nights"
-            )
+            owner = await asyncpg.connect(url)  # TRUNCATE is the owner's, not the service's
+            try:
+                await owner.execute(
+                    "TRUNCATE round_transitions, round_alarms, round_checks, round_nights"
+                )
+            finally:
+                await owner.close()
     by_state = {k.value: v for k, v in plan.by_state().items()}
     total = plan_s + store_s
     return {
