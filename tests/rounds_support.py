@@ -184,7 +184,9 @@ async def delivered(
 ) -> str:
     """A closed look as signalling stores it (``signal_sessions``): a view (or call) of
     ``staff_id`` for ``check_id`` (or, with ``extra`` = (reason, note), an extra look) whose
-    device reported ``video_s`` seconds of video (``None``: no report). Returns its session id."""
+    device reported ``video_s`` seconds of video (``None``: no report). The brukare is the device
+    id's suffix (``cam-r1``, ``phone-r1``: r1), whose organisation the row takes, as signalling
+    records the bound brukare. Returns its session id."""
     session_id = f"s-{abs(hash((check_id, staff_id, started_at, purpose))) % 10**12:012d}"
     ended = started_at + timedelta(seconds=open_s)
     look = "extra" if extra else ("check" if check_id and purpose == "view" else None)
@@ -198,7 +200,7 @@ async def delivered(
         device_id,
         purpose,
         staff_id,
-        device_id.removeprefix("cam-"),
+        device_id.partition("-")[2],  # cam-r1 and phone-r1 are r1's
         started_at,
         ended,
         check_id,

@@ -86,6 +86,7 @@ async def _svara_then_lagg_pa(
             "frames_received": 0,
             "kind": "video_phone",
             "live": None,  # nothing shows the home before the call is answered
+            "bind_code": None,  # no binding request is on the screen
         }
         await asyncio.sleep(0.5)
         assert call.result.frames == 0  # nothing flows before the brukare answers

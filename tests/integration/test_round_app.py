@@ -49,9 +49,7 @@ async def seed(rt: app.Runtime) -> None:
     await rt.pool.execute(
         "INSERT INTO devices (device_id, kind, presence) VALUES ('cam-0001', 'camera', 'online')"
     )
-    await enrol.bind(
-        store, "cam-0001", "r-1", actor=ADMIN, at=LONG_AGO, confirmed_by=ADMIN, request_id="breq-1"
-    )
+    await enrol.bind(store, "cam-0001", "r-1", actor=ADMIN, at=LONG_AGO, confirmed_by=ADMIN)
 
 
 async def test_split_roles_the_rounds_process_plans_and_a_probes_process_looks(
