@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 
 from devices import envelope as env
@@ -270,21 +271,23 @@ async def test_logout_closes_the_signal_socket_of_that_cookie_session(
 
 
 async def test_a_lost_notification_still_cannot_start_a_view(
-    database_url: str, mqtt_url: str, topic_prefix: str
+    database_url: str, mqtt_url: str, topic_prefix: str, owner: asyncpg.Connection
 ) -> None:
     """The token is revoked with the trigger switched off for that one transaction (as if the
     notification were lost): the socket stays open, but its next ``request`` is re-checked,
-    ``denied`` with the cause, and the socket closed with 4401."""
+    ``denied`` with the cause, and the socket closed with 4401. Switching triggers off is the
+    schema owner's right, not the service's: the revocation goes through ``owner``."""
     async with home(database_url, mqtt_url, topic_prefix) as s:
         operator = await staff(s, "lost-op", Role.OPERATOR)
         async with signal_socket(s, operator.bearer) as ws:
             await granted_then_hung_up(ws, "s-lost-before")
-            async with s.rt.pool.acquire() as conn, conn.transaction():
-                await conn.execute("SET LOCAL session_replication_role = replica")
-                await conn.execute(
+            async with owner.transaction():
+                await owner.execute("SET LOCAL session_replication_role = replica")
+                revoked = await owner.execute(
                     "UPDATE api_tokens SET revoked_at = now() WHERE token_id = $1",
                     operator.token_id,
                 )
+                assert revoked == "UPDATE 1"
             await ws.send_str(env.encode(look("s-lost-after")))
             closed = await read_until_closed(ws, timeout_s=3 * WITHIN_S)
             assert closed.messages == [env.Denied("s-lost-after", reason="token_revoked")]

@@ -198,8 +198,10 @@ async def test_a_role_changed_by_hand_in_sql_cuts_the_socket(
 
 @pytest.mark.integration
 async def test_a_lost_listener_resyncs_every_socket_when_it_listens_again(
-    database_url: str, pool: asyncpg.Pool
+    database_url: str, pool: asyncpg.Pool, owner: asyncpg.Connection
 ) -> None:
+    """Seeing other connections' queries, switching triggers off and ending a backend are the
+    schema owner's rights, not the service's: those steps go through ``owner``."""
     who = await operator_token(pool, "resync-op")
     async with process(database_url) as feed:
         loop = asyncio.get_running_loop()
@@ -207,18 +209,19 @@ async def test_a_lost_listener_resyncs_every_socket_when_it_listens_again(
         async with feed.watch(who, cut.set_result):
             # The listening connection is killed; meanwhile the token is revoked (the
             # notification goes to no one).
-            listeners = await pool.fetch(
+            listeners = await owner.fetch(
                 "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
                 " AND query LIKE 'LISTEN%'"
             )
             assert listeners
-            async with pool.acquire() as conn, conn.transaction():
-                await conn.execute("SET LOCAL session_replication_role = replica")
-                await conn.execute(
+            async with owner.transaction():
+                await owner.execute("SET LOCAL session_replication_role = replica")
+                revoked = await owner.execute(
                     "UPDATE api_tokens SET revoked_at = now() WHERE token_id = $1", who.session_id
                 )
+                assert revoked == "UPDATE 1"
             for row in listeners:
-                await pool.execute("SELECT pg_terminate_backend($1)", row["pid"])
+                assert await owner.fetchval("SELECT pg_terminate_backend($1)", row["pid"])
             assert await asyncio.wait_for(cut, 5.0) == Cutoff(Cause.TOKEN_REVOKED)
 
 
