@@ -109,15 +109,7 @@ async def _seed_one(store: PgConsentStore, pool: asyncpg.Pool, i: int) -> None:
     await pool.execute(
         "INSERT INTO devices (device_id, kind) VALUES ($1, 'camera') ON CONFLICT DO NOTHING", cam
     )
-    await enrol.bind(
-        store,
-        cam,
-        rid,
-        actor=ADMIN,
-        at=LONG_AGO,
-        confirmed_by="staff-admin02",
-        request_id=f"breq-{i}",
-    )
+    await enrol.bind(store, cam, rid, actor=ADMIN, at=LONG_AGO, confirmed_by="staff-admin02")
 
 
 async def _seed(database_url: str, t0: datetime) -> str:
