@@ -1,4 +1,5 @@
-"""Operations subcommands of ``homecare``: ``bench``, ``night-sheet`` and ``handover``.
+"""Operations subcommands of ``homecare``: ``bench``, ``night-sheet``, ``handover`` and
+``extract``.
 
 ``tools/cli.py`` registers them with :func:`add_commands`; each command has the CLI's shape
 ``(args, settings) -> exit status``.
@@ -78,6 +79,12 @@ async def cmd_handover(args: argparse.Namespace, settings: Settings) -> int:
     return await handover_cli.command(args, settings)
 
 
+async def cmd_extract(args: argparse.Namespace, settings: Settings) -> int:
+    from tools import extract_cli
+
+    return await extract_cli.command(args, settings)
+
+
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s = sub.add_parser("bench", help="run every benchmark; JSON and chart in bench/results/")
     s.set_defaults(run=cmd_bench)
@@ -94,3 +101,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     from tools.handover_cli import add_arguments as add_handover_arguments
 
     add_handover_arguments(s)
+    s = sub.add_parser("extract", help="a brukare's log extract, GDPR art. 15 (HTML or JSON)")
+    s.set_defaults(run=cmd_extract)
+    from tools.extract_cli import add_arguments as add_extract_arguments
+
+    add_extract_arguments(s)
