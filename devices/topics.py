@@ -109,6 +109,12 @@ def server_status_topic(prefix: str) -> str:
     return f"{prefix}/server/status"
 
 
+def audit_anchor_topic(prefix: str) -> str:
+    """The audit chain's newest signed head (retained; ``kernel.audit.anchor``), for anyone
+    with read access to keep outside the database."""
+    return f"{prefix}/server/audit-anchor"
+
+
 def parse_topic(prefix: str, name: str) -> Topic:
     """Split a device topic; raise ``PayloadError`` for anything outside the contract."""
     head = f"{prefix}/dev/"

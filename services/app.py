@@ -38,10 +38,12 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 import asyncpg
 import structlog
 from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from consent import api as consent_api
 from consent import binding_api as consent_binding_api
@@ -57,6 +59,8 @@ from identity import login as auth
 from identity import oidc, org_api
 from identity import revocations as revocation_feed
 from kernel import access
+from kernel.audit import anchor as audit_anchor
+from kernel.audit import anchoring
 from kernel.audit import store as audit_store
 from kernel.clock import SYSTEM_CLOCK, Clock, ClockPort
 from kernel.roles import PUBLIC, Route
@@ -65,7 +69,7 @@ from services import db
 from services.camera_zones import lookup as zones_of
 from services.events import EventBus, Overflow
 from services.mqtt import MqttLink
-from services.settings import Settings
+from services.settings import Settings, SettingsError
 from services.signalling import app as signalling_app
 from services.signalling.ports import Latencies, SignallingConfig
 from services.signalling.service import Signalling
@@ -164,6 +168,7 @@ class Runtime:
     signalling: Signalling | None = None
     rounds: Rounds | None = None
     workers: list[Runner] = field(default_factory=list)  # the round workers of this process
+    anchorer: anchoring.Anchorer | None = None  # signs the audit chain's head (issue 18)
 
     @property
     def tasks(self) -> list[asyncio.Task[None]]:
@@ -325,9 +330,14 @@ async def runtime(
         http.add_routes(app, core_routes())
         if "api" in roles:
             install_api(rt, stack)
+        # Entered before the supervisor, so its shutdown anchor comes after every task stopped
+        # and before the broker link and the pool close.
+        rt.anchorer = await _anchoring(rt, stack)
         await stack.enter_async_context(supervisor)
         if rt.devices is not None:  # with the link, whatever drives the round
             supervisor.spawn("device-sweep", rt.devices.run_sweep())
+        if rt.anchorer is not None:  # whatever drives the round: every process writes audit
+            supervisor.spawn("audit-anchor", rt.anchorer.run())
         rt.metrics.watch(rt, TableSnapshot(PgTables(pool), clock))
         if options.drive:
             start_tasks(rt, options)
@@ -363,6 +373,52 @@ async def _connect(
     await stack.enter_async_context(link)
     rt.mqtt, rt.devices = link, handler
     rt.commands = Commands(rt.pool, handler, link.publish, settings.mqtt_topic_prefix)
+
+
+def anchor_key(settings: Settings) -> Ed25519PrivateKey:
+    """The audit anchors' signing key from ``HOMECARE_AUDIT_ANCHOR_KEY``; a clear
+    :class:`SettingsError` when it cannot be read or is not an Ed25519 key."""
+    path = Path(settings.audit_anchor_key)
+    try:
+        pem = path.read_bytes()
+        mode = path.stat().st_mode
+    except OSError as e:
+        raise SettingsError(
+            f"HOMECARE_AUDIT_ANCHOR_KEY cannot be read ({type(e).__name__}); "
+            "make one with `homecare audit keygen`"
+        ) from None
+    try:
+        key = audit_anchor.load_private(pem)
+    except audit_anchor.AnchorError as e:
+        raise SettingsError(f"HOMECARE_AUDIT_ANCHOR_KEY is {e}") from None
+    if mode & 0o077:
+        log.warning("audit_anchor_key_readable_by_others", mode=oct(mode & 0o777))
+    return key
+
+
+async def _anchoring(rt: Runtime, stack: contextlib.AsyncExitStack) -> anchoring.Anchorer | None:
+    """The audit chain's anchors (files, and the retained MQTT topic where the process has a
+    link), with the shutdown anchor on the way out; ``None`` when the settings name no key."""
+    settings = rt.settings
+    if not settings.audit_anchor_key:
+        log.info("audit_anchoring_off")
+        return None
+    publish: anchoring.Publish | None = None
+    if (link := rt.mqtt) is not None:
+        topic = topics.audit_anchor_topic(settings.mqtt_topic_prefix)
+
+        async def publish(payload: bytes) -> None:
+            await link.publish(topic, payload, qos=1, retain=True, timeout_s=5.0)
+
+    anchorer = anchoring.Anchorer(
+        rt.pool,
+        anchor_key(settings),
+        anchoring.AnchorFiles(Path(settings.audit_anchor_dir)),
+        clock=rt.clock,
+        interval_s=settings.audit_anchor_interval_s,
+        publish=publish,
+    )
+    return await stack.enter_async_context(anchoring.kept(anchorer))
 
 
 def install_api(rt: Runtime, stack: contextlib.AsyncExitStack) -> None:

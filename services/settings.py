@@ -224,6 +224,27 @@ class Settings:
         secret=True,
         default_text="none (loopback only)",
     )
+    audit_anchor_key: str = setting(
+        "",
+        rules.text("a path to a file", lambda r: bool(r.strip()) and "\x00" not in r),
+        "Ed25519 private key (PEM, from `homecare audit keygen`) that signs the audit chain's "
+        "head; keep it where database administrators cannot read it. Anchoring is on when this "
+        "and `HOMECARE_AUDIT_ANCHOR_DIR` are set",
+        default_text="none (no anchors)",
+    )
+    audit_anchor_dir: str = setting(
+        "",
+        rules.text("a path to a directory", lambda r: bool(r.strip()) and "\x00" not in r),
+        "directory of the append-only anchor files (`anchors-YYYY-MM-DD.jsonl`, one signed "
+        "head per line); `homecare audit verify --anchors DIR` reads them",
+        default_text="none (no anchors)",
+    )
+    audit_anchor_interval_s: float = setting(
+        60.0,
+        rules.seconds(1.0, 60.0),
+        "how often the chain's head is anchored while entries are written (not when nothing "
+        "changed), and once more at a clean shutdown",
+    )
 
     def __post_init__(self) -> None:
         """The one check of every value, however the settings were built."""
@@ -235,6 +256,11 @@ class Settings:
                 spec(f).rule.check(value)
             except (ValueError, TypeError) as e:
                 raise SettingsError(f"{variable(f)} {e}") from None
+        if bool(self.audit_anchor_key) != bool(self.audit_anchor_dir):
+            raise SettingsError(
+                "HOMECARE_AUDIT_ANCHOR_KEY and HOMECARE_AUDIT_ANCHOR_DIR are set together "
+                "(anchoring needs both) or not at all"
+            )
 
     def __repr__(self) -> str:
         shown = self.shown()  # a secret and a URL's password hidden

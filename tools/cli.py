@@ -11,6 +11,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import date, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -325,7 +326,18 @@ async def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
 
     _require(settings, mqtt=False)
     assert settings.database_url is not None
-    return await audit_verify_command(settings.database_url)
+    return await audit_verify_command(
+        settings.database_url,
+        anchors=args.anchors,
+        public_key=args.public_key or (),
+        anchor_key=settings.audit_anchor_key,
+    )
+
+
+async def cmd_audit_keygen(args: argparse.Namespace, settings: Settings) -> int:
+    from tools.audit_cli import audit_keygen_command
+
+    return audit_keygen_command(args.out)
 
 
 async def cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:
@@ -459,10 +471,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--patrol", choices=("work", "idle"), default="work", help="idle: the patrol never answers"
     )
-    s = sub.add_parser("audit", help="the audit log")
-    audit_sub = s.add_subparsers(dest="audit_command", required=True)
-    s = audit_sub.add_parser("verify", help="walk the hash chain; exit 1 naming the first break")
-    s.set_defaults(run=cmd_audit_verify)
+    _audit_parser(sub)
     s = sub.add_parser("token", help="bearer tokens for scripts and integrations")
     token_sub = s.add_subparsers(dest="token_command", required=True)
     s = token_sub.add_parser("create", help="print a new bearer token (shown once)")
@@ -494,6 +503,33 @@ async def cmd_org_add(args: argparse.Namespace, settings: Settings) -> int:
         unit=args.unit,
         team=args.team,
         admin=args.admin,
+    )
+
+
+def _audit_parser(sub: Any) -> None:
+    """``homecare audit verify [--anchors DIR [--public-key FILE]]``, ``homecare audit keygen``."""
+    s = sub.add_parser("audit", help="the audit log")
+    audit_sub = s.add_subparsers(dest="audit_command", required=True)
+    s = audit_sub.add_parser("verify", help="walk the hash chain; exit 1 naming the first break")
+    s.set_defaults(run=cmd_audit_verify)
+    s.add_argument(
+        "--anchors",
+        type=Path,
+        metavar="DIR",
+        help="also check the chain against the signed anchors in DIR (HOMECARE_AUDIT_ANCHOR_DIR)",
+    )
+    s.add_argument(
+        "--public-key",
+        type=Path,
+        action="append",
+        metavar="FILE",
+        help="public key the anchors are signed with (repeatable; default: the public half of "
+        "HOMECARE_AUDIT_ANCHOR_KEY)",
+    )
+    s = audit_sub.add_parser("keygen", help="write a new Ed25519 key for the audit anchors")
+    s.set_defaults(run=cmd_audit_keygen)
+    s.add_argument(
+        "--out", type=Path, required=True, metavar="FILE", help="private key; FILE.pub beside it"
     )
 
 

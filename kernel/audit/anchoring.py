@@ -1,0 +1,214 @@
+"""Anchoring the audit chain: sign its head now and then and write it outside the database.
+
+:class:`Anchorer` reads the head of the chain (``audit_head()``: the last committed entry; no
+audit lock is taken, so anchoring never holds up a writer), and when it changed since the last
+anchor, signs it (:func:`kernel.audit.anchor.sign`) at the clock's now and writes it to the
+anchor files (:class:`AnchorFiles`: one JSON line per anchor, appended and fsynced, a file per
+UTC day) and to the publisher it was given (the composition root gives the retained MQTT topic
+``<prefix>/server/audit-anchor``). :meth:`Anchorer.run` does that every ``interval_s`` (a poll
+interval, in loop time); :meth:`Anchorer.final` once more at a clean shutdown.
+
+Several processes may anchor the same chain: each anchor is a true, signed statement about one
+committed head, so two anchors of the same head are harmless, and a line is appended with one
+``write`` on a file opened ``O_APPEND``.
+
+:func:`read_dir` reads the anchor files back for ``homecare audit verify --anchors``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import asyncpg
+import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from kernel.audit import anchor as anchors
+from kernel.audit.anchor import Anchor, AnchorError
+from kernel.audit.chain import GENESIS_HASH
+from kernel.clock import Clock
+
+if TYPE_CHECKING:
+    from kernel.audit.store import Connection
+
+log = structlog.get_logger(__name__)
+
+FILE_GLOB = "anchors-*.jsonl"
+Publish = Callable[[bytes], Awaitable[None]]
+"""Sends one anchor's JSON elsewhere (the retained MQTT message); raises ``OSError`` (e.g. the
+link's ``MqttUnavailable``, a ``ConnectionError``) when it cannot."""
+
+
+async def head(conn: Connection) -> tuple[int, str]:
+    """The chain's last committed entry ``(seq, hash)``; ``(0, GENESIS_HASH)`` when empty."""
+    row = await conn.fetchrow("SELECT seq, hash FROM audit_head()")
+    if row is None or row["seq"] is None:
+        return 0, GENESIS_HASH
+    return int(row["seq"]), str(row["hash"])
+
+
+class AnchorFiles:
+    """Append-only anchor files in one directory: ``anchors-YYYY-MM-DD.jsonl`` by the anchor's
+    UTC date, one JSON line each, fsynced (and the directory too when a file is new)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def path_for(self, anchor: Anchor) -> Path:
+        return self.directory / f"anchors-{anchor.at[:10]}.jsonl"
+
+    def write(self, anchor: Anchor) -> Path:
+        """Append ``anchor`` and make it durable (blocking: call it in a thread)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.path_for(anchor)
+        new = not path.exists()
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        try:
+            os.write(fd, anchor.encode() + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if new:
+            dir_fd = os.open(self.directory, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        return path
+
+    def last(self) -> Anchor | None:
+        """The newest readable anchor of the newest file (where a restart carries on)."""
+        for path in sorted(self.directory.glob(FILE_GLOB), reverse=True):
+            with contextlib.suppress(OSError):
+                for line in reversed(path.read_bytes().splitlines()):
+                    with contextlib.suppress(AnchorError):
+                        return anchors.decode(line)
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """One anchor read from a file, with where it was."""
+
+    path: Path
+    line: int
+    anchor: Anchor
+
+
+def read_dir(directory: Path) -> tuple[list[Found], list[str]]:
+    """Every anchor of the directory's anchor files, and the problems met: a line that cannot be
+    read (a torn last line without its newline, left by a crash mid-write, is skipped with a
+    note rather than counted as a problem). Raises ``OSError`` when the directory is unreadable."""
+    found: list[Found] = []
+    problems: list[str] = []
+    if not directory.is_dir():
+        raise NotADirectoryError(f"{directory} is not a directory")
+    for path in sorted(directory.glob(FILE_GLOB)):
+        data = path.read_bytes()
+        lines = data.split(b"\n")
+        for i, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                found.append(Found(path, i, anchors.decode(line)))
+            except AnchorError as e:
+                torn = i == len(lines) and not data.endswith(b"\n")
+                if not torn:
+                    problems.append(f"{path.name} line {i}: {e}")
+    return found, problems
+
+
+class Anchorer:
+    """Signs the chain's head when it changed and writes it out; see the module's docstring."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        key: Ed25519PrivateKey,
+        files: AnchorFiles,
+        *,
+        clock: Clock,
+        interval_s: float = 60.0,
+        publish: Publish | None = None,
+    ) -> None:
+        if interval_s <= 0:
+            raise ValueError("interval_s must be positive")
+        self.pool = pool
+        self.key = key
+        self.files = files
+        self.clock = clock
+        self.interval_s = interval_s
+        self.publish = publish
+        self.key_id = anchors.key_id(key.public_key())
+        self.written = 0  # anchors written to the files by this process
+        self.last: Anchor | None = None  # the newest anchor written to the files
+        self._published: Anchor | None = None  # the newest anchor the publisher took
+        self._started = False
+        self.anchored = asyncio.Condition()  # notified after each anchor written
+
+    async def _start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        last = await asyncio.to_thread(self.files.last)
+        if last is not None and last.key_id == self.key_id:
+            self.last = last  # the head a previous run anchored need not be anchored again
+
+    async def tick(self) -> Anchor | None:
+        """Anchor the head if it changed since the last anchor; the new anchor, else ``None``.
+        A file that cannot be written is logged and tried again at the next tick."""
+        await self._start()
+        try:
+            async with self.pool.acquire() as conn:
+                seq, digest = await head(conn)
+        except (OSError, asyncpg.PostgresError) as e:
+            log.warning("audit_anchor_head_unread", error=type(e).__name__)
+            return None
+        made: Anchor | None = None
+        if self.last is None or (self.last.seq, self.last.hash) != (seq, digest):
+            anchor = anchors.sign(self.key, seq=seq, hash=digest, at=self.clock())
+            try:
+                await asyncio.to_thread(self.files.write, anchor)
+            except OSError as e:
+                log.exception("audit_anchor_not_written", seq=seq, error=type(e).__name__)
+                return None
+            self.last, self.written, made = anchor, self.written + 1, anchor
+            log.info("audit_anchored", seq=seq, key_id=self.key_id)
+            async with self.anchored:
+                self.anchored.notify_all()
+        if self.publish is not None and self.last is not None and self._published != self.last:
+            try:
+                await self.publish(self.last.encode())
+                self._published = self.last
+            except OSError as e:  # the files hold it; the topic is retried at the next tick
+                log.warning("audit_anchor_not_published", seq=self.last.seq, error=repr(e))
+        return made
+
+    async def run(self) -> None:
+        """Anchor every ``interval_s`` (loop time) until cancelled."""
+        while True:
+            await self.tick()
+            await asyncio.sleep(self.interval_s)
+
+    async def final(self) -> Anchor | None:
+        """The shutdown anchor: the head as the process leaves it, if it changed."""
+        return await self.tick()
+
+
+@contextlib.asynccontextmanager
+async def kept(anchorer: Anchorer) -> AsyncIterator[Anchorer]:
+    """``anchorer`` with its shutdown anchor written on the way out (errors logged, not raised:
+    a failed last anchor must not keep the process from stopping)."""
+    try:
+        yield anchorer
+    finally:
+        try:
+            await anchorer.final()
+        except Exception:  # shutdown goes on; the failure is logged with its traceback
+            log.exception("audit_anchor_final_failed")
