@@ -78,7 +78,7 @@ from services.web import console, http, limits
 from services.web import metrics as ops_metrics
 from services.web.metrics_tables import PgTables, TableSnapshot
 from supervision import api as rounds_api
-from supervision import zones_api
+from supervision import extract_api, zones_api
 from supervision.checks import State
 from supervision.looks import CheckLooks
 from supervision.ports import CheckChanged, Prober
@@ -455,6 +455,8 @@ def install_api(rt: Runtime, stack: contextlib.AsyncExitStack) -> None:
     app[rounds_api.PUBLISH] = rt.bus.publish
     app[console.EVENT_ENCODERS].append(rounds_api.console_event)
     http.add_routes(app, rounds_api.routes())
+    app[extract_api.POOL] = rt.pool  # the brukare's log extract (issue 18)
+    http.add_routes(app, extract_api.routes())
 
 
 def bind_code_sender(commands: Commands) -> consent_binding_api.SendBindCode:
