@@ -5,9 +5,16 @@ hashing), so the ratio shows what the chain costs. Also: appends from several co
 (the advisory lock serialises them), ``verify`` throughput, the pure hash per entry, and one
 argon2id password check with the production parameters.
 
+The night peak (issue 18): ``writers`` connections append for ``seconds`` each, every append in
+its own transaction, with the anchoring task (:class:`kernel.audit.anchoring.Anchorer`) signing
+the head every ``anchor_interval_s`` into a scratch directory; beside it, in the same run, the
+same writers with plain INSERTs (no lock) and the same appends without anchoring. What 10,000
+brukare need is computed from the assumptions in :data:`NIGHT` (named ``..._computed``: a figure
+from assumptions, not a measurement).
+
 Scratch database on ``HOMECARE_BENCH_DATABASE_URL`` (default the loopback server).
 
-    .venv/bin/python -m bench.audit [--entries 2000] [--writers 4]
+    .venv/bin/python -m bench.audit [--entries 2000] [--writers 4] [--seconds 4] [--peak-writers 8]
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import argparse
 import asyncio
 import json
 import os
+import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
@@ -25,6 +33,8 @@ from typing import Any
 import asyncpg
 
 from identity.staff import DEFAULT_HASHING, PasswordHasher
+from kernel.audit import anchor as audit_anchor
+from kernel.audit import anchoring
 from kernel.audit import store as audit_store
 from kernel.audit.chain import GENESIS_HASH, next_entry
 from services import db
@@ -32,6 +42,107 @@ from services import db
 RESULTS = Path(__file__).parent / "results"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 DATA = {"device": "cam-0001", "duration_s": 23.5, "ended_by": "timeout", "extended": False}
+
+NIGHT = {
+    "brukare": 10_000,
+    "checks_per_brukare_per_night": 4,  # the upper end of agreed night checks
+    "entries_per_check": 10,  # its steps (due, probing/viewing, done, ...) and its look's
+    # started / delivered / ended, with room for an escalation or a console read
+    "peak_window_s": 600,  # every brukare's check of one round falls in the same ten minutes
+    "night_s": 12 * 3600,
+}
+"""Assumptions of a night at 10,000 brukare; the needed rates below are computed from them."""
+
+
+def needed_rates(night: dict[str, int]) -> dict[str, float]:
+    """Audit appends per second a night needs, computed from ``night`` (not measured): the peak
+    (one check of every brukare within ``peak_window_s``) and the night's mean."""
+    per_check = night["entries_per_check"]
+    peak = night["brukare"] * per_check / night["peak_window_s"]
+    mean = night["brukare"] * night["checks_per_brukare_per_night"] * per_check / night["night_s"]
+    return {
+        "needed_appends_per_s_computed": round(peak, 1),
+        "night_mean_appends_per_s_computed": round(mean, 1),
+    }
+
+
+async def _for_seconds(conns: list[asyncpg.Connection], seconds: float, one: Any) -> float:
+    """Each connection repeats ``one(conn, i)`` until ``seconds`` pass; the total per second."""
+    done = [0] * len(conns)
+    end = time.perf_counter() + seconds
+
+    async def writer(k: int, conn: asyncpg.Connection) -> None:
+        while time.perf_counter() < end:
+            await one(conn, k)
+            done[k] += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(writer(k, c) for k, c in enumerate(conns)))
+    return sum(done) / (time.perf_counter() - start)
+
+
+async def _plain_one(conn: asyncpg.Connection, k: int) -> None:
+    async with conn.transaction():
+        await conn.execute(
+            "INSERT INTO plain_peak VALUES (nextval('plain_peak_seq'), $1, $2, $3, $4,"
+            " $5::text::jsonb, $6, $7)",
+            T0,
+            f"staff-bench{k:04d}",
+            "view.ended",
+            "rcp-1",
+            json.dumps(DATA),
+            GENESIS_HASH,
+            GENESIS_HASH,
+        )
+
+
+async def _append_one(conn: asyncpg.Connection, k: int) -> None:
+    async with conn.transaction():
+        await audit_store.append(
+            conn, actor=f"staff-peak{k:04d}", action="view.ended", subject="rcp-1", data=DATA, at=T0
+        )
+
+
+async def _night_peak(
+    url: str, owner: asyncpg.Connection, writers: int, seconds: float, anchor_interval_s: float
+) -> dict[str, Any]:
+    """Appends per second from ``writers`` connections: plain INSERTs (baseline), the chain
+    without anchoring, the chain with the anchoring task running."""
+    await owner.execute(
+        "CREATE TABLE plain_peak (LIKE audit_log); CREATE SEQUENCE plain_peak_seq;"
+        " GRANT ALL ON plain_peak, plain_peak_seq TO PUBLIC"
+    )
+    conns = [await asyncpg.connect(url) for _ in range(writers)]
+    try:
+        plain = await _for_seconds(conns, seconds, _plain_one)
+        unanchored = await _for_seconds(conns, seconds, _append_one)
+        async with db.open_pool(url, max_size=2) as pool, asyncio.TaskGroup() as tasks:
+            with tempfile.TemporaryDirectory() as tmp:
+                anchorer = anchoring.Anchorer(
+                    pool,
+                    audit_anchor.new_key(),
+                    anchoring.AnchorFiles(Path(tmp)),
+                    clock=lambda: datetime.now(UTC),
+                    interval_s=anchor_interval_s,
+                )
+                task = tasks.create_task(anchorer.run())
+                anchored = await _for_seconds(conns, seconds, _append_one)
+                task.cancel()
+                anchors = anchorer.written
+    finally:
+        for c in conns:
+            await c.close()
+    if anchors < 1:
+        raise RuntimeError("the anchoring task wrote no anchor during the peak")
+    return {
+        "peak_writers": writers,
+        "peak_seconds": seconds,
+        "peak_plain_inserts_per_s": round(plain),
+        "peak_appends_per_s_unanchored": round(unanchored),
+        "peak_appends_per_s": round(anchored),
+        "peak_anchors_written": anchors,
+        "anchor_interval_s": anchor_interval_s,
+    }
 
 
 async def _plain_inserts(conn: asyncpg.Connection, n: int) -> float:
@@ -61,7 +172,13 @@ async def _appends(conn: asyncpg.Connection, n: int, actor: str) -> None:
             )
 
 
-async def run(entries: int = 2000, writers: int = 4) -> dict[str, Any]:
+async def run(
+    entries: int = 2000,
+    writers: int = 4,
+    seconds: float = 4.0,
+    peak_writers: int = 8,
+    anchor_interval_s: float = 1.0,
+) -> dict[str, Any]:
     admin_url = os.environ.get(
         "HOMECARE_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
     )
@@ -90,6 +207,11 @@ async def run(entries: int = 2000, writers: int = 4) -> dict[str, Any]:
             raise RuntimeError(f"chain not intact after the run: {result}")
         for c in conns:
             await c.close()
+        owner = await asyncpg.connect(url)
+        try:
+            peak = await _night_peak(url, owner, peak_writers, seconds, anchor_interval_s)
+        finally:
+            await owner.close()
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
@@ -122,6 +244,9 @@ async def run(entries: int = 2000, writers: int = 4) -> dict[str, Any]:
         "verify_entries_per_s": round(total / verify_s),
         "pure_entry_hash_us": round(hash_us, 1),
         "argon2id_verify_ms": round(argon_ms, 1),
+        **peak,
+        **needed_rates(NIGHT),
+        "night_assumptions": NIGHT,
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     RESULTS.mkdir(exist_ok=True)
@@ -133,8 +258,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--entries", type=int, default=2000)
     p.add_argument("--writers", type=int, default=4)
+    p.add_argument("--seconds", type=float, default=4.0, help="each night-peak phase")
+    p.add_argument("--peak-writers", type=int, default=8)
+    p.add_argument("--anchor-interval-s", type=float, default=1.0)
     args = p.parse_args()
-    print(json.dumps(asyncio.run(run(args.entries, args.writers)), indent=2))
+    result = run(
+        args.entries, args.writers, args.seconds, args.peak_writers, args.anchor_interval_s
+    )
+    print(json.dumps(asyncio.run(result), indent=2))
 
 
 if __name__ == "__main__":
