@@ -3,7 +3,7 @@
 // confirmation by a second person who types the brukare's details and the video phone's code, or
 // sees the camera's button pressed). The server checks every role and proof; this only hides forms.
 import { h, hhmm } from '../dom.js';
-import { bind, bindAttr, has, t, tx } from '../i18n.js';
+import { bind, bindAttr, has, lang, t, tx } from '../i18n.js';
 import { get, post } from '../api.js';
 
 const PURPOSES = ['camera_check', 'motion_analysis', 'video_call', 'auto_answer'];
@@ -382,6 +382,23 @@ export function mount(container, ctx) {
     return parts;
   }
 
+  /** The brukare's log extract (GDPR art. 15) for a period, opened as a printable page in a new
+   * tab: a plain GET form, so the page needs no script (administrators; the server audits it). */
+  function extractSection() {
+    if (!admin) return [];
+    const today = new Date();
+    const iso = (d) => `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
+    const from = new Date(today);
+    from.setMonth(from.getMonth() - 1);
+    const form = h('form', { class: 'form-grid', id: 'extract-form', method: 'get', target: '_blank', action: `/api/recipients/${encodeURIComponent(id)}/extract` },
+      field('extract-from', 'extract_from', h('input', { type: 'date', name: 'from', id: 'extract-from', required: true, value: iso(from) })),
+      field('extract-to', 'extract_to', h('input', { type: 'date', name: 'to', id: 'extract-to', required: true, value: iso(today) })),
+      h('input', { type: 'hidden', name: 'format', value: 'html' }),
+      h('input', { type: 'hidden', name: 'lang', value: lang() === 'en' ? 'en' : 'sv' }),
+      h('span'), h('button', { type: 'submit', id: 'extract-open' }, tx('extract_open')));
+    return [h('h2', {}, tx('extract_title')), h('p', { class: 'hint' }, tx('extract_hint')), form];
+  }
+
   async function showOne(keep) {
     const basis = await get(`/api/recipients/${encodeURIComponent(id)}`);
     if (!alive) return;
@@ -407,7 +424,8 @@ export function mount(container, ctx) {
       suspended.length ? h('p', { class: 'form-error', id: 'suspended' }, tx('suspended_notice'), ' ', reverify) : null,
       h('div', { class: 'two-col' },
         h('div', {}, ...plansSection(basis, now), ...pausesSection(basis, now)),
-        h('div', {}, ...consentsSection(basis, now), ...cohabitantsSection(basis), ...devices)));
+        h('div', {}, ...consentsSection(basis, now), ...cohabitantsSection(basis), ...devices)),
+      ...extractSection());
   }
 
   async function load(keep = false) {

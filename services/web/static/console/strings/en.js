@@ -303,6 +303,11 @@ export default {
   col_visits: 'Visits',
 
   // ---- recipients
+  extract_title: 'Log extract',
+  extract_hint: 'Who looked, when, for how long and why, with consents, pauses and devices: a printable page for the care recipient (GDPR Article 15). The extract is logged.',
+  extract_from: 'From',
+  extract_to: 'To (inclusive)',
+  extract_open: 'Open the log extract',
   recipients_title: 'Care recipients',
   installations_none: 'No homes registered.',
   installations_hint: 'The address of each home and the devices bound there, nothing of the care record.',

@@ -303,6 +303,11 @@ export default {
   col_visits: 'Besök',
 
   // ---- recipients
+  extract_title: 'Registerutdrag',
+  extract_hint: 'Vem som tittat, när, hur länge och varför, med samtycken, pauser och enheter: en utskrivbar sida för brukaren (GDPR artikel 15). Utdraget loggas.',
+  extract_from: 'Från och med',
+  extract_to: 'Till och med',
+  extract_open: 'Öppna registerutdrag',
   recipients_title: 'Brukare',
   installations_none: 'Inga bostäder registrerade.',
   installations_hint: 'Bostadens adress och de enheter som är kopplade dit, inget ur vårdjournalen.',
