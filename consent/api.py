@@ -160,7 +160,7 @@ def routes() -> list[Route]:
             "/api/recipients/{recipient_id}/reverify",
             reverify,
             Permission.MANAGE_CARE_RECORD,
-            "Lift a suspension after consent was re-verified",
+            "Record a re-verification: who was asked, how and what they said; lift or end",
             body=rec.Reverification,
             tags=t,
         ),

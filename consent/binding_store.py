@@ -5,12 +5,20 @@ decides."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from consent import rows
-from consent.model import BehaviourEvent, Binding, BindingRequest, ButtonPress, Suspension
+from consent import records, rows
+from consent.model import (
+    BehaviourEvent,
+    Binding,
+    BindingRequest,
+    ButtonPress,
+    Reverification,
+    Suspension,
+)
 
 if TYPE_CHECKING:
     from consent.pg import Connection
@@ -190,13 +198,14 @@ class PgBindingRows:
         s = suspension
         await self._conn.execute(
             "INSERT INTO suspensions (suspension_id, recipient_id, device_id, event_type,"
-            " started_at, event_count) VALUES ($1, $2, $3, $4, $5, $6)",
+            " started_at, event_count, reason) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             s.suspension_id,
             s.recipient_id,
             s.device_id,
             s.event_type.value,
             s.started_at,
             s.event_count,
+            s.reason.value,
         )
 
     async def lift(self, lifted: Sequence[Suspension]) -> None:
@@ -204,3 +213,26 @@ class PgBindingRows:
             "UPDATE suspensions SET lifted_at = $2, lifted_by = $3 WHERE suspension_id = $1",
             [(s.suspension_id, s.lifted_at, s.lifted_by) for s in lifted],
         )
+
+    async def insert_reverification(self, record: Reverification) -> None:
+        r = record
+        await self._conn.execute(
+            "INSERT INTO reverifications (reverification_id, recipient_id, verified_by,"
+            " recorded_at, people, outcome, suspension_ids, withdrawn_consent_ids)"
+            " VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8)",
+            r.reverification_id,
+            r.recipient_id,
+            r.verified_by,
+            r.recorded_at,
+            json.dumps([records.person_asked_json(p) for p in r.people]),
+            r.outcome.value,
+            list(r.suspension_ids),
+            list(r.withdrawn_consent_ids),
+        )
+
+    async def reverifications_of(self, recipient_id: str) -> list[Reverification]:
+        found = await self._conn.fetch(
+            "SELECT * FROM reverifications WHERE recipient_id = $1 ORDER BY recorded_at",
+            recipient_id,
+        )
+        return [rows.reverification(r) for r in found]

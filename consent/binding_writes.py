@@ -8,11 +8,12 @@ commit (``None`` when the write publishes nothing)."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import datetime
 
 from consent import rules
-from consent.errors import Conflict, InvalidInput, NotFound
+from consent.errors import Conflict, InvalidInput, NotFound, raise_first
 from consent.model import (
     BehaviourEvent,
     Binding,
@@ -22,10 +23,13 @@ from consent.model import (
     BindingRequest,
     ChangeKind,
     ConsentChange,
+    PersonAsked,
+    Reverification,
+    ReverifyOutcome,
     Suspension,
 )
 from consent.ports import BINDING_REQUEST_TTL, WriteTx, new_id
-from consent.write_steps import changed, locked_recipient
+from consent.write_steps import changed, covered, locked_recipient
 
 
 def new_bind_code() -> str:
@@ -219,10 +223,18 @@ async def record_bind_button(tx: WriteTx, device_id: str, at: datetime) -> bool:
 
 
 async def record_device_event(
-    tx: WriteTx, *, device_id: str, event_type: BehaviourEvent, at: datetime, threshold: int
+    tx: WriteTx,
+    *,
+    device_id: str,
+    event_type: BehaviourEvent,
+    at: datetime,
+    threshold: int,
+    agreed_checks: Sequence[datetime] = (),
 ) -> tuple[Suspension, ConsentChange] | None:
     """Count a behaviour event of a device bound at ``at`` (others are ignored: ``None``); when
-    :func:`consent.rules.should_suspend` says so, suspend camera checks of its brukare."""
+    :func:`consent.rules.should_suspend` says so, suspend camera checks of its brukare (reason
+    ``possible_withdrawal``). ``agreed_checks``: for ``offline_at_check`` (dated at its check's
+    agreed instant), the agreed instants of the brukare's checks around it."""
     rows = tx.bindings
     rid = await rows.recipient_at(device_id, at)
     if rid is None:
@@ -239,8 +251,10 @@ async def record_device_event(
     mine = await rows.suspensions_of(rid)
     since = max((s.lifted_at for s in mine if s.lifted_at is not None), default=None)
     after = at - rules.BEHAVIOUR_WINDOW
+    # up to a window ahead too: offline checks are dated at their agreed instants, and a later
+    # check of the same run may have been recorded first
     recent = await rows.behaviour_events(
-        rid, after=after if since is None else max(after, since), until=at
+        rid, after=after if since is None else max(after, since), until=at + rules.BEHAVIOUR_WINDOW
     )
     if not rules.should_suspend(
         event_type=event_type,
@@ -248,9 +262,10 @@ async def record_device_event(
         at=at,
         threshold=threshold,
         is_suspended=any(s.lifted_at is None for s in mine),
+        agreed_checks=agreed_checks,
     ):
         return None
-    count = rules.behaviour_count(event_type, recent, at)
+    count = rules.behaviour_weight(event_type, recent, at, agreed_checks)
     susp = Suspension(
         suspension_id=new_id("susp"),
         recipient_id=rid,
@@ -270,6 +285,7 @@ async def record_device_event(
             "event_type": event_type.value,
             "event_count": count,
             "threshold": threshold,
+            "reason": susp.reason.value,
         },
         at=at,
     )
@@ -277,23 +293,96 @@ async def record_device_event(
 
 
 async def reverify(
-    tx: WriteTx, recipient_id: str, *, actor: str, at: datetime
-) -> tuple[tuple[Suspension, ...], ConsentChange]:
-    """Lift the brukare's suspensions after a human re-verified consent."""
-    await locked_recipient(tx, recipient_id)
+    tx: WriteTx,
+    recipient_id: str,
+    *,
+    people: Sequence[PersonAsked],
+    actor: str,
+    at: datetime,
+    teams: Collection[str] | None = None,
+) -> tuple[Reverification, tuple[Suspension, ...], list[ConsentChange]]:
+    """Record a re-verification (hard rule 8) and act on it, in one transaction.
+
+    Every person living there (the brukare and each current cohabitant) must be in ``people``
+    and nobody else (:func:`consent.rules.check_reverification`; ``InvalidInput``, nothing
+    changed). Each ``refuses`` withdraws that person's consent for that purpose as a withdrawal
+    does (audited ``consent.withdrawn``, change ``consent_withdrawn``: live sessions end, later
+    checks become visits). The suspensions are lifted only when nobody refuses camera checks.
+    """
+    recipient = await locked_recipient(tx, recipient_id)
+    covered(recipient, teams, NotFound("care recipient", recipient_id, "recipient_id"))
     active = sorted(
         (s for s in await tx.bindings.suspensions_of(recipient_id) if s.lifted_at is None),
         key=lambda s: s.started_at,
     )
     if not active:
         raise Conflict("not_suspended", "the recipient's supervision is not suspended")
-    lifted = tuple(replace(s, lifted_at=max(at, s.started_at), lifted_by=actor) for s in active)
-    await tx.bindings.lift(lifted)
+    basis = await tx.basis(recipient_id)
+    raise_first(rules.check_reverification(basis, people, at))
+    outcome = rules.reverification_outcome(people)
+    withdrawn = rules.consents_to_withdraw(basis, rules.refusals(people), at)
+    changes: list[ConsentChange] = []
+    if withdrawn:
+        await tx.records.withdraw(
+            [c.consent_id for c in withdrawn],
+            withdrawn_at=at,
+            withdrawn_by=actor,
+            reason=None,
+            recorded_at=at,
+        )
+        for c in withdrawn:
+            await tx.audit(
+                actor=actor,
+                action="consent.withdrawn",
+                subject=recipient_id,
+                data={
+                    "consent_id": c.consent_id,
+                    "person": c.person,
+                    "purpose": c.purpose.value,
+                    "withdrawn_at": at,
+                    "versions": [c.version],
+                    "has_reason": False,
+                    "at_reverification": True,
+                },
+                at=at,
+            )
+        changes.append(await changed(tx, ChangeKind.CONSENT_WITHDRAWN, recipient_id, at))
+    lifted: tuple[Suspension, ...] = ()
+    if outcome is ReverifyOutcome.LIFTED:
+        lifted = tuple(replace(s, lifted_at=max(at, s.started_at), lifted_by=actor) for s in active)
+        await tx.bindings.lift(lifted)
+    record = Reverification(
+        reverification_id=new_id("rever"),
+        recipient_id=recipient_id,
+        verified_by=actor,
+        recorded_at=at,
+        people=tuple(people),
+        outcome=outcome,
+        suspension_ids=tuple(s.suspension_id for s in active),
+        withdrawn_consent_ids=tuple(c.consent_id for c in withdrawn),
+    )
+    await tx.bindings.insert_reverification(record)
     await tx.audit(
         actor=actor,
         action="consent.reverified",
         subject=recipient_id,
-        data={"suspension_ids": [s.suspension_id for s in lifted]},
+        data={
+            "reverification_id": record.reverification_id,
+            "suspension_ids": list(record.suspension_ids),
+            "outcome": outcome.value,
+            "people": [
+                {
+                    "person_id": p.person_id,
+                    "how": p.how.value,
+                    "spoken_at": p.spoken_at,
+                    "answers": {k.value: v.value for k, v in p.answers},
+                }
+                for p in people
+            ],
+            "withdrawn_consent_ids": list(record.withdrawn_consent_ids),
+        },
         at=at,
     )
-    return lifted, await changed(tx, ChangeKind.REVERIFIED, recipient_id, at)
+    if lifted:
+        changes.append(await changed(tx, ChangeKind.REVERIFIED, recipient_id, at))
+    return record, lifted, changes

@@ -12,11 +12,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Collection
 from datetime import datetime
-from typing import Any
 
 from consent import rules
-from consent.errors import NotFound
-from consent.fake_rows import AuditRow, FakeDevice, FakeTables
+from consent.fake_rows import AuditRow, FakeDevice, FakeTables, basis_of
 from consent.model import (
     BindingRequest,
     CareRecipient,
@@ -48,29 +46,7 @@ class FakeConsentStore(ConsentWrites):
 
     # --- reads ----------------------------------------------------------------------------
     def _basis(self, recipient_id: str) -> RecipientBasis:
-        t = self.tables
-        try:
-            r = t.recipients[recipient_id]
-        except KeyError:
-            raise NotFound("care recipient", recipient_id, "recipient_id") from None
-
-        def mine(items: Collection[Any]) -> tuple[Any, ...]:
-            return tuple(x for x in items if x.recipient_id == recipient_id)
-
-        return RecipientBasis(
-            recipient=r,
-            cohabitants=tuple(sorted(mine(t.cohabitants.values()), key=lambda c: c.moved_in_at)),
-            plans=tuple(sorted(mine(t.plans.values()), key=lambda p: p.valid_from)),
-            consents=tuple(
-                sorted(mine(t.consents.values()), key=lambda c: (c.purpose, c.person, c.version))
-            ),
-            pauses=tuple(sorted(mine(t.pauses.values()), key=lambda p: p.starts_at)),
-            bindings=tuple(
-                dataclasses.replace(b, device_kind=t.devices[b.device_id].kind)
-                for b in sorted(mine(t.bindings.values()), key=lambda b: b.bound_at)
-            ),
-            suspensions=tuple(sorted(mine(t.suspensions.values()), key=lambda s: s.started_at)),
-        )
+        return basis_of(self.tables, recipient_id)
 
     async def list_recipients(self, *, teams: Collection[str] | None = None) -> list[CareRecipient]:
         found = (r for r in self.tables.recipients.values() if teams is None or r.team_id in teams)

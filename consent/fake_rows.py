@@ -7,11 +7,12 @@ checks nothing: :mod:`consent.writes` decides. A write that raises is rolled bac
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
+from consent.errors import NotFound
 from consent.model import (
     BehaviourEvent,
     Binding,
@@ -24,6 +25,8 @@ from consent.model import (
     ConsentChange,
     Pause,
     Purpose,
+    RecipientBasis,
+    Reverification,
     Suspension,
 )
 from kernel.audit.chain import GENESIS_HASH, next_entry
@@ -51,6 +54,7 @@ class FakeTables:
     buttons: dict[str, datetime] = dataclasses.field(default_factory=dict)
     """Each device's latest ``bind_button``."""
     suspensions: dict[str, Suspension] = dataclasses.field(default_factory=dict)
+    reverifications: list[Reverification] = dataclasses.field(default_factory=list)
     events: list[tuple[str, str, BehaviourEvent, datetime]] = dataclasses.field(
         default_factory=list
     )
@@ -80,6 +84,32 @@ def _insert(table: dict[str, Any], key: str, value: object) -> bool:
     return True
 
 
+def basis_of(t: FakeTables, recipient_id: str) -> RecipientBasis:
+    """The brukare's basis as the tables hold it now (``NotFound`` if there is none)."""
+    try:
+        r = t.recipients[recipient_id]
+    except KeyError:
+        raise NotFound("care recipient", recipient_id, "recipient_id") from None
+
+    def mine(items: Collection[Any]) -> tuple[Any, ...]:
+        return tuple(x for x in items if x.recipient_id == recipient_id)
+
+    return RecipientBasis(
+        recipient=r,
+        cohabitants=tuple(sorted(mine(t.cohabitants.values()), key=lambda c: c.moved_in_at)),
+        plans=tuple(sorted(mine(t.plans.values()), key=lambda p: p.valid_from)),
+        consents=tuple(
+            sorted(mine(t.consents.values()), key=lambda c: (c.purpose, c.person, c.version))
+        ),
+        pauses=tuple(sorted(mine(t.pauses.values()), key=lambda p: p.starts_at)),
+        bindings=tuple(
+            dataclasses.replace(b, device_kind=t.devices[b.device_id].kind)
+            for b in sorted(mine(t.bindings.values()), key=lambda b: b.bound_at)
+        ),
+        suspensions=tuple(sorted(mine(t.suspensions.values()), key=lambda s: s.started_at)),
+    )
+
+
 class FakeTx:
     """A write transaction over :class:`FakeTables`; its own ``records`` and ``bindings``."""
 
@@ -97,6 +127,9 @@ class FakeTx:
     # --- the transaction's core -----------------------------------------------------------
     async def lock_recipient(self, recipient_id: str) -> CareRecipient | None:
         return self._t.recipients.get(recipient_id)
+
+    async def basis(self, recipient_id: str) -> RecipientBasis:
+        return basis_of(self._t, recipient_id)
 
     async def bound_devices(self, recipient_id: str) -> set[str]:
         return {
@@ -318,3 +351,9 @@ class FakeTx:
     async def lift(self, lifted: Sequence[Suspension]) -> None:
         for s in lifted:
             self._t.suspensions[s.suspension_id] = s
+
+    async def insert_reverification(self, record: Reverification) -> None:
+        self._t.reverifications.append(record)
+
+    async def reverifications_of(self, recipient_id: str) -> list[Reverification]:
+        return [r for r in self._t.reverifications if r.recipient_id == recipient_id]

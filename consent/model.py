@@ -156,13 +156,36 @@ class PauseReason(StrEnum):
 
 class BehaviourEvent(StrEnum):
     """Behaviour that may mean the brukare took the camera down (hard rule 8): the device events
-    ``privacy_switch``, ``tamper`` and ``unplugged``, and ``covered``, the motion probe's verdict
-    of a covered lens (reported by the rounds)."""
+    ``privacy_switch``, ``tamper`` and ``unplugged``; ``covered``, the motion probe's verdict
+    of a covered lens (reported by the rounds); ``offline_at_check``, the camera found offline
+    when the round judged one of its agreed checks (dated at that check's agreed instant); and
+    ``shutter_closed``, a health report whose privacy shutter turned closed (a health report's
+    ``tamper`` turning on is recorded as ``tamper``)."""
 
     PRIVACY_SWITCH = "privacy_switch"
     TAMPER = "tamper"
     UNPLUGGED = "unplugged"
     COVERED = "covered"
+    OFFLINE_AT_CHECK = "offline_at_check"
+    SHUTTER_CLOSED = "shutter_closed"
+
+
+class SuspensionReason(StrEnum):
+    """Why camera checks are suspended: so far only hard rule 8's possible withdrawal."""
+
+    POSSIBLE_WITHDRAWAL = "possible_withdrawal"
+
+
+class ReverifyHow(StrEnum):
+    """How a person was asked when consent was re-verified."""
+
+    VISIT = "visit"
+    PHONE = "phone"
+
+
+class ReverifyAnswer(StrEnum):
+    CONSENTS = "consents"
+    REFUSES = "refuses"
 
 
 class BindingAction(StrEnum):
@@ -496,6 +519,7 @@ class Suspension:
     event_count: int
     lifted_at: datetime | None = None
     lifted_by: str | None = None
+    reason: SuspensionReason = SuspensionReason.POSSIBLE_WITHDRAWAL
 
     def __post_init__(self) -> None:
         _aware("started_at", self.started_at)
@@ -503,6 +527,48 @@ class Suspension:
 
     def is_active(self, at: datetime) -> bool:
         return self.started_at <= at and (self.lifted_at is None or at < self.lifted_at)
+
+
+class ReverifyOutcome(StrEnum):
+    """What a re-verification did: ``lifted`` the suspension (everyone living there asked,
+    nobody refused camera checks) or ``withdrawn`` (someone refused: their consent withdrawn,
+    supervision ended)."""
+
+    LIFTED = "lifted"
+    WITHDRAWN = "withdrawn"
+
+
+@dataclass(frozen=True, slots=True)
+class PersonAsked:
+    """One person asked at a re-verification: the brukare (``person_id`` is the
+    ``recipient_id``) or a cohabitant (its ``cohabitant_id``); how and when, and the answer
+    per purpose."""
+
+    person_id: str
+    how: ReverifyHow
+    spoken_at: datetime
+    answers: tuple[tuple[Purpose, ReverifyAnswer], ...]
+
+    def __post_init__(self) -> None:
+        _aware("spoken_at", self.spoken_at)
+
+
+@dataclass(frozen=True, slots=True)
+class Reverification:
+    """The record of one re-verification (hard rule 8): who (``verified_by``, staff) asked whom,
+    and what it did."""
+
+    reverification_id: str
+    recipient_id: str
+    verified_by: str
+    recorded_at: datetime
+    people: tuple[PersonAsked, ...]
+    outcome: ReverifyOutcome
+    suspension_ids: tuple[str, ...] = ()
+    withdrawn_consent_ids: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _aware("recorded_at", self.recorded_at)
 
 
 @dataclass(frozen=True, slots=True)

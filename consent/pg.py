@@ -22,7 +22,8 @@ import asyncpg
 from consent import records, rows
 from consent.binding_store import PgBindingRows
 from consent.errors import Conflict, NotFound, StoreUnavailable
-from consent.model import CareRecipient, ConsentChange
+from consent.model import CareRecipient, ConsentChange, RecipientBasis
+from consent.pg_reads import BASIS_SQL, basis_of
 from consent.record_store import PgRecordRows
 from kernel.audit import store as audit_store
 
@@ -88,6 +89,12 @@ class PgTx:
             "SELECT * FROM care_recipients WHERE recipient_id = $1 FOR UPDATE", recipient_id
         )
         return None if row is None else rows.recipient(row)
+
+    async def basis(self, recipient_id: str) -> RecipientBasis:
+        row = await self._conn.fetchrow(BASIS_SQL + " WHERE r.recipient_id = $1", recipient_id)
+        if row is None:
+            raise NotFound("care recipient", recipient_id, "recipient_id")
+        return basis_of(row)
 
     async def bound_devices(self, recipient_id: str) -> set[str]:
         bound = await self._conn.fetch(

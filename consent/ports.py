@@ -37,8 +37,10 @@ from consent.model import (
     Consent,
     ConsentChange,
     Pause,
+    PersonAsked,
     Purpose,
     RecipientBasis,
+    Reverification,
     Suspension,
 )
 
@@ -209,15 +211,30 @@ class ConsentStore(Protocol):
         ...
 
     async def record_device_event(
-        self, *, device_id: str, event_type: BehaviourEvent, at: datetime, threshold: int
+        self,
+        *,
+        device_id: str,
+        event_type: BehaviourEvent,
+        at: datetime,
+        threshold: int,
+        agreed_checks: Sequence[datetime] = (),
     ) -> Suspension | None:
-        """Count a behaviour event; return the suspension it started, if any."""
+        """Count a behaviour event; return the suspension it started, if any.
+        ``agreed_checks``: for ``offline_at_check``, the agreed instants of the brukare's
+        checks around this one (see :func:`consent.rules.offline_streak`)."""
         ...
 
     async def reverify(
-        self, recipient_id: str, *, actor: str, at: datetime
-    ) -> tuple[Suspension, ...]:
-        """Lift the brukare's suspensions after a human re-verified consent."""
+        self,
+        recipient_id: str,
+        *,
+        people: Sequence[PersonAsked],
+        actor: str,
+        at: datetime,
+        teams: Collection[str] | None = None,
+    ) -> tuple[Reverification, tuple[Suspension, ...]]:
+        """Record a re-verification: withdraw what anyone refuses, and lift the suspensions
+        when everyone living there was asked and nobody refuses camera checks."""
         ...
 
 
@@ -339,6 +356,10 @@ class BindingRows(Protocol):
         """Store ``lifted_at`` and ``lifted_by`` of each suspension."""
         ...
 
+    async def insert_reverification(self, record: Reverification) -> None: ...
+
+    async def reverifications_of(self, recipient_id: str) -> list[Reverification]: ...
+
 
 class WriteTx(Protocol):
     """One write transaction: committed when the ``async with`` block that opened it ends
@@ -356,6 +377,10 @@ class WriteTx(Protocol):
 
     async def bound_devices(self, recipient_id: str) -> set[str]:
         """Devices bound to the brukare now (active bindings)."""
+        ...
+
+    async def basis(self, recipient_id: str) -> RecipientBasis:
+        """Everything the gate knows of the brukare, read in this transaction."""
         ...
 
     async def audit(

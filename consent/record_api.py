@@ -6,7 +6,8 @@ body is one Struct, declared above its handler: the handler decodes it with
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from datetime import tzinfo
+from typing import Annotated
 
 import msgspec
 import structlog
@@ -49,7 +50,10 @@ from consent.model import (
     PausedCheckPolicy,
     PauseReason,
     PauseSource,
+    PersonAsked,
     Purpose,
+    ReverifyAnswer,
+    ReverifyHow,
     StepDeadline,
     TimeWindow,
 )
@@ -58,7 +62,17 @@ from consent.rules import DEFAULT_PLAN_HOUR, MAX_CHECKS, MIN_CHECKS
 from kernel import access
 from kernel.access import caller
 from kernel.audit.reads import Read
-from kernel.body import NOT_BLANK, Fields, Id, Instant, LocalTime, instant, parse_hhmm, read_body
+from kernel.body import (
+    NOT_BLANK,
+    Fields,
+    Id,
+    Instant,
+    LocalTime,
+    instant,
+    parse_hhmm,
+    parse_instant,
+    read_body,
+)
 from kernel.errors import InvalidInput
 from kernel.roles import Principal
 from kernel.tenancy import DEFAULT_TEAM
@@ -465,21 +479,71 @@ async def end_pause(request: web.Request) -> web.Response:
     return ctx.answer(records.pause_json(p))
 
 
-class Reverification(Fields):
-    """The brukare's consent was re-verified: lift the suspension."""
+class Answers(Fields, kw_only=True):
+    """One person's answer per purpose; ``camera_check`` always, the others where asked."""
 
-    consent_verified: Annotated[
-        Literal[True], Meta(description="true once the brukare's consent has been re-verified")
-    ]
+    camera_check: ReverifyAnswer
+    motion_analysis: ReverifyAnswer | None = None
+    video_call: ReverifyAnswer | None = None
+    auto_answer: ReverifyAnswer | None = None
+
+
+class PersonAnswer(Fields, kw_only=True):
+    """One person asked: the brukare (``person_id`` = its recipient_id) or a cohabitant living
+    there (its cohabitant_id); how (``visit``, ``phone``), when, and the answers."""
+
+    person_id: Id
+    how: ReverifyHow
+    spoken_at: Instant
+    answers: Answers
+
+
+class Reverification(Fields):
+    """A re-verification record (hard rule 8): who was asked, how, when and what they said.
+    Every person living there (the brukare and each current cohabitant) must be listed once.
+    Nobody refusing camera checks lifts the suspension; anyone refusing a purpose has that
+    consent withdrawn at once (supervision ends)."""
+
+    people: Annotated[list[PersonAnswer], Meta(min_length=1, max_length=32)]
+
+
+def _people(b: Reverification, zone: tzinfo) -> list[PersonAsked]:
+    out = []
+    for i, p in enumerate(b.people):
+        spoken = parse_instant(p.spoken_at, f"people[{i}].spoken_at", zone)
+        answers = tuple(
+            (Purpose(name), getattr(p.answers, name))
+            for name in ("camera_check", "motion_analysis", "video_call", "auto_answer")
+            if getattr(p.answers, name) is not None
+        )
+        out.append(PersonAsked(p.person_id, p.how, spoken, answers))
+    return out
 
 
 async def reverify(request: web.Request) -> web.Response:
     who = caller(request)
     rid = request.match_info["recipient_id"]
-    await read_body(request, Reverification)
-    lifted = await ctx.store(request).reverify(rid, actor=who.staff_id, at=ctx.now(request))
-    log.info("supervision_reinstated", recipient_id=rid, suspensions=len(lifted))
-    return ctx.answer({"lifted": [records.suspension_json(s) for s in lifted]})
+    b = await read_body(request, Reverification)
+    record, lifted = await ctx.store(request).reverify(
+        rid,
+        people=_people(b, ctx.zone(request)),
+        actor=who.staff_id,
+        at=ctx.now(request),
+        teams=who.teams,
+    )
+    log.info(
+        "supervision_reverified",
+        recipient_id=rid,
+        outcome=record.outcome.value,
+        suspensions=len(lifted),
+        withdrawn=len(record.withdrawn_consent_ids),
+    )
+    return ctx.answer(
+        {
+            "reverification": records.reverification_json(record),
+            "lifted": [records.suspension_json(s) for s in lifted],
+        }
+    )
 
 
 async def list_suspensions(request: web.Request) -> web.Response:

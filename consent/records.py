@@ -25,7 +25,9 @@ from consent.model import (
     Decision,
     HumanStep,
     Pause,
+    PersonAsked,
     RecipientBasis,
+    Reverification,
     StepDeadline,
     Suspension,
     TimeWindow,
@@ -230,6 +232,29 @@ def suspension_json(s: Suspension) -> dict[str, Any]:
         "event_count": s.event_count,
         "lifted_at": iso(s.lifted_at),
         "lifted_by": s.lifted_by,
+        "reason": s.reason.value,
+    }
+
+
+def person_asked_json(p: PersonAsked) -> dict[str, Any]:
+    return {
+        "person_id": p.person_id,
+        "how": p.how.value,
+        "spoken_at": iso(p.spoken_at),
+        "answers": {k.value: v.value for k, v in p.answers},
+    }
+
+
+def reverification_json(r: Reverification) -> dict[str, Any]:
+    return {
+        "reverification_id": r.reverification_id,
+        "recipient_id": r.recipient_id,
+        "verified_by": r.verified_by,
+        "recorded_at": iso(r.recorded_at),
+        "people": [person_asked_json(p) for p in r.people],
+        "outcome": r.outcome.value,
+        "suspension_ids": list(r.suspension_ids),
+        "withdrawn_consent_ids": list(r.withdrawn_consent_ids),
     }
 
 
@@ -269,12 +294,15 @@ def change_json(c: ConsentChange) -> dict[str, Any]:
 
 
 # --- audit facts ---------------------------------------------------------------------------
+# The chained payload never holds free text (issue 18): a reference typed by staff (the
+# decision, the legal basis, a document) may name the brukare, and the chain cannot be erased.
+# It stays in its row, which erase_recipient blanks; the entry says only whether there was one.
 
 
 def plan_audit(p: CarePlan) -> dict[str, Any]:
     return {
         "plan_id": p.plan_id,
-        "decision_ref": p.decision_ref,
+        "has_decision_ref": bool(p.decision_ref),
         "valid_from": p.valid_from,
         "valid_until": p.valid_until,
         "checks": checks_json(p.checks),
@@ -297,12 +325,12 @@ def consent_audit(c: Consent) -> dict[str, Any]:
         "purpose": c.purpose.value,
         "version": c.version,
         "basis": c.basis.value if c.basis else None,
-        "basis_ref": c.basis_ref,
+        "has_basis_ref": bool(c.basis_ref),
         "given_at": c.given_at,
         "valid_from": c.valid_from,
         "valid_until": c.valid_until,
         "windows": windows_json(c.windows),
-        "document_ref": c.document_ref,
+        "has_document_ref": bool(c.document_ref),
     }
 
 

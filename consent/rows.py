@@ -24,8 +24,14 @@ from consent.model import (
     PausedCheckPolicy,
     PauseReason,
     PauseSource,
+    PersonAsked,
     Purpose,
+    Reverification,
+    ReverifyAnswer,
+    ReverifyHow,
+    ReverifyOutcome,
     Suspension,
+    SuspensionReason,
 )
 from kernel.tenancy import DEFAULT_TEAM
 
@@ -190,4 +196,29 @@ def suspension(d: Row) -> Suspension:
         event_count=d["event_count"],
         lifted_at=ts_opt(d["lifted_at"]),
         lifted_by=d["lifted_by"],
+        reason=SuspensionReason(d["reason"]),
+    )
+
+
+def reverification(d: Row) -> Reverification:
+    people = js(d["people"])
+    return Reverification(
+        reverification_id=d["reverification_id"],
+        recipient_id=d["recipient_id"],
+        verified_by=d["verified_by"],
+        recorded_at=ts(d["recorded_at"]),
+        people=tuple(
+            PersonAsked(
+                person_id=p["person_id"],
+                how=ReverifyHow(p["how"]),
+                spoken_at=ts(p["spoken_at"]),
+                answers=tuple(
+                    (Purpose(k), ReverifyAnswer(v)) for k, v in sorted(p["answers"].items())
+                ),
+            )
+            for p in people
+        ),
+        outcome=ReverifyOutcome(d["outcome"]),
+        suspension_ids=tuple(d["suspension_ids"]),
+        withdrawn_consent_ids=tuple(d["withdrawn_consent_ids"]),
     )

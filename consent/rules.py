@@ -90,9 +90,12 @@ from consent.model import (
     EscalationStep,
     HumanStep,
     Pause,
+    PersonAsked,
     Purpose,
     Reason,
     RecipientBasis,
+    ReverifyAnswer,
+    ReverifyOutcome,
     TimeWindow,
 )
 from kernel.values import Problem, is_id
@@ -638,25 +641,96 @@ def validate_pause(p: Pause) -> list[Problem]:
     return []
 
 
-BEHAVIOUR_WINDOW = timedelta(days=7)
+@dataclass(frozen=True, slots=True)
+class BehaviourThresholds:
+    """Hard rule 8's thresholds, as data: which behaviour counts as a possible withdrawal and
+    how much of it. Events older than ``window`` (or from before the last re-verification) no
+    longer count.
+
+    - ``at_once``: a suspension at the first event (the camera removed, unplugged, or a health
+      report's tamper flag turning on);
+    - ``privacy``: device privacy events (``privacy_switch``, and a health report's shutter
+      turning ``closed``) within the window; the setting ``HOMECARE_TAMPER_SUSPEND_THRESHOLD``
+      overrides it (default 1);
+    - ``covered``: covered-lens verdicts of the motion probe within the window;
+    - ``offline_checks_in_a_row``: the bound camera found offline at this many consecutive
+      agreed checks of the brukare (a camera pulled from the wall cannot say ``unplugged``).
+    """
+
+    window: timedelta = timedelta(days=7)
+    at_once: frozenset[BehaviourEvent] = frozenset(
+        {BehaviourEvent.TAMPER, BehaviourEvent.UNPLUGGED}
+    )
+    privacy: int = 1
+    covered: int = 3
+    offline_checks_in_a_row: int = 2
+
+    def __post_init__(self) -> None:
+        if min(self.privacy, self.covered, self.offline_checks_in_a_row) < 1:
+            raise ValueError("every behaviour threshold must be at least 1")
+
+
+THRESHOLDS = BehaviourThresholds()
+"""The thresholds in force (``privacy`` is replaced by the setting)."""
+BEHAVIOUR_WINDOW = THRESHOLDS.window
 """Behaviour older than this no longer counts towards a suspension."""
-COVERED_SUSPEND_THRESHOLD = 3
+COVERED_SUSPEND_THRESHOLD = THRESHOLDS.covered
 """Covered-lens verdicts within :data:`BEHAVIOUR_WINDOW` that count as taking the camera down."""
-SUSPEND_AT_ONCE = frozenset({BehaviourEvent.TAMPER, BehaviourEvent.UNPLUGGED})
+OFFLINE_CHECKS_IN_A_ROW = THRESHOLDS.offline_checks_in_a_row
+"""Consecutive agreed checks at which the bound camera was offline that count as removal."""
+SUSPEND_AT_ONCE = THRESHOLDS.at_once
 """The camera removed or unplugged: a possible withdrawal at the first event."""
 
 
+def _behaviour_class(kind: BehaviourEvent) -> str:
+    """Events count with others of their class: the probe's covered verdicts, the round's
+    offline checks, and the device's own events (privacy, tamper, unplugged, shutter)."""
+    if kind is BehaviourEvent.COVERED:
+        return "covered"
+    if kind is BehaviourEvent.OFFLINE_AT_CHECK:
+        return "offline"
+    return "device"
+
+
 def behaviour_count(
-    event_type: BehaviourEvent, recent: Iterable[tuple[BehaviourEvent, datetime]], at: datetime
+    event_type: BehaviourEvent,
+    recent: Iterable[tuple[BehaviourEvent, datetime]],
+    at: datetime,
+    *,
+    window: timedelta = BEHAVIOUR_WINDOW,
 ) -> int:
     """How many of ``recent`` count with ``event_type`` at ``at``: events of the same class
-    (covered verdicts, or the device events) within :data:`BEHAVIOUR_WINDOW` up to ``at``."""
-    covered = event_type is BehaviourEvent.COVERED
-    return sum(
-        1
-        for kind, t in recent
-        if (kind is BehaviourEvent.COVERED) == covered and at - BEHAVIOUR_WINDOW < t <= at
-    )
+    (covered verdicts, offline checks, or the device events) within ``window`` up to ``at``."""
+    cls = _behaviour_class(event_type)
+    return sum(1 for kind, t in recent if _behaviour_class(kind) == cls and at - window < t <= at)
+
+
+def offline_streak(
+    recent: Iterable[tuple[BehaviourEvent, datetime]],
+    at: datetime,
+    agreed_checks: Iterable[datetime],
+    *,
+    window: timedelta = BEHAVIOUR_WINDOW,
+) -> int:
+    """How many consecutive agreed checks of the brukare, the one at ``at`` among them, found
+    the camera offline. ``offline_at_check`` events are dated at their check's agreed instant;
+    ``agreed_checks`` are the agreed instants of the brukare's checks around ``at`` (any order;
+    ``at`` itself may be missing). The run is the longest stretch of neighbouring checks, in
+    agreed order, each with such an event, within ``window`` of ``at``; a check between without
+    one (the camera was there, or the check was not the camera's) ends it. The order in which
+    the events were recorded does not matter."""
+    offline = {t for kind, t in recent if kind is BehaviourEvent.OFFLINE_AT_CHECK}
+    if at not in offline:
+        return 0
+    times = sorted({t for t in agreed_checks if abs(t - at) < window} | {at})
+    i = times.index(at)
+    lo = i
+    while lo > 0 and times[lo - 1] in offline:
+        lo -= 1
+    hi = i
+    while hi + 1 < len(times) and times[hi + 1] in offline:
+        hi += 1
+    return hi - lo + 1
 
 
 def should_suspend(
@@ -666,29 +740,149 @@ def should_suspend(
     at: datetime,
     threshold: int,
     is_suspended: bool,
+    agreed_checks: Sequence[datetime] = (),
+    thresholds: BehaviourThresholds = THRESHOLDS,
 ) -> bool:
-    """Hard rule 8: is this behaviour a possible withdrawal, so that camera checks stop until a
-    human re-verifies consent?
+    """Hard rule 8: is this behaviour a possible withdrawal (reason ``possible_withdrawal``), so
+    that camera checks stop until a human re-verifies consent?
 
-    ``recent`` is the brukare's behaviour since the last re-verification, this event included.
-    The policy:
-
-    - ``tamper`` (camera removed) and ``unplugged``: at once;
-    - ``privacy_switch``: once ``threshold`` device events (the setting
-      ``HOMECARE_TAMPER_SUSPEND_THRESHOLD``, default 1) fall within :data:`BEHAVIOUR_WINDOW`;
-    - ``covered`` (the probe saw a covered lens): once :data:`COVERED_SUSPEND_THRESHOLD` covered
-      verdicts fall within :data:`BEHAVIOUR_WINDOW` ("covered repeatedly").
-
-    Nothing new starts while a suspension is in force.
+    ``recent`` is the brukare's behaviour since the last re-verification, this event included;
+    ``threshold`` the setting ``HOMECARE_TAMPER_SUSPEND_THRESHOLD`` (``thresholds.privacy``);
+    ``agreed_checks`` (for ``offline_at_check``) the agreed instants of the brukare's checks
+    around this one (see :func:`offline_streak`). See :class:`BehaviourThresholds` for the
+    policy. Nothing new starts while a suspension is in force.
     """
     if threshold < 1:
         raise ValueError("threshold must be at least 1")
     if is_suspended:
         return False
-    if event_type in SUSPEND_AT_ONCE:
+    if event_type in thresholds.at_once:
         return True
-    need = COVERED_SUSPEND_THRESHOLD if event_type is BehaviourEvent.COVERED else threshold
-    return behaviour_count(event_type, recent, at) >= need
+    recent = list(recent)
+    if event_type is BehaviourEvent.OFFLINE_AT_CHECK:
+        streak = offline_streak(recent, at, agreed_checks, window=thresholds.window)
+        return streak >= thresholds.offline_checks_in_a_row
+    need = thresholds.covered if event_type is BehaviourEvent.COVERED else threshold
+    return behaviour_count(event_type, recent, at, window=thresholds.window) >= need
+
+
+def behaviour_weight(
+    event_type: BehaviourEvent,
+    recent: Iterable[tuple[BehaviourEvent, datetime]],
+    at: datetime,
+    agreed_checks: Sequence[datetime] = (),
+) -> int:
+    """The count a suspension records: the offline streak for ``offline_at_check``, else
+    :func:`behaviour_count` (at least 1: this event)."""
+    if event_type is BehaviourEvent.OFFLINE_AT_CHECK:
+        return max(1, offline_streak(recent, at, agreed_checks))
+    return max(1, behaviour_count(event_type, recent, at))
+
+
+# --- re-verification (hard rule 8's way back) -------------------------------------------------
+
+
+def people_living_there(basis: RecipientBasis, at: datetime) -> tuple[str, ...]:
+    """Whom a re-verification must ask: the brukare (by ``recipient_id``), then each
+    cohabitant living there at ``at`` (by ``cohabitant_id``)."""
+    cohabitants = sorted(c.cohabitant_id for c in basis.cohabitants if c.lives_there(at))
+    return (basis.recipient_id, *cohabitants)
+
+
+def check_reverification(
+    basis: RecipientBasis, people: Sequence[PersonAsked], at: datetime
+) -> list[Problem]:
+    """Problems with a re-verification record (empty: it may be stored): every person living
+    there is asked exactly once, nobody else; nobody was spoken with in the future or before
+    the suspension they answer; everyone answers for ``camera_check``."""
+    problems: list[Problem] = []
+    living = people_living_there(basis, at)
+    seen: set[str] = set()
+    active = [s for s in basis.suspensions if s.is_active(at)]
+    earliest = min((s.started_at for s in active), default=None)
+    for i, p in enumerate(people):
+        where = f"people[{i}]"
+        if p.person_id not in living:
+            problems.append(
+                Problem(
+                    f"{where}.person_id",
+                    "unknown_person",
+                    "neither the brukare nor a cohabitant living there now",
+                )
+            )
+        elif p.person_id in seen:
+            problems.append(
+                Problem(f"{where}.person_id", "duplicate_person", "this person is listed twice")
+            )
+        seen.add(p.person_id)
+        if p.spoken_at > at + CLOCK_SKEW:
+            problems.append(
+                Problem(f"{where}.spoken_at", "in_future", "spoken_at is in the future")
+            )
+        elif earliest is not None and p.spoken_at < earliest:
+            problems.append(
+                Problem(
+                    f"{where}.spoken_at",
+                    "before_suspension",
+                    "the person was asked before supervision was suspended",
+                )
+            )
+        if Purpose.CAMERA_CHECK not in dict(p.answers):
+            problems.append(
+                Problem(
+                    f"{where}.answers",
+                    "answer_missing",
+                    "every person answers for camera_check",
+                )
+            )
+    problems.extend(
+        Problem(
+            "people",
+            "person_missing",
+            f"{'the brukare' if x == basis.recipient_id else 'a cohabitant living there'}"
+            f" ({x}) was not asked",
+        )
+        for x in living
+        if x not in seen
+    )
+    return problems
+
+
+def reverification_outcome(people: Sequence[PersonAsked]) -> ReverifyOutcome:
+    """``lifted`` when nobody refuses camera checks, else ``withdrawn`` (supervision ends: the
+    refusing person's consent is withdrawn). Refusals of other purposes withdraw those consents
+    but do not keep camera checks suspended."""
+    refuses = any(
+        dict(p.answers).get(Purpose.CAMERA_CHECK) is ReverifyAnswer.REFUSES for p in people
+    )
+    return ReverifyOutcome.WITHDRAWN if refuses else ReverifyOutcome.LIFTED
+
+
+def refusals(people: Sequence[PersonAsked]) -> list[tuple[str, Purpose]]:
+    """Each (person, purpose) answered ``refuses``, in the order given."""
+    return [
+        (p.person_id, purpose)
+        for p in people
+        for purpose, answer in p.answers
+        if answer is ReverifyAnswer.REFUSES
+    ]
+
+
+def consents_to_withdraw(
+    basis: RecipientBasis, refused: Sequence[tuple[str, Purpose]], at: datetime
+) -> list[Consent]:
+    """The consents a re-verification withdraws: for each refusal, the not yet withdrawn
+    versions of that person's series for that purpose (none when the person had not consented;
+    the refusal is still recorded)."""
+    out: list[Consent] = []
+    for person, purpose in refused:
+        cohabitant = None if person == basis.recipient_id else person
+        out.extend(
+            c
+            for c in basis.consents
+            if c.cohabitant_id == cohabitant and c.purpose is purpose and c.withdrawn_at is None
+        )
+    return out
 
 
 def validate_recipient(r: CareRecipient) -> list[Problem]:

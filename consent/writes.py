@@ -23,7 +23,7 @@ the same steps (:mod:`consent.write_steps`); :class:`ConsentWrites` publishes th
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -42,7 +42,9 @@ from consent.model import (
     Consent,
     ConsentChange,
     Pause,
+    PersonAsked,
     RecipientBasis,
+    Reverification,
     Suspension,
 )
 from consent.ports import Begin, Publish, RegisterRow
@@ -418,11 +420,22 @@ class ConsentWrites:
             return await binding_writes.record_bind_button(tx, device_id, at)
 
     async def record_device_event(
-        self, *, device_id: str, event_type: BehaviourEvent, at: datetime, threshold: int
+        self,
+        *,
+        device_id: str,
+        event_type: BehaviourEvent,
+        at: datetime,
+        threshold: int,
+        agreed_checks: Sequence[datetime] = (),
     ) -> Suspension | None:
         async with self._begin() as tx:
             found = await binding_writes.record_device_event(
-                tx, device_id=device_id, event_type=event_type, at=at, threshold=threshold
+                tx,
+                device_id=device_id,
+                event_type=event_type,
+                at=at,
+                threshold=threshold,
+                agreed_checks=agreed_checks,
             )
         if found is None:
             return None
@@ -431,12 +444,21 @@ class ConsentWrites:
         return suspension
 
     async def reverify(
-        self, recipient_id: str, *, actor: str, at: datetime
-    ) -> tuple[Suspension, ...]:
+        self,
+        recipient_id: str,
+        *,
+        people: Sequence[PersonAsked],
+        actor: str,
+        at: datetime,
+        teams: Collection[str] | None = None,
+    ) -> tuple[Reverification, tuple[Suspension, ...]]:
         async with self._begin() as tx:
-            lifted, change = await binding_writes.reverify(tx, recipient_id, actor=actor, at=at)
-        self.published(change)
-        return lifted
+            record, lifted, changes = await binding_writes.reverify(
+                tx, recipient_id, people=people, actor=actor, at=at, teams=teams
+            )
+        for change in changes:
+            self.published(change)
+        return record, lifted
 
     # --- the camera register --------------------------------------------------------------
     async def export_register(

@@ -41,6 +41,8 @@ from kernel.retry import DB_WRITE_RETRY, retry
 log = structlog.get_logger(__name__)
 
 EventHook = Callable[[str, topics.Event, datetime], Awaitable[None]]
+HealthFlagsHook = Callable[[str, tuple[str, ...], datetime], Awaitable[None]]
+"""Told the health flags that turned on (``registry.health_flags_on``) after they are stored."""
 
 QUARANTINE_CAP_PER_HOUR = 1000
 """New (quarantined) devices stored per hour at most. Far above any real installation rate, and
@@ -59,6 +61,7 @@ class DeviceHandler:
         clock: Clock,
         on_presence: Callable[[registry.PresenceChanged], None],
         on_event: EventHook | None = None,
+        on_health_flags: HealthFlagsHook | None = None,
         quarantine_cap_per_hour: int = QUARANTINE_CAP_PER_HOUR,
     ) -> None:
         if quarantine_cap_per_hour < 0:
@@ -67,6 +70,7 @@ class DeviceHandler:
         self._clock = clock
         self._on_presence = on_presence
         self._on_event = on_event
+        self._on_health_flags = on_health_flags
         self.rejected: Counter[str] = Counter()
         self.quarantine_cap_per_hour = quarantine_cap_per_hour
         self._window_start: datetime | None = None
@@ -136,9 +140,17 @@ class DeviceHandler:
                 await self._apply(device_id, lambda r: registry.apply_meta(r, device_id, meta, now))
             case topics.Channel.HEALTH:
                 health = topics.decode_health(payload, device_id)
-                await self._apply(
-                    device_id, lambda r: registry.apply_health(r, device_id, health, now)
-                )
+                turned_on: list[tuple[str, ...]] = []
+
+                def step(r: registry.DeviceRecord | None) -> registry.Applied:
+                    # read under the row lock: of two reports racing, one sees the other's flags
+                    turned_on.append(registry.health_flags_on(r.health if r else None, health))
+                    return registry.apply_health(r, device_id, health, now)
+
+                await self._apply(device_id, step)
+                if turned_on and turned_on[-1] and self._on_health_flags is not None:
+                    log.info("device_health_flags_on", device_id=device_id, flags=turned_on[-1])
+                    await self._on_health_flags(device_id, turned_on[-1], now)
             case topics.Channel.EVENT:
                 event = topics.decode_event(payload, device_id)
                 if await store.get(self._pool, device_id) is None:

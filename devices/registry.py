@@ -20,7 +20,16 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from devices.topics import Capability, DeviceKind, Health, Meta, Presence, Status, VideoSpec
+from devices.topics import (
+    Capability,
+    DeviceKind,
+    Health,
+    Meta,
+    Presence,
+    Shutter,
+    Status,
+    VideoSpec,
+)
 
 MAX_SESSION_AHEAD = timedelta(hours=6)
 """How far a session counter may run ahead of the receiving clock: device clocks drift, and tests
@@ -155,3 +164,21 @@ def apply_health(
     if record is None:
         return Applied(None, rejected="unknown_device")
     return Applied(dataclasses.replace(record, health=health.as_json(), health_at=at, last_seen=at))
+
+
+HEALTH_FLAG_SHUTTER_CLOSED = "shutter_closed"
+HEALTH_FLAG_TAMPER = "tamper"
+
+
+def health_flags_on(before: dict[str, Any] | None, health: Health) -> tuple[str, ...]:
+    """The health flags that count as behaviour (hard rule 8) and turned on with ``health``,
+    compared with the stored health ``before`` (``None``: none stored yet): the privacy shutter
+    ``closed`` (``shutter_closed``) and ``tamper``. A flag that stays on is not reported
+    again; one that went off and comes back is."""
+    was = before or {}
+    out: list[str] = []
+    if health.shutter is Shutter.CLOSED and was.get("shutter") != Shutter.CLOSED.value:
+        out.append(HEALTH_FLAG_SHUTTER_CLOSED)
+    if health.tamper and was.get("tamper") is not True:
+        out.append(HEALTH_FLAG_TAMPER)
+    return tuple(out)

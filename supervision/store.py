@@ -608,6 +608,20 @@ class RoundStore:
         async with self.pool.acquire() as conn:
             return await self._check(conn, check_id, teams)
 
+    async def agreed_instants(
+        self, recipient_id: str, *, since: datetime, until: datetime
+    ) -> list[datetime]:
+        """The agreed instants of the brukare's checks in ``[since, until]``, in order (hard rule
+        8 counts a camera offline at consecutive ones)."""
+        rows = await self.pool.fetch(
+            "SELECT DISTINCT agreed_at FROM round_checks WHERE recipient_id = $1"
+            " AND agreed_at BETWEEN $2 AND $3 ORDER BY agreed_at",
+            recipient_id,
+            since,
+            until,
+        )
+        return [r["agreed_at"] for r in rows]
+
     async def verdict_details(self, check_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The motion check's numbers last stored with each check's steps (``verdict_detail``:
         verdict, confidence, reason, numbers), by check id; checks never probed are absent."""

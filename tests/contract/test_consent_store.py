@@ -28,8 +28,14 @@ from consent.model import (
     Pause,
     PauseReason,
     PauseSource,
+    PersonAsked,
     Purpose,
     Reason,
+    ReverifyAnswer,
+    ReverifyHow,
+    ReverifyOutcome,
+    Suspension,
+    SuspensionReason,
 )
 from consent.ports import ConsentStore
 from consent.store import PgConsentStore
@@ -681,11 +687,20 @@ async def test_behaviour_suspends_until_reverified(h: Harness) -> None:
         )
         is None
     )
-    lifted = await h.store.reverify("r-1", actor=ADMIN, at=t + timedelta(seconds=4))
+    record, lifted = await h.store.reverify(
+        "r-1",
+        people=[asked("r-1", t + timedelta(seconds=3))],
+        actor=ADMIN,
+        at=t + timedelta(seconds=4),
+    )
     assert [x.lifted_by for x in lifted] == [ADMIN]
+    assert record.outcome is ReverifyOutcome.LIFTED
+    assert record.suspension_ids == (s.suspension_id,)
     assert await gate(h, t + timedelta(seconds=5)) is None
     with pytest.raises(Conflict):
-        await h.store.reverify("r-1", actor=ADMIN, at=t + timedelta(seconds=5))
+        await h.store.reverify(
+            "r-1", people=[asked("r-1", t)], actor=ADMIN, at=t + timedelta(seconds=5)
+        )
     # the count starts again after re-verification
     assert (
         await h.store.record_device_event(
@@ -719,7 +734,9 @@ async def test_removal_suspends_at_once_and_covering_when_repeated(h: Harness) -
     assert s is not None
     assert s.event_type is BehaviourEvent.UNPLUGGED
     assert await gate(h, t + timedelta(seconds=1)) is Reason.SUSPENDED
-    await h.store.reverify("r-1", actor=ADMIN, at=t + timedelta(seconds=2))
+    await h.store.reverify(
+        "r-1", people=[asked("r-1", t)], actor=ADMIN, at=t + timedelta(seconds=2)
+    )
     assert await gate(h, t + timedelta(seconds=3)) is None
     # covered verdicts: the third within a week suspends (an old one has dropped out)
     day = timedelta(days=1)
@@ -737,6 +754,120 @@ async def test_removal_suspends_at_once_and_covering_when_repeated(h: Harness) -
     assert (s.event_type, s.event_count) == (covered, 3)
     assert h.changes[-1].kind is ChangeKind.SUSPENDED
     assert h.changes[-1].device_ids == ("cam-0001",)
+
+
+def asked(
+    person_id: str,
+    at: datetime,
+    camera: ReverifyAnswer = ReverifyAnswer.CONSENTS,
+    how: ReverifyHow = ReverifyHow.VISIT,
+    **more: ReverifyAnswer,
+) -> PersonAsked:
+    answers = ((Purpose.CAMERA_CHECK, camera), *((Purpose(k), v) for k, v in more.items()))
+    return PersonAsked(person_id, how, at, tuple(answers))
+
+
+async def test_a_camera_offline_at_two_consecutive_checks_suspends(h: Harness) -> None:
+    """Hard rule 8 (issue 18): offline at two agreed checks in a row is a possible withdrawal;
+    offline at two checks with one between where the camera was there is not."""
+    await seeded(h)
+    off = BehaviourEvent.OFFLINE_AT_CHECK
+    c1, c2, c3, c4 = (AT_22 + timedelta(hours=k) for k in range(4))
+    agreed = [c1, c2, c3, c4]
+
+    async def offline(at: datetime) -> Suspension | None:
+        return await h.store.record_device_event(
+            device_id="cam-0001", event_type=off, at=at, threshold=1, agreed_checks=agreed
+        )
+
+    assert await offline(c1) is None
+    assert await offline(c3) is None  # c2 found the camera there: no run
+    assert await gate(h, c1) is None
+    s = await offline(c4)  # c3, c4 in a row
+    assert s is not None
+    assert (s.event_type, s.event_count, s.reason) == (off, 2, SuspensionReason.POSSIBLE_WITHDRAWAL)
+    assert h.changes[-1].kind is ChangeKind.SUSPENDED
+
+
+async def test_offline_checks_recorded_out_of_order_still_count(h: Harness) -> None:
+    await seeded(h)
+    c1, c2 = AT_22, AT_22 + timedelta(minutes=30)
+    off = BehaviourEvent.OFFLINE_AT_CHECK
+    first = await h.store.record_device_event(
+        device_id="cam-0001", event_type=off, at=c2, threshold=1, agreed_checks=[c1, c2]
+    )
+    assert first is None
+    s = await h.store.record_device_event(
+        device_id="cam-0001", event_type=off, at=c1, threshold=1, agreed_checks=[c1, c2]
+    )
+    assert s is not None
+    assert s.event_count == 2
+
+
+async def test_a_refusing_cohabitant_ends_supervision_at_once(h: Harness) -> None:
+    await seeded(h)
+    t = AT_22
+    await h.store.add_cohabitant(
+        Cohabitant("co-1", "r-1", "Sven", moved_in_at=T0 - timedelta(days=3)), actor=ADMIN, at=T0
+    )
+    await h.store.record_consent(consent("cons-co", cohabitant_id="co-1"), actor=ADMIN, at=T0)
+    assert await gate(h, t) is None
+    s = await h.store.record_device_event(
+        device_id="cam-0001", event_type=BehaviourEvent.TAMPER, at=t, threshold=1
+    )
+    assert s is not None
+    before = len(h.changes)
+    record, lifted = await h.store.reverify(
+        "r-1",
+        people=[
+            asked("r-1", t + timedelta(minutes=1)),
+            asked("co-1", t + timedelta(minutes=1), ReverifyAnswer.REFUSES, ReverifyHow.PHONE),
+        ],
+        actor=ADMIN,
+        at=t + timedelta(minutes=2),
+    )
+    assert lifted == ()
+    assert record.outcome is ReverifyOutcome.WITHDRAWN
+    assert record.withdrawn_consent_ids == ("cons-co",)
+    kinds = [c.kind for c in h.changes[before:]]
+    assert kinds == [ChangeKind.CONSENT_WITHDRAWN]
+    # still suspended, and the cohabitant's consent is gone: the gate says no either way
+    assert await gate(h, t + timedelta(minutes=3)) is Reason.SUSPENDED
+    basis = await h.store.basis("r-1")
+    co = next(c for c in basis.consents if c.consent_id == "cons-co")
+    assert co.withdrawn_at == t + timedelta(minutes=2)
+    assert "consent.withdrawn" in await h.audit_actions()
+
+
+async def test_bad_reverifications_change_nothing(h: Harness) -> None:
+    await seeded(h)
+    t = AT_22
+    await h.store.add_cohabitant(
+        Cohabitant("co-1", "r-1", "Sven", moved_in_at=T0 - timedelta(days=3)), actor=ADMIN, at=T0
+    )
+    s = await h.store.record_device_event(
+        device_id="cam-0001", event_type=BehaviourEvent.UNPLUGGED, at=t, threshold=1
+    )
+    assert s is not None
+    actions = await h.audit_actions()
+    changes = len(h.changes)
+    at = t + timedelta(minutes=5)
+    bad: list[tuple[list[PersonAsked], str]] = [
+        ([asked("r-1", t)], "person_missing"),  # the cohabitant was not asked
+        ([asked("r-1", t), asked("co-1", t), asked("co-9", t)], "unknown_person"),
+        ([asked("r-1", t), asked("co-1", t), asked("co-1", t)], "duplicate_person"),
+        ([asked("r-1", t), asked("co-1", at + timedelta(hours=1))], "in_future"),
+        ([asked("r-1", t - timedelta(hours=1)), asked("co-1", t)], "before_suspension"),
+    ]
+    for people, code in bad:
+        with pytest.raises(InvalidInput) as e:
+            await h.store.reverify("r-1", people=people, actor=ADMIN, at=at)
+        assert e.value.code == code, people
+    assert await h.audit_actions() == actions
+    assert len(h.changes) == changes
+    assert await gate(h, at) is Reason.SUSPENDED
+    with pytest.raises(NotFound):
+        await h.store.reverify("r-9", people=[asked("r-9", t)], actor=ADMIN, at=at)
 
 
 async def test_register_lists_bindings_with_basis(h: Harness) -> None:

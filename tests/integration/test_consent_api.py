@@ -245,17 +245,34 @@ async def test_suspension_by_behaviour_and_reverification(
     err = await error(
         await client.post("/api/recipients/r-1/reverify", json={}, headers=ADMIN), 422
     )
-    assert err["field"] == "consent_verified"
-    resp = await client.post(
-        "/api/recipients/r-1/reverify", json={"consent_verified": True}, headers=OPERATOR
-    )
+    assert err["field"] == "people"
+    asked = {
+        "people": [
+            {
+                "person_id": "r-1",
+                "how": "visit",
+                "spoken_at": at.isoformat(),
+                "answers": {"camera_check": "consents"},
+            }
+        ]
+    }
+    resp = await client.post("/api/recipients/r-1/reverify", json=asked, headers=OPERATOR)
     assert resp.status == 403
-    lifted = await ok(
-        await client.post(
-            "/api/recipients/r-1/reverify", json={"consent_verified": True}, headers=ADMIN
-        )
-    )
+    lifted = await ok(await client.post("/api/recipients/r-1/reverify", json=asked, headers=ADMIN))
     assert lifted["lifted"][0]["lifted_by"] == "staff-admin01"
+    assert lifted["lifted"][0]["reason"] == "possible_withdrawal"
+    record = lifted["reverification"]
+    assert (record["outcome"], record["verified_by"]) == ("lifted", "staff-admin01")
+    assert record["people"] == [
+        {
+            "person_id": "r-1",
+            "how": "visit",
+            "spoken_at": at.isoformat(),
+            "answers": {"camera_check": "consents"},
+        }
+    ]
+    stored = await pool.fetchval("SELECT outcome FROM reverifications WHERE recipient_id = 'r-1'")
+    assert stored == "lifted"
     assert (await gate(client))["allowed"] is True
 
 

@@ -31,7 +31,15 @@ TABLES = (
     "binding_requests",
     "device_bindings",
     "suspensions",
+    "reverifications",
 )
+
+ASKED = {
+    "person_id": "r-1",
+    "how": "visit",
+    "spoken_at": "2026-01-12T20:00:00+00:00",
+    "answers": {"camera_check": "consents"},
+}
 
 
 consent_ids: list[str] = []
@@ -378,17 +386,49 @@ CASES: list[tuple[str, str, Any, int, str, str | None]] = [
     ),
     ("ending an unknown pause", "/api/pauses/pause-404/end", {}, 404, "not_found", "pause_id"),
     (
-        "re-verification not confirmed",
+        "re-verification without anyone asked",
         "/api/recipients/r-1/reverify",
-        {"consent_verified": False},
+        {"people": []},
+        422,
+        "out_of_range",
+        "people",
+    ),
+    (
+        "re-verification asked in an unknown way",
+        "/api/recipients/r-1/reverify",
+        {"people": [dict(ASKED, how="letter")]},
         422,
         "bad_value",
+        "people[0].how",
+    ),
+    (
+        "re-verification without the camera answer",
+        "/api/recipients/r-1/reverify",
+        {"people": [dict(ASKED, answers={"video_call": "consents"})]},
+        422,
+        "missing_field",
+        "people[0].answers.camera_check",
+    ),
+    (
+        "re-verification with an unknown answer",
+        "/api/recipients/r-1/reverify",
+        {"people": [dict(ASKED, answers={"camera_check": "maybe"})]},
+        422,
+        "bad_value",
+        "people[0].answers.camera_check",
+    ),
+    (
+        "re-verification with the old boolean",
+        "/api/recipients/r-1/reverify",
+        {"consent_verified": True},
+        422,
+        "unknown_field",
         "consent_verified",
     ),
     (
         "re-verification without a suspension",
         "/api/recipients/r-1/reverify",
-        {"consent_verified": True},
+        {"people": [ASKED]},
         409,
         "not_suspended",
         None,

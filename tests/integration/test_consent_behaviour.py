@@ -238,20 +238,29 @@ async def test_quarantined_device_bound_suspended_by_behaviour_reverified_unboun
         assert [x["lifted_at"] for x in shown["suspensions"]] == [None]
         assert shown["gate"]["camera_check"]["reason"] == "suspended"
 
-        # only an administrator re-verifies, and must say that consent was verified
+        # only an administrator re-verifies, and must say whom they asked
         status, _ = await s.call(Role.OPERATOR, "POST", f"/api/recipients/{RID}/reverify", json={})
         assert status == 403
         status, body = await s.call(
             Role.ADMINISTRATOR, "POST", f"/api/recipients/{RID}/reverify", json={}
         )
-        assert (status, body["error"]["field"]) == (422, "consent_verified")
+        assert (status, body["error"]["field"]) == (422, "people")
         assert await gate_reason(s) is Reason.SUSPENDED
         s.clock.set(T0 + timedelta(minutes=1))
         lifted = await s.ok(
             Role.ADMINISTRATOR,
             "POST",
             f"/api/recipients/{RID}/reverify",
-            json={"consent_verified": True},
+            json={
+                "people": [
+                    {
+                        "person_id": RID,
+                        "how": "phone",
+                        "spoken_at": s.clock().isoformat(),
+                        "answers": {"camera_check": "consents"},
+                    }
+                ]
+            },
         )
         assert len(lifted["lifted"]) == 1
         await next_change(sub, ChangeKind.REVERIFIED)
