@@ -56,7 +56,7 @@ class Permission(StrEnum):
     MANAGE_STAFF = "manage_staff"  # accounts, passwords, tokens
     MANAGE_ORGANISATION = "manage_organisation"  # units, teams, members, night-centre grants
     READ_AUDIT = "read_audit"  # the audit log and its verification
-    READ_EXTRACTS = "read_extracts"  # audited exports: the camera register
+    READ_EXTRACTS = "read_extracts"  # audited exports: camera register, brukare log extract
 
 
 P = Permission
