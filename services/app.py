@@ -47,6 +47,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from consent import api as consent_api
 from consent import binding_api as consent_binding_api
+from consent import rules as consent_rules
 from consent.behaviour import BehaviourWatch
 from consent.gate import ChangeBus, Gate
 from consent.store import PgConsentStore
@@ -355,8 +356,15 @@ async def _connect(
             await rt.consent.record_bind_button(device_id, at)
         await rt.behaviour.device_event(device_id, event.type.value, at)
 
+    async def on_health_flags(device_id: str, flags: tuple[str, ...], at: datetime) -> None:
+        await rt.behaviour.health_flags(device_id, flags, at)  # hard rule 8 (issue 18)
+
     handler = DeviceHandler(
-        rt.pool, clock=rt.clock, on_presence=rt.bus.publish, on_event=on_device_event
+        rt.pool,
+        clock=rt.clock,
+        on_presence=rt.bus.publish,
+        on_event=on_device_event,
+        on_health_flags=on_health_flags,
     )
     link = MqttLink(
         mqtt_url,
@@ -477,6 +485,7 @@ def start_tasks(rt: Runtime, options: Options) -> None:
     sup.spawn("revocations-listen", rt.app[revocation_feed.REVOCATIONS].listen())
     sup.spawn("consent-covered", report_covered(rt.bus, rt.behaviour))
     assert rt.rounds is not None
+    sup.spawn("consent-offline", report_offline(rt.bus, rt.behaviour, rt.rounds.store))
     if "api" in roles:  # other processes' steps, for this process's consoles
         sup.spawn("rounds-events", rt.rounds.relay_events(rt.bus.publish))
     if "rounds" in roles or "probes" in roles:
@@ -502,6 +511,38 @@ async def report_covered(bus: EventBus, behaviour: BehaviourWatch) -> None:
                     await behaviour.covered(event.device_id, event.at)
                 except OSError:
                     log.warning("covered_verdict_not_recorded", device_id=event.device_id)
+
+
+async def report_offline(bus: EventBus, behaviour: BehaviourWatch, store: RoundStore) -> None:
+    """Hard rule 8, "offline at two consecutive agreed checks" (issue 18): every check the round
+    sent to the patrol because its camera was offline (reason ``device_offline``, from the
+    planner, the watchdog or a worker) counts, dated at the check's agreed instant, with the
+    agreed instants of the brukare's checks around it. Reads the bus without losing an event."""
+    with bus.subscribe("consent-offline", overflow=Overflow.KEEP_ALL) as events:
+        async for event in events:
+            if (
+                isinstance(event, CheckChanged)
+                and event.state is State.PATROL
+                and event.reason == "device_offline"
+                and event.device_id is not None
+                and not event.relayed  # another process's step: counted there
+            ):
+                try:
+                    await offline_at_check(behaviour, store, event.check_id, event.device_id)
+                except Exception:  # a task's boundary: logged, the next check still counts
+                    log.exception("offline_check_not_recorded", check_id=event.check_id)
+
+
+async def offline_at_check(
+    behaviour: BehaviourWatch, store: RoundStore, check_id: str, device_id: str
+) -> None:
+    """Record that the round found ``device_id`` offline for the check ``check_id``."""
+    check = await store.get(check_id)
+    span = consent_rules.BEHAVIOUR_WINDOW
+    around = await store.agreed_instants(
+        check.recipient_id, since=check.agreed_at - span, until=check.agreed_at + span
+    )
+    await behaviour.offline_at_check(device_id, check.agreed_at, around)
 
 
 def build_rounds(
