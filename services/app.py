@@ -47,8 +47,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from consent import api as consent_api
 from consent import binding_api as consent_binding_api
+from consent import ending_api as consent_ending_api
 from consent import rules as consent_rules
 from consent.behaviour import BehaviourWatch
+from consent.ending import Endings
 from consent.gate import ChangeBus, Gate
 from consent.store import PgConsentStore
 from devices import api as devices_api
@@ -66,7 +68,7 @@ from kernel.audit import store as audit_store
 from kernel.clock import SYSTEM_CLOCK, Clock, ClockPort
 from kernel.roles import PUBLIC, Route
 from kernel.timing import Timing
-from services import db
+from services import db, retention
 from services.camera_zones import lookup as zones_of
 from services.events import EventBus, Overflow
 from services.mqtt import MqttLink
@@ -453,6 +455,9 @@ def install_api(rt: Runtime, stack: contextlib.AsyncExitStack) -> None:
     if rt.commands is not None:  # a video phone shows its binding code (issue 17)
         app[consent_binding_api.BIND_CODE_SENDER] = bind_code_sender(rt.commands)
     http.add_routes(app, consent_api.routes())
+    # a brukare's service ends (issue 18): its changes reach this process's gate at once
+    app[consent_ending_api.ENDINGS] = Endings(rt.pool, publish=rt.consent.published)
+    http.add_routes(app, consent_ending_api.routes())
     console.install(app, rt.bus, consent_changes=rt.gate.changes)
     http.add_routes(app, console.routes())
     assert rt.rounds is not None
@@ -492,6 +497,8 @@ def start_tasks(rt: Runtime, options: Options) -> None:
         sup.spawn("rounds", run_rounds(rt.rounds, rt.bus, rt.gate))
         for i, worker in enumerate(rt.workers[1:], start=2):
             sup.spawn(f"rounds-worker-{i}", worker.run(asyncio.Event()))
+    if "rounds" in roles:  # once a day; an advisory lock keeps it to one process at a time
+        sup.spawn("retention", retention.daily(rt.pool, rt.settings, rt.clock))
 
 
 async def report_covered(bus: EventBus, behaviour: BehaviourWatch) -> None:

@@ -245,6 +245,49 @@ class Settings:
         "how often the chain's head is anchored while entries are written (not when nothing "
         "changed), and once more at a clean shutdown",
     )
+    # Retention per data class (issue 18; docs/operations.md#retention-and-erasure says why each
+    # default; a municipality sets its own from its document-management plan).
+    retention_view_log_days: int = setting(
+        1826,
+        rules.integer(30, 36_500),
+        "days a look (view, call, probe: who, when, how long) is kept after it ended, then deleted",
+    )
+    retention_check_days: int = setting(
+        1826,
+        rules.integer(30, 36_500),
+        "days a night's check records (checks, steps, alarms, duty, behaviour events) are kept, "
+        "then deleted",
+    )
+    retention_note_days: int = setting(
+        365,
+        rules.integer(1, 36_500),
+        "days operators' free-text notes (a check's steps, extra looks, pauses) are kept, then "
+        "blanked; the record they belong to stays",
+    )
+    retention_device_health_days: int = setting(
+        90,
+        rules.integer(1, 36_500),
+        "days a device's last health report and its command history are kept",
+    )
+    retention_session_days: int = setting(
+        30,
+        rules.integer(1, 3650),
+        "days an ended or expired login session, API token or login throttle row is kept",
+    )
+    retention_ended_recipient_days: int = setting(
+        1826,
+        rules.integer(0, 36_500),
+        "days after a brukare's service ended until their name, home, door-code reference, "
+        "notes and free text are erased (pseudonymous records stay)",
+    )
+    retention_batch_rows: int = setting(
+        1000, rules.integer(10, 100_000), "rows the retention job deletes or blanks per transaction"
+    )
+    retention_hour: int = setting(
+        3,
+        rules.integer(0, 23),
+        "local hour at which the daily retention job runs (in the process with the `rounds` role)",
+    )
 
     def __post_init__(self) -> None:
         """The one check of every value, however the settings were built."""

@@ -22,6 +22,7 @@ from kernel.roles import LOGINS
 from services import logs
 from services.settings import PREFIX, Settings, SettingsError, load, markdown_reference
 from tools.ops_cli import add_commands as add_ops_commands
+from tools.retention_cli import add_commands as add_retention_commands
 
 if TYPE_CHECKING:
     import asyncpg
@@ -487,6 +488,7 @@ def parser() -> argparse.ArgumentParser:
 
     add_devices_arguments(s)
     add_ops_commands(sub)
+    add_retention_commands(sub)
     return p
 
 
