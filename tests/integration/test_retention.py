@@ -6,6 +6,8 @@ nothing. The job's other classes delete and blank in batches, audited by count."
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
@@ -25,6 +27,7 @@ from kernel.audit import store as audit_store
 from kernel.clock import ScaledClock
 from services import retention
 from services import retention_rules as rr
+from services.settings import load
 from services.web import http
 from supervision import extract as ex
 from supervision import extract_store
@@ -32,6 +35,7 @@ from supervision import handover as hv
 from supervision import report as rp
 from supervision.store import RoundStore
 from tests.header_auth import header_authenticator
+from tools import cli
 
 pytestmark = pytest.mark.integration
 Client = TestClient[web.Request, web.Application]
@@ -543,3 +547,45 @@ async def test_one_process_at_a_time(pool: asyncpg.Pool, owner: asyncpg.Connecti
     finally:
         await owner.execute("SELECT pg_advisory_unlock($1)", retention.RETENTION_LOCK_KEY)
     assert (await retention.run(pool, SHORT_POLICY, now=T0)).ran is True
+
+
+async def test_the_command_runs_the_job_and_a_dry_run_changes_nothing(
+    database_url: str, owner: asyncpg.Connection, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``homecare retention run [--dry-run]``: counts per class on stdout, never a name; the dry
+    run changes nothing; another process holding the lock is exit 1; no database is exit 3."""
+    await owner.execute(
+        "INSERT INTO staff (staff_id, username, role, created_at)"
+        " VALUES ('staff-old001', 'old', 'operator', '2020-01-01')"
+    )
+    await owner.execute(
+        "INSERT INTO staff_sessions (session_id, secret_hash, staff_id, created_at, expires_at)"
+        " VALUES ('sess-old', 'hash-old', 'staff-old001', '2020-01-01', '2020-01-02')"
+    )
+
+    def run(*argv: str, url: str = database_url) -> int:
+        args = cli.parser().parse_args(["retention", "run", *argv])
+        settings = dataclasses.replace(load({}), database_url=url)
+        status: int = asyncio.run(args.run(args, settings))
+        return status
+
+    assert await asyncio.to_thread(run, "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert "retention sessions: would change 1 rows (staff_sessions 1)" in out
+    assert "retention: 0 brukare would be erased" in out
+    assert await owner.fetchval("SELECT count(*) FROM staff_sessions") == 1
+
+    assert await owner.fetchval("SELECT pg_try_advisory_lock($1)", retention.RETENTION_LOCK_KEY)
+    try:
+        assert await asyncio.to_thread(run) == 1
+        assert "another process" in capsys.readouterr().err
+    finally:
+        await owner.execute("SELECT pg_advisory_unlock($1)", retention.RETENTION_LOCK_KEY)
+    assert await owner.fetchval("SELECT count(*) FROM staff_sessions") == 1
+
+    assert await asyncio.to_thread(run) == 0
+    assert "retention sessions: changed 1 rows" in capsys.readouterr().out
+    assert await owner.fetchval("SELECT count(*) FROM staff_sessions") == 0
+
+    base, _, _ = database_url.rpartition("/")
+    assert await asyncio.to_thread(run, url=f"{base}/hc_no_such_database_x") == 3
