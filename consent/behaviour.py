@@ -64,13 +64,18 @@ class BehaviourWatch:
         return found
 
     async def offline_at_check(
-        self, device_id: str, agreed_at: datetime, agreed_checks: Sequence[datetime]
+        self,
+        device_id: str,
+        agreed_at: datetime,
+        agreed_checks: Sequence[datetime],
+        *,
+        observed_at: datetime,
     ) -> Suspension | None:
         """The round found ``device_id`` offline for its check agreed at ``agreed_at``;
         ``agreed_checks`` are the agreed instants of the brukare's checks around it (two in a
         row count, :data:`consent.rules.OFFLINE_CHECKS_IN_A_ROW`)."""
         return await self._record(
-            device_id, BehaviourEvent.OFFLINE_AT_CHECK, agreed_at, agreed_checks
+            device_id, BehaviourEvent.OFFLINE_AT_CHECK, agreed_at, agreed_checks, observed_at
         )
 
     async def _record(
@@ -79,6 +84,7 @@ class BehaviourWatch:
         kind: BehaviourEvent,
         at: datetime,
         agreed_checks: Sequence[datetime] = (),
+        observed_at: datetime | None = None,
     ) -> Suspension | None:
         found = await self._store.record_device_event(
             device_id=device_id,
@@ -86,6 +92,7 @@ class BehaviourWatch:
             at=at,
             threshold=self._threshold,
             agreed_checks=agreed_checks,
+            observed_at=observed_at,
         )
         if found is not None:
             log.warning(

@@ -230,23 +230,29 @@ async def record_device_event(
     at: datetime,
     threshold: int,
     agreed_checks: Sequence[datetime] = (),
+    observed_at: datetime | None = None,
 ) -> tuple[Suspension, ConsentChange] | None:
     """Count a behaviour event of a device bound at ``at`` (others are ignored: ``None``); when
     :func:`consent.rules.should_suspend` says so, suspend camera checks of its brukare (reason
     ``possible_withdrawal``). ``agreed_checks``: for ``offline_at_check`` (dated at its check's
-    agreed instant), the agreed instants of the brukare's checks around it."""
+    agreed instant), the agreed instants of the brukare's checks around it; ``observed_at``
+    (default ``at``) when it was found, which is when a suspension starts."""
     rows = tx.bindings
+    now = observed_at or at
     rid = await rows.recipient_at(device_id, at)
     if rid is None:
         return None
     await locked_recipient(tx, rid)
     await rows.add_behaviour_event(device_id, rid, event_type, at)
+    data: dict[str, str] = {"device_id": device_id, "event_type": event_type.value}
+    if now != at:
+        data["dated"] = at.isoformat()
     await tx.audit(
         actor=f"device:{device_id}",
         action="device.behaviour_event",
         subject=rid,
-        data={"device_id": device_id, "event_type": event_type.value},
-        at=at,
+        data=data,
+        at=now,
     )
     mine = await rows.suspensions_of(rid)
     since = max((s.lifted_at for s in mine if s.lifted_at is not None), default=None)
@@ -271,7 +277,7 @@ async def record_device_event(
         recipient_id=rid,
         device_id=device_id,
         event_type=event_type,
-        started_at=at,
+        started_at=now,
         event_count=count,
     )
     await rows.insert_suspension(susp)
@@ -287,9 +293,9 @@ async def record_device_event(
             "threshold": threshold,
             "reason": susp.reason.value,
         },
-        at=at,
+        at=now,
     )
-    return susp, await changed(tx, ChangeKind.SUSPENDED, rid, at)
+    return susp, await changed(tx, ChangeKind.SUSPENDED, rid, now)
 
 
 async def reverify(

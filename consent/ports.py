@@ -218,10 +218,12 @@ class ConsentStore(Protocol):
         at: datetime,
         threshold: int,
         agreed_checks: Sequence[datetime] = (),
+        observed_at: datetime | None = None,
     ) -> Suspension | None:
-        """Count a behaviour event; return the suspension it started, if any.
+        """Count a behaviour event dated ``at``; return the suspension it started, if any.
         ``agreed_checks``: for ``offline_at_check``, the agreed instants of the brukare's
-        checks around this one (see :func:`consent.rules.offline_streak`)."""
+        checks around this one (see :func:`consent.rules.offline_streak`); ``observed_at``
+        (default ``at``): when it was found, when a suspension starts."""
         ...
 
     async def reverify(

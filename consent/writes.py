@@ -427,6 +427,7 @@ class ConsentWrites:
         at: datetime,
         threshold: int,
         agreed_checks: Sequence[datetime] = (),
+        observed_at: datetime | None = None,
     ) -> Suspension | None:
         async with self._begin() as tx:
             found = await binding_writes.record_device_event(
@@ -436,6 +437,7 @@ class ConsentWrites:
                 at=at,
                 threshold=threshold,
                 agreed_checks=agreed_checks,
+                observed_at=observed_at,
             )
         if found is None:
             return None

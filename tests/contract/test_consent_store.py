@@ -783,8 +783,20 @@ async def test_a_camera_offline_at_two_consecutive_checks_suspends(h: Harness) -
     assert await offline(c1) is None
     assert await offline(c3) is None  # c2 found the camera there: no run
     assert await gate(h, c1) is None
-    s = await offline(c4)  # c3, c4 in a row
+    # c3, c4 in a row; c4 taken from the camera before its time (it was gone): the suspension
+    # starts when that was found, not at c4's agreed instant
+    found_at = c3 + timedelta(minutes=20)
+    s = await h.store.record_device_event(
+        device_id="cam-0001",
+        event_type=off,
+        at=c4,
+        threshold=1,
+        agreed_checks=agreed,
+        observed_at=found_at,
+    )
     assert s is not None
+    assert s.started_at == found_at
+    assert await gate(h, found_at + timedelta(seconds=1)) is Reason.SUSPENDED
     assert (s.event_type, s.event_count, s.reason) == (off, 2, SuspensionReason.POSSIBLE_WITHDRAWAL)
     assert h.changes[-1].kind is ChangeKind.SUSPENDED
 
