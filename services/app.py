@@ -535,21 +535,23 @@ async def report_offline(bus: EventBus, behaviour: BehaviourWatch, store: RoundS
                 and not event.relayed  # another process's step: counted there
             ):
                 try:
-                    await offline_at_check(behaviour, store, event.check_id, event.device_id)
+                    await offline_at_check(
+                        behaviour, store, event.check_id, event.device_id, event.at
+                    )
                 except Exception:  # a task's boundary: logged, the next check still counts
                     log.exception("offline_check_not_recorded", check_id=event.check_id)
 
 
 async def offline_at_check(
-    behaviour: BehaviourWatch, store: RoundStore, check_id: str, device_id: str
+    behaviour: BehaviourWatch, store: RoundStore, check_id: str, device_id: str, at: datetime
 ) -> None:
-    """Record that the round found ``device_id`` offline for the check ``check_id``."""
+    """Record that the round found ``device_id`` offline at ``at`` for the check ``check_id``."""
     check = await store.get(check_id)
     span = consent_rules.BEHAVIOUR_WINDOW
     around = await store.agreed_instants(
         check.recipient_id, since=check.agreed_at - span, until=check.agreed_at + span
     )
-    await behaviour.offline_at_check(device_id, check.agreed_at, around)
+    await behaviour.offline_at_check(device_id, check.agreed_at, around, observed_at=at)
 
 
 def build_rounds(
