@@ -88,6 +88,9 @@ INSERT INTO signal_sessions (session_id, device_id, purpose, staff_id, recipient
     VALUES ('sess-0000-{o}', 'cam-{o}', 'view', 'staff-{o}{o}{o}{o}{o}{o}', 'r-{o}', 'i-1',
             'granted', now(), now() + interval '30 s');
 INSERT INTO device_bind_buttons (device_id, pressed_at) VALUES ('cam-{o}', now());
+INSERT INTO reverifications (reverification_id, recipient_id, verified_by, recorded_at, people,
+                             outcome)
+    VALUES ('rever-{o}', 'r-{o}', 'staff-x', now(), '[]', 'lifted');
 """
 
 
