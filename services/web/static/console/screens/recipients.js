@@ -399,18 +399,59 @@ export function mount(container, ctx) {
     return [h('h2', {}, tx('extract_title')), h('p', { class: 'hint' }, tx('extract_hint')), form];
   }
 
+  /** Why supervision is suspended (hard rule 8: each suspension's cause in words), and for
+   * administrators the re-verification: every person living there (the brukare and each
+   * cohabitant) asked, how and when, with the answer per purpose. The server decides. */
+  function suspendedSection(basis, suspended) {
+    if (!suspended.length) return [];
+    const why = h('ul', { class: 'plain', id: 'suspended-why' }, suspended.map((s) => h('li', { dataset: { cause: s.event_type, reason: s.reason } },
+      tx(has(`suspended_why_${s.event_type}`) ? `suspended_why_${s.event_type}` : 'suspended_why_other'), ` (${date(s.started_at)})`)));
+    const parts = [h('div', { class: 'form-error', id: 'suspended' },
+      h('p', {}, tx(`suspended_reason_${suspended[0].reason || 'possible_withdrawal'}`), ': ', tx('suspended_notice')), why)];
+    if (!admin) return parts;
+    const pad = (n) => String(n).padStart(2, '0');
+    const d = new Date();
+    const nowLocal = `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+    const people = [{ id: basis.recipient.recipient_id, name: t('person_recipient') },
+      ...basis.cohabitants.filter((c) => !c.moved_out_at || Date.parse(c.moved_out_at) > Date.now())
+        .map((c) => ({ id: c.cohabitant_id, name: c.display_name }))];
+    const asked = people.map((p, i) => {
+      const how = select(['visit', 'phone'], 'reverify_how_');
+      const at = h('input', { type: 'datetime-local', required: true, value: nowLocal });
+      const answers = PURPOSES.map((purpose) => h('select', { dataset: { purpose } },
+        ...(purpose === 'camera_check' ? [] : [bind(h('option', { value: '' }), 'reverify_not_asked')]),
+        bind(h('option', { value: 'consents' }), 'reverify_consents'),
+        bind(h('option', { value: 'refuses' }), 'reverify_refuses')));
+      const box = h('fieldset', { class: 'form-grid', dataset: { person: p.id } }, h('legend', {}, p.name),
+        ...field(`rv-how-${i}`, 'reverify_how', how), ...field(`rv-at-${i}`, 'reverify_when', at),
+        ...answers.flatMap((sel, k) => field(`rv-${PURPOSES[k]}-${i}`, `purpose_${PURPOSES[k]}`, sel)));
+      return { id: p.id, how, at, answers, box };
+    });
+    const save = h('button', { type: 'submit', class: 'primary', id: 'reverify' }, tx('reverify'));
+    const form = h('form', { id: 'reverify-form' }, h('p', { class: 'hint' }, tx('reverify_hint')), ...asked.map((a) => a.box), save);
+    form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      const body = {
+        people: asked.map((a) => ({
+          person_id: a.id,
+          how: a.how.value,
+          spoken_at: a.at.value,
+          answers: Object.fromEntries(a.answers.filter((sel) => sel.value).map((sel) => [sel.dataset.purpose, sel.value])),
+        })),
+      };
+      const refuses = body.people.some((p) => Object.values(p.answers).includes('refuses'));
+      if (refuses && !window.confirm(t('reverify_confirm'))) return;
+      run(save, () => post(`/api/recipients/${encodeURIComponent(id)}/reverify`, body), refuses ? 'reverified_withdrawn' : 'reverified');
+    });
+    parts.push(h('fieldset', {}, h('legend', {}, tx('reverify_title')), form));
+    return parts;
+  }
+
   async function showOne(keep) {
     const basis = await get(`/api/recipients/${encodeURIComponent(id)}`);
     if (!alive) return;
     const now = Date.parse(basis.now) || Date.now();
     const suspended = basis.suspensions.filter((s) => !s.lifted_at);
-    const reverify = admin && suspended.length ? h('button', { type: 'button', class: 'primary', id: 'reverify' }, tx('reverify')) : null;
-    if (reverify) {
-      reverify.addEventListener('click', () => {
-        if (!window.confirm(t('reverify_confirm'))) return;
-        run(reverify, () => post(`/api/recipients/${encodeURIComponent(id)}/reverify`, { consent_verified: true }), 'reverified');
-      });
-    }
     const devices = await devicesSection(basis);
     if (!alive) return;
     render(keep,
@@ -421,7 +462,7 @@ export function mount(container, ctx) {
       error,
       h('h2', {}, tx('gate_title')),
       gateBadges(basis.gate),
-      suspended.length ? h('p', { class: 'form-error', id: 'suspended' }, tx('suspended_notice'), ' ', reverify) : null,
+      ...suspendedSection(basis, suspended),
       h('div', { class: 'two-col' },
         h('div', {}, ...plansSection(basis, now), ...pausesSection(basis, now)),
         h('div', {}, ...consentsSection(basis, now), ...cohabitantsSection(basis), ...devices)),
