@@ -17,6 +17,7 @@ would be done and changes nothing (and audits nothing).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta, tzinfo
@@ -26,7 +27,7 @@ import structlog
 
 from kernel import tenancy
 from kernel.audit import store as audit_store
-from kernel.clock import Clock, ClockPort, sleep_of
+from kernel.clock import Clock, ClockPort
 from services import retention_rules as rr
 from services.settings import Settings
 
@@ -202,15 +203,25 @@ def next_run(now: datetime, zone: tzinfo, hour: int) -> datetime:
     return at
 
 
+POLL_S = 30.0
+"""How often the daily job looks at the clock, in real seconds."""
+
+
 async def daily(pool: asyncpg.Pool, settings: Settings, clock: Clock | ClockPort) -> None:
-    """Run the job every day at ``retention_hour`` (the ``retention`` task)."""
-    sleep = sleep_of(clock)
+    """Run the job every day at ``retention_hour`` (the ``retention`` task).
+
+    It looks at the service clock every :data:`POLL_S` seconds of real time rather than sleeping
+    on the clock: a hand-moved clock (tests, ``ScaledClock(0)``) advances when slept on, and a
+    daily job must never move the service's time forward by a day."""
     policy = policy_of(settings)
+    due = next_run(clock(), settings.zone, settings.retention_hour)
     while True:
+        await asyncio.sleep(POLL_S)
         now = clock()
-        wait = (next_run(now, settings.zone, settings.retention_hour) - now).total_seconds()
-        await sleep(max(1.0, wait))
+        if now < due:
+            continue
+        due = next_run(now, settings.zone, settings.retention_hour)
         try:
-            await run(pool, policy, now=clock(), batch=settings.retention_batch_rows)
+            await run(pool, policy, now=now, batch=settings.retention_batch_rows)
         except (OSError, asyncpg.PostgresError) as e:  # tomorrow again; the log says why
             log.warning("retention_failed", error=type(e).__name__)

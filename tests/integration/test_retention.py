@@ -7,6 +7,7 @@ nothing. The job's other classes delete and blank in batches, audited by count."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 from collections.abc import AsyncIterator
@@ -589,3 +590,37 @@ async def test_the_command_runs_the_job_and_a_dry_run_changes_nothing(
 
     base, _, _ = database_url.rpartition("/")
     assert await asyncio.to_thread(run, url=f"{base}/hc_no_such_database_x") == 3
+
+
+async def test_the_daily_job_runs_at_its_hour_and_never_moves_the_clock(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job looks at the service clock; it does not sleep on it (a hand-moved clock advances
+    when slept on, and a daily job would carry the service's time a day forward each loop)."""
+    settings = load({})
+    runs: list[datetime] = []
+    ran = asyncio.Event()
+
+    async def fake_run(_pool: asyncpg.Pool, _policy: object, *, now: datetime, batch: int) -> None:
+        runs.append(now)
+        ran.set()
+
+    monkeypatch.setattr(retention, "POLL_S", 0.01)
+    monkeypatch.setattr(retention, "run", fake_run)
+    clock = ScaledClock(0, T0)
+    due = retention.next_run(T0, settings.zone, settings.retention_hour)
+    task = asyncio.create_task(retention.daily(pool, settings, clock))
+    try:
+        for _ in range(20):  # many polls: neither a run nor a moved clock
+            await asyncio.sleep(0.01)
+        assert (runs, clock()) == ([], T0)
+        clock.set(due + timedelta(minutes=1))
+        await asyncio.wait_for(ran.wait(), 5)
+        assert runs == [due + timedelta(minutes=1)]
+        for _ in range(20):  # not again the same day
+            await asyncio.sleep(0.01)
+        assert len(runs) == 1
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
