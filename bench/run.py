@@ -282,7 +282,11 @@ def _audit(r: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _tenancy(r: dict[str, Any]) -> list[dict[str, Any]]:
     return [
-        figure("tenancy", "pool acquire + SELECT 1, scope set", r["acquire_scoped_us"], "us",
+        figure("tenancy", "pool acquire + SELECT 1, same scope", r["acquire_scoped_us"], "us",
+               baseline="the same without the scope step (owner)",
+               baseline_value=r["acquire_plain_us"]),
+        figure("tenancy", "pool acquire + SELECT 1, scope changes each time",
+               r["acquire_scope_switching_us"], "us",
                baseline="the same without the scope step (owner)",
                baseline_value=r["acquire_plain_us"]),
         figure("tenancy", "one brukare by id under the policies", r["read_by_id_rls_us"], "us",

@@ -2,7 +2,9 @@
 
 Baselines in the same run, on the same scratch database and the same rows:
 - a pool without the scope step (``setup=None``, the schema owner: no role switch, no policies)
-  against the service's pool (``services.db.enter_scope`` on every acquire, then the policies);
+  against the service's pool (``services.db.enter_scope`` on every acquire, then the policies),
+  both when one scope asks again and again (the connection keeps it: no extra round trip) and
+  when every acquire comes from another organisation's request (one more round trip each);
 - one brukare read by id, and one team's list, by the owner (no policies) against the service role
   with one organisation set (the policies filter every row).
 Two organisations of ``--recipients`` brukare each; the reads ask for organisation A's.
@@ -86,9 +88,14 @@ async def run(recipients: int = 5000, reads: int = 2000) -> dict[str, Any]:
                     async with service.acquire() as c:
                         return await c.fetchval("SELECT 1")
 
+                async def switching_acquire(i: int) -> object:
+                    with tenancy.scoped(tenancy.Scope(orgs=frozenset({f"org-{'ab'[i % 2]}"}))):
+                        return await scoped_acquire(i)
+
                 plain_us = await _timed(reads, plain_acquire)
                 with tenancy.scoped(tenancy.Scope(orgs=frozenset({"org-a"}))):
                     scoped_us = await _timed(reads, scoped_acquire)
+                switching_us = await _timed(reads, switching_acquire)
                 async with owner_pool.acquire() as owner:
                     owner_by_id = await _timed(
                         reads, lambda i: owner.fetchrow(BY_ID, f"r-a-{i % recipients + 1}")
@@ -117,6 +124,7 @@ async def run(recipients: int = 5000, reads: int = 2000) -> dict[str, Any]:
         "acquire_plain_us": round(plain_us, 1),
         "acquire_scoped_us": round(scoped_us, 1),
         "acquire_scope_added_us": round(scoped_us - plain_us, 1),
+        "acquire_scope_switching_us": round(switching_us, 1),
         "read_by_id_owner_us": round(owner_by_id, 1),
         "read_by_id_rls_us": round(rls_by_id, 1),
         "team_list_owner_us": round(owner_list, 1),

@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 import structlog
@@ -80,15 +80,47 @@ async def migrate(conn: Conn) -> list[str]:
     return applied
 
 
-async def enter_scope(conn: Conn) -> None:
+class ServiceConnection(asyncpg.Connection):
+    """A pooled connection that remembers the scope it was last given, so handing it to a task
+    of the same scope costs no round trip. The pool's reset keeps that setting (it does not run
+    ``RESET ALL``); :func:`enter_scope` sets it again whenever the next task's scope differs."""
+
+    __slots__ = ("_homecare_scope",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._homecare_scope: str | None = None
+
+    def scope_given(self) -> str | None:
+        return self._homecare_scope
+
+    def give_scope(self, setting: str) -> None:
+        self._homecare_scope = setting
+
+
+RESET_SQL = "SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;"
+"""What asyncpg's own reset runs on release, less ``RESET ALL``: the role and the scope stay, and
+the next acquire checks them (no statement of the service sets any other session setting)."""
+
+
+async def enter_scope(conn: Any) -> None:  # a pool's proxy of a ServiceConnection
     """Hand a pooled connection to the task that acquired it: the service role, and the
     organisations of the scope current in that task (:mod:`kernel.tenancy`). Runs on every
-    acquire; asyncpg's reset on release (``RESET ALL``) clears the scope again."""
+    acquire; sets them (one round trip) unless the connection already holds that scope."""
+    want = tenancy.current().setting
+    if conn.scope_given() == want:
+        return
+    conn.give_scope("")  # unknown until the statement has run
     await conn.fetchval(
         "SELECT set_config('role', $1, false), set_config('homecare.orgs', $2, false)",
         SERVICE_ROLE,
-        tenancy.current().setting,
+        want,
     )
+    conn.give_scope(want)
+
+
+async def _reset(conn: Any) -> None:
+    await conn.execute(RESET_SQL)
 
 
 @asynccontextmanager
@@ -103,7 +135,13 @@ async def open_pool(
     finally:
         await owner.close()
     pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, command_timeout=30, setup=enter_scope
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        command_timeout=30,
+        connection_class=ServiceConnection,
+        setup=enter_scope,
+        reset=_reset,
     )
     try:
         yield pool
