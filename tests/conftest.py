@@ -28,10 +28,23 @@ from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
+import structlog
 from hypothesis import HealthCheck, settings
 
 from services import db
 from tests import servers
+
+# The service's own log format for a process that is not at a terminal (services.logs), without
+# its level filter: structlog's default console renderer costs twice as much per event, and the
+# suite logs a great many of them. Tests that look at events use structlog.testing.capture_logs.
+structlog.configure(
+    processors=[
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso"),
+        structlog.processors.JSONRenderer(),
+    ]
+)
 
 settings.register_profile(
     "ci", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True

@@ -43,12 +43,12 @@ class Night:
 
 @pytest.fixture
 async def night(database_url: str, owner: asyncpg.Connection) -> Night:
-    """Nine simulated homes through one night (the round, its checks and the operators' views
+    """Four simulated homes through one night (the round, its checks and the operators' views
     as signalling stores them); the simulated operators get accounts with display names.
 
     The simulation's operators have ids no account can have (``staff-sim-op1``); as the owner,
     their sessions are given the ids of two accounts made for them."""
-    result = await night_sim.NightSim(database_url, n_homes=9, night=NIGHT).run()
+    result = await night_sim.NightSim(database_url, n_homes=4, night=NIGHT).run()
     assert result.ok, night_sim.render(result)
     for sim_id, staff_id in ACCOUNTS.items():
         await owner.execute(
