@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +25,7 @@ from typing import Any
 
 import asyncpg
 
+from bench.registry import scratch_database
 from kernel import tenancy
 from services import db
 
@@ -66,56 +65,48 @@ async def _timed(n: int, step: Callable[[int], Awaitable[object]]) -> float:
 
 
 async def run(recipients: int = 5000, reads: int = 2000) -> dict[str, Any]:
-    admin_url = os.environ.get(
-        "HOMECARE_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-    )
-    name = f"hc_bench_tenancy_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(admin_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = admin_url.rpartition("/")[0] + f"/{name}"
-    try:
-        async with db.open_pool(url, min_size=1, max_size=1) as service:
-            owner_pool = await asyncpg.create_pool(url, min_size=1, max_size=1)
-            try:
-                async with owner_pool.acquire() as owner:
-                    await _seed(owner, recipients)
+    async with (
+        scratch_database("tenancy") as url,
+        db.open_pool(url, min_size=1, max_size=1) as service,
+    ):
+        owner_pool = await asyncpg.create_pool(url, min_size=1, max_size=1)
+        try:
+            async with owner_pool.acquire() as owner:
+                await _seed(owner, recipients)
 
-                async def plain_acquire(_: int) -> object:
-                    async with owner_pool.acquire() as c:
-                        return await c.fetchval("SELECT 1")
+            async def plain_acquire(_: int) -> object:
+                async with owner_pool.acquire() as c:
+                    return await c.fetchval("SELECT 1")
 
-                async def scoped_acquire(_: int) -> object:
-                    async with service.acquire() as c:
-                        return await c.fetchval("SELECT 1")
+            async def scoped_acquire(_: int) -> object:
+                async with service.acquire() as c:
+                    return await c.fetchval("SELECT 1")
 
-                async def switching_acquire(i: int) -> object:
-                    with tenancy.scoped(tenancy.Scope(orgs=frozenset({f"org-{'ab'[i % 2]}"}))):
-                        return await scoped_acquire(i)
+            async def switching_acquire(i: int) -> object:
+                with tenancy.scoped(tenancy.Scope(orgs=frozenset({f"org-{'ab'[i % 2]}"}))):
+                    return await scoped_acquire(i)
 
-                plain_us = await _timed(reads, plain_acquire)
-                with tenancy.scoped(tenancy.Scope(orgs=frozenset({"org-a"}))):
-                    scoped_us = await _timed(reads, scoped_acquire)
-                switching_us = await _timed(reads, switching_acquire)
-                async with owner_pool.acquire() as owner:
-                    owner_by_id = await _timed(
-                        reads, lambda i: owner.fetchrow(BY_ID, f"r-a-{i % recipients + 1}")
+            plain_us = await _timed(reads, plain_acquire)
+            with tenancy.scoped(tenancy.Scope(orgs=frozenset({"org-a"}))):
+                scoped_us = await _timed(reads, scoped_acquire)
+            switching_us = await _timed(reads, switching_acquire)
+            async with owner_pool.acquire() as owner:
+                owner_by_id = await _timed(
+                    reads, lambda i: owner.fetchrow(BY_ID, f"r-a-{i % recipients + 1}")
+                )
+                owner_list = await _timed(max(reads // 20, 10), lambda _: owner.fetch(
+                    TEAM_LIST, "t-a"))  # fmt: skip
+            with tenancy.scoped(tenancy.Scope(orgs=frozenset({"org-a"}))):
+                async with service.acquire() as conn:
+                    rls_by_id = await _timed(
+                        reads, lambda i: conn.fetchrow(BY_ID, f"r-a-{i % recipients + 1}")
                     )
-                    owner_list = await _timed(max(reads // 20, 10), lambda _: owner.fetch(
+                    rls_list = await _timed(max(reads // 20, 10), lambda _: conn.fetch(
                         TEAM_LIST, "t-a"))  # fmt: skip
-                with tenancy.scoped(tenancy.Scope(orgs=frozenset({"org-a"}))):
-                    async with service.acquire() as conn:
-                        rls_by_id = await _timed(
-                            reads, lambda i: conn.fetchrow(BY_ID, f"r-a-{i % recipients + 1}")
-                        )
-                        rls_list = await _timed(max(reads // 20, 10), lambda _: conn.fetch(
-                            TEAM_LIST, "t-a"))  # fmt: skip
-                        listed = len(await conn.fetch(TEAM_LIST, "t-a"))
-                        leaked = len(await conn.fetch(TEAM_LIST, "t-b"))
-            finally:
-                await owner_pool.close()
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+                    listed = len(await conn.fetch(TEAM_LIST, "t-a"))
+                    leaked = len(await conn.fetch(TEAM_LIST, "t-b"))
+        finally:
+            await owner_pool.close()
     if listed != recipients or leaked != 0:
         raise RuntimeError(f"the policies did not hold: listed {listed}, other org {leaked}")
     out = {
