@@ -11,12 +11,15 @@ Per role (``HOMECARE_ROLES`` / ``--roles``):
 - always: ``/healthz``, ``/readyz`` (PostgreSQL, the MQTT connection, every supervised task),
   ``/metrics`` (:class:`services.web.metrics.Metrics`, one registry per runtime); the pool, the
   consent gate and its listener, the device registry on the process's one MQTT connection
-  (:class:`services.mqtt.MqttLink`, shared with signalling);
+  (:class:`services.mqtt.MqttLink`, shared with signalling), and the behaviour that counts toward
+  hard rule 8 (``consent-covered``, ``consent-offline``);
 - ``api``: the HTTP API, OpenAPI, login, the console and its WebSocket, the relay of other
   processes' round steps to this process's consoles;
 - ``signalling``: ``/ws/signal`` and the reference viewer, and a share of device signalling;
-- ``rounds``: the planner and watchdog and a worker; ``probes``: a worker with the motion probe
-  (signalling runs in-process for it).
+- ``rounds``: the planner and watchdog and a worker, and the daily retention job
+  (``retention``); ``probes``: a worker with the motion probe (signalling runs in-process for it);
+- with an audit anchor key (``HOMECARE_AUDIT_ANCHOR_KEY``), any role: ``audit-anchor``, which signs
+  the audit chain's head when it changed and once more at a clean shutdown.
 
 Background tasks run in one :class:`services.supervisor.Supervisor`: a crash is logged, counted
 in ``/metrics`` and makes ``/readyz`` answer 503 naming the task. Besides those :func:`start_tasks`
