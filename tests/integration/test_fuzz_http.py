@@ -19,6 +19,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
@@ -39,6 +40,7 @@ count, not a time budget, so a loaded machine makes the test slower, never weake
 class Served:
     url: str
     tokens: dict[Role, str]
+    public_paths: list[str]  # the OpenAPI paths with an operation anyone may call
 
 
 @pytest.fixture
@@ -62,7 +64,15 @@ async def served(database_url: str, mqtt_url: str, topic_prefix: str) -> AsyncIt
                     conn, staff_id=account.staff_id, role=role, ttl_s=3600, label="fuzz"
                 )
         async with TestServer(rt.app, host="127.0.0.1") as server:
-            yield Served(str(server.make_url("")).rstrip("/"), tokens)
+            url = str(server.make_url("")).rstrip("/")
+            async with aiohttp.ClientSession() as http, http.get(f"{url}/api/openapi.json") as r:
+                doc = await r.json()
+            public = [
+                path
+                for path, ops in doc["paths"].items()
+                if any(op.get("x-roles") == ["public"] for op in ops.values())
+            ]
+            yield Served(url, tokens, public)
 
 
 def _schemathesis() -> list[str]:
@@ -75,6 +85,14 @@ def _schemathesis() -> list[str]:
 
 
 async def _fuzz(served: Served, workdir: Path, header: str | None) -> tuple[int, str]:
+    # A caller with no login meets the same 401 on every guarded operation, before its input is
+    # read (tests/integration/test_access_every_route.py proves that for each): fuzzing those
+    # again would test one branch many times. Without a login the public operations are fuzzed.
+    only_public = (
+        []
+        if header
+        else ["--include-path-regex", "^(?:" + "|".join(map(re.escape, served.public_paths)) + ")$"]
+    )
     args = [
         *_schemathesis(),
         "run",
@@ -92,6 +110,7 @@ async def _fuzz(served: Served, workdir: Path, header: str | None) -> tuple[int,
         "all",
         "--seed",
         "8",
+        *only_public,
     ]
     if header:
         args += ["-H", header]
@@ -127,5 +146,5 @@ async def test_no_input_gives_a_server_error(
     assert found, tail
     generated, passed = int(found[1]), int(found[2])
     print(f"\nschemathesis as {who or 'anonymous'}: {generated} cases, {passed} passed, no 5xx")
-    assert generated >= 50
+    assert generated >= (50 if who else 10)
     assert passed == generated
