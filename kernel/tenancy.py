@@ -33,15 +33,8 @@ class Scope:
             return "*"
         return ",".join(sorted(self.orgs))
 
-    def sees(self, organisation_id: str | None) -> bool:
-        """What the policies decide, for code that must agree with them."""
-        if self.orgs is None:
-            return True
-        return organisation_id is not None and organisation_id in self.orgs
-
 
 SYSTEM = Scope(orgs=None)
-NOTHING = Scope(orgs=frozenset())
 
 _current: ContextVar[Scope] = ContextVar("homecare_scope", default=SYSTEM)
 
