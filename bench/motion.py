@@ -7,7 +7,7 @@ One command (from the repository root)::
 
 In one run, on one core (the process pins itself to one CPU and OpenCV to one thread):
 
-1. **Kernel** (:func:`supervision.motion.step`, with ``bed`` and ``floor`` zones) per frame at
+1. **Kernel** (:func:`vision.motion.step`, with ``bed`` and ``floor`` zones) per frame at
    320x240, 640x480 and 1280x720, beside
    (a) *baseline*: Frigate's improved motion detector as Frigate runs it with its default
        config (:class:`FrigateBaseline`: nearest-neighbour resize to 100 rows, two
@@ -60,7 +60,7 @@ import numpy.typing as npt
 
 from bench.motion_live import live_figures
 from simulators.scenes import Scene, SceneKind
-from supervision import motion
+from vision import motion
 
 U8 = npt.NDArray[np.uint8]
 ROOT = Path(__file__).resolve().parent.parent

@@ -40,8 +40,8 @@ import numpy as np
 import numpy.typing as npt
 
 from simulators import scenes
-from supervision import motion
-from supervision.verdict import DEFAULT_THRESHOLDS, Thresholds, Verdict, VerdictKind, decide
+from vision import motion
+from vision.verdict import DEFAULT_THRESHOLDS, Thresholds, Verdict, VerdictKind, decide
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CLIPS = ROOT.parent / "shared" / "data" / "video"

@@ -30,10 +30,10 @@ import numpy.typing as npt
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from simulators.media import SceneTrack
+from homeside.media import FrameTrack
 from simulators.scenes import Scene, SceneKind
-from supervision import motion
 from supervision.probe import luma_view
+from vision import motion
 
 ROOT = Path(__file__).resolve().parent.parent
 FPS = 5.0
@@ -71,7 +71,7 @@ async def serve_cameras(count: int) -> None:
         message = json.loads(await reader.readline())
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         source = _Looped(seed=int(message["i"]) % 4)
-        pc.addTrack(SceneTrack(source, width=320, height=240, fps=FPS))
+        pc.addTrack(FrameTrack(source, width=320, height=240, fps=FPS))
         await pc.setRemoteDescription(RTCSessionDescription(message["sdp"], "offer"))
         await pc.setLocalDescription(await pc.createAnswer())
         answer = {"i": message["i"], "sdp": pc.localDescription.sdp}

@@ -23,10 +23,10 @@ from typing import Any
 
 import asyncpg
 
+from homeside.device import DeviceSpec
 from services import app, logs
 from services.settings import Settings
 from simulators import homes
-from simulators.device import DeviceSpec
 from tools import embedded
 
 RESULTS = Path(__file__).parent / "results"

@@ -58,13 +58,14 @@ from consent.model import (
 )
 from devices import envelope as env
 from devices.topics import DeviceKind
+from homeside.device import DeviceClient, DeviceSpec
+from homeside.media import FrameTrack
+from homeside.peer import DevicePeer
 from identity import store as staff_store
 from kernel.roles import Role
 from services import app
 from services.settings import load
-from simulators.device import DeviceSpec, SimulatedDevice
-from simulators.media import SceneTrack
-from simulators.peer import DevicePeer, attach
+from simulators.homes import attach
 from simulators.scenes import Scene, SceneKind
 from tools.view import View, WebSocketChannel
 
@@ -126,7 +127,7 @@ async def _direct_first_frame() -> float:
         viewer.addTransceiver("video", direction="recvonly")
         await viewer.setLocalDescription(await viewer.createOffer())
         await camera.setRemoteDescription(viewer.localDescription)
-        camera.addTrack(SceneTrack(Scene(SceneKind.WALKING, seed=7), width=320, height=240))
+        camera.addTrack(FrameTrack(Scene(SceneKind.WALKING, seed=7), width=320, height=240))
         await camera.setLocalDescription(await camera.createAnswer())
         await viewer.setRemoteDescription(camera.localDescription)
         await asyncio.wait_for(got.wait(), 10)
@@ -337,7 +338,7 @@ async def run(
             tasks = []
             for device_id in cams:
                 spec = DeviceSpec(device_id, DeviceKind.CAMERA, width=320, height=240, fps=10.0)
-                sim = SimulatedDevice(spec, broker, prefix=prefix, health_interval_s=3600)
+                sim = DeviceClient(spec, broker, prefix=prefix, health_interval_s=3600)
                 peers[device_id] = attach(sim, scene=Scene(SceneKind.WALKING, seed=3))
                 tasks.append(asyncio.create_task(sim.run(stop)))
             try:

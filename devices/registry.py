@@ -5,7 +5,7 @@ one on record is stale and changes nothing, so a late will of an old connection 
 reconnected device offline. A device first heard of is created quarantined; binding is an
 administrator's act elsewhere and never happens here.
 
-A session counter is a device's clock in Unix milliseconds at connect (``simulators.device``), or a
+A session counter is a device's clock in Unix milliseconds at connect (``homeside.device``), or a
 smaller count; one beyond :func:`session_limit` (the receiving clock plus
 :data:`MAX_SESSION_AHEAD`) is refused (``session_in_future``): else one forged ``status`` with a
 huge session would make every later real birth and will stale and pin the presence for good. A

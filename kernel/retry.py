@@ -23,7 +23,7 @@ Who retries with what (each names its policy beside the loop):
   :data:`DB_WRITE_RETRY`);
 - a round worker waiting for its own broker link (``supervision.runner``: ``link_retry_s``
   apart on the night's clock, given up after ``link_wait_s``);
-- the simulated device's reconnect (``simulators.device.RECONNECT``, with jitter).
+- the simulated device's reconnect (``homeside.device.RECONNECT``, with jitter).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Simulated homes: a camera in every home, a video phone in every third one.
 
 With :func:`media` every device also answers WebRTC offers with real media
-(:mod:`simulators.peer`): each camera shows its home's scene (:func:`parse_scenes`: one kind for
+(:mod:`homeside.peer`): each camera shows its home's scene (:func:`parse_scenes`: one kind for
 all homes or ``N=kind`` per home, ``kind:ir`` for night vision), changeable at run time by the
-``scene`` command; each video phone answers calls by its :class:`~simulators.peer.AnswerPolicy`.
+``scene`` command; each video phone answers calls by its :class:`~homeside.peer.AnswerPolicy`.
 """
 
 from __future__ import annotations
@@ -13,13 +13,16 @@ import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from devices import topics
 from devices.topics import DeviceKind
-from simulators.device import DeviceSpec, SimulatedDevice
-from simulators.peer import AnswerPolicy, DevicePeer, attach
+from homeside import peer as device_peer
+from homeside.device import DeviceClient, DeviceSpec
+from homeside.media import FrameSource
+from homeside.peer import AnswerPolicy, DevicePeer
 from simulators.scenes import Scene, SceneKind
 
-#: Lets media and call behaviour (simulators.peer) attach to each device before it connects.
-Decorate = Callable[[SimulatedDevice], None]
+#: Lets media and call behaviour (homeside.peer) attach to each device before it connects.
+Decorate = Callable[[DeviceClient], None]
 
 
 def camera_id(home: int) -> str:
@@ -94,6 +97,32 @@ def home_of(device_id: str) -> int:
     return int(tail) if tail.isdigit() else 0
 
 
+def attach(
+    device: DeviceClient, *, scene: FrameSource | None = None, policy: AnswerPolicy | None = None
+) -> DevicePeer:
+    """Give a simulated ``device`` real media (``scene``, by default its home asleep) and call
+    behaviour, and the simulator's own ``scene`` command; returns the peer for inspection."""
+    seed = zlib.crc32(device.spec.device_id.encode()) & 0xFFFF
+    peer = device_peer.attach(
+        device, scene=scene or Scene(SceneKind.ASLEEP, seed=seed), policy=policy
+    )
+
+    async def on_scene(command: topics.Command) -> tuple[bool, str | None]:
+        """``{"scene": kind, "ir": bool}``: what the camera shows from the next frame on."""
+        ir = command.args.get("ir", False)
+        try:
+            kind = SceneKind(str(command.args.get("scene")))
+        except ValueError:
+            return False, "unknown_scene"
+        if not isinstance(ir, bool):
+            return False, "bad_args"
+        peer.set_source(Scene(kind, seed=seed, ir=ir))
+        return True, None
+
+    device.on_command[topics.CommandOp.SCENE] = on_scene
+    return peer
+
+
 def media(
     *,
     every: SceneChoice | None = None,
@@ -103,7 +132,7 @@ def media(
 ) -> Decorate:
     """A :data:`Decorate` that gives each device real media; ``peers`` collects them by id."""
 
-    def decorate(device: SimulatedDevice) -> None:
+    def decorate(device: DeviceClient) -> None:
         device_id = device.spec.device_id
         scene = scene_of(home_of(device_id), every, per_home).scene(device_id)
         peer = attach(device, scene=scene, policy=policy)
@@ -134,11 +163,11 @@ async def run_devices(
     stop: asyncio.Event,
     decorate: Decorate | None = None,
     health_interval_s: float = 30.0,
-) -> list[SimulatedDevice]:
+) -> list[DeviceClient]:
     """Run the devices until ``stop`` is set; they connect in a staggered burst."""
     devices = []
     for spec in specs:
-        device = SimulatedDevice(
+        device = DeviceClient(
             spec,
             mqtt_url,
             prefix=prefix,
@@ -154,6 +183,6 @@ async def run_devices(
     return devices
 
 
-async def _start_later(device: SimulatedDevice, stop: asyncio.Event, delay_s: float) -> None:
+async def _start_later(device: DeviceClient, stop: asyncio.Event, delay_s: float) -> None:
     await asyncio.sleep(delay_s)
     await device.run(stop)

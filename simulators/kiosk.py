@@ -12,7 +12,7 @@ installer's proof for a camera's binding: a ``bind_button`` event; the page of a
 button too).
 
 ``live`` is ``{"purpose": "view" | "probe" | "call", "session_id", "remaining_s"}`` while the
-unit's own indicator is on (:meth:`simulators.peer.DevicePeer.live`), or, for a phone, while its
+unit's own indicator is on (:meth:`homeside.peer.DevicePeer.live`), or, for a phone, while its
 home's camera's is (the screen in the home shows *Hemtjänsten tittar* during a view of that
 camera, counting down ``remaining_s`` when the plan says so). Bind it to loopback: it is the
 simulated unit's own screen and has no login.
@@ -28,8 +28,8 @@ from pathlib import Path
 import aiomqtt
 from aiohttp import web
 
+from homeside.peer import DevicePeer
 from simulators.homes import home_of
-from simulators.peer import DevicePeer
 
 PAGE = Path(__file__).parent / "static" / "kiosk.html"
 PEERS: web.AppKey[Mapping[str, DevicePeer]] = web.AppKey("kiosk_peers")

@@ -130,7 +130,7 @@ class Refusal(StrEnum):
     NOT_VIEWED = "not_viewed"  # "seen" without video delivered to this operator for this check
 
 
-# Verdict names of the motion check (supervision.verdict) as this module routes them.
+# Verdict names of the motion check (vision.verdict) as this module routes them.
 CLEARABLE_VERDICTS = frozenset({"activity", "still"})
 CAMERA_TROUBLE_VERDICTS = frozenset({"dark", "frozen", "covered", "no_signal"})
 

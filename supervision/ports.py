@@ -43,7 +43,7 @@ class ConsentGate(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ProbeResult:
-    """The motion check's verdict over one probe window (names as in ``supervision.verdict``)."""
+    """The motion check's verdict over one probe window (names as in ``vision.verdict``)."""
 
     verdict: str
     needs_human: bool

@@ -13,10 +13,10 @@ A receive-only aiortc peer inside the backend (``purpose=probe``, principal ``sy
 3. drains the video track as fast as frames arrive (aiortc's receive queue is unbounded) and
    keeps only the latest frame; the analysis loop takes that one, skips it if it comes sooner
    than ``1 / max_fps`` after the last analysed frame, reads the Y plane without copying
-   (``frame.planes[0]``) and runs :func:`supervision.motion.step` inline for small frames (a
+   (``frame.planes[0]``) and runs :func:`vision.motion.step` inline for small frames (a
    320x240 frame costs less than a thread hop) or in a worker thread for large ones;
 4. after ``window_s`` from the first frame (or at ``bye``), sends ``bye``, closes the peer and
-   returns :func:`supervision.verdict.decide` over what it saw, with the numbers behind it.
+   returns :func:`vision.verdict.decide` over what it saw, with the numbers behind it.
 
 No frame arrives within ``connect_timeout_s`` -> ``no_signal``; ``denied`` -> ``no_signal``
 with the reason in :attr:`ProbeOutcome.ended`. The camera did not ack its live indicator (the
@@ -51,9 +51,9 @@ from aiortc.sdp import candidate_from_sdp
 
 from devices import envelope as env
 from kernel.roles import SYSTEM_PRINCIPAL, Principal
-from supervision import motion
 from supervision.ports import ProbeResult
-from supervision.verdict import DEFAULT_THRESHOLDS, Thresholds, Verdict, decide, no_signal
+from vision import motion
+from vision.verdict import DEFAULT_THRESHOLDS, Thresholds, Verdict, decide, no_signal
 
 log = structlog.get_logger(__name__)
 _LUMA_FIRST = frozenset({"yuv420p", "yuvj420p", "nv12", "yuv422p", "yuv444p", "gray"})

@@ -14,7 +14,7 @@ The wire shape (``PUT /api/devices/{id}/zones`` and its answer)::
 Names are ``bed``, ``floor`` and ``door``, each at most once; an empty list removes every zone
 (the motion check then never clears a check by itself). The zone values and the final check (a
 polygon with area, inside the picture, covering at least one pixel of the kernel's working
-picture) are :mod:`supervision.motion`'s own, so what is accepted here is what the kernel runs.
+picture) are :mod:`vision.motion`'s own, so what is accepted here is what the kernel runs.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ import msgspec
 from devices.errors import DeviceError
 from kernel import codec
 from kernel.codec import CodecError
-from supervision import motion
-from supervision.verdict import BED, FLOOR
+from vision import motion
+from vision.verdict import BED, FLOOR
 
 DOOR = "door"
 ZONE_NAMES = (BED, FLOOR, DOOR)

@@ -119,8 +119,8 @@ async def _kiosk(args: argparse.Namespace, peers: dict[str, Any]) -> AsyncIterat
 
 def _media(args: argparse.Namespace, peers: dict[str, Any] | None = None) -> Callable[[Any], None]:
     """Real media for simulated devices from ``--scene`` and ``--answer`` (bad ones exit 2)."""
+    from homeside.peer import AnswerPolicy
     from simulators import homes
-    from simulators.peer import AnswerPolicy
 
     try:
         every, per_home = homes.parse_scenes(args.scene or [])

@@ -25,7 +25,10 @@ TOP_LEVEL = (
     "supervision",
     "devices",
     "consent",
+    "vision",
+    "homeside",
     "simulators",
+    "agent",
     "tools",
 )
 """Our top-level packages, as ``[tool.setuptools.packages.find]`` in pyproject.toml installs

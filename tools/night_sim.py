@@ -69,15 +69,16 @@ from services.settings import Settings, SettingsError
 from services.signalling import store as signal_store
 from simulators import scenes
 from supervision import checks as ch
-from supervision import motion, report, schedule
+from supervision import report, schedule
 from supervision.checks import Check, OutcomeKind, State
 from supervision.errors import TransitionRefused
 from supervision.ports import ProbeResult
 from supervision.runner import Runner
 from supervision.store import RoundStore
-from supervision.verdict import decide
 from supervision.watchdog import Watchdog
 from tools import night_ladder
+from vision import motion
+from vision.verdict import decide
 
 log = structlog.get_logger(__name__)
 

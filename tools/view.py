@@ -26,7 +26,7 @@ from aiortc.sdp import candidate_from_sdp
 from av import VideoFrame
 
 from devices import envelope as env
-from simulators.media import SceneTrack, ToneTrack
+from homeside.media import FrameTrack, ToneTrack
 from simulators.scenes import Scene, SceneKind
 
 SERVER_TYPES = frozenset(
@@ -204,7 +204,7 @@ class View:
             self._spawn(self._drain(track))
 
         if self.purpose is env.Purpose.CALL:
-            pc.addTrack(SceneTrack(Scene(SceneKind.WALKING), width=320, height=240, fps=10))
+            pc.addTrack(FrameTrack(Scene(SceneKind.WALKING), width=320, height=240, fps=10))
             pc.addTrack(ToneTrack(hz=660))
             if self.report_video:
                 self._spawn(self._report_frames())

@@ -19,7 +19,7 @@ from consent.fake import FakeConsentStore
 from consent.model import CareRecipient
 from devices import topics
 from devices.topics import DeviceKind
-from simulators.device import DeviceSpec, SimulatedDevice
+from homeside.device import DeviceClient, DeviceSpec
 from tools import cli, demo_seed
 from tools.demo_seed import deployment_prefix, devices_awaited
 
@@ -64,7 +64,7 @@ def test_two_demos_on_one_broker_have_their_own_topics_and_client_ids() -> None:
     assert a.endswith("/hc/v1")
     assert a.startswith("demo-")
     spec = DeviceSpec("cam-0001", DeviceKind.CAMERA)  # the client id carries the prefix's hash
-    devices = [SimulatedDevice(spec, "mqtt://127.0.0.1", prefix=p) for p in (a, b, c)]
+    devices = [DeviceClient(spec, "mqtt://127.0.0.1", prefix=p) for p in (a, b, c)]
     assert len({d.client_id for d in devices}) == 3
     assert len({topics.topic(p, "cam-0001", topics.Channel.STATUS) for p in (a, b, c)}) == 3
 

@@ -23,9 +23,9 @@ from aiortc import RTCPeerConnection
 
 from devices import envelope as env
 from devices import topics
+from homeside.device import client_args
+from homeside.peer import CallState, DevicePeer
 from simulators import homes
-from simulators.device import client_args
-from simulators.peer import CallState, DevicePeer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

@@ -22,9 +22,9 @@ from structlog.testing import capture_logs
 from devices import store, topics
 from devices.handler import REGISTRY_CHANNELS, DeviceHandler
 from devices.registry import Stored
+from homeside.device import DeviceClient, DeviceSpec, client_args
 from services.events import EventBus
 from services.mqtt import MqttLink
-from simulators.device import DeviceSpec, SimulatedDevice, client_args
 
 pytestmark = pytest.mark.integration
 
@@ -62,7 +62,7 @@ async def test_a_session_from_the_future_is_refused_and_the_device_keeps_its_pre
     backend: tuple[MqttLink, DeviceHandler], pool: asyncpg.Pool, mqtt_url: str, topic_prefix: str
 ) -> None:
     link, handler = backend
-    device = SimulatedDevice(DeviceSpec(DEVICE, topics.DeviceKind.CAMERA), mqtt_url, topic_prefix)
+    device = DeviceClient(DeviceSpec(DEVICE, topics.DeviceKind.CAMERA), mqtt_url, topic_prefix)
     stop = asyncio.Event()
     run = asyncio.create_task(device.run(stop))
 

@@ -20,10 +20,10 @@ from devices import handler as device_handler
 from devices import store
 from devices.handler import REGISTRY_CHANNELS, DeviceHandler
 from devices.registry import Stored
+from homeside.device import client_args
 from kernel.clock import ScaledClock
 from services.events import EventBus
 from services.mqtt import MqttLink
-from simulators.device import client_args
 
 pytestmark = pytest.mark.integration
 

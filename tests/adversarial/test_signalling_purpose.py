@@ -21,7 +21,7 @@ from consent import enrol
 from consent.model import Cohabitant, Purpose
 from devices import envelope as env
 from devices.topics import DeviceKind
-from simulators.peer import AnswerPolicy, CallState
+from homeside.peer import AnswerPolicy, CallState
 from tests.integration.signalling_home import ADMIN, Served, due_check, seed_home, served
 from tests.integration.signalling_support import audit_actions, wait_for
 from tools.view import View, ViewResult, WebSocketChannel, view_command

@@ -702,7 +702,7 @@ def press_bind_button(backend: b.Backend, device_id: str) -> None:
     async def go() -> None:
         import aiomqtt
 
-        from simulators.device import client_args
+        from homeside.device import client_args
 
         async with aiomqtt.Client(**client_args(env["HOMECARE_MQTT_URL"])) as c:
             topic = f"{env['HOMECARE_MQTT_TOPIC_PREFIX']}/dev/{device_id}/event"

@@ -20,8 +20,8 @@ import pytest
 from consent.model import Purpose
 from devices import envelope as env
 from devices.topics import DeviceKind
+from homeside.peer import AnswerPolicy
 from simulators.kiosk import serving
-from simulators.peer import AnswerPolicy
 from tests.e2e import browser as b
 from tests.integration.signalling_home import seed_home, served
 from tests.integration.signalling_support import audit_actions, wait_for

@@ -54,12 +54,12 @@ from consent import enrol
 from consent.model import CarePlan, CareRecipient, CheckTime, Purpose
 from consent.store import PgConsentStore
 from devices.topics import DeviceKind
+from homeside.device import DeviceSpec
 from identity import store as staff_store
 from kernel.audit import store as audit_store
 from kernel.roles import Role
 from services import db
 from simulators import homes
-from simulators.device import DeviceSpec
 from tests.procs import die_with_parent
 from tests.rounds_support import LONG_AGO, STHLM
 from tools.embedded import free_port

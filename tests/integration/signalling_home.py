@@ -31,13 +31,14 @@ from consent.model import (
 )
 from devices import envelope as env
 from devices.topics import DeviceKind
+from homeside.device import DeviceClient, DeviceSpec
+from homeside.peer import AnswerPolicy, DevicePeer
 from identity import store as staff_store
 from kernel.roles import Role
 from kernel.tenancy import DEFAULT_TEAM
 from services import app
 from services.settings import load
-from simulators.device import DeviceSpec, SimulatedDevice
-from simulators.peer import AnswerPolicy, DevicePeer, attach
+from simulators.homes import attach
 from simulators.scenes import Scene, SceneKind
 from tests.integration.signalling_support import JumpClock, wait_for
 from tools.view import WebSocketChannel
@@ -144,7 +145,7 @@ async def served(
         tasks = []
         for device_id, kind in devices:
             spec = DeviceSpec(device_id, kind, width=320, height=240, fps=10.0)
-            sim = SimulatedDevice(spec, mqtt_url, prefix=prefix, health_interval_s=3600)
+            sim = DeviceClient(spec, mqtt_url, prefix=prefix, health_interval_s=3600)
             peers[device_id] = attach(sim, scene=Scene(scene, seed=7), policy=policy)
             tasks.append(asyncio.create_task(sim.run(stop)))
         try:

@@ -25,6 +25,8 @@ from devices import envelope as env
 from devices.commands import Commands
 from devices.handler import REGISTRY_CHANNELS, DeviceHandler
 from devices.topics import DeviceKind
+from homeside.device import DeviceClient, DeviceSpec
+from homeside.peer import AnswerPolicy, DevicePeer
 from kernel.clock import ScaledClock
 from kernel.roles import Principal, Role, Route
 from kernel.tenancy import DEFAULT_ORGANISATION, DEFAULT_TEAM
@@ -33,8 +35,7 @@ from services.signalling import service as signalling
 from services.signalling.fakes import FakeChecks
 from services.signalling.service import Signalling, SignallingConfig
 from services.web import http
-from simulators.device import DeviceSpec, SimulatedDevice
-from simulators.peer import AnswerPolicy, DevicePeer, attach
+from simulators.homes import attach
 from tools.view import SERVER_TYPES, WebSocketChannel
 
 _DEFAULT = {"orgs": frozenset({DEFAULT_ORGANISATION}), "teams": frozenset({DEFAULT_TEAM})}
@@ -217,7 +218,7 @@ async def node(
 
 @dataclass
 class Device:
-    sim: SimulatedDevice
+    sim: DeviceClient
     peer: DevicePeer
     stop: asyncio.Event
     task: asyncio.Task[None]
@@ -236,7 +237,7 @@ async def devices(
     found: dict[str, Device] = {}
     for device_id, kind in specs:
         spec = DeviceSpec(device_id, kind, width=320, height=240, fps=10.0)
-        sim = SimulatedDevice(spec, mqtt_url, prefix=prefix, keepalive_s=5, health_interval_s=3600)
+        sim = DeviceClient(spec, mqtt_url, prefix=prefix, keepalive_s=5, health_interval_s=3600)
         peer = attach(sim, policy=policy)
         stop = asyncio.Event()
         found[device_id] = Device(sim, peer, stop, asyncio.create_task(sim.run(stop)))

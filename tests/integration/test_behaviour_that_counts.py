@@ -28,13 +28,13 @@ from consent.model import (
     Reason,
 )
 from devices import topics
+from homeside.device import DeviceClient, DeviceSpec
 from identity import store as staff_store
 from kernel.clock import ScaledClock
 from kernel.roles import Role
 from services import app
 from services.mqtt import client_args
 from services.settings import load
-from simulators.device import DeviceSpec, SimulatedDevice
 from tests.rounds_support import LONG_AGO, at_local
 
 pytestmark = pytest.mark.integration
@@ -153,7 +153,7 @@ async def test_unplugging_a_bound_camera_during_two_agreed_checks_suspends_super
     database_url: str, mqtt_url: str, topic_prefix: str
 ) -> None:
     async with home(database_url, mqtt_url, topic_prefix, start=at_local(NIGHT, 21, 30)) as h:
-        camera = SimulatedDevice(
+        camera = DeviceClient(
             DeviceSpec(DEVICE, topics.DeviceKind.CAMERA),
             mqtt_url,
             prefix=topic_prefix,

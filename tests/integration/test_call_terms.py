@@ -19,7 +19,7 @@ import pytest
 from consent.model import Purpose
 from devices import envelope as env
 from devices.topics import DeviceKind
-from simulators.peer import AnswerPolicy, CallState
+from homeside.peer import AnswerPolicy, CallState
 from tests.integration.signalling_home import seed_home, served
 from tests.integration.signalling_support import audit_actions, wait_for
 from tools.view import View

@@ -17,9 +17,9 @@ import pytest
 from devices import store, topics
 from devices.commands import Commands
 from devices.handler import REGISTRY_CHANNELS, DeviceHandler
+from homeside.device import DeviceClient, DeviceSpec
 from services.events import EventBus
 from services.mqtt import MqttLink, client_args
-from simulators.device import DeviceSpec, SimulatedDevice
 
 pytestmark = pytest.mark.integration
 
@@ -79,7 +79,7 @@ async def test_an_ack_releases_the_sender_while_its_row_is_locked(
         )
         return True, None
 
-    device = SimulatedDevice(
+    device = DeviceClient(
         DeviceSpec("cam-lock", topics.DeviceKind.CAMERA),
         mqtt_url,
         prefix=topic_prefix,

@@ -23,8 +23,8 @@ import aiomqtt
 import pytest
 
 from devices import topics
+from homeside.device import DeviceClient, DeviceSpec
 from services.mqtt import MqttLink
-from simulators.device import DeviceSpec, SimulatedDevice
 from tests.deploy_broker import DeployBroker, deploy_broker
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -285,7 +285,7 @@ async def test_simulated_device_and_backend_link_use_credentials_from_urls(
     link = MqttLink(backend_url, prefix=P, keepalive_s=5, instance_id="acl-test")
     link.subscribe(topics.Channel.STATUS, on_status)
     link.subscribe(topics.Channel.CMD_ACK, on_ack)
-    device = SimulatedDevice(DeviceSpec(A, topics.DeviceKind.CAMERA), device_url, prefix=P)
+    device = DeviceClient(DeviceSpec(A, topics.DeviceKind.CAMERA), device_url, prefix=P)
     stop = asyncio.Event()
     async with link:
         await asyncio.wait_for(link.connected.wait(), 10)
@@ -310,7 +310,7 @@ async def test_a_device_with_a_wrong_password_never_gets_in(
 ) -> None:
     monkeypatch.setenv("SSL_CERT_FILE", str(broker.ca_file))
     url = f"mqtts://{A}:not-{broker.passwords[A]}@localhost:{broker.device_port}"
-    device = SimulatedDevice(DeviceSpec(A, topics.DeviceKind.CAMERA), url, prefix=P)
+    device = DeviceClient(DeviceSpec(A, topics.DeviceKind.CAMERA), url, prefix=P)
     stop = asyncio.Event()
     runner = asyncio.create_task(device.run(stop))
     with pytest.raises(TimeoutError):

@@ -16,9 +16,9 @@ from devices import store, topics
 from devices.commands import Commands, CommandTimeout
 from devices.handler import REGISTRY_CHANNELS, DeviceHandler
 from devices.registry import PresenceChanged, Stored
+from homeside.device import DeviceClient, DeviceSpec
 from services.events import EventBus
 from services.mqtt import MqttLink, client_args
-from simulators.device import DeviceSpec, SimulatedDevice
 
 pytestmark = pytest.mark.integration
 
@@ -157,7 +157,7 @@ async def test_simulated_device_lifecycle_and_command_ack(
         acked.append(cmd.op)
         return True, None
 
-    device = SimulatedDevice(
+    device = DeviceClient(
         DeviceSpec("cam-7", topics.DeviceKind.CAMERA),
         mqtt_url,
         prefix=topic_prefix,
@@ -203,7 +203,7 @@ async def test_device_reannounces_when_the_backend_comes_online(
     backend: Backend, pool: asyncpg.Pool, mqtt_url: str, topic_prefix: str
 ) -> None:
     stop = asyncio.Event()
-    device = SimulatedDevice(
+    device = DeviceClient(
         DeviceSpec("cam-8", topics.DeviceKind.CAMERA), mqtt_url, prefix=topic_prefix
     )
     task = asyncio.create_task(device.run(stop))
@@ -259,7 +259,7 @@ async def test_ack_stored_by_another_process_still_resolves_the_sender(
         link_a.subscribe(channel, late.handle)
         link_b.subscribe(channel, other.handle)
     stop = asyncio.Event()
-    device = SimulatedDevice(
+    device = DeviceClient(
         DeviceSpec("cam-9", topics.DeviceKind.CAMERA), mqtt_url, prefix=topic_prefix
     )
     async with link_a, link_b:

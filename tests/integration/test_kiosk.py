@@ -13,8 +13,8 @@ from structlog.testing import capture_logs
 from consent.model import Purpose as GatePurpose
 from devices import envelope as env
 from devices.topics import MAX_CALLER_CHARS, CommandOp, DeviceKind
+from homeside.peer import AnswerPolicy, CallState
 from simulators.kiosk import kiosk_app
-from simulators.peer import AnswerPolicy, CallState
 from tests.integration.signalling_support import (
     FakeGate,
     audit_actions,

@@ -19,12 +19,12 @@ import pytest
 
 from consent.model import Purpose as GatePurpose
 from devices.topics import DeviceKind
-from simulators.device import DeviceSpec, SimulatedDevice
+from homeside.device import DeviceClient, DeviceSpec
 from simulators.scenes import Scene, SceneKind
 from supervision.ports import Prober, ProbeResult
 from supervision.probe import MotionProber, ProbeConfig, ViewZones, ask_small_slow, zones_of
-from supervision.verdict import Reason, VerdictKind
 from tests.integration.signalling_support import FakeGate, audit_actions, devices, node, wait_for
+from vision.verdict import Reason, VerdictKind
 
 pytestmark = pytest.mark.integration
 W, H = 320, 240
@@ -136,9 +136,9 @@ async def test_without_consent_the_probe_is_denied_and_says_no_signal(
 @contextlib.asynccontextmanager
 async def silent_camera(
     mqtt_url: str, prefix: str, pool: asyncpg.Pool, device_id: str
-) -> AsyncIterator[SimulatedDevice]:
+) -> AsyncIterator[DeviceClient]:
     """A camera that is online over MQTT but never answers an offer (no media peer)."""
-    sim = SimulatedDevice(
+    sim = DeviceClient(
         DeviceSpec(device_id, DeviceKind.CAMERA), mqtt_url, prefix=prefix, health_interval_s=3600
     )
     stop = asyncio.Event()

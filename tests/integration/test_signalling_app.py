@@ -20,8 +20,8 @@ from consent.enrol import consent_id
 from consent.model import Basis, BindingAction, BindingConfirmation, Consent, Purpose
 from devices import envelope as env
 from devices.topics import CommandOp, DeviceKind, EventType
+from homeside.peer import AnswerPolicy
 from services import app
-from simulators.peer import AnswerPolicy
 from tests.integration.signalling_home import ADMIN, ADMIN2, Served, due_check, seed_home, served
 from tests.integration.signalling_support import audit_actions, wait_for
 from tools.view import View, view_command

@@ -12,8 +12,8 @@ from aiortc import RTCPeerConnection
 from consent.model import Purpose as GatePurpose
 from devices import envelope as env
 from devices.topics import DeviceKind
+from homeside.peer import MIN_ANNOUNCE_S, AnswerPolicy, CallState
 from services.signalling.service import SignallingConfig
-from simulators.peer import MIN_ANNOUNCE_S, AnswerPolicy, CallState
 from tests.integration.signalling_support import (
     FakeGate,
     JumpClock,

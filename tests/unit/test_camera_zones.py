@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulators.scenes import Scene, SceneKind
-from supervision import motion
 from supervision.zones import ZONE_NAMES, CameraZones, ZoneError, ZoneName, from_json
+from vision import motion
 
 
 def test_the_scenes_zones_round_trip_and_the_kernel_runs_them() -> None:

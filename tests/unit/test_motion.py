@@ -1,4 +1,4 @@
-"""The motion kernel (supervision.motion) on synthetic frames: behaviour, not speed."""
+"""The motion kernel (vision.motion) on synthetic frames: behaviour, not speed."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import numpy.typing as npt
 import pytest
 
 from simulators.scenes import Scene, SceneKind
-from supervision import motion
-from supervision.motion import MotionInputError, MotionState, Zone, step
-from supervision.verdict import ELSEWHERE, Thresholds
+from vision import motion
+from vision.motion import MotionInputError, MotionState, Zone, step
+from vision.verdict import ELSEWHERE, Thresholds
 
 U8 = npt.NDArray[np.uint8]
 W, H, FPS = 320, 240, 5.0

@@ -29,9 +29,9 @@ import numpy.typing as npt
 import pytest
 
 from simulators.scenes import Scene, SceneKind
-from supervision import motion
-from supervision.motion import FrameResult, MotionState, Zone, step
-from supervision.verdict import DEFAULT_THRESHOLDS, Thresholds
+from vision import motion
+from vision.motion import FrameResult, MotionState, Zone, step
+from vision.verdict import DEFAULT_THRESHOLDS, Thresholds
 
 U8 = npt.NDArray[np.uint8]
 GOLDEN = Path(__file__).with_name("motion_golden.json")

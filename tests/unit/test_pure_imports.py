@@ -39,7 +39,7 @@ print(json.dumps(io))
 
 def test_the_contract_names_the_known_pure_cores() -> None:
     modules = pure_modules()
-    for core in ("supervision.checks", "consent.rules", "supervision.motion", "kernel.audit.chain"):
+    for core in ("supervision.checks", "consent.rules", "vision.motion", "kernel.audit.chain"):
         assert core in modules
 
 

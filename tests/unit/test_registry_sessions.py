@@ -12,7 +12,7 @@ from devices import registry as r
 from devices import topics as t
 
 T0 = datetime(2026, 11, 23, 22, 0, tzinfo=UTC)
-NOW_MS = int(T0.timestamp() * 1000)  # what a device connecting at T0 sends (simulators.device)
+NOW_MS = int(T0.timestamp() * 1000)  # what a device connecting at T0 sends (homeside.device)
 PINNING = 9007199254740992  # 2**53, the largest session the wire allows
 LIMIT = NOW_MS + int(r.MAX_SESSION_AHEAD.total_seconds() * 1000)
 

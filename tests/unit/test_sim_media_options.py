@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from homeside.peer import AnswerPolicy, PolicyMode
 from simulators.homes import SceneChoice, home_of, parse_scenes, scene_of
-from simulators.peer import AnswerPolicy, PolicyMode
 from simulators.scenes import SceneKind
 
 

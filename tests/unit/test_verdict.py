@@ -1,4 +1,4 @@
-"""The motion check's verdict (supervision.verdict) from synthetic scenes and hand-made results."""
+"""The motion check's verdict (vision.verdict) from synthetic scenes and hand-made results."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulators.scenes import Scene, SceneKind
-from supervision import motion
-from supervision.verdict import (
+from vision import motion
+from vision.verdict import (
     DEFAULT_THRESHOLDS,
     ELSEWHERE,
     Reason,

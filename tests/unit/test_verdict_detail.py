@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 
 from simulators.scenes import Scene, SceneKind
-from supervision import motion
 from supervision.probe import verdict_detail
-from supervision.verdict import decide, no_signal
+from vision import motion
+from vision.verdict import decide, no_signal
 
 W, H = 320, 240
 

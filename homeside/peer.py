@@ -1,10 +1,11 @@
-"""The simulated device's WebRTC side: answers offers from ``webrtc/in`` with real media.
+"""A device's WebRTC side: answers offers from ``webrtc/in`` with real media.
 
-:func:`attach` hooks a :class:`DevicePeer` onto a :class:`simulators.device.SimulatedDevice`: its
-``webrtc/in`` envelopes and the ``ring``, ``hangup``, ``sleep``, ``wake``, ``drive``, ``scene``
-and ``indicator`` commands (the unit shows that a look is live: :meth:`DevicePeer.live`, on the
-kiosk page, until ``indicator off`` or the session ends on the device's side). Per offer the
-peer builds an aiortc connection, sends a synthetic scene (:class:`simulators.media.SceneTrack`;
+:func:`attach` hooks a :class:`DevicePeer` onto a :class:`homeside.device.DeviceClient`: its
+``webrtc/in`` envelopes and the ``ring``, ``hangup``, ``sleep``, ``wake``, ``drive`` and
+``indicator`` commands (the unit shows that a look is live: :meth:`DevicePeer.live`, on the
+kiosk page, until ``indicator off`` or the session ends on the device's side); a simulator adds
+``scene`` (:func:`simulators.homes.attach`). Per offer the
+peer builds an aiortc connection, sends its frame source (:class:`homeside.media.FrameTrack`;
 a video phone also a tone), applies trickled candidates, and answers on ``webrtc/out`` with
 every candidate inside the SDP (aiortc's half trickle). One session at a time; a repeated offer
 for the current session (QoS 1) is ignored. When a session ends (``bye``, ``sleep``/``hangup``,
@@ -48,7 +49,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -67,9 +67,8 @@ from aiortc.sdp import candidate_from_sdp
 from devices import envelope as env
 from devices import topics
 from devices.errors import PayloadError
-from simulators.device import SimulatedDevice
-from simulators.media import FrameSource, SceneTrack, ToneTrack
-from simulators.scenes import Scene, SceneKind
+from homeside.device import DeviceClient
+from homeside.media import FrameSource, FrameTrack, ToneTrack
 
 log = logging.getLogger(__name__)
 DEVICE_IN_TYPES = frozenset(
@@ -162,20 +161,18 @@ class DevicePeer:
 
     def __init__(
         self,
-        device: SimulatedDevice,
+        device: DeviceClient,
         *,
-        scene: FrameSource | None = None,
+        scene: FrameSource,
         policy: AnswerPolicy | None = None,
     ) -> None:
         self.device = device
-        self.scene: FrameSource = scene or Scene(
-            SceneKind.ASLEEP, seed=zlib.crc32(device.spec.device_id.encode()) & 0xFFFF
-        )
+        self.scene: FrameSource = scene
         self.policy = policy or AnswerPolicy()
         self.stats = PeerStats()
         self.session_id: str | None = None
         self.pc: RTCPeerConnection | None = None
-        self.video: SceneTrack | None = None
+        self.video: FrameTrack | None = None
         self.call_state = CallState.IDLE
         self.ringing_session: str | None = None
         self.caller: str | None = None  # who calls, as the ring named them (shown, never logged)
@@ -280,7 +277,7 @@ class DevicePeer:
         self.stats.seen.append("offer")
         self.pc, self.session_id = pc, offer.session_id
         spec = self.device.spec
-        self.video = SceneTrack(self.scene, width=spec.width, height=spec.height, fps=spec.fps)
+        self.video = FrameTrack(self.scene, width=spec.width, height=spec.height, fps=spec.fps)
         try:
             pc.addTrack(self.video)
             if self.is_phone:
@@ -343,7 +340,7 @@ class DevicePeer:
         if session_id is not None and video is not None:
             await self._report(session_id, video)
 
-    async def _report(self, session_id: str, video: SceneTrack) -> None:
+    async def _report(self, session_id: str, video: FrameTrack) -> None:
         """Tell the backend what the session sent, once, as it ends: the frames the track
         produced and the seconds from the first to the last (``stats`` on ``webrtc/out``)."""
         stats = env.Stats(session_id, frames=video.frames_sent, video_s=round(video.video_s, 3))
@@ -484,20 +481,11 @@ class DevicePeer:
             "remaining_s": remaining,
         }
 
-    async def on_scene(self, command: topics.Command) -> tuple[bool, str | None]:
-        """``{"scene": kind, "ir": bool}``: what the camera shows from the next frame on."""
-        ir = command.args.get("ir", False)
-        try:
-            kind = SceneKind(str(command.args.get("scene")))
-        except ValueError:
-            return False, "unknown_scene"
-        if not isinstance(ir, bool):
-            return False, "bad_args"
-        seed = zlib.crc32(self.device.spec.device_id.encode()) & 0xFFFF
-        self.scene = Scene(kind, seed=seed, ir=ir)
+    def set_source(self, source: FrameSource) -> None:
+        """What the camera shows from the next frame on."""
+        self.scene = source
         if self.video is not None:
-            self.video.set_scene(self.scene)
-        return True, None
+            self.video.set_scene(source)
 
 
 def _says_error(payload: bytes) -> bool:
@@ -514,7 +502,7 @@ async def _ok(command: topics.Command) -> tuple[bool, str | None]:
 
 
 def attach(
-    device: SimulatedDevice, *, scene: FrameSource | None = None, policy: AnswerPolicy | None = None
+    device: DeviceClient, *, scene: FrameSource, policy: AnswerPolicy | None = None
 ) -> DevicePeer:
     """Give ``device`` real media and call behaviour; returns the peer for inspection."""
     peer = DevicePeer(device, scene=scene, policy=policy)
@@ -526,7 +514,6 @@ def attach(
             topics.CommandOp.SLEEP: peer.on_stop,
             topics.CommandOp.WAKE: _ok,
             topics.CommandOp.DRIVE: peer.on_drive,
-            topics.CommandOp.SCENE: peer.on_scene,
             topics.CommandOp.INDICATOR: peer.on_indicator,
         }
     )

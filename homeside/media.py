@@ -1,8 +1,9 @@
-"""Real media for simulated devices: aiortc tracks that send synthetic scenes and a soft tone.
+"""A device's media: aiortc tracks that send pictures from any frame source, and a soft tone.
 
-:class:`SceneTrack` paces frames at the device's ``fps`` and hands the encoder each picture as
-``yuv420p`` straight from :meth:`simulators.scenes.Scene.yuv420` (no colour conversion). The scene
-can be changed while a session runs (:meth:`SceneTrack.set_scene`). :class:`ToneTrack` is the
+:class:`FrameTrack` paces frames at the device's ``fps`` and hands the encoder each picture as
+``yuv420p`` straight from its :class:`FrameSource` (a simulated scene, a camera, a file or an RTSP
+stream; no colour conversion). The source can be changed while a session runs
+(:meth:`FrameTrack.set_scene`). :class:`ToneTrack` is the
 video phone's microphone: a quiet 440 Hz tone, 20 ms frames at 48 kHz. No frame or sample is
 ever written anywhere.
 """
@@ -20,8 +21,6 @@ import numpy as np
 import numpy.typing as npt
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from simulators.scenes import Scene, SceneKind
-
 VIDEO_CLOCK_RATE = 90_000
 VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_RATE)
 AUDIO_RATE = 48_000
@@ -34,14 +33,14 @@ class FrameSource(Protocol):
     def yuv420(self, t_s: float, width: int, height: int) -> npt.NDArray[np.uint8]: ...
 
 
-class SceneTrack(MediaStreamTrack):
-    """A live video track of a synthetic scene, ``width`` x ``height`` at ``fps``."""
+class FrameTrack(MediaStreamTrack):
+    """A live video track of a frame source, ``width`` x ``height`` at ``fps``."""
 
     kind = "video"
 
     def __init__(
         self,
-        source: FrameSource | None = None,
+        source: FrameSource,
         *,
         width: int = 320,
         height: int = 240,
@@ -52,7 +51,7 @@ class SceneTrack(MediaStreamTrack):
             raise ValueError("width and height must be even and at least 16")
         if not 0.5 <= fps <= 60:
             raise ValueError("fps must be between 0.5 and 60")
-        self.source: FrameSource = source or Scene(SceneKind.ASLEEP)
+        self.source: FrameSource = source
         self.width = width
         self.height = height
         self.fps = fps

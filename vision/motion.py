@@ -57,7 +57,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from supervision.verdict import DEFAULT_THRESHOLDS, ELSEWHERE, Thresholds
+from vision.verdict import DEFAULT_THRESHOLDS, ELSEWHERE, Thresholds
 
 U8 = npt.NDArray[np.uint8]
 _UINT8 = np.dtype(np.uint8)

@@ -1,7 +1,7 @@
 """The motion check's verdict over one window of frames, and every threshold of the check. Pure.
 
 A check watches a few seconds (default 8 s) of one camera. :func:`decide` turns the kernel's
-per-frame results (:class:`supervision.motion.FrameResult`) into one :class:`Verdict`:
+per-frame results (:class:`vision.motion.FrameResult`) into one :class:`Verdict`:
 
 =============  ==========================================================================
 kind           meaning
@@ -42,7 +42,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from supervision.motion import FrameResult
+    from vision.motion import FrameResult
 
 #: Region names with a meaning for the verdict. Zones may have other names (``door``); every
 #: zone other than ``bed`` counts as "not in bed".

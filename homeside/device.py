@@ -2,9 +2,9 @@
 
 Birth (``status`` online, retained, QoS 1) with a session number that grows with every connection,
 a retained ``offline`` will of the same session, retained ``meta``, periodic ``health``, command
-acks (but never of the ops in :attr:`SimulatedDevice.unacked`), a video phone's ``bind_code``
-kept to show (:meth:`SimulatedDevice.shown_bind_code`), the bind button
-(:meth:`SimulatedDevice.press_bind_button`), re-announcement when the
+acks (but never of the ops in :attr:`DeviceClient.unacked`), a video phone's ``bind_code``
+kept to show (:meth:`DeviceClient.shown_bind_code`), the bind button
+(:meth:`DeviceClient.press_bind_button`), re-announcement when the
 backend's ``server/status`` goes online, ``stopped`` on a clean exit, and reconnect with
 exponential backoff plus jitter.
 
@@ -35,7 +35,7 @@ from devices import topics
 from kernel.retry import Backoff, Retry
 
 CommandHandler = Callable[[topics.Command], Coroutine[Any, Any, tuple[bool, str | None]]]
-#: Gets each raw ``webrtc/in`` payload; decoding and refusing are its job (simulators.peer).
+#: Gets each raw ``webrtc/in`` payload; decoding and refusing are its job (homeside.peer).
 SignalHandler = Callable[[bytes], Coroutine[Any, Any, None]]
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class DeviceSpec:
 
 
 @dataclass
-class SimulatedDevice:
+class DeviceClient:
     """Run with ``await device.run(stop_event)``; hooks let media and call logic plug in."""
 
     spec: DeviceSpec
