@@ -39,6 +39,7 @@ class Channel(StrEnum):
     CMD_ACK = "cmd/ack"
     WEBRTC_IN = "webrtc/in"
     WEBRTC_OUT = "webrtc/out"
+    PROBE = "probe"  # a home probe's answer (device -> backend): numbers only
 
 
 class Presence(StrEnum):
@@ -58,6 +59,7 @@ class Capability(StrEnum):
     DRIVE = "drive"
     PRIVACY_SHUTTER = "privacy_shutter"
     SUBSTREAM = "substream"
+    HOME_PROBE = "home_probe"  # runs the motion check on its own frames (``probe`` command)
 
 
 class EventType(StrEnum):
@@ -82,6 +84,7 @@ class CommandOp(StrEnum):
     SCENE = "scene"
     INDICATOR = "indicator"
     BIND_CODE = "bind_code"
+    PROBE = "probe"  # run the motion check at home and answer on ``probe`` (numbers only)
 
 
 class Shutter(StrEnum):
@@ -282,6 +285,25 @@ def decode_command(payload: bytes) -> Command:
 MAX_CALLER_CHARS = 200
 
 
+class ScreenLanguage(StrEnum):
+    """The languages a unit's screen speaks (``ring.lang``): Swedish, English and Finnish (a
+    national minority language); the care record's language picks one (:meth:`of`)."""
+
+    SV = "sv"
+    EN = "en"
+    FI = "fi"
+
+    @classmethod
+    def of(cls, tag: str | None) -> ScreenLanguage:
+        """The screen language for a care record's language tag (``sv``, ``fi-FI``, ``en-GB``,
+        ...): its primary subtag when the screen speaks it, else Swedish."""
+        primary = (tag or "").strip().lower().replace("_", "-").split("-", 1)[0]
+        try:
+            return cls(primary)
+        except ValueError:
+            return cls.SV
+
+
 class Ring(Payload, frozen=True):
     """``ring``'s arguments: the call's session, whether the phone answers at once (the backend
     saw an ``auto_answer`` consent), how long it rings, and optionally who calls: the display
@@ -293,6 +315,8 @@ class Ring(Payload, frozen=True):
     caller: Annotated[str, msgspec.Meta(max_length=MAX_CALLER_CHARS)] | None = None
     #: An auto-answered call: chime and show ``caller`` for this long before any video flows.
     announce_s: Annotated[float, msgspec.Meta(ge=0, le=60)] | None = None
+    #: The brukare's language (from the care record): the screen's texts and the spoken name.
+    lang: ScreenLanguage | None = None
 
     def __post_init__(self) -> None:
         if self.caller is not None and not self.caller.strip():
@@ -302,7 +326,8 @@ class Ring(Payload, frozen=True):
         caller = "" if self.caller is None else ", caller=..."
         return (
             f"Ring(session_id={self.session_id!r}, auto_answer={self.auto_answer!r}, "
-            f"timeout_s={self.timeout_s!r}, announce_s={self.announce_s!r}{caller})"
+            f"timeout_s={self.timeout_s!r}, announce_s={self.announce_s!r}, "
+            f"lang={self.lang!r}{caller})"
         )
 
     def command(self, command_id: str) -> Command:
@@ -428,3 +453,126 @@ def server_status(state: Presence, instance: str) -> bytes:
 
 def decode_server_status(payload: bytes) -> Presence:
     return _decode(payload, _SERVER_STATUS).state
+
+
+# ---------------------------------------------------------------- the home probe
+
+#: A home probe's id: the session id the ``indicator`` names while it looks (as signalling's).
+PROBE_ID_RE = rf"^[A-Za-z0-9_-]{{8,64}}{codec.END}"
+ZONE_NAME_RE = rf"^[a-z0-9_-]{{1,32}}{codec.END}"
+#: A verdict's kind, reason and number names (their vocabulary is ``vision.verdict``'s, which
+#: the backend checks; the contract only bounds their shape).
+WORD_RE = rf"^[a-z0-9_]{{1,64}}{codec.END}"
+MAX_PROBE_ZONES = 8
+MAX_ZONE_POINTS = 32
+MAX_PROBE_NUMBERS = 48
+MAX_PROBE_WINDOW_S = 30.0
+
+ProbeId = Annotated[str, msgspec.Meta(pattern=PROBE_ID_RE)]
+ZoneName = Annotated[str, msgspec.Meta(pattern=ZONE_NAME_RE)]
+Word = Annotated[str, msgspec.Meta(pattern=WORD_RE)]
+_Coord = Annotated[float, msgspec.Meta(ge=0, le=7680)]
+
+
+class ProbeZone(Payload, frozen=True):
+    """One zone of the camera (``bed``, ``floor``, ...): a polygon of 3 to 32 points in the
+    pixels of the picture the zones were drawn on."""
+
+    name: ZoneName
+    polygon: Annotated[
+        tuple[tuple[_Coord, _Coord], ...],
+        msgspec.Meta(min_length=3, max_length=MAX_ZONE_POINTS),
+    ]
+
+    def __post_init__(self) -> None:
+        if self.name == "elsewhere":  # the region outside every zone has that name
+            raise codec.CodecError("bad_value", "name", "a zone may not be named elsewhere")
+
+
+class ProbeZones(Payload, frozen=True):
+    """The camera's zones, drawn on a ``w`` x ``h`` picture (scaled to the probed size)."""
+
+    w: Annotated[int, msgspec.Meta(ge=16, le=7680)]
+    h: Annotated[int, msgspec.Meta(ge=16, le=4320)]
+    zones: Annotated[tuple[ProbeZone, ...], msgspec.Meta(max_length=MAX_PROBE_ZONES)]
+
+    def __post_init__(self) -> None:
+        names = [z.name for z in self.zones]
+        if len(set(names)) != len(names):
+            raise codec.CodecError("bad_value", "zones", "zone names must be unique")
+        for zone in self.zones:
+            if any(x > self.w or y > self.h for x, y in zone.polygon):
+                raise codec.CodecError("out_of_range", "zones", "a zone point is off the picture")
+
+
+class Probe(Payload, frozen=True):
+    """``probe``'s arguments: run the motion check on the device's own frames, ``width`` x
+    ``height`` at ``fps`` for ``window_s`` seconds, with the camera's zones, and answer with
+    numbers only (:class:`ProbeAnswer` on ``probe``). ``probe_id`` is the look's session: the
+    device runs it only while its ``indicator`` shows that session with purpose ``probe``."""
+
+    probe_id: ProbeId
+    window_s: Annotated[float, msgspec.Meta(ge=1, le=MAX_PROBE_WINDOW_S)]
+    width: Annotated[int, msgspec.Meta(ge=16, le=1920)]
+    height: Annotated[int, msgspec.Meta(ge=16, le=1080)]
+    fps: Annotated[float, msgspec.Meta(ge=0.5, le=30)]
+    zones: ProbeZones | None = None
+
+    def __post_init__(self) -> None:
+        if self.width % 2 or self.height % 2:
+            raise codec.CodecError("bad_value", "width", "width and height must be even")
+
+    def command(self, command_id: str) -> Command:
+        return Command(command_id, CommandOp.PROBE, self.args())
+
+    def args(self) -> dict[str, Any]:
+        return msgspec.to_builtins(self)  # type: ignore[no-any-return]
+
+
+def decode_probe(command: Command) -> Probe:
+    """Validate a ``probe`` command's arguments; ``PayloadError`` for anything else."""
+    if command.op is not CommandOp.PROBE:
+        raise PayloadError("bad_value", "not a probe command", "op")
+    try:
+        return codec.convert(command.args, Probe)
+    except codec.CodecError as e:
+        raise PayloadError(e.reason, e.detail, e.field) from None
+
+
+class ProbeEnded(StrEnum):
+    """How a home probe's window ended on the device."""
+
+    WINDOW = "window"  # it watched the whole window
+    NO_FRAMES = "no_frames"  # its source gave no usable frame
+    FAILED = "failed"  # the analysis failed on the device
+
+
+class ProbeAnswer(Payload, frozen=True):
+    """A home probe's answer on ``probe``: the verdict and the numbers behind it, nothing else
+    (no picture). The fields are those of the backend's own probe
+    (``supervision.probe.verdict_detail``); ``frames`` is the frames analysed."""
+
+    probe_id: ProbeId
+    verdict: Word
+    needs_human: bool
+    confidence: Annotated[float, msgspec.Meta(ge=0, le=1)]
+    reason: Word
+    frames: Annotated[int, msgspec.Meta(ge=0, le=100_000)]
+    ended: ProbeEnded
+    numbers: Annotated[
+        dict[Word, Annotated[float, msgspec.Meta(ge=0, le=1e6)]],
+        msgspec.Meta(max_length=MAX_PROBE_NUMBERS),
+    ]
+    where: Word | None = None
+    id: DeviceId | None = None
+
+
+_PROBE_ANSWER = msgspec.json.Decoder(ProbeAnswer)
+
+
+def decode_probe_answer(payload: bytes, device_id: str | None = None) -> ProbeAnswer:
+    """Decode a device's ``probe`` answer; its ``id``, if sent, must name ``device_id``."""
+    answer = _decode(payload, _PROBE_ANSWER)
+    if device_id is not None and answer.id not in (None, device_id):
+        raise PayloadError("foreign_topic", "payload names another device than its topic", "id")
+    return answer

@@ -177,6 +177,9 @@ class DevicePeer:
         self.ringing_session: str | None = None
         self.caller: str | None = None  # who calls, as the ring named them (shown, never logged)
         self.announce_s: float | None = None  # an auto-answered call's announcement, seconds
+        #: The brukare's language as the last ring named it (kept after the call: the screen
+        #: stays in it); ``None`` until a ring names one (the screen's own default).
+        self.lang: topics.ScreenLanguage | None = None
         self.indicator: topics.Indicator | None = None  # the live indicator while it is on
         self._indicator_at = 0.0  # loop time it was (last) turned on
         self._lock = asyncio.Lock()
@@ -381,6 +384,8 @@ class DevicePeer:
         self.ringing_session = session_id
         self.caller = ring.caller
         self.announce_s = None
+        if ring.lang is not None:
+            self.lang = ring.lang
         if ring.auto_answer:  # announced (chime, the caller's name) before it answers itself
             self.announce_s = max(ring.announce_s or 0.0, MIN_ANNOUNCE_S)
             self.call_state = CallState.ANNOUNCING

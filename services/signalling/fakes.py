@@ -213,6 +213,7 @@ class FakeSessionStore:
         self.audit: list[tuple[str, str, dict[str, Any]]] = []
         self.names: dict[str, str] = {}
         self.teams: dict[str, str] = {}  # device -> its brukare's team (absent: none)
+        self.languages: dict[str, str] = {}  # device -> its brukare's language (absent: none)
         self.stats: dict[str, tuple[int, float]] = {}  # session -> (frames_sent, video_s)
         self.frames_decoded: dict[str, int | None] = {}  # session -> as closed
 
@@ -357,6 +358,9 @@ class FakeSessionStore:
 
     async def device_team(self, device_id: str, *, at: datetime) -> str | None:
         return self.teams.get(device_id)
+
+    async def device_language(self, device_id: str, *, at: datetime) -> str | None:
+        return self.languages.get(device_id)
 
 
 class FakeBus:

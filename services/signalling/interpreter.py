@@ -322,6 +322,10 @@ class Interpreter:
             timeout_s=timeout_s,
             caller=await self._caller_name(s.staff_id),
             announce_s=s.announce_s if auto_answer else None,  # chime and name before video
+            # the brukare's language from the care record: the screen's texts, the spoken name
+            lang=topics.ScreenLanguage.of(
+                await self.store.device_language(s.device_id, at=self.now())
+            ),
         )
         if not live.is_open:  # hung up while the name was looked up: no late ring
             return

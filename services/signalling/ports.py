@@ -139,6 +139,11 @@ class SessionStore(Protocol):
         """The team of the brukare the device is bound to at ``at`` (``None``: none)."""
         ...
 
+    async def device_language(self, device_id: str, *, at: datetime) -> str | None:
+        """The care record's language of the brukare the device is bound to at ``at`` (a tag
+        like ``sv`` or ``fi``; ``None``: bound to none, or the lookup failed)."""
+        ...
+
 
 class ChecksPort(Protocol):
     """The night round's side of a view (:class:`supervision.looks.CheckLooks`): every view is

@@ -480,6 +480,22 @@ class PgSessionStore:
             )
         return team
 
+    async def device_language(self, device_id: str, *, at: datetime) -> str | None:
+        """The care record's language of the brukare the device is bound to at ``at``."""
+        try:
+            async with self.pool.acquire() as conn:
+                language: str | None = await conn.fetchval(
+                    "SELECT r.language FROM device_bindings b JOIN care_recipients r"
+                    " USING (recipient_id) WHERE b.device_id = $1 AND b.bound_at <= $2"
+                    " AND (b.unbound_at IS NULL OR b.unbound_at > $2)"
+                    " ORDER BY b.bound_at DESC LIMIT 1",
+                    device_id,
+                    at,
+                )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            return None
+        return language
+
     async def staff_name(self, staff_id: str) -> str | None:
         """The staff member's display name (for the phone's screen; never logged)."""
         try:
