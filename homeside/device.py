@@ -74,12 +74,20 @@ class DeviceSpec:
     width: int = 320
     height: int = 240
     fps: float = 5.0
+    #: Runs the motion check on its own frames (``probe``; set by ``homeside.home_probe.attach``).
+    home_probe: bool = False
 
     @property
     def caps(self) -> tuple[topics.Capability, ...]:
+        home = (topics.Capability.HOME_PROBE,) if self.home_probe else ()
         if self.kind is topics.DeviceKind.VIDEO_PHONE:
-            return (topics.Capability.VIDEO, topics.Capability.AUDIO, topics.Capability.DRIVE)
-        return (topics.Capability.VIDEO, topics.Capability.PRIVACY_SHUTTER)
+            return (
+                topics.Capability.VIDEO,
+                topics.Capability.AUDIO,
+                topics.Capability.DRIVE,
+                *home,
+            )
+        return (topics.Capability.VIDEO, topics.Capability.PRIVACY_SHUTTER, *home)
 
     def meta(self) -> topics.Meta:
         return topics.Meta(

@@ -84,7 +84,7 @@ from services.web import console, http, limits
 from services.web import metrics as ops_metrics
 from services.web.metrics_tables import PgTables, TableSnapshot
 from supervision import api as rounds_api
-from supervision import extract_api, zones_api
+from supervision import extract_api, home_probe, zones_api
 from supervision.checks import State
 from supervision.looks import CheckLooks
 from supervision.ports import CheckChanged, Prober
@@ -583,6 +583,16 @@ def build_rounds(
     prober = options.prober
     if prober is None and "probes" in roles and rt.signalling is not None:
         prober = MotionProber(rt.signalling, zones=zones_of(rt.pool))
+        if rt.commands is not None and rt.mqtt is not None:
+            prober = home_probe.routed(
+                prober,
+                link=rt.mqtt,
+                commands=rt.commands,
+                gate=rt.gate,
+                pool=rt.pool,
+                zones=zones_of(rt.pool),
+                timing=rt.timing,
+            )
     pool = pool or rt.pool
     return Rounds(
         pool,
