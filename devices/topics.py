@@ -72,6 +72,8 @@ class EventType(StrEnum):
     DOCKED = "docked"
     LOW_BATTERY = "low_battery"
     BIND_BUTTON = "bind_button"  # the installer pressed the bind button (proof of a binding)
+    BUMPED = "bumped"  # a rolling unit touched something and stopped
+    CLIFF = "cliff"  # a rolling unit saw an edge (stairs) ahead and stopped
 
 
 class CommandOp(StrEnum):
@@ -174,8 +176,28 @@ class Meta(Payload, frozen=True):
         msgspec.structs.force_setattr(self, "caps", tuple(dict.fromkeys(self.caps)))
 
 
+class VideoState(StrEnum):
+    """What a device's own video source shows (the device agent's health): ``ok``, ``no_frames``
+    (nothing arrives from the camera: unplugged, an RTSP camera gone) or ``covered`` (a flat,
+    featureless picture: the lens covered)."""
+
+    OK = "ok"
+    NO_FRAMES = "no_frames"
+    COVERED = "covered"
+
+
+class VideoHealth(Payload, frozen=True):
+    """``health.video``: the state of the device's video source, the frames a second arriving
+    from it (measured) and the mean luma of its picture (exposure, 0-255; absent with no frames)."""
+
+    state: VideoState
+    fps: Annotated[float, msgspec.Meta(ge=0, le=240)] = 0.0
+    luma: Annotated[float, msgspec.Meta(ge=0, le=255)] | None = None
+
+
 class Health(Payload, frozen=True):
-    """Periodic health. ``battery_pct`` 0-100 (absent on mains), ``link`` 0-1 quality."""
+    """Periodic health. ``battery_pct`` 0-100 (absent on mains), ``link`` 0-1 quality,
+    ``video`` the state of a real video source (the device agent's)."""
 
     uptime_s: Annotated[float, msgspec.Meta(ge=0, le=1e10)]
     battery_pct: Annotated[float, msgspec.Meta(ge=0, le=100)] | None = None
@@ -185,6 +207,7 @@ class Health(Payload, frozen=True):
     tamper: bool = msgspec.field(default_factory=bool)
     link: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
     ts: UnixTime | None = None
+    video: VideoHealth | None = None
     id: DeviceId | None = None
 
     def as_json(self) -> dict[str, Any]:
@@ -195,9 +218,13 @@ class Health(Payload, frozen=True):
 
 
 class Event(Payload, frozen=True):
+    """Something happened. ``session_id`` names the call it belongs to; a unit on a battery may
+    say its charge with it (``battery_pct``, 0-100), so a caller sees it during the call."""
+
     type: EventType
     ts: UnixTime | None = None
     session_id: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    battery_pct: Annotated[float, msgspec.Meta(ge=0, le=100)] | None = None
     id: DeviceId | None = None
 
 
@@ -416,6 +443,72 @@ def decode_bind_code(command: Command) -> BindCode:
         raise PayloadError("bad_value", "not a bind_code command", "op")
     try:
         return codec.convert(command.args, BindCode)
+    except codec.CodecError as e:
+        raise PayloadError(e.reason, e.detail, e.field) from None
+
+
+#: A ``drive`` command's longest validity (the dead-man window), and its default: a unit that
+#: gets no fresh ``drive`` within this many milliseconds of the last one stops by itself.
+DRIVE_VALID_MS = 500
+
+Speed = Annotated[float, msgspec.Meta(ge=-1, le=1)]
+
+
+def _drive_valid_ms() -> int:
+    """``drive.valid_ms``'s default: a factory, so it is always on the wire (see Health.tamper)."""
+    return DRIVE_VALID_MS
+
+
+class Drive(Payload, frozen=True):
+    """``drive``'s arguments: ``linear`` (forward +, back -) and ``angular`` (left +, right -)
+    as shares of the unit's top speeds, each -1..1, for the call ``session_id``, valid for
+    ``valid_ms`` (1..:data:`DRIVE_VALID_MS`) from its arrival: the dead-man window. A unit
+    keeps these speeds until a newer ``drive`` or the window ends, then stops by itself
+    (``homeside.drive``). ``0, 0`` stops at once."""
+
+    session_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    linear: Speed
+    angular: Speed
+    valid_ms: Annotated[int, msgspec.Meta(ge=1, le=DRIVE_VALID_MS)] = msgspec.field(
+        default_factory=_drive_valid_ms
+    )
+
+    def command(self, command_id: str) -> Command:
+        return Command(command_id, CommandOp.DRIVE, self.args())
+
+    def args(self) -> dict[str, Any]:
+        return msgspec.to_builtins(self)  # type: ignore[no-any-return]
+
+
+def decode_drive(command: Command) -> Drive:
+    """Validate a ``drive`` command's arguments; ``PayloadError`` for anything else."""
+    if command.op is not CommandOp.DRIVE:
+        raise PayloadError("bad_value", "not a drive command", "op")
+    try:
+        return codec.convert(command.args, Drive)
+    except codec.CodecError as e:
+        raise PayloadError(e.reason, e.detail, e.field) from None
+
+
+class Dock(Payload, frozen=True):
+    """``dock``'s arguments: drive back to the charger by itself, for the call ``session_id``
+    when a caller asked (the unit's ``docked`` event names it)."""
+
+    session_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+
+    def command(self, command_id: str) -> Command:
+        return Command(command_id, CommandOp.DOCK, self.args())
+
+    def args(self) -> dict[str, Any]:
+        return msgspec.to_builtins(self)  # type: ignore[no-any-return]
+
+
+def decode_dock(command: Command) -> Dock:
+    """Validate a ``dock`` command's arguments; ``PayloadError`` for anything else."""
+    if command.op is not CommandOp.DOCK:
+        raise PayloadError("bad_value", "not a dock command", "op")
+    try:
+        return codec.convert(command.args, Dock)
     except codec.CodecError as e:
         raise PayloadError(e.reason, e.detail, e.field) from None
 

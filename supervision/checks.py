@@ -133,6 +133,18 @@ class Refusal(StrEnum):
 # Verdict names of the motion check (vision.verdict) as this module routes them.
 CLEARABLE_VERDICTS = frozenset({"activity", "still"})
 CAMERA_TROUBLE_VERDICTS = frozenset({"dark", "frozen", "covered", "no_signal"})
+#: A camera's own ``health.video`` state (the device agent's; ``devices.topics.VideoState``)
+#: that says it shows nothing, as the verdict it amounts to (hard rule 7).
+VIDEO_TROUBLE = {"no_frames": "no_signal", "covered": "covered"}
+
+
+def video_trouble(state: object) -> str | None:
+    """Why a check of a camera whose last health reported ``state`` goes to the patrol without
+    a look (``camera_no_signal``, ``camera_covered``, as the verdicts route), or ``None`` for
+    ``ok`` or no ``video`` at all. A state this version does not know is trouble too."""
+    if state is None or state == "ok":
+        return None
+    return f"camera_{VIDEO_TROUBLE.get(str(state), 'no_signal')}"
 
 
 # --------------------------------------------------------------------------- terms

@@ -94,6 +94,11 @@ class Devices(Protocol):
         """Ids of the devices (of ``device_ids``, or all) that are online now."""
         ...
 
+    async def video_trouble(self, device_id: str) -> str | None:
+        """Why the camera's own last health says it shows nothing (``camera_no_signal``,
+        ``camera_covered``: :func:`supervision.checks.video_trouble`), else ``None``."""
+        ...
+
 
 class Bases(Protocol):
     async def bases(

@@ -223,6 +223,8 @@ class Runner:
             return ch.Cancel(str(reason))
         if device not in await self.devices.online([device]):
             return ch.DeviceLost("device_offline")  # hard rule 7: no look at a dead camera
+        if (trouble := await self.devices.video_trouble(device)) is not None:
+            return ch.DeviceLost(trouble)  # hard rule 7: the camera itself says it shows nothing
         motion = await self.gate.decide(
             device_id=device, purpose=Purpose.MOTION_ANALYSIS, at=self.clock()
         )

@@ -34,7 +34,7 @@ import structlog
 from devices import topics
 from kernel.clock import Clock
 from kernel.timing import DEFAULT_TIMING, Timing
-from supervision import relay
+from supervision import checks, relay
 from supervision.ports import Bases, ConsentGate, LinkDown, Prober, Publish
 from supervision.runner import Runner, RunnerConfig
 from supervision.store import RoundStore
@@ -118,6 +118,12 @@ class RegistryDevices:
             None if device_ids is None else list(device_ids),
         )
         return {r["device_id"] for r in rows}
+
+    async def video_trouble(self, device_id: str) -> str | None:
+        state = await self._pool.fetchval(
+            "SELECT health->'video'->>'state' FROM devices WHERE device_id = $1", device_id
+        )
+        return checks.video_trouble(state)
 
 
 @dataclass(frozen=True, slots=True)

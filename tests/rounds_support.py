@@ -128,6 +128,7 @@ class FakeDevices:
         self.unresponsive: set[str] = set()
         self.woken: list[str] = []
         self.link_down_for = 0  # the next this many wakes find this process's own link down
+        self.video: dict[str, str] = {}  # device -> the patrol reason its own health gives
 
     async def wake(self, device_id: str) -> bool:
         self.woken.append(device_id)
@@ -140,6 +141,9 @@ class FakeDevices:
         if device_ids is None:
             return self.all_online - self.offline
         return {d for d in device_ids if d not in self.offline}
+
+    async def video_trouble(self, device_id: str) -> str | None:
+        return self.video.get(device_id)
 
 
 class TableProber:

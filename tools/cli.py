@@ -21,6 +21,7 @@ from devices.envelope import LookReason
 from kernel.roles import LOGINS
 from services import logs
 from services.settings import PREFIX, Settings, SettingsError, load, markdown_reference
+from tools.agent_cli import add_commands as add_agent_commands
 from tools.ops_cli import add_commands as add_ops_commands
 from tools.retention_cli import add_commands as add_retention_commands
 
@@ -487,6 +488,7 @@ def parser() -> argparse.ArgumentParser:
     from tools.provision import add_arguments as add_devices_arguments
 
     add_devices_arguments(s)
+    add_agent_commands(sub)
     add_ops_commands(sub)
     add_retention_commands(sub)
     return p

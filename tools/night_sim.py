@@ -454,6 +454,9 @@ class NightSim:
     async def wake(self, device_id: str) -> bool:
         return device_id in self.online
 
+    async def video_trouble(self, device_id: str) -> str | None:
+        return None  # simulated cameras report no video state
+
     async def run(self, *, speed: float = 0.0, progress: bool = False) -> NightResult:
         async with app.runtime(self.settings, clock=self.clock, options=self.options) as rt:
             self._rt = rt
