@@ -20,8 +20,11 @@ candidate  all            ``candidate`` (``""`` = end of candidates), ``sdp_mid`
 bye        all            ``reason``: timeout|withdrawn|declined|operator|device_lost|no_answer
 error      server, device ``code``, ``message``; ``session_id`` may be null
 drive      client         ``linear``, ``angular`` in [-1, 1] (video phone during a call)
+dock       client         none: the video phone drives back to its charger (during a call)
+unit       device, server what the rolling phone reports during the call: ``event``
+                          (bumped|cliff|docked|low_battery, or none) and ``battery_pct``
 video      client         ``frames``: frames the caller has decoded so far (staleness)
-ack        server         ``of``: the type acknowledged (``drive``)
+ack        server         ``of``: the type acknowledged (``drive``, ``dock``)
 stats      device         ``frames``, ``video_s``: video frames the device sent in the session
                           and the seconds they covered, once, when the session ends
 ========== ============== =================================================================
@@ -61,7 +64,7 @@ DeviceId = Annotated[str, msgspec.Meta(pattern=rf"^[a-z0-9-]{{1,64}}{codec.END}"
 Code = Annotated[str, msgspec.Meta(pattern=CODE_RE.pattern)]
 IceUrl = Annotated[str, msgspec.Meta(max_length=512, pattern=r"^(?:stun|turns?):")]
 IceSecret = Annotated[str, msgspec.Meta(max_length=512)]
-Unit = Annotated[float, msgspec.Meta(ge=-1, le=1)]
+Speed = Annotated[float, msgspec.Meta(ge=-1, le=1)]
 CheckId = Annotated[
     str, msgspec.Meta(pattern=rf"^[0-9]{{8}}\.[0-9]{{4}}\.[a-z0-9-]{{1,64}}{codec.END}")
 ]
@@ -80,6 +83,8 @@ class MessageType(StrEnum):
     VIDEO = "video"
     ACK = "ack"
     STATS = "stats"
+    DOCK = "dock"
+    UNIT = "unit"
 
 
 #: Types a browser, probe or ``homecare view`` may send.
@@ -91,6 +96,7 @@ CLIENT_TYPES = frozenset(
         MessageType.BYE,
         MessageType.DRIVE,
         MessageType.VIDEO,
+        MessageType.DOCK,
     }
 )
 #: Types a device may send on ``webrtc/out`` (``error``: it refused a message of a session).
@@ -101,6 +107,7 @@ DEVICE_TYPES = frozenset(
         MessageType.BYE,
         MessageType.ERROR,
         MessageType.STATS,
+        MessageType.UNIT,
     }
 )
 
@@ -349,8 +356,33 @@ class Drive(_InSession, frozen=True):
 
     type: ClassVar[MessageType] = MessageType.DRIVE
 
-    linear: Unit
-    angular: Unit
+    linear: Speed
+    angular: Speed
+
+
+class Dock(_InSession, frozen=True):
+    """The caller sends the video phone back to its charger (it drives there by itself)."""
+
+    type: ClassVar[MessageType] = MessageType.DOCK
+
+
+class UnitEvent(StrEnum):
+    """What a rolling phone reports during a call (``unit.event``)."""
+
+    BUMPED = "bumped"
+    CLIFF = "cliff"
+    DOCKED = "docked"
+    LOW_BATTERY = "low_battery"
+
+
+class Unit(_InSession, frozen=True):
+    """What the video phone of a call reports of itself (on its ``webrtc/out``), passed on to
+    the caller: ``event`` (none when only the battery is news) and ``battery_pct``."""
+
+    type: ClassVar[MessageType] = MessageType.UNIT
+
+    event: UnitEvent | None = None
+    battery_pct: Annotated[float, msgspec.Meta(ge=0, le=100)] | None = None
 
 
 class Video(_InSession, frozen=True):
@@ -391,6 +423,8 @@ Envelope = (
     | Video
     | Ack
     | Stats
+    | Dock
+    | Unit
 )
 _DECODER: msgspec.json.Decoder[Envelope] = msgspec.json.Decoder(Envelope)
 

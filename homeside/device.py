@@ -121,6 +121,8 @@ class DeviceClient:
     bind_code: topics.BindCode | None = None
     #: ``bind_button`` presses published (the installer pressed the unit's button).
     bind_presses: int = 0
+    #: A rolling unit's battery (its wheels' driver): reported in health and with every event.
+    battery: Callable[[], float | None] | None = None
     _client: aiomqtt.Client | None = None
 
     @property
@@ -148,10 +150,11 @@ class DeviceClient:
         await self.publish(topics.Channel.WEBRTC_OUT, json.dumps(envelope).encode())
 
     async def send_event(self, event_type: topics.EventType, session_id: str | None = None) -> None:
-        await self.publish(
-            topics.Channel.EVENT,
-            topics.Event(type=event_type, ts=round(time.time(), 3), session_id=session_id).encode(),
+        battery = None if self.battery is None else self.battery()
+        event = topics.Event(
+            type=event_type, ts=round(time.time(), 3), session_id=session_id, battery_pct=battery
         )
+        await self.publish(topics.Channel.EVENT, event.encode())
 
     async def press_bind_button(self) -> None:
         """The installer presses the unit's bind button: a ``bind_button`` event, the proof a
@@ -179,8 +182,8 @@ class DeviceClient:
         return True, None
 
     def health(self) -> topics.Health:
-        battery = None
-        if self.spec.kind is topics.DeviceKind.VIDEO_PHONE:
+        battery = None if self.battery is None else self.battery()
+        if battery is None and self.spec.kind is topics.DeviceKind.VIDEO_PHONE:
             battery = round(max(5.0, 100.0 - (time.monotonic() - self.started_at) / 360), 1)
         return topics.Health(
             uptime_s=round(time.monotonic() - self.started_at, 1),

@@ -49,8 +49,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -67,8 +69,10 @@ from aiortc.sdp import candidate_from_sdp
 from devices import envelope as env
 from devices import topics
 from devices.errors import PayloadError
+from homeside import drive
 from homeside.device import DeviceClient
 from homeside.media import FrameSource, FrameTrack, ToneTrack
+from homeside.wheels import MotorDriver, Wheels
 
 log = logging.getLogger(__name__)
 DEVICE_IN_TYPES = frozenset(
@@ -182,6 +186,8 @@ class DevicePeer:
         self.lang: topics.ScreenLanguage | None = None
         self.indicator: topics.Indicator | None = None  # the live indicator while it is on
         self._indicator_at = 0.0  # loop time it was (last) turned on
+        #: A rolling phone's wheels (``attach(..., driver=...)``): ``drive`` and ``dock``.
+        self.wheels: Wheels | None = None
         self._lock = asyncio.Lock()
         self._ended: deque[str] = deque(maxlen=RECENT_SESSIONS)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -280,7 +286,10 @@ class DevicePeer:
         self.stats.seen.append("offer")
         self.pc, self.session_id = pc, offer.session_id
         spec = self.device.spec
-        self.video = FrameTrack(self.scene, width=spec.width, height=spec.height, fps=spec.fps)
+        size = (spec.width, spec.height, spec.fps)
+        if offer.stream is not None:  # a probe's ask: that size, at most that rate
+            size = (offer.stream.w, offer.stream.h, min(spec.fps, offer.stream.fps))
+        self.video = FrameTrack(self.scene, width=size[0], height=size[1], fps=size[2])
         try:
             pc.addTrack(self.video)
             if self.is_phone:
@@ -297,6 +306,8 @@ class DevicePeer:
         self.stats.answers += 1
         if self.ringing_session == offer.session_id:
             self.call_state = CallState.IN_CALL
+        if self.wheels is not None:  # the caller sees the battery from the start
+            await self._tell_caller(offer.session_id, None)
 
     async def _on_candidate(self, candidate: env.Candidate) -> None:
         if self.pc is None or candidate.session_id != self.session_id:
@@ -354,7 +365,10 @@ class DevicePeer:
             log.warning("stats of %s not sent: %s", self.device.spec.device_id, e)
 
     async def close(self) -> None:
-        """End the media session and any ringing (and the indicator of either)."""
+        """End the media session and any ringing (and the indicator of either); a caller's
+        drive stops with it."""
+        if self.wheels is not None:
+            self.wheels.call_ended()
         if self.indicator is not None and self.indicator.session_id in {
             self.session_id,
             self.ringing_session,
@@ -439,13 +453,73 @@ class DevicePeer:
         return True, None
 
     async def on_drive(self, command: topics.Command) -> tuple[bool, str | None]:
-        linear, angular = command.args.get("linear"), command.args.get("angular")
-        if self.call_state is not CallState.IN_CALL or self.pc is None:
-            return False, "not_in_call"
-        if not isinstance(linear, int | float) or not isinstance(angular, int | float):
+        """``drive``: the wheels take the speeds for the command's ``valid_ms`` (the dead man,
+        :mod:`homeside.drive`); only in a call whose video flows, for that call's session."""
+        try:
+            order = topics.decode_drive(command)
+        except PayloadError as e:  # refused; nothing moves
+            log.warning("drive refused: %s %s", e.reason, e.field)
             return False, "bad_args"
-        self.stats.drives.append((float(linear), float(angular)))
+        if (
+            self.call_state is not CallState.IN_CALL
+            or self.pc is None
+            or order.session_id != self.session_id
+        ):
+            return False, "not_in_call"
+        self.stats.drives.append((order.linear, order.angular))
+        if self.wheels is not None:
+            self.wheels.drive(order)
         return True, None
+
+    async def on_dock(self, command: topics.Command) -> tuple[bool, str | None]:
+        """``dock``: back to the charger by itself (``docked`` when there)."""
+        try:
+            order = topics.decode_dock(command)
+        except PayloadError as e:
+            log.warning("dock refused: %s %s", e.reason, e.field)
+            return False, "bad_args"
+        if self.wheels is None:
+            return False, "no_wheels"
+        if not self.wheels.dock(order.session_id):
+            return False, "cannot_dock"
+        return True, None
+
+    async def on_wheels_event(self, kind: topics.EventType, session_id: str | None) -> None:
+        """The wheels' ``bumped``, ``cliff``, ``docked`` or ``low_battery``: an ``event`` (kept
+        by the backend), and while the call it names is up a ``unit`` to its caller."""
+        await self.device.send_event(kind, session_id)
+        if session_id is not None and session_id == self.session_id:
+            await self._tell_caller(session_id, env.UnitEvent(kind.value))
+
+    async def _tell_caller(self, session_id: str, event: env.UnitEvent | None) -> None:
+        battery = None if self.wheels is None else self.wheels.battery_pct()
+        report = env.Unit(session_id, event=event, battery_pct=battery)
+        try:
+            await self.device.send_signal(env.as_json(report))
+        except aiomqtt.MqttError as e:
+            log.warning("unit report of %s not sent: %s", self.device.spec.device_id, e)
+
+    async def video_flowing(self) -> bool:
+        """Whether this unit's video still reaches its caller, as far as the unit can see
+        (:func:`homeside.drive.video_stalled`): the connection, the caller's RTCP receiver
+        reports of our video, and our own camera's frames."""
+        pc, video = self.pc, self.video
+        if pc is None or video is None or video.first_sent_s is None:
+            return False
+        now = time.monotonic()
+        report_age_s = None
+        sender = next((s for s in pc.getSenders() if s.track is video), None)
+        if sender is not None:
+            report = await sender.getStats()
+            seen = [s.timestamp for s in report.values() if s.type == "remote-inbound-rtp"]
+            if seen:
+                report_age_s = (datetime.now(UTC) - max(seen)).total_seconds()
+        return not drive.video_stalled(
+            is_connected=pc.connectionState == "connected",
+            connected_for_s=now - video.first_sent_s,
+            report_age_s=report_age_s,
+            frame_age_s=None if video.last_sent_s is None else now - video.last_sent_s,
+        )
 
     async def on_indicator(self, command: topics.Command) -> tuple[bool, str | None]:
         """``indicator``: show (``on``) or stop showing (``off``, of the session shown) that a
@@ -507,10 +581,20 @@ async def _ok(command: topics.Command) -> tuple[bool, str | None]:
 
 
 def attach(
-    device: DeviceClient, *, scene: FrameSource, policy: AnswerPolicy | None = None
+    device: DeviceClient,
+    *,
+    scene: FrameSource,
+    policy: AnswerPolicy | None = None,
+    driver: MotorDriver | None = None,
 ) -> DevicePeer:
-    """Give ``device`` real media and call behaviour; returns the peer for inspection."""
+    """Give ``device`` real media and call behaviour; returns the peer for inspection. A video
+    phone with a ``driver`` rolls: ``drive`` and ``dock`` move it (:mod:`homeside.wheels`), its
+    ``bumped``, ``cliff`` and ``docked`` events name the call, and its events and health carry
+    the driver's battery."""
     peer = DevicePeer(device, scene=scene, policy=policy)
+    if driver is not None and peer.is_phone:
+        peer.wheels = Wheels(driver, on_event=peer.on_wheels_event, video_ok=peer.video_flowing)
+        device.battery = peer.wheels.battery_pct
     device.on_signal = peer.on_signal
     device.on_command.update(
         {
@@ -519,6 +603,7 @@ def attach(
             topics.CommandOp.SLEEP: peer.on_stop,
             topics.CommandOp.WAKE: _ok,
             topics.CommandOp.DRIVE: peer.on_drive,
+            topics.CommandOp.DOCK: peer.on_dock,
             topics.CommandOp.INDICATOR: peer.on_indicator,
         }
     )

@@ -19,6 +19,7 @@ from homeside import peer as device_peer
 from homeside.device import DeviceClient, DeviceSpec
 from homeside.media import FrameSource
 from homeside.peer import AnswerPolicy, DevicePeer
+from simulators.rover import RoverView, SimBody
 from simulators.scenes import Scene, SceneKind
 
 #: Lets media and call behaviour (homeside.peer) attach to each device before it connects.
@@ -101,10 +102,20 @@ def attach(
     device: DeviceClient, *, scene: FrameSource | None = None, policy: AnswerPolicy | None = None
 ) -> DevicePeer:
     """Give a simulated ``device`` real media (``scene``, by default its home asleep) and call
-    behaviour, and the simulator's own ``scene`` command; returns the peer for inspection."""
+    behaviour, and the simulator's own ``scene`` command; returns the peer for inspection. A
+    video phone rolls: its wheels are a :class:`~simulators.rover.SimBody` that starts on its
+    charger (``peer.wheels.driver``), and its camera sees the scene from where it stands."""
     seed = zlib.crc32(device.spec.device_id.encode()) & 0xFFFF
+    body = SimBody() if device.spec.kind is DeviceKind.VIDEO_PHONE else None
+
+    def seen(source: FrameSource) -> FrameSource:
+        return source if body is None else RoverView(source, body)
+
     peer = device_peer.attach(
-        device, scene=scene or Scene(SceneKind.ASLEEP, seed=seed), policy=policy
+        device,
+        scene=seen(scene or Scene(SceneKind.ASLEEP, seed=seed)),
+        policy=policy,
+        driver=body,
     )
 
     async def on_scene(command: topics.Command) -> tuple[bool, str | None]:
@@ -116,7 +127,7 @@ def attach(
             return False, "unknown_scene"
         if not isinstance(ir, bool):
             return False, "bad_args"
-        peer.set_source(Scene(kind, seed=seed, ir=ir))
+        peer.set_source(seen(Scene(kind, seed=seed, ir=ir)))
         return True, None
 
     device.on_command[topics.CommandOp.SCENE] = on_scene

@@ -38,6 +38,7 @@ SERVER_TYPES = frozenset(
         env.MessageType.BYE,
         env.MessageType.ERROR,
         env.MessageType.ACK,
+        env.MessageType.UNIT,
     }
 )
 
@@ -87,6 +88,8 @@ class ViewResult:
     request_to_first_frame_s: float | None = None
     errors: list[str] = field(default_factory=list)
     deadline: float | None = None
+    #: What a rolling phone reported during the call (``unit``), in order.
+    units: list[env.Unit] = field(default_factory=list)
 
     @property
     def ended(self) -> str:
@@ -189,6 +192,8 @@ class View:
                     return
                 case env.Error():
                     self.result.errors.append(message.code)
+                case env.Unit():
+                    self.result.units.append(message)
                 case _:
                     pass
 

@@ -107,6 +107,8 @@ class ClientSide(Interpreter):
                 event = machine.ClientVideo(message.frames)
             case env.Drive():
                 event = machine.ClientDrive(message.linear, message.angular)
+            case env.Dock():
+                event = machine.ClientDock()
             case _:  # pragma: no cover - decode() admits client types only
                 self.reject(conn, "unexpected_type", "not a client message", None)
                 return

@@ -11,7 +11,7 @@ events from             ``Client*`` (the operator's connection), ``Device*`` (it
                         (:class:`IndicatorAcked`, :class:`IndicatorNotAcked`)
 effects to              the client (:class:`ToClient`, :class:`Refuse`), the device
                         (:class:`ToDevice`, :class:`Command`, :class:`Ring`,
-                        :class:`Drive`, :class:`Indicate`), the timer
+                        :class:`Drive`, :class:`Dock`, :class:`Indicate`), the timer
                         (:class:`ArmTimer`), the row and its audit entries
                         (:class:`MarkConnected`, :class:`Extended`, :class:`Closed`) and
                         the check a view is owed to (:class:`CheckTrouble`)
@@ -76,6 +76,19 @@ class ClientVideo:
 class ClientDrive:
     linear: float
     angular: float
+
+
+@dataclass(frozen=True, slots=True)
+class ClientDock:
+    """The caller sends the video phone back to its charger."""
+
+
+@dataclass(frozen=True, slots=True)
+class UnitReported:
+    """The call's video phone reported a bump, an edge, its dock or its battery (``unit`` on
+    its ``webrtc/out``)."""
+
+    report: env.Unit
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +184,7 @@ Event = (
     | ClientExtend
     | ClientVideo
     | ClientDrive
+    | ClientDock
     | ClientGone
     | DeviceAnswer
     | DeviceCandidate
@@ -186,6 +200,7 @@ Event = (
     | Started
     | IndicatorAcked
     | IndicatorNotAcked
+    | UnitReported
 )
 
 # --------------------------------------------------------------------------- effects
@@ -230,10 +245,17 @@ class Ring:
 
 @dataclass(frozen=True, slots=True)
 class Drive:
-    """``cmd drive``; the interpreter answers the client ``ack`` or ``error``."""
+    """``cmd drive`` valid for ``valid_ms`` (the unit's dead man); the interpreter answers the
+    client ``ack`` or ``error``."""
 
     linear: float
     angular: float
+    valid_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Dock:
+    """``cmd dock`` for the call; the interpreter answers the client ``ack`` or ``error``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +320,7 @@ Effect = (
     | Command
     | Ring
     | Drive
+    | Dock
     | Indicate
     | CheckTrouble
     | ArmTimer

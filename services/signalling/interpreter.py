@@ -155,6 +155,8 @@ class Interpreter:
                 self._spawn(self._ring(live, timeout_s, auto_answer))
             case machine.Drive():
                 self._spawn(self._drive(live, effect))
+            case machine.Dock():
+                self._spawn(self._dock(live))
             case machine.Indicate(on=on, remaining_s=remaining):
                 self._spawn(self._indicate(live, on, remaining))
             case machine.CheckTrouble(reason=reason) if (
@@ -291,20 +293,39 @@ class Interpreter:
 
     async def _drive(self, live: LiveSession, drive: machine.Drive) -> None:
         s = live.value
+        order = topics.Drive(
+            session_id=s.session_id,
+            linear=drive.linear,
+            angular=drive.angular,
+            valid_ms=drive.valid_ms,
+        )
+        await self._order(live, topics.CommandOp.DRIVE, order.args(), env.MessageType.DRIVE)
+
+    async def _dock(self, live: LiveSession) -> None:
+        s = live.value
+        log.info("signal_dock_requested", session_id=s.session_id, device_id=s.device_id)
+        args = topics.Dock(session_id=s.session_id).args()
+        await self._order(live, topics.CommandOp.DOCK, args, env.MessageType.DOCK)
+
+    async def _order(
+        self,
+        live: LiveSession,
+        op: topics.CommandOp,
+        args: dict[str, Any],
+        of: env.MessageType,
+    ) -> None:
+        """Send a call's ``drive`` or ``dock`` to the phone; the caller gets ``ack`` or an
+        ``error`` (``{op}_failed``: no ack in time; ``{op}_refused``: the phone said no)."""
+        s = live.value
         try:
-            ack = await self.commands.send(
-                s.device_id,
-                topics.CommandOp.DRIVE,
-                {"session_id": s.session_id, "linear": drive.linear, "angular": drive.angular},
-                self.config.command_timeout_s,
-            )
+            ack = await self.commands.send(s.device_id, op, args, self.config.command_timeout_s)
         except (TimeoutError, LookupError, ConnectionError) as e:
-            self.reject(live.conn, "drive_failed", type(e).__name__, s.session_id)
+            self.reject(live.conn, f"{op.value}_failed", type(e).__name__, s.session_id)
             return
         if ack.ok:
-            live.conn.send(env.Ack(s.session_id, of=env.MessageType.DRIVE))
+            live.conn.send(env.Ack(s.session_id, of=of))
         else:
-            self.reject(live.conn, "drive_refused", "the device refused", s.session_id)
+            self.reject(live.conn, f"{op.value}_refused", "the device refused", s.session_id)
 
     async def _caller_name(self, staff_id: str) -> str | None:
         """The staff member's display name for the phone's screen (never logged); ``None`` (the

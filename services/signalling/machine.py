@@ -27,12 +27,14 @@ deadline), extensions only with a reason and at most ``max_extensions`` per chec
 none), ``bye withdrawn`` when the gate turns to deny, a call rings first and ends ``no_answer``
 at the ring timeout or ``declined``, a call is capped (an auto-answered one at its plan's call
 cap, :func:`call_limit_s`) and answered only after its announcement (:func:`is_announced`),
-``drive`` only in an accepted call while the caller's video is fresh, the device shows that a
-look is live before any frame can flow (its ``indicator`` acked; nothing reaches the device
-before, not even the offer) and is told when it ends, an offer's media must fit the purpose
-(:mod:`.sdp`), a device's ``error`` ends its session ``device_lost`` and tells the client the
-device's code, and who the audit names as the actor of an ending (the operator, ``device:<id>``
-or ``system``).
+``drive`` only in an accepted call while the caller's video is fresh, each valid on the phone
+for at most ``DRIVE_VALID_MS`` and never past the moment that video turns stale (the phone's
+dead man stops it then; :func:`drive_valid_ms`), ``dock`` in an accepted call, the device
+shows that a look is live before any frame can flow (its ``indicator`` acked; nothing reaches
+the device before, not even the offer) and is told when it ends, an offer's media must fit the
+purpose (:mod:`.sdp`), a device's ``error`` ends its session ``device_lost`` and tells the
+client the device's code, and who the audit names as the actor of an ending (the operator,
+``device:<id>`` or ``system``).
 
 The events and effects (and :class:`State`, :class:`Terms`) are re-exported here, so callers
 may keep using ``machine.<name>``.
@@ -48,7 +50,7 @@ from enum import StrEnum
 from typing import Any
 
 from devices import envelope as env
-from devices.topics import CommandOp
+from devices.topics import DRIVE_VALID_MS, CommandOp
 from services.signalling import sdp
 from services.signalling.decide import DEFAULT_TERMS, NO_USE, CheckUse, Grant, State, Terms
 from services.signalling.events import (
@@ -60,6 +62,7 @@ from services.signalling.events import (
     CheckTrouble,
     ClientBye,
     ClientCandidate,
+    ClientDock,
     ClientDrive,
     ClientExtend,
     ClientGone,
@@ -72,6 +75,7 @@ from services.signalling.events import (
     DeviceCandidate,
     DeviceError,
     DeviceLost,
+    Dock,
     Drive,
     Effect,
     Event,
@@ -89,6 +93,7 @@ from services.signalling.events import (
     TimerFired,
     ToClient,
     ToDevice,
+    UnitReported,
     device_error_code,
 )
 
@@ -104,6 +109,7 @@ __all__ = [
     "CheckTrouble",
     "ClientBye",
     "ClientCandidate",
+    "ClientDock",
     "ClientDrive",
     "ClientExtend",
     "ClientGone",
@@ -116,6 +122,7 @@ __all__ = [
     "DeviceCandidate",
     "DeviceError",
     "DeviceLost",
+    "Dock",
     "Drive",
     "Effect",
     "Event",
@@ -138,11 +145,13 @@ __all__ = [
     "TimerFired",
     "ToClient",
     "ToDevice",
+    "UnitReported",
     "actor_of",
     "apply",
     "call_limit_s",
     "close",
     "device_error_code",
+    "drive_valid_ms",
     "is_announced",
     "open_session",
     "remaining_s",
@@ -363,12 +372,43 @@ def _client_video(s: Session, e: ClientVideo, now: datetime, t: Terms) -> Result
     return dataclasses.replace(s, last_frames=e.frames, last_frame_at=now), ()
 
 
+def drive_valid_ms(s: Session, now: datetime, t: Terms) -> int:
+    """How long a ``drive`` sent at ``now`` may hold the phone's wheels, milliseconds: the
+    unit's dead-man window (:data:`~devices.topics.DRIVE_VALID_MS`), cut short so it never
+    outlasts the caller's fresh video (the last decoded-frame report plus ``stale_video_s``);
+    0 when the video is stale already."""
+    if s.last_frame_at is None:
+        return 0
+    fresh = timedelta(seconds=t.stale_video_s) - (now - s.last_frame_at)  # exact to the µs
+    return max(0, min(DRIVE_VALID_MS, fresh // timedelta(milliseconds=1)))
+
+
+def _in_call(s: Session) -> bool:
+    return s.purpose is env.Purpose.CALL and s.state is State.CONNECTED
+
+
 def _client_drive(s: Session, e: ClientDrive, now: datetime, t: Terms) -> Result:
-    if s.purpose is not env.Purpose.CALL or s.state is not State.CONNECTED:
+    if not _in_call(s):
         return _refuse(s, "not_in_call", "drive only during an accepted call")
-    if s.last_frame_at is None or (now - s.last_frame_at).total_seconds() > t.stale_video_s:
+    valid_ms = drive_valid_ms(s, now, t)
+    if valid_ms < 1:
         return _refuse(s, "video_stale", "no fresh video from the phone; not driving")
-    return s, (Drive(e.linear, e.angular),)
+    return s, (Drive(e.linear, e.angular, valid_ms),)
+
+
+def _client_dock(s: Session, e: ClientDock, now: datetime, t: Terms) -> Result:
+    """Back to the charger: the phone drives there by itself (no fresh video needed: it is
+    what the caller asks for when the picture is gone)."""
+    if not _in_call(s):
+        return _refuse(s, "not_in_call", "dock only during an accepted call")
+    return s, (Dock(),)
+
+
+def _unit_reported(s: Session, e: UnitReported, now: datetime, t: Terms) -> Result:
+    """What the phone says of itself reaches the caller while the call is up."""
+    if not _in_call(s):
+        return s, ()
+    return s, (ToClient(e.report),)
 
 
 def _device_answer(s: Session, e: DeviceAnswer, now: datetime, t: Terms) -> Result:
@@ -525,6 +565,7 @@ _ANY_OPEN: dict[type, Handler] = {
     ClientExtend: _client_extend,
     ClientVideo: _client_video,
     ClientDrive: _client_drive,
+    ClientDock: _client_dock,
     ClientGone: _client_gone,
     DeviceAnswer: _device_answer,
     DeviceCandidate: _device_candidate,
@@ -539,6 +580,7 @@ _ANY_OPEN: dict[type, Handler] = {
     Started: _started,
     IndicatorAcked: _indicator_acked,
     IndicatorNotAcked: _indicator_not_acked,
+    UnitReported: _unit_reported,
 }
 TABLE: dict[tuple[State, type], Handler] = {
     **{(state, kind): h for state in _OPEN for kind, h in _ANY_OPEN.items()},
@@ -547,7 +589,7 @@ TABLE: dict[tuple[State, type], Handler] = {
 """(state, event type) -> handler; a pair not here changes nothing (a closed session, a call
 answered twice, a decline of a view)."""
 
-_CLIENT_EVENTS = (ClientOffer, ClientCandidate, ClientExtend, ClientDrive)
+_CLIENT_EVENTS = (ClientOffer, ClientCandidate, ClientExtend, ClientDrive, ClientDock)
 
 
 def apply(session: Session, event: Event, now: datetime, terms: Terms = DEFAULT_TERMS) -> Result:

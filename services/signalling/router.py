@@ -35,7 +35,7 @@ from services.signalling.store import StatsRecorded
 
 log = structlog.get_logger(__name__)
 
-DeviceMessage = env.Answer | env.Candidate | env.Bye | env.Error
+DeviceMessage = env.Answer | env.Candidate | env.Bye | env.Error | env.Unit
 #: ``(device_id, message)`` to the session's owner in this process.
 Deliver = Callable[[str, DeviceMessage], Awaitable[None]]
 #: The device id of an open session held by this process, else ``None``.

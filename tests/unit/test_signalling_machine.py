@@ -553,7 +553,7 @@ FRESH = T0 + 100 * S
 def test_drive_only_in_an_accepted_call_with_fresh_video(s: m.Session, code: str | None) -> None:
     _, effects = m.apply(s, m.ClientDrive(0.3, -0.2), FRESH, TERMS)
     if code is None:
-        assert effects == (m.Drive(0.3, -0.2),)
+        assert effects == (m.Drive(0.3, -0.2, 500),)
     else:
         assert [e.code for e in effects if isinstance(e, m.Refuse)] == [code]
 
