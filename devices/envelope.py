@@ -13,7 +13,9 @@ granted    server         ``device_id``, ``purpose``, ``ice_servers``, ``deadlin
                           ``cap_s``, ``ring_timeout_s`` (calls), ``budget_s`` (a view's
                           seconds left: less than ``cap_s`` when a check's view is re-opened)
 denied     server         ``reason`` (stable code)
-offer      client, server ``sdp``; ``ice_servers`` when the server forwards it to a device
+offer      client, server ``sdp``; ``ice_servers`` when the server forwards it to a device;
+                          a probe's also ``stream`` (:class:`ProbeStream`: the size and rate
+                          it asks the camera for)
 answer     device, server ``sdp``
 candidate  all            ``candidate`` (``""`` = end of candidates), ``sdp_mid``,
                           ``sdp_mline_index``
@@ -183,6 +185,26 @@ class IceServer(
         return f"IceServer(urls={self.urls!r}, username={self.username!r}{hidden})"
 
 
+#: The sizes a probe may ask a camera for (``stream`` of a probe's ``offer``).
+PROBE_SIZES = ((160, 120), (320, 240))
+PROBE_FPS = (2.0, 5.0)
+
+
+class ProbeStream(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
+    """The small, slow stream a probe asks the camera for: ``w`` x ``h`` one of
+    :data:`PROBE_SIZES`, ``fps`` 2 to 5. A camera sends that (scaling and dropping frames
+    itself), so the backend decodes no more than the motion check uses."""
+
+    w: int
+    h: int
+    fps: Annotated[float, msgspec.Meta(ge=PROBE_FPS[0], le=PROBE_FPS[1])]
+
+    def __post_init__(self) -> None:
+        if (self.w, self.h) not in PROBE_SIZES:
+            sizes = " or ".join(f"{w}x{h}" for w, h in PROBE_SIZES)
+            raise codec.CodecError("bad_value", "w", f"a probe stream is {sizes}")
+
+
 class _Message(
     msgspec.Struct,
     frozen=True,
@@ -279,6 +301,8 @@ class Offer(_InSession, frozen=True):
 
     sdp: str
     ice_servers: Annotated[tuple[IceServer, ...], msgspec.Meta(max_length=8)] = ()
+    #: A probe's ask: the size and rate the camera should send (absent: what it sends).
+    stream: ProbeStream | None = None
 
     def __post_init__(self) -> None:
         problem = sdp_problem(self.sdp)
@@ -286,7 +310,10 @@ class Offer(_InSession, frozen=True):
             raise codec.CodecError(problem[0], "sdp", problem[1])
 
     def __repr__(self) -> str:
-        return f"Offer(session_id={self.session_id!r}, sdp=..., ice_servers={self.ice_servers!r})"
+        return (
+            f"Offer(session_id={self.session_id!r}, sdp=..., ice_servers={self.ice_servers!r},"
+            f" stream={self.stream!r})"
+        )
 
 
 class Answer(_InSession, frozen=True):
