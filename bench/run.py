@@ -280,6 +280,18 @@ def _audit(r: dict[str, Any]) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+def _home_probe(r: dict[str, Any]) -> list[dict[str, Any]]:
+    home, rtc = r["home"], r["webrtc"]
+    return [
+        figure("home_probe", "backend CPU per probed home, home probe", home["cpu_per_probe_ms"],
+               "ms", baseline="the WebRTC probe", baseline_value=rtc["cpu_per_probe_ms"]),
+        figure("home_probe", "homes probed at once per backend core (computed), home probe",
+               home["homes_probed_at_once_per_core_computed"], "homes", better="higher",
+               baseline="the WebRTC probe",
+               baseline_value=rtc["homes_probed_at_once_per_core_computed"]),
+    ]  # fmt: skip
+
+
 def _tenancy(r: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         figure("tenancy", "pool acquire + SELECT 1, same scope", r["acquire_scoped_us"], "us",
@@ -361,6 +373,10 @@ BENCHES: tuple[Bench, ...] = (
     Bench("audit", "audit chain append and verify; appends at a night peak with anchoring",
           {"entries": 1000, "writers": 4, "seconds": 4.0, "peak_writers": 8},
           {"entries": 40, "writers": 2, "seconds": 0.5, "peak_writers": 2}, 75, _audit),
+    Bench("home_probe", "backend CPU per probed home: the home probe vs the WebRTC probe",
+          {"homes": 10, "rounds": 2, "concurrency": 5},
+          {"homes": 2, "rounds": 1, "window_s": 2.0}, 180,
+          _home_probe, quick_budget_s=60),
     Bench("tenancy", "what row-level security and the per-acquire scope cost",
           {"recipients": 5000, "reads": 2000}, {"recipients": 50, "reads": 50}, 60, _tenancy),
     Bench("gate", "consent gate per call and in bulk",
