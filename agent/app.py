@@ -33,6 +33,7 @@ import aiomqtt
 from aiohttp import web
 
 from agent.indicator import Lamp
+from agent.motors import MotorDriver
 from agent.sources import SourceSpec, VideoSource
 from devices import topics
 from homeside import peer as device_peer
@@ -60,6 +61,8 @@ class AgentDevice(DeviceClient):
         self.reported_video = None if video is None else video.state
         return topics.Health(
             uptime_s=round(time.monotonic() - self.started_at, 1),
+            # a rolling phone whose motor driver reads its battery (agent.motors) says it
+            battery_pct=None if self.battery is None else self.battery(),
             tamper=False,
             ts=round(time.time(), 3),
             video=video,
@@ -83,7 +86,15 @@ class AgentConfig:
 class Agent:
     """One device: ``await agent.run(stop)`` until ``stop`` is set."""
 
-    def __init__(self, config: AgentConfig, *, lamp: Lamp | None = None) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        lamp: Lamp | None = None,
+        motors: MotorDriver | None = None,
+    ) -> None:
+        """``motors``: a video phone's wheels (:mod:`agent.motors`); ``drive`` and ``dock``
+        move it under the same dead-man rules as the simulated phone (:mod:`homeside.drive`)."""
         self.config = config
         self.lamp = lamp
         self.lamp_on = False
@@ -104,7 +115,7 @@ class Agent:
             health_interval_s=config.health_interval_s,
             video_health=self.source.health,
         )
-        self.peer = device_peer.attach(self.device, scene=self.source)
+        self.peer = device_peer.attach(self.device, scene=self.source, driver=motors)
         self._show = self.device.on_command[topics.CommandOp.INDICATOR]
         self.device.on_command[topics.CommandOp.INDICATOR] = self._on_indicator
 
@@ -165,6 +176,8 @@ class Agent:
                     await watcher
         finally:
             await self.peer.close()
+            if self.peer.wheels is not None:
+                await self.peer.wheels.close()  # stopped, whatever it was doing
             if self.lamp is not None and self.lamp_on:
                 await self.lamp.set(False, "view")
                 self.lamp_on = False

@@ -21,10 +21,13 @@ import re
 import signal
 import ssl
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from services.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from agent.motors import MotorDriver
 
 SIZE_RE = re.compile(r"^(\d{2,4})x(\d{2,4})\Z")
 
@@ -72,6 +75,21 @@ def _broker(url: str) -> str:
     return f"{parts.scheme}://{user}{parts.hostname}" + (f":{port}" if port else "")
 
 
+def _motors(args: argparse.Namespace) -> MotorDriver | None:
+    """``--motors``: a video phone's wheels (``agent.motors``), or none."""
+    from agent import motors
+    from devices.topics import DeviceKind
+
+    if args.motors is None:
+        return None
+    if args.kind != DeviceKind.VIDEO_PHONE.value:
+        raise SettingsError("--motors is for a video phone (--kind video_phone)")
+    try:
+        return motors.parse(args.motors)
+    except ValueError as e:
+        raise SettingsError(str(e)) from None
+
+
 async def cmd_agent(args: argparse.Namespace, settings: Settings) -> int:
     from agent.app import Agent, AgentConfig
     from agent.indicator import CommandLamp, GpioLamp, IndicatorError, Lamp
@@ -101,6 +119,7 @@ async def cmd_agent(args: argparse.Namespace, settings: Settings) -> int:
             lamp = GpioLamp(args.indicator_gpio)
     except (SourceError, IndicatorError) as e:
         raise SettingsError(str(e)) from None
+    driver = _motors(args)
     width, height = args.size
     agent = Agent(
         AgentConfig(
@@ -116,6 +135,7 @@ async def cmd_agent(args: argparse.Namespace, settings: Settings) -> int:
             health_interval_s=args.health_interval,
         ),
         lamp=lamp,
+        motors=driver,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -161,6 +181,12 @@ def add_commands(sub: Any) -> None:
     s.add_argument("--fps", type=_fps, default=10.0, help="frames a second sent (10)")
     s.add_argument(
         "--health-interval", type=_interval, default=30.0, help="seconds between health (30)"
+    )
+    s.add_argument(
+        "--motors",
+        metavar="DRIVER",
+        help="a video phone's wheels: fake, or motorhat[:left=N,right=N,bump=PIN,cliff=PIN,"
+        "dock=PIN] (a Raspberry Pi motor HAT; see docs/device-contract.md)",
     )
     lamp = s.add_mutually_exclusive_group()
     lamp.add_argument(
