@@ -1,12 +1,15 @@
-"""An auto-answered call is announced on the unit before any video (issue 15), in headless Chromium.
+"""An auto-answered call is announced on the unit before any video (issue 15), in headless Chromium,
+in the brukare's language (issue 19).
 
 The composed service (real consent records and gate, PostgreSQL, Mosquitto) with a simulated video
-phone (aiortc media) and its own screen (:mod:`simulators.kiosk`); the brukare has consented to
+phone (aiortc media) and its own screen (:mod:`homeside.screen`, served by
+:mod:`simulators.kiosk`); the brukare, whose care record says Finnish, has consented to
 auto-answer and the plan names a 5 s announcement and a 60 s call cap. The operator calls over
-``/ws/signal`` (``tools.view.View``). Chromium shows the unit's screen: the chime plays once and
-the caller's name is on screen, with no Svara button and no frame at either end, for the plan's
-announcement; only then is the call connected and video flows. The call then ends by itself at
-the plan's cap (on the service's clock) and the screen goes back to idle.
+``/ws/signal`` (``tools.view.View``). The backend's ``ring`` carries the record's language; Chromium
+shows the unit's screen in Finnish: the chime plays once and the caller's name is on screen and
+spoken (espeak-ng's Finnish voice), with no Vastaa (Svara) button and no frame at either end, for
+the plan's announcement; only then is the call connected and video flows. The call then ends by
+itself at the plan's cap (on the service's clock) and the screen goes back to idle.
 """
 
 from __future__ import annotations
@@ -61,6 +64,10 @@ async def test_the_name_is_on_screen_with_a_chime_before_any_video(
         await s.rt.pool.execute(
             "UPDATE staff SET display_name = $1 WHERE username = 'op-signal'", CALLER
         )
+        # the care record's language: Finnish (a national minority language)
+        await s.rt.pool.execute(
+            "UPDATE care_recipients SET language = 'fi-FI' WHERE recipient_id = 'rec-0161'"
+        )
         phone = s.peers[PHONE]
         async with (
             serving({PHONE: phone}, 0) as kiosk,
@@ -90,6 +97,7 @@ async def test_the_name_is_on_screen_with_a_chime_before_any_video(
                         avvisa: document.querySelector('#decline').offsetParent !== null,
                         chimes: window.callscreen.chimes,
                         ringing: window.callscreen.ringing,
+                        lang: document.documentElement.lang,
                     })"""
                 )
                 frames_then = (call.result.frames, phone.stats.offers, phone.stats.frames_received)
@@ -102,6 +110,7 @@ async def test_the_name_is_on_screen_with_a_chime_before_any_video(
                 )
                 announcing_since_ms = await page.evaluate("() => window.announcingSince")
                 first_frame_after_s = first_frame_wall - announcing_since_ms / 1000
+                spoken = await page.evaluate("() => window.callscreen.spoken")
                 await page.locator('body[data-state="in_call"]').wait_for(timeout=20_000)
                 await wait_for(lambda: call.result.frames >= 5, what="the phone's video")
                 s.clock.advance(CAP_S)  # the plan's call cap, on the service's clock
@@ -115,8 +124,10 @@ async def test_the_name_is_on_screen_with_a_chime_before_any_video(
         f"\nannounced {phone.stats.announced_s[0]:.2f} s by the phone; first frame at the caller"
         f" {first_frame_after_s:.2f} s after the screen showed the name"
     )
-    assert on_screen["title"].strip() == f"{CALLER} ringer"
-    assert "kopplas upp av sig självt" in on_screen["hint"]
+    assert on_screen["lang"] == "fi"  # the care record's language, carried by the ring
+    assert on_screen["title"].strip() == f"{CALLER} soittaa"
+    assert "yhdistyy itsestään" in on_screen["hint"]
+    assert spoken == 1  # who calls, spoken while announced (before any video)
     assert (on_screen["svara"], on_screen["avvisa"]) == (False, True)  # Avvisa still stops it
     assert (on_screen["chimes"], on_screen["ringing"]) == (1, False)  # a chime, not the ring
     assert frames_then == (0, 0, 0)  # no offer at the phone, no frame either way
