@@ -331,6 +331,25 @@ def _scale_out(r: dict[str, Any]) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+def _saturation(r: dict[str, Any]) -> list[dict[str, Any]]:
+    camera = next(r[v] for v in r["variants"] if not v.startswith("asked"))
+    out = []
+    for name in (v for v in r["variants"] if v.startswith("asked")):
+        v = r[name]
+        out += [
+            figure("saturation", f"backend CPU per live probe stream, {name}",
+                   v["cpu_per_stream_ms_per_s"], "ms CPU/s",
+                   baseline="the camera's own stream, not asked (640x480 15 fps)",
+                   baseline_value=camera["cpu_per_stream_ms_per_s"] or None),
+            figure("saturation", f"largest N that keeps up, {name}", v["largest_n_keeping_up"],
+                   "streams", better="higher"),
+            figure("saturation", f"live probe streams per core measured, {name}",
+                   v["streams_per_core_measured"], "streams", better="higher",
+                   target=150 if name == "asked 320x240@5" else None),
+        ]  # fmt: skip
+    return out
+
+
 def generic(bench: str, r: dict[str, Any]) -> list[dict[str, Any]]:
     """Top-level numbers of a result this runner has no reading for (no baseline pairing)."""
     return [
@@ -356,6 +375,8 @@ BENCHES: tuple[Bench, ...] = (
     Bench("motion", "motion kernel vs baseline vs memory bound; probes per core",
           {"quick": False, "streams": 20, "live": 20}, {"quick": True, "streams": 2, "live": 2},
           150, _motion),
+    Bench("saturation", "N live probe streams into one backend process: who keeps up, CPU",
+          {}, {"quick": True}, 240, _saturation, quick_budget_s=60),
     Bench("signalling", "request -> first frame; withdrawal -> teardown",
           {"sessions": 40, "withdrawals": 40, "homes": 4},
           {"sessions": 2, "withdrawals": 2, "homes": 2}, 120, _signalling),

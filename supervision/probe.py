@@ -8,8 +8,10 @@ A receive-only aiortc peer inside the backend (``purpose=probe``, principal ``sy
    checks role, presence and the ``motion_analysis`` gate and audits the session like any view
    (actor ``system``: ``probe.started`` / ``probe.ended``);
 2. on ``granted`` offers receive-only video (every candidate inside the offer), asking for a
-   small, slow stream in SDP (``b=AS``, ``a=framerate``, ``a=imageattr``; a camera may ignore
-   them), and applies the device's ``answer`` and candidates;
+   small, slow stream: in the offer's ``stream`` (the contract's probe stream, 160x120 or
+   320x240 at 2-5 fps, which a camera honours) and in SDP (``b=AS``, ``a=framerate``,
+   ``a=imageattr``), without bandwidth estimation (no ``abs-send-time``, no REMB), and applies
+   the device's ``answer`` and candidates;
 3. drains the video track as fast as frames arrive (aiortc's receive queue is unbounded) and
    keeps only the latest frame; the analysis loop takes that one, skips it if it comes sooner
    than ``1 / max_fps`` after the last analysed frame, reads the Y plane without copying
@@ -35,6 +37,7 @@ import asyncio
 import contextlib
 import inspect
 import math
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -108,14 +111,34 @@ class ProbeConfig:
     max_fps: float = 5.0  # frames sooner than 1/max_fps after the last analysed one are skipped
     max_width: int = 320  # the small, slow stream the offer asks for (SDP hints a camera
     max_height: int = 240  # may honour: imageattr, framerate, b=AS)
-    max_kbps: int = 300
+    max_kbps: int = 150
     offload_min_px: int = 640 * 480 + 1  # frames this large run the kernel in a worker thread
+    #: Ask the camera for ``max_width`` x ``max_height`` at ``max_fps`` in the offer's
+    #: ``stream`` (the contract's probe stream: a size of ``PROBE_SIZES``, 2-5 fps), which a
+    #: camera honours, so nothing more is sent or decoded than the analysis uses.
+    ask_stream: bool = True
 
     def __post_init__(self) -> None:
         if not (self.window_s > 0 and self.connect_timeout_s > 0 and self.max_fps > 0):
             raise ValueError("window_s, connect_timeout_s and max_fps must be positive")
         if min(self.max_width, self.max_height, self.max_kbps) < 16:
             raise ValueError("max_width, max_height and max_kbps must be positive (>= 16)")
+        low, high = env.PROBE_FPS
+        if self.ask_stream and (
+            (self.max_width, self.max_height) not in env.PROBE_SIZES
+            or not low <= self.max_fps <= high
+        ):
+            sizes = " or ".join(f"{w}x{h}" for w, h in env.PROBE_SIZES)
+            raise ValueError(
+                f"a probe asks for {sizes} at {low:g}-{high:g} fps (or set ask_stream=False)"
+            )
+
+    @property
+    def stream(self) -> env.ProbeStream | None:
+        """What the offer asks the camera to send (``None``: whatever it sends)."""
+        if not self.ask_stream:
+            return None
+        return env.ProbeStream(w=self.max_width, h=self.max_height, fps=self.max_fps)
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,7 +388,7 @@ class MotionProber:
         pc.addTransceiver("video", direction="recvonly")
         await pc.setLocalDescription(await pc.createOffer())  # every candidate inside
         sdp = ask_small_slow(pc.localDescription.sdp, self.config)
-        await self._send(conn, env.Offer(w.session_id, sdp=sdp))
+        await self._send(conn, env.Offer(w.session_id, sdp=sdp, stream=self.config.stream))
 
     async def _drain(self, track: MediaStreamTrack, w: _Watch, started: float) -> None:
         """Take every frame off aiortc's queue at once; keep only the latest."""
@@ -497,17 +520,26 @@ def luma_view(frame: av.VideoFrame) -> motion.U8:
     return np.asarray(frame.to_ndarray(format="gray"), np.uint8)
 
 
+_ESTIMATION = re.compile(r"^a=(?:extmap:\d+(?:/\w+)? \S*abs-send-time|rtcp-fb:\S+ goog-remb)$")
+"""Offer lines of bandwidth estimation, which the probe leaves out."""
+
+
 def ask_small_slow(sdp: str, config: ProbeConfig) -> str:
     """The offer with the small, slow stream asked for in each video section: ``b=AS``
     (kbit/s, after the connection line), ``a=framerate`` and ``a=imageattr`` (RFC 6236) for
-    what we receive. Cameras that ignore them send what they send; the probe thins it."""
-    lines = sdp.split("\r\n")
+    what we receive. Cameras that ignore them send what they send; the probe thins it.
+
+    Without bandwidth estimation: the ``abs-send-time`` header extension and ``goog-remb``
+    feedback are left out, so the receiver runs no estimator on every packet (aiortc's costs
+    about a tenth of the receive path) and sends no REMB that would push a camera's rate up
+    past what the probe asked for."""
     out: list[str] = []
     in_video = False
     hints = [
         f"a=framerate:{config.max_fps:g}",
         f"a=imageattr:* recv [x=[16:{config.max_width}],y=[16:{config.max_height}]]",
     ]
+    lines = [line for line in sdp.split("\r\n") if not _ESTIMATION.match(line)]
     for line in lines:
         if line.startswith("m="):
             if in_video:

@@ -1,15 +1,16 @@
 """The motion probe watches simulated cameras over real signalling, MQTT and WebRTC on loopback.
 
-Each simulated camera sends one of the simulators' scenes (320x240, 10 fps, VP8); the probe
-joins through :meth:`services.signalling.service.Signalling.connect` as the system, analyses at most
-5 frames a second, and must return that scene's verdict. Probes run concurrently, as a round's
-worker runs them.
+Each simulated camera sends one of the simulators' scenes (a 320x240, 10 fps camera, VP8); the
+probe joins through :meth:`services.signalling.service.Signalling.connect` as the system, asks for
+its small stream (320x240 at 5 fps, or what its config says), analyses at most 5 frames a second,
+and must return that scene's verdict. Probes run concurrently, as a round's worker runs them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -28,6 +29,10 @@ from vision.verdict import Reason, VerdictKind
 
 pytestmark = pytest.mark.integration
 W, H = 320, 240
+SDP = (
+    "v=0\r\no=- 4611 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+    "m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=recvonly\r\n"
+)
 SCENES = {
     "cam-asleep": (SceneKind.ASLEEP, VerdictKind.STILL),
     "cam-walking": (SceneKind.WALKING, VerdictKind.ACTIVITY),
@@ -71,7 +76,8 @@ async def test_probe_returns_each_scenes_verdict(
         assert outcome.ended == "window"
         assert outcome.frame_size == (W, H)
         assert 16 <= outcome.frames_analysed <= 45  # at most 5 a second over 8 s (busy CI: fewer)
-        assert outcome.frames_received > outcome.frames_analysed  # the camera sends 10 fps
+        # the 10 fps camera sends the 5 fps the probe asked for, so little is decoded for nothing
+        assert outcome.frames_analysed <= outcome.frames_received <= 45
     by_device = dict(zip(SCENES, outcomes, strict=True))
     assert by_device["cam-covered"].verdict.reason is Reason.DEVICE_TROUBLE
     actions = await audit_actions(pool, by_device["cam-asleep"].session_id)
@@ -214,6 +220,46 @@ def test_bad_probe_config_raises(changes: dict[str, float]) -> None:
         ProbeConfig(**changes)
 
 
+async def test_the_camera_sends_the_stream_the_probe_asks_for_and_refuses_a_bad_one(
+    pool: asyncpg.Pool, mqtt_url: str, topic_prefix: str
+) -> None:
+    gate = FakeGate()
+    gate.allow("cam-small", GatePurpose.MOTION_ANALYSIS)
+    async with (
+        node(pool, mqtt_url, topic_prefix, gate) as n,
+        devices(mqtt_url, topic_prefix, pool, [("cam-small", DeviceKind.CAMERA)]) as devs,
+    ):
+        config = ProbeConfig(max_width=160, max_height=120, max_fps=4)
+        outcome = await MotionProber(n.signalling, config=config).watch("cam-small", window_s=2.0)
+        peer = devs["cam-small"].peer
+        (sent,) = peer.stats.reported
+        before = (peer.stats.offers, peer.session_id, peer.video)
+        for stream, reason in [
+            ({"w": 640, "h": 480, "fps": 5}, "bad_value"),
+            ({"w": 160, "h": 120, "fps": 10}, "out_of_range"),
+        ]:
+            offer = {"type": "offer", "session_id": "probe-bad-1", "sdp": SDP, "stream": stream}
+            await peer.on_signal(json.dumps(offer).encode())
+            assert peer.stats.refused[-1] == reason
+        assert (peer.stats.offers, peer.session_id, peer.video) == before  # nothing changed
+    assert outcome.ended == "window"
+    assert outcome.frame_size == (160, 120)  # the camera's own picture is 320x240
+    # at most 4 a second over ~2 s from a camera that runs at 10 fps
+    assert 4 <= outcome.frames_received <= 2 * 4 + 3
+    assert sent.frames <= (sent.video_s + 1) * 4
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"max_width": 640, "max_height": 480}, {"max_width": 160}, {"max_fps": 1.0},
+     {"max_fps": 6.0}],
+)  # fmt: skip
+def test_a_probe_config_that_asks_for_no_probe_stream_raises(changes: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="a probe asks for 160x120 or 320x240 at 2-5 fps"):
+        ProbeConfig(**changes)
+    assert ProbeConfig(**changes, ask_stream=False).stream is None  # the old SDP hints only
+
+
 async def test_a_bad_window_raises_before_anything_is_opened(
     pool: asyncpg.Pool, mqtt_url: str, topic_prefix: str
 ) -> None:
@@ -236,6 +282,10 @@ def test_the_offer_asks_for_a_small_slow_stream_in_each_video_section() -> None:
             "m=video 9 UDP/TLS/RTP/SAVPF 97",
             "c=IN IP4 0.0.0.0",
             "a=recvonly",
+            "a=extmap:1 urn:ietf:params:rtp-hdrext:sdes:mid",
+            "a=extmap:3 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
+            "a=rtcp-fb:97 nack",
+            "a=rtcp-fb:97 goog-remb",
             "m=video 9 UDP/TLS/RTP/SAVPF 98",
             "c=IN IP4 0.0.0.0",
             "a=recvonly",
@@ -247,7 +297,12 @@ def test_the_offer_asks_for_a_small_slow_stream_in_each_video_section() -> None:
     assert "b=AS" not in sections[0]
     for video in sections[1:]:
         lines = video.split("\r\n")
-        assert lines[1:3] == ["c=IN IP4 0.0.0.0", "b=AS:300"]
+        assert lines[1:3] == ["c=IN IP4 0.0.0.0", "b=AS:150"]
         assert "a=framerate:4" in lines
         assert "a=imageattr:* recv [x=[16:160],y=[16:120]]" in lines
+    # no bandwidth estimation: nothing per packet for it, no REMB raising the camera's rate
+    assert "abs-send-time" not in asked
+    assert "goog-remb" not in asked
+    assert "a=extmap:1 urn:ietf:params:rtp-hdrext:sdes:mid" in asked
+    assert "a=rtcp-fb:97 nack" in asked
     assert asked.endswith("\r\n")

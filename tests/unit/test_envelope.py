@@ -45,6 +45,7 @@ VALID: list[env.Envelope] = [
         sdp=SDP,
         ice_servers=(env.IceServer(("turns:t.example.org:5349",), username="u", credential="p"),),
     ),
+    env.Offer(SID, sdp=SDP, stream=env.ProbeStream(w=160, h=120, fps=2.5)),
     env.Answer(SID, sdp=SDP.replace("recvonly", "sendonly")),
     env.Candidate(SID, candidate=CAND, sdp_mid="0", sdp_mline_index=0),
     env.Candidate(SID, candidate="", sdp_mid="0"),
@@ -266,3 +267,30 @@ def test_secrets_stay_out_of_repr() -> None:
     assert "c2Vj" not in repr(server)
     assert "typ host" not in repr(env.Candidate(SID, CAND, sdp_mid="0"))
     assert "o=-" not in repr(env.Answer(SID, SDP))
+
+
+@pytest.mark.parametrize(
+    ("stream", "reason", "field"),
+    [
+        ({"w": 640, "h": 480, "fps": 5}, "bad_value", "stream.w"),
+        ({"w": 160, "h": 240, "fps": 5}, "bad_value", "stream.w"),
+        ({"w": 320, "h": 240, "fps": 1}, "out_of_range", "stream.fps"),
+        ({"w": 320, "h": 240, "fps": 5.5}, "out_of_range", "stream.fps"),
+        ({"w": 320, "h": 240, "fps": True}, "wrong_type", "stream.fps"),
+        ({"w": "320", "h": 240, "fps": 5}, "wrong_type", "stream.w"),
+        ({"w": 320, "h": 240}, "missing_field", "stream.fps"),
+        ({"w": 320, "h": 240, "fps": 5, "kbps": 100}, "unknown_field", "stream.kbps"),
+        ([320, 240, 5], "wrong_type", "stream"),
+    ],
+)
+def test_a_probe_stream_is_one_of_two_sizes_at_2_to_5_fps(
+    stream: object, reason: str, field: str
+) -> None:
+    ok = env.decode(
+        _obj(type="offer", session_id=SID, sdp=SDP, stream={"w": 320, "h": 240, "fps": 5})
+    )
+    assert isinstance(ok, env.Offer)
+    assert ok.stream == env.ProbeStream(w=320, h=240, fps=5.0)
+    with pytest.raises(env.EnvelopeError) as info:
+        env.decode(_obj(type="offer", session_id=SID, sdp=SDP, stream=stream))
+    assert (info.value.reason, info.value.field, info.value.session_id) == (reason, field, SID)
