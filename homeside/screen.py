@@ -45,7 +45,7 @@ from functools import cache
 from pathlib import Path
 
 import aiomqtt
-from aiohttp import web
+from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
 from devices.topics import ScreenLanguage
 from homeside.peer import CallState, DevicePeer
@@ -87,6 +87,56 @@ KIOSK_FLAGS = (
 def browser_command(url: str, chromium: str = "chromium") -> list[str]:
     """The command that shows the screen at ``url`` in Chromium's kiosk mode."""
     return [chromium, *KIOSK_FLAGS, f"--app={url}"]
+
+
+@contextlib.asynccontextmanager
+async def kiosk_browser(
+    url: str,
+    chromium: str = "chromium",
+    *,
+    extra_flags: tuple[str, ...] = (),
+    ready_timeout_s: float = 30.0,
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """Show the screen at ``url`` in Chromium's kiosk mode once it answers (within
+    ``ready_timeout_s``); the browser is ended when the block ends. ``OSError`` when there is no
+    such browser, ``TimeoutError`` when the screen never answered."""
+    await _answering(url, ready_timeout_s)
+    proc = await asyncio.create_subprocess_exec(
+        *browser_command(url, chromium)[:-1],
+        *extra_flags,
+        f"--app={url}",
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    log.info("screen_browser_started pid=%d", proc.pid)
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 5.0)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+async def _answering(url: str, timeout_s: float) -> None:
+    """Wait until ``url`` answers an HTTP GET (the agent's screen has started)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    async with ClientSession() as http:
+        while True:
+            try:
+                async with http.get(url, timeout=ClientTimeout(total=2.0)) as r:
+                    if r.status < 500:
+                        return
+            except (ClientError, TimeoutError):
+                pass
+            if loop.time() >= deadline:
+                raise TimeoutError(f"the screen at {url} did not answer")
+            await asyncio.sleep(0.2)
 
 
 @cache

@@ -156,8 +156,49 @@ async def cmd_agent(args: argparse.Namespace, settings: Settings) -> int:
         f" from {source.shown} to {shown_broker}\n"
     )
     sys.stdout.flush()
-    await agent.run(stop)
+    await _run_with_screen(agent, args, stop)
     return 0
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("--screen-port is a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError("--screen-port is 1 to 65535")
+    return port
+
+
+async def _run_with_screen(agent: Any, args: argparse.Namespace, stop: asyncio.Event) -> None:
+    """Run the agent; with ``--screen-port`` also the unit's screen on loopback (and with
+    ``--kiosk-browser`` Chromium showing it full screen, ended with the agent)."""
+    if args.screen_port is None:
+        if args.kiosk_browser is not None:
+            raise SettingsError("--kiosk-browser needs --screen-port")
+        await agent.run(stop)
+        return
+    from devices.topics import ScreenLanguage
+    from homeside import screen as unit_screen
+
+    lang = ScreenLanguage(args.screen_lang)
+
+    def make(peer: Any) -> Any:
+        return unit_screen.screen_app({args.id: peer}, lang=lang)
+
+    url = f"http://127.0.0.1:{args.screen_port}/"
+    sys.stdout.write(f"the unit's screen: {url}\n")
+    sys.stdout.flush()
+    running = asyncio.create_task(agent.run(stop, screen=make, screen_port=args.screen_port))
+    if args.kiosk_browser is None:
+        await running
+        return
+    try:
+        async with unit_screen.kiosk_browser(url, args.kiosk_browser):
+            await running
+    except (OSError, TimeoutError) as e:  # the agent goes on; the screen is still served
+        sys.stderr.write(f"the kiosk browser could not be started: {e}\n")
+        await running
 
 
 def add_commands(sub: Any) -> None:
@@ -187,6 +228,24 @@ def add_commands(sub: Any) -> None:
         metavar="DRIVER",
         help="a video phone's wheels: fake, or motorhat[:left=N,right=N,bump=PIN,cliff=PIN,"
         "dock=PIN] (a Raspberry Pi motor HAT; see docs/device-contract.md)",
+    )
+    s.add_argument(
+        "--screen-port",
+        type=_port,
+        metavar="N",
+        help="serve the unit's screen (a video phone's call screen) on 127.0.0.1:N",
+    )
+    s.add_argument(
+        "--screen-lang",
+        choices=["sv", "en", "fi"],
+        default="sv",
+        help="the screen's language until a ring names the brukare's (sv)",
+    )
+    s.add_argument(
+        "--kiosk-browser",
+        metavar="PATH",
+        help="also show the screen full screen in this Chromium (e.g. /usr/bin/chromium); "
+        "deploy/systemd/homecare-screen.service does it as a unit of its own",
     )
     lamp = s.add_mutually_exclusive_group()
     lamp.add_argument(

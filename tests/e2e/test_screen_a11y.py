@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.resources
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,8 +25,9 @@ from devices import topics
 from homeside.device import DeviceClient, DeviceSpec
 from homeside.peer import AnswerPolicy, CallState, DevicePeer
 from homeside.peer import attach as attach_peer
-from homeside.screen import Speech, serving
+from homeside.screen import Speech, kiosk_browser, serving
 from tests.e2e import browser as b
+from tests.integration.signalling_support import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -41,6 +43,8 @@ EXPECTED = {
     "en": (f"{CALLER} is calling", "Answer", "Decline", "Hang up", "No one is calling"),
     "fi": (f"{CALLER} soittaa", "Vastaa", "Hylkää", "Lopeta puhelu", "Kukaan ei soita juuri nyt"),
 }
+#: What a unit's display gives Chromium and a test machine has not.
+HEADLESS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking")
 AXE = """async (tags) => {
     const r = await axe.run(document, {runOnly: {type: 'tag', values: tags}});
     const looked = [...r.passes, ...r.violations].map((v) => v.id);
@@ -154,3 +158,20 @@ async def test_every_screen_in_every_language_passes_axe_with_large_targets(
     assert min(h for _, h in sizes) >= 240, sizes
     assert spoken == {"fi": 1}  # the Finnish ring's name spoken once, decoded by Chromium
     assert not errors, errors
+
+
+async def test_the_kiosk_browser_shows_the_screen_and_ends_with_the_block(
+    phone: DevicePeer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """:func:`homeside.screen.kiosk_browser` (what ``homecare agent --kiosk-browser`` runs): the
+    real Chromium with the unit's kiosk flags (headless here: no display) loads the screen, which
+    then polls its unit; leaving the block ends the browser."""
+    caplog.set_level(logging.INFO, logger="aiohttp.access")
+    async with serving({PHONE: phone}, 0) as url:
+        async with kiosk_browser(f"{url}/", b.CHROMIUM, extra_flags=HEADLESS) as proc:
+            await wait_for(
+                lambda: f"/kiosk/{PHONE}/state" in caplog.text, what="the screen polling its unit"
+            )
+            assert proc.returncode is None
+        assert proc.returncode is not None  # ended with the block
+    assert "/kiosk/texts.json" in caplog.text

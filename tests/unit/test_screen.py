@@ -4,10 +4,12 @@ kiosk command (:mod:`homeside.screen`)."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from devices.topics import ScreenLanguage
 from homeside import screen
 
+ROOT = Path(__file__).resolve().parents[2]
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 
@@ -51,3 +53,10 @@ def test_the_wav_sizes_espeak_leaves_open_are_filled_in() -> None:
     assert int.from_bytes(wav[4:8], "little") == len(wav) - 8
     assert int.from_bytes(wav[40:44], "little") == 100
     assert len(wav) == len(streamed) + 100
+
+
+def test_the_screens_systemd_unit_runs_chromium_with_the_kiosk_flags() -> None:
+    unit = ROOT / "deploy" / "systemd" / "homecare-screen.service"
+    (start,) = [line for line in unit.read_text().splitlines() if line.startswith("ExecStart=")]
+    chromium = start.split(" -- ", 1)[1].split()
+    assert chromium == screen.browser_command("http://127.0.0.1:8081/", "/usr/bin/chromium")
