@@ -2,7 +2,14 @@
 
 Each message is decoded by ``devices.topics``, applied by ``devices.registry`` under a row lock and
 stored in one transaction; a presence change is then handed to ``on_presence`` (the in-process
-event bus). Anything refused is counted by reason in ``rejected`` and logged; nothing changes.
+event bus), and told to every process as a notice of the device feed (``devices.feed``), sent in
+the same transaction. Anything refused is counted by reason in ``rejected`` and logged; nothing
+changes. What was stored is counted by channel in ``stored``.
+
+:meth:`DeviceHandler.handle_batch` does the same for a batch of messages (``devices.intake``):
+one transaction that locks the batch's devices in one query, applies each message in arrival
+order (a device's messages one after the other, each on the record the previous one left) and
+writes every changed record and every notice in one statement.
 
 A device first heard of is stored quarantined. At most :data:`QUARANTINE_CAP_PER_HOUR` new
 devices are stored per hour (a window that opens with the first new device), so a flood of
@@ -26,13 +33,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 
 import asyncpg
 import structlog
 
-from devices import registry, store, topics
+from devices import feed, registry, store, topics
 from devices.errors import PayloadError
 from kernel.clock import Clock
 from kernel.outages import UNAVAILABLE
@@ -72,6 +79,7 @@ class DeviceHandler:
         self._on_event = on_event
         self._on_health_flags = on_health_flags
         self.rejected: Counter[str] = Counter()
+        self.stored: Counter[str] = Counter()  # messages stored (or applied), by channel
         self.quarantine_cap_per_hour = quarantine_cap_per_hour
         self._window_start: datetime | None = None
         self._window_new = 0
@@ -117,6 +125,8 @@ class DeviceHandler:
                 if current is None and not self._admit_new(device_id):
                     return  # over the cap: dropped, counted, logged once per window
                 await store.put(conn, applied.record)
+            if applied.change is not None:
+                await store.notify(conn, [feed.presence_notice(applied.change)])
         if applied.change is not None:
             log.info(
                 "device_presence_changed",
@@ -135,9 +145,11 @@ class DeviceHandler:
                 await self._apply(
                     device_id, lambda r: registry.apply_status(r, device_id, status, now)
                 )
+                self.stored[topic.channel.value] += 1
             case topics.Channel.META:
                 meta = topics.decode_meta(payload, device_id)
                 await self._apply(device_id, lambda r: registry.apply_meta(r, device_id, meta, now))
+                self.stored[topic.channel.value] += 1
             case topics.Channel.HEALTH:
                 health = topics.decode_health(payload, device_id)
                 turned_on: list[tuple[str, ...]] = []
@@ -148,6 +160,7 @@ class DeviceHandler:
                     return registry.apply_health(r, device_id, health, now)
 
                 await self._apply(device_id, step)
+                self.stored[topic.channel.value] += 1
                 if turned_on and turned_on[-1] and self._on_health_flags is not None:
                     log.info("device_health_flags_on", device_id=device_id, flags=turned_on[-1])
                     await self._on_health_flags(device_id, turned_on[-1], now)
@@ -156,6 +169,9 @@ class DeviceHandler:
                 if await store.get(self._pool, device_id) is None:
                     raise PayloadError("unknown_device", "event from a device never announced")
                 log.info("device_event_received", device_id=device_id, type=event.type.value)
+                if (call := _call(device_id, event, now)) is not None:
+                    await store.notify(self._pool, [feed.call_notice(call)])
+                self.stored[topic.channel.value] += 1
                 if self._on_event is not None:
                     await self._on_event(device_id, event, now)
             case topics.Channel.CMD_ACK:
@@ -173,6 +189,106 @@ class DeviceHandler:
                 await self._record_ack(ack, device_id)
             case _:
                 raise PayloadError("bad_topic", f"the registry does not take {topic.channel}")
+
+    async def handle_batch(
+        self, batch: Sequence[tuple[topics.Topic, bytes]], *, defer_unknown: bool = False
+    ) -> list[bool | None]:
+        """Handle ``status``, ``meta``, ``health`` and ``event`` messages in one transaction;
+        for each, whether it was handled (``False``: refused, counted in ``rejected``). With
+        ``defer_unknown``, a ``health`` or ``event`` of a device not on record is neither
+        (``None``): its birth may be in another process's batch, so the caller tries it again
+        later. A failure of the database raises and changes nothing (the caller retries the
+        batch)."""
+        now = self._clock()
+        handled: list[bool | None] = [False] * len(batch)
+        decoded: list[tuple[int, str, Decoded]] = []
+        for i, (topic, payload) in enumerate(batch):
+            try:
+                decoded.append((i, topic.device_id, _decode(topic, payload)))
+            except PayloadError as e:
+                self._refused(e.reason, topic.device_id, e.detail)
+        changes: list[registry.PresenceChanged] = []
+        flags: list[tuple[str, tuple[str, ...]]] = []
+        events: list[tuple[str, topics.Event]] = []
+        async with self._pool.acquire() as conn, conn.transaction():
+            current: dict[str, registry.DeviceRecord | None] = dict(
+                await store.get_many(conn, sorted({d for _, d, _ in decoded}))
+            )
+            changed: dict[str, registry.DeviceRecord] = {}
+            notices: list[str] = []
+            for i, device_id, message in decoded:
+                record = current.get(device_id)
+                if (
+                    record is None
+                    and defer_unknown
+                    and isinstance(message, topics.Health | topics.Event)
+                ):
+                    handled[i] = None
+                    continue
+                if isinstance(message, topics.Event):
+                    if record is None:
+                        self._refused(
+                            "unknown_device", device_id, "event from a device never announced"
+                        )
+                        continue
+                    events.append((device_id, message))
+                    if (call := _call(device_id, message, now)) is not None:
+                        notices.append(feed.call_notice(call))
+                    handled[i] = True
+                    continue
+                turned: tuple[str, ...] = ()
+                if isinstance(message, topics.Health):
+                    turned = registry.health_flags_on(record.health if record else None, message)
+                applied = _step(record, device_id, message, now)
+                if applied.rejected:
+                    self._refused(applied.rejected, device_id, "refused by the registry")
+                    continue
+                if applied.record is not None:
+                    if record is None and not self._admit_new(device_id):
+                        continue  # over the cap: dropped, counted, logged once per window
+                    current[device_id] = changed[device_id] = applied.record
+                if applied.change is not None:
+                    changes.append(applied.change)
+                    notices.append(feed.presence_notice(applied.change))
+                if turned:
+                    flags.append((device_id, turned))
+                handled[i] = True
+            if changed or notices:
+                await store.put_many(conn, list(changed.values()), notices)
+        for (topic, _), ok in zip(batch, handled, strict=True):
+            if ok:
+                self.stored[topic.channel.value] += 1
+        await self._after_batch(changes, flags, events, now)
+        return handled
+
+    async def _after_batch(
+        self,
+        changes: list[registry.PresenceChanged],
+        flags: list[tuple[str, tuple[str, ...]]],
+        events: list[tuple[str, topics.Event]],
+        now: datetime,
+    ) -> None:
+        """A committed batch's hooks, in the batch's order: presence, health flags, events."""
+        for change in changes:
+            log.info(
+                "device_presence_changed",
+                device_id=change.device_id,
+                presence=change.presence.value,
+                session=change.session,
+            )
+            self._on_presence(change)
+        for device_id, on in flags:
+            if self._on_health_flags is not None:
+                log.info("device_health_flags_on", device_id=device_id, flags=on)
+                await self._on_health_flags(device_id, on, now)
+        for device_id, event in events:
+            log.info("device_event_received", device_id=device_id, type=event.type.value)
+            if self._on_event is not None:
+                await self._on_event(device_id, event, now)
+
+    def _refused(self, reason: str, device_id: str | None, detail: str) -> None:
+        log.warning("mqtt_message_rejected", reason=reason, device_id=device_id, detail=detail)
+        self.reject(reason, device_id, detail)
 
     async def sweep_silent(self, since: datetime) -> list[str]:
         """Mark offline every online device not heard from since ``since`` (see
@@ -278,3 +394,47 @@ REGISTRY_CHANNELS = (
     topics.Channel.EVENT,
     topics.Channel.CMD_ACK,
 )
+
+
+Decoded = topics.Status | topics.Meta | topics.Health | topics.Event
+BATCH_CHANNELS = (
+    topics.Channel.STATUS,
+    topics.Channel.META,
+    topics.Channel.HEALTH,
+    topics.Channel.EVENT,
+)
+"""The channels :meth:`DeviceHandler.handle_batch` takes (the shared intake's)."""
+
+
+def _decode(topic: topics.Topic, payload: bytes) -> Decoded:
+    match topic.channel:
+        case topics.Channel.STATUS:
+            return topics.decode_status(payload, topic.device_id)
+        case topics.Channel.META:
+            return topics.decode_meta(payload, topic.device_id)
+        case topics.Channel.HEALTH:
+            return topics.decode_health(payload, topic.device_id)
+        case topics.Channel.EVENT:
+            return topics.decode_event(payload, topic.device_id)
+        case _:
+            raise PayloadError("bad_topic", f"the intake does not take {topic.channel}")
+
+
+def _step(
+    record: registry.DeviceRecord | None,
+    device_id: str,
+    message: topics.Status | topics.Meta | topics.Health,
+    at: datetime,
+) -> registry.Applied:
+    if isinstance(message, topics.Status):
+        return registry.apply_status(record, device_id, message, at)
+    if isinstance(message, topics.Meta):
+        return registry.apply_meta(record, device_id, message, at)
+    return registry.apply_health(record, device_id, message, at)
+
+
+def _call(device_id: str, event: topics.Event, at: datetime) -> feed.CallEvent | None:
+    """A call answer or decline to tell every process (signalling acts where the call is)."""
+    if event.type not in feed.CALL_EVENTS or event.session_id is None:
+        return None
+    return feed.CallEvent(device_id, event.type, event.session_id, at)

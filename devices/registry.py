@@ -10,6 +10,13 @@ smaller count; one beyond :func:`session_limit` (the receiving clock plus
 :data:`MAX_SESSION_AHEAD`) is refused (``session_in_future``): else one forged ``status`` with a
 huge session would make every later real birth and will stale and pin the presence for good. A
 record already carrying such a session (stored before this check) no longer makes anything stale.
+
+Within a session, order comes from the contract, not from arrival (device messages are shared
+between processes, so two of one device may be applied by two processes in either order): a
+device's own ``offline`` (its will) or ``stopped`` ends its session (``session_ended``), and an
+``online`` of an ended session is stale (``stale_session``); the sweep's ``offline``
+(:func:`mark_silent`) does not end it, so the device's own late re-announce still counts. A
+``health`` older (its ``ts``) than the one stored changes nothing.
 """
 
 from __future__ import annotations
@@ -65,6 +72,7 @@ class DeviceRecord:
     health: dict[str, Any] | None = None
     health_at: datetime | None = None
     quarantined: bool = True
+    session_ended: bool = False  # the device itself said offline or stopped for ``session``
 
     @property
     def is_online(self) -> bool:
@@ -105,27 +113,40 @@ def apply_status(
     limit = session_limit(at)
     if status.session > limit:
         return Applied(None, rejected="session_in_future")
-    return _apply_status(record, device_id, status, at, limit)
+    return _apply_status(record, device_id, status, at, limit, by_device=True)
 
 
 def _apply_status(
-    record: DeviceRecord | None, device_id: str, status: Status, at: datetime, limit: int
+    record: DeviceRecord | None,
+    device_id: str,
+    status: Status,
+    at: datetime,
+    limit: int,
+    *,
+    by_device: bool,
 ) -> Applied:
     current = record or new_record(device_id, at)
     if status.session < current.session <= limit:
         reason = "stale_will" if status.state is not Presence.ONLINE else "stale_session"
         return Applied(None, rejected=reason)
+    same = status.session == current.session
+    if same and current.session_ended and status.state is Presence.ONLINE:
+        return Applied(None, rejected="stale_session")  # the session ended: online came late
     presence = Stored(status.state.value)
-    if presence is current.presence and status.session == current.session:
-        return Applied(
-            dataclasses.replace(current, last_seen=at) if presence is Stored.ONLINE else None
-        )
+    ends = by_device and presence is not Stored.ONLINE
+    if presence is current.presence and same:
+        if presence is Stored.ONLINE:
+            return Applied(dataclasses.replace(current, last_seen=at))
+        if ends and not current.session_ended:
+            return Applied(dataclasses.replace(current, session_ended=True))
+        return Applied(None)
     updated = dataclasses.replace(
         current,
         presence=presence,
         session=status.session,
         presence_since=at,
         last_seen=at if presence is Stored.ONLINE else current.last_seen,
+        session_ended=ends or (same and current.session_ended),
     )
     change = None
     if presence is not current.presence:
@@ -139,7 +160,7 @@ def mark_silent(record: DeviceRecord, since: datetime, at: datetime) -> Applied:
     if record.presence is not Stored.ONLINE or (record.last_seen and record.last_seen >= since):
         return Applied(None)
     offline = Status(Presence.OFFLINE, record.session)
-    return _apply_status(record, record.device_id, offline, at, session_limit(at))
+    return _apply_status(record, record.device_id, offline, at, session_limit(at), by_device=False)
 
 
 def apply_meta(record: DeviceRecord | None, device_id: str, meta: Meta, at: datetime) -> Applied:
@@ -163,6 +184,9 @@ def apply_health(
 ) -> Applied:
     if record is None:
         return Applied(None, rejected="unknown_device")
+    stored_ts = (record.health or {}).get("ts")
+    if health.ts is not None and isinstance(stored_ts, int | float) and health.ts < stored_ts:
+        return Applied(None)  # an older report applied after a newer one: nothing to change
     return Applied(dataclasses.replace(record, health=health.as_json(), health_at=at, last_seen=at))
 
 

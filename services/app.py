@@ -25,7 +25,8 @@ Background tasks run in one :class:`services.supervisor.Supervisor`: a crash is 
 in ``/metrics`` and makes ``/readyz`` answer 503 naming the task. Besides those :func:`start_tasks`
 starts, the MQTT link's loops, signalling's loops (``signal-gate``, ``signal-recheck``,
 ``signal-sweep``; signalling owns and ends them, the supervisor guards them) and the device
-registry's ``device-sweep`` (always, where the process has a link) are supervised too.
+registry's ``device-sweep`` and ``device-intake`` (where the process has a link), the device
+feed's ``device-feed`` (always) and ``signal-feed`` (where signalling runs) are supervised too.
 Shutdown order: stop accepting HTTP and close WebSockets (``serve``, ``app.on_shutdown``), cancel
 the supervised tasks (the last started first), close signalling (its peers and timers), publish
 ``stopped`` and close MQTT, close the pool.
@@ -59,7 +60,10 @@ from consent.store import PgConsentStore
 from devices import api as devices_api
 from devices import topics
 from devices.commands import Commands
-from devices.handler import REGISTRY_CHANNELS, DeviceHandler
+from devices.feed import DeviceFeed
+from devices.handler import BATCH_CHANNELS, DeviceHandler
+from devices.intake import SHARE_GROUP as INTAKE_GROUP
+from devices.intake import Intake
 from identity import api as staff_api
 from identity import login as auth
 from identity import oidc, org_api
@@ -170,6 +174,8 @@ class Runtime:
     metrics: ops_metrics.Metrics
     mqtt: MqttLink | None = None  # the process's one broker connection
     devices: DeviceHandler | None = None
+    intake: Intake | None = None  # this process's share of device messages (issue 21)
+    feed: DeviceFeed | None = None  # every process's presence and call answers, via NOTIFY
     commands: Commands | None = None
     signalling: Signalling | None = None
     rounds: Rounds | None = None
@@ -340,8 +346,7 @@ async def runtime(
         # and before the broker link and the pool close.
         rt.anchorer = await _anchoring(rt, stack)
         await stack.enter_async_context(supervisor)
-        if rt.devices is not None:  # with the link, whatever drives the round
-            supervisor.spawn("device-sweep", rt.devices.run_sweep())
+        start_device_tasks(rt)
         if rt.anchorer is not None:  # whatever drives the round: every process writes audit
             supervisor.spawn("audit-anchor", rt.anchorer.run())
         rt.metrics.watch(rt, TableSnapshot(PgTables(pool), clock))
@@ -367,7 +372,7 @@ async def _connect(
     handler = DeviceHandler(
         rt.pool,
         clock=rt.clock,
-        on_presence=rt.bus.publish,
+        on_presence=lambda _change: None,  # every process's bus hears it from the feed
         on_event=on_device_event,
         on_health_flags=on_health_flags,
     )
@@ -380,11 +385,17 @@ async def _connect(
         on_connect=lambda: handler.link_connected(2.0 * settings.mqtt_keepalive_s + 2.0),
         guard=rt.supervisor.guard,
     )
-    for channel in REGISTRY_CHANNELS:
-        link.subscribe(channel, handler.handle, observe=rt.metrics.device_message_handled)
+    # status, meta, health, event: one process of the group each, stored in batches; a command's
+    # ack: every process (its sender waits for it in memory), stored once by a conditional update
+    intake = Intake(handler, observe=rt.metrics.device_message_handled)
+    for channel in BATCH_CHANNELS:
+        link.subscribe(channel, intake.handle, share_group=INTAKE_GROUP)
+    link.subscribe(
+        topics.Channel.CMD_ACK, handler.handle, observe=rt.metrics.device_message_handled
+    )
     stack.push_async_callback(handler.acks_stored, 5.0)  # once the link is closed
     await stack.enter_async_context(link)
-    rt.mqtt, rt.devices = link, handler
+    rt.mqtt, rt.devices, rt.intake = link, handler, intake
     rt.commands = Commands(rt.pool, handler, link.publish, settings.mqtt_topic_prefix)
 
 
@@ -502,6 +513,29 @@ def start_tasks(rt: Runtime, options: Options) -> None:
             sup.spawn(f"rounds-worker-{i}", worker.run(asyncio.Event()))
     if "rounds" in roles:  # once a day; an advisory lock keeps it to one process at a time
         sup.spawn("retention", retention.daily(rt.pool, rt.settings, rt.clock))
+
+
+def start_device_tasks(rt: Runtime) -> None:
+    """The device tasks of every process, whatever drives the round: the sweep and the intake
+    (with the link), the device feed, and its hand-over to signalling (where it runs)."""
+    sup = rt.supervisor
+    if rt.devices is not None:
+        sup.spawn("device-sweep", rt.devices.run_sweep())
+    if rt.intake is not None:
+        sup.spawn("device-intake", rt.intake.run())
+    rt.feed = DeviceFeed(rt.pool, rt.bus.publish)  # presence reaches this process's bus here
+    sup.spawn("device-feed", rt.feed.run())
+    if rt.signalling is not None:
+        sup.spawn("signal-feed", feed_signalling(rt.bus, rt.signalling))
+
+
+async def feed_signalling(bus: EventBus, signalling: Signalling) -> None:
+    """Presence changes and call answers from the device feed to this process's signalling
+    (a lost device ends its sessions; a phone's answer reaches the call wherever it is held).
+    Reads the bus without losing an event."""
+    with bus.subscribe("signal-feed", overflow=Overflow.KEEP_ALL) as events:
+        async for event in events:
+            await signalling.on_feed(event)
 
 
 async def report_covered(bus: EventBus, behaviour: BehaviourWatch) -> None:

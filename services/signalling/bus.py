@@ -5,9 +5,12 @@ Subscriptions (``{p}`` is the topic prefix):
 - ``$share/hc-signal/{p}/dev/+/webrtc/out``: each device message reaches exactly one signalling
   process of the group, which checks it against the session rows and routes it on (only when
   ``handle_devices``);
-- ``{p}/dev/+/event`` and ``{p}/dev/+/status``: every process sees call answers and presence, and
-  acts on the sessions it holds (the device registry handles the same messages beside it);
 - ``{p}/server/signal/{instance}``: messages routed to this process by another one.
+
+A device's ``status`` and ``event`` are the shared device intake's (``devices.intake``: each
+reaches one process); what signalling needs of them, a presence change and a phone's call
+answer or decline, reaches every process through the device feed (``devices.feed``), which the
+composition root hands to :meth:`~services.signalling.device_side.DeviceSide.on_feed`.
 
 The link reconnects with backoff and re-subscribes; this bus only registers its handlers while
 it is entered. A device's messages are handled in order (the link's per-device lanes); a handler
@@ -33,7 +36,7 @@ DeviceHandler = Callable[[str, bytes], Awaitable[None]]
 RoutedHandler = Callable[[bytes], Awaitable[None]]
 SHARE_GROUP = "hc-signal"
 #: The device channels signalling reads; ``webrtc/out`` only where it handles devices.
-CHANNELS = (topics.Channel.STATUS, topics.Channel.EVENT, topics.Channel.WEBRTC_OUT)
+CHANNELS = (topics.Channel.WEBRTC_OUT,)
 
 
 def route_topic(prefix: str, instance_id: str) -> str:

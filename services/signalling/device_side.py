@@ -3,8 +3,7 @@
 A device's ``webrtc/out`` message reaches one process of the group (a shared subscription); the
 :class:`services.signalling.router.DeviceRouter` checks it against the session's row and hands it
 to the process that owns the session, whose :meth:`DeviceSide._from_device` turns it into an
-event: ``answer``, ``candidate``, ``bye``, ``unit`` (a rolling phone's bump, edge, dock or
-battery, passed on to the caller), and ``error`` (the device refused the session's
+event: ``answer``, ``candidate``, ``bye``, and ``error`` (the device refused the session's
 signalling; the session ends ``device_lost`` and the client is told the device's code). The
 phone's ``call_answer``/``call_decline`` events, a device going offline, the gate turning to deny
 (its change feed and a periodic re-check) are events too. The sweep closes rows whose owner
@@ -21,6 +20,8 @@ import structlog
 
 from devices import envelope as env
 from devices import topics
+from devices.feed import CallEvent
+from devices.registry import PresenceChanged
 from kernel.retry import Backoff, Retry
 from services.signalling import machine
 from services.signalling.interpreter import Interpreter
@@ -75,31 +76,42 @@ class DeviceSide(Interpreter):
                     code=code,
                 )
                 await self._feed(live, machine.DeviceError(code))
-            case env.Unit():
-                await self._feed(live, machine.UnitReported(message))
+
+    async def on_feed(self, item: object) -> None:
+        """A notice of the device feed (``devices.feed``, every process hears it): a presence
+        change or a phone's call answer; anything else is ignored."""
+        if isinstance(item, PresenceChanged):
+            await self._device_presence(item.device_id, item.presence.value, item.session)
+        elif isinstance(item, CallEvent):
+            await self._call_event(item.device_id, item.type, item.session_id)
 
     async def _on_device_event(self, device_id: str, payload: bytes) -> None:
         event = topics.decode_event(payload, device_id)
-        if event.session_id is None:
-            return
-        live = self.sessions.get(event.session_id)
+        if event.session_id is not None:
+            await self._call_event(device_id, event.type, event.session_id)
+
+    async def _call_event(self, device_id: str, kind: topics.EventType, session_id: str) -> None:
+        live = self.sessions.get(session_id)
         if live is None or live.device_id != device_id:
             return
-        if event.type is topics.EventType.CALL_ANSWER:
+        if kind is topics.EventType.CALL_ANSWER:
             await self._feed(live, machine.CallAnswered())
-        elif event.type is topics.EventType.CALL_DECLINE:
+        elif kind is topics.EventType.CALL_DECLINE:
             await self._feed(live, machine.CallDeclined())
 
     async def _on_device_status(self, device_id: str, payload: bytes) -> None:
         status = topics.decode_status(payload, device_id)
+        await self._device_presence(device_id, status.state.value, status.session)
+
+    async def _device_presence(self, device_id: str, state: str, session: int) -> None:
         known = self._device_sessions.get(device_id, 0)
-        if status.session < known:
+        if session < known:
             return  # a late will of an older connection
-        self._device_sessions[device_id] = status.session
-        if status.state is topics.Presence.ONLINE:
+        self._device_sessions[device_id] = session
+        if state not in (topics.Presence.OFFLINE.value, topics.Presence.STOPPED.value):
             return
         for live in [x for x in self.sessions.values() if x.device_id == device_id]:
-            await self._feed(live, machine.DeviceLost(status.state.value))
+            await self._feed(live, machine.DeviceLost(state))
 
     # ------------------------------------------------------------ the gate
 

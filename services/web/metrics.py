@@ -93,6 +93,9 @@ class HasRejected(Protocol):
     @property
     def rejected(self) -> Mapping[str, int]: ...
 
+    @property
+    def stored(self) -> Mapping[str, int]: ...
+
 
 class HasCounters(Protocol):
     """Signalling (``services.signalling.service.Signalling``)."""
@@ -146,6 +149,14 @@ class LiveState(Collector):
                 "Device messages refused (nothing changed), by reason",
                 "reason",
                 rt.devices.rejected,
+            )
+            yield _counter(
+                "homecare_device_messages_stored",
+                "Device messages this process stored (or applied), by channel: with the shared"
+                " intake each message is stored by one process, so the sum over processes is"
+                " the messages the devices sent",
+                "channel",
+                rt.devices.stored,
             )
         if rt.signalling is not None:
             yield _counter(

@@ -23,13 +23,17 @@ from aiohttp.test_utils import TestServer
 from consent import model
 from devices import envelope as env
 from devices.commands import Commands
-from devices.handler import REGISTRY_CHANNELS, DeviceHandler
-from devices.topics import DeviceKind
+from devices.feed import DeviceFeed
+from devices.handler import BATCH_CHANNELS, DeviceHandler
+from devices.intake import SHARE_GROUP, Intake
+from devices.topics import Channel, DeviceKind
 from homeside.device import DeviceClient, DeviceSpec
 from homeside.peer import AnswerPolicy, DevicePeer
 from kernel.clock import ScaledClock
 from kernel.roles import Principal, Role, Route
 from kernel.tenancy import DEFAULT_ORGANISATION, DEFAULT_TEAM
+from services.app import feed_signalling
+from services.events import EventBus
 from services.mqtt import MqttLink
 from services.signalling import service as signalling
 from services.signalling.fakes import FakeChecks
@@ -184,10 +188,18 @@ async def node(
     link = MqttLink(
         mqtt_url, prefix=prefix, keepalive_s=5, instance_id=instance_id, on_reject=handler.reject
     )
-    for channel in REGISTRY_CHANNELS:
-        link.subscribe(channel, handler.handle)
-    async with link:
+    # as the service wires it: the shared intake, and presence and call answers from the feed
+    intake = Intake(handler)
+    for channel in BATCH_CHANNELS:
+        link.subscribe(channel, intake.handle, share_group=SHARE_GROUP)
+    link.subscribe(Channel.CMD_ACK, handler.handle)
+    bus = EventBus()
+    feed = DeviceFeed(pool, bus.publish)
+    async with link, contextlib.AsyncExitStack() as tasks:
+        for coro in (intake.run(), feed.run()):
+            tasks.push_async_callback(_cancel, asyncio.create_task(coro))
         await asyncio.wait_for(link.connected.wait(), 10)
+        await asyncio.wait_for(feed.ready.wait(), 10)
         commands = Commands(pool, handler, link.publish, prefix)
         sig = Signalling(
             pool=pool,
@@ -203,6 +215,7 @@ async def node(
         )
         async with sig:
             await sig.wait_ready()
+            tasks.push_async_callback(_cancel, asyncio.create_task(feed_signalling(bus, sig)))
             app = http.make_app(max_body_bytes=65536)
             app[http.AUTHENTICATOR] = token_auth
             app[signalling.SIGNALLING] = sig
@@ -214,6 +227,12 @@ async def node(
                 yield Node(sig, server, link, checks)
             finally:
                 await server.close()
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 @dataclass

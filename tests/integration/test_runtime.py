@@ -133,13 +133,14 @@ async def test_the_hard_rule_consumers_never_lose_an_event(
     settings = settings_for(database_url, mqtt_url, topic_prefix, "rounds", "probes")
     async with app.runtime(settings) as rt:
         async with asyncio.timeout(10):
-            while len(rt.bus.subscriptions) < 3:
+            while len(rt.bus.subscriptions) < 4:
                 await asyncio.sleep(0.01)
         policies = {s.name: s.overflow for s in rt.bus.subscriptions}
         assert policies == {
             "consent-covered": Overflow.KEEP_ALL,  # rule 8: covered repeatedly
             "consent-offline": Overflow.KEEP_ALL,  # rule 8: offline at consecutive checks
             "rounds-presence": Overflow.KEEP_ALL,  # rules 7 and 8 ride on presence
+            "signal-feed": Overflow.KEEP_ALL,  # rule 2/7: a lost device ends its sessions
         }
 
 
