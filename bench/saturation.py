@@ -24,8 +24,11 @@ Each stream replays its clip in a loop from the key frame, paced at the stream's
 Variants (the same clips): ``camera`` is what a camera sends that does not honour the probe's
 stream request (the clips' own 640x480 at 15 fps; the probe still analyses 5 a second);
 ``asked 320x240@5`` and ``asked 160x120@2`` are streams the probe asks for
-(:class:`devices.envelope.ProbeStream`). Each variant runs at N = 50, 100, 150, 200 (stopping at
-the first N that does not keep up); the baseline is the ``camera`` variant at the smallest N.
+(:class:`devices.envelope.ProbeStream`). Each asked variant runs at N = 50, 100, 150, 200
+(stopping at the first N that does not keep up); the baseline is the ``camera`` variant at a fifth
+of the smallest N (10), where it still keeps up, so its CPU per stream is not flattered by frames
+it failed to take. Each probe watches 10 s (the service's 8 s plus room for the start-up ramp, so
+that every stream flows together for several seconds; the cost per frame is the same).
 
 Per N: frames delivered (received by the probe) and analysed in time (the kernel ran on the
 frame within one frame interval of the sender handing it to aiortc; sender and backend share
@@ -444,7 +447,7 @@ async def _round(
     inside = [(t, c) for t, c in samples if start <= t <= stop]
     interval_s = inside[-1][0] - inside[0][0] if len(inside) >= 2 else 0.0
     cpu_s = inside[-1][1] - inside[0][1] if len(inside) >= 2 else 0.0
-    cores = cpu_s / interval_s if interval_s > 0 else float("nan")
+    cores = cpu_s / interval_s if interval_s > 0 else 0.0  # 0: no interval with all flowing
     frames_in = sum(inside[0][0] <= t <= inside[-1][0] for t in port.arrivals) if inside else 0
     # aiortc's jitter buffer hands a frame on when the next frame's first packet arrives (one
     # interval of the stream), then the probe has one analysis interval
@@ -469,7 +472,12 @@ async def _round(
     verdicts = [o.verdict.kind.value for o, _ in done]
     no_signal = sum(v == "no_signal" for v in verdicts)
     in_time_share = in_time / expected if expected else 0.0
-    ok = in_time_share >= KEEP_UP_SHARE and no_signal == 0 and cores <= KEEP_UP_CORES
+    ok = (
+        in_time_share >= KEEP_UP_SHARE
+        and no_signal == 0
+        and interval_s >= 1.0
+        and cores <= KEEP_UP_CORES
+    )
     return {
         "variant": variant.name,
         "streams": n,
@@ -517,7 +525,7 @@ async def measure(
             {"op": "prepare", "variants": [v.wire() for v in variants], "clips": clips}
         )
         for variant in variants:
-            for n in counts if variant.asked else counts[:1]:
+            for n in counts if variant.asked else [max(1, counts[0] // 5)]:
                 r = await _round(port, variant, n, window_s, ramp_s)
                 print(json.dumps(r), file=sys.stderr, flush=True)
                 rounds.append(r)
@@ -561,8 +569,8 @@ async def measure(
 
 def run(
     counts: list[int] | None = None,
-    window_s: float = 8.0,
-    ramp_s: float = 2.0,
+    window_s: float = 10.0,
+    ramp_s: float = 1.5,
     quick: bool = False,
 ) -> dict[str, Any]:
     """``homecare bench --only saturation``; ``quick``: 2 streams, a short window."""
@@ -577,7 +585,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--senders", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--seconds", type=float, default=12.0, help=argparse.SUPPRESS)
     p.add_argument("--streams", type=int, action="append", help="N (repeatable)")
-    p.add_argument("--window", type=float, default=8.0, help="each probe's window, s")
+    p.add_argument("--window", type=float, default=10.0, help="each probe's window, s")
     p.add_argument("--variant", action="append", choices=["camera", "asked", "small"])
     p.add_argument("--profile", type=Path, help="write a cProfile of the backend here")
     args = p.parse_args(argv)
@@ -586,7 +594,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     chosen = {"camera": CAMERA, "asked": ASKED, "small": ASKED_SMALL}
     variants = [chosen[v] for v in args.variant or ["camera", "asked", "small"]]
-    coro = measure(args.streams or [50, 100, 150, 200], args.window, 2.0, variants)
+    coro = measure(args.streams or [50, 100, 150, 200], args.window, 1.5, variants)
     if args.profile:
         import cProfile
 
