@@ -228,17 +228,24 @@ def is_docked(pose: Pose, room: Room) -> bool:
 
 
 def steer_to_dock(pose: Pose, room: Room) -> tuple[float, float] | None:
-    """The simulated unit's way home: turn towards the charger, then drive to it, slowing near
-    it; ``None`` once docked."""
+    """The simulated unit's way home: turn its nearer end (front or back) towards the charger,
+    then drive to it, slowing near it; ``None`` once docked."""
     dx, dy = room.dock.x - pose.x, room.dock.y - pose.y
     distance = math.hypot(dx, dy)
     if distance <= DOCK_TOLERANCE_M:
         return None
-    error = (math.atan2(dy, dx) - pose.heading + math.pi) % (2 * math.pi) - math.pi
+    error = _wrap(math.atan2(dy, dx) - pose.heading)
+    direction = 1.0
+    if abs(error) > math.pi / 2:  # the charger is behind: back into it
+        direction, error = -1.0, _wrap(error - math.pi)
     turn = max(-1.0, min(1.0, 2.0 * error))
     if abs(error) > 0.25:
         return 0.0, turn
-    return max(0.1, min(1.0, distance / 0.4)), turn
+    return direction * max(0.1, min(1.0, distance / 0.4)), turn
+
+
+def _wrap(angle: float) -> float:
+    return (angle + math.pi) % (2 * math.pi) - math.pi
 
 
 #: Battery: what driving, standing and charging do to it, percentage points per second.

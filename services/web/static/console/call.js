@@ -1,6 +1,9 @@
 // A video call to a brukare's video phone: ringing -> answered -> two-way audio and video, or
 // declined / no answer. Drive controls (arrow keys, on-screen buttons; stop on release) work only
-// while the call is up and video is arriving; the server checks that too.
+// while the call is up and video is arriving; the server checks that too, and each command holds
+// the phone's wheels for at most 500 ms (its dead man): a held key is re-sent every 200 ms.
+// "Till laddaren" sends the phone home; what it reports (bumped, an edge, docked, its battery)
+// shows under the picture.
 import { h, clock, setText } from './dom.js';
 import { bind, bindAttr, has, t, tx } from './i18n.js';
 import { MediaSession } from './signal.js';
@@ -12,7 +15,7 @@ const DRIVE = {
   ArrowLeft: { linear: 0, angular: 0.5, cls: 'left', glyph: '◀', key: 'drive_left' },
   ArrowRight: { linear: 0, angular: -0.5, cls: 'right', glyph: '▶', key: 'drive_right' },
 };
-const DRIVE_REPEAT_MS = 400; // a held key is re-sent so the phone's dead-man stop never trips
+const DRIVE_REPEAT_MS = 200; // a held key is re-sent well inside the phone's 500 ms dead man
 
 export class CallPanel {
   constructor(panel, options) {
@@ -56,6 +59,10 @@ export class CallPanel {
     this.drivePad = h('div', { class: 'drive', role: 'group', id: 'drive-pad' }, this.driveButtons);
     bindAttr(this.drivePad, 'aria-label', 'drive_label');
     this.driveHint = h('p', { class: 'hint' }, tx('drive_hint'));
+    this.dockButton = h('button', { type: 'button', class: 'ghost', id: 'call-dock', disabled: true }, tx('drive_dock'));
+    this.dockButton.addEventListener('click', () => this.session?.dock());
+    this.unit = h('p', { class: 'panel-status', role: 'status', id: 'call-unit' });
+    this.unitBattery = h('span', { class: 'muted', id: 'call-battery' });
     this.panel.replaceChildren(
       h('div', { class: 'panel-head' }, h('h2', { id: 'panel-title' }, this.o.title), this.ringLeft),
       h('p', { class: 'sub muted' }, this.o.subtitle || ''),
@@ -64,6 +71,8 @@ export class CallPanel {
       this.status,
       h('div', { class: 'panel-actions' }, this.hangup),
       this.drivePad,
+      h('div', { class: 'panel-actions' }, this.dockButton, this.unitBattery),
+      this.unit,
       this.driveHint);
     this.panel.dataset.mode = 'call';
     this.hangup.addEventListener('click', () => this.end());
@@ -80,6 +89,7 @@ export class CallPanel {
     bind(this.stateLabel, `call_${state}`, params);
     const up = state === 'connected';
     for (const b of this.driveButtons) b.disabled = !up;
+    this.dockButton.disabled = !up;
     if (!up) this.#releaseAll();
   }
 
@@ -125,6 +135,7 @@ export class CallPanel {
       this.o.announce(t('call_denied', { reason: t(key) }));
       this.#finished();
     });
+    session.addEventListener('unit', (e) => this.#unitReport(e.detail));
     session.addEventListener('error', (e) => {
       const key = has(`drive_error_${e.detail.code}`) ? `drive_error_${e.detail.code}` : null;
       if (key) bind(this.status, key);
@@ -139,6 +150,18 @@ export class CallPanel {
     this.overlay.hidden = false;
     bind(this.overlay, 'call_waiting');
     await session.start();
+  }
+
+  #unitReport({ event, batteryPct }) {
+    if (batteryPct !== null) {
+      this.panel.dataset.battery = String(Math.round(batteryPct));
+      bind(this.unitBattery, 'unit_battery', { pct: Math.round(batteryPct) });
+    }
+    if (!event) return;
+    this.panel.dataset.unitEvent = event;
+    const key = has(`unit_${event}`) ? `unit_${event}` : 'unit_unknown';
+    bind(this.unit, key);
+    this.o.announce(t(key));
   }
 
   #ringCountdown(deadlineMs) {
@@ -168,6 +191,7 @@ export class CallPanel {
     this.hangup.after(close);
     this.drivePad.hidden = true;
     this.driveHint.hidden = true;
+    this.dockButton.hidden = true;
     if (this.o.document) {
       // The call belonged to a check: document it right here (one click).
       this.form = new OutcomeForm({

@@ -128,6 +128,11 @@ export class MediaSession extends EventTarget {
     return socket.send({ type: 'drive', session_id: this.id, linear, angular });
   }
 
+  /** Send the video phone back to its charger (it drives there by itself). */
+  dock() {
+    return socket.send({ type: 'dock', session_id: this.id });
+  }
+
   /** End the session from this side (`bye operator`). Safe to call twice. */
   close() {
     if (this.state === 'ended') return;
@@ -162,6 +167,9 @@ export class MediaSession extends EventTarget {
         break;
       case 'ack':
         this.#emit('ack', { of: message.of });
+        break;
+      case 'unit': // the rolling phone: bumped, cliff, docked, low_battery and its battery
+        this.#emit('unit', { event: message.event || null, batteryPct: message.battery_pct ?? null });
         break;
       default:
         break;
