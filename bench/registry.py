@@ -1,16 +1,25 @@
 """Registry throughput through the real broker: device messages per second, end to end.
 
-Publishers (plain MQTT clients, QoS 1) send ``health`` messages for many devices through a private
-``mosquitto``; the backend's own ``MqttLink`` and ``DeviceHandler`` decode each one, apply it under
-a row lock and store it in PostgreSQL (a scratch database). The figure is messages handled per
-second from the first publish to the last stored message.
+Publishers (plain MQTT clients, QoS 1, in another process: ``--publish``) send ``health``
+messages for many devices through a private ``mosquitto``; the backend's own ``MqttLink``, the
+shared intake (``devices.intake``: batches, one transaction each) and ``DeviceHandler`` decode,
+apply and store them in PostgreSQL (a scratch database). The figure is messages stored per second
+from the first publish to the last stored message.
 
 Baselines in the same run, with the same publishers and messages:
 - ``broker_only``: a bare subscriber that only counts messages (the broker and client ceiling);
+  ``registry_over_broker_ratio`` is the registry's rate over it (target: at least 0.5);
 - ``link_only``: the backend's ``MqttLink`` dispatching to a handler that does nothing (the cost
-  of our decode and dispatch without the database).
+  of our decode and dispatch without the database);
+- ``single``: the registry as before the intake, one row-locked transaction per message.
 
-    .venv/bin/python -m bench.registry [--devices 200] [--messages 20]
+Then the re-announce after a broker restart: ``--reannounce`` devices (default 10,000) are on
+record online; the broker is restarted; the backend's link reconnects and publishes its birth,
+and the devices (simulated cheaply: raw MQTT from another process, a few clients) re-announce
+with a new session (``status``, ``meta``, ``health`` each). ``reannounce_s`` is the time from the
+broker listening again to every device online with its new session in the registry.
+
+    .venv/bin/python -m bench.registry [--devices 200] [--messages 20] [--reannounce 10000]
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -35,7 +45,8 @@ import aiomqtt
 import asyncpg
 
 from devices import topics
-from devices.handler import REGISTRY_CHANNELS, DeviceHandler
+from devices.handler import BATCH_CHANNELS, REGISTRY_CHANNELS, DeviceHandler
+from devices.intake import SHARE_GROUP, Intake
 from services import db
 from services.events import EventBus
 from services.mqtt import MqttLink
@@ -138,53 +149,167 @@ def embedded_host(url: str) -> tuple[str, int]:
     return host, int(port or 1883)
 
 
-async def _timed(
-    url: str, messages: list[tuple[str, bytes]], counter: Counter, publishers: int
-) -> float:
-    counter.expect(len(messages))
-    start = time.perf_counter()
-    await publish_all(url, messages, publishers=publishers)
-    last, idle_since = -1, time.monotonic()
-    while not counter.reached.is_set():
-        if counter.n != last:
-            last, idle_since = counter.n, time.monotonic()
-        elif time.monotonic() - idle_since > 10:
-            raise RuntimeError(f"only {counter.n} of {counter.target} messages arrived")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(counter.reached.wait(), 0.5)
-    return time.perf_counter() - start
+class Mosquitto:
+    """A private mosquitto on a fixed loopback port that can be restarted (the re-announce),
+    whose queues never drop a bench message (the default ``max_queued_messages 1000`` would drop
+    what a slow subscriber has not taken)."""
+
+    def __init__(self, tmp: str) -> None:
+        self.port = embedded.free_port()
+        self.url = f"mqtt://127.0.0.1:{self.port}"
+        self.conf = Path(tmp) / "mosquitto.conf"
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\nlog_dest stderr\n"
+            "max_queued_messages 0\nmax_inflight_messages 100\nmax_connections -1\n"
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self.proc = subprocess.Popen([binary, "-c", str(self.conf)], stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(5)
+            self.proc = None
 
 
 @contextlib.contextmanager
-def broker() -> Iterator[str]:
-    """A private mosquitto on a free loopback port whose queues never drop a bench message
-    (the default ``max_queued_messages 1000`` would drop what a slow subscriber has not taken)."""
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    port = embedded.free_port()
+def broker() -> Iterator[Mosquitto]:
     with tempfile.TemporaryDirectory(prefix="hc-bench-mqtt-") as tmp:
-        conf = Path(tmp) / "mosquitto.conf"
-        conf.write_text(
-            f"listener {port} 127.0.0.1\nallow_anonymous true\nlog_dest stderr\n"
-            "max_queued_messages 0\nmax_inflight_messages 100\n"
-        )
-        proc = subprocess.Popen([binary, "-c", str(conf)], stderr=subprocess.DEVNULL)
+        m = Mosquitto(tmp)
+        m.start()
         try:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
-            yield f"mqtt://127.0.0.1:{port}"
+            yield m
         finally:
-            proc.terminate()
-            proc.wait(5)
+            m.stop()
 
 
-async def _broker_only(url: str, messages: list[tuple[str, bytes]], publishers: int) -> float:
+# ------------------------------------------------------------------ the publishers' process
+
+
+def messages_of(kind: str, devices: int, messages: int, session: int) -> list[tuple[str, bytes]]:
+    """What the publishers' process sends: ``health`` (``messages`` per device, device by
+    device within each round) or ``announce`` (status, meta, health per device)."""
+    ids = device_ids(devices)
+    if kind == "health":
+        return [
+            (topics.topic(PREFIX, d, topics.Channel.HEALTH), health_payload(i))
+            for i in range(messages)
+            for d in ids
+        ]
+    meta = topics.Meta(kind=topics.DeviceKind.CAMERA, fw="bench", caps=()).encode()
+    status = topics.Status(topics.Presence.ONLINE, session).encode()
+    out: list[tuple[str, bytes]] = []
+    for i, d in enumerate(ids):
+        out.append((topics.topic(PREFIX, d, topics.Channel.STATUS), status))
+        out.append((topics.topic(PREFIX, d, topics.Channel.META), meta))
+        out.append((topics.topic(PREFIX, d, topics.Channel.HEALTH), health_payload(i)))
+    return out
+
+
+async def _publisher(url: str, kind: str, devices: int, messages: int, session: int) -> None:
+    """``--publish``: make the messages, say ``ready``, publish them on ``go`` (stdin); for
+    ``announce``, on the backend's next birth after ``go`` (a broker restart in between)."""
+    batch = messages_of(kind, devices, messages, session)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    print("ready", flush=True)
+    await reader.readline()
+    if kind == "announce":
+        await _await_birth(url)
+    await publish_all(url, batch, publishers=8, inflight=100)
+    print("done", flush=True)
+
+
+async def _await_birth(url: str) -> None:
+    """Wait for the broker to go (the restart), then reconnect until it is back and the
+    backend's ``server/status`` says online again (the birth before the restart is ignored)."""
+    host = embedded_host(url)
+    dropped = False
+    while True:
+        try:
+            async with aiomqtt.Client(
+                host[0], host[1], identifier=f"bench-w-{uuid.uuid4().hex[:6]}", timeout=0.5
+            ) as c:
+                await c.subscribe(topics.server_status_topic(PREFIX), qos=1)
+                async for m in c.messages:
+                    payload = m.payload if isinstance(m.payload, bytes) else b""
+                    if dropped and topics.decode_server_status(payload) is topics.Presence.ONLINE:
+                        return
+        except aiomqtt.MqttError:
+            dropped = True
+            await asyncio.sleep(0.02)
+
+
+class Publishers:
+    """The publishers' process (``python -m bench.registry --publish``)."""
+
+    def __init__(self, url: str, kind: str, devices: int, messages: int, session: int) -> None:
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.registry",
+                "--publish",
+                url,
+                kind,
+                str(devices),
+                str(messages),
+                str(session),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        assert self.proc.stdout is not None
+        if self.proc.stdout.readline().strip() != b"ready":
+            raise RuntimeError("the publishers' process did not start")
+
+    def go(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(b"go\n")
+        self.proc.stdin.flush()
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait(5)
+
+
+# ------------------------------------------------------------------ the subscribers
+
+
+async def _timed_elsewhere(
+    url: str, kind: str, devices: int, messages: int, count: Callable[[], int], target: int
+) -> float:
+    """Seconds from ``go`` to ``count() >= target``, the messages sent by another process."""
+    pubs = Publishers(url, kind, devices, messages, 0)
+    try:
+        start = time.perf_counter()
+        pubs.go()
+        last, idle_since = -1, time.monotonic()
+        while (n := count()) < target:
+            if n != last:
+                last, idle_since = n, time.monotonic()
+            elif time.monotonic() - idle_since > 10:
+                raise RuntimeError(f"only {n} of {target} messages arrived")
+            await asyncio.sleep(0.005)
+        return time.perf_counter() - start
+    finally:
+        pubs.close()
+
+
+async def _broker_only(url: str, devices: int, messages: int) -> float:
     counter = Counter()
     host = embedded_host(url)
     async with aiomqtt.Client(
@@ -198,79 +323,182 @@ async def _broker_only(url: str, messages: list[tuple[str, bytes]], publishers: 
 
         task = asyncio.create_task(drain())
         try:
-            return await _timed(url, messages, counter, publishers)
+            return await _timed_elsewhere(
+                url, "health", devices, messages, lambda: counter.n, devices * messages
+            )
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
 
-async def _through_link(
-    url: str,
-    messages: list[tuple[str, bytes]],
-    publishers: int,
-    handler: DeviceHandler | None,
-) -> tuple[float, int]:
-    counter = Counter()
-    link = MqttLink(
+def _link(url: str, handler: DeviceHandler | None) -> MqttLink:
+    return MqttLink(
         url,
         prefix=PREFIX,
         keepalive_s=30,
         instance_id=f"bench-{uuid.uuid4().hex[:6]}",
         on_reject=handler.reject if handler is not None else None,
     )
+
+
+async def _link_only(url: str, devices: int, messages: int) -> float:
+    counter = Counter()
+    link = _link(url, None)
     for channel in REGISTRY_CHANNELS:
-        link.subscribe(channel, counted(counter, handler.handle if handler else None))
+        link.subscribe(channel, counted(counter, None))
     async with link:
         await asyncio.wait_for(link.connected.wait(), 10)
-        elapsed = await _timed(url, messages, counter, publishers)
-        return elapsed, link.messages_in
+        return await _timed_elsewhere(
+            url, "health", devices, messages, lambda: counter.n, devices * messages
+        )
 
 
-async def run(devices: int = 200, messages: int = 20, publishers: int = 4) -> dict[str, Any]:
-    """``devices`` announce themselves, then each sends ``messages`` health messages."""
-    ids = device_ids(devices)
+def stored(handler: DeviceHandler) -> int:
+    return sum(handler.stored.values())
+
+
+async def _single(url: str, handler: DeviceHandler, devices: int, messages: int) -> float:
+    """The registry as before the intake: every message its own transaction."""
+    link = _link(url, handler)
+    for channel in REGISTRY_CHANNELS:
+        link.subscribe(channel, handler.handle)
+    async with link:
+        await asyncio.wait_for(link.connected.wait(), 10)
+        target = stored(handler) + devices * messages
+        return await _timed_elsewhere(
+            url, "health", devices, messages, lambda: stored(handler), target
+        )
+
+
+@contextlib.asynccontextmanager
+async def intake_link(url: str, handler: DeviceHandler) -> AsyncIterator[MqttLink]:
+    """The backend as ``services.app`` wires it: the shared intake's batches."""
+    intake = Intake(handler)
+    link = _link(url, handler)
+    for channel in BATCH_CHANNELS:
+        link.subscribe(channel, intake.handle, share_group=SHARE_GROUP)
+    task = asyncio.create_task(intake.run())
+    try:
+        async with link:
+            await asyncio.wait_for(link.connected.wait(), 10)
+            yield link
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _batched(url: str, handler: DeviceHandler, devices: int, messages: int) -> float:
+    async with intake_link(url, handler):
+        target = stored(handler) + devices * messages
+        return await _timed_elsewhere(
+            url, "health", devices, messages, lambda: stored(handler), target
+        )
+
+
+async def seed(pool: asyncpg.Pool, devices: int, session: int) -> None:
+    """``devices`` on record, online with ``session`` (as before a broker restart)."""
+    await pool.execute(
+        "INSERT INTO devices (device_id, kind, presence, session, last_seen)"
+        " SELECT d, 'camera', 'online', $2, now() FROM unnest($1::text[]) AS d"
+        " ON CONFLICT (device_id) DO UPDATE SET presence = 'online', session = $2",
+        device_ids(devices),
+        session,
+    )
+
+
+async def reannounce(mqtt: Mosquitto, pool: asyncpg.Pool, devices: int) -> dict[str, Any]:
+    """The broker restarts under ``devices`` devices; each re-announces with a new session."""
+    old = int(time.time() * 1000) - 60_000
+    new = old + 30_000
+    await seed(pool, devices, old)
+    handler = DeviceHandler(
+        pool,
+        clock=lambda: datetime.now(UTC),
+        on_presence=lambda _: None,
+        quarantine_cap_per_hour=devices,
+    )
+    pubs = Publishers(mqtt.url, "announce", devices, 0, new)
+    try:
+        async with intake_link(mqtt.url, handler) as link:
+            pubs.go()  # armed: they announce at the backend's next birth
+            mqtt.stop()
+            mqtt.start()
+            back = time.perf_counter()
+            while not (link.connected.is_set() and link.reconnected_at is not None):  # noqa: ASYNC110 (the link has no event for a reconnect)
+                await asyncio.sleep(0.005)
+            linked = time.perf_counter()
+            sql = "SELECT count(*) FROM devices WHERE presence = 'online' AND session = $1"
+            deadline = time.monotonic() + 120
+            while await pool.fetchval(sql, new) < devices:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the re-announce did not complete in 120 s")
+                await asyncio.sleep(0.02)
+            done = time.perf_counter()
+    finally:
+        pubs.close()
+    return {
+        "reannounce_devices": devices,
+        "reannounce_messages": 3 * devices,
+        "reannounce_s": round(done - back, 3),
+        "reannounce_link_back_s": round(linked - back, 3),
+        "reannounce_stored_msgs_per_s": round(stored(handler) / (done - linked), 1),
+        "reannounce_rejected": dict(handler.rejected),
+    }
+
+
+async def run(
+    devices: int = 200, messages: int = 20, publishers: int = 4, reannounce_n: int = 10_000
+) -> dict[str, Any]:
+    """``devices`` announce themselves, then each sends ``messages`` health messages; then the
+    re-announce of ``reannounce_n`` devices after a broker restart (0: skipped)."""
     session = int(time.time() * 1000)
     announce = [
         (
             topics.topic(PREFIX, d, topics.Channel.STATUS),
             topics.Status(topics.Presence.ONLINE, session).encode(),
         )
-        for d in ids
+        for d in device_ids(devices)
     ]
-    health = [
-        (topics.topic(PREFIX, d, topics.Channel.HEALTH), health_payload(i))
-        for i in range(messages)
-        for d in ids
-    ]
-    with broker() as url:
-        broker_s = await _broker_only(url, health, publishers)
-        link_s, _ = await _through_link(url, health, publishers, None)
+    with broker() as mqtt:
+        url = mqtt.url
+        broker_s = await _broker_only(url, devices, messages)
+        link_s = await _link_only(url, devices, messages)
         async with scratch_database("registry") as db_url, db.open_pool(db_url) as pool:
             handler = DeviceHandler(
                 pool, clock=lambda: datetime.now(UTC), on_presence=EventBus().publish
             )
-            await _through_link(url, announce, publishers, handler)
-            registry_s, _ = await _through_link(url, health, publishers, handler)
-            stored = await pool.fetchval(
+            async with intake_link(url, handler):
+                await publish_all(url, announce, publishers=publishers)
+                while stored(handler) < devices:  # noqa: ASYNC110 (a counter, polled)
+                    await asyncio.sleep(0.01)
+            registry_s = await _batched(url, handler, devices, messages)
+            single_s = await _single(url, handler, devices, messages)
+            count = await pool.fetchval(
                 "SELECT count(*) FROM devices WHERE health_at IS NOT NULL AND presence = 'online'"
             )
             rejected = dict(handler.rejected)
-    if stored != devices or rejected:
-        raise RuntimeError(f"registry run incomplete: {stored} of {devices} stored, {rejected}")
-    n = len(health)
+            again = await reannounce(mqtt, pool, reannounce_n) if reannounce_n else {}
+    if count != devices or rejected:
+        raise RuntimeError(f"registry run incomplete: {count} of {devices} stored, {rejected}")
+    n = devices * messages
     result = {
         "devices": devices,
         "messages": n,
         "publishers": publishers,
         "registry_msgs_per_s": round(n / registry_s, 1),
+        "registry_single_msgs_per_s": round(n / single_s, 1),
         "link_only_msgs_per_s": round(n / link_s, 1),
         "broker_only_msgs_per_s": round(n / broker_s, 1),
         "registry_over_broker_ratio": round(broker_s / registry_s, 3),
         "registry_over_link_ratio": round(link_s / registry_s, 3),
+        "registry_over_single_ratio": round(single_s / registry_s, 3),
         "registry_ms_per_msg": round(registry_s / n * 1e3, 3),
-        "note": "one backend process, messages handled one at a time per link (in order per "
-        "device); each is a row-locked transaction on PostgreSQL; private mosquitto",
+        **again,
+        "note": "one backend process; the shared intake stores batches (one transaction each, "
+        "in order per device); single: one row-locked transaction per message; the publishers "
+        "run in another process; private mosquitto",
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     RESULTS.mkdir(exist_ok=True)
@@ -283,11 +511,18 @@ def main() -> None:
     p.add_argument("--devices", type=int, default=200)
     p.add_argument("--messages", type=int, default=20, help="health messages per device")
     p.add_argument("--publishers", type=int, default=4)
+    p.add_argument("--reannounce", type=int, default=10_000, help="devices (0: skip)")
+    p.add_argument("--publish", nargs=5, help=argparse.SUPPRESS)  # the publishers' process
     args = p.parse_args()
     from services import logs
 
     logs.configure("warning", "console")
-    print(json.dumps(asyncio.run(run(args.devices, args.messages, args.publishers)), indent=2))
+    if args.publish:
+        url, kind, n, m, session = args.publish
+        asyncio.run(_publisher(url, kind, int(n), int(m), int(session)))
+        return
+    result = asyncio.run(run(args.devices, args.messages, args.publishers, args.reannounce))
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
