@@ -268,3 +268,16 @@ def test_systemd_units_verify(tmp_path: Path) -> None:
         line.split("=", 1) for line in example.splitlines() if line and not line.startswith("#")
     )
     assert settings_mod.load(env).cookie_secure is True
+
+
+def test_emqx_names_the_shared_subscription_groups_the_code_uses() -> None:
+    """Each backend process is one member of each group; EMQX keeps a device's messages on one
+    of them (``hash_clientid``)."""
+    from devices.intake import SHARE_GROUP as REGISTRY
+    from services.signalling.bus import SHARE_GROUP as SIGNAL
+
+    body = "\n".join(
+        line.split("##")[0] for line in (DEPLOY / "emqx" / "emqx.conf").read_text().splitlines()
+    )
+    groups = dict(re.findall(r'"([\w-]+)" \{ strategy = (\w+) \}', body))
+    assert groups == {REGISTRY: "hash_clientid", SIGNAL: "hash_clientid"}
