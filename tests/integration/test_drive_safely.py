@@ -6,7 +6,9 @@ them can really stall: the relay stops passing bytes either way while the operat
 drive key held (fresh ``drive`` envelopes every 200 ms, as the console sends them). No command
 reaches the phone any more, and it must stop by itself within the dead-man window of the last
 command it took. Then the key is let go, the network comes back, and ``dock`` drives the phone
-back to its charger in the simulated room; the caller sees ``docked`` and the battery.
+back to its charger in the simulated room; the caller sees ``docked`` and the battery. Last, the
+caller's media goes away while the key is held: the phone sees its connection go and stops by
+itself (its own video-stall rule), before the backend stops forwarding.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from devices import envelope as env
 from devices.topics import DeviceKind
 from homeside import drive
 from homeside.device import DeviceClient, DeviceSpec
-from homeside.peer import AnswerPolicy, CallState
+from homeside.peer import AnswerPolicy, CallState, DevicePeer
 from kernel.tenancy import DEFAULT_ORGANISATION
 from simulators.homes import attach
 from simulators.rover import SimBody
@@ -100,6 +102,16 @@ async def held_key(c: object, session_id: str, linear: float, held: asyncio.Even
 async def _released(held: asyncio.Event) -> None:
     while held.is_set():
         await asyncio.sleep(0.01)
+
+
+async def rtcp_reports_seen(peer: DevicePeer) -> bool:
+    """Whether the phone's video sender has had an RTCP receiver report from the caller."""
+    assert peer.pc is not None
+    for sender in peer.pc.getSenders():
+        if sender.track is peer.video:
+            report = await sender.getStats()
+            return any(s.type == "remote-inbound-rtp" for s in report.values())
+    return False
 
 
 async def test_a_network_stall_stops_the_phone_within_the_window_and_dock_brings_it_home(
@@ -179,6 +191,21 @@ async def test_a_network_stall_stops_the_phone_within_the_window_and_dock_brings
                 assert body.travelled_m > away_m + 0.1
                 docked = call.result.units[-1]
                 assert docked.battery_pct == pytest.approx(body.battery, abs=0.1)
+                # the caller's receiver reports reach the phone (what its own stall rule reads)
+                assert await peer.video_flowing()
+                assert await rtcp_reports_seen(peer)
+
+                # the caller's side of the media goes: the phone sees its connection go and
+                # stops before the backend's freshness rule would stop the commands
+                held.set()
+                key = asyncio.create_task(held_key(c, call.session_id, 0.5, held))
+                await wait_for(lambda: wheels.motion.is_moving, what="driving again")
+                assert call.pc is not None
+                await call.pc.close()
+                await wait_for(lambda: not wheels.motion.is_moving, timeout_s=3, what="stop")
+                assert wheels.stops[-1][1] is drive.StopReason.VIDEO_STALLED
+                held.clear()
+                await key
                 await call.hang_up()
                 result = await asyncio.wait_for(task, 5)
                 assert result.bye == "operator"
