@@ -469,6 +469,7 @@ def test_a_call_rings_is_answered_and_drives_only_while_up(night: Night, page: A
     panel.locator("#call-dock").click()
     expect(panel).to_have_attribute("data-unit-event", "docked", timeout=15_000)
     expect(panel.locator("#call-unit")).to_have_text("Telefonen står i sin laddare.")
+    b.screenshot(page, "round-call-docked")
     panel.locator("#call-hangup").click()
     expect(state).to_have_attribute("data-state", "ended")
     expect(up).to_be_hidden()
