@@ -16,14 +16,28 @@ One command (from the repository root)::
     alone must not be what clears it. Clips are decoded with PyAV into the kernel, frame by
     frame; nothing is written anywhere but the JSON of numbers.
 
+Per clip it prints every window (run-length coded: consecutive windows with the same label,
+truth and verdict on one line) with the verdict's reason, and beside the totals:
+
+- the share of clearable windows cleared on the real clips (each probe rate) beside the
+  simulated scenes' share, and the same for the check as it was before it judged darkness by
+  detail (*before*: darkness by mean brightness alone, ``active_share`` 0.002), on the same
+  frames in the same run (native rate);
+- the windows of the infrared clips (``eventsleep_*``: real night footage from a camera above
+  the bed, mean luma ~30, plenty to see) judged ``dark``, which must be none, and every
+  ``dark``/``covered``/``frozen`` verdict on a window no label calls dark (a working camera sent
+  to the patrol as "camera trouble").
+
 Prints the tables, writes ``bench/results/motion_eval.json`` and exits 1 if any dangerous window
-or scene was cleared without a human.
+or scene was cleared without a human, or an infrared window was judged dark.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import math
 import sys
 import time
 from collections import Counter
@@ -40,6 +54,7 @@ import numpy as np
 import numpy.typing as npt
 
 from simulators import scenes
+from supervision.probe import luma_view
 from vision import motion
 from vision.verdict import DEFAULT_THRESHOLDS, Thresholds, Verdict, VerdictKind, decide
 
@@ -50,6 +65,19 @@ WINDOW_S = 8.0
 SLIDE_S = 1.0
 DANGEROUS = frozenset({"fall", "on_floor", "empty", "dark"})
 KINDS = [k.value for k in VerdictKind]
+TROUBLE = frozenset({VerdictKind.DARK, VerdictKind.COVERED, VerdictKind.FROZEN})
+#: The shared clips that are infrared night footage (../shared/data/video/MANIFEST.md); only
+#: used to report on them, never to decide anything.
+INFRARED_PREFIX = "eventsleep_"
+CLEARABLE_TARGET = 0.6  # share of clearable real-clip windows the check should clear
+
+
+def before(thresholds: Thresholds) -> Thresholds:
+    """The check as it was before it judged darkness and flatness by detail: dark by mean
+    brightness alone, flat by variance alone, and a person's size twice today's."""
+    return dataclasses.replace(
+        thresholds, dark_detail=math.inf, flat_detail=-math.inf, active_share=0.002
+    )
 
 
 # -- decoding --------------------------------------------------------------------------------
@@ -59,16 +87,17 @@ def decode_luma(
     path: Path, fps_hint: float | None = None
 ) -> Iterator[tuple[float, npt.NDArray[np.uint8]]]:
     """Yield ``(t_s, luma)`` per decoded frame; ``luma`` is a view of the Y plane (stride
-    handled), valid until the next frame. Raw streams without timestamps use ``fps_hint``."""
+    handled; a converted copy for formats that do not store luma first), valid until the next
+    frame. Raw streams without timestamps use ``fps_hint``."""
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         fps = fps_hint or float(stream.average_rate or 25)
         for index, frame in enumerate(container.decode(stream)):
-            plane = frame.planes[0]
-            luma = np.frombuffer(plane, np.uint8).reshape(frame.height, plane.line_size)
             t_s = frame.time if frame.time is not None else index / fps
-            yield float(t_s), luma[:, : frame.width]
+            # the probe's own conversion: a view of the Y plane, or gray from a packed RGB
+            # format (the infrared clips are lossless BGRA, whose first plane is not luma)
+            yield float(t_s), luma_view(frame)
 
 
 def thin(
@@ -97,6 +126,7 @@ class WindowScore:
     dominant: str  # label with the most time in the window
     light_change_only: bool  # overlaps a light change and no activity
     verdict: Verdict
+    overlaps_dark: bool = False  # some segment of the window is labelled dark
 
     @property
     def cleared(self) -> bool:
@@ -162,7 +192,13 @@ def score_clip(
         end = min(duration, start + WINDOW_S)
         truth, dominant, light_only = classify(clip, start, end)
         verdict = decide(results[start], window_s=end - start, thresholds=thresholds)
-        scores.append(WindowScore(clip["file"], start, end, truth, dominant, light_only, verdict))
+        dark = any(
+            s["label"] == "dark" and s["start_s"] < end and start < s["end_s"]
+            for s in clip["segments"]
+        )
+        scores.append(
+            WindowScore(clip["file"], start, end, truth, dominant, light_only, verdict, dark)
+        )
     return scores
 
 
@@ -207,11 +243,29 @@ def evaluate_clips(
             "dangerous_cleared_at_s": [
                 s.start_s for s in scores if s.truth == "dangerous" and s.cleared
             ],
+            "windows_detail": [
+                {
+                    "start_s": s.start_s,
+                    "end_s": round(s.end_s, 3),
+                    "truth": s.truth,
+                    "dominant": s.dominant,
+                    "verdict": s.verdict.kind.value,
+                    "reason": s.verdict.reason.value,
+                    "cleared": s.cleared,
+                }
+                for s in scores
+            ],
         }
+    infrared = [s for s in everything if s.clip.startswith(INFRARED_PREFIX)]
     return {
         "folder": str(folder),
         "probe_fps": probe_fps,
         "total": summarise_windows(everything),
+        "infrared_windows": len(infrared),
+        "infrared_dark": sum(s.verdict.kind is VerdictKind.DARK for s in infrared),
+        "trouble_without_dark_label": sum(
+            s.verdict.kind in TROUBLE and not s.overlaps_dark for s in everything
+        ),
         "clips": per_clip,
         "verdict_by_dominant_label": confusion(
             [(s.dominant, s.verdict.kind.value) for s in everything]
@@ -374,6 +428,7 @@ def run(
     seeds: int = 3,
     quick: bool = False,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    with_before: bool = True,
 ) -> dict[str, Any]:
     """Evaluate and return the report (also what ``main`` writes as JSON)."""
     started = time.perf_counter()
@@ -382,11 +437,28 @@ def run(
         report["scenes"] = evaluate_scenes(thresholds, 1 if quick else seeds, quick)
     if clips is not None:
         report["clips"] = [evaluate_clips(clips, thresholds, fps) for fps in probe_fps]
+        if with_before:
+            report["before"] = evaluate_clips(clips, before(thresholds), None)
     failures = report.get("scenes", {}).get("dangerous_cleared", 0) + sum(
         c["total"]["dangerous_cleared"] for c in report.get("clips", [])
     )
+    infrared_dark = sum(c["infrared_dark"] for c in report.get("clips", []))
     report["dangerous_cleared"] = failures
-    report["passed"] = failures == 0
+    report["infrared_dark"] = infrared_dark
+    report["clearable_cleared_share"] = {
+        **{
+            ("real_native" if c["probe_fps"] is None else f"real_{c['probe_fps']:g}fps"): c[
+                "total"
+            ]["clearable_cleared_share"]
+            for c in report.get("clips", [])
+        },
+        "scenes": report.get("scenes", {}).get("clearable_cleared_share"),
+        "before_real_native": report.get("before", {})
+        .get("total", {})
+        .get("clearable_cleared_share"),
+        "target_real": CLEARABLE_TARGET,
+    }
+    report["passed"] = failures == 0 and infrared_dark == 0
     report["elapsed_s"] = round(time.perf_counter() - started, 1)
     return report
 
@@ -437,11 +509,90 @@ def print_report(report: dict[str, Any]) -> None:
             f"{share(t['dangerous_cleared'], t['dangerous'])}; clearable cleared: "
             f"{share(t['clearable_cleared'], t['clearable'])}"
         )
+        print(
+            f"\nper window ({fps}; 8 s each, or the whole clip): truth (label with the most "
+            "time) -> verdict, reason: outcome"
+        )
+        for name, c in ev["clips"].items():
+            print(f"  {name}")
+            for line in window_lines(c["windows_detail"]):
+                print(f"    {line}")
+    print_summary(report)
     verdict = "PASS" if report["passed"] else "FAIL"
     print(
-        f"\n{verdict}: {report['dangerous_cleared']} dangerous windows/scenes cleared "
-        f"({report['elapsed_s']} s)"
+        f"\n{verdict}: {report['dangerous_cleared']} dangerous windows/scenes cleared, "
+        f"{report['infrared_dark']} infrared windows judged dark ({report['elapsed_s']} s)"
     )
+
+
+def window_lines(windows: list[dict[str, Any]]) -> list[str]:
+    """One line per run of consecutive windows alike in truth, label, verdict and outcome."""
+    lines: list[str] = []
+    run: list[dict[str, Any]] = []
+
+    def key(w: dict[str, Any]) -> tuple[Any, ...]:
+        return (w["truth"], w["dominant"], w["verdict"], w["reason"], w["cleared"])
+
+    def flush() -> None:
+        if not run:
+            return
+        first, last = run[0], run[-1]
+        starts = (
+            f"{first['start_s']:g}-{first['end_s']:g} s"
+            if len(run) == 1
+            else f"start {first['start_s']:g}..{last['start_s']:g} s"
+        )
+        count = f" x{len(run)}" if len(run) > 1 else ""
+        outcome = "CLEARED" if first["cleared"] else "escalated"
+        lines.append(
+            f"{starts:<20}{first['truth']:>10} ({first['dominant']}) -> {first['verdict']}, "
+            f"{first['reason']}: {outcome}{count}"
+        )
+
+    for w in windows:
+        if run and key(w) != key(run[-1]):
+            flush()
+            run = []
+        run.append(w)
+    flush()
+    return lines
+
+
+def print_summary(report: dict[str, Any]) -> None:
+    clips = report.get("clips", [])
+    if not clips:
+        return
+    print("\n== summary ==")
+    print("clearable windows cleared (the real clips' share beside the simulated scenes'):")
+    for ev in clips:
+        t = ev["total"]
+        fps = "native fps" if ev["probe_fps"] is None else f"{ev['probe_fps']:g} fps"
+        print(f"  real clips, {fps:<12}{share(t['clearable_cleared'], t['clearable'])}")
+    if "scenes" in report:
+        sc = report["scenes"]
+        print(f"  simulated scenes       {share(sc['clearable_cleared'], sc['clearable'])}")
+    if "before" in report:
+        t = report["before"]["total"]
+        print(
+            f"  before (brightness-only darkness, active_share 0.002; real clips, native fps): "
+            f"{share(t['clearable_cleared'], t['clearable'])}"
+        )
+    print(f"  target on the real clips: at least {CLEARABLE_TARGET:.0%}")
+    for ev in clips:
+        fps = "native fps" if ev["probe_fps"] is None else f"{ev['probe_fps']:g} fps"
+        print(
+            f"infrared ({INFRARED_PREFIX}*) windows judged dark, {fps}: "
+            f"{ev['infrared_dark']} of {ev['infrared_windows']}; camera trouble on windows "
+            f"no label calls dark: {ev['trouble_without_dark_label']}"
+        )
+    if "before" in report:
+        b = report["before"]
+        print(
+            f"before, native fps: infrared windows judged dark {b['infrared_dark']} of "
+            f"{b['infrared_windows']}; camera trouble on windows no label calls dark: "
+            f"{b['trouble_without_dark_label']}; dangerous cleared "
+            f"{b['total']['dangerous_cleared']}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -463,6 +614,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--native-only", action="store_true", help="clips at native fps only")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per simulated scene")
     parser.add_argument("--quick", action="store_true", help="fewer scenes and seeds")
+    parser.add_argument(
+        "--no-before", action="store_true", help="skip the check as it was before (baseline)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON report path")
     args = parser.parse_args(argv)
     fps: tuple[float | None, ...] = (
@@ -476,6 +630,7 @@ def main(argv: list[str] | None = None) -> int:
         with_scenes=not args.no_scenes,
         seeds=args.seeds,
         quick=args.quick,
+        with_before=not args.no_before,
     )
     print_report(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)

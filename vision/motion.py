@@ -12,21 +12,30 @@ recalibration when the whole picture changes (lamp, IR switch). What a night che
   ghosts) and *active* (moving pixels in the region at least ``active_share`` of the working
   picture, a person's size rather than the zone's, for ``min_motion_s``, gaps up to ``max_gap_s``
   forgiven), so one-frame glitches never count as activity.
-- **Frame health**: dark (low mean luma), flat (covered or badly blurred: no more variance than
-  a few times the noise), repeat (nearly identical to the previous working picture: a mean
-  absolute difference of at most ``repeat_max_mad``; live sensor noise always moves a picture by
-  more, while a stuck camera, even behind a live encoder, soon does not).
+- **Frame health** is judged by what the picture can show, not by its brightness alone.
+  *Detail* is the picture's structure: the mean luma gradient of the blurred working picture
+  less what its sensor noise alone would give (edges of a bed, a duvet's pattern, a face; not
+  grain). Dark is a dim picture (low mean luma) *without* detail: lights off with no night
+  vision, or black frames; a dim infrared picture of a bed has plenty and is not dark. Flat
+  (covered or badly blurred) is a picture with no more variance than a few times the noise, or
+  with no detail at any brightness (a hand or tape over the lens, light leaking round it).
+  Repeat is a picture nearly identical to the previous working picture: a mean absolute
+  difference of at most ``repeat_max_mad``; live sensor noise always moves a picture by more,
+  while a stuck camera, even behind a live encoder, soon does not.
 - **Light changes** (a whole-frame change or a jump of the mean luma) re-learn the background at
   once; the next ``settle_s`` are *settling* and the verdict does not take them as evidence.
 - **Noise**: the threshold follows the contrast stretch (Frigate's 30 on the stretched scale) and
   never drops below ``noise_k`` standard deviations of the difference of two noisy frames, with
   the sensor noise estimated from single pictures (Immerkaer's Laplacian estimator), so IR grain
-  and dark sensor noise do not become motion and a flat picture is told by its noise.
+  and dark sensor noise do not become motion, a flat picture is told by its noise, and grain is
+  not taken for detail.
 
 Cost: the stretch is folded into the threshold instead of being applied to the picture (a stretch
 by gain ``g`` multiplies every difference by ``g``, so comparing stretched differences with 30 is
 comparing raw ones with ``30 / g``; only the clipped 8 % extremes differ), its percentiles come
-from a histogram every ``contrast_every`` frames, downscaling is a strided copy (every n-th row
+from a histogram every ``contrast_every`` frames (and so do the noise and the detail, at the
+first frame and at every light change too, so a lens covered or a light switched off is seen at
+once), downscaling is a strided copy (every n-th row
 first, then every n-th column of those), and every buffer is allocated when the state is made (or
 the frame size changes). Per frame only scalars and the result object are allocated. Per frame
 cost is mostly the fixed cost of each OpenCV call on a ~100-row picture, so the kernel makes few:
@@ -112,6 +121,7 @@ class FrameResult:
     mean_luma: float  # 0..255
     std_luma: float  # of the blurred working picture, 0..~128
     noise: float  # estimated sensor noise standard deviation, luma levels
+    detail: float  # structure: mean luma gradient beyond the noise's, luma levels per pixel
     threshold: float  # luma difference counted as change in this frame
     is_dark: bool
     is_flat: bool
@@ -136,9 +146,12 @@ class MotionState:
         "_blurred",
         "_cum",
         "_delta",
+        "_detail",
+        "_detail_gain",
         "_elsewhere",
         "_flat_limit",
         "_frames",
+        "_grad",
         "_hi",
         "_hist",
         "_kernel",
@@ -237,9 +250,19 @@ class MotionState:
         self._kernel = np.ones((3, 3), np.uint8)
         self._ksize = (th.blur_ksize, th.blur_ksize)
         self._lap = np.zeros((hs, ws), np.int16)
+        self._grad = np.zeros((hs, ws), np.int16)
         # how the blur scales white noise: sqrt of the sum of the squared 2-D weights
         weights = cv2.getGaussianKernel(th.blur_ksize, 0)
         self._blur_gain = float(np.sum(weights**2))
+        # the detail that white noise of standard deviation 1 alone gives: the blur and the
+        # Sobel derivative make one linear filter, whose output is normal with a standard
+        # deviation of the filter's L2 norm; its mean absolute value is that times sqrt(2/pi);
+        # Sobel's weights sum to 4 on each side, so /4 is luma levels per pixel
+        sobel = np.outer([1.0, 2.0, 1.0], [-1.0, 0.0, 1.0])
+        impulse = np.outer(weights[:, 0], weights[:, 0])
+        padded = np.pad(impulse, 2)
+        response = cv2.filter2D(padded, cv2.CV_64F, sobel, borderType=cv2.BORDER_CONSTANT)
+        self._detail_gain = math.sqrt(2.0 / math.pi) * float(np.sqrt(np.sum(response**2))) / 4.0
         self._region_masks = masks
         self._region_areas = [max(1, cv2.countNonZero(m)) for m in masks]
         self._on_px = max(1.0, th.active_share * hs * ws)
@@ -266,6 +289,7 @@ class MotionState:
         self._lo, self._hi = 0.0, 255.0
         self._luma_ref = 0.0
         self._noise = 0.0
+        self._detail = 0.0
         self._threshold = 0.0
         self._flat_limit = 0.0
         self._settle_until = -math.inf
@@ -365,7 +389,7 @@ def step(state: MotionState, frame: U8, t_s: float) -> FrameResult:  # noqa: PLR
     state._last_t = t_s
     # this picture is the next one's previous: swap the buffers instead of copying
     state._small, state._prev = state._prev, small
-    return FrameResult(  # by position: 17 keyword arguments cost ~0.8 us a frame
+    return FrameResult(  # by position: 18 keyword arguments cost ~0.8 us a frame
         t_s,
         state.regions,
         changed,
@@ -376,9 +400,10 @@ def step(state: MotionState, frame: U8, t_s: float) -> FrameResult:  # noqa: PLR
         mean_luma,
         std_luma,
         state._noise,  # noise
+        state._detail,  # detail
         threshold,
-        mean_luma <= th.dark_luma,  # is_dark
-        std_luma <= state._flat_limit,  # is_flat
+        mean_luma <= th.dark_luma and state._detail <= th.dark_detail,  # is_dark
+        std_luma <= state._flat_limit or state._detail <= th.flat_detail,  # is_flat
         not is_reset and change <= th.repeat_max_mad,  # is_repeat
         is_light_change,
         is_settling,
@@ -400,8 +425,9 @@ def _calibrate(state: MotionState, mean_luma: float, t_s: float) -> None:
 
 
 def _update_contrast(state: MotionState, *, reset: bool) -> None:
-    """Stretch percentiles from a histogram, and the sensor noise from one picture; then the
-    values that follow from them (the change threshold, the flat limit) until the next update."""
+    """Stretch percentiles from a histogram, the sensor noise and the detail from one picture;
+    then the values that follow from them (the change threshold, the flat limit) until the next
+    update."""
     th = state.thresholds
     small = state._small
     cv2.calcHist([small], [0], None, [256], [0, 256], state._hist)
@@ -421,6 +447,17 @@ def _update_contrast(state: MotionState, *, reset: bool) -> None:
         state._lo += th.contrast_alpha * (lo - state._lo)
         state._hi += th.contrast_alpha * (hi - state._hi)
         state._noise += th.noise_alpha * (noise - state._noise)
+    # detail: the mean absolute Sobel gradient (x and y) of the blurred picture, in luma levels
+    # per pixel, less what this picture's noise alone gives; not smoothed, so a picture that
+    # loses its structure (lights off, a lens covered: both re-learn at once) shows it at once
+    grad = state._grad
+    blurred = state._blurred
+    cv2.Sobel(blurred, cv2.CV_16S, 1, 0, grad, 3)
+    gradient = cv2.norm(grad, cv2.NORM_L1)
+    cv2.Sobel(blurred, cv2.CV_16S, 0, 1, grad, 3)
+    gradient += cv2.norm(grad, cv2.NORM_L1)
+    gradient /= 8.0 * blurred.size  # the mean of |gx| / 4 and |gy| / 4
+    state._detail = max(0.0, gradient - state._detail_gain * noise)
     span = max(state._hi - state._lo, th.min_contrast_span)
     noise_diff = state._noise * state._blur_gain * math.sqrt(2.0)  # of two blurred frames
     state._threshold = max(th.diff_threshold * span / 255.0, th.noise_k * noise_diff, th.min_diff)

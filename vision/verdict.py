@@ -7,8 +7,10 @@ per-frame results (:class:`vision.motion.FrameResult`) into one :class:`Verdict`
 kind           meaning
 =============  ==========================================================================
 ``no_signal``  no frames, or too few to cover the window
-``dark``       too dark to see a person (lights off, no night vision)
-``covered``    the picture is flat: lens covered, taped or badly out of focus
+``dark``       too dark to see a person: a dim picture without detail (lights off and no
+               night vision, black frames); a dim infrared picture with structure is not dark
+``covered``    the picture is flat, no detail at any brightness: lens covered, taped or
+               badly out of focus
 ``frozen``     the same picture over and over (a stuck encoder or camera); also a picture
                that often repeats while nothing moves
 ``activity``   someone moved, person-sized (at least ``activity_share`` of the picture), for at
@@ -28,6 +30,11 @@ floor) was active and nothing in it appeared; movement elsewhere was small besid
 the picture was healthy (no dark, flat or repeated frames). With no bed zone nothing is clearable,
 and a light change alone can never clear: its frames are not evidence. Whether a cleared check
 really goes without a human is the care plan's decision (the rounds code), not this module's.
+
+Camera trouble is judged by what the picture can show (its *detail*: structure beyond the
+sensor noise, measured by the kernel), by its noise and by its change over time (repeats), never
+by brightness alone: an infrared camera at night gives a dim picture (mean luma ~30) that shows a
+person in bed perfectly well.
 
 All numbers that decide anything live in :class:`Thresholds` below (kernel and verdict alike);
 :data:`DEFAULT_THRESHOLDS` is what production uses, tuned on ``bench/motion_eval.py``.
@@ -103,14 +110,26 @@ class Thresholds:
     luma_alpha: float = 0.1  # smoothing of that recent level, per frame
     settle_s: float = 1.0  # after a light change, frames are settling for this long
     # -- kernel: region activity ---------------------------------------------------------------
-    active_share: float = 0.002  # moving pixels in a region, as a share of the whole picture,
-    # for the region to count as on (a person's size, not the zone's)
+    active_share: float = 0.001  # moving pixels in a region, as a share of the whole picture,
+    # for the region to count as on (a person's size, not the zone's): the smallest movement a
+    # person in bed makes that counts, a head turned on the pillow seen from above the bed or a
+    # hand gesturing seen across the room (0.1-0.9 % of the picture in the shared real clips);
+    # grain stays out by the noise threshold, glitches by min_motion_s
     min_motion_s: float = 0.8  # on for at least this long before a region is active
     max_gap_s: float = 1.0  # an off gap up to this long does not end a run
     # -- kernel: frame health ------------------------------------------------------------------
-    dark_luma: float = 35.0  # mean luma at or below this is dark
+    # detail (FrameResult.detail) is the mean luma gradient of the blurred working picture less
+    # what its noise alone gives, luma levels per pixel: what the picture can show. Measured on
+    # the shared real clips: black or unlit frames 0.0-0.5; infrared night pictures of a bed
+    # (mean luma ~30) 1.3-2.2; lit rooms 1.5-12; synthetic IR 1.3-1.5, lights off and covered
+    # lenses (any noise) at most 0.15. 0.8 sits between (about their geometric middle).
+    dark_luma: float = 35.0  # mean luma at or below this is dim ...
+    dark_detail: float = 0.8  # ... and dim with no more detail than this is dark: a dim
+    # picture with structure (an infrared camera at night) shows the person and is not dark
     flat_std: float = 6.0  # blurred luma standard deviation at or below this is flat ...
-    flat_noise_k: float = 3.0  # ... or at or below this many times the blurred noise
+    flat_noise_k: float = 3.0  # ... or at or below this many times the blurred noise ...
+    flat_detail: float = 0.8  # ... or no more detail than this, at any brightness (a hand
+    # or tape over the lens with light leaking round it: smooth, so some variance, no edges)
     repeat_max_mad: float = 0.1  # mean absolute difference (luma levels) of two consecutive
     # working pictures at or below which the second is a repeat: live sensor noise always moves
     # a picture by more; a stuck camera behind a live encoder shows only the encoder's refining
@@ -151,6 +170,11 @@ class Thresholds:
         for name in ("moving_lag_s", "settle_s", "min_motion_s", "max_gap_s", "activity_min_s"):
             if not getattr(self, name) >= 0.0:
                 raise ValueError(f"{name} must be >= 0")
+        for name in ("dark_detail", "flat_detail"):
+            if math.isnan(getattr(self, name)):
+                raise ValueError(f"{name} must be a number (infinities switch it off)")
+        if not 0.0 < self.active_share <= 1.0:
+            raise ValueError("active_share must be in (0, 1]")
         if not 0.0 < self.min_contrast_span <= 255.0:
             raise ValueError("min_contrast_span must be in (0, 255]")
 

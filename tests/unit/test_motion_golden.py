@@ -3,8 +3,9 @@
 ``motion_golden.json`` holds every number of every :class:`FrameResult` of a few streams (the
 simulators' scenes with a lamp switch, IR grain and compression at three sizes, overlapping
 zones, and two real clips), written by the kernel as it was before its per-frame overhead was cut
-(commit 056b6ea). A change in what the kernel computes shows here frame by frame; a deliberate
-change rewrites the file::
+(commit 056b6ea), rewritten when the kernel learnt to measure detail (issue 19: darkness and
+flatness judged by structure, not mean brightness alone). A change in what the kernel computes
+shows here frame by frame; a deliberate change rewrites the file::
 
     .venv/bin/python -m tests.unit.test_motion_golden --write
 
@@ -116,6 +117,7 @@ def record(result: FrameResult) -> list[Any]:
         result.std_luma,
         result.noise,
         result.threshold,
+        result.detail,
     ]
     flags = (
         *result.active,

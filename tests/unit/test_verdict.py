@@ -200,6 +200,9 @@ def test_stricter_thresholds_escalate_what_defaults_clear() -> None:
         {"min_motion_s": -1.0},
         {"activity_min_s": float("nan")},
         {"min_contrast_span": 0.0},
+        {"dark_detail": float("nan")},
+        {"flat_detail": float("nan")},
+        {"active_share": 0.0},
     ],
 )
 def test_bad_thresholds_raise(changes: dict[str, object]) -> None:
