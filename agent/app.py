@@ -13,7 +13,13 @@ session, meta, health, events, acks, WebRTC answers, reconnect with backoff. Wha
 - the ``live`` indicator through a hook (:mod:`agent.indicator`): the ack waits for the lamp, a
   lamp that fails is acked ``ok: false``, and the lamp goes out when the session ends on the
   device's side too;
-- the bind button: :meth:`Agent.press_bind_button` (``homecare agent`` presses it on ``SIGUSR1``).
+- the bind button: :meth:`Agent.press_bind_button` (``homecare agent`` presses it on ``SIGUSR1``);
+- the motion check at home (a camera, unless ``home_probe=False``): :mod:`homeside.home_probe`
+  runs the kernel on the source's own pictures on ``probe`` and answers numbers only, and the
+  meta says ``home_probe``, so the backend probes it over MQTT and no video leaves the home for
+  a quiet check (without it the backend probes over WebRTC);
+- a video phone's microphone in a call (:mod:`agent.audio`): ``microphone``, opened for each
+  call; without one the phone sends no sound.
 
 A unit with a screen (a video phone) serves it from here: :meth:`Agent.run` mounts the aiohttp
 application ``screen`` makes of the peer on ``127.0.0.1:screen_port`` (the in-home screen is
@@ -31,14 +37,17 @@ from dataclasses import dataclass, field
 
 import aiomqtt
 from aiohttp import web
+from aiortc.mediastreams import MediaStreamTrack
 
 from agent.indicator import Lamp
 from agent.motors import MotorDriver
 from agent.sources import SourceSpec, VideoSource
 from devices import topics
+from homeside import home_probe as device_home_probe
 from homeside import peer as device_peer
 from homeside.device import DeviceClient, DeviceSpec
-from homeside.peer import DevicePeer
+from homeside.home_probe import HomeProbe
+from homeside.peer import AudioSource, DevicePeer
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +90,13 @@ class AgentConfig:
     fps: float = 10.0
     keepalive_s: int = 10
     health_interval_s: float = 30.0
+    #: A camera runs the motion check itself (``probe``); off: the backend probes over WebRTC.
+    home_probe: bool = True
+
+
+async def no_sound() -> MediaStreamTrack | None:
+    """A phone without a microphone: no audio track (the caller still is heard)."""
+    return None
 
 
 class Agent:
@@ -92,9 +108,12 @@ class Agent:
         *,
         lamp: Lamp | None = None,
         motors: MotorDriver | None = None,
+        microphone: AudioSource | None = None,
     ) -> None:
         """``motors``: a video phone's wheels (:mod:`agent.motors`); ``drive`` and ``dock``
-        move it under the same dead-man rules as the simulated phone (:mod:`homeside.drive`)."""
+        move it under the same dead-man rules as the simulated phone (:mod:`homeside.drive`).
+        ``microphone``: a video phone's sound in a call (:class:`agent.audio.Microphone`);
+        ``None``: no sound from the unit."""
         self.config = config
         self.lamp = lamp
         self.lamp_on = False
@@ -115,7 +134,16 @@ class Agent:
             health_interval_s=config.health_interval_s,
             video_health=self.source.health,
         )
-        self.peer = device_peer.attach(self.device, scene=self.source, driver=motors)
+        self.peer = device_peer.attach(
+            self.device,
+            scene=self.source,
+            driver=motors,
+            audio=no_sound if microphone is None else microphone,
+        )
+        #: The motion check at home (a camera with ``home_probe``), else ``None``.
+        self.home: HomeProbe | None = None
+        if config.home_probe and config.kind is topics.DeviceKind.CAMERA:
+            self.home = device_home_probe.attach(self.peer)
         self._show = self.device.on_command[topics.CommandOp.INDICATOR]
         self.device.on_command[topics.CommandOp.INDICATOR] = self._on_indicator
 
@@ -175,6 +203,8 @@ class Agent:
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher
         finally:
+            if self.home is not None:
+                await self.home.close()
             await self.peer.close()
             if self.peer.wheels is not None:
                 await self.peer.wheels.close()  # stopped, whatever it was doing

@@ -6,11 +6,12 @@
 kiosk page, until ``indicator off`` or the session ends on the device's side); a simulator adds
 ``scene`` (:func:`simulators.homes.attach`). Per offer the
 peer builds an aiortc connection, sends its frame source (:class:`homeside.media.FrameTrack`;
-a video phone also a tone), applies trickled candidates, and answers on ``webrtc/out`` with
-every candidate inside the SDP (aiortc's half trickle). One session at a time; a repeated offer
-for the current session (QoS 1) is ignored. When a session ends (``bye``, ``sleep``/``hangup``,
-a refusal, a new offer) the device reports what it sent: ``stats`` with the frames its track
-produced and the seconds from the first to the last.
+a video phone also its microphone: :data:`AudioSource`, a tone in the simulators), applies
+trickled candidates, and answers on ``webrtc/out`` with every candidate inside the SDP (aiortc's
+half trickle). One session at a time; a repeated offer for the current session (QoS 1) is
+ignored. When a session ends (``bye``, ``sleep``/``hangup``, a refusal, a new offer) the device
+reports what it sent: ``stats`` with the frames its track produced and the seconds from the
+first to the last.
 
 Nothing the backend sends can stop the device. A message the device cannot use is refused for its
 session only: the device sends an ``error`` envelope (``session_id`` when it could be read) on
@@ -51,6 +52,7 @@ import json
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -80,6 +82,17 @@ DEVICE_IN_TYPES = frozenset(
 )
 #: Sessions that ended lately: a late ``bye`` or trickled candidate of one is expected, not refused.
 RECENT_SESSIONS = 16
+
+AudioSource = Callable[[], Awaitable[MediaStreamTrack | None]]
+"""A video phone's microphone: a new live audio track for each call, or ``None`` for no sound
+from the unit (its answer's audio is then receive-only). The peer stops the track when the call
+ends. The simulated phones send :func:`tone`; the device agent its real microphone
+(:class:`agent.audio.Microphone`)."""
+
+
+async def tone() -> MediaStreamTrack | None:
+    """The simulated phone's microphone: a quiet tone (:class:`homeside.media.ToneTrack`)."""
+    return ToneTrack()
 
 
 class Refused(Exception):
@@ -169,14 +182,17 @@ class DevicePeer:
         *,
         scene: FrameSource,
         policy: AnswerPolicy | None = None,
+        audio: AudioSource = tone,
     ) -> None:
         self.device = device
         self.scene: FrameSource = scene
         self.policy = policy or AnswerPolicy()
+        self.microphone = audio
         self.stats = PeerStats()
         self.session_id: str | None = None
         self.pc: RTCPeerConnection | None = None
         self.video: FrameTrack | None = None
+        self.audio: MediaStreamTrack | None = None  # a phone's microphone while a call runs
         self.call_state = CallState.IDLE
         self.ringing_session: str | None = None
         self.caller: str | None = None  # who calls, as the ring named them (shown, never logged)
@@ -293,7 +309,14 @@ class DevicePeer:
         try:
             pc.addTrack(self.video)
             if self.is_phone:
-                pc.addTrack(ToneTrack())
+                audio = await self.microphone()
+                if self.pc is not pc:  # the call ended while the microphone opened
+                    if audio is not None:
+                        audio.stop()
+                    return
+                self.audio = audio
+                if audio is not None:
+                    pc.addTrack(audio)
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)  # gathers every candidate (half trickle)
         except Exception as e:
@@ -344,13 +367,16 @@ class DevicePeer:
 
     async def _close_pc(self) -> None:
         pc, self.pc = self.pc, None
-        session_id, video = self.session_id, self.video
+        session_id, video, audio = self.session_id, self.video, self.audio
         if session_id is not None:
             self._ended.append(session_id)
         self.session_id = None
         self.video = None
+        self.audio = None
         if pc is not None:
             await pc.close()
+        if audio is not None:
+            audio.stop()  # a real microphone is closed with it
         if session_id is not None and video is not None:
             await self._report(session_id, video)
 
@@ -586,12 +612,14 @@ def attach(
     scene: FrameSource,
     policy: AnswerPolicy | None = None,
     driver: MotorDriver | None = None,
+    audio: AudioSource = tone,
 ) -> DevicePeer:
     """Give ``device`` real media and call behaviour; returns the peer for inspection. A video
     phone with a ``driver`` rolls: ``drive`` and ``dock`` move it (:mod:`homeside.wheels`), its
     ``bumped``, ``cliff`` and ``docked`` events name the call, and its events and health carry
-    the driver's battery."""
-    peer = DevicePeer(device, scene=scene, policy=policy)
+    the driver's battery. A video phone sends ``audio`` in a call (:data:`AudioSource`; a quiet
+    tone unless told otherwise)."""
+    peer = DevicePeer(device, scene=scene, policy=policy, audio=audio)
     if driver is not None and peer.is_phone:
         peer.wheels = Wheels(driver, on_event=peer.on_wheels_event, video_ok=peer.video_flowing)
         device.battery = peer.wheels.battery_pct

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 from services.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
+    from agent.audio import Microphone
     from agent.motors import MotorDriver
 
 SIZE_RE = re.compile(r"^(\d{2,4})x(\d{2,4})\Z")
@@ -75,6 +76,30 @@ def _broker(url: str) -> str:
     return f"{parts.scheme}://{user}{parts.hostname}" + (f":{port}" if port else "")
 
 
+def _microphone(args: argparse.Namespace) -> Microphone | None:
+    """``--audio`` (a video phone's microphone), or the default :func:`agent.audio.choose`
+    finds; says which on standard output."""
+    from agent import audio
+    from devices.topics import DeviceKind
+
+    if args.kind != DeviceKind.VIDEO_PHONE.value:
+        if args.audio is not None:
+            raise SettingsError("--audio is for a video phone (--kind video_phone)")
+        return None
+    if args.audio is not None:
+        try:
+            spec = audio.parse_audio(args.audio)
+        except audio.AudioError as e:
+            raise SettingsError(str(e)) from None
+        audio.use_system_alsa_config()
+        why = "as --audio says"
+    else:
+        spec, why = audio.choose()
+    shown = "none (no sound from the unit)" if spec is None else spec.shown
+    sys.stdout.write(f"microphone: {shown}: {why}\n")
+    return None if spec is None else audio.Microphone(spec)
+
+
 def _motors(args: argparse.Namespace) -> MotorDriver | None:
     """``--motors``: a video phone's wheels (``agent.motors``), or none."""
     from agent import motors
@@ -120,6 +145,7 @@ async def cmd_agent(args: argparse.Namespace, settings: Settings) -> int:
     except (SourceError, IndicatorError) as e:
         raise SettingsError(str(e)) from None
     driver = _motors(args)
+    microphone = await asyncio.to_thread(_microphone, args)
     width, height = args.size
     agent = Agent(
         AgentConfig(
@@ -133,9 +159,11 @@ async def cmd_agent(args: argparse.Namespace, settings: Settings) -> int:
             fps=args.fps,
             keepalive_s=settings.mqtt_keepalive_s,
             health_interval_s=args.health_interval,
+            home_probe=not args.no_home_probe,
         ),
         lamp=lamp,
         motors=driver,
+        microphone=microphone,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -151,9 +179,10 @@ async def cmd_agent(args: argparse.Namespace, settings: Settings) -> int:
             loop.add_signal_handler(sig, stop.set)
     with contextlib.suppress(NotImplementedError, RuntimeError):
         loop.add_signal_handler(signal.SIGUSR1, press)
+    home = " (motion check at home)" if agent.home is not None else ""
     sys.stdout.write(
         f"agent {args.id} ({args.kind}, {width}x{height} at {args.fps:g} fps)"
-        f" from {source.shown} to {shown_broker}\n"
+        f" from {source.shown} to {shown_broker}{home}\n"
     )
     sys.stdout.flush()
     await _run_with_screen(agent, args, stop)
@@ -228,6 +257,17 @@ def add_commands(sub: Any) -> None:
         metavar="DRIVER",
         help="a video phone's wheels: fake, or motorhat[:left=N,right=N,bump=PIN,cliff=PIN,"
         "dock=PIN] (a Raspberry Pi motor HAT; see docs/device-contract.md)",
+    )
+    s.add_argument(
+        "--no-home-probe",
+        action="store_true",
+        help="a camera: do not run the motion check at home (the backend probes over WebRTC)",
+    )
+    s.add_argument(
+        "--audio",
+        metavar="INPUT",
+        help="a video phone's microphone: alsa:DEVICE (e.g. alsa:default), pulse:default or "
+        "none (default: pulse if a server answers, else alsa:default if it opens, else none)",
     )
     s.add_argument(
         "--screen-port",

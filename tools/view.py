@@ -23,7 +23,7 @@ import aiohttp
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import candidate_from_sdp
-from av import VideoFrame
+from av import AudioFrame, VideoFrame
 
 from devices import envelope as env
 from homeside.media import FrameTrack, ToneTrack
@@ -85,6 +85,8 @@ class ViewResult:
     denied: str | None = None
     bye: str | None = None
     frames: int = 0
+    #: Audio frames decoded (a call: the unit's microphone), counted and dropped.
+    audio_frames: int = 0
     request_to_first_frame_s: float | None = None
     errors: list[str] = field(default_factory=list)
     deadline: float | None = None
@@ -109,6 +111,7 @@ class View:
         session_id: str | None = None,
         on_frame: Callable[[int], None] | None = None,
         on_picture: Callable[[VideoFrame], None] | None = None,
+        on_sound: Callable[[AudioFrame], None] | None = None,
         on_granted: Callable[[env.Granted], Awaitable[None]] | None = None,
         report_video: bool = True,
         check_id: str | None = None,
@@ -127,6 +130,7 @@ class View:
         self.result = ViewResult(session_id or new_session_id())
         self.on_frame = on_frame
         self.on_picture = on_picture  # sees each decoded frame in memory; must not keep it
+        self.on_sound = on_sound  # sees each decoded audio frame in memory; must not keep it
         self.on_granted = on_granted
         self.report_video = report_video
         self.first_frame = asyncio.Event()
@@ -242,6 +246,10 @@ class View:
         with contextlib.suppress(MediaStreamError):
             while True:
                 frame = await track.recv()
+                if track.kind == "audio":
+                    self.result.audio_frames += 1
+                    if self.on_sound is not None and isinstance(frame, AudioFrame):
+                        self.on_sound(frame)
                 if track.kind != "video":
                     continue
                 if self.on_picture is not None and isinstance(frame, VideoFrame):

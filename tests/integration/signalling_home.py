@@ -36,6 +36,7 @@ from homeside.peer import AnswerPolicy, DevicePeer
 from identity import store as staff_store
 from kernel.roles import Role
 from kernel.tenancy import DEFAULT_TEAM
+from kernel.timing import Timing
 from services import app
 from services.settings import load
 from simulators.homes import attach
@@ -124,8 +125,10 @@ async def served(
     policy: AnswerPolicy | None = None,
     scene: SceneKind = SceneKind.WALKING,
     instance_id: str | None = None,
+    timing: Timing | None = None,
 ) -> AsyncIterator[Served]:
-    """The composed service plus simulated devices with real media, all online."""
+    """The composed service plus simulated devices with real media, all online (``timing``:
+    another timing policy, e.g. a shorter probe window)."""
     settings = dataclasses.replace(
         load({}),
         database_url=database_url,
@@ -133,6 +136,8 @@ async def served(
         mqtt_topic_prefix=prefix,
         instance_id=instance_id or f"app-{uuid.uuid4().hex[:8]}",
     )
+    if timing is not None:
+        settings = dataclasses.replace(settings, timing=timing)
     clock = night_clock()
     async with app.runtime(settings, clock=clock) as rt:
         await rt.signalling.wait_ready()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.audio import AudioError, MicSpec, parse_audio
 from agent.health import Picture, VideoLimits, assess
 from agent.indicator import CommandLamp, GpioLamp, IndicatorError
 from agent.sources import SourceError, SourceKind, parse_source
@@ -138,6 +139,19 @@ async def test_the_gpio_lamp_exports_and_writes_sysfs(tmp_path: Path) -> None:
         GpioLamp(-1)
 
 
+def test_audio_inputs_are_parsed_or_refused() -> None:
+    assert parse_audio("none") is None
+    assert parse_audio("alsa:default") == MicSpec("alsa", "default")
+    assert parse_audio(" alsa:plughw:1,0 ") == MicSpec("alsa", "plughw:1,0")
+    # PyAV's own FFmpeg has no PulseAudio input: the server through ALSA's pulse device
+    pulse = parse_audio("pulse:default")
+    assert pulse in [MicSpec("pulse", "default"), MicSpec("alsa", "pulse")]
+    assert parse_audio("pulse") == pulse
+    for bad in ("", "alsa", "alsa:a b", "pulse:mic2", "oss:/dev/dsp", "lavfi:sine"):
+        with pytest.raises(AudioError):
+            parse_audio(bad)
+
+
 def test_bad_agent_options_exit_2_before_anything_connects(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -152,6 +166,10 @@ def test_bad_agent_options_exit_2_before_anything_connects(
         ("--source", "v4l2:/dev/video-none"): "no such camera device",
         ("--source", "rtsp://cam/x", "--indicator-command", "'x"): "cannot be split",
         ("--source", "rtsp://cam/x", "--ca-file", str(garbage)): "--ca-file",
+        ("--source", "rtsp://cam/x", "--audio", "alsa:default"): "--audio is for a video phone",
+        ("--source", "rtsp://c/x", "--kind", "video_phone", "--audio", "jack:x"): "--audio is",
+        ("--source", "rtsp://c/x", "--kind", "video_phone", "--audio", "alsa:"): "names no",
+        ("--source", "rtsp://c/x", "--kind", "video_phone", "--audio", "pulse:x"): "pulse takes",
     }
     for extra, message in cases.items():
         assert main(["agent", "--id", "cam-agent-1", broker, *extra]) == 2, extra
