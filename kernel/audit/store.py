@@ -1,10 +1,15 @@
 """The audit log in PostgreSQL: append inside the caller's transaction, verify by streaming.
 
-``append`` takes a transaction-scoped advisory lock, reads the head of the chain, and inserts the
-next entry, so concurrent writers in any number of processes keep one unbroken chain. The lock is
-held until the caller's transaction ends: append last, just before commit, to keep it short.
-Callers must use READ COMMITTED (PostgreSQL's default); under REPEATABLE READ a writer could read
-a stale head, and the primary key on ``seq`` would refuse its insert rather than fork the chain.
+The log is lanes (:mod:`kernel.audit.chain`). ``append`` enters the entry's lane
+(``audit_lane_enter``, migration 0027: that lane's transaction-scoped advisory lock, its head and a
+new id in one round trip) and inserts the next entry of the lane, so concurrent writers in any
+number of processes keep every lane one unbroken chain, and writers of different lanes never wait
+for each other. A transaction keeps the lane of its first entry for all its entries (the
+database remembers it in a transaction-local setting): it holds one lane's lock at most, so two
+transactions can never deadlock over lanes. The lock is held until the caller's transaction ends:
+append last, just before commit, to keep it short. Callers must use READ COMMITTED (PostgreSQL's
+default); under REPEATABLE READ a writer could read a stale head, and the unique index on
+``(lane, lane_seq)`` would refuse its insert rather than fork the lane.
 
 The table refuses UPDATE, DELETE and TRUNCATE through triggers (migration 0002).
 """
@@ -12,8 +17,9 @@ The table refuses UPDATE, DELETE and TRUNCATE through triggers (migration 0002).
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -21,12 +27,13 @@ import asyncpg
 
 from kernel.audit import reads
 from kernel.audit.chain import (
-    GENESIS_HASH,
     AuditEntry,
     BreakReason,
-    ChainVerifier,
+    LanesVerifier,
     VerifyResult,
-    next_entry,
+    checked_data,
+    lane_of,
+    next_lane_entry,
 )
 from kernel.roles import Principal
 
@@ -41,17 +48,29 @@ if TYPE_CHECKING:
 __all__ = [
     "AUDIT_LOCK_KEY",
     "AuditEntry",
+    "NewEntry",
     "VerifyResult",
     "append",
+    "append_many",
     "append_read",
     "entries",
+    "positions",
     "read_log",
     "verify",
 ]
 
 AUDIT_LOCK_KEY = 0x68635F617564  # "hc_aud"
+"""The one lock of the chain before lanes (kept for the frozen baseline in ``bench/baselines``)."""
+LANE_LOCK_KEY = 1751343477  # "hcau": pg_advisory_xact_lock(LANE_LOCK_KEY, lane), migration 0027
 
-_COLUMNS = "seq, at, actor, action, subject, data::text AS data, prev_hash, hash"
+_COLUMNS = "seq, at, actor, action, subject, data::text AS data, prev_hash, hash, lane, lane_seq"
+_INSERT = (
+    "INSERT INTO audit_log (seq, lane, lane_seq, at, actor, action, subject, data, prev_hash,"
+    " hash) SELECT seq, lane, lane_seq, at, actor, action, subject, data::jsonb, prev_hash, hash"
+    " FROM unnest($1::bigint[], $2::smallint[], $3::bigint[], $4::timestamptz[], $5::text[],"
+    " $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])"
+    " AS e(seq, lane, lane_seq, at, actor, action, subject, data, prev_hash, hash)"
+)
 
 
 def _entry(row: asyncpg.Record) -> AuditEntry:
@@ -68,6 +87,8 @@ def _entry(row: asyncpg.Record) -> AuditEntry:
         data=data,
         prev_hash=row["prev_hash"],
         hash=row["hash"],
+        lane=0 if row["lane"] is None else row["lane"],
+        lane_seq=row["lane_seq"],
     )
 
 
@@ -96,45 +117,92 @@ async def append(
     JSON object (never names, secrets or media). Raises :class:`kernel.audit.chain.AuditDataError`
     (a ``ValueError``) for a bad value before touching the database.
     """
-    # Validate before taking the lock, so a bad entry never holds up other writers.
-    next_entry(
-        prev_seq=0,
-        prev_hash=GENESIS_HASH,
-        at=at,
-        actor=actor,
-        action=action,
-        subject=subject,
-        data=data,
+    made = await append_many(
+        conn, [NewEntry(actor=actor, action=action, subject=subject, data=data, at=at)]
     )
-    async with _in_transaction(conn):
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", AUDIT_LOCK_KEY)
-        # audit_head() reads past row-level security: the chain runs through every organisation.
-        head = await conn.fetchrow("SELECT seq, hash FROM audit_head()")
-        prev_seq, prev_hash = (
-            (head["seq"], head["hash"]) if head and head["seq"] is not None else (0, GENESIS_HASH)
-        )
-        entry = next_entry(
-            prev_seq=prev_seq,
+    return made[0]
+
+
+@dataclass(frozen=True, slots=True)
+class NewEntry:
+    """One entry to append with :func:`append_many` (the arguments of :func:`append`)."""
+
+    actor: str
+    action: str
+    subject: str | None
+    data: Mapping[str, Any]
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _Lane:
+    """A lane entered by this transaction: its number, its head and the ids it was given."""
+
+    lane: int
+    lane_seq: int
+    hash: str
+    seqs: list[int]
+
+
+async def _enter(conn: Connection, lane: int, count: int) -> _Lane:
+    row = await conn.fetchrow("SELECT * FROM audit_lane_enter($1, $2)", lane, count)
+    assert row is not None
+    return _Lane(row["lane"], row["lane_seq"], row["hash"], list(row["seqs"]))
+
+
+async def _insert(conn: Connection, lane: _Lane, items: Sequence[NewEntry]) -> list[AuditEntry]:
+    made: list[AuditEntry] = []
+    prev_seq, prev_hash = lane.lane_seq, lane.hash
+    for seq, item in zip(lane.seqs, items, strict=True):
+        entry = next_lane_entry(
+            seq=seq,
+            lane=lane.lane,
+            prev_lane_seq=prev_seq,
             prev_hash=prev_hash,
-            at=at,
-            actor=actor,
-            action=action,
-            subject=subject,
-            data=data,
+            at=item.at,
+            actor=item.actor,
+            action=item.action,
+            subject=item.subject,
+            data=item.data,
         )
-        await conn.execute(
-            "INSERT INTO audit_log (seq, at, actor, action, subject, data, prev_hash, hash)"
-            " VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7, $8)",
-            entry.seq,
-            entry.at,
-            entry.actor,
-            entry.action,
-            entry.subject,
-            json.dumps(entry.data, ensure_ascii=False),
-            entry.prev_hash,
-            entry.hash,
+        made.append(entry)
+        prev_seq, prev_hash = entry.position, entry.hash
+    await conn.execute(
+        _INSERT,
+        [e.seq for e in made],
+        [e.lane for e in made],
+        [e.lane_seq for e in made],
+        [e.at for e in made],
+        [e.actor for e in made],
+        [e.action for e in made],
+        [e.subject for e in made],
+        [json.dumps(e.data, ensure_ascii=False) for e in made],
+        [e.prev_hash for e in made],
+        [e.hash for e in made],
+    )
+    return made
+
+
+def _check(items: Sequence[NewEntry]) -> None:
+    for item in items:  # validate before taking a lock, so a bad entry never holds one up
+        checked_data(
+            at=item.at, actor=item.actor, action=item.action, subject=item.subject, data=item.data
         )
-    return entry
+
+
+async def append_many(conn: Connection, items: Sequence[NewEntry]) -> list[AuditEntry]:
+    """Append ``items`` in their order, as :func:`append` would one by one, in two round trips
+    (the lane, its head and the ids in one; one ``INSERT`` of every entry; the planner audits
+    hundreds of batches at once). They go to the lane of the first (or of the transaction, if it
+    appended before). All or nothing; a bad value raises
+    :class:`kernel.audit.chain.AuditDataError` before touching the database."""
+    if not items:
+        return []
+    _check(items)
+    first = items[0]
+    async with _in_transaction(conn):
+        lane = await _enter(conn, lane_of(subject=first.subject, actor=first.actor), len(items))
+        return await _insert(conn, lane, items)
 
 
 async def append_read(
@@ -149,9 +217,12 @@ async def append_read(
 ) -> AuditEntry | None:
     """Append a read (:mod:`kernel.audit.reads`) unless it folds into the actor's last entry of
     the same action and subject; ``None`` when it folded. The look-up and the append hold the
-    chain's lock together, so two concurrent reads write one entry."""
+    lane's lock together, so two concurrent reads (of one subject, so of one lane, each in its
+    own transaction) write one entry."""
+    item = NewEntry(actor=actor, action=action, subject=subject, data=data, at=at)
+    _check([item])
     async with _in_transaction(conn):
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", AUDIT_LOCK_KEY)
+        lane = await _enter(conn, lane_of(subject=subject, actor=actor), 1)
         last = await conn.fetchrow(
             "SELECT at, data::text AS data FROM audit_log"
             " WHERE actor = $1 AND action = $2 AND subject IS NOT DISTINCT FROM $3"
@@ -163,8 +234,8 @@ async def append_read(
         if last is not None and reads.folds(
             last["at"], json.loads(last["data"]), at=at, data=data, fold_s=fold_s
         ):
-            return None
-        return await append(conn, actor=actor, action=action, subject=subject, data=data, at=at)
+            return None  # the id the lane gave is left unused: ids may have gaps
+        return (await _insert(conn, lane, [item]))[0]
 
 
 ReadLog = Callable[[Principal, str, "str | None", Mapping[str, Any]], Awaitable[None]]
@@ -193,20 +264,43 @@ def read_log(
     return log
 
 
+_LANES_IN_ORDER = (
+    f"SELECT {_COLUMNS} FROM audit_log WHERE lane IS NULL ORDER BY seq",
+    f"SELECT {_COLUMNS} FROM audit_log WHERE lane IS NOT NULL ORDER BY lane, lane_seq",
+)
+"""The whole log, lane by lane: the entries before lanes (lane 0's beginning), then every lane."""
+
+
 async def verify(conn: Connection, *, batch: int = 1000) -> VerifyResult:
-    """Walk the whole chain in ``seq`` order with a server-side cursor; constant memory."""
-    verifier = ChainVerifier()
+    """Walk every lane in order with server-side cursors; memory constant in the entries."""
+    verifier = LanesVerifier()
     async with _in_transaction(conn):
-        cursor = conn.cursor(f"SELECT {_COLUMNS} FROM audit_log ORDER BY seq", prefetch=batch)
-        async for row in cursor:
-            try:
-                entry = _entry(row)
-            except (ValueError, TypeError) as e:
-                verifier.fail(row["seq"], BreakReason.UNREADABLE, str(e))
-                break
-            if not verifier.feed(entry):
+        for query in _LANES_IN_ORDER:
+            async for row in conn.cursor(query, prefetch=batch):
+                try:
+                    entry = _entry(row)
+                except (ValueError, TypeError) as e:
+                    lane = 0 if row["lane"] is None else row["lane"]
+                    where = row["seq"] if row["lane_seq"] is None else row["lane_seq"]
+                    verifier.fail(lane, where, BreakReason.UNREADABLE, str(e))
+                    break
+                if not verifier.feed(entry):
+                    break
+            if verifier.is_broken:
                 break
     return verifier.result()
+
+
+async def positions(conn: Connection, *, batch: int = 1000) -> AsyncIterator[tuple[int, int, str]]:
+    """Every entry's ``(lane, lane_seq, hash)``, lane by lane, each lane in order (what anchors
+    are compared with); run it inside a transaction."""
+    queries = (
+        "SELECT 0 AS lane, seq AS lane_seq, hash FROM audit_log WHERE lane IS NULL ORDER BY seq",
+        "SELECT lane, lane_seq, hash FROM audit_log WHERE lane IS NOT NULL ORDER BY lane, lane_seq",
+    )
+    for query in queries:
+        async for row in conn.cursor(query, prefetch=batch):
+            yield int(row["lane"]), int(row["lane_seq"]), str(row["hash"])
 
 
 async def entries(

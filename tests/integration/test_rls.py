@@ -98,8 +98,8 @@ async def _seed(owner: asyncpg.Connection) -> None:
     for o in ("a", "b"):
         await owner.execute(SEED.format(o=o))
         await owner.execute(
-            "INSERT INTO audit_log (seq, at, actor, action, subject, prev_hash, hash)"
-            " VALUES ($1, now(), 'system', 'recipient.viewed', $2, $3, $4)",
+            "INSERT INTO audit_log (seq, lane, lane_seq, at, actor, action, subject, prev_hash,"
+            " hash) VALUES ($1, 0, $1, now(), 'system', 'recipient.viewed', $2, $3, $4)",
             1 if o == "a" else 2,
             f"r-{o}",
             "0" * 64,
