@@ -3,7 +3,8 @@
 A device's ``webrtc/out`` message reaches one process of the group (a shared subscription); the
 :class:`services.signalling.router.DeviceRouter` checks it against the session's row and hands it
 to the process that owns the session, whose :meth:`DeviceSide._from_device` turns it into an
-event: ``answer``, ``candidate``, ``bye``, and ``error`` (the device refused the session's
+event: ``answer``, ``candidate``, ``bye``, ``unit`` (a rolling phone's bump, edge, dock or
+battery, passed on to the caller), and ``error`` (the device refused the session's
 signalling; the session ends ``device_lost`` and the client is told the device's code). The
 phone's ``call_answer``/``call_decline`` events, a device going offline, the gate turning to deny
 (its change feed and a periodic re-check) are events too. The sweep closes rows whose owner
@@ -76,6 +77,8 @@ class DeviceSide(Interpreter):
                     code=code,
                 )
                 await self._feed(live, machine.DeviceError(code))
+            case env.Unit():
+                await self._feed(live, machine.UnitReported(message))
 
     async def on_feed(self, item: object) -> None:
         """A notice of the device feed (``devices.feed``, every process hears it): a presence
