@@ -110,6 +110,19 @@ def test_login_rejects_a_wrong_password_then_logs_in(
     expect(page.get_by_role("heading", name="Logga in")).to_be_visible()
     expect(page.get_by_text("Du är utloggad.")).to_be_visible()
 
+    # The login page offers the other languages too; Finnish is remembered for the console.
+    page.get_by_role("button", name="Suomi").click()
+    expect(page.get_by_role("heading", name="Kirjaudu sisään")).to_be_visible()
+    expect(page.get_by_label("Käyttäjätunnus")).to_be_visible()
+    expect(page.get_by_text("Olet kirjautunut ulos.")).to_be_visible()
+    expect(page.locator("html")).to_have_attribute("lang", "fi")
+    expect(page.get_by_role("button", name="Suomi")).to_have_count(0)
+    page.get_by_label("Käyttäjätunnus").fill("nattpersonal")
+    page.get_by_label("Salasana").fill(accounts["nattpersonal"])
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("navigation", name="Päävalikko")).to_contain_text("Kierros")
+    assert page.title().endswith("Yövalvonta")
+
 
 def test_devices_screen_shows_presence_live_and_switches_language(
     served: b.Backend, simulated: b.Process, accounts: dict[str, str], page: Any
@@ -140,6 +153,10 @@ def test_devices_screen_shows_presence_live_and_switches_language(
     expect(page.get_by_role("heading", name="Devices and health")).to_be_visible()
     expect(camera.locator(".badge")).to_have_text("Online")
     expect(page.locator("html")).to_have_attribute("lang", "en")
+    page.get_by_role("button", name="Suomi").click()
+    expect(page.get_by_role("heading", name="Laitteet ja tila")).to_be_visible()
+    expect(camera.locator(".badge")).to_have_text("Yhteydessä")
+    expect(page.locator("html")).to_have_attribute("lang", "fi")
     page.get_by_role("button", name="Svenska").click()
     expect(page.get_by_role("heading", name="Enheter och status")).to_be_visible()
 

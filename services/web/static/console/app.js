@@ -156,11 +156,6 @@ function renderHeader() {
   for (const link of document.querySelectorAll('.nav a')) link.hidden = !allowed(link.dataset.route);
   const who = $('who');
   fill(who, me.display_name || me.username || me.staff_id, ' · ', i18n.tx(`role_${me.role}`));
-  const switchButton = $('lang-switch');
-  const other = i18n.lang() === 'sv' ? 'en' : 'sv';
-  switchButton.textContent = other === 'en' ? 'English' : 'Svenska';
-  switchButton.lang = other;
-  switchButton.setAttribute('aria-label', other === 'en' ? 'Switch to English' : 'Byt till svenska');
 }
 
 function renderLiveState() {
@@ -316,11 +311,8 @@ function init() {
     const main = $('main');
     (main.querySelector('h1') || main).focus();
   });
-  $('lang-switch').addEventListener('click', () => {
-    i18n.setLang(i18n.lang() === 'sv' ? 'en' : 'sv');
-    renderHeader();
-    renderTitle();
-  });
+  i18n.languageChoice($('lang-switch'));
+  window.addEventListener('langchange', renderTitle);
   $('logout').addEventListener('click', logout);
   window.addEventListener('hashchange', () => route());
   onUnauthorized(() => {

@@ -1,10 +1,18 @@
-// All UI strings live in one dictionary per language (strings/sv.js, strings/en.js).
+// All UI strings live in one dictionary per language (strings/sv.js, strings/en.js,
+// strings/fi.js); Swedish is the default and the fallback for a missing key.
 // Elements carry their key in data-i18n (text) or data-i18n-<attr> (attributes), so switching
 // language re-translates the page in place without re-mounting anything.
 import sv from './strings/sv.js';
 import en from './strings/en.js';
+import fi from './strings/fi.js';
 
-export const LANGUAGES = { sv, en };
+export const LANGUAGES = { sv, en, fi };
+/** Each language's own name and the offer to switch to it, in that language. */
+const NAMES = {
+  sv: ['Svenska', 'Byt till svenska'],
+  en: ['English', 'Switch to English'],
+  fi: ['Suomi', 'Vaihda kieleksi suomi'],
+};
 const STORAGE_KEY = 'hc.lang';
 let current = pickInitial();
 
@@ -73,4 +81,34 @@ export function setLang(code) {
 /** A span whose text is `key` translated. */
 export function tx(key, params) {
   return bind(document.createElement('span'), key, params);
+}
+
+/**
+ * Buttons for every language but the current one, each named in its own language; they
+ * switch the page and redraw themselves. `onChange` runs after a switch (the header's title).
+ */
+export function languageChoice(el, onChange) {
+  const draw = () => {
+    const buttons = Object.keys(LANGUAGES).filter((code) => code !== current).map((code) => {
+      const button = document.createElement('button');
+      button.type = 'button';
+      button.className = 'ghost';
+      button.lang = code;
+      button.textContent = NAMES[code][0];
+      button.setAttribute('aria-label', NAMES[code][1]);
+      button.addEventListener('click', () => {
+        setLang(code);
+        onChange?.(code);
+        el.querySelector('button')?.focus(); // the pressed button is gone: keep the focus here
+      });
+      return button;
+    });
+    el.replaceChildren(...buttons);
+  };
+  el.classList.add('lang-choice');
+  bindAttr(el, 'aria-label', 'language_label');
+  el.setAttribute('role', 'group');
+  draw();
+  window.addEventListener('langchange', draw);
+  return () => window.removeEventListener('langchange', draw);
 }

@@ -1,6 +1,6 @@
 // Login: username and password; the server sets the HttpOnly session cookie.
 import { h } from '../dom.js';
-import { bind, bindAttr, tx } from '../i18n.js';
+import { bind, bindAttr, languageChoice, tx } from '../i18n.js';
 import { get, post } from '../api.js';
 
 const ERRORS = {
@@ -51,6 +51,8 @@ export function mount(container) {
     }
   });
 
+  const languages = h('p', { class: 'login-languages' });
+  const stopLanguages = languageChoice(languages);
   const onMessage = (e) => bind(message, e.detail);
   document.addEventListener('login-message', onMessage);
 
@@ -60,8 +62,12 @@ export function mount(container) {
       h('h1', { id: 'login-title' }, tx('login_title')),
       message,
       form,
-      h('p', { class: 'hint' }, tx('login_hint')))));
+      h('p', { class: 'hint' }, tx('login_hint')),
+      languages)));
   bindAttr(form, 'aria-label', 'login_title');
   setTimeout(() => username.focus(), 0);
-  return () => document.removeEventListener('login-message', onMessage);
+  return () => {
+    document.removeEventListener('login-message', onMessage);
+    stopLanguages();
+  };
 }

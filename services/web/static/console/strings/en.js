@@ -3,6 +3,7 @@ export default {
   app_name: 'Night supervision',
   skip_to_main: 'Skip to content',
   nav_label: 'Main menu',
+  language_label: 'Language',
   nav_round: 'Round',
   nav_alarms: 'Alarms and patrol',
   nav_devices: 'Devices',

@@ -3,6 +3,7 @@ export default {
   app_name: 'Nattlig tillsyn',
   skip_to_main: 'Hoppa till innehållet',
   nav_label: 'Huvudmeny',
+  language_label: 'Språk',
   nav_round: 'Runda',
   nav_alarms: 'Larm och patrull',
   nav_devices: 'Enheter',
