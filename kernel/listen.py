@@ -7,11 +7,16 @@ the consent gate's change feed (``consent.gate``) and the round's console events
 - takes one connection from the pool and ``LISTEN``s on it (``add_listener``);
 - calls ``on_listening(resumed)`` once listening, ``resumed=True`` after a loss, when
   notifications may have been missed (the feed re-checks or publishes a ``resync``), then sets
-  ``ready``;
+  ``ready`` (cleared again while the connection is lost);
 - holds the connection until it is closed or stops answering a ``SELECT 1`` sent every
   ``ping_s`` seconds (a half-dead TCP connection would otherwise listen to nothing for ever);
 - after a loss logs ``{name}_listener_lost`` and waits by the :class:`~kernel.retry.Backoff`
-  policy (reset once listening again) before trying again.
+  policy (reset once listening again) before trying again. After a failover the pool's next
+  connection reaches the new primary (the multi-host URL with ``target_session_attrs=read-write``:
+  asyncpg tries each host and keeps the writable one).
+
+:data:`CONNECTION_LOST` names what losing the database raises, for the loops that try a unit of
+work again across a failover (:data:`FAILOVER_RETRY`).
 
 Runs until cancelled. Logs name the feed and the error's type only.
 """
@@ -35,11 +40,38 @@ OnNotify = Callable[[Any, int, str, Any], None]
 #: Called once listening; ``True`` when listening again after a loss.
 OnListening = Callable[[bool], Awaitable[None]]
 
-DB_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
-"""What a lost or unanswering connection raises."""
+CONNECTION_LOST: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset: the server is gone
+    TimeoutError,  # no answer (a half-dead connection, a server that hangs)
+    asyncpg.PostgresConnectionError,  # 08xxx: the connection died under a statement
+    asyncpg.CannotConnectNowError,  # 57P03: starting up, shutting down, in recovery
+    asyncpg.AdminShutdownError,  # 57P01: terminated (a fast shutdown, a demotion)
+    asyncpg.CrashShutdownError,  # 57P02: another backend crashed
+    asyncpg.ReadOnlySQLTransactionError,  # 25006: the server was turned into a standby
+    asyncpg.TargetServerAttributeNotMatched,  # no host of the URL accepts writes (yet)
+)
+"""What losing the database or its failover raises (the service connects with a multi-host URL
+and ``target_session_attrs=read-write``, so it finds the new primary on its next connection). A
+statement that raised one of these did not commit, unless it was the ``COMMIT`` itself: then the
+outcome is unknown, and only a write that is idempotent by design may be tried again."""
 
-LISTEN_BACKOFF = Backoff(first_s=1.0, factor=2.0, max_s=30.0)
-"""After a lost connection: 1 s, 2 s, 4 s ... at most 30 s, from 1 s again once listening."""
+DB_ERRORS: tuple[type[BaseException], ...] = (
+    *CONNECTION_LOST,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+)
+"""What a lost or unanswering connection raises, and any refusal of the ``LISTEN`` itself."""
+
+LISTEN_BACKOFF = Backoff(first_s=0.5, factor=2.0, max_s=2.0)
+"""After a lost connection: 0.5 s, 1 s, 2 s, 2 s ..., from 0.5 s again once listening, so a
+feed listens again within about 2 s of the new primary after a failover (one connection
+attempt per feed every 2 s while the database is away)."""
+
+FAILOVER_RETRY = Backoff(first_s=0.25, factor=2.0, max_s=2.0, give_up_s=30.0)
+"""A unit of work that may be tried again after :data:`CONNECTION_LOST` (the runner's result of
+a check, the round's handling of a change): 0.25 s, 0.5 s, 1 s, then every 2 s, for up to 30 s,
+which covers a failover (Patroni promotes the standby about ``ttl`` = 10 s after losing the
+primary)."""
 
 PING_TIMEOUT_S = 5.0
 
@@ -79,6 +111,8 @@ async def listen(
                         await conn.remove_listener(channel, on_notify)
         except DB_ERRORS as e:
             log.warning(f"{name}_listener_lost", error=type(e).__name__)
+        if ready is not None:
+            ready.clear()  # not listening until the next connection is
         await retry.failed()
 
 

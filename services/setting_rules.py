@@ -172,6 +172,9 @@ def url(*schemes: str) -> Rule:
                 f"names no host: use {schemes[0]}://host:port/..."
                 + (" or ?host=/socket/dir" if is_postgres else "")
             )
+        if is_postgres:  # a primary and its standbys: host1:port1,host2:port2
+            _check_postgres_hosts(parts.netloc.rpartition("@")[2], parts.query)
+            return
         try:
             _ = parts.port
         except ValueError:
@@ -181,6 +184,29 @@ def url(*schemes: str) -> Rule:
     return Rule(
         allowed + (" (or `?host=/socket/dir`)" if is_postgres else ""), str, check, _masked_url
     )
+
+
+TARGET_SESSION_ATTRS = ("any", "primary", "standby", "prefer-standby", "read-write", "read-only")
+"""What asyncpg (as libpq) accepts for ``target_session_attrs``."""
+
+
+def _check_postgres_hosts(hosts: str, query: str) -> None:
+    """A PostgreSQL URL may list several hosts (``h1:5432,h2:5432``): the service tries them in
+    turn and keeps the first that matches ``target_session_attrs`` (``read-write``: the primary).
+    """
+    for one in hosts.split(",") if hosts else ():
+        host = one
+        if ":" in one and not one.endswith("]"):  # host:port ([::1] alone has no port)
+            host, _, port = one.rpartition(":")
+            if not (port.isdigit() and 0 < int(port) <= 65535):
+                raise ValueError("has an invalid port")
+        if not host.strip("[]"):
+            raise ValueError("names an empty host in its host list")
+    for key, value in parse_qsl(query):
+        if key == "target_session_attrs" and value not in TARGET_SESSION_ATTRS:
+            raise ValueError(
+                "has an unknown target_session_attrs: use one of " + ", ".join(TARGET_SESSION_ATTRS)
+            )
 
 
 def _is_host(raw: str) -> bool:

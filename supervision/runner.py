@@ -42,6 +42,7 @@ import structlog
 
 from consent.model import Purpose, Reason
 from kernel.clock import Clock, ClockPort, sleep_of
+from kernel.listen import CONNECTION_LOST, FAILOVER_RETRY
 from kernel.retry import Backoff, retry
 from kernel.timing import DEFAULT_TIMING, Timing
 from supervision import checks as ch
@@ -120,7 +121,14 @@ class Runner:
             while not stop.is_set():
                 try:
                     claimed = await self.tick(tasks)
-                except Exception:  # a task boundary (the database went away for a moment)
+                except CONNECTION_LOST as e:  # the database away (a failover): the next poll
+                    log.warning(
+                        "round_tick_unavailable",
+                        worker=self.config.worker_id,
+                        error=type(e).__name__,
+                    )
+                    claimed = 0
+                except Exception:  # a task boundary
                     log.exception("round_tick_failed", worker=self.config.worker_id)
                     claimed = 0
                 if claimed == 0:  # a poll interval: loop time
@@ -159,8 +167,27 @@ class Runner:
         """Do one claimed check; return the transition stored, or None if the claim was lost."""
         event = await self.decide(check)
         detail = self._details.pop(check.check_id, None)
+        at = self.clock()
+
+        def unavailable(e: BaseException, failures: int, wait_s: float) -> None:
+            log.warning(
+                "check_result_retried",
+                check_id=check.check_id,
+                worker=self.config.worker_id,
+                error=type(e).__name__,
+                failures=failures,
+            )
+
         try:
-            tr = await self.store.finish(check, event, at=self.clock(), detail=detail)
+            # Tried again while the database is away (a failover): the result is a compare-and-
+            # set on the claim (holder and version), so a second write after a COMMIT whose
+            # answer was lost is refused (TransitionRefused below) and nothing is done twice.
+            tr = await retry(
+                lambda: self.store.finish(check, event, at=at, detail=detail),
+                FAILOVER_RETRY,
+                retry_on=CONNECTION_LOST,
+                on_retry=unavailable,
+            )
         except TransitionRefused as e:
             self.lost_claims += 1
             log.warning(

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import AsyncIterable, Callable, Collection
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ import structlog
 from consent.model import ConsentChange
 from consent.rules import DEFAULT_PLAN_HOUR, night_of
 from kernel.clock import Clock
+from kernel.listen import CONNECTION_LOST, FAILOVER_RETRY
+from kernel.retry import retry
 from kernel.timing import DEFAULT_TIMING, Timing
 from supervision import checks as ch
 from supervision import schedule
@@ -184,6 +187,8 @@ class Watchdog:
         while not stop.is_set():
             try:
                 await self.tick()
+            except CONNECTION_LOST as e:  # the database away (a failover): the next tick
+                log.warning("watchdog_tick_unavailable", error=type(e).__name__)
             except Exception:  # a task boundary: the next tick tries again
                 log.exception("watchdog_tick_failed")
             with contextlib.suppress(TimeoutError):
@@ -274,13 +279,18 @@ class Watchdog:
     async def watch(self, events: AsyncIterable[object]) -> None:
         """Consume an event stream (the in-process bus) until cancelled: presence changes
         (``devices.registry.PresenceChanged``) and consent changes (``ConsentChange``); other
-        events are ignored. A failure on one event is logged and the next is handled."""
+        events are ignored. A failure on one event is logged and the next is handled; one that
+        met the database away (a failover) is handled again, up to ``FAILOVER_RETRY``'s 30 s:
+        a re-plan and a device's loss are idempotent (a check already moved is not moved
+        again), so a second try after a lost answer to its COMMIT does nothing twice."""
         async for event in events:
             try:
                 if isinstance(event, ConsentChange):
-                    await self.on_change(event)
+                    change = functools.partial(self.on_change, event)
+                    await retry(change, FAILOVER_RETRY, retry_on=CONNECTION_LOST)
                 elif isinstance(event, PresenceEvent):
-                    await self.on_presence(event)
+                    presence = functools.partial(self.on_presence, event)
+                    await retry(presence, FAILOVER_RETRY, retry_on=CONNECTION_LOST)
             except asyncio.CancelledError:
                 raise
             except Exception:  # a task boundary: one bad event must not stop the round

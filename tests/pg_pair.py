@@ -72,7 +72,7 @@ class Node:
     def state(self) -> dict[str, Any] | None:
         """Patroni's view of this node (``role``, ``state``, ...), or None when it is down."""
         try:
-            with urllib.request.urlopen(  # noqa: S310 - loopback http only
+            with urllib.request.urlopen(
                 f"http://127.0.0.1:{self.api_port}/patroni", timeout=1
             ) as r:
                 out: dict[str, Any] = json.load(r)
@@ -102,8 +102,33 @@ class PgPair:
         os.chown(self.root, pg.pw_uid, pg.pw_gid)
         self.root.chmod(0o755)
         client, peer = _free_port(), _free_port()
-        log = (self.root / "etcd.log").open("wb")
-        self.etcd = subprocess.Popen(
+        with (self.root / "etcd.log").open("wb") as log:  # the child keeps its own copy
+            self.etcd = self._etcd(client, peer, log)
+        for i in range(2):
+            node = Node(f"pg{i}", _free_port(), _free_port(), self.root / f"pg{i}.yml")
+            node.config.write_text(self._config(node, client))
+            os.chown(node.config, pg.pw_uid, pg.pw_gid)
+            self.nodes.append(node)
+        for node in self.nodes:
+            self._launch(node)
+        self.wait(
+            lambda: self._relaunch_failed(client) or (self.primary() and self.streaming()),
+            timeout_s,
+            "a pair",
+        )
+
+    def _relaunch_failed(self, etcd_port: int) -> bool:
+        """A node whose Patroni exited while starting (on a busy machine another process may
+        take a free port between its choice and Patroni's bind) starts again on new ports."""
+        for node in self.nodes:
+            if node.proc is not None and node.proc.poll() is not None:
+                node.pg_port, node.api_port = _free_port(), _free_port()
+                node.config.write_text(self._config(node, etcd_port))
+                self._launch(node)
+        return False
+
+    def _etcd(self, client: int, peer: int, log: Any) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
             [
                 "etcd",
                 "--name=e0",
@@ -116,16 +141,8 @@ class PgPair:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent,  # noqa: PLW1509 - one prctl call
+            preexec_fn=die_with_parent,
         )
-        for i in range(2):
-            node = Node(f"pg{i}", _free_port(), _free_port(), self.root / f"pg{i}.yml")
-            node.config.write_text(self._config(node, client))
-            os.chown(node.config, pg.pw_uid, pg.pw_gid)
-            self.nodes.append(node)
-        for node in self.nodes:
-            self._launch(node)
-        self.wait(lambda: self.primary() is not None and self.streaming(), timeout_s, "a pair")
 
     def _config(self, node: Node, etcd_port: int) -> str:
         return f"""scope: homecare-pair
@@ -172,15 +189,15 @@ postgresql:
 """
 
     def _launch(self, node: Node) -> None:
-        log = (self.root / f"{node.name}.log").open("ab")
-        node.proc = subprocess.Popen(
-            ["patroni", str(node.config)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            user="postgres",
-            group="postgres",
-            preexec_fn=die_with_parent,  # noqa: PLW1509 - after the user change: one prctl call
-        )
+        with (self.root / f"{node.name}.log").open("ab") as log:  # the child keeps its own copy
+            node.proc = subprocess.Popen(
+                ["patroni", str(node.config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                user="postgres",
+                group="postgres",
+                preexec_fn=die_with_parent,
+            )
 
     def primary(self) -> Node | None:
         return next((n for n in self.nodes if n.is_primary()), None)
@@ -194,7 +211,9 @@ postgresql:
         deadline = time.monotonic() + timeout_s
         while not ready():
             if time.monotonic() > deadline:
-                logs = {p.name: p.read_text(errors="replace")[-2000:] for p in self.root.glob("*.log")}
+                logs = {
+                    p.name: p.read_text(errors="replace")[-2000:] for p in self.root.glob("*.log")
+                }
                 raise TimeoutError(f"no {what} within {timeout_s} s: {logs}")
             time.sleep(0.2)
 

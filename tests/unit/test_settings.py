@@ -75,6 +75,27 @@ def test_database_on_a_unix_socket() -> None:
     assert load({"HOMECARE_DATABASE_URL": url}).database_url == url
 
 
+def test_database_pair_as_a_multi_host_url() -> None:
+    """A primary and its standby: asyncpg tries the hosts in turn and keeps the writable one."""
+    url = "postgresql://svc:pw@db-a:5432,db-b:5433/homecare?target_session_attrs=read-write"
+    assert load({"HOMECARE_DATABASE_URL": url}).database_url == url
+    assert "pw" not in repr(load({"HOMECARE_DATABASE_URL": url}))
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("postgresql://u@h1:5432,h2:99999/db", "has an invalid port"),
+        ("postgresql://u@h1:5432,:5433/db", "names an empty host in its host list"),
+        ("postgresql://u@h1,,h2/db", "names an empty host in its host list"),
+        ("postgresql://u@h1,h2/db?target_session_attrs=master", "has an unknown target_session_attrs"),
+    ],
+)
+def test_a_bad_multi_host_url_is_refused(url: str, says: str) -> None:
+    with pytest.raises(SettingsError, match=re.escape(f"HOMECARE_DATABASE_URL {says}")):
+        load({"HOMECARE_DATABASE_URL": url})
+
+
 def test_secrets_are_not_in_repr() -> None:
     s = load({"HOMECARE_TURN_SECRET": "hunter2", "HOMECARE_SESSION_SECRET": "s3"})
     assert "hunter2" not in repr(s)
