@@ -45,6 +45,8 @@ _ENTRY = {
     "type": "object",
     "properties": {
         "seq": {"type": "integer"},
+        "lane": {"type": "integer"},
+        "lane_seq": {"type": ["integer", "null"]},
         "at": {"type": "string", "format": "date-time"},
         "actor": {"type": "string"},
         "action": {"type": "string"},

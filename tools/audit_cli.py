@@ -1,8 +1,9 @@
 """``homecare audit verify [--anchors DIR]`` and ``homecare audit keygen``.
 
-``verify`` walks the audit chain and prints one line; with ``--anchors DIR`` it also checks each
-anchor's signature and that the chain holds, at every anchored seq, the hash that was signed and
-reaches the last anchored seq (:mod:`kernel.audit.anchor`), and prints a second line.
+``verify`` walks every lane of the audit chain and prints one line; with ``--anchors DIR`` it
+also checks each anchor's signature and that every lane holds, at each lane seq an anchor names,
+the hash that was signed, and reaches the last one (:mod:`kernel.audit.anchor`), and prints a
+second line.
 Exit 0 intact, 1 broken, 2 bad arguments (a key or directory that cannot be read), 3 the
 database could not be read.
 
@@ -12,6 +13,7 @@ half beside it (``FILE.pub``), which an auditor keeps to verify with.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
@@ -51,10 +53,10 @@ def public_keys(paths: Sequence[Path], anchor_key: str) -> dict[str, Ed25519Publ
     return keys
 
 
-async def _chain_pairs(conn: audit_store.Connection, check: audit_anchor.AnchorCheck) -> None:
-    async with conn.transaction():
-        async for row in conn.cursor("SELECT seq, hash FROM audit_log ORDER BY seq", prefetch=1000):
-            if not check.feed(row["seq"], row["hash"]):
+async def _chain_pairs(conn: audit_store.Connection, check: audit_anchor.LanesAnchorCheck) -> None:
+    async with conn.transaction(), contextlib.aclosing(audit_store.positions(conn)) as rows:
+        async for lane, seq, digest in rows:
+            if not check.feed(lane, seq, digest):
                 break
 
 
@@ -96,7 +98,7 @@ async def audit_verify_command(
                 problems.append(f"{item.path.name} line {item.line}: {e}")
             else:
                 valid.append(item.anchor)
-        check = audit_anchor.AnchorCheck(valid)
+        check = audit_anchor.LanesAnchorCheck(valid)
         if anchors is not None:
             await _chain_pairs(conn, check)
     except asyncpg.UndefinedTableError:

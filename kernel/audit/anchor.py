@@ -1,4 +1,4 @@
-"""Anchors of the audit chain (pure): the chain's head, signed outside the database.
+"""Anchors of the audit chain (pure): the heads of its lanes, signed outside the database.
 
 The chain (:mod:`kernel.audit.chain`) proves that no entry changed *unless* someone recomputes
 the links: an insider with the database's superuser rights can rewrite a suffix, or cut the
@@ -11,10 +11,18 @@ exactly the hash that was signed, and that it reaches the last anchored seq.
 An anchor is about ``(seq, hash)`` of one entry and nothing else, so it stays true whatever the
 entry holds (erasing personal data must keep the stored hashes; see docs/security.md).
 
-Encoding: one JSON object per anchor, ``{"v", "seq", "hash", "at", "key_id", "sig"}``; ``sig``
-is the Ed25519 signature (hex) of :data:`DOMAIN` followed by the canonical JSON
-(:func:`kernel.audit.chain.canonical_json`) of the other five fields. ``key_id`` is the first 16
-hex digits of the SHA-256 of the raw public key.
+Lanes (:mod:`kernel.audit.chain`): the log is several chains, so an anchor (version 2) signs the
+join of every lane's head, ``heads``: ``[lane, lane_seq, hash]`` for each lane (lane 0 always,
+the others once they hold an entry), read in one snapshot. The comparison
+(:class:`LanesAnchorCheck`) holds each lane against its own heads, so a rewrite or a cut tail in
+any lane is caught and named by lane. Version 1 anchors (one ``seq`` and ``hash``: the chain
+before lanes) still verify: they are heads of lane 0, whose lane seqs are those seqs.
+
+Encoding: one JSON object per anchor. Version 2: ``{"v": 2, "heads", "at", "key_id", "sig"}``,
+``sig`` the Ed25519 signature (hex) of :data:`DOMAIN_V2` followed by the canonical JSON
+(:func:`kernel.audit.chain.canonical_json`) of the other four fields. Version 1:
+``{"v": 1, "seq", "hash", "at", "key_id", "sig"}``, signed after :data:`DOMAIN`. ``key_id`` is
+the first 16 hex digits of the SHA-256 of the raw public key.
 
 What the comparison (:class:`AnchorCheck`) can prove: an anchor of seq ``S`` that the chain no
 longer matches shows that some entry in ``P+1 .. S`` was rewritten or removed, where ``P`` is the
@@ -28,6 +36,7 @@ No I/O, no clock reads, no logging.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -40,16 +49,23 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from kernel.audit.chain import GENESIS_HASH, AuditDataError, canonical_json, format_at
+from kernel.audit.chain import GENESIS_HASH, MAX_LANE, AuditDataError, canonical_json, format_at
 
-VERSION = 1
+VERSION = 2
 DOMAIN = b"homecare-audit-anchor/v1\n"
-"""Prefix of every signed message, so an anchor's signature can never stand for anything else."""
+"""Prefix of every signed version 1 message, so an anchor's signature can never stand for
+anything else."""
+DOMAIN_V2 = b"homecare-audit-anchor/v2\n"
+"""The same for version 2 (the heads of the lanes)."""
 
 _HASH = re.compile(r"^[0-9a-f]{64}$")
 _KEY_ID = re.compile(r"^[0-9a-f]{16}$")
 _SIG = re.compile(r"^[0-9a-f]{128}$")
 _FIELDS = frozenset({"v", "seq", "hash", "at", "key_id", "sig"})
+_FIELDS_V2 = frozenset({"v", "heads", "at", "key_id", "sig"})
+
+Head = tuple[int, int, str]
+"""A lane's head: ``(lane, lane_seq, hash)``; ``(lane, 0, GENESIS_HASH)`` for an empty lane."""
 
 
 class AnchorError(ValueError):
@@ -58,23 +74,45 @@ class AnchorError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Anchor:
-    """A signed statement: at ``at`` the chain's entry ``seq`` had ``hash`` (seq 0: empty)."""
+    """A signed statement: at ``at`` each lane's last entry was ``heads`` (version 2), or the
+    chain's entry ``seq`` had ``hash`` (version 1: ``heads`` is that one head of lane 0)."""
 
-    seq: int
-    hash: str
+    heads: tuple[Head, ...]
     at: str  # UTC ISO 8601 with microseconds, as the chain writes times
     key_id: str
     sig: str
+    v: int = VERSION
+
+    @property
+    def seq(self) -> int:
+        """How many entries the anchor covers: the sum of its lanes' seqs (version 1: the
+        head's seq, the same number)."""
+        return sum(lane_seq for _, lane_seq, _ in self.heads)
+
+    @property
+    def hash(self) -> str:
+        """Version 1: the head's hash; version 2: the join's digest (:func:`join_digest`)."""
+        return self.heads[0][2] if self.v == 1 else join_digest(self.heads)
 
     def message(self) -> bytes:
         """The bytes the signature is over."""
-        return signed_message(seq=self.seq, hash=self.hash, at=self.at, key_id=self.key_id)
+        if self.v == 1:
+            return signed_message(seq=self.seq, hash=self.hash, at=self.at, key_id=self.key_id)
+        return signed_heads(heads=self.heads, at=self.at, key_id=self.key_id)
 
     def to_json(self) -> dict[str, Any]:
+        if self.v == 1:
+            return {
+                "v": 1,
+                "seq": self.seq,
+                "hash": self.hash,
+                "at": self.at,
+                "key_id": self.key_id,
+                "sig": self.sig,
+            }
         return {
-            "v": VERSION,
-            "seq": self.seq,
-            "hash": self.hash,
+            "v": self.v,
+            "heads": [list(h) for h in self.heads],
             "at": self.at,
             "key_id": self.key_id,
             "sig": self.sig,
@@ -86,8 +124,20 @@ class Anchor:
 
 
 def signed_message(*, seq: int, hash: str, at: str, key_id: str) -> bytes:
-    body = {"v": VERSION, "seq": seq, "hash": hash, "at": at, "key_id": key_id}
+    """What a version 1 anchor signs."""
+    body = {"v": 1, "seq": seq, "hash": hash, "at": at, "key_id": key_id}
     return DOMAIN + canonical_json(body)
+
+
+def signed_heads(*, heads: tuple[Head, ...], at: str, key_id: str) -> bytes:
+    """What a version 2 anchor signs: the join of the lanes' heads."""
+    body = {"v": 2, "heads": [list(h) for h in heads], "at": at, "key_id": key_id}
+    return DOMAIN_V2 + canonical_json(body)
+
+
+def join_digest(heads: tuple[Head, ...]) -> str:
+    """SHA-256 hex of the heads' canonical JSON: one value that changes with any lane's head."""
+    return hashlib.sha256(canonical_json([list(h) for h in heads])).hexdigest()
 
 
 def key_id(public: Ed25519PublicKey) -> str:
@@ -95,16 +145,30 @@ def key_id(public: Ed25519PublicKey) -> str:
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
-def sign(key: Ed25519PrivateKey, *, seq: int, hash: str, at: datetime) -> Anchor:
-    """The anchor of the chain's head ``(seq, hash)`` at ``at`` (timezone-aware)."""
-    _check_head(seq, hash)
+def _when(at: datetime) -> str:
     try:
-        when = format_at(at)
+        return format_at(at)
     except AuditDataError as e:
         raise AnchorError(str(e)) from None
+
+
+def sign(key: Ed25519PrivateKey, *, seq: int, hash: str, at: datetime) -> Anchor:
+    """A version 1 anchor: the chain's head ``(seq, hash)`` at ``at`` (timezone-aware). The form
+    before lanes; the service signs :func:`sign_heads`."""
+    _check_head(seq, hash)
+    when = _when(at)
     kid = key_id(key.public_key())
     sig = key.sign(signed_message(seq=seq, hash=hash, at=when, key_id=kid)).hex()
-    return Anchor(seq=seq, hash=hash, at=when, key_id=kid, sig=sig)
+    return Anchor(heads=((0, seq, hash),), at=when, key_id=kid, sig=sig, v=1)
+
+
+def sign_heads(key: Ed25519PrivateKey, *, heads: Iterable[Head], at: datetime) -> Anchor:
+    """The anchor of every lane's head at ``at`` (timezone-aware)."""
+    joined = _check_heads(list(heads))
+    when = _when(at)
+    kid = key_id(key.public_key())
+    sig = key.sign(signed_heads(heads=joined, at=when, key_id=kid)).hex()
+    return Anchor(heads=joined, at=when, key_id=kid, sig=sig, v=2)
 
 
 def _check_head(seq: object, hash: object) -> None:
@@ -116,6 +180,26 @@ def _check_head(seq: object, hash: object) -> None:
         raise AnchorError("the empty chain (seq 0) has the genesis hash")
 
 
+def _check_heads(heads: object) -> tuple[Head, ...]:
+    """``[[lane, lane_seq, hash], ...]``: lanes ascending, each once, lane 0 among them."""
+    if not isinstance(heads, list) or not heads or len(heads) > MAX_LANE + 1:
+        raise AnchorError(f"heads must be a list of 1 to {MAX_LANE + 1} lanes")
+    out: list[Head] = []
+    for head in heads:
+        if not isinstance(head, list | tuple) or len(head) != 3:
+            raise AnchorError("each head is [lane, lane_seq, hash]")
+        lane, seq, digest = head
+        if not isinstance(lane, int) or isinstance(lane, bool) or not 0 <= lane <= MAX_LANE:
+            raise AnchorError(f"a lane is a whole number from 0 to {MAX_LANE}")
+        if out and lane <= out[-1][0]:
+            raise AnchorError("lanes must be ascending, each once")
+        _check_head(seq, digest)
+        out.append((lane, seq, digest))
+    if out[0][0] != 0:
+        raise AnchorError("the heads name lane 0")
+    return tuple(out)
+
+
 def decode(line: bytes | str) -> Anchor:
     """An anchor from its JSON text; refuses anything but the exact fields and their forms."""
     try:
@@ -124,12 +208,18 @@ def decode(line: bytes | str) -> Anchor:
         raise AnchorError("not JSON") from None
     if not isinstance(value, dict):
         raise AnchorError("not a JSON object")
-    if set(value) != _FIELDS:
-        missing, extra = _FIELDS - set(value), set(value) - _FIELDS
+    version = value.get("v")
+    if version not in (1, 2) or isinstance(version, bool):
+        raise AnchorError(f"unknown version {version!r}")
+    fields = _FIELDS if version == 1 else _FIELDS_V2
+    if set(value) != fields:
+        missing, extra = fields - set(value), set(value) - fields
         raise AnchorError(f"fields differ (missing {sorted(missing)}, unknown {sorted(extra)})")
-    if value["v"] != VERSION or isinstance(value["v"], bool):
-        raise AnchorError(f"unknown version {value['v']!r}")
-    _check_head(value["seq"], value["hash"])
+    if version == 1:
+        _check_head(value["seq"], value["hash"])
+        heads: tuple[Head, ...] = ((0, value["seq"], value["hash"]),)
+    else:
+        heads = _check_heads(value["heads"])
     at, kid, sig = value["at"], value["key_id"], value["sig"]
     if not isinstance(at, str) or not _is_instant(at):
         raise AnchorError("at must be a UTC ISO 8601 time")
@@ -137,7 +227,7 @@ def decode(line: bytes | str) -> Anchor:
         raise AnchorError("key_id must be 16 hex digits")
     if not isinstance(sig, str) or not _SIG.match(sig):
         raise AnchorError("sig must be 128 hex digits")
-    return Anchor(seq=value["seq"], hash=value["hash"], at=at, key_id=kid, sig=sig)
+    return Anchor(heads=heads, at=at, key_id=kid, sig=sig, v=version)
 
 
 def _is_instant(text: str) -> bool:
@@ -225,10 +315,21 @@ class AnchorResult:
     anchor_seq: int | None = None
     anchor_at: str | None = None
     reason: str | None = None
+    lane: int | None = None
+    lanes: int = 0
 
     def summary(self) -> str:
         if self.anchors == 0:
             return "audit anchors BROKEN: no anchors found, so nothing is anchored"
+        if self.ok and self.lanes:
+            assert self.last_anchor_seq is not None
+            after = self.chain_last_seq - self.last_anchor_seq
+            tail = f"; {after} entries after it not yet anchored" if after > 0 else ""
+            return (
+                f"audit anchors ok: {self.anchors} anchors match the chain's {self.lanes} "
+                f"lane{'s' if self.lanes != 1 else ''}; the last covers "
+                f"{self.last_anchor_seq} entries{tail}"
+            )
         if self.ok:
             assert self.last_anchor_seq is not None
             after = self.chain_last_seq - self.last_anchor_seq
@@ -239,6 +340,8 @@ class AnchorResult:
             )
         good = (self.first_bad_seq or 1) - 1
         cleared = f"it matches the anchor at seq {good}" if good else "no earlier anchor clears it"
+        if self.lane is not None:
+            return self._lane_summary(good, cleared)
         if self.reason == "missing":
             return (
                 f"audit anchors BROKEN from seq {self.first_bad_seq}: the chain has no entry "
@@ -252,6 +355,31 @@ class AnchorResult:
             f"entry from seq {self.first_bad_seq} to {self.anchor_seq} was rewritten or removed"
         )
 
+    def _lane_summary(self, good: int, cleared: str) -> str:
+        lane = f"lane {self.lane}"
+        if self.reason == "missing":
+            return (
+                f"audit anchors BROKEN in {lane} from seq {self.first_bad_seq}: the lane has no "
+                f"entry {self.anchor_seq}, which an anchor of {self.anchor_at} names (the lane "
+                f"ends at seq {self.chain_last_seq}); {cleared}, so entries of {lane} from seq "
+                f"{self.first_bad_seq} to {self.anchor_seq} were removed or cut"
+            )
+        return (
+            f"audit anchors BROKEN in {lane} from seq {self.first_bad_seq}: the entry at seq "
+            f"{self.anchor_seq} differs from its anchor of {self.anchor_at}; {cleared}, so an "
+            f"entry of {lane} from seq {self.first_bad_seq} to {self.anchor_seq} was rewritten "
+            "or removed"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One lane's head as one anchor names it: ``seq`` is the lane seq."""
+
+    seq: int
+    hash: str
+    at: str
+
 
 class AnchorCheck:
     """Compares the chain's ``(seq, hash)`` pairs, fed in ``seq`` order, with signed anchors.
@@ -263,13 +391,13 @@ class AnchorCheck:
 
     __slots__ = ("_anchors", "_bad", "_good", "_i", "_last", "_n")
 
-    def __init__(self, anchors: Iterable[Anchor]) -> None:
+    def __init__(self, anchors: Iterable[Anchor | Point]) -> None:
         self._anchors = sorted(anchors, key=lambda a: a.seq)
         self._n = len(self._anchors)
         self._i = 0
         self._good = 0  # highest anchored seq that matched
         self._last = 0  # highest seq fed
-        self._bad: tuple[int, Anchor, str] | None = None
+        self._bad: tuple[int, Anchor | Point, str] | None = None
         self._compare(0, GENESIS_HASH)  # anchors of the empty chain
 
     def _compare(self, seq: int, hash: str) -> None:
@@ -328,5 +456,72 @@ def compare(pairs: Iterable[tuple[int, str]], anchors: Iterable[Anchor]) -> Anch
     checker = AnchorCheck(anchors)
     for seq, hash in pairs:
         if not checker.feed(seq, hash):
+            break
+    return checker.result()
+
+
+class LanesAnchorCheck:
+    """Compares every lane with the heads the anchors name for it: one :class:`AnchorCheck` per
+    lane an anchor names, fed ``(lane, lane_seq, hash)`` in any interleaving of lanes, each lane
+    in order. A lane an anchor names that the chain no longer has is a cut. Check each anchor's
+    signature (:func:`check`) before it is given here."""
+
+    __slots__ = ("_bad", "_fed", "_lanes", "_n", "_newest")
+
+    def __init__(self, anchors: Iterable[Anchor]) -> None:
+        points: dict[int, list[Point]] = {}
+        self._n = 0
+        self._newest: Anchor | None = None
+        for anchor in anchors:
+            self._n += 1
+            if self._newest is None or (anchor.at, anchor.seq) > (
+                self._newest.at,
+                self._newest.seq,
+            ):
+                self._newest = anchor
+            for lane, seq, digest in anchor.heads:
+                points.setdefault(lane, []).append(Point(seq, digest, anchor.at))
+        self._lanes = {lane: AnchorCheck(p) for lane, p in sorted(points.items())}
+        self._fed: dict[int, int] = {}
+        self._bad: int | None = None
+
+    def feed(self, lane: int, seq: int, hash: str) -> bool:
+        """One entry of ``lane``; ``False`` once a disagreement was found."""
+        if self._bad is not None:
+            return False
+        self._fed[lane] = max(self._fed.get(lane, 0), seq)
+        check = self._lanes.get(lane)
+        if check is not None and not check.feed(seq, hash):
+            self._bad = lane
+            return False
+        return True
+
+    def result(self) -> AnchorResult:
+        total = sum(self._fed.values())
+        if self._newest is None:
+            return AnchorResult(ok=False, anchors=0, chain_last_seq=total, reason="none")
+        order = sorted(self._lanes, key=lambda lane: lane != self._bad)  # the broken lane first
+        for lane in order:
+            found = self._lanes[lane].result()
+            if not found.ok:
+                return dataclasses.replace(
+                    found, anchors=self._n, lane=lane, lanes=len(self._lanes)
+                )
+        return AnchorResult(
+            ok=True,
+            anchors=self._n,
+            chain_last_seq=total,
+            last_anchor_seq=self._newest.seq,
+            lanes=len(self._lanes),
+        )
+
+
+def compare_lanes(
+    entries: Iterable[tuple[int, int, str]], anchors: Iterable[Anchor]
+) -> AnchorResult:
+    """:class:`LanesAnchorCheck` over a whole iterable of ``(lane, lane_seq, hash)``."""
+    checker = LanesAnchorCheck(anchors)
+    for lane, seq, digest in entries:
+        if not checker.feed(lane, seq, digest):
             break
     return checker.result()

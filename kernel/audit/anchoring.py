@@ -1,15 +1,17 @@
-"""Anchoring the audit chain: sign its head now and then and write it outside the database.
+"""Anchoring the audit chain: sign its lanes' heads now and then and write them outside the
+database.
 
-:class:`Anchorer` reads the head of the chain (``audit_head()``: the last committed entry; no
-audit lock is taken, so anchoring never holds up a writer), and when it changed since the last
-anchor, signs it (:func:`kernel.audit.anchor.sign`) at the clock's now and writes it to the
+:class:`Anchorer` reads the head of every lane in one snapshot (``audit_heads()``, migration 0027:
+each lane's last committed entry; no lane lock is taken, so anchoring never holds up a writer),
+and when they changed since the last anchor, signs their join
+(:func:`kernel.audit.anchor.sign_heads`) at the clock's now and writes it to the
 anchor files (:class:`AnchorFiles`: one JSON line per anchor, appended and fsynced, a file per
 UTC day) and to the publisher it was given (the composition root gives the retained MQTT topic
 ``<prefix>/server/audit-anchor``). :meth:`Anchorer.run` does that every ``interval_s`` (a poll
 interval, in loop time); :meth:`Anchorer.final` once more at a clean shutdown.
 
-Several processes may anchor the same chain: each anchor is a true, signed statement about one
-committed head, so two anchors of the same head are harmless, and a line is appended with one
+Several processes may anchor the same chain: each anchor is a true, signed statement about
+committed heads, so two anchors of the same heads are harmless, and a line is appended with one
 ``write`` on a file opened ``O_APPEND``.
 
 :func:`read_dir` reads the anchor files back for ``homecare audit verify --anchors``.
@@ -30,8 +32,7 @@ import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kernel.audit import anchor as anchors
-from kernel.audit.anchor import Anchor, AnchorError
-from kernel.audit.chain import GENESIS_HASH
+from kernel.audit.anchor import Anchor, AnchorError, Head
 from kernel.clock import Clock
 
 if TYPE_CHECKING:
@@ -45,12 +46,12 @@ Publish = Callable[[bytes], Awaitable[None]]
 link's ``MqttUnavailable``, a ``ConnectionError``) when it cannot."""
 
 
-async def head(conn: Connection) -> tuple[int, str]:
-    """The chain's last committed entry ``(seq, hash)``; ``(0, GENESIS_HASH)`` when empty."""
-    row = await conn.fetchrow("SELECT seq, hash FROM audit_head()")
-    if row is None or row["seq"] is None:
-        return 0, GENESIS_HASH
-    return int(row["seq"]), str(row["hash"])
+async def heads(conn: Connection) -> tuple[Head, ...]:
+    """Every lane's last committed entry ``(lane, lane_seq, hash)``, lanes ascending, in one
+    snapshot: lane 0 always (``(0, 0, GENESIS_HASH)`` when empty), the others once they hold an
+    entry."""
+    rows = await conn.fetch("SELECT lane, lane_seq, hash FROM audit_heads() ORDER BY lane")
+    return tuple((int(r["lane"]), int(r["lane_seq"]), str(r["hash"])) for r in rows)
 
 
 class AnchorFiles:
@@ -125,7 +126,8 @@ def read_dir(directory: Path) -> tuple[list[Found], list[str]]:
 
 
 class Anchorer:
-    """Signs the chain's head when it changed and writes it out; see the module's docstring."""
+    """Signs the lanes' heads when they changed and writes them out; see the module's
+    docstring."""
 
     def __init__(
         self,
@@ -161,25 +163,25 @@ class Anchorer:
             self.last = last  # the head a previous run anchored need not be anchored again
 
     async def tick(self) -> Anchor | None:
-        """Anchor the head if it changed since the last anchor; the new anchor, else ``None``.
-        A file that cannot be written is logged and tried again at the next tick."""
+        """Anchor the heads if they changed since the last anchor; the new anchor, else
+        ``None``. A file that cannot be written is logged and tried again at the next tick."""
         await self._start()
         try:
             async with self.pool.acquire() as conn:
-                seq, digest = await head(conn)
+                now = await heads(conn)
         except (OSError, asyncpg.PostgresError) as e:
             log.warning("audit_anchor_head_unread", error=type(e).__name__)
             return None
         made: Anchor | None = None
-        if self.last is None or (self.last.seq, self.last.hash) != (seq, digest):
-            anchor = anchors.sign(self.key, seq=seq, hash=digest, at=self.clock())
+        if self.last is None or self.last.heads != now:
+            anchor = anchors.sign_heads(self.key, heads=now, at=self.clock())
             try:
                 await asyncio.to_thread(self.files.write, anchor)
             except OSError as e:
-                log.exception("audit_anchor_not_written", seq=seq, error=type(e).__name__)
+                log.exception("audit_anchor_not_written", seq=anchor.seq, error=type(e).__name__)
                 return None
             self.last, self.written, made = anchor, self.written + 1, anchor
-            log.info("audit_anchored", seq=seq, key_id=self.key_id)
+            log.info("audit_anchored", seq=anchor.seq, lanes=len(now), key_id=self.key_id)
             async with self.anchored:
                 self.anchored.notify_all()
         if self.publish is not None and self.last is not None and self._published != self.last:
@@ -197,7 +199,7 @@ class Anchorer:
             await asyncio.sleep(self.interval_s)
 
     async def final(self) -> Anchor | None:
-        """The shutdown anchor: the head as the process leaves it, if it changed."""
+        """The shutdown anchor: the heads as the process leaves them, if they changed."""
         return await self.tick()
 
 

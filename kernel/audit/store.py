@@ -17,7 +17,7 @@ The table refuses UPDATE, DELETE and TRUNCATE through triggers (migration 0002).
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -291,7 +291,7 @@ async def verify(conn: Connection, *, batch: int = 1000) -> VerifyResult:
     return verifier.result()
 
 
-async def positions(conn: Connection, *, batch: int = 1000) -> AsyncIterator[tuple[int, int, str]]:
+async def positions(conn: Connection, *, batch: int = 1000) -> AsyncGenerator[tuple[int, int, str]]:
     """Every entry's ``(lane, lane_seq, hash)``, lane by lane, each lane in order (what anchors
     are compared with); run it inside a transaction."""
     queries = (

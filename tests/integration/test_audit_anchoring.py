@@ -1,7 +1,7 @@
-"""Anchors of the audit chain on the real PostgreSQL and Mosquitto: the head is signed when it
-changed (injected clock), written to the anchor files and the retained MQTT topic, once more at a
-clean shutdown; ``homecare audit verify --anchors`` catches a rewrite with recomputed hashes and
-a cut tail that plain ``verify`` passes."""
+"""Anchors of the audit chain on the real PostgreSQL and Mosquitto: the lanes' heads are signed
+when they changed (injected clock), written to the anchor files and the retained MQTT topic, once
+more at a clean shutdown; ``homecare audit verify --anchors`` catches a rewrite with recomputed
+hashes and a cut tail in one lane (not lane 0) that plain ``verify`` passes."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from devices import topics
 from kernel.audit import anchor as A
 from kernel.audit import anchoring
 from kernel.audit import store as audit_store
-from kernel.audit.chain import GENESIS_HASH, entry_hash
+from kernel.audit.chain import GENESIS_HASH, lane_entry_hash, lane_of
 from kernel.clock import ScaledClock
 from services import app
 from services.mqtt import client_args
@@ -31,6 +31,10 @@ from tools.audit_cli import audit_keygen_command, audit_verify_command
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2026, 1, 14, 2, 0, tzinfo=UTC)
+LANES = sorted({lane_of(subject=f"rcp-{i}", actor="staff-abc123") for i in range(4)})
+"""The lanes :func:`fill` writes to (one per subject here)."""
+LANE = lane_of(subject="rcp-1", actor="staff-abc123")
+"""The lane the tampering tests change: rcp-1's (entries 1, 5, 9, 13, 17 of a fill)."""
 
 
 async def fill(pool: asyncpg.Pool, n: int, *, start: int = 0) -> None:
@@ -81,16 +85,19 @@ async def test_the_head_is_anchored_when_it_changed_and_not_otherwise(
     a = anchorer(pool, key_files[0], directory, clock)
     first = await a.tick()  # the empty chain
     assert first is not None
-    assert (first.seq, first.hash) == (0, GENESIS_HASH)
+    assert first.heads == ((0, 0, GENESIS_HASH),)
     assert await a.tick() is None  # nothing changed: no anchor
     await fill(pool, 3)
     clock.advance(60)
     second = await a.tick()
     assert second is not None
-    assert second.seq == 3
+    assert second.seq == 3  # entries covered: one in each of three lanes
+    assert [(lane, seq) for lane, seq, _ in second.heads] == [(0, 0)] + [
+        (lane, 1) for lane in sorted(lane_of(subject=f"rcp-{i}", actor="x") for i in range(3))
+    ]
     assert second.at == "2026-01-14T02:01:00.000000+00:00"  # the injected clock's now
     async with pool.acquire() as conn:
-        assert (second.seq, second.hash) == await anchoring.head(conn)
+        assert second.heads == await anchoring.heads(conn)
     clock.advance(60)
     assert await a.tick() is None
     assert lines(directory) == [first, second]
@@ -266,16 +273,19 @@ async def tamper(
         await conn.execute("ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only")
 
 
-async def rewrite_last(owner: asyncpg.Connection, n: int) -> int:
-    """Rewrite the last ``n`` entries (another subject) and recompute every hash after them, so
-    the chain verifies again; the first rewritten seq."""
-    rows = await audit_store.entries(owner, limit=10_000)
+async def rewrite_last(owner: asyncpg.Connection, n: int, lane: int = LANE) -> int:
+    """Rewrite the last ``n`` entries of ``lane`` (another subject) and recompute every hash
+    after them, so the lane verifies again; the first rewritten lane seq."""
+    rows = [e for e in await audit_store.entries(owner, limit=10_000) if e.lane == lane]
     keep, change = rows[:-n], rows[-n:]
     prev = keep[-1].hash if keep else GENESIS_HASH
     statements: list[tuple[str, tuple[object, ...]]] = []
     for e in change:
-        digest = entry_hash(
+        assert e.lane_seq is not None
+        digest = lane_entry_hash(
             seq=e.seq,
+            lane=e.lane,
+            lane_seq=e.lane_seq,
             at=e.at,
             actor=e.actor,
             action=e.action,
@@ -292,11 +302,13 @@ async def rewrite_last(owner: asyncpg.Connection, n: int) -> int:
         )
         prev = digest
     await tamper(owner, statements)
-    return change[0].seq
+    assert change[0].lane_seq is not None
+    return change[0].lane_seq
 
 
 async def anchored_night(pool: asyncpg.Pool, key: Path, directory: Path) -> None:
-    """20 entries with anchors at seq 10 and 20, a minute apart."""
+    """20 entries in four lanes with anchors after 10 and 20, a minute apart (:data:`LANE` at
+    lane seq 3 and 5)."""
     clock = ScaledClock(speed=0, start=T0)
     a = anchorer(pool, key, directory, clock)
     await fill(pool, 10)
@@ -321,19 +333,22 @@ async def test_verify_anchors_catches_the_last_10_rows_rewritten_with_recomputed
         await audit_verify_command(database_url, anchors=directory, public_key=[key_files[1]]) == 0
     )
     capsys.readouterr()
-    assert await rewrite_last(owner, 10) == 11
-    assert await owner.fetchval("SELECT count(*) FROM audit_log WHERE subject = 'rcp-forged'") == 10
+    assert LANE != 0
+    assert await rewrite_last(owner, 2) == 4
+    assert await owner.fetchval("SELECT count(*) FROM audit_log WHERE subject = 'rcp-forged'") == 2
     # the chain alone cannot tell
     assert await audit_verify_command(database_url) == 0
-    assert capsys.readouterr().out == "audit chain ok: 20 entries verified\n"
-    # the anchors can, and name the first rewritten entry
+    assert capsys.readouterr().out == f"audit chain ok: 20 entries verified in {len(LANES)} lanes\n"
+    # the anchors can, and name the lane and its first rewritten entry
     assert (
         await audit_verify_command(database_url, anchors=directory, public_key=[key_files[1]]) == 1
     )
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "audit chain ok: 20 entries verified"
-    assert out[1].startswith("audit anchors BROKEN from seq 11: the entry at seq 20 differs")
-    assert "matches the anchor at seq 10" in out[1]
+    assert out[0] == f"audit chain ok: 20 entries verified in {len(LANES)} lanes"
+    assert out[1].startswith(
+        f"audit anchors BROKEN in lane {LANE} from seq 4: the entry at seq 5 differs"
+    )
+    assert "matches the anchor at seq 3" in out[1]
 
 
 async def test_verify_anchors_catches_a_cut_tail(
@@ -346,16 +361,18 @@ async def test_verify_anchors_catches_a_cut_tail(
 ) -> None:
     directory = tmp_path / "anchors"
     await anchored_night(pool, key_files[0], directory)
-    await tamper(owner, [("DELETE FROM audit_log WHERE seq > 14", ())])
+    await tamper(owner, [(f"DELETE FROM audit_log WHERE lane = {LANE} AND lane_seq > 3", ())])
     capsys.readouterr()  # the anchorer's log lines
-    assert await audit_verify_command(database_url) == 0  # 14 intact links
-    assert capsys.readouterr().out == "audit chain ok: 14 entries verified\n"
+    assert await audit_verify_command(database_url) == 0  # every lane's links intact
+    assert capsys.readouterr().out == f"audit chain ok: 18 entries verified in {len(LANES)} lanes\n"
     assert (
         await audit_verify_command(database_url, anchors=directory, public_key=[key_files[1]]) == 1
     )
     out = capsys.readouterr().out.splitlines()
-    assert out[1].startswith("audit anchors BROKEN from seq 11: the chain has no entry 20")
-    assert "chain ends at seq 14" in out[1]
+    assert out[1].startswith(
+        f"audit anchors BROKEN in lane {LANE} from seq 4: the lane has no entry 5"
+    )
+    assert "the lane ends at seq 3" in out[1]
 
 
 async def test_a_forged_or_unreadable_anchor_line_fails_verify(
@@ -414,7 +431,7 @@ async def test_the_homecare_command_exits_1_naming_the_first_rewritten_entry(
 ) -> None:
     directory = tmp_path / "anchors"
     await anchored_night(pool, key_files[0], directory)
-    await rewrite_last(owner, 10)
+    await rewrite_last(owner, 2)
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOMECARE_")}
     env |= {"HOMECARE_DATABASE_URL": database_url, "HOMECARE_LOG_FORMAT": "json"}
 
@@ -434,9 +451,9 @@ async def test_the_homecare_command_exits_1_naming_the_first_rewritten_entry(
         return proc.returncode, out.decode() + err.decode()
 
     code, out = await homecare("audit", "verify")
-    assert (code, out) == (0, "audit chain ok: 20 entries verified\n")
+    assert (code, out) == (0, f"audit chain ok: 20 entries verified in {len(LANES)} lanes\n")
     code, out = await homecare(
         "audit", "verify", "--anchors", str(directory), "--public-key", str(key_files[1])
     )
     assert code == 1, out
-    assert "audit anchors BROKEN from seq 11:" in out
+    assert f"audit anchors BROKEN in lane {LANE} from seq 4:" in out

@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 
 from kernel.audit import store as audit_store
+from kernel.audit.chain import lane_of
 from tools.audit_cli import audit_verify_command
 
 pytestmark = pytest.mark.integration
@@ -37,7 +38,7 @@ async def fill(database_url: str, n: int) -> None:
 async def test_intact_chain_exits_0(database_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     await fill(database_url, 4)
     assert await audit_verify_command(database_url) == 0
-    assert capsys.readouterr().out == "audit chain ok: 4 entries verified\n"
+    assert capsys.readouterr().out == "audit chain ok: 4 entries verified in 4 lanes\n"
 
 
 async def test_broken_chain_exits_1_and_names_the_seq(
@@ -55,7 +56,8 @@ async def test_broken_chain_exits_1_and_names_the_seq(
         await conn.close()
     assert await audit_verify_command(database_url) == 1
     out = capsys.readouterr().out
-    assert out.startswith("audit chain BROKEN at seq 3: hash_mismatch")
+    lane = lane_of(subject="rcp-2", actor="system")  # seq 3's lane: its first entry
+    assert out.startswith(f"audit chain BROKEN in lane {lane} at lane seq 1: hash_mismatch")
     assert out.count("\n") == 1
 
 
@@ -80,4 +82,4 @@ async def test_the_homecare_command(database_url: str) -> None:
     )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()
-    assert out.decode() == "audit chain ok: 2 entries verified\n"
+    assert out.decode() == "audit chain ok: 2 entries verified in 2 lanes\n"
