@@ -23,6 +23,8 @@ Who retries with what (each names its policy beside the loop):
   :data:`DB_WRITE_RETRY`);
 - a round worker waiting for its own broker link (``supervision.runner``: ``link_retry_s``
   apart on the night's clock, given up after ``link_wait_s``);
+- across a PostgreSQL failover (``kernel.listen.FAILOVER_RETRY`` on ``CONNECTION_LOST``): a round
+  worker's result for a check and the watchdog's re-plan or device loss, each idempotent by design;
 - the simulated device's reconnect (``homeside.device.RECONNECT``, with jitter).
 """
 

@@ -79,7 +79,8 @@ class Settings:
     database_url: str | None = setting(
         None,
         rules.url("postgresql", "postgres"),
-        "PostgreSQL server and database, e.g. `postgresql://user@host:5432/db` "
+        "PostgreSQL server and database, e.g. `postgresql://user@host:5432/db`; a Patroni pair: "
+        "`postgresql://user@pg-a:5432,pg-b:5432/db?target_session_attrs=read-write` "
         "(`homecare demo` starts an embedded one when unset)",
         default_text="none (the demo: embedded)",
     )
