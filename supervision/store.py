@@ -79,6 +79,26 @@ INSERT_COLUMNS = (
     "holder", "verdict",
 )  # fmt: skip
 """The columns :func:`_columns` gives, in its order."""
+INSERT_PLANNED_SQL = (
+    "INSERT INTO round_checks (check_id, recipient_id, device_id, night, agreed, agreed_at,"
+    " window_start, window_end, policy, state, since, deadline, attempt, ladder_step, reason,"
+    " holder, verdict, version, planned_at, organisation_id, team_id)"
+    " SELECT i.check_id, i.recipient_id, i.device_id, i.night, i.agreed, i.agreed_at,"
+    " i.window_start, i.window_end, i.policy::jsonb, i.state, i.since, i.deadline, i.attempt,"
+    " i.ladder_step, i.reason, i.holder, i.verdict, i.version, $19, r.organisation_id, r.team_id"
+    " FROM unnest($1::text[], $2::text[], $3::text[], $4::date[], $5::time[], $6::timestamptz[],"
+    " $7::timestamptz[], $8::timestamptz[], $9::text[], $10::text[], $11::timestamptz[],"
+    " $12::timestamptz[], $13::int[], $14::int[], $15::text[], $16::text[], $17::text[],"
+    " $18::int[]) AS i(check_id, recipient_id, device_id, night, agreed, agreed_at, window_start,"
+    " window_end, policy, state, since, deadline, attempt, ladder_step, reason, holder, verdict,"
+    " version)"
+    " LEFT JOIN care_recipients r ON r.recipient_id = i.recipient_id"
+    " ON CONFLICT (check_id) DO NOTHING RETURNING check_id, organisation_id"
+)
+"""Planned checks in one statement, from one array per column: each row's organisation and team
+are its brukare's, joined here once for all rows (the per-row triggers of migration 0014 then
+find them set and look nothing up; a brukare this scope cannot see leaves them to the triggers,
+as before). A check id already stored is left as it is (a re-run, or another process)."""
 SETTLED_PER_ENTRY = 40
 """Planning transitions listed per ``round.settled`` audit entry (entries hold at most 8 KiB)."""
 Teams = Collection[str] | None
@@ -427,20 +447,11 @@ class RoundStore:
                 await self._mark_planned(conn, plan.night, at, {"checks": 0})
             return 0
         async with self.pool.acquire() as conn, conn.transaction():
-            known = {
-                r["check_id"]
-                for r in await conn.fetch(
-                    "SELECT check_id FROM round_checks WHERE night = $1"
-                    " AND check_id = ANY($2::text[])",
-                    plan.night,
-                    [c.check_id for c in plan.checks],
-                )
-            }
-            rows = [c for c in plan.checks if c.check_id not in known]
-            inserted = await self._insert_checks(conn, rows, at) if rows else []
-            fresh = {r["check_id"] for r in inserted}
+            inserted = await self._insert_checks(conn, plan.checks, at)
+            fresh = {r["check_id"]: r["organisation_id"] for r in inserted}
             moved = [t for t in plan.transitions if t.check.check_id in fresh]
-            await self._record_planning(conn, plan.night, moved, actor=actor)
+            orgs = [fresh[t.check.check_id] for t in moved]
+            await self._record_planning(conn, plan.night, moved, actor=actor, orgs=orgs)
             counts: dict[str, int] = {"checks": len(fresh)}
             for c in plan.checks:
                 if c.check_id in fresh:
@@ -461,35 +472,31 @@ class RoundStore:
     async def _insert_checks(
         self, conn: Connection, rows: Sequence[Check], at: datetime
     ) -> list[asyncpg.Record]:
-        """COPY new checks (in their planned state) into a scratch table, then insert the ones
-        no other process inserted meanwhile; returns their ids."""
-        await conn.execute(
-            "CREATE TEMP TABLE round_checks_in (LIKE round_checks INCLUDING DEFAULTS)"
-            " ON COMMIT DROP"
-        )
-        await conn.copy_records_to_table(
-            "round_checks_in",
-            records=zip(*_columns(rows), [r.version for r in rows], [at] * len(rows), strict=True),
-            columns=[*INSERT_COLUMNS, "version", "planned_at"],
-        )
-        names = ", ".join([*INSERT_COLUMNS, "version", "planned_at"])
-        return await conn.fetch(
-            f"INSERT INTO round_checks ({names}) SELECT {names} FROM round_checks_in"
-            " ON CONFLICT (check_id) DO NOTHING RETURNING check_id"
-        )
+        """Insert the checks (in their planned state) that no process inserted before, in one
+        statement (:data:`INSERT_PLANNED_SQL`); returns the new ones' ids and organisations."""
+        cols = _columns(rows)
+        return await conn.fetch(INSERT_PLANNED_SQL, *cols, [r.version for r in rows], at)
 
     async def _record_planning(
-        self, conn: Connection, night: date, moved: Sequence[Transition], *, actor: str
+        self,
+        conn: Connection,
+        night: date,
+        moved: Sequence[Transition],
+        *,
+        actor: str,
+        orgs: Sequence[str | None],
     ) -> None:
         """Store the planning transitions in one statement and audit them in batches: one
-        ``round.settled`` entry lists up to :data:`SETTLED_PER_ENTRY` of them."""
+        ``round.settled`` entry lists up to :data:`SETTLED_PER_ENTRY` of them. ``orgs``: each
+        transition's organisation, as its check was stored (its per-row trigger then looks
+        nothing up)."""
         if not moved:
             return
         await conn.execute(
             "INSERT INTO round_transitions (check_id, version, at, from_state, to_state, event,"
-            " actor, reason, verdict) SELECT * FROM unnest($1::text[], $2::int[],"
-            " $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],"
-            " $9::text[])",
+            " actor, reason, verdict, organisation_id) SELECT * FROM unnest($1::text[],"
+            " $2::int[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[],"
+            " $8::text[], $9::text[], $10::text[])",
             [t.check.check_id for t in moved],
             [t.check.version for t in moved],
             [t.at for t in moved],
@@ -499,11 +506,10 @@ class RoundStore:
             [ch.actor_of(t.event) for t in moved],
             [t.check.reason for t in moved],
             [t.check.verdict for t in moved],
+            list(orgs),
         )
-        for i in range(0, len(moved), SETTLED_PER_ENTRY):
-            batch = moved[i : i + SETTLED_PER_ENTRY]
-            await self._audit(
-                conn,
+        entries = [
+            audit_store.NewEntry(
                 actor=_actor(actor),
                 action="round.settled",
                 subject=None,
@@ -521,6 +527,17 @@ class RoundStore:
                         for t in batch
                     ],
                 },
+            )
+            for batch in (
+                moved[i : i + SETTLED_PER_ENTRY] for i in range(0, len(moved), SETTLED_PER_ENTRY)
+            )
+        ]
+        if self._audit is audit_store.append:  # the chain itself: every batch in one INSERT
+            await audit_store.append_many(conn, entries)
+            return
+        for e in entries:  # an audit of the caller's own: one call per entry
+            await self._audit(
+                conn, actor=e.actor, action=e.action, subject=e.subject, data=e.data, at=e.at
             )
 
     async def _mark_planned(

@@ -90,6 +90,44 @@ async def test_planning_moves_are_stored_and_audited_in_batches(pool: asyncpg.Po
         assert (await audit_store.verify(conn)).ok
 
 
+async def test_planning_gives_checks_and_moves_their_brukare_organisation_and_team(
+    pool: asyncpg.Pool, owner: asyncpg.Connection
+) -> None:
+    """The plan goes in set-based (one INSERT from arrays, its brukare joined): each check and
+    planning transition carries its brukare's organisation and team, as the per-row triggers
+    gave them; a check of a brukare not in the register is left to the triggers (none here)."""
+    await owner.execute(
+        "INSERT INTO organisations (organisation_id, name, kind)"
+        " VALUES ('org-b', 'B', 'municipality');"
+        "INSERT INTO units (unit_id, organisation_id, name) VALUES ('unit-b', 'org-b', 'Distrikt');"
+        "INSERT INTO teams (team_id, unit_id, organisation_id, name)"
+        " VALUES ('team-b', 'unit-b', 'org-b', 'Team B');"
+        "INSERT INTO care_recipients (recipient_id, display_name, created_at, created_by, team_id,"
+        " organisation_id) VALUES ('r-a', 'A', now(), 'x', 'default', 'default'),"
+        " ('r-b', 'B', now(), 'x', 'team-b', 'org-b')"
+    )
+    bases = [basis("r-a"), basis("r-b", camera=False), basis("r-z", camera=False)]
+    store = RoundStore(pool)
+    plan = schedule.plan_night(bases, night=NIGHT, at=PLAN_AT, online=lambda d: True)
+    assert await store.save_plan(plan, at=PLAN_AT) == 3
+    checks = await owner.fetch(
+        "SELECT recipient_id, organisation_id, team_id FROM round_checks ORDER BY recipient_id"
+    )
+    assert [tuple(r) for r in checks] == [
+        ("r-a", "default", "default"),
+        ("r-b", "org-b", "team-b"),
+        ("r-z", None, None),
+    ]
+    moves = await owner.fetch(
+        "SELECT c.recipient_id, t.organisation_id FROM round_transitions t"
+        " JOIN round_checks c USING (check_id) ORDER BY c.recipient_id"
+    )
+    assert [tuple(r) for r in moves] == [("r-b", "org-b"), ("r-z", None)]
+    assert await store.save_plan(plan, at=PLAN_AT + SEC) == 0
+    async with pool.acquire() as conn:
+        assert (await audit_store.verify(conn)).ok
+
+
 async def test_open_claim_probe_view_document(pool: asyncpg.Pool) -> None:
     store = await planned(pool)
     assert await store.open_due(WS - SEC) == []
