@@ -37,7 +37,7 @@ ACTION = "extract.made"
 format and counts (never folded: each extract leaves the system)."""
 FORMAT = "homecare-extract/1"
 FORMATS = ("html", "json")
-LANGUAGES = ("sv", "en")
+LANGUAGES = ("sv", "en", "fi")
 DEFAULT_DAYS = 365
 """Without ``from``, the extract covers the year up to ``to`` (default: today)."""
 SYSTEM = "system"
@@ -542,6 +542,50 @@ _TEXT: dict[str, dict[str, str]] = {
         "footer": "No picture or video is recorded; this is the log of who looked, when, for "
         "how long and why.",
     },
+    "fi": {
+        "title": "Rekisteriote: kameravalvonta",
+        "intro": "Tietosuoja-asetuksen (GDPR) 15 artiklan mukainen ote henkilölle",
+        "period": "Ajanjakso",
+        "made": "Laadittu",
+        "looks_h": "Katselut ja puhelut",
+        "events_h": "Suostumukset, tauot, laitteet ja keskeytykset",
+        "timeline_h": "Kaikki aikajärjestyksessä",
+        "totals_h": "Yhteenveto",
+        "when": "Aika",
+        "what": "Mitä",
+        "who": "Kuka",
+        "why": "Miksi",
+        "ended": "Päättyi",
+        "duration": "Kesto (s)",
+        "video": "Video (s)",
+        "device": "Laite",
+        "none": "Ei mitään ajanjaksolla.",
+        "no_end": "käynnissä / päättymistä ei kirjattu",
+        "check": "valvonta",
+        "check_at": "sovittu",
+        "looks": "Katseluja yhteensä",
+        "human_looks": "joista henkilö näki kuvan",
+        "open_looks": "ilman kirjattua päättymistä",
+        "seconds": "Sekunteja yhteensä (alusta loppuun)",
+        "video_seconds": "Videosekunteja laitteen ilmoittamana",
+        "events": "Tapahtumat",
+        "system": "Järjestelmä (automaattinen)",
+        "note": "huomautus",
+        "check_view": "Valvontaan kuuluva katselu",
+        "extra_look": "Ylimääräinen katselu",
+        "probe": "Automaattinen liiketarkistus",
+        "call": "Videopuhelu",
+        "consent_given": "Suostumus annettu",
+        "consent_withdrawn": "Suostumus peruttu",
+        "pause_started": "Tauko alkaa",
+        "pause_ended": "Tauko päättyy",
+        "device_bound": "Laite yhdistetty",
+        "device_unbound": "Laite irrotettu",
+        "suspended": "Valvonta keskeytetty",
+        "suspension_lifted": "Keskeytys purettu",
+        "footer": "Kuvaa tai videota ei tallenneta; tämä on loki siitä, kuka katsoi, milloin, "
+        "kuinka kauan ja miksi.",
+    },
 }
 
 
@@ -591,7 +635,7 @@ def _row(cells: Iterable[str], cls: str = "") -> str:
 
 
 def render_html(x: Extract, *, zone: tzinfo, lang: str = "sv") -> str:
-    """A printable page of the extract; times in ``zone``; ``lang`` sv or en. Every value is
+    """A printable page of the extract; times in ``zone``; ``lang`` sv, en or fi. Every value is
     escaped; the page has no script."""
     if lang not in LANGUAGES:
         raise ValueError(f"lang must be one of {', '.join(LANGUAGES)}")

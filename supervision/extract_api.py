@@ -3,9 +3,9 @@
 For case officers (administrators) and auditors (``read_extracts``). The query: ``from`` and
 ``to`` (local dates ``YYYY-MM-DD``, both included; default the year up to today), ``format``
 (``json`` or ``html``; without it a browser's ``Accept: text/html`` gets the page), ``lang``
-(``sv`` or ``en``, of the page) and ``why`` (the caller's reason, kept in the audit entry). A
-brukare the caller's organisation or teams do not cover is 404 as if absent; a bad value is 422
-naming its field, and nothing is read or logged. Each extract made is one audit entry
+(``sv``, ``en`` or ``fi``, of the page) and ``why`` (the caller's reason, kept in the audit
+entry). A brukare the caller's organisation or teams do not cover is 404 as if absent; a bad
+value is 422 naming its field, and nothing is read or logged. Each extract made is one audit entry
 (``extract.made``), never folded.
 """
 
@@ -83,7 +83,7 @@ def routes() -> list[Route]:
             Permission.READ_EXTRACTS,
             "The brukare's log extract (GDPR art. 15): every look with staff name, time, "
             "duration and check or reason, consents, pauses, bindings and suspensions "
-            "(?from=&to=&format=html|json&lang=sv|en); audited",
+            "(?from=&to=&format=html|json&lang=sv|en|fi); audited",
             tags=("consent",),
         ),
     ]

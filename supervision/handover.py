@@ -205,7 +205,7 @@ def build(facts: Facts, *, generated_at: datetime) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- rendering
 
-LANGUAGES = ("sv", "en")
+LANGUAGES = ("sv", "en", "fi")
 _TEXT: dict[str, dict[str, str]] = {
     "sv": {
         "title": "Överlämning",
@@ -301,6 +301,53 @@ _TEXT: dict[str, dict[str, str]] = {
         "patrol_acked": "taken by the patrol",
         "escalated": "visit not reported",
     },
+    "fi": {
+        "title": "Raportti",
+        "night": "yö",
+        "made": "Koottu",
+        "reconciled": "täsmäytetty",
+        "not_yet": "ei vielä",
+        "open_patrol_tasks": "Avoimet partiotehtävät",
+        "patrol_reports": "Partion käynnit",
+        "open_checks": "Päättämättömät valvonnat",
+        "deviations": "Poikkeamat",
+        "alarms_not_acknowledged": "Kuittaamattomat hälytykset",
+        "suspensions": "Keskeytetyt kameravalvonnat",
+        "pauses": "Tauot",
+        "none": "Ei yhtään.",
+        "check": "Valvonta",
+        "recipient": "Asiakas",
+        "agreed": "Sovittu aika",
+        "state": "Tila",
+        "reason": "Syy",
+        "assignee": "Osoitettu",
+        "arrived": "Perillä",
+        "deadline": "Viimeistään",
+        "patrol": "Partio",
+        "outcome": "Tulos",
+        "raised": "Viimeisin hälytys",
+        "kind": "Laji",
+        "repeats": "Kertoja",
+        "addressed_to": "Kenelle",
+        "alarm": "hälytys",
+        "escalation": "eskalointi",
+        "operator": "yöhoitaja",
+        "shift_lead": "vuorovastaava",
+        "device": "Laite",
+        "event": "Tapahtuma",
+        "count": "Määrä",
+        "started": "Alkoi",
+        "lifted": "Purettu",
+        "from": "Alkaen",
+        "to": "Päättyen",
+        "source": "Ilmoittaja",
+        "found_well": "voi hyvin",
+        "helped": "autettu",
+        "taken_to_hospital": "sairaalaan",
+        "not_home": "ei kotona",
+        "patrol_acked": "partio on ottanut tehtävän",
+        "escalated": "käyntiä ei raportoitu",
+    },
 }
 _COLUMNS: dict[str, tuple[str, ...]] = {
     "open_patrol_tasks": ("recipient_id", "agreed", "state", "reason", "assignee", "arrived_at"),
@@ -346,7 +393,7 @@ def _cell(key: str, value: object, zone: tzinfo, words: dict[str, str]) -> str:
 
 
 def render_html(handover: dict[str, Any], *, zone: tzinfo, lang: str = "sv") -> str:
-    """A printable page of :func:`build`'s result; times in ``zone``; ``lang`` sv or en."""
+    """A printable page of :func:`build`'s result; times in ``zone``; ``lang`` sv, en or fi."""
     if lang not in LANGUAGES:
         raise ValueError(f"lang must be one of {', '.join(LANGUAGES)}")
     w, e = _TEXT[lang], html.escape

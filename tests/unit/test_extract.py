@@ -185,8 +185,14 @@ def test_the_page_shows_who_when_how_long_and_why_escaped() -> None:
     assert "Log extract" in en
     assert "View for a check" in en
     assert "agreed 22:30" in en
+    fi = ex.render_html(extract(), zone=ZONE, lang="fi")
+    assert '<html lang="fi">' in fi
+    assert "Rekisteriote: kameravalvonta" in fi
+    assert "Valvontaan kuuluva katselu" in fi
+    assert "sovittu 22:30" in fi
+    assert all(ex._TEXT[lang].keys() == ex._TEXT["sv"].keys() for lang in ex.LANGUAGES)
     with pytest.raises(ValueError, match="lang"):
-        ex.render_html(extract(), zone=ZONE, lang="fi")
+        ex.render_html(extract(), zone=ZONE, lang="de")
 
 
 def test_an_empty_period_says_so() -> None:

@@ -155,7 +155,7 @@ def test_a_night_runs_noon_to_noon_local_across_dst(night: date, hours: int) -> 
     assert end.astimezone(UTC) - start.astimezone(UTC) == timedelta(hours=hours)
 
 
-def test_the_page_is_swedish_or_english_with_local_times_and_escaped_text() -> None:
+def test_the_page_is_swedish_english_or_finnish_with_local_times_and_escaped_text() -> None:
     odd = dataclasses.replace(
         FACTS, checks=(fact(1, State.PATROL, reason="<script>", assignee="staff-bil1"),)
     )
@@ -173,5 +173,12 @@ def test_the_page_is_swedish_or_english_with_local_times_and_escaped_text() -> N
     assert "not home" in en
     assert "shift lead" in en
     assert "eskalering" in hv.render_html(hv.build(FACTS, generated_at=MORNING), zone=STHLM)
+    fi = hv.render_html(hv.build(FACTS, generated_at=MORNING), zone=STHLM, lang="fi")
+    assert '<html lang="fi">' in fi
+    assert "Raportti – yö 2025-06-10" in fi
+    assert "Avoimet partiotehtävät (3)" in fi
+    assert "sairaalaan" in fi
+    assert "vuorovastaava" in fi
+    assert all(hv._TEXT[lang].keys() == hv._TEXT["sv"].keys() for lang in hv.LANGUAGES)
     with pytest.raises(ValueError, match="lang"):
-        hv.render_html(h, zone=STHLM, lang="fi")
+        hv.render_html(h, zone=STHLM, lang="de")

@@ -234,6 +234,9 @@ export function mount(container, ctx) {
         h('p', { class: 'muted' }, tx('lead_handover_made', { at: hhmm(summary.generated_at) })));
       handoverBody.hidden = false;
       handoverPrint.href = `/api/rounds/${encodeURIComponent(night)}/handover?format=html&lang=${lang()}`;
+      handoverPrint.onclick = () => { // in the language chosen since
+        handoverPrint.href = handoverPrint.href.replace(/lang=\w+$/, `lang=${lang()}`);
+      };
       handoverPrint.hidden = false;
     } catch (err) {
       if (err.status !== 401) showError('error_load', { what: t('lead_handover') });

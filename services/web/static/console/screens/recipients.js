@@ -394,8 +394,9 @@ export function mount(container, ctx) {
       field('extract-from', 'extract_from', h('input', { type: 'date', name: 'from', id: 'extract-from', required: true, value: iso(from) })),
       field('extract-to', 'extract_to', h('input', { type: 'date', name: 'to', id: 'extract-to', required: true, value: iso(today) })),
       h('input', { type: 'hidden', name: 'format', value: 'html' }),
-      h('input', { type: 'hidden', name: 'lang', value: lang() === 'en' ? 'en' : 'sv' }),
+      h('input', { type: 'hidden', name: 'lang', value: lang() }),
       h('span'), h('button', { type: 'submit', id: 'extract-open' }, tx('extract_open')));
+    form.addEventListener('submit', () => { form.elements.lang.value = lang(); }); // chosen since
     return [h('h2', {}, tx('extract_title')), h('p', { class: 'hint' }, tx('extract_hint')), form];
   }
 
