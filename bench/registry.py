@@ -44,6 +44,7 @@ from typing import Any
 import aiomqtt
 import asyncpg
 
+from bench import mqttraw
 from devices import topics
 from devices.handler import BATCH_CHANNELS, REGISTRY_CHANNELS, DeviceHandler
 from devices.intake import SHARE_GROUP, Intake
@@ -253,6 +254,82 @@ async def _await_birth(url: str) -> None:
             await asyncio.sleep(0.02)
 
 
+async def _raw_publisher(url: str, devices: int, messages: int, part: int, parts: int) -> None:
+    """``--raw``: this process's devices' ``health`` messages (every ``parts``-th device from
+    ``part``: a device's messages stay in one process, in order) encoded as one block of QoS 1
+    PUBLISH packets before ``go``; on ``go`` one connection writes the block at once and reads
+    the PUBACKs back; prints ``done <seconds>`` (``go`` to the last PUBACK: the broker has taken
+    every message). The publisher costs one write, so what it feeds is the subscriber's limit."""
+    ids = device_ids(devices)
+    mine = [
+        (topics.topic(PREFIX, ids[i], topics.Channel.HEALTH), health_payload(r))
+        for r in range(messages)
+        for i in range(part, devices, parts)
+    ]
+    block = b"".join(mqttraw.publish(t, p, pid=k % 65535 + 1) for k, (t, p) in enumerate(mine))
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    print("ready", flush=True)
+    await reader.readline()
+    start = time.perf_counter()
+    acked = asyncio.Event()
+    count = [0]
+
+    def on_puback() -> None:
+        count[0] += 1
+        if count[0] >= len(mine):
+            acked.set()
+
+    host, port = embedded_host(url)
+    conn = await mqttraw.open_connection(
+        host, port, f"bench-raw-{part}-{uuid.uuid4().hex[:6]}", keepalive_s=60,
+        on_puback=on_puback,
+    )  # fmt: skip
+    conn.write(block)
+    await acked.wait()
+    print(f"done {time.perf_counter() - start:.4f}", flush=True)
+    await reader.readline()
+
+
+class RawPublishers:
+    """``parts`` raw publishers' processes (``python -m bench.registry --raw``), together
+    sending every device's ``messages`` health messages."""
+
+    def __init__(self, url: str, devices: int, messages: int, parts: int) -> None:
+        self.procs = []
+        for k in range(parts):
+            cmd = [sys.executable, "-m", "bench.registry", "--raw", url, str(devices),
+                   str(messages), str(k), str(parts)]  # fmt: skip
+            self.procs.append(subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE))
+        for proc in self.procs:
+            assert proc.stdout is not None
+            if proc.stdout.readline().strip() != b"ready":
+                raise RuntimeError("a raw publishers' process did not start")
+
+    def go(self) -> None:
+        for proc in self.procs:
+            assert proc.stdin is not None
+            proc.stdin.write(b"go\n")
+            proc.stdin.flush()
+
+    def published_s(self) -> float:
+        """The slowest publisher's ``go`` to its last PUBACK."""
+        out = []
+        for proc in self.procs:
+            assert proc.stdout is not None
+            line = proc.stdout.readline().decode().split()
+            if not line or line[0] != "done":
+                raise RuntimeError("a raw publishers' process did not finish")
+            out.append(float(line[1]))
+        return max(out)
+
+    def close(self) -> None:
+        for proc in self.procs:
+            proc.kill()
+            proc.wait(5)
+
+
 class Publishers:
     """The publishers' process (``python -m bench.registry --publish``)."""
 
@@ -289,27 +366,48 @@ class Publishers:
 # ------------------------------------------------------------------ the subscribers
 
 
+class Timed:
+    """One timed delivery: ``s`` from ``go`` to the last message counted, ``published_s`` from
+    ``go`` to the broker having acked every publish (``None`` for the aiomqtt publishers)."""
+
+    def __init__(self, s: float, published_s: float | None) -> None:
+        self.s = s
+        self.published_s = published_s
+
+
+async def _count_until(count: Callable[[], int], target: int, start: float) -> float:
+    last, idle_since = -1, time.monotonic()
+    while (n := count()) < target:
+        if n != last:
+            last, idle_since = n, time.monotonic()
+        elif time.monotonic() - idle_since > 10:
+            raise RuntimeError(f"only {n} of {target} messages arrived")
+        await asyncio.sleep(0.002)
+    return time.perf_counter() - start
+
+
 async def _timed_elsewhere(
-    url: str, kind: str, devices: int, messages: int, count: Callable[[], int], target: int
-) -> float:
-    """Seconds from ``go`` to ``count() >= target``, the messages sent by another process."""
-    pubs = Publishers(url, kind, devices, messages, 0)
+    url: str,
+    devices: int,
+    messages: int,
+    count: Callable[[], int],
+    target: int,
+    parts: int,
+) -> Timed:
+    """From ``go`` to ``count() >= target``, the messages sent by ``parts`` raw publishers'
+    processes (:func:`_raw_publisher`)."""
+    pubs = RawPublishers(url, devices, messages, parts)
     try:
         start = time.perf_counter()
         pubs.go()
-        last, idle_since = -1, time.monotonic()
-        while (n := count()) < target:
-            if n != last:
-                last, idle_since = n, time.monotonic()
-            elif time.monotonic() - idle_since > 10:
-                raise RuntimeError(f"only {n} of {target} messages arrived")
-            await asyncio.sleep(0.005)
-        return time.perf_counter() - start
+        s = await _count_until(count, target, start)
+        published = await asyncio.to_thread(pubs.published_s)
+        return Timed(s, published)
     finally:
         pubs.close()
 
 
-async def _broker_only(url: str, devices: int, messages: int) -> float:
+async def _broker_only(url: str, devices: int, messages: int, parts: int) -> Timed:
     counter = Counter()
     host = embedded_host(url)
     async with aiomqtt.Client(
@@ -324,7 +422,7 @@ async def _broker_only(url: str, devices: int, messages: int) -> float:
         task = asyncio.create_task(drain())
         try:
             return await _timed_elsewhere(
-                url, "health", devices, messages, lambda: counter.n, devices * messages
+                url, devices, messages, lambda: counter.n, devices * messages, parts
             )
         finally:
             task.cancel()
@@ -342,7 +440,7 @@ def _link(url: str, handler: DeviceHandler | None) -> MqttLink:
     )
 
 
-async def _link_only(url: str, devices: int, messages: int) -> float:
+async def _link_only(url: str, devices: int, messages: int, parts: int) -> Timed:
     counter = Counter()
     link = _link(url, None)
     for channel in REGISTRY_CHANNELS:
@@ -350,7 +448,7 @@ async def _link_only(url: str, devices: int, messages: int) -> float:
     async with link:
         await asyncio.wait_for(link.connected.wait(), 10)
         return await _timed_elsewhere(
-            url, "health", devices, messages, lambda: counter.n, devices * messages
+            url, devices, messages, lambda: counter.n, devices * messages, parts
         )
 
 
@@ -358,7 +456,9 @@ def stored(handler: DeviceHandler) -> int:
     return sum(handler.stored.values())
 
 
-async def _single(url: str, handler: DeviceHandler, devices: int, messages: int) -> float:
+async def _single(
+    url: str, handler: DeviceHandler, devices: int, messages: int, parts: int
+) -> Timed:
     """The registry as before the intake: every message its own transaction."""
     link = _link(url, handler)
     for channel in REGISTRY_CHANNELS:
@@ -367,7 +467,7 @@ async def _single(url: str, handler: DeviceHandler, devices: int, messages: int)
         await asyncio.wait_for(link.connected.wait(), 10)
         target = stored(handler) + devices * messages
         return await _timed_elsewhere(
-            url, "health", devices, messages, lambda: stored(handler), target
+            url, devices, messages, lambda: stored(handler), target, parts
         )
 
 
@@ -389,11 +489,13 @@ async def intake_link(url: str, handler: DeviceHandler) -> AsyncIterator[MqttLin
             await task
 
 
-async def _batched(url: str, handler: DeviceHandler, devices: int, messages: int) -> float:
+async def _batched(
+    url: str, handler: DeviceHandler, devices: int, messages: int, parts: int
+) -> Timed:
     async with intake_link(url, handler):
         target = stored(handler) + devices * messages
         return await _timed_elsewhere(
-            url, "health", devices, messages, lambda: stored(handler), target
+            url, devices, messages, lambda: stored(handler), target, parts
         )
 
 
@@ -448,10 +550,24 @@ async def reannounce(mqtt: Mosquitto, pool: asyncpg.Pool, devices: int) -> dict[
     }
 
 
+def _rates(n: int, t: Timed) -> dict[str, float | None]:
+    return {
+        "msgs_per_s": round(n / t.s, 1),
+        "received_s": round(t.s, 3),
+        "published_s": None if t.published_s is None else round(t.published_s, 3),
+    }
+
+
 async def run(
-    devices: int = 200, messages: int = 20, publishers: int = 4, reannounce_n: int = 10_000
+    devices: int = 300,
+    messages: int = 100,
+    publishers: int = 2,
+    single_messages: int = 20,
+    reannounce_n: int = 10_000,
 ) -> dict[str, Any]:
-    """``devices`` announce themselves, then each sends ``messages`` health messages; then the
+    """``devices`` announce themselves, then each sends ``messages`` health messages (the
+    one-transaction-per-message baseline ``single_messages``), from ``publishers`` raw
+    publishers' processes; the bare subscriber also from one, to show it saturated; then the
     re-announce of ``reannounce_n`` devices after a broker restart (0: skipped)."""
     session = int(time.time() * 1000)
     announce = [
@@ -461,20 +577,26 @@ async def run(
         )
         for d in device_ids(devices)
     ]
+    n, n_single = devices * messages, devices * single_messages
     with broker() as mqtt:
         url = mqtt.url
-        broker_s = await _broker_only(url, devices, messages)
-        link_s = await _link_only(url, devices, messages)
+        bare = {
+            parts: _rates(n, await _broker_only(url, devices, messages, parts))
+            for parts in sorted({1, publishers})
+        }
+        link = _rates(n, await _link_only(url, devices, messages, publishers))
         async with scratch_database("registry") as db_url, db.open_pool(db_url) as pool:
             handler = DeviceHandler(
                 pool, clock=lambda: datetime.now(UTC), on_presence=EventBus().publish
             )
             async with intake_link(url, handler):
-                await publish_all(url, announce, publishers=publishers)
+                await publish_all(url, announce, publishers=4)
                 while stored(handler) < devices:  # noqa: ASYNC110 (a counter, polled)
                     await asyncio.sleep(0.01)
-            registry_s = await _batched(url, handler, devices, messages)
-            single_s = await _single(url, handler, devices, messages)
+            batched = _rates(n, await _batched(url, handler, devices, messages, publishers))
+            single = _rates(
+                n_single, await _single(url, handler, devices, single_messages, publishers)
+            )
             count = await pool.fetchval(
                 "SELECT count(*) FROM devices WHERE health_at IS NOT NULL AND presence = 'online'"
             )
@@ -482,23 +604,41 @@ async def run(
             again = await reannounce(mqtt, pool, reannounce_n) if reannounce_n else {}
     if count != devices or rejected:
         raise RuntimeError(f"registry run incomplete: {count} of {devices} stored, {rejected}")
-    n = devices * messages
+    ceiling = max(float(r["msgs_per_s"] or 0) for r in bare.values())
+    most = bare[max(bare)]
+    registry = float(batched["msgs_per_s"] or 0)
     result = {
         "devices": devices,
         "messages": n,
+        "single_messages": n_single,
         "publishers": publishers,
-        "registry_msgs_per_s": round(n / registry_s, 1),
-        "registry_single_msgs_per_s": round(n / single_s, 1),
-        "link_only_msgs_per_s": round(n / link_s, 1),
-        "broker_only_msgs_per_s": round(n / broker_s, 1),
-        "registry_over_broker_ratio": round(broker_s / registry_s, 3),
-        "registry_over_link_ratio": round(link_s / registry_s, 3),
-        "registry_over_single_ratio": round(single_s / registry_s, 3),
-        "registry_ms_per_msg": round(registry_s / n * 1e3, 3),
+        "registry_msgs_per_s": registry,
+        "registry_single_msgs_per_s": single["msgs_per_s"],
+        "link_only_msgs_per_s": link["msgs_per_s"],
+        "broker_only_msgs_per_s": ceiling,
+        "broker_only_by_publishers": {str(k): v for k, v in bare.items()},
+        # the publishers were not the limit: the broker had every message (acked) well before
+        # the bare subscriber had them, and more publishers did not raise its rate much
+        "broker_only_backlogged": bool(
+            most["published_s"] is not None
+            and float(most["published_s"]) < 0.6 * float(most["received_s"] or 0)
+        ),
+        "broker_only_more_publishers_gain": round(
+            float(most["msgs_per_s"] or 0) / float(bare[1]["msgs_per_s"] or 1), 3
+        ),
+        "registry_timing": batched,
+        "link_only_timing": link,
+        "single_timing": single,
+        "registry_over_broker_ratio": round(registry / ceiling, 3),
+        "registry_over_link_ratio": round(registry / float(link["msgs_per_s"] or 1), 3),
+        "registry_over_single_ratio": round(registry / float(single["msgs_per_s"] or 1), 3),
+        "registry_ms_per_msg": round(1e3 / registry, 3),
         **again,
         "note": "one backend process; the shared intake stores batches (one transaction each, "
-        "in order per device); single: one row-locked transaction per message; the publishers "
-        "run in another process; private mosquitto",
+        "in order per device); single: one row-locked transaction per message; raw publishers "
+        "(QoS 1 packets encoded before the clock starts, one write each) in other processes, a "
+        "device's messages in one of them; broker_only is the bare subscriber's best rate over "
+        "1 and `publishers` publisher processes; private mosquitto (queues unbounded)",
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     RESULTS.mkdir(exist_ok=True)
@@ -508,11 +648,13 @@ async def run(
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--devices", type=int, default=200)
-    p.add_argument("--messages", type=int, default=20, help="health messages per device")
-    p.add_argument("--publishers", type=int, default=4)
+    p.add_argument("--devices", type=int, default=300)
+    p.add_argument("--messages", type=int, default=100, help="health messages per device")
+    p.add_argument("--publishers", type=int, default=2, help="raw publishers' processes")
+    p.add_argument("--single-messages", type=int, default=20, help="per device, the baseline")
     p.add_argument("--reannounce", type=int, default=10_000, help="devices (0: skip)")
     p.add_argument("--publish", nargs=5, help=argparse.SUPPRESS)  # the publishers' process
+    p.add_argument("--raw", nargs=5, help=argparse.SUPPRESS)  # a raw publishers' process
     args = p.parse_args()
     from services import logs
 
@@ -521,7 +663,13 @@ def main() -> None:
         url, kind, n, m, session = args.publish
         asyncio.run(_publisher(url, kind, int(n), int(m), int(session)))
         return
-    result = asyncio.run(run(args.devices, args.messages, args.publishers, args.reannounce))
+    if args.raw:
+        url, n, m, part, parts = args.raw
+        asyncio.run(_raw_publisher(url, int(n), int(m), int(part), int(parts)))
+        return
+    result = asyncio.run(
+        run(args.devices, args.messages, args.publishers, args.single_messages, args.reannounce)
+    )
     print(json.dumps(result, indent=2))
 
 

@@ -226,6 +226,9 @@ def _registry(r: dict[str, Any]) -> list[dict[str, Any]]:
                baseline_value=r["link_only_msgs_per_s"]),
         figure("registry", "stored over a bare subscriber's rate",
                r["registry_over_broker_ratio"], "ratio", better="higher", target=0.5),
+        *([figure("registry", "bare subscriber, 2 publishers' processes over 1 (saturated: ~1)",
+                  r["broker_only_more_publishers_gain"], "ratio")]
+          if "broker_only_more_publishers_gain" in r else []),
         figure("registry", "messages stored per second (vs one transaction per message)",
                r["registry_msgs_per_s"], "msg/s", better="higher",
                baseline="the registry before the intake: one transaction per message",
@@ -233,6 +236,25 @@ def _registry(r: dict[str, Any]) -> list[dict[str, Any]]:
         *([figure("registry", f"re-announce of {r['reannounce_devices']:,} devices after a"
                   " broker restart, until all online in the registry",
                   r["reannounce_s"], "s", target=30.0)] if "reannounce_s" in r else []),
+    ]  # fmt: skip
+
+
+def _region(r: dict[str, Any]) -> list[dict[str, Any]]:
+    n, every = r["devices"], r["health_every_s"]
+    lag = r["lag_visible"]
+    return [
+        figure("region", f"{n:,} devices, health every {every:g} s: publish -> stored p99",
+               lag["p99_ms"], "ms", baseline="the same, p50", baseline_value=lag["p50_ms"]),
+        figure("region", f"{n:,} devices: publish -> storing batch p99 (health_at)",
+               r["lag_applied"]["p99_ms"], "ms"),
+        figure("region", f"{n:,} devices connected and online in the registry",
+               r["all_online_in_registry_s"], "s",
+               baseline="every device connected (CONNACK)",
+               baseline_value=r["all_connected_s"]),
+        figure("region", "service RSS per 1,000 connected devices, 3 processes, computed",
+               r["services_rss_mib_per_1000_devices_computed"], "MiB"),
+        figure("region", "broker RSS per 1,000 connected devices, computed",
+               r["broker_rss_mib_per_1000_devices_computed"], "MiB"),
     ]  # fmt: skip
 
 
@@ -397,8 +419,12 @@ BENCHES: tuple[Bench, ...] = (
     Bench("planning", "night planning for 1k / 10k / 100k brukare",
           {}, {"quick": True}, 150, _planning),
     Bench("registry", "registry throughput through the real broker",
-          {"devices": 300, "messages": 20}, {"devices": 5, "messages": 4, "reannounce_n": 200},
+          {"devices": 300, "messages": 100},
+          {"devices": 5, "messages": 4, "single_messages": 2, "reannounce_n": 200},
           240, _registry),
+    Bench("region", "10,000 devices, each its own connection, into three service processes",
+          {"devices": 10_000, "health_s": 6.0, "steady_s": 60.0}, {"quick": True},
+          240, _region, quick_budget_s=90),
     Bench("codecs", "wire codecs: msgspec Structs vs pydantic v2 vs the hand-written decoders",
           {}, {"quick": True}, 60, _codecs, quick_budget_s=30),
     Bench("audit", "audit chain append and verify; appends at a night peak with anchoring",
