@@ -12,9 +12,19 @@ same writers with plain INSERTs (no lock) and the same appends without anchoring
 brukare need is computed from the assumptions in :data:`NIGHT` (named ``..._computed``: a figure
 from assumptions, not a measurement).
 
+Audited writes from three processes (issue 21): ``processes`` service processes, each with its
+own pool (the service's role, row-level security) of ``process_conns`` connections, write
+audited changes for ``process_seconds``: each transaction inserts a change row into a real table
+and appends its audit entry, the subject drawn from 10,000 brukare. Measured twice in the same
+run, alternating: the frozen single-lock append (``bench/baselines/audit_single_lock.py``,
+against its own real table with the same indexes, triggers and policies) and the lanes
+(``kernel.audit.store.append``). Every table is a real one (WAL-logged, fsynced commits): no
+temporary tables.
+
 Scratch database on ``HOMECARE_BENCH_DATABASE_URL`` (default the loopback server).
 
     .venv/bin/python -m bench.audit [--entries 2000] [--writers 4] [--seconds 4] [--peak-writers 8]
+        [--processes 3] [--process-seconds 5] [--process-conns 4] [--process-rounds 2]
 """
 
 from __future__ import annotations
@@ -23,6 +33,9 @@ import argparse
 import asyncio
 import json
 import os
+import random
+import statistics
+import sys
 import tempfile
 import time
 import uuid
@@ -32,11 +45,12 @@ from typing import Any
 
 import asyncpg
 
+from bench.baselines import audit_single_lock
 from identity.staff import DEFAULT_HASHING, PasswordHasher
 from kernel.audit import anchor as audit_anchor
 from kernel.audit import anchoring
 from kernel.audit import store as audit_store
-from kernel.audit.chain import GENESIS_HASH, next_entry
+from kernel.audit.chain import GENESIS_HASH, AuditEntry, next_entry, verify_chain
 from services import db
 
 RESULTS = Path(__file__).parent / "results"
@@ -146,7 +160,7 @@ async def _night_peak(
 
 
 async def _plain_inserts(conn: asyncpg.Connection, n: int) -> float:
-    await conn.execute("CREATE TEMP TABLE plain (LIKE audit_log)")
+    await conn.execute("CREATE TABLE plain (LIKE audit_log)")  # real: WAL like the log
     start = time.perf_counter()
     for i in range(n):
         async with conn.transaction():
@@ -172,12 +186,140 @@ async def _appends(conn: asyncpg.Connection, n: int, actor: str) -> None:
             )
 
 
+BRUKARE = 10_000
+
+
+async def _child(url: str, mode: str, conns: int, start_at: float, seconds: float) -> int:
+    """One service process: ``conns`` connections of its own pool write audited changes from
+    ``start_at`` (wall clock, shared by the processes) for ``seconds``; the count that ended in
+    the window."""
+    one = audit_single_lock.append if mode == "single" else audit_store.append
+    pid = os.getpid()
+    done = 0
+    async with db.open_pool(url, min_size=conns, max_size=conns) as pool:
+
+        async def worker(k: int) -> None:
+            nonlocal done
+            rng = random.Random(pid * 100 + k)
+            await asyncio.sleep(max(0.0, start_at - time.time()))  # the shared start
+            end = start_at + seconds
+            while True:
+                subject = f"rcp-{rng.randrange(BRUKARE):05d}"
+                async with pool.acquire() as conn, conn.transaction():
+                    await conn.execute(
+                        "INSERT INTO bench_changes (subject, at) VALUES ($1, now())", subject
+                    )
+                    await one(
+                        conn,
+                        actor=f"staff-p{pid}k{k}",
+                        action="view.ended",
+                        subject=subject,
+                        data=DATA,
+                        at=datetime.now(UTC),
+                    )
+                if time.time() > end:
+                    return
+                done += 1
+
+        await asyncio.gather(*(worker(k) for k in range(conns)))
+    return done
+
+
+async def _processes(
+    url: str,
+    owner: asyncpg.Connection,
+    processes: int,
+    conns: int,
+    seconds: float,
+    rounds: int,
+) -> dict[str, Any]:
+    """Audited writes per second from ``processes`` processes: the single lock vs the lanes,
+    alternating ``rounds`` times in this run (the median of each)."""
+    await audit_single_lock.create_table(owner)
+    await owner.execute(
+        "CREATE TABLE bench_changes (id bigserial PRIMARY KEY, subject text, at timestamptz);"
+        " GRANT SELECT, INSERT ON bench_changes TO homecare_service;"
+        " GRANT USAGE ON SEQUENCE bench_changes_id_seq TO homecare_service"
+    )
+    rates: dict[str, list[float]] = {"single": [], "lanes": []}
+    for mode in ("single", "lanes") * rounds:
+        start_at = time.time() + 1.5 + 0.3 * processes  # after every process has its pool
+        procs = [
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "bench.audit",
+                "--child",
+                mode,
+                "--url",
+                url,
+                "--process-conns",
+                str(conns),
+                "--start-at",
+                repr(start_at),
+                "--process-seconds",
+                str(seconds),
+                stdout=asyncio.subprocess.PIPE,
+            )
+            for _ in range(processes)
+        ]
+        counts = []
+        for proc in procs:
+            out, _ = await proc.communicate()
+            if proc.returncode != 0:
+                raise RuntimeError(f"a {mode} writer process failed ({proc.returncode})")
+            counts.append(int(json.loads(out)["done"]))
+        if time.time() < start_at + seconds:
+            raise RuntimeError("the writer processes ended before their window")
+        rates[mode].append(sum(counts) / seconds)
+    lanes = await audit_store.verify(owner)
+    if not lanes.ok:
+        raise RuntimeError(f"the lanes do not verify after the run: {lanes}")
+    single = verify_chain(
+        AuditEntry(
+            seq=r["seq"],
+            at=r["at"],
+            actor=r["actor"],
+            action=r["action"],
+            subject=r["subject"],
+            data=json.loads(r["data"]),
+            prev_hash=r["prev_hash"],
+            hash=r["hash"],
+        )
+        for r in await owner.fetch(
+            "SELECT seq, at, actor, action, subject, data::text AS data, prev_hash, hash"
+            " FROM audit_log_single ORDER BY seq"
+        )
+    )
+    if not single.ok:
+        raise RuntimeError(f"the baseline's chain does not verify after the run: {single}")
+    single_rate, lanes_rate = statistics.median(rates["single"]), statistics.median(rates["lanes"])
+    return {
+        "processes": processes,
+        "process_conns": conns,
+        "process_seconds": seconds,
+        "process_rounds": rounds,
+        "brukare": BRUKARE,
+        "audited_writes_per_s_single_lock": round(single_rate),
+        "audited_writes_per_s_lanes": round(lanes_rate),
+        "lanes_over_single_lock_ratio": round(lanes_rate / single_rate, 2),
+        "rounds_single_lock": [round(x) for x in rates["single"]],
+        "rounds_lanes": [round(x) for x in rates["lanes"]],
+        "lanes_used": lanes.lanes,
+        "lanes_entries_verified": lanes.checked,
+    }
+
+
 async def run(
     entries: int = 2000,
     writers: int = 4,
     seconds: float = 4.0,
     peak_writers: int = 8,
     anchor_interval_s: float = 1.0,
+    processes: int = 3,
+    process_seconds: float = 5.0,
+    process_conns: int = 4,
+    process_rounds: int = 2,
 ) -> dict[str, Any]:
     admin_url = os.environ.get(
         "HOMECARE_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -210,6 +352,9 @@ async def run(
         owner = await asyncpg.connect(url)
         try:
             peak = await _night_peak(url, owner, peak_writers, seconds, anchor_interval_s)
+            spread = await _processes(
+                url, owner, processes, process_conns, process_seconds, process_rounds
+            )
         finally:
             await owner.close()
     finally:
@@ -245,6 +390,7 @@ async def run(
         "pure_entry_hash_us": round(hash_us, 1),
         "argon2id_verify_ms": round(argon_ms, 1),
         **peak,
+        **spread,
         **needed_rates(NIGHT),
         "night_assumptions": NIGHT,
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -261,9 +407,30 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=4.0, help="each night-peak phase")
     p.add_argument("--peak-writers", type=int, default=8)
     p.add_argument("--anchor-interval-s", type=float, default=1.0)
+    p.add_argument("--processes", type=int, default=3)
+    p.add_argument("--process-seconds", type=float, default=5.0)
+    p.add_argument("--process-conns", type=int, default=4)
+    p.add_argument("--process-rounds", type=int, default=2)
+    p.add_argument("--child", choices=("single", "lanes"), help=argparse.SUPPRESS)
+    p.add_argument("--url", help=argparse.SUPPRESS)
+    p.add_argument("--start-at", type=float, help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.child:  # one writer process of the three-process phase
+        done = asyncio.run(
+            _child(args.url, args.child, args.process_conns, args.start_at, args.process_seconds)
+        )
+        print(json.dumps({"done": done}))
+        return
     result = run(
-        args.entries, args.writers, args.seconds, args.peak_writers, args.anchor_interval_s
+        args.entries,
+        args.writers,
+        args.seconds,
+        args.peak_writers,
+        args.anchor_interval_s,
+        args.processes,
+        args.process_seconds,
+        args.process_conns,
+        args.process_rounds,
     )
     print(json.dumps(asyncio.run(result), indent=2))
 
