@@ -15,6 +15,8 @@ tests are inside the night round whatever the time of day the suite runs. Homes:
   simulated unit's kiosk page, answer policy manual), answered with Enter and declined with Escape.
 - home 76 (cam-0076): "Gustav Holm", whose view is opened and never documented: an alarm.
 - home 77 (cam-0077): "Harald Ivarsson", whose room is dark: camera trouble, a patrol visit.
+- home 78 (cam-agent-78): "Ingrid Jansson", whose camera is the device agent (``homecare agent``)
+  with a real clip as its file source: its frames decoded in the console's video element.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ from consent import enrol
 from consent.store import PgConsentStore
 from tests.e2e import browser as b
 from tools.embedded import free_port
+
+AGENT_CAM = "cam-agent-78"
+AGENT_CLIP = b.ROOT.parent / "shared" / "data" / "video" / "gmdcsa24_S3_ADL_20.mp4"
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -193,6 +198,21 @@ def check_of(admin: b.Api, rid: str) -> dict[str, Any] | None:
     return next((c for c in queue["checks"] if c["recipient_id"] == rid), None)
 
 
+@contextlib.contextmanager
+def agent_process(env: dict[str, str]) -> Iterator[b.Process]:
+    """``homecare agent`` with a real clip (looped) as its camera, 640x480 at 10 fps."""
+    if not AGENT_CLIP.is_file():
+        pytest.skip("../shared/data/video is not here")
+    process = b.Process(
+        ["agent", "--source", f"file:{AGENT_CLIP}", "--id", AGENT_CAM], env, "agent"
+    )
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
 @pytest.fixture(scope="module")
 def night(pg_admin_url: str, template_db: str, mqtt_url: str) -> Iterator[Night]:
     zone = evening_zone()
@@ -215,13 +235,14 @@ def night(pg_admin_url: str, template_db: str, mqtt_url: str) -> Iterator[Night]
                 # a free port only once the backend holds its own (free_port cannot reserve)
                 *("--answer", "manual", "--kiosk-port", str(kiosk_port := free_port())),
             ),
+            agent_process(backend.env),
         ):
             admin = b.Api(backend.url).login("handlaggare", accounts["handlaggare"])
             b.wait_until(
                 lambda: (
                     {d["id"] for d in admin.ok("GET", "/api/devices")["devices"]}
                     >= {"cam-0071", "cam-0072", "phone-0072", "cam-0073", "cam-0074"}
-                    | {"cam-0075", "phone-0075", "cam-0076", "cam-0077"}
+                    | {"cam-0075", "phone-0075", "cam-0076", "cam-0077", AGENT_CAM}
                 ),
                 30,
                 "the simulated devices",
@@ -260,6 +281,16 @@ def night(pg_admin_url: str, template_db: str, mqtt_url: str) -> Iterator[Night]
                     agreed=next_minute(now, 60),
                     tolerance_min=10,
                     purposes=("camera_check", "video_call"),
+                    database=database,
+                ),
+                "k": add_home(
+                    admin,
+                    zone,
+                    name="Ingrid Jansson",
+                    room="Videgatan 3",
+                    devices=(AGENT_CAM,),
+                    agreed=next_minute(now, 60),
+                    tolerance_min=10,
                     database=database,
                 ),
                 "g": add_home(
@@ -439,6 +470,45 @@ def test_open_feed_shows_frames_closes_at_the_cap_and_documents(night: Night, pa
     check = night.admin.ok("GET", f"/api/checks/{home.check_id}")
     assert check["state"] == "documented"
     assert check["transitions"][-1]["note"] == "Sover lugnt."
+
+
+def test_the_agent_cameras_frames_are_decoded_in_chromium(night: Night, page: Any) -> None:
+    """Issue 19: the device agent's file source in the console's live view, decoded by the
+    browser at the agent's own size (the simulated cameras send 320x240)."""
+    home = night.homes["k"]
+    operator_on_duty(page, night)
+    k = row(page, home)
+    expect(k.locator("button.open")).to_be_enabled(timeout=20_000)
+    k.locator("button.open").click()
+    first = b.wait_frames(page, 5, timeout_s=20)
+    later = b.wait_frames(page, first + 5, timeout_s=10)  # frames keep coming
+    assert later > first
+    video = page.locator("#panel video")
+    size = video.evaluate("(v) => [v.videoWidth, v.videoHeight]")
+    assert size == [640, 480], size
+    # the clip's lit bedroom, not the black the agent sends without a picture
+    luma = video.evaluate(
+        """(v) => {
+          const c = document.createElement('canvas');
+          c.width = 64; c.height = 48;
+          const g = c.getContext('2d');
+          g.drawImage(v, 0, 0, 64, 48);
+          const d = g.getImageData(0, 0, 64, 48).data;
+          let s = 0;
+          for (let i = 0; i < d.length; i += 4) {
+            s += 0.299 * d[i] + 0.587 * d[i + 1] + 0.114 * d[i + 2];
+          }
+          return s / (d.length / 4);
+        }"""
+    )
+    assert 90 < luma < 200, luma
+    panel = page.locator("#panel")
+    page.locator("#feed-close").click()
+    expect(panel).to_have_attribute("data-ended", "operator")
+    # documented, so her check leaves no missed deadline for the alarm test below
+    panel.locator("#feed-outcome-note").fill("Sitter på sängen.")
+    panel.locator("[data-outcome='ok']").click()
+    expect(k).to_have_count(0, timeout=15_000)
 
 
 def test_a_call_rings_is_answered_and_drives_only_while_up(night: Night, page: Any) -> None:
