@@ -57,6 +57,9 @@ RESULTS = Path(__file__).parent / "results"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 DATA = {"device": "cam-0001", "duration_s": 23.5, "ended_by": "timeout", "extended": False}
 
+BRUKARE = 10_000
+"""Brukare the benchmark's subjects are drawn from."""
+
 NIGHT = {
     "brukare": 10_000,
     "checks_per_brukare_per_night": 4,  # the upper end of agreed night checks
@@ -111,9 +114,10 @@ async def _plain_one(conn: asyncpg.Connection, k: int) -> None:
 
 
 async def _append_one(conn: asyncpg.Connection, k: int) -> None:
+    subject = f"rcp-{random.randrange(BRUKARE):05d}"  # spread as a night's checks are
     async with conn.transaction():
         await audit_store.append(
-            conn, actor=f"staff-peak{k:04d}", action="view.ended", subject="rcp-1", data=DATA, at=T0
+            conn, actor=f"staff-peak{k:04d}", action="view.ended", subject=subject, data=DATA, at=T0
         )
 
 
@@ -184,9 +188,6 @@ async def _appends(conn: asyncpg.Connection, n: int, actor: str) -> None:
             await audit_store.append(
                 conn, actor=actor, action="view.ended", subject="rcp-1", data=DATA, at=T0
             )
-
-
-BRUKARE = 10_000
 
 
 async def _child(url: str, mode: str, conns: int, start_at: float, seconds: float) -> int:
