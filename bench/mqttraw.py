@@ -59,7 +59,11 @@ class Connection(asyncio.Protocol):
     """One MQTT connection: answers QoS 1 publishes with PUBACK, counts PUBACKs it receives,
     and resolves :attr:`connacked` with the CONNACK's return code."""
 
-    def __init__(self, on_puback: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        on_puback: Callable[[], None] | None = None,
+        on_publish: Callable[[], None] | None = None,
+    ) -> None:
         self.transport: asyncio.Transport | None = None
         self.connacked: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self.closed = asyncio.get_running_loop().create_future()
@@ -67,6 +71,7 @@ class Connection(asyncio.Protocol):
         self._pid = 0
         self.pubacks = 0
         self._on_puback = on_puback
+        self._on_publish = on_publish
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -108,9 +113,12 @@ class Connection(asyncio.Protocol):
             del buf[: i + n]
             if kind == 2 and not self.connacked.done():  # CONNACK
                 self.connacked.set_result(body[1])
-            elif kind == 3 and qos == 1:  # PUBLISH to us: ack it
-                (tlen,) = struct.unpack_from("!H", body)
-                self.write(b"\x40\x02" + body[2 + tlen : 4 + tlen])
+            elif kind == 3:  # PUBLISH to us: ack it at QoS 1
+                if qos == 1:
+                    (tlen,) = struct.unpack_from("!H", body)
+                    self.write(b"\x40\x02" + body[2 + tlen : 4 + tlen])
+                if self._on_publish is not None:
+                    self._on_publish()
             elif kind == 4:  # PUBACK
                 self.pubacks += 1
                 if self._on_puback is not None:
@@ -125,12 +133,13 @@ async def open_connection(
     keepalive_s: int,
     will: tuple[str, bytes] | None = None,
     on_puback: Callable[[], None] | None = None,
+    on_publish: Callable[[], None] | None = None,
     timeout_s: float = 30.0,
 ) -> Connection:
     """Connect, send CONNECT and wait for a successful CONNACK."""
     loop = asyncio.get_running_loop()
     _, conn = await asyncio.wait_for(
-        loop.create_connection(lambda: Connection(on_puback), host, port), timeout_s
+        loop.create_connection(lambda: Connection(on_puback, on_publish), host, port), timeout_s
     )
     conn.write(connect(client_id, keepalive_s=keepalive_s, will=will))
     rc = await asyncio.wait_for(conn.connacked, timeout_s)

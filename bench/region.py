@@ -35,6 +35,10 @@ Measured:
 - **Memory**: each service process's RSS before the devices connect (ready and idle) and at the
   end of the steady window, the broker's likewise, and the simulators' (for reference); the
   growth per 1,000 connected devices is computed from them (``*_per_1000_computed``).
+- **CPU** in the steady window (process CPU seconds over wall seconds, every thread): each
+  service process, the broker, the PostgreSQL server processes of the services' pools (not
+  PostgreSQL's shared writers) and the simulators; per 1,000 devices at the measured rate and,
+  scaled linearly, at the contract's 60 s (``*_computed``).
 - **Stored once**: ``homecare_device_messages_stored_total`` of every process, summed per
   channel, against what the simulators sent.
 
@@ -82,6 +86,25 @@ BROKER = (  # deploy/mosquitto/mosquitto.conf's limits (no TLS, no passwords, no
 
 def device_id(i: int) -> str:
     return f"region-{i:05d}"
+
+
+def _cpu_s(pid: int) -> float:
+    """A process's CPU seconds so far, user and system, every thread (``/proc/<pid>/stat``);
+    0 for one that has gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _backends(pool: asyncpg.Pool) -> list[int]:
+    """The PostgreSQL server processes serving this database (the services' pools)."""
+    rows = await pool.fetch(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+        " AND pid <> pg_backend_pid()"
+    )
+    return [int(r["pid"]) for r in rows]
 
 
 def _rss(pid: int) -> int:
@@ -466,12 +489,26 @@ async def measure(
                     end = start + max(1, round(steady_s))
                     rss_max = list(rss0)
                     broker_max = broker0
+                    await asyncio.sleep(max(0.0, start - time.time()))
+                    watched = {"services": [p.pid for p, _, _ in procs],
+                               "broker": [mqtt.proc.pid], "postgres": await _backends(pool),
+                               "simulators": [s.proc.pid for s in sims]}  # fmt: skip
+                    cpu0 = {k: [_cpu_s(pid) for pid in v] for k, v in watched.items()}
+                    wall0 = time.monotonic()
                     while time.time() < end:
-                        await asyncio.sleep(1.0)
+                        await asyncio.sleep(min(1.0, max(0.01, end - time.time())))
                         rss_max = [
                             max(m, _rss(p.pid)) for m, (p, _, _) in zip(rss_max, procs, strict=True)
                         ]
                         broker_max = max(broker_max, _rss(mqtt.proc.pid))
+                    wall = time.monotonic() - wall0
+                    cores = {
+                        k: [
+                            round((_cpu_s(pid) - c) / wall, 3)
+                            for pid, c in zip(v, cpu0[k], strict=True)
+                        ]
+                        for k, v in watched.items()
+                    }
                     rss1 = [_rss(p.pid) for p, _, _ in procs]
                     broker1 = _rss(mqtt.proc.pid)
                     # the window's last messages land: until none new for 2 s (at most 20 s)
@@ -529,6 +566,15 @@ async def measure(
         "broker_rss_mib_after": round(broker1 / MIB, 1),
         "broker_rss_mib_max": round(broker_max / MIB, 1),
         "broker_rss_mib_per_1000_devices_computed": round((broker1 - broker0) / MIB / per_k, 2),
+        "cores_in_window": cores,
+        "service_cores_per_1000_devices_computed": round(sum(cores["services"]) / per_k, 4),
+        "service_cores_per_1000_devices_at_60s_health_computed": round(
+            sum(cores["services"]) / per_k * health_s / 60.0, 4
+        ),
+        "broker_cores_per_1000_devices_computed": round(sum(cores["broker"]) / per_k, 4),
+        "postgres_backend_cores_per_1000_devices_computed": round(
+            sum(cores["postgres"]) / per_k, 4
+        ),
         "simulator_rss_mib": [round(f["rss_bytes"] / MIB, 1) for f in finals],
         "simulator_connections_lost": sum(f["connections_lost"] for f in finals),
         "open_files_limit": _nofile(),

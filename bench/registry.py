@@ -430,6 +430,27 @@ async def _broker_only(url: str, devices: int, messages: int, parts: int) -> Tim
                 await task
 
 
+async def _raw_subscriber(url: str, devices: int, messages: int, parts: int) -> Timed:
+    """The broker's own ceiling: a subscriber of ``bench.mqttraw`` (no client library) that
+    acks and counts."""
+    counter = Counter()
+    host, port = embedded_host(url)
+    conn = await mqttraw.open_connection(
+        host, port, f"bench-rawsub-{uuid.uuid4().hex[:6]}", keepalive_s=60,
+        on_publish=counter.add,
+    )  # fmt: skip
+    try:
+        conn.write(mqttraw.subscribe(conn.next_pid(), [f"{PREFIX}/dev/+/health"]))
+        await asyncio.sleep(0.2)  # the SUBACK (the raw client does not wait for it)
+        return await _timed_elsewhere(
+            url, devices, messages, lambda: counter.n, devices * messages, parts
+        )
+    finally:
+        conn.write(mqttraw.DISCONNECT)
+        if conn.transport is not None:
+            conn.transport.close()
+
+
 def _link(url: str, handler: DeviceHandler | None) -> MqttLink:
     return MqttLink(
         url,
@@ -584,6 +605,7 @@ async def run(
             parts: _rates(n, await _broker_only(url, devices, messages, parts))
             for parts in sorted({1, publishers})
         }
+        raw = _rates(n, await _raw_subscriber(url, devices, messages, publishers))
         link = _rates(n, await _link_only(url, devices, messages, publishers))
         async with scratch_database("registry") as db_url, db.open_pool(db_url) as pool:
             handler = DeviceHandler(
@@ -626,6 +648,9 @@ async def run(
         "broker_only_more_publishers_gain": round(
             float(most["msgs_per_s"] or 0) / float(bare[1]["msgs_per_s"] or 1), 3
         ),
+        "raw_subscriber_msgs_per_s": raw["msgs_per_s"],
+        "raw_subscriber_timing": raw,
+        "registry_over_raw_subscriber_ratio": round(registry / float(raw["msgs_per_s"] or 1), 3),
         "registry_timing": batched,
         "link_only_timing": link,
         "single_timing": single,
@@ -638,7 +663,9 @@ async def run(
         "in order per device); single: one row-locked transaction per message; raw publishers "
         "(QoS 1 packets encoded before the clock starts, one write each) in other processes, a "
         "device's messages in one of them; broker_only is the bare subscriber's best rate over "
-        "1 and `publishers` publisher processes; private mosquitto (queues unbounded)",
+        "1 and `publishers` publisher processes (aiomqtt, the client library the service uses); "
+        "raw_subscriber: the same without a client library (bench.mqttraw), the broker's own "
+        "ceiling; private mosquitto (queues unbounded)",
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     RESULTS.mkdir(exist_ok=True)

@@ -227,6 +227,12 @@ def _registry(r: dict[str, Any]) -> list[dict[str, Any]]:
                baseline_value=r["link_only_msgs_per_s"]),
         figure("registry", "stored over a bare subscriber's rate",
                r["registry_over_broker_ratio"], "ratio", better="higher", target=0.5),
+        *([figure("registry", "bare subscriber, 2 publishers' processes over 1 (saturated: ~1)",
+                  r["broker_only_more_publishers_gain"], "ratio")]
+          if "broker_only_more_publishers_gain" in r else []),
+        *([figure("registry", "stored over a subscriber without a client library",
+                  r["registry_over_raw_subscriber_ratio"], "ratio", better="higher")]
+          if "registry_over_raw_subscriber_ratio" in r else []),
         figure("registry", "messages stored per second (vs one transaction per message)",
                r["registry_msgs_per_s"], "msg/s", better="higher",
                baseline="the registry before the intake: one transaction per message",
@@ -234,6 +240,28 @@ def _registry(r: dict[str, Any]) -> list[dict[str, Any]]:
         *([figure("registry", f"re-announce of {r['reannounce_devices']:,} devices after a"
                   " broker restart, until all online in the registry",
                   r["reannounce_s"], "s", target=30.0)] if "reannounce_s" in r else []),
+    ]  # fmt: skip
+
+
+def _region(r: dict[str, Any]) -> list[dict[str, Any]]:
+    n, every = r["devices"], r["health_every_s"]
+    lag = r["lag_visible"]
+    return [
+        figure("region", f"{n:,} devices, health every {every:g} s: publish -> stored p99",
+               lag["p99_ms"], "ms", baseline="the same, p50", baseline_value=lag["p50_ms"]),
+        figure("region", f"{n:,} devices: publish -> storing batch p99 (health_at)",
+               r["lag_applied"]["p99_ms"], "ms"),
+        figure("region", f"{n:,} devices connected and online in the registry",
+               r["all_online_in_registry_s"], "s",
+               baseline="every device connected (CONNACK)",
+               baseline_value=r["all_connected_s"]),
+        figure("region", "service RSS per 1,000 connected devices, 3 processes, computed",
+               r["services_rss_mib_per_1000_devices_computed"], "MiB"),
+        figure("region", "broker RSS per 1,000 connected devices, computed",
+               r["broker_rss_mib_per_1000_devices_computed"], "MiB"),
+        *([figure("region", "service cores per 1,000 devices at 60 s health, computed",
+                  r["service_cores_per_1000_devices_at_60s_health_computed"], "cores")]
+          if "service_cores_per_1000_devices_at_60s_health_computed" in r else []),
     ]  # fmt: skip
 
 
@@ -294,6 +322,10 @@ def _audit(r: dict[str, Any]) -> list[dict[str, Any]]:
                baseline_value=r["peak_appends_per_s_unanchored"]),
         figure("audit", "needed at 10,000 brukare's peak (computed from assumptions)",
                r["needed_appends_per_s_computed"], "appends/s"),
+        figure("audit", f"audited writes from {r['processes']} processes, lanes",
+               r["audited_writes_per_s_lanes"], "writes/s", better="higher",
+               baseline="the single chain lock (bench/baselines/audit_single_lock.py)",
+               baseline_value=r["audited_writes_per_s_single_lock"]),
     ]  # fmt: skip
 
 
@@ -316,10 +348,6 @@ def _tenancy(r: dict[str, Any]) -> list[dict[str, Any]]:
                baseline_value=r["acquire_plain_us"]),
         figure("tenancy", "pool acquire + SELECT 1, scope changes each time",
                r["acquire_scope_switching_us"], "us",
-        figure("audit", f"audited writes from {r['processes']} processes, lanes",
-               r["audited_writes_per_s_lanes"], "writes/s", better="higher",
-               baseline="the single chain lock (bench/baselines/audit_single_lock.py)",
-               baseline_value=r["audited_writes_per_s_single_lock"]),
                baseline="the same without the scope step (owner)",
                baseline_value=r["acquire_plain_us"]),
         figure("tenancy", "one brukare by id under the policies", r["read_by_id_rls_us"], "us",
@@ -409,8 +437,12 @@ BENCHES: tuple[Bench, ...] = (
     Bench("planning", "plan() end to end for 10,000 brukare; the pure planner at 1k-100k",
           {}, {"quick": True}, 200, _planning),
     Bench("registry", "registry throughput through the real broker",
-          {"devices": 300, "messages": 20}, {"devices": 5, "messages": 4, "reannounce_n": 200},
+          {"devices": 300, "messages": 100},
+          {"devices": 5, "messages": 4, "single_messages": 2, "reannounce_n": 200},
           240, _registry),
+    Bench("region", "10,000 devices, each its own connection, into three service processes",
+          {"devices": 10_000, "health_s": 6.0, "steady_s": 60.0}, {"quick": True},
+          240, _region, quick_budget_s=90),
     Bench("codecs", "wire codecs: msgspec Structs vs pydantic v2 vs the hand-written decoders",
           {}, {"quick": True}, 60, _codecs, quick_budget_s=30),
     Bench("audit", "audit append and verify; a night peak with anchoring; 3 processes: lanes",
