@@ -18,16 +18,20 @@ the run touches loopback only.
 Material: real frames of the clips in ``../shared/data/video`` (the simulators' scenes when the
 clips are not there), taken at the stream's rate (5 fps: the frame nearest each 0.2 s), scaled
 to the stream's size, encoded once per variant with aiortc's own VP8 encoder and its settings
-(``aiortc.codecs.vpx.Vp8Encoder``, default bitrate), its RTP payloads joined back into frames.
-Each stream replays its clip in a loop from the key frame, paced at the stream's rate.
+(``aiortc.codecs.vpx.Vp8Encoder``) at the rate the probe's ``b=AS`` asks (64 kbit/s: what an
+aiortc camera's encoder targets at that REMB; the camera's own stream at aiortc's default 500),
+its RTP payloads joined back into frames. Each stream replays its clip in a loop from the key
+frame, paced at the stream's rate.
 
 Variants (the same clips): ``camera`` is what a camera sends that does not honour the probe's
 stream request (the clips' own 640x480 at 15 fps; the probe still analyses 5 a second);
 ``asked 320x240@5`` and ``asked 160x120@2`` are streams the probe asks for
-(:class:`devices.envelope.ProbeStream`). Each asked variant runs at N = 50, 100, 150, 200
-(stopping at the first N that does not keep up); the baseline is the ``camera`` variant at a fifth
-of the smallest N (10), where it still keeps up, so its CPU per stream is not flattered by frames
-it failed to take. Each probe watches 10 s (the service's 8 s plus room for the start-up ramp, so
+(:class:`devices.envelope.ProbeStream`). Each runs at N = 50, 100, 150, 200 (stopping at the
+first N that does not keep up); the baseline is the ``camera`` variant at a fifth of the smallest
+N (10), where it still keeps up, so its CPU per stream is not flattered by frames it failed to
+take. ``asked 320x240@5 150kbit`` is the asked stream at the ``b=AS`` the probe asked before
+``bench/probe_bitrate.py`` chose 64 kbit/s, at the smallest N only: the bit rate's own
+before/after. Each probe watches 10 s (the service's 8 s plus room for the start-up ramp, so
 that every stream flows together for several seconds; the cost per frame is the same).
 
 Per N: frames delivered (received by the probe) and analysed in time (the kernel ran on the
@@ -67,7 +71,7 @@ import aioice.ice
 import av
 import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.codecs.vpx import Vp8Encoder, VpxPayloadDescriptor
+from aiortc.codecs.vpx import PACKET_MAX, Vp8Encoder, VpxPayloadDescriptor
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from devices import envelope as env
@@ -97,15 +101,32 @@ class Variant:
     height: int
     fps: float
     asked: bool  # the probe's stream request is honoured (else the camera's own stream)
+    kbps: int | None = None  # the b=AS asked and sent (None: the probe's own when asked)
+
+    @property
+    def rate_kbps(self) -> int | None:
+        """What the camera is asked for and sends (None: aiortc's default, 500 kbit/s)."""
+        if not self.asked:
+            return None
+        return self.kbps or probe.ProbeConfig().max_kbps
+
+    def rounds(self, counts: list[int]) -> list[int]:
+        """The N this variant runs at: an asked stream at the probe's own rate goes up the
+        counts; the camera's own stream only at a fifth of the smallest (where it keeps up);
+        the asked stream at another rate only at the smallest (a before/after per stream)."""
+        if not self.asked:
+            return [max(1, counts[0] // 5)]
+        return counts if self.kbps is None else counts[:1]
 
     def wire(self) -> dict[str, Any]:
-        kbps = probe.ProbeConfig().max_kbps if self.asked else None  # else aiortc's default
         return {"name": self.name, "w": self.width, "h": self.height, "fps": self.fps,
-                "kbps": kbps}  # fmt: skip
+                "kbps": self.rate_kbps}  # fmt: skip
 
 
 CAMERA = Variant("camera 640x480@15", 640, 480, 15.0, asked=False)
 ASKED = Variant("asked 320x240@5", 320, 240, 5.0, asked=True)
+#: The same stream at the b=AS the probe asked for before bench.probe_bitrate (150 kbit/s).
+ASKED_150 = Variant("asked 320x240@5 150kbit", 320, 240, 5.0, asked=True, kbps=150)
 ASKED_SMALL = Variant("asked 160x120@2", 160, 120, 2.0, asked=True)
 
 
@@ -211,17 +232,19 @@ async def senders(seconds: float) -> None:
     while line := await reader.readline():
         m = json.loads(line)
         if m["op"] == "prepare":  # encode before anything is measured
-            sizes = {}
+            sizes, packets = {}, {}
             clips = int(m["clips"])
             for variant in m["variants"]:
                 for seed in range(clips):
                     key = (variant["name"], seed)
                     material[key] = await asyncio.to_thread(encode, variant, seed, seconds)
-                sizes[variant["name"]] = round(
-                    float(np.mean([len(f) for s in range(clips)
-                                   for f in material[(variant["name"], s)][1:]]))
-                )  # fmt: skip
-            say({"op": "prepared", "bytes_per_frame": sizes})
+                lengths = [len(f) for s in range(clips) for f in material[(variant["name"], s)][1:]]
+                sizes[variant["name"]] = round(float(np.mean(lengths)))
+                # aiortc's packetiser: at most PACKET_MAX bytes with the 4-byte VP8 descriptor
+                packets[variant["name"]] = round(
+                    float(np.mean([-(-n // (PACKET_MAX - 4)) for n in lengths])), 2
+                )
+            say({"op": "prepared", "bytes_per_frame": sizes, "rtp_packets_per_frame": packets})
         elif m["op"] == "offer":
             sid, variant = m["sid"], m["variant"]
             pc = pcs[sid] = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -410,6 +433,7 @@ async def _round(
         max_width=variant.width if variant.asked else 320,
         max_height=variant.height if variant.asked else 240,
         max_fps=variant.fps if variant.asked else ANALYSED_FPS,
+        max_kbps=variant.rate_kbps or probe.ProbeConfig().max_kbps,
         ask_stream=variant.asked,
     )
     prober = _TimedProber(port, config)
@@ -525,7 +549,7 @@ async def measure(
             {"op": "prepare", "variants": [v.wire() for v in variants], "clips": clips}
         )
         for variant in variants:
-            for n in counts if variant.asked else [max(1, counts[0] // 5)]:
+            for n in variant.rounds(counts):
                 r = await _round(port, variant, n, window_s, ramp_s)
                 print(json.dumps(r), file=sys.stderr, flush=True)
                 rounds.append(r)
@@ -543,9 +567,12 @@ async def measure(
         port.reader.cancel()
     out: dict[str, Any] = {
         "material": "real clips" if (CLIPS / CLIP_FILES[0]).exists() else "simulated scenes",
-        "codec": "VP8 (aiortc's Vp8Encoder settings and default bitrate; libvpx decoder)",
+        "codec": "VP8 (aiortc's Vp8Encoder settings at the b=AS asked, else its default 500 "
+        "kbit/s; libvpx decoder)",
         "window_s": window_s,
         "bytes_per_frame": prepared["bytes_per_frame"],
+        "rtp_packets_per_frame": prepared["rtp_packets_per_frame"],
+        "b_as_kbps": {v.name: v.rate_kbps for v in variants},
         "keep_up_rule": (
             f">= {KEEP_UP_SHARE:.0%} of frames analysed within one frame interval, every probe "
             f"a verdict from frames, backend <= {KEEP_UP_CORES:g} core (process CPU s / wall s)"
@@ -577,7 +604,7 @@ def run(
     if quick:
         return asyncio.run(measure([2], 2.0, 0.2, [CAMERA, ASKED], clips=1))
     return asyncio.run(measure(counts or [50, 100, 150, 200], window_s, ramp_s,
-                               [CAMERA, ASKED, ASKED_SMALL]))  # fmt: skip
+                               [CAMERA, ASKED_150, ASKED, ASKED_SMALL]))  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -586,14 +613,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=12.0, help=argparse.SUPPRESS)
     p.add_argument("--streams", type=int, action="append", help="N (repeatable)")
     p.add_argument("--window", type=float, default=10.0, help="each probe's window, s")
-    p.add_argument("--variant", action="append", choices=["camera", "asked", "small"])
+    p.add_argument("--variant", action="append", choices=["camera", "asked", "asked150", "small"])
     p.add_argument("--profile", type=Path, help="write a cProfile of the backend here")
     args = p.parse_args(argv)
     if args.senders:
         asyncio.run(senders(args.seconds))
         return 0
-    chosen = {"camera": CAMERA, "asked": ASKED, "small": ASKED_SMALL}
-    variants = [chosen[v] for v in args.variant or ["camera", "asked", "small"]]
+    chosen = {"camera": CAMERA, "asked": ASKED, "asked150": ASKED_150, "small": ASKED_SMALL}
+    variants = [chosen[v] for v in args.variant or ["camera", "asked150", "asked", "small"]]
     coro = measure(args.streams or [50, 100, 150, 200], args.window, 1.5, variants)
     if args.profile:
         import cProfile

@@ -284,8 +284,14 @@ def test_the_offer_asks_for_a_small_slow_stream_in_each_video_section() -> None:
             "a=recvonly",
             "a=extmap:1 urn:ietf:params:rtp-hdrext:sdes:mid",
             "a=extmap:3 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
+            "a=extmap:4 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01",
+            "a=extmap-allow-mixed",
             "a=rtcp-fb:97 nack",
+            "a=rtcp-fb:97 nack pli",
             "a=rtcp-fb:97 goog-remb",
+            "a=rtcp-fb:97 transport-cc",
+            "a=rtpmap:98 rtx/90000",
+            "a=fmtp:98 apt=97",
             "m=video 9 UDP/TLS/RTP/SAVPF 98",
             "c=IN IP4 0.0.0.0",
             "a=recvonly",
@@ -297,12 +303,15 @@ def test_the_offer_asks_for_a_small_slow_stream_in_each_video_section() -> None:
     assert "b=AS" not in sections[0]
     for video in sections[1:]:
         lines = video.split("\r\n")
-        assert lines[1:3] == ["c=IN IP4 0.0.0.0", "b=AS:150"]
+        assert lines[1:3] == ["c=IN IP4 0.0.0.0", "b=AS:64"]  # bench/probe_bitrate.py
         assert "a=framerate:4" in lines
         assert "a=imageattr:* recv [x=[16:160],y=[16:120]]" in lines
-    # no bandwidth estimation: nothing per packet for it, no REMB raising the camera's rate
-    assert "abs-send-time" not in asked
+    # no bandwidth estimation (no REMB raising the camera's rate) and no RTP header extension
+    # (nothing parsed on every packet that the probe does not use)
+    assert "a=extmap" not in asked
     assert "goog-remb" not in asked
-    assert "a=extmap:1 urn:ietf:params:rtp-hdrext:sdes:mid" in asked
-    assert "a=rtcp-fb:97 nack" in asked
+    assert "transport-cc" not in asked
+    # a lost packet is still recovered: NACK with RTX, and PLI for a lost picture
+    for kept in ("a=rtcp-fb:97 nack", "a=rtcp-fb:97 nack pli", "a=fmtp:98 apt=97"):
+        assert kept in asked.split("\r\n")
     assert asked.endswith("\r\n")
