@@ -54,6 +54,8 @@ from kernel.audit.chain import GENESIS_HASH, AuditEntry, next_entry, verify_chai
 from services import db
 
 RESULTS = Path(__file__).parent / "results"
+ROOT = Path(__file__).resolve().parent.parent
+"""The source tree, where the writer processes find ``bench``."""
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 DATA = {"device": "cam-0001", "duration_s": 23.5, "ended_by": "timeout", "extended": False}
 
@@ -190,14 +192,16 @@ async def _appends(conn: asyncpg.Connection, n: int, actor: str) -> None:
             )
 
 
-async def _child(url: str, mode: str, conns: int, start_at: float, seconds: float) -> int:
-    """One service process: ``conns`` connections of its own pool write audited changes from
-    ``start_at`` (wall clock, shared by the processes) for ``seconds``; the count that ended in
-    the window."""
+async def _child(url: str, mode: str, conns: int, seconds: float) -> int:
+    """One service process: opens its pool of ``conns`` connections, says ``ready``, reads the
+    start (wall clock, shared by the processes) from stdin, writes audited changes from then
+    for ``seconds``; the count that ended in the window."""
     one = audit_single_lock.append if mode == "single" else audit_store.append
     pid = os.getpid()
     done = 0
     async with db.open_pool(url, min_size=conns, max_size=conns) as pool:
+        print("ready", flush=True)
+        start_at = float(await asyncio.to_thread(sys.stdin.readline))
 
         async def worker(k: int) -> None:
             nonlocal done
@@ -244,7 +248,6 @@ async def _processes(
     )
     rates: dict[str, list[float]] = {"single": [], "lanes": []}
     for mode in ("single", "lanes") * rounds:
-        start_at = time.time() + 1.5 + 0.3 * processes  # after every process has its pool
         procs = [
             await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -256,20 +259,33 @@ async def _processes(
                 url,
                 "--process-conns",
                 str(conns),
-                "--start-at",
-                repr(start_at),
                 "--process-seconds",
                 str(seconds),
+                stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
+                cwd=ROOT,
             )
             for _ in range(processes)
         ]
+        for proc in procs:  # every process has its pool before any starts
+            assert proc.stdout is not None
+            line = b""
+            async with asyncio.timeout(60):
+                while line.strip() != b"ready":  # log lines before it, if any, are skipped
+                    line = await proc.stdout.readline()
+                    if not line:
+                        raise RuntimeError(f"a {mode} writer process ended before it was ready")
+        start_at = time.time() + 0.2
         counts = []
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write(f"{start_at!r}\n".encode())
+            await proc.stdin.drain()
         for proc in procs:
             out, _ = await proc.communicate()
             if proc.returncode != 0:
                 raise RuntimeError(f"a {mode} writer process failed ({proc.returncode})")
-            counts.append(int(json.loads(out)["done"]))
+            counts.append(int(json.loads(out.splitlines()[-1])["done"]))
         if time.time() < start_at + seconds:
             raise RuntimeError("the writer processes ended before their window")
         rates[mode].append(sum(counts) / seconds)
@@ -414,12 +430,9 @@ def main() -> None:
     p.add_argument("--process-rounds", type=int, default=2)
     p.add_argument("--child", choices=("single", "lanes"), help=argparse.SUPPRESS)
     p.add_argument("--url", help=argparse.SUPPRESS)
-    p.add_argument("--start-at", type=float, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:  # one writer process of the three-process phase
-        done = asyncio.run(
-            _child(args.url, args.child, args.process_conns, args.start_at, args.process_seconds)
-        )
+        done = asyncio.run(_child(args.url, args.child, args.process_conns, args.process_seconds))
         print(json.dumps({"done": done}))
         return
     result = run(
