@@ -25,7 +25,8 @@ A ``health`` or ``event`` of a device not on record is tried once more ``unknown
 (its birth may be in another process's batch, which commits meanwhile), and only then refused
 (``unknown_device``).
 
-While the database is down a batch is retried by ``DB_WRITE_RETRY``, holding later messages back
+While the database is down a batch is retried by ``DB_WRITE_RETRY`` (each retry counted in
+:attr:`Intake.retried`), holding later messages back
 (the queue fills, then the link's lanes, then the broker holds them); a batch given up is dropped
 and counted ``unavailable``. A batch that fails for any other reason (a bug) is handled again
 message by message, so one bad message costs only itself.
@@ -82,6 +83,7 @@ class Intake:
         self._queue: asyncio.Queue[Item] = asyncio.Queue(depth)
         self._deferred: list[tuple[Item, float]] = []  # (message, when to try it again)
         self.batches = 0
+        self.retried = 0  # batch retries while the database was unreachable
 
     @property
     def pending(self) -> int:
@@ -153,7 +155,7 @@ class Intake:
                 lambda: self.handler.handle_batch(items, defer_unknown=True),
                 self._retry,
                 retry_on=UNAVAILABLE,
-                on_retry=lambda error, failures, _w: _retrying(error, failures, len(batch)),
+                on_retry=lambda error, failures, _w: self._retrying(error, failures, len(batch)),
                 clock=loop.time,
             )
         except UNAVAILABLE as e:
@@ -178,6 +180,11 @@ class Intake:
                 self._observe(topic.channel, now - queued)
         return kept
 
+    def _retrying(self, error: BaseException, failures: int, messages: int) -> None:
+        if failures == 1:
+            log.warning("device_batch_retrying", messages=messages, error=type(error).__name__)
+        self.retried += 1
+
     async def _one(self, topic: topics.Topic, payload: bytes) -> bool:
         try:
             await self.handler.handle(topic, payload)
@@ -187,8 +194,3 @@ class Intake:
         except Exception:  # the message's boundary: logged, the intake goes on
             log.exception("device_message_failed", device_id=topic.device_id)
         return False
-
-
-def _retrying(error: BaseException, failures: int, messages: int) -> None:
-    if failures == 1:
-        log.warning("device_batch_retrying", messages=messages, error=type(error).__name__)

@@ -2,16 +2,26 @@
 
 :class:`PgPair` starts one etcd member and two Patroni nodes (PostgreSQL 15 from Debian's
 packages: ``patroni``, ``etcd-server``, ``postgresql-15``), each on free loopback ports in a
-folder of its own, and waits until one node leads and the other streams from it. Replication is
-synchronous (Patroni's ``synchronous_mode``): a commit the primary acknowledged is on the standby
-too, so a failover loses no acknowledged write, and Patroni promotes only the synchronous
-standby. The leader key lives ``ttl`` seconds (10, Patroni's loop 1 s), so losing the primary's
-node (:meth:`PgPair.kill_primary`: SIGKILL to its Patroni and its PostgreSQL, as a machine that
-dies) brings the standby up as primary about 10 s later.
+folder of its own, and waits until one node leads and the other is its synchronous standby.
 
-:attr:`PgPair.url` is the multi-host URL a service uses
-(``postgresql://postgres@h1:p1,h2:p2/postgres?target_session_attrs=read-write``): asyncpg tries
-the hosts in turn and keeps the one that accepts writes.
+The nodes run the configuration ``deploy/`` ships, ``deploy/patroni/patroni.yml`` (the file
+itself, linked into the folder Patroni reads), with the per-node values as the environment
+variables Patroni reads over it (``PATRONI_NAME``, ``PATRONI_RESTAPI_LISTEN``,
+``PATRONI_POSTGRESQL_LISTEN``, ``PATRONI_POSTGRESQL_DATA_DIR``, ``PATRONI_ETCD3_HOSTS``, the
+passwords, ...: :meth:`PgPair.node_env`) and :data:`TEST_ONLY`, the one place that differs from a
+site: a short leader key (``ttl`` 10 s, Patroni's loop 1 s, so a failover takes ~10 s, not
+~20 s), ``fsync`` off, the nodes' sockets in their own folder, and ``post_bootstrap`` found in the
+checkout rather than at ``/etc/patroni``. Replication is synchronous (``synchronous_mode`` of the
+shipped file): a commit the primary acknowledged is on the standby too, so a failover loses no
+acknowledged write, and Patroni promotes only the synchronous standby. Losing the primary's node
+(:meth:`PgPair.kill_primary`: SIGKILL to its Patroni and its PostgreSQL, as a machine that dies)
+brings the standby up as primary about ``ttl`` seconds later.
+
+:attr:`PgPair.url` is the multi-host URL a service uses, in the form deploy names
+(``postgresql://homecare:PW@h1:p1,h2:p2/homecare?target_session_attrs=read-write``): asyncpg tries
+the hosts in turn and keeps the one that accepts writes. Health is read the way compose and
+Kubernetes read it: Patroni's REST ``/primary`` and ``/sync`` (:data:`PRIMARY_CHECK`,
+:data:`SYNC_CHECK`; ``/health``, :data:`HEALTH_CHECK`, is the containers' health check).
 
 PostgreSQL refuses to run as root, so the nodes run as the ``postgres`` user; their children
 die with the test run (:func:`tests.procs.die_with_parent`, set after the user change).
@@ -23,6 +33,8 @@ import contextlib
 import json
 import os
 import pwd
+import random
+import secrets
 import shutil
 import signal
 import socket
@@ -34,10 +46,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from tests.procs import die_with_parent
 
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "deploy" / "patroni" / "patroni.yml"  # what deploy ships, read as it is
+POST_BOOTSTRAP = CONFIG.parent / "post_bootstrap.sh"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
-PRIMARY_ROLES = ("master", "primary")
+PRIMARY_CHECK = "/primary"  # 200 only on the running primary
+SYNC_CHECK = "/sync"  # 200 only on the running synchronous standby
+HEALTH_CHECK = "/health"  # 200 while PostgreSQL runs, either role (the containers' check)
+DATABASE = "homecare"  # made by post_bootstrap.sh
+SUPERUSER = "homecare"
+TTL_S = 10
+
+
+def test_only(root: Path) -> dict[str, Any]:
+    """What the tests run differently from a site, in one place: a short leader key and loop (a
+    failover in ~10 s rather than 15-25 s), no fsync (nothing here must survive a power cut), the
+    nodes' sockets in the pair's folder, ``post_bootstrap.sh`` from the checkout."""
+    return {
+        "bootstrap": {
+            "dcs": {"ttl": TTL_S, "loop_wait": 1, "retry_timeout": 3},
+            "post_bootstrap": str(POST_BOOTSTRAP),
+        },
+        "postgresql": {"parameters": {"fsync": "off", "unix_socket_directories": str(root)}},
+    }
 
 
 def available() -> str | None:
@@ -55,10 +90,16 @@ def available() -> str | None:
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A free port below the kernel's ephemeral range (32768 up), so no outgoing connection of
+    the busy machine takes it between our choice and the node's bind."""
+    while True:
+        port = random.randrange(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 @dataclass
@@ -66,7 +107,6 @@ class Node:
     name: str
     pg_port: int
     api_port: int
-    config: Path
     proc: subprocess.Popen[bytes] | None = None
 
     def state(self) -> dict[str, Any] | None:
@@ -80,50 +120,84 @@ class Node:
         except (OSError, ValueError):
             return None
 
+    def answers(self, check: str) -> bool:
+        """Whether Patroni's REST health check ``check`` answers 200 (any other status: no)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.api_port}{check}", timeout=1):
+                return True
+        except (OSError, ValueError):  # HTTPError (503) is an OSError
+            return False
+
     def is_primary(self) -> bool:
-        s = self.state()
-        return bool(s and s.get("role") in PRIMARY_ROLES and s.get("state") == "running")
+        return self.answers(PRIMARY_CHECK)
 
 
 @dataclass
 class PgPair:
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="homecare-pgpair-")))
-    ttl_s: int = 10
     nodes: list[Node] = field(default_factory=list)
     etcd: subprocess.Popen[bytes] | None = None
+    etcd_port: int = 0
+    password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+    replication_password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
 
     @property
     def url(self) -> str:
         hosts = ",".join(f"127.0.0.1:{n.pg_port}" for n in self.nodes)
-        return f"postgresql://postgres@{hosts}/postgres?target_session_attrs=read-write"
+        return (
+            f"postgresql://{SUPERUSER}:{self.password}@{hosts}/{DATABASE}"
+            "?target_session_attrs=read-write"
+        )
+
+    @property
+    def config_dir(self) -> Path:
+        """The folder each node's Patroni reads: the shipped file, then the test-only one (Patroni
+        reads a folder's ``*.yml`` in name order, each laid over the one before)."""
+        return self.root / "patroni"
+
+    def node_env(self, node: Node) -> dict[str, str]:
+        """The per-node values, as the environment variables Patroni reads over its file."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PATRONI_")}
+        env.update(
+            PATRONI_NAME=node.name,
+            PATRONI_RESTAPI_LISTEN=f"127.0.0.1:{node.api_port}",
+            PATRONI_RESTAPI_CONNECT_ADDRESS=f"127.0.0.1:{node.api_port}",
+            PATRONI_POSTGRESQL_LISTEN=f"127.0.0.1:{node.pg_port}",
+            PATRONI_POSTGRESQL_CONNECT_ADDRESS=f"127.0.0.1:{node.pg_port}",
+            PATRONI_POSTGRESQL_DATA_DIR=str(self.root / node.name),
+            PATRONI_POSTGRESQL_PGPASS=str(self.root / f"{node.name}.pgpass"),
+            PATRONI_ETCD3_HOSTS=f"127.0.0.1:{self.etcd_port}",
+            PATRONI_SUPERUSER_PASSWORD=self.password,
+            PATRONI_REPLICATION_PASSWORD=self.replication_password,
+        )
+        return env
 
     def start(self, timeout_s: float = 90.0) -> None:
         pg = pwd.getpwnam("postgres")
         os.chown(self.root, pg.pw_uid, pg.pw_gid)
         self.root.chmod(0o755)
         client, peer = _free_port(), _free_port()
+        self.etcd_port = client
         with (self.root / "etcd.log").open("wb") as log:  # the child keeps its own copy
             self.etcd = self._etcd(client, peer, log)
-        for i in range(2):
-            node = Node(f"pg{i}", _free_port(), _free_port(), self.root / f"pg{i}.yml")
-            node.config.write_text(self._config(node, client))
-            os.chown(node.config, pg.pw_uid, pg.pw_gid)
-            self.nodes.append(node)
+        self.config_dir.mkdir()
+        (self.config_dir / "10-patroni.yml").symlink_to(CONFIG)
+        (self.config_dir / "20-test-only.yml").write_text(yaml.safe_dump(test_only(self.root)))
+        self.nodes.extend(Node(f"pg{i}", _free_port(), _free_port()) for i in range(2))
         for node in self.nodes:
             self._launch(node)
         self.wait(
-            lambda: self._relaunch_failed(client) or (self.primary() and self.streaming()),
+            lambda: self._relaunch_failed() or (self.primary() and self.streaming()),
             timeout_s,
             "a pair",
         )
 
-    def _relaunch_failed(self, etcd_port: int) -> bool:
+    def _relaunch_failed(self) -> bool:
         """A node whose Patroni exited while starting (on a busy machine another process may
         take a free port between its choice and Patroni's bind) starts again on new ports."""
         for node in self.nodes:
             if node.proc is not None and node.proc.poll() is not None:
                 node.pg_port, node.api_port = _free_port(), _free_port()
-                node.config.write_text(self._config(node, etcd_port))
                 self._launch(node)
         return False
 
@@ -144,54 +218,11 @@ class PgPair:
             preexec_fn=die_with_parent,
         )
 
-    def _config(self, node: Node, etcd_port: int) -> str:
-        return f"""scope: homecare-pair
-name: {node.name}
-restapi:
-  listen: 127.0.0.1:{node.api_port}
-  connect_address: 127.0.0.1:{node.api_port}
-etcd3:
-  host: 127.0.0.1:{etcd_port}
-bootstrap:
-  dcs:
-    ttl: {self.ttl_s}
-    loop_wait: 1
-    retry_timeout: 3
-    synchronous_mode: true
-    maximum_lag_on_failover: 1048576
-    postgresql:
-      use_pg_rewind: false
-      parameters:
-        wal_level: replica
-        hot_standby: "on"
-        max_wal_senders: 5
-        max_replication_slots: 5
-        max_connections: 200
-  initdb:
-  - encoding: UTF8
-  - auth: trust
-  pg_hba:
-  - local all all trust
-  - host all all 127.0.0.1/32 trust
-  - host replication all 127.0.0.1/32 trust
-postgresql:
-  listen: 127.0.0.1:{node.pg_port}
-  connect_address: 127.0.0.1:{node.pg_port}
-  data_dir: {self.root / node.name}
-  bin_dir: {PG_BIN}
-  pgpass: {self.root / (node.name + ".pgpass")}
-  authentication:
-    superuser: {{username: postgres}}
-    replication: {{username: postgres}}
-  parameters:
-    unix_socket_directories: {self.root}
-    fsync: "off"
-"""
-
     def _launch(self, node: Node) -> None:
         with (self.root / f"{node.name}.log").open("ab") as log:  # the child keeps its own copy
             node.proc = subprocess.Popen(
-                ["patroni", str(node.config)],
+                ["patroni", str(self.config_dir)],
+                env=self.node_env(node),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 user="postgres",
@@ -203,9 +234,8 @@ postgresql:
         return next((n for n in self.nodes if n.is_primary()), None)
 
     def streaming(self) -> bool:
-        """Whether a replica is running (and, in synchronous mode, the synchronous standby)."""
-        states = [n.state() or {} for n in self.nodes]
-        return any(s.get("role") == "replica" and s.get("state") == "running" for s in states)
+        """Whether a standby runs as the primary's synchronous standby (Patroni's ``/sync``)."""
+        return any(n.answers(SYNC_CHECK) for n in self.nodes)
 
     def wait(self, ready: Any, timeout_s: float, what: str) -> None:
         deadline = time.monotonic() + timeout_s

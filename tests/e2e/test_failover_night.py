@@ -3,7 +3,8 @@ a PostgreSQL pair (Patroni with etcd, :mod:`tests.pg_pair`) on a sped-up night; 
 service process is killed (SIGKILL), then the PostgreSQL primary (SIGKILL to its Patroni and
 PostgreSQL, as a machine that dies), and the standby takes over.
 
-- processes A (``api,signalling,rounds``), B and C (``rounds``), each the real composition root
+- processes A (``api,signalling``), B and C (``rounds``): :data:`ROLES`, the shapes deploy runs
+  (its ``probes`` process aside; tests/deploy holds them equal), each the real composition root
   on the shared sped-up clock of ``tests/e2e/scale_out_node.py`` (``SPEED`` simulated seconds per
   real second), connected with the pair's multi-host URL and ``target_session_attrs=read-write``;
 - simulated cameras (real MQTT clients) answer; the workers have no prober, so every check goes
@@ -70,6 +71,8 @@ WITHDRAWN = HOMES  # the last late brukare's camera consent is withdrawn before 
 FINAL = {"cleared", "documented", "visited", "escalated", "deviation"}
 ADMIN = "staff-admin01"
 ROOT = Path(__file__).resolve().parent.parent.parent
+# the processes and their roles; deploy (compose and Kubernetes) runs the same shapes
+ROLES = {"node-a": "api,signalling", "node-b": "rounds", "node-c": "rounds"}
 ARTIFACTS = ROOT / "test-artifacts"  # git-ignored
 
 
@@ -149,7 +152,7 @@ def _nodes(
     url: str, mqtt_url: str, prefix: str, t0: datetime, start: Path
 ) -> Iterator[dict[str, tuple[subprocess.Popen[bytes], int]]]:
     run = uuid.uuid4().hex[:6]
-    roles = {"node-a": "api,signalling,rounds", "node-b": "rounds", "node-c": "rounds"}
+    roles = ROLES
     procs: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
     ARTIFACTS.mkdir(exist_ok=True)
     logs = {}

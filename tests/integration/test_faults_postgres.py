@@ -269,8 +269,10 @@ async def test_no_check_is_lost_or_done_twice_across_a_restart(
 async def test_presence_changes_during_the_outage_are_not_lost(
     private_pg: PrivatePostgres, mqtt_url: str, topic_prefix: str
 ) -> None:
-    """A device that goes offline while the database is down is offline afterwards: the MQTT
-    link holds the message and retries until the database is back (within its retry budget)."""
+    """A device that goes offline while the database is down is offline afterwards: the device
+    intake (``devices.intake``, where status messages are stored since the intake is shared)
+    holds the message's batch and retries it until the database is back (within its retry
+    budget)."""
     settings = dataclasses.replace(
         load({}),
         database_url=private_pg.url,
@@ -285,6 +287,8 @@ async def test_presence_changes_during_the_outage_are_not_lost(
     async with app.runtime(settings) as rt:
         async with asyncio.timeout(15):
             await rt.mqtt.connected.wait()
+        intake = rt.intake
+        assert intake is not None
         name = topics.topic(topic_prefix, "cam-0091", topics.Channel.STATUS)
         async with aiomqtt.Client(**client_args(mqtt_url), identifier="pgfault-dev") as dev:  # type: ignore[arg-type]
             await dev.publish(name, status("online", 5), qos=1, retain=True)
@@ -295,9 +299,11 @@ async def test_presence_changes_during_the_outage_are_not_lost(
                     await asyncio.sleep(0.05)
             await asyncio.to_thread(private_pg.crash)
             await dev.publish(name, status("offline", 5), qos=1, retain=True)
-            async with asyncio.timeout(30):  # until the link has tried, failed and waits
-                while rt.mqtt.retried == 0:
+            async with asyncio.timeout(30):  # until the intake has tried, failed and waits
+                while intake.retried == 0:
                     await asyncio.sleep(0.02)
+            # the offline message is held, not stored nor dropped
+            assert intake.handler.rejected.get("unavailable", 0) == 0
             await asyncio.to_thread(private_pg.start)
         async with asyncio.timeout(30):
             while True:
@@ -306,4 +312,5 @@ async def test_presence_changes_during_the_outage_are_not_lost(
                     if found is not None and found.presence.value == "offline":
                         break
                 await asyncio.sleep(0.1)
-        assert rt.mqtt.retried > 0
+        assert intake.retried > 0
+        assert intake.handler.rejected["unavailable"] == 0  # held through the outage, not dropped
