@@ -7,19 +7,21 @@ plan (:func:`supervision.schedule.plan_night`), store (checks, planning transiti
 entries), one run's sum, timed as the service reports it to ``/metrics``. The brukare are the six
 demo cases (:mod:`tools.demo_seed`) cloned by SQL (``bench.gate.CLONE_SQL``) to 10,002, each
 keeping 2 or 3 agreed times (about 25,000 checks), one camera in 25 offline; the previous
-``--history`` nights (7) are planned and stored first through the same path, so tonight's store
-meets tables that hold last week (nothing is truncated). The parts are timed inside that run
-(bases read, devices online, store); the planner's own share is the rest (``_computed``).
+``--history`` nights (7) are stored first, so tonight's store meets tables that hold last week
+(nothing is truncated): the first of them planned and stored through the same path, the others
+copies of it by SQL with their dates shifted (no audit entries of their own). The parts are
+timed inside that run (bases read, devices online, store); the planner's own share is the rest
+(``_computed``).
 Baseline in the same run: a floor, as the schema's owner with no security: fetch every row of the
 bases' tables once (no model built), and ``COPY`` the same checks into a regular, WAL-logged
 table without indexes, triggers or constraints.
 
-**Pure planner** at 1k / 10k / 100k brukare of a synthetic municipality (2-3 agreed times per
-brukare; 8 % without camera consent, 4 % with the camera offline, 3 % paused tonight, 10 %
-without motion consent), no I/O, beside building the same
+**Pure planner** at 1k / 10k brukare (``--sizes`` for others) of a synthetic municipality (2-3
+agreed times per brukare; 8 % without camera consent, 4 % with the camera offline, 3 % paused
+tonight, 10 % without motion consent), no I/O, beside building the same
 :class:`~supervision.checks.Check` values with no rule evaluated.
 
-    .venv/bin/python -m bench.planning [--quick] [--sizes 1000,10000,100000] [--recipients N]
+    .venv/bin/python -m bench.planning [--quick] [--sizes 1000,10000] [--recipients N]
 
 Scratch database on the server of ``HOMECARE_BENCH_DATABASE_URL`` (else ``HOMECARE_DATABASE_URL``,
 else the loopback server). Prints the figures and writes ``bench/results/planning.json``;
@@ -164,7 +166,7 @@ def floor_checks(bases: list[RecipientBasis]) -> int:
 
 
 def _pure(n: int) -> dict[str, Any]:
-    """The pure planner for ``n`` brukare (no I/O), best of three up to 10k (one at 100k)."""
+    """The pure planner for ``n`` brukare (no I/O), best of three up to 10k (one above)."""
     bases, online = municipality(n)
     reps = 3 if n <= 10_000 else 1
     floor_s = plan_s = float("inf")
@@ -275,9 +277,49 @@ async def _floor(owner: asyncpg.Connection, plan: schedule.NightPlan) -> dict[st
     return {"read_floor_s": read_s, "write_floor_s": write_s}
 
 
+_SHIFTED = ("agreed_at", "window_start", "window_end", "since", "deadline", "planned_at")
+COPY_CHECKS_SQL = (
+    "INSERT INTO round_checks ({cols}) SELECT {exprs} FROM round_checks WHERE night = $1".format(
+        cols=", ".join([*INSERT_COLUMNS, "version", "planned_at", "organisation_id", "team_id"]),
+        exprs=", ".join(
+            "replace(check_id, to_char($1::date, 'YYYYMMDD'), to_char($2::date, 'YYYYMMDD'))"
+            if c == "check_id"
+            else "$2::date"
+            if c == "night"
+            else f"{c} + ($2::date - $1::date) * interval '1 day'"
+            if c in _SHIFTED
+            else c
+            for c in [*INSERT_COLUMNS, "version", "planned_at", "organisation_id", "team_id"]
+        ),
+    )
+)
+COPY_TRANSITIONS_SQL = (
+    "INSERT INTO round_transitions (check_id, version, at, from_state, to_state, event, actor,"
+    " reason, verdict, organisation_id)"
+    " SELECT replace(t.check_id, to_char($1::date, 'YYYYMMDD'), to_char($2::date, 'YYYYMMDD')),"
+    " t.version, t.at + ($2::date - $1::date) * interval '1 day', t.from_state, t.to_state,"
+    " t.event, t.actor, t.reason, t.verdict, t.organisation_id"
+    " FROM round_transitions t JOIN round_checks c USING (check_id) WHERE c.night = $1"
+)
+COPY_NIGHT_SQL = (
+    "INSERT INTO round_nights (night, planned_at, summary, reconciled_at)"
+    " SELECT $2::date, planned_at + ($2::date - $1::date) * interval '1 day', summary,"
+    " planned_at + ($2::date - $1::date + 1) * interval '1 day' FROM round_nights WHERE night = $1"
+)
+
+
+async def _copy_night(owner: asyncpg.Connection, source: date, night: date) -> None:
+    """Another stored night like ``source`` (checks, transitions, the night's row), dates
+    shifted: history for the tables and indexes, without planning it again."""
+    async with owner.transaction():
+        for sql in (COPY_CHECKS_SQL, COPY_TRANSITIONS_SQL, COPY_NIGHT_SQL):
+            await owner.execute(sql, source, night)
+
+
 async def end_to_end(url: str, recipients: int, history_nights: int) -> dict[str, Any]:
     """``Watchdog.plan()`` as the service runs it, for ``recipients`` brukare, with the previous
-    ``history_nights`` nights already planned and stored through the same path."""
+    ``history_nights`` nights already stored: the first of them planned and stored through the
+    same path (timed: ``history_plan_s``), the others copies of it with their dates shifted."""
     tonight = NIGHT
     clock = [datetime.combine(tonight - timedelta(days=history_nights + 1), clock_time(21), ZONE)]
     took: dict[str, float] = {}
@@ -303,13 +345,17 @@ async def end_to_end(url: str, recipients: int, history_nights: int) -> dict[str
                 on_planned=lambda _kind, s: took.__setitem__("plan_total_s", s),
             )
             history: list[float] = []
-            for back in range(history_nights, -1, -1):
-                night = tonight - timedelta(days=back)
+            first = tonight - timedelta(days=history_nights)
+            for night in [first] * bool(history_nights) + [tonight]:
                 clock[0] = datetime.combine(night, clock_time(18), ZONE)
                 took.clear()
                 plan = await watchdog.plan(night)
-                if back:
+                print(f"planned {night}: {took['plan_total_s']:.2f} s", flush=True)
+                if night != tonight:
                     history.append(round(took["plan_total_s"], 3))
+                    for back in range(history_nights - 1, 0, -1):
+                        await _copy_night(owner, first, tonight - timedelta(days=back))
+                    await owner.execute("ANALYZE round_checks, round_transitions")
             stored = await owner.fetchval("SELECT count(*) FROM round_checks")
             brukare = await owner.fetchval("SELECT count(*) FROM care_recipients")
             floor = await _floor(owner, plan)
@@ -346,7 +392,7 @@ async def run(
     recipients: int | None = None,
     history_nights: int | None = None,
 ) -> dict[str, Any]:
-    sizes = sizes or ((100, 1_000) if quick else (1_000, 10_000, 100_000))
+    sizes = sizes or ((100, 1_000) if quick else (1_000, 10_000))
     recipients = recipients or (300 if quick else 10_000)
     history_nights = history_nights if history_nights is not None else (1 if quick else 7)
     admin_url = (
@@ -355,6 +401,7 @@ async def run(
         or "postgresql://postgres@127.0.0.1:5432/postgres"
     )
     rows = [_pure(n) for n in sizes]
+    print(f"pure planner: {[r['plan_s'] for r in rows]} s", flush=True)
     name = f"hc_bench_planning_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(admin_url)
     await admin.execute(f'CREATE DATABASE "{name}"')
