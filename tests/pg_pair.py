@@ -155,6 +155,17 @@ class PgPair:
         reads a folder's ``*.yml`` in name order, each laid over the one before)."""
         return self.root / "patroni"
 
+    def write_config(self) -> list[Path]:
+        """The folder Patroni reads: deploy's file itself (linked), then :func:`test_only`."""
+        self.config_dir.mkdir()
+        shipped, tests_only = (
+            self.config_dir / "10-patroni.yml",
+            self.config_dir / "20-test-only.yml",
+        )
+        shipped.symlink_to(CONFIG)
+        tests_only.write_text(yaml.safe_dump(test_only(self.root)))
+        return [shipped, tests_only]
+
     def node_env(self, node: Node) -> dict[str, str]:
         """The per-node values, as the environment variables Patroni reads over its file."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("PATRONI_")}
@@ -180,9 +191,7 @@ class PgPair:
         self.etcd_port = client
         with (self.root / "etcd.log").open("wb") as log:  # the child keeps its own copy
             self.etcd = self._etcd(client, peer, log)
-        self.config_dir.mkdir()
-        (self.config_dir / "10-patroni.yml").symlink_to(CONFIG)
-        (self.config_dir / "20-test-only.yml").write_text(yaml.safe_dump(test_only(self.root)))
+        self.write_config()
         self.nodes.extend(Node(f"pg{i}", _free_port(), _free_port()) for i in range(2))
         for node in self.nodes:
             self._launch(node)

@@ -73,6 +73,8 @@ FINAL = {"cleared", "documented", "visited", "escalated", "deviation"}
 PERFORMED = {"cleared", "documented", "visited"}
 ADMIN = "staff-admin01"
 ROOT = Path(__file__).resolve().parent.parent.parent
+# the processes and their roles; deploy (compose and Kubernetes) runs the same shapes
+ROLES = {"node-a": "api,signalling", "node-b": "rounds", "node-c": "probes"}
 
 
 def _rid(i: int) -> str:
@@ -142,7 +144,7 @@ def _nodes(
     database_url: str, mqtt_url: str, prefix: str, t0: datetime, start: Path
 ) -> Iterator[dict[str, tuple[subprocess.Popen[bytes], int]]]:
     run = uuid.uuid4().hex[:6]  # MQTT client ids are unique per run on a shared broker
-    roles = {"node-a": "api,signalling", "node-b": "rounds", "node-c": "probes"}
+    roles = ROLES
     procs: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
     logs = {}
     try:
