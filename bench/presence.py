@@ -168,7 +168,8 @@ async def _phase(
 
 async def run(devices: int = 200, frozen: int = 20, keepalive_s: int = 2) -> dict[str, Any]:
     clocks = Clocks()
-    with broker() as url:
+    with broker() as mosquitto:
+        url = mosquitto.url
         host, port = embedded_host(url)
         async with (
             scratch_database("presence") as db_url,
