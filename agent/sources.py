@@ -6,11 +6,17 @@ that says what is wrong; :func:`check_file` opens a file once to see that it hol
 
 :class:`VideoSource` decodes with PyAV on a thread of its own and keeps only the newest picture,
 already scaled to the device's size as I420 (``yuv420p``) planes, in memory: nothing is written
-anywhere. It is a :class:`homeside.media.FrameSource`: :class:`homeside.media.FrameTrack` asks it
-for the newest picture at its own pace. A lost source (an RTSP camera gone, a camera unplugged, a
-read error) is opened again with backoff (0.5 s doubling to 10 s) until :meth:`VideoSource.stop`;
-while nothing arrives the track sends black and :meth:`VideoSource.health` says ``no_frames``.
-A file is paced at its own frame rate and starts again at its end.
+anywhere. Every pixel format is converted by FFmpeg's scaler (:func:`to_i420`): packed RGB such as
+the ``bgra`` of lossless clips, ``gray``, ``nv12``, ``yuyv422`` of a webcam, and full-range luma
+(``yuvj420p`` of an MJPEG camera, or ``yuv420p`` an H.264 camera flags as full range) is brought
+to video range (black 16, white 235), as a decoder of the stream sent expects it.
+It is a :class:`homeside.media.FrameSource`: :class:`homeside.media.FrameTrack` asks it for the
+newest picture at its own pace; each picture is also measured for :meth:`VideoSource.health`
+by the motion kernel (:class:`agent.health.PictureMeter`). A lost source (an RTSP camera gone,
+a camera unplugged, a read error) is opened again with backoff (0.5 s doubling to 10 s) until
+:meth:`VideoSource.stop`; while nothing arrives the track sends black and
+:meth:`VideoSource.health` says ``no_frames``. A file is paced at its own frame rate and starts
+again at its end.
 
 RTSP is read over TCP (``rtsp_transport=tcp``: no UDP ports to open through a home router) with
 socket and read timeouts, so a camera that goes silent is noticed within seconds.
@@ -31,11 +37,10 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import av
-import cv2
 import numpy as np
 import numpy.typing as npt
 
-from agent.health import DEFAULT_LIMITS, Picture, VideoLimits, assess
+from agent.health import DEFAULT_LIMITS, Picture, PictureMeter, VideoLimits, assess
 from devices.topics import VideoHealth
 
 log = logging.getLogger(__name__)
@@ -170,6 +175,7 @@ class VideoSource:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._black: U8 | None = None
+        self._meter = PictureMeter(limits.thresholds)  # used on the decoding thread only
 
     # ------------------------------------------------------------------ the FrameSource side
 
@@ -233,6 +239,8 @@ class VideoSource:
         got = False
         with _open(self.spec) as container:
             self.opened += 1
+            again = "opened again" if self.opened > 1 else "opened"
+            log.info("video source %s %s", self.spec.shown, again)
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             pace = self.spec.kind is SourceKind.FILE
@@ -252,16 +260,21 @@ class VideoSource:
         return got
 
     def _take(self, frame: av.VideoFrame) -> None:
-        scaled = frame.reformat(width=self.width, height=self.height, format="yuv420p")
-        picture = np.asarray(scaled.to_ndarray(), np.uint8)
-        luma = picture[: self.height : 4, ::4]
-        small = cv2.GaussianBlur(luma, (5, 5), 0)
-        mean, std = cv2.meanStdDev(small)
-        seen = Picture(time.monotonic(), float(mean[0, 0]), float(std[0, 0]))
+        picture = to_i420(frame, self.width, self.height)
+        seen = self._meter.measure(picture[: self.height], time.monotonic())
         with self._lock:
             self._latest = picture
             self._pictures.append(seen)
         self.frames += 1
+
+
+def to_i420(frame: av.VideoFrame, width: int, height: int) -> U8:
+    """``frame``, of any pixel format, as video-range I420 planes at ``width`` x ``height``: a
+    ``uint8`` array of ``height * 3 // 2`` rows, Y then U then V (:class:`VideoSource`'s
+    picture). The source's range is the frame's own (full for ``yuvj*``, RGB and ``gray``, or as
+    the stream flags it); the result is always limited (video) range."""
+    scaled = frame.reformat(width=width, height=height, format="yuv420p", dst_color_range="MPEG")
+    return np.asarray(scaled.to_ndarray(), np.uint8)
 
 
 def now_fresh(pictures: deque[Picture], stale_s: float) -> bool:

@@ -1,26 +1,39 @@
-"""The device agent's pure parts and hooks: health from a real source (``agent.health``), the
+"""The device agent's pure parts and hooks: health from a real source (``agent.health``: each
+picture measured by the motion kernel, synthetic pictures and real infrared frames of a shared
+clip), the conversion of every pixel format to the I420 it sends (``agent.sources.to_i420``), the
 ``health.video`` contract, ``--source`` parsing, the indicator hooks (a real script, a GPIO
 directory) and ``homecare agent``'s refusals (exit 2, nothing started)."""
 
 from __future__ import annotations
 
 import stat
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import av
+import numpy as np
+import numpy.typing as npt
 import pytest
 
 from agent.audio import AudioError, MicSpec, parse_audio
-from agent.health import Picture, VideoLimits, assess
+from agent.health import Picture, PictureMeter, VideoLimits, assess
 from agent.indicator import CommandLamp, GpioLamp, IndicatorError
-from agent.sources import SourceError, SourceKind, parse_source
+from agent.sources import SourceError, SourceKind, parse_source, to_i420
 from devices import topics
 from devices.errors import PayloadError
 from supervision.checks import video_trouble
+from tests.unit.test_verdict_infrared import CLIPS, bed_seen_from_above, infrared, uniform
 from tools.cli import main
+from vision.verdict import DEFAULT_THRESHOLDS
+
+U8 = npt.NDArray[np.uint8]
+#: Real infrared night frames, stored as packed BGRA (lossless FFV1): 700x400 at 6 fps.
+SLEEP_CLIP = CLIPS / "eventsleep_s09c2_lieup.mkv"
+needs_clip = pytest.mark.skipif(not SLEEP_CLIP.is_file(), reason="../shared/data/video is absent")
 
 
-def _steady(n: int, fps: float, *, std: float = 30.0, luma: float = 90.0) -> list[Picture]:
-    return [Picture(i / fps, luma, std) for i in range(n)]
+def _steady(n: int, fps: float, *, flat: bool = False, luma: float = 90.0) -> list[Picture]:
+    return [Picture(i / fps, luma, 0.1 if flat else 2.0, flat) for i in range(n)]
 
 
 def test_health_from_the_pictures_that_arrived() -> None:
@@ -35,15 +48,110 @@ def test_health_from_the_pictures_that_arrived() -> None:
     assert (gone.state, gone.fps, gone.luma) == (topics.VideoState.NO_FRAMES, 0.0, None)
     assert assess([], 100.0).state is topics.VideoState.NO_FRAMES
     # flat pictures (a hand over the lens, tape, black): covered; a dim structured one is ok
-    covered = assess(_steady(50, 10.0, std=2.0, luma=20.0), now)
+    covered = assess(_steady(50, 10.0, flat=True, luma=20.0), now)
     assert covered.state is topics.VideoState.COVERED
-    dim_ir = assess(_steady(50, 10.0, std=17.0, luma=30.0), now)
+    dim_ir = assess(_steady(50, 10.0, luma=30.0), now)
     assert dim_ir.state is topics.VideoState.OK
     # a few flat frames among structured ones are not a covered lens
-    mixed = [Picture(p.at, p.luma, 2.0 if i % 3 == 0 else 30.0) for i, p in enumerate(pictures)]
+    mixed = [Picture(p.at, p.luma, p.detail, i % 3 == 0) for i, p in enumerate(pictures)]
     assert assess(mixed, now).state is topics.VideoState.OK
     with pytest.raises(ValueError, match="stale_s"):
         VideoLimits(window_s=2.0, stale_s=3.0)
+
+
+def _health_of(
+    make: Callable[[float], U8], seconds: float = 3.0, fps: float = 5.0
+) -> tuple[topics.VideoHealth, list[Picture]]:
+    """``health.video`` after ``seconds`` of pictures ``make(t)``, each measured as the agent's
+    decoding thread measures it (by the motion kernel)."""
+    meter = PictureMeter()
+    pictures = [meter.measure(make(i / fps), i / fps) for i in range(round(seconds * fps))]
+    return assess(pictures, pictures[-1].at + 0.01), pictures
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("lit_bed", topics.VideoState.OK),
+        ("dim_infrared_bed", topics.VideoState.OK),  # as dim as "dark", but it shows the bed
+        ("hand_over_lens", topics.VideoState.COVERED),  # uniform, lit, grainy
+        ("hand_with_light_leaking", topics.VideoState.COVERED),  # variance, but no edges
+        ("black", topics.VideoState.COVERED),  # nothing at all: no structure either
+    ],
+)
+def test_a_covered_lens_is_told_by_its_detail_as_the_motion_check_tells_it(
+    name: str, expected: topics.VideoState
+) -> None:
+    lit = np.clip(bed_seen_from_above() + 0.5, 0, 255).astype(np.uint8)
+    make: Callable[[float], U8] = {
+        "lit_bed": lambda t: lit,
+        "dim_infrared_bed": lambda t: infrared(bed_seen_from_above(), t),
+        "hand_over_lens": lambda t: uniform(95.0, t, noise=2.0),
+        "hand_with_light_leaking": lambda t: uniform(80.0, t, noise=2.0, tilt=60.0),
+        "black": lambda t: np.full((240, 320), 16, np.uint8),
+    }[name]
+    health, pictures = _health_of(make)
+    assert health.state is expected, (name, [round(p.detail, 2) for p in pictures])
+    if name == "hand_with_light_leaking":  # the variance rule alone (flat_std) called it ok
+        assert float(np.std(make(0.0))) > 2 * DEFAULT_THRESHOLDS.flat_std
+        assert max(p.detail for p in pictures) <= DEFAULT_THRESHOLDS.flat_detail
+    if name == "dim_infrared_bed":
+        assert max(p.luma for p in pictures) <= DEFAULT_THRESHOLDS.dark_luma
+        assert min(p.detail for p in pictures) > DEFAULT_THRESHOLDS.flat_detail
+
+
+def _sleep_frames(count: int) -> Iterator[av.VideoFrame]:
+    with av.open(str(SLEEP_CLIP)) as container:
+        for index, frame in enumerate(container.decode(video=0)):
+            if index >= count:
+                return
+            yield frame
+
+
+@needs_clip
+def test_real_infrared_frames_are_ok_and_their_luma_is_the_clips() -> None:
+    """The agent's path for each frame of a real night clip (BGRA): to I420 at its size, then
+    measured. Its luma is the clip's true luma (PyAV's own conversion to gray, full range) in
+    video range, not a plane of the packed pixels taken as luma; the health is ok."""
+    meter = PictureMeter()
+    pictures: list[Picture] = []
+    for index, frame in enumerate(_sleep_frames(12)):
+        assert frame.format.name == "bgra"
+        true = float(frame.to_ndarray(format="gray").mean())  # full range: black 0
+        i420 = to_i420(frame, 320, 240)
+        assert i420.shape == (360, 320)
+        sent = float(i420[:240].mean())  # video range: black 16, white 235
+        assert abs((sent - 16.0) * 255.0 / 219.0 - true) < 2.0, (index, sent, true)
+        pictures.append(meter.measure(i420[:240], index / 6.0))
+    assert len(pictures) == 12
+    health = assess(pictures, pictures[-1].at + 0.01)
+    assert health.state is topics.VideoState.OK, [round(p.detail, 2) for p in pictures]
+    assert not any(p.is_flat for p in pictures)
+
+
+@pytest.mark.parametrize(
+    "pix_fmt",
+    ["bgra", "rgb24", "gray", "nv12", "yuyv422", "yuv420p", "yuvj420p", "yuvj422p", "full_420p"],
+)
+def test_every_pixel_format_becomes_video_range_i420(pix_fmt: str) -> None:
+    """A dim picture, two colours side by side, in the formats cameras and files give; a
+    ``yuv420p`` stream flagged full range (``full_420p``, as H.264 cameras send) too."""
+    rgb = np.zeros((48, 64, 3), np.uint8)
+    rgb[:, :32] = (20, 30, 90)  # a dim blue: luma ~34 (its blue channel 90)
+    rgb[:, 32:] = (90, 50, 10)  # a dim orange: luma ~57 (its blue channel 10)
+    original = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+    true = float(original.to_ndarray(format="gray").mean())  # 0..255
+    if pix_fmt == "full_420p":
+        frame = original.reformat(format="yuv420p", dst_color_range="JPEG")
+        assert frame.color_range == 2  # JPEG: the range a decoder reports for such a stream
+    else:
+        frame = original.reformat(format=pix_fmt)
+    i420 = to_i420(frame, 32, 24)
+    assert i420.shape == (36, 32)
+    luma = float(i420[:24].mean())
+    assert abs(luma - (16.0 + true * 219.0 / 255.0)) < 1.0, (pix_fmt, luma, true)
+    # luma, not a colour plane: the orange half is the brighter one
+    assert float(i420[:24, 16:].mean()) - float(i420[:24, :16].mean()) > 15
 
 
 def test_health_video_is_strict_and_bounded() -> None:
