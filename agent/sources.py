@@ -169,6 +169,7 @@ class VideoSource:
         self.frames = 0  # decoded since start
         self.opened = 0  # times the source was opened
         self.failures = 0  # opens or reads that failed
+        self._lost = False  # failed or ended since it was last opened (a file's loop is not)
         self._latest: U8 | None = None
         self._pictures: deque[Picture] = deque(maxlen=600)
         self._lock = threading.Lock()
@@ -221,14 +222,22 @@ class VideoSource:
             except (av.FFmpegError, OSError) as e:
                 got = False
                 self.failures += 1
-                log.warning("video source %s failed: %s", self.spec.shown, type(e).__name__)
+                # a warning when it goes; each retry after that only at debug
+                level = logging.DEBUG if self._lost else logging.WARNING
+                self._lost = True
+                log.log(level, "video source %s failed: %s", self.spec.shown, type(e).__name__)
             except Exception:  # a thread boundary: the agent keeps running, without pictures
                 got = False
                 self.failures += 1
+                self._lost = True
                 log.exception("video source %s failed", self.spec.shown)
-            if got and self.spec.kind is SourceKind.FILE:
-                wait_s = RETRY_FIRST_S
-                continue  # the file ended: from the start again
+            else:
+                if got and self.spec.kind is SourceKind.FILE:
+                    wait_s = RETRY_FIRST_S
+                    continue  # the file ended: from the start again
+                if not self._stop.is_set():  # a camera's stream ended by itself
+                    self._lost = True
+                    log.warning("video source %s ended", self.spec.shown)
             if got:
                 wait_s = RETRY_FIRST_S
             self._stop.wait(wait_s)
@@ -239,8 +248,10 @@ class VideoSource:
         got = False
         with _open(self.spec) as container:
             self.opened += 1
-            again = "opened again" if self.opened > 1 else "opened"
-            log.info("video source %s %s", self.spec.shown, again)
+            if self.opened == 1 or self._lost:
+                again = "opened again" if self.opened > 1 else "opened"
+                log.info("video source %s %s", self.spec.shown, again)
+                self._lost = False
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             pace = self.spec.kind is SourceKind.FILE

@@ -9,6 +9,12 @@ The broker URL comes from ``--mqtt-url`` or ``HOMECARE_MQTT_URL`` (``mqtts://ID:
 8883`` with the device's own account, see ``deploy/mosquitto``), the topic prefix from
 ``--prefix`` or ``HOMECARE_MQTT_TOPIC_PREFIX``; ``SIGUSR1`` presses the unit's bind button,
 ``SIGTERM``/``SIGINT`` publish ``stopped`` and end it.
+
+Logs: what the agent and the device side log (a probe answered, the bind button pressed, the
+video source lost and opened again, an indicator hook that failed, ...) are events on standard
+error as ``homecare serve`` writes them (:mod:`services.logs`: JSON off a TTY, readable on one;
+``HOMECARE_LOG_FORMAT``), at ``--log-level`` or ``HOMECARE_LOG_LEVEL`` (``info``) and above;
+device ids only, never an RTSP or broker password (a URL's credentials are removed).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from services import logs
 from services.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
@@ -147,6 +154,8 @@ async def cmd_agent(args: argparse.Namespace, settings: Settings) -> int:
     driver = _motors(args)
     microphone = await asyncio.to_thread(_microphone, args)
     width, height = args.size
+    # every option is good: from here the agent's and its libraries' records are events
+    logs.route_stdlib(settings.log_level, settings.log_format)
     agent = Agent(
         AgentConfig(
             device_id=args.id,
@@ -241,6 +250,11 @@ def add_commands(sub: Any) -> None:
         help="file:PATH (looped), rtsp://[USER:PASSWORD@]HOST[:PORT]/PATH or v4l2:/dev/videoN",
     )
     s.add_argument("--id", required=True, help="the device id (its broker username)")
+    s.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        help="least level of the events on stderr (default $HOMECARE_LOG_LEVEL or info)",
+    )
     s.add_argument("--kind", choices=[k.value for k in DeviceKind], default="camera")
     s.add_argument(
         "--mqtt-url", help="mqtt(s)://ID:PASSWORD@HOST:PORT (default $HOMECARE_MQTT_URL)"

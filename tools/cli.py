@@ -613,6 +613,8 @@ def main(argv: list[str] | None = None) -> int:
             overrides["http_port"] = args.port
         if getattr(args, "roles", None):
             overrides["roles"] = args.roles  # text: read like HOMECARE_ROLES
+        if getattr(args, "log_level", None):
+            overrides["log_level"] = args.log_level  # homecare agent --log-level
         settings = load(os.environ, overrides)
         logs.configure(settings.log_level, settings.log_format)
         command: Command = args.run

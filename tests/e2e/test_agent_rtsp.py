@@ -3,12 +3,15 @@ gst-rtsp-server (Debian's packages, run by the system Python: ``tests/rtsp_serve
 shared clip on loopback. The agent comes online with ``health.video`` ok, a live look decodes its
 frames, then the server goes away mid-view: the agent's health turns ``no_frames`` within seconds
 and the check that looks at the camera next goes to the patrol (``camera_no_signal``, hard rule
-7) without waking or probing it."""
+7) without waking or probing it. Throughout, the agent's standard error is JSON events (the
+source opened, lost; the video state it reported), and the camera's password in ``--source``
+appears nowhere in what it writes."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -32,6 +35,7 @@ CLIP = ROOT.parent / "shared" / "data" / "video" / "gmdcsa24_S3_ADL_20.mp4"
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 CAM = "cam-rtsp-1"
 RID = "r-rtsp1"
+PASSWORD = "s3cret-Pw9"  # in the RTSP URL (the server asks for none: the client sends it unused)
 
 
 def _has_rtsp_server() -> bool:
@@ -79,6 +83,7 @@ async def test_rtsp_agent_viewed_then_the_server_goes_away(
     topic_prefix: str,
 ) -> None:
     url, server = rtsp
+    url = url.replace("rtsp://", f"rtsp://viewer:{PASSWORD}@")
     async with served(database_url, mqtt_url, topic_prefix, []) as s:
         agent = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -96,10 +101,14 @@ async def test_rtsp_agent_viewed_then_the_server_goes_away(
             "--size",
             "320x240",
             cwd=ROOT,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
+            env={**os.environ, "HOMECARE_LOG_LEVEL": "info", "HOMECARE_LOG_FORMAT": "auto"},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
             preexec_fn=die_with_parent,
         )
+        assert agent.stdout is not None
+        assert agent.stderr is not None
+        read = asyncio.gather(agent.stdout.read(), agent.stderr.read())  # drained as it runs
         try:
 
             async def video_state() -> str | None:
@@ -177,6 +186,23 @@ async def test_rtsp_agent_viewed_then_the_server_goes_away(
         finally:
             agent.terminate()
             assert await asyncio.wait_for(agent.wait(), 15) == 0
+            out, err = await asyncio.wait_for(read, 5)
+    assert PASSWORD.encode() not in out + err
+    assert b"rtsp://127.0.0.1:" in out  # the source as shown: without user and password
+    # stderr is events, JSON off a TTY, as homecare serve writes them
+    events = [json.loads(line) for line in err.decode().splitlines() if line.strip()]
+    assert all({"event", "level", "logger", "timestamp"} <= e.keys() for e in events), events
+    said = [(e["logger"], e["level"], e["event"]) for e in events]
+    assert ("agent.sources", "info", f"video source {url_shown(url)} opened") in said, said
+    assert any(
+        logger == "agent.sources" and level == "warning" and ("failed" in text or "ended" in text)
+        for logger, level, text in said
+    ), said
+    assert ("agent.app", "info", f"video of {CAM} is no_frames") in said, said
+
+
+def url_shown(url: str) -> str:
+    return "rtsp://" + url.split("@", 1)[1]
 
 
 async def _is(value: object, want: str) -> bool:

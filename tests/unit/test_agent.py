@@ -6,6 +6,8 @@ directory) and ``homecare agent``'s refusals (exit 2, nothing started)."""
 
 from __future__ import annotations
 
+import json
+import logging
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +23,7 @@ from agent.indicator import CommandLamp, GpioLamp, IndicatorError
 from agent.sources import SourceError, SourceKind, parse_source, to_i420
 from devices import topics
 from devices.errors import PayloadError
+from services import logs
 from supervision.checks import video_trouble
 from tests.unit.test_verdict_infrared import CLIPS, bed_seen_from_above, infrared, uniform
 from tools.cli import main
@@ -289,3 +292,35 @@ def test_bad_agent_options_exit_2_before_anything_connects(
     with pytest.raises(SystemExit) as e:
         main(["agent", "--id", "cam-1", broker, "--source", "rtsp://c/x", "--size", "641x480"])
     assert e.value.code == 2
+
+
+def test_the_agents_records_are_json_events_without_a_urls_credentials(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``homecare agent`` routes the standard library's records (its own, homeside's, aiortc's)
+    through the service's processors: JSON off a TTY, the logger named, below the level left
+    out, and no URL's user or password whatever a message holds."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    try:
+        logs.route_stdlib("info", "json")
+        logs.route_stdlib("info", "json")  # again: still one handler
+        logging.getLogger("agent.sources").warning(
+            "video source %s failed", "rtsp://viewer:p@ss-w0rd@192.0.2.7:554/stream1"
+        )
+        logging.getLogger("homeside.device").debug("not at info")
+        logging.getLogger("agent.app").info("to mqtts://cam-1:hunter2@broker:8883 and %d", 7)
+    finally:
+        for handler in root.handlers:
+            if handler not in handlers:
+                root.removeHandler(handler)
+        root.setLevel(level)
+    err = capsys.readouterr().err
+    assert "p@ss" not in err
+    assert "w0rd" not in err
+    assert "hunter2" not in err
+    events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert [(e["logger"], e["level"], e["event"]) for e in events] == [
+        ("agent.sources", "warning", "video source rtsp://[removed]@192.0.2.7:554/stream1 failed"),
+        ("agent.app", "info", "to mqtts://[removed]@broker:8883 and 7"),
+    ]
