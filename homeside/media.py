@@ -1,9 +1,12 @@
 """A device's media: aiortc tracks that send pictures from any frame source, and a soft tone.
 
-:class:`FrameTrack` paces frames at the device's ``fps`` and hands the encoder each picture as
-``yuv420p`` straight from its :class:`FrameSource` (a simulated scene, a camera, a file or an RTSP
-stream; no colour conversion). The source can be changed while a session runs
-(:meth:`FrameTrack.set_scene`). :class:`ToneTrack` is the
+:class:`FrameTrack` paces frames at the device's ``fps`` and hands aiortc's encoder each picture
+as ``yuv420p`` straight from its :class:`FrameSource` (a simulated scene, a camera, a file or an
+RTSP stream; no colour conversion). :class:`EncodedTrack` paces the same pictures but encodes
+them itself (a :class:`FrameEncoder`, in the event loop's default executor, so the loop is
+never blocked) and hands aiortc the encoded frames, which it sends as they are: how a probe's
+stream keeps to the rate the probe asks (:mod:`homeside.encoder`). The source can be changed
+while a session runs (:meth:`CameraTrack.set_scene`). :class:`ToneTrack` is the
 video phone's microphone: a quiet 440 Hz tone, 20 ms frames at 48 kHz. No frame or sample is
 ever written anywhere.
 """
@@ -20,6 +23,7 @@ import av
 import numpy as np
 import numpy.typing as npt
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av.stream import Stream
 
 VIDEO_CLOCK_RATE = 90_000
 VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_RATE)
@@ -33,8 +37,9 @@ class FrameSource(Protocol):
     def yuv420(self, t_s: float, width: int, height: int) -> npt.NDArray[np.uint8]: ...
 
 
-class FrameTrack(MediaStreamTrack):
-    """A live video track of a frame source, ``width`` x ``height`` at ``fps``."""
+class CameraTrack(MediaStreamTrack):
+    """A live video track of a frame source, ``width`` x ``height`` at ``fps``: the pacing and
+    the counts; :class:`FrameTrack` and :class:`EncodedTrack` say what ``recv()`` gives."""
 
     kind = "video"
 
@@ -66,7 +71,9 @@ class FrameTrack(MediaStreamTrack):
         """Switch what the camera sees, from the next frame on."""
         self.source = source
 
-    async def recv(self) -> av.VideoFrame:
+    async def next_frame(self) -> av.VideoFrame:
+        """The next picture, when its time comes (raises :class:`MediaStreamError` once the
+        track has ended)."""
         if self.readyState != "live":
             raise MediaStreamError
         step = 1.0 / self.fps
@@ -95,6 +102,46 @@ class FrameTrack(MediaStreamTrack):
         if self.first_sent_s is None or self.last_sent_s is None:
             return 0.0
         return self.last_sent_s - self.first_sent_s
+
+
+class FrameTrack(CameraTrack):
+    """Pictures for aiortc's sender to encode (its codec, its rate: VP8 at 500 kbit/s)."""
+
+    async def recv(self) -> av.VideoFrame:
+        return await self.next_frame()
+
+
+class FrameEncoder(Protocol):
+    """Encodes one picture into one frame of the negotiated codec (``None``: dropped).
+    Blocking; called from an executor, one call at a time."""
+
+    def encode(self, frame: av.VideoFrame) -> av.Packet[Stream] | None: ...
+
+
+class EncodedTrack(CameraTrack):
+    """Pictures encoded by the device's own ``encoder``; aiortc's sender only packetises them
+    (an ``av.Packet`` from ``recv()`` is not encoded again). The encoder must produce the codec
+    the session negotiated."""
+
+    def __init__(
+        self,
+        source: FrameSource,
+        *,
+        encoder: FrameEncoder,
+        width: int = 320,
+        height: int = 240,
+        fps: float = 10.0,
+    ) -> None:
+        super().__init__(source, width=width, height=height, fps=fps)
+        self.encoder = encoder
+
+    async def recv(self) -> av.Packet[Stream]:
+        loop = asyncio.get_running_loop()
+        while True:
+            frame = await self.next_frame()
+            packet = await loop.run_in_executor(None, self.encoder.encode, frame)
+            if packet is not None:
+                return packet
 
 
 class ToneTrack(MediaStreamTrack):

@@ -63,6 +63,8 @@ from aiortc import (
     RTCConfiguration,
     RTCIceServer,
     RTCPeerConnection,
+    RTCRtpCodecCapability,
+    RTCRtpSender,
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -73,7 +75,8 @@ from devices import topics
 from devices.errors import PayloadError
 from homeside import drive
 from homeside.device import DeviceClient
-from homeside.media import FrameSource, FrameTrack, ToneTrack
+from homeside.encoder import Vp8AtRate, asked_kbps, offers_vp8
+from homeside.media import CameraTrack, EncodedTrack, FrameSource, FrameTrack, ToneTrack
 from homeside.wheels import MotorDriver, Wheels
 
 log = logging.getLogger(__name__)
@@ -109,6 +112,33 @@ def media_kinds(sdp: str) -> frozenset[str]:
     return frozenset(
         line[2:].split(" ", 1)[0] for line in sdp.splitlines() if line.startswith("m=")
     )
+
+
+def probe_kbps(offer: env.Offer) -> int | None:
+    """The rate the device encodes a probe's stream at: the offer's ``b=AS``
+    (:func:`homeside.encoder.asked_kbps`, bounded) when the offer is a probe's (it carries
+    ``stream``) and offers VP8; ``None`` for every other offer (a view, a call: aiortc's own
+    encoder at its own rate, and its PLI handling) and for a probe's that asks no rate or no VP8.
+
+    Raises :class:`Refused` (``bad_offer``) for a ``b=AS`` that is not a number."""
+    if offer.stream is None:
+        return None
+    try:
+        kbps = asked_kbps(offer.sdp)
+    except ValueError as e:
+        raise Refused("bad_offer", "the offer's b=AS is not a whole number of kbit/s") from e
+    if kbps is None or not offers_vp8(offer.sdp):
+        return None
+    return kbps
+
+
+def vp8_only() -> list[RTCRtpCodecCapability]:
+    """aiortc's VP8 and RTX (its retransmissions), the codecs a probe's encoded stream uses."""
+    return [
+        c
+        for c in RTCRtpSender.getCapabilities("video").codecs
+        if c.mimeType.lower() in {"video/vp8", "video/rtx"}
+    ]
 
 
 class PolicyMode(StrEnum):
@@ -191,7 +221,7 @@ class DevicePeer:
         self.stats = PeerStats()
         self.session_id: str | None = None
         self.pc: RTCPeerConnection | None = None
-        self.video: FrameTrack | None = None
+        self.video: CameraTrack | None = None
         self.audio: MediaStreamTrack | None = None  # a phone's microphone while a call runs
         self.call_state = CallState.IDLE
         self.ringing_session: str | None = None
@@ -281,6 +311,7 @@ class DevicePeer:
         wanted = {"audio", "video"} if self.is_phone else {"video"}
         if not wanted <= media_kinds(offer.sdp):
             raise Refused("unexpected_offer", f"the offer needs {' and '.join(sorted(wanted))}")
+        kbps = probe_kbps(offer)
         servers = [
             RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential)
             for s in offer.ice_servers
@@ -292,6 +323,7 @@ class DevicePeer:
             self._spawn(self._drain(track))
 
         try:
+            video = self._camera(offer, pc, kbps)
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type="offer"))
         except Exception as e:  # aiortc raises ValueError, KeyError, ... on SDP it cannot use
             await pc.close()
@@ -301,13 +333,10 @@ class DevicePeer:
         self.stats.offers += 1
         self.stats.seen.append("offer")
         self.pc, self.session_id = pc, offer.session_id
-        spec = self.device.spec
-        size = (spec.width, spec.height, spec.fps)
-        if offer.stream is not None:  # a probe's ask: that size, at most that rate
-            size = (offer.stream.w, offer.stream.h, min(spec.fps, offer.stream.fps))
-        self.video = FrameTrack(self.scene, width=size[0], height=size[1], fps=size[2])
+        self.video = video
         try:
-            pc.addTrack(self.video)
+            if kbps is None:
+                pc.addTrack(video)
             if self.is_phone:
                 audio = await self.microphone()
                 if self.pc is not pc:  # the call ended while the microphone opened
@@ -331,6 +360,22 @@ class DevicePeer:
             self.call_state = CallState.IN_CALL
         if self.wheels is not None:  # the caller sees the battery from the start
             await self._tell_caller(offer.session_id, None)
+
+    def _camera(self, offer: env.Offer, pc: RTCPeerConnection, kbps: int | None) -> CameraTrack:
+        """The session's video track: the probe's size and rate if it asks (``stream``), else
+        the device's. Without ``kbps`` aiortc encodes it (its codec, its rate; added after the
+        offer is set); with it the device encodes VP8 at that rate and the track is added here,
+        before the offer is set, with VP8 preferred, so the answer takes the codec encoded."""
+        spec = self.device.spec
+        w, h, fps = spec.width, spec.height, spec.fps
+        if offer.stream is not None:  # a probe's ask: that size, at most that rate
+            w, h, fps = offer.stream.w, offer.stream.h, min(spec.fps, offer.stream.fps)
+        if kbps is None:
+            return FrameTrack(self.scene, width=w, height=h, fps=fps)
+        video = EncodedTrack(self.scene, encoder=Vp8AtRate(kbps), width=w, height=h, fps=fps)
+        sending = pc.addTransceiver(video, direction="sendonly")
+        sending.setCodecPreferences(vp8_only())
+        return video
 
     async def _on_candidate(self, candidate: env.Candidate) -> None:
         if self.pc is None or candidate.session_id != self.session_id:
@@ -380,7 +425,7 @@ class DevicePeer:
         if session_id is not None and video is not None:
             await self._report(session_id, video)
 
-    async def _report(self, session_id: str, video: FrameTrack) -> None:
+    async def _report(self, session_id: str, video: CameraTrack) -> None:
         """Tell the backend what the session sent, once, as it ends: the frames the track
         produced and the seconds from the first to the last (``stats`` on ``webrtc/out``)."""
         stats = env.Stats(session_id, frames=video.frames_sent, video_s=round(video.video_s, 3))
