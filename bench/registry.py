@@ -498,7 +498,7 @@ async def intake_link(url: str, handler: DeviceHandler) -> AsyncIterator[MqttLin
     intake = Intake(handler)
     link = _link(url, handler)
     for channel in BATCH_CHANNELS:
-        link.subscribe(channel, intake.handle, share_group=SHARE_GROUP)
+        link.subscribe_sink(channel, intake.offer, share_group=SHARE_GROUP)
     task = asyncio.create_task(intake.run())
     try:
         async with link:

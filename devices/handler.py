@@ -255,9 +255,9 @@ class DeviceHandler:
                 handled[i] = True
             if changed or notices:
                 await store.put_many(conn, list(changed.values()), notices)
-        for (topic, _), ok in zip(batch, handled, strict=True):
-            if ok:
-                self.stored[topic.channel.value] += 1
+        self.stored.update(
+            topic.channel.value for (topic, _), ok in zip(batch, handled, strict=True) if ok
+        )
         await self._after_batch(changes, flags, events, now)
         return handled
 

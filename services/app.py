@@ -391,7 +391,7 @@ async def _connect(
     # ack: every process (its sender waits for it in memory), stored once by a conditional update
     intake = Intake(handler, observe=rt.metrics.device_message_handled)
     for channel in BATCH_CHANNELS:
-        link.subscribe(channel, intake.handle, share_group=INTAKE_GROUP)
+        link.subscribe_sink(channel, intake.offer, share_group=INTAKE_GROUP)
     link.subscribe(
         topics.Channel.CMD_ACK, handler.handle, observe=rt.metrics.device_message_handled
     )

@@ -9,8 +9,17 @@ The backend publishes ``{prefix}/server/status`` = online (retained) on every co
 retained ``offline`` will; devices re-announce when they see it go online. Messages are handled
 in lanes: a device always maps to the same lane, and a lane awaits its handlers one message at a
 time, so a device's messages are handled in order while other devices' messages are handled
-beside them (each is a database transaction). A full lane holds the link back (backpressure to
-the broker). A handler that raises is logged and the link goes on.
+beside them (each is a database transaction). A full lane holds the link's loop back (aiomqtt's
+own queue then keeps what paho reads: paho acknowledges a QoS 1 message as it reads it, before any
+handler saw it). A handler that raises is logged and the link goes on.
+
+A *sink* (:meth:`MqttLink.subscribe_sink`, the shared device intake's) takes its channels' messages
+on the read path itself: aiomqtt hands each message paho has read to its incoming queue, and the
+link's queue (``Inbox``, given as aiomqtt's ``queue_type``) gives a sink's message to the sink at
+once, in arrival order, without a task, a future, a lane or an await per message (what the link's
+loop costs each message is about what storing a message in a batch costs). A sink only queues: it
+must neither block nor await. The guarantee is the same as a handler's: acknowledged to the broker
+when read, kept in the process's memory until stored.
 """
 
 from __future__ import annotations
@@ -37,6 +46,9 @@ from kernel.retry import DB_WRITE_RETRY, Backoff, Retry, retry
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[topics.Topic, bytes], Awaitable[None]]
+#: Takes a device message on the link's read path, in arrival order; never blocks or awaits
+#: (``subscribe_sink``; ``devices.intake.Intake.offer``).
+Sink = Callable[[topics.Topic, bytes], None]
 #: A handler of one exact, non-device topic (signalling's route from other processes).
 TopicHandler = Callable[[bytes], Awaitable[None]]
 RejectHook = Callable[[str, str | None, str], None]
@@ -53,6 +65,11 @@ RECONNECT = Backoff(first_s=0.2, factor=2.0, max_s=5.0)
 
 NO_DELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 """The socket option of every broker connection (``client_args``): TCP_NODELAY."""
+
+
+PARSED_TOPICS = 65536
+"""Device topics a link keeps parsed for its sinks (four channels of 16,384 devices; then it
+starts again)."""
 
 
 class MqttUnavailable(ConnectionError):
@@ -106,6 +123,9 @@ class MqttLink:
         self.connected = asyncio.Event()
         self.reconnected_at: float | None = None  # event loop time of the last reconnect
         self._handlers: dict[topics.Channel, list[Handler]] = {}
+        self._sinks: dict[topics.Channel, list[Sink]] = {}
+        self._inbox = _inbox_of(self)
+        self._parsed: dict[str, topics.Topic] = {}  # a sink's topics, parsed once
         self._channel_filters: dict[topics.Channel, str] = {}
         self._topic_handlers: dict[str, list[TopicHandler]] = {}
         self._subscribed: set[str] = set()  # filters subscribed on the current connection
@@ -145,6 +165,27 @@ class MqttLink:
         group). Every user of a channel must agree on ``share_group``. ``observe`` is told how
         long each message took from its arrival to ``handler`` having handled it (not when it
         refused it)."""
+        if channel in self._sinks:
+            raise ValueError(f"{channel.value} is taken by a sink")
+        self._channel_filter(channel, share_group)
+        self._handlers.setdefault(channel, []).append(handler)
+        if observe is not None:
+            self._observers[handler] = observe
+        self._subscribe_late()
+
+    def subscribe_sink(
+        self, channel: topics.Channel, sink: Sink, *, share_group: str | None = None
+    ) -> None:
+        """Give every message on ``{prefix}/dev/+/{channel}`` to ``sink`` on the read path (see
+        the module docstring): parsed, rate-limited and refused as for a handler, in arrival
+        order, with no lane. A channel has sinks or handlers, not both."""
+        if channel in self._handlers:
+            raise ValueError(f"{channel.value} is taken by handlers")
+        self._channel_filter(channel, share_group)
+        self._sinks.setdefault(channel, []).append(sink)
+        self._subscribe_late()
+
+    def _channel_filter(self, channel: topics.Channel, share_group: str | None) -> None:
         name = f"{self.prefix}/dev/+/{channel.value}"
         if share_group is not None:
             name = f"$share/{share_group}/{name}"
@@ -152,10 +193,6 @@ class MqttLink:
             raise ValueError(
                 f"{channel.value} is already subscribed as {self._channel_filters[channel]}"
             )
-        self._handlers.setdefault(channel, []).append(handler)
-        if observe is not None:
-            self._observers[handler] = observe
-        self._subscribe_late()
 
     def subscribe_topic(self, topic: str, handler: TopicHandler) -> None:
         """Call ``handler`` with the payload of every message on the exact ``topic``."""
@@ -164,16 +201,18 @@ class MqttLink:
         self._topic_handlers.setdefault(topic, []).append(handler)
         self._subscribe_late()
 
-    def unsubscribe(self, handler: Handler | TopicHandler) -> None:
+    def unsubscribe(self, handler: Handler | TopicHandler | Sink) -> None:
         """Stop calling ``handler``; a filter nobody handles any more is unsubscribed."""
         gone: list[str] = []
         self._observers.pop(handler, None)  # type: ignore[arg-type]
-        for channel, found in list(self._handlers.items()):
-            if handler in found:
-                found.remove(handler)
-            if not found:
-                del self._handlers[channel]
-                gone.append(self._channel_filters.pop(channel))
+        channels: list[dict[topics.Channel, list[Any]]] = [self._handlers, self._sinks]
+        for by_channel in channels:
+            for channel, found in list(by_channel.items()):
+                if handler in found:
+                    found.remove(handler)
+                if not found:
+                    del by_channel[channel]
+                    gone.append(self._channel_filters.pop(channel))
         for topic, found_t in list(self._topic_handlers.items()):
             if handler in found_t:
                 found_t.remove(handler)
@@ -275,6 +314,7 @@ class MqttLink:
                     keepalive=self.keepalive_s,
                     clean_session=True,
                     timeout=10,
+                    queue_type=self._inbox,
                     will=aiomqtt.Will(
                         status_topic,
                         topics.server_status(topics.Presence.OFFLINE, self.instance_id),
@@ -304,13 +344,8 @@ class MqttLink:
                         self._on_connect()
                     reconnect.reset()
                     log.info("mqtt_connected", broker=urlsplit(self.url).netloc.rpartition("@")[2])
-                    async for message in client.messages:
-                        await self._dispatch(
-                            str(message.topic),
-                            bytes(message.payload)
-                            if isinstance(message.payload, bytes | bytearray)
-                            else str(message.payload or "").encode(),
-                        )
+                    async for message in client.messages:  # what no sink took
+                        await self._dispatch(message.topic.value, _payload(message))
             except aiomqtt.MqttError as e:
                 if self.connected.is_set():
                     log.warning("mqtt_disconnected", error=str(e))
@@ -318,6 +353,43 @@ class MqttLink:
                 self._client = None
                 self._subscribed.clear()
                 await reconnect.failed()
+
+    def _take(self, message: aiomqtt.Message) -> bool:
+        """On paho's read callback: give a sink's message to its sinks (``True``: taken, or
+        refused here); anything else is left to the link's loop (``False``). Never raises: an
+        exception here would end the connection."""
+        if not self._sinks:
+            return False
+        name = message.topic.value
+        topic = self._parsed.get(name)
+        if topic is None:
+            try:
+                topic = topics.parse_topic(self.prefix, name)
+            except PayloadError:
+                return False  # the loop refuses it, as any other
+            if len(self._parsed) >= PARSED_TOPICS:
+                self._parsed.clear()
+            self._parsed[name] = topic
+        sinks = self._sinks.get(topic.channel)
+        if sinks is None:
+            return False
+        self.messages_in += 1
+        if (
+            topic.channel is not topics.Channel.STATUS
+            and self.device_limit.wait_s(topic.device_id) > 0
+        ):
+            if self._on_reject is not None:
+                self._on_reject("rate_limited", topic.device_id, "too many messages")
+            return True
+        payload = _payload(message)
+        for sink in sinks:
+            try:
+                sink(topic, payload)
+            except Exception:  # the sink's boundary: the link goes on
+                log.exception(
+                    "mqtt_handler_failed", device_id=topic.device_id, channel=topic.channel.value
+                )
+        return True
 
     async def _dispatch(self, name: str, payload: bytes) -> None:
         self.messages_in += 1
@@ -414,3 +486,19 @@ class MqttLink:
         log.warning("mqtt_message_rejected", reason=reason, device_id=device_id, detail=detail)
         if self._on_reject is not None:
             self._on_reject(reason, device_id, detail)
+
+
+def _payload(message: aiomqtt.Message) -> bytes:
+    return bytes(message.payload)  # paho's ``bytes`` as it is (no copy)
+
+
+def _inbox_of(link: MqttLink) -> type[asyncio.Queue[aiomqtt.Message]]:
+    """aiomqtt's incoming queue for ``link``: a sink's message is taken as it is put (on paho's
+    read callback); the rest is queued for the link's loop."""
+
+    class Inbox(asyncio.Queue[aiomqtt.Message]):
+        def put_nowait(self, item: aiomqtt.Message) -> None:
+            if not link._take(item):
+                super().put_nowait(item)
+
+    return Inbox

@@ -259,6 +259,7 @@ class Metrics:
             registry=self.registry,
         )
         self.tables: TableSnapshot | None = None
+        self._lag: dict[topics.Channel, Histogram] = {}  # registry_lag_seconds by channel
 
     # The callbacks the adapters are given (seconds; loop or monotonic time, never the runtime
     # clock, which a test or the simulated night may run fast).
@@ -274,8 +275,12 @@ class Metrics:
 
     def device_message_handled(self, channel: topics.Channel, seconds: float) -> None:
         """The link's hook: only the registry's channels are the registry's lag."""
-        if channel in REGISTRY_CHANNELS:
-            self.registry_lag_seconds.labels(channel.value).observe(seconds)
+        lag = self._lag.get(channel)
+        if lag is None:
+            if channel not in REGISTRY_CHANNELS:
+                return
+            lag = self._lag[channel] = self.registry_lag_seconds.labels(channel.value)
+        lag.observe(seconds)  # once per stored message: the label looked up once per channel
 
     def watch(self, parts: RuntimeParts, tables: TableSnapshot | None) -> None:
         """Add the runtime's live state and (where given) its table snapshot to the registry."""

@@ -191,7 +191,7 @@ async def node(
     # as the service wires it: the shared intake, and presence and call answers from the feed
     intake = Intake(handler)
     for channel in BATCH_CHANNELS:
-        link.subscribe(channel, intake.handle, share_group=SHARE_GROUP)
+        link.subscribe_sink(channel, intake.offer, share_group=SHARE_GROUP)
     link.subscribe(Channel.CMD_ACK, handler.handle)
     bus = EventBus()
     feed = DeviceFeed(pool, bus.publish)

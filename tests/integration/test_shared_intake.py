@@ -67,7 +67,7 @@ async def consumer(
             mqtt_url, prefix=prefix, keepalive_s=5, instance_id=name, on_reject=handler.reject
         )
         for channel in BATCH_CHANNELS:
-            link.subscribe(channel, intake.handle, share_group=SHARE_GROUP)
+            link.subscribe_sink(channel, intake.offer, share_group=SHARE_GROUP)
         async with link, running(intake.run()), running(feed.run(backoff=FAST)):
             async with asyncio.timeout(10):
                 await link.connected.wait()
