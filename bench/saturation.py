@@ -17,11 +17,12 @@ the run touches loopback only.
 
 Material: real frames of the clips in ``../shared/data/video`` (the simulators' scenes when the
 clips are not there), taken at the stream's rate (5 fps: the frame nearest each 0.2 s), scaled
-to the stream's size, encoded once per variant with aiortc's own VP8 encoder and its settings
-(``aiortc.codecs.vpx.Vp8Encoder``) at the rate the probe's ``b=AS`` asks (64 kbit/s: what an
-aiortc camera's encoder targets at that REMB; the camera's own stream at aiortc's default 500),
-its RTP payloads joined back into frames. Each stream replays its clip in a loop from the key
-frame, paced at the stream's rate.
+to the stream's size, encoded once per variant: an asked stream by our devices' own probe
+encoder (:class:`homeside.encoder.Vp8AtRate`: aiortc's VP8 settings at the rate the probe's
+``b=AS`` asks, 64 kbit/s, a key frame every 2 s), exactly what the simulated cameras and
+``homecare agent`` send a probe; the camera's own stream by aiortc's ``Vp8Encoder`` at its
+default 500 kbit/s, its RTP payloads joined back into frames. Each stream replays its clip in a
+loop from the key frame, paced at the stream's rate.
 
 Variants (the same clips): ``camera`` is what a camera sends that does not honour the probe's
 stream request (the clips' own 640x480 at 15 fps; the probe still analyses 5 a second);
@@ -75,6 +76,7 @@ from aiortc.codecs.vpx import PACKET_MAX, Vp8Encoder, VpxPayloadDescriptor
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from devices import envelope as env
+from homeside.encoder import Vp8AtRate
 from kernel.roles import Principal
 from supervision import probe
 from vision import motion
@@ -172,16 +174,19 @@ def _pictures(
 
 
 def encode(variant: dict[str, Any], seed: int, seconds: float) -> list[bytes]:
-    """The clip encoded by aiortc's own VP8 encoder (its settings and default bitrate): one
-    bytes per frame, the first a key frame."""
+    """The clip as VP8, one bytes per frame, the first a key frame: at the ``b=AS`` asked by
+    our devices' probe encoder (as they send it), else by aiortc's own at its default rate."""
     fps = float(variant["fps"])
+    own = None if variant["kbps"] is None else Vp8AtRate(int(variant["kbps"]))
     encoder = Vp8Encoder()
-    if variant["kbps"] is not None:  # the b=AS the probe asks for (the setter keeps >= 250)
-        encoder._Vp8Encoder__target_bitrate = int(variant["kbps"]) * 1000  # type: ignore[attr-defined]
     frames: list[bytes] = []
     for i, picture in enumerate(_pictures(variant["w"], variant["h"], fps, seconds, seed)):
         picture.pts = round(i * CLOCK / fps)
         picture.time_base = TIME_BASE
+        if own is not None:
+            packet = own.encode(picture)
+            frames.append(b"" if packet is None else bytes(packet))
+            continue
         payloads, _ = encoder.encode(picture, force_keyframe=i == 0)
         frames.append(b"".join(VpxPayloadDescriptor.parse(p)[1] for p in payloads))
     return frames
@@ -567,8 +572,8 @@ async def measure(
         port.reader.cancel()
     out: dict[str, Any] = {
         "material": "real clips" if (CLIPS / CLIP_FILES[0]).exists() else "simulated scenes",
-        "codec": "VP8 (aiortc's Vp8Encoder settings at the b=AS asked, else its default 500 "
-        "kbit/s; libvpx decoder)",
+        "codec": "VP8 (at the b=AS asked: our devices' probe encoder, homeside.encoder, aiortc's "
+        "settings, a key frame every 2 s; else aiortc's Vp8Encoder at 500 kbit/s; libvpx decoder)",
         "window_s": window_s,
         "bytes_per_frame": prepared["bytes_per_frame"],
         "rtp_packets_per_frame": prepared["rtp_packets_per_frame"],

@@ -5,8 +5,10 @@
 ``indicator`` commands (the unit shows that a look is live: :meth:`DevicePeer.live`, on the
 kiosk page, until ``indicator off`` or the session ends on the device's side); a simulator adds
 ``scene`` (:func:`simulators.homes.attach`). Per offer the
-peer builds an aiortc connection, sends its frame source (:class:`homeside.media.FrameTrack`;
-a video phone also its microphone: :data:`AudioSource`, a tone in the simulators), applies
+peer builds an aiortc connection, sends its frame source (:class:`homeside.media.FrameTrack`,
+encoded by aiortc; a probe's stream that asks ``b=AS`` is encoded by the device itself at that
+rate, :class:`homeside.media.EncodedTrack` and :func:`probe_kbps`; a video phone also sends its
+microphone: :data:`AudioSource`, a tone in the simulators), applies
 trickled candidates, and answers on ``webrtc/out`` with every candidate inside the SDP (aiortc's
 half trickle). One session at a time; a repeated offer for the current session (QoS 1) is
 ignored. When a session ends (``bye``, ``sleep``/``hangup``, a refusal, a new offer) the device
