@@ -18,6 +18,7 @@ from identity.login import service
 from identity.staff import MAX_TOKEN_TTL_S, STAFF_ID_RE, TOKEN_ID_RE
 from kernel import access
 from kernel.access import caller
+from kernel.audit import cursor as audit_cursor
 from kernel.audit import store as audit_store
 from kernel.audit.chain import check_fields
 from kernel.audit.reads import Read, read_data
@@ -221,8 +222,21 @@ async def revoke_token(request: web.Request) -> web.Response:
 
 
 async def list_audit(request: web.Request) -> web.Response:
+    """A page of the audit log in seq order. Tail it with ``cursor`` (from the last answer's
+    ``next_cursor``; absent: from the start): every entry exactly once, whatever order the lanes
+    commit in. ``after_seq`` pages old history by seq and may skip an entry that commits after
+    the read with a lower seq; it is refused together with ``cursor``."""
+    by_seq = "after_seq" in request.query
+    raw_cursor = request.query.get("cursor")
+    if by_seq and raw_cursor is not None:
+        raise InvalidInput(
+            "after_seq",
+            "cursor_with_after_seq",
+            "give cursor (to tail the log) or after_seq (to page old history), not both",
+        )
     after_seq = _int_param(request, "after_seq", 0, 0, 2**62)
     limit = _int_param(request, "limit", 100, 1, 1000)
+    cursor = audit_cursor.START if raw_cursor is None else audit_cursor.decode(raw_cursor)
     filters = {k: request.query.get(k) for k in ("subject", "action", "actor")}
     why = access.why(request)
     # The filters are written to the log below: refuse anything that is not an id (a name).
@@ -231,9 +245,16 @@ async def list_audit(request: web.Request) -> web.Response:
         action=filters["action"] or "any.action",
         subject=filters["subject"],
     )
+    where: dict[str, int | str] = (
+        {"after_seq": after_seq} if by_seq else {"cursor": cursor.encode()}
+    )
     auth = service(request)
+    following: audit_cursor.Cursor | None = None
     async with auth.pool.acquire() as conn, conn.transaction():
-        found = await audit_store.entries(conn, after_seq=after_seq, limit=limit, **filters)
+        if by_seq:
+            found = await audit_store.entries(conn, after_seq=after_seq, limit=limit, **filters)
+        else:
+            found, following = await audit_store.entries_after(conn, cursor, limit=limit, **filters)
         await audit_store.append(
             conn,
             actor=caller(request).staff_id,
@@ -243,17 +264,17 @@ async def list_audit(request: web.Request) -> web.Response:
                 "GET /api/audit",
                 why,
                 filters={k: v for k, v in filters.items() if v is not None},
-                after_seq=after_seq,
+                **where,
                 count=len(found),
             ),
             at=auth.clock(),
         )
-    return web.json_response(
-        {
-            "entries": [e.to_json() for e in found],
-            "next_after_seq": found[-1].seq if found else after_seq,
-        }
-    )
+    body: dict[str, object] = {"entries": [e.to_json() for e in found]}
+    if raw_cursor is None:
+        body["next_after_seq"] = found[-1].seq if found else after_seq
+    if following is not None:
+        body["next_cursor"] = following.encode()
+    return web.json_response(body)
 
 
 async def verify_audit(request: web.Request) -> web.Response:
@@ -335,13 +356,35 @@ def routes() -> list[Route]:
             "/api/audit",
             list_audit,
             Permission.READ_AUDIT,
-            "Audit entries in seq order (filters: subject, action, actor; after_seq, limit)",
+            "Audit entries in seq order (filters: subject, action, actor; limit). Tail with"
+            " cursor=next_cursor: every entry once. after_seq pages old history only (it may"
+            " skip an entry that commits late); not with cursor",
             tags=("audit",),
+            query=(
+                ("cursor", "the last answer's next_cursor: the entries after it (absent: start)"),
+                ("after_seq", "old history after this seq (not for tailing); not with cursor"),
+                ("limit", "at most this many entries, 1 to 1000 (100)"),
+                ("subject", "only entries about this pseudonymous id"),
+                ("action", "only entries of this action, e.g. recipient.viewed"),
+                ("actor", "only entries by this staff id, system or device:<id>"),
+                ("why", "the reader's reason, 1 to 200 printable characters, audited"),
+            ),
             response={
                 "type": "object",
+                "required": ["entries"],
                 "properties": {
                     "entries": {"type": "array", "items": _ENTRY},
-                    "next_after_seq": {"type": "integer"},
+                    "next_cursor": {
+                        "type": "string",
+                        "pattern": "^[A-Za-z0-9_-]+$",
+                        "description": "opaque; send it back as ?cursor= for the entries after"
+                        " this page (absent when paging by after_seq)",
+                    },
+                    "next_after_seq": {
+                        "type": "integer",
+                        "description": "the last entry's seq (absent when tailing by cursor):"
+                        " not for tailing, seq is not commit order across lanes",
+                    },
                 },
             },
         ),

@@ -75,6 +75,8 @@ class Route:
 
     ``body`` is the Struct (a :class:`kernel.body.Fields`) the handler decodes its body into; the
     OpenAPI document publishes its JSON Schema. ``response`` is a JSON-schema fragment.
+    ``query`` names the optional query parameters the handler reads, each with a one-line
+    description, as ``(name, description)`` pairs (published as strings).
     """
 
     method: str
@@ -86,6 +88,7 @@ class Route:
     response: dict[str, Any] | None = None
     tags: tuple[str, ...] = field(default=())
     permission: str | None = None
+    query: tuple[tuple[str, str], ...] = field(default=())
 
     @property
     def is_public(self) -> bool:

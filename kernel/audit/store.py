@@ -11,6 +11,10 @@ append last, just before commit, to keep it short. Callers must use READ COMMITT
 default); under REPEATABLE READ a writer could read a stale head, and the unique index on
 ``(lane, lane_seq)`` would refuse its insert rather than fork the lane.
 
+Reading: :func:`entries_after` tails the log with a cursor (per lane, the last position read;
+:mod:`kernel.audit.cursor`) and never skips an entry; :func:`entries` pages by ``seq``, which is
+not commit order across lanes, and is for old history only.
+
 The table refuses UPDATE, DELETE and TRUNCATE through triggers (migration 0002).
 """
 
@@ -35,6 +39,7 @@ from kernel.audit.chain import (
     lane_of,
     next_lane_entry,
 )
+from kernel.audit.cursor import Cursor, advance
 from kernel.roles import Principal
 
 if TYPE_CHECKING:
@@ -54,6 +59,7 @@ __all__ = [
     "append_many",
     "append_read",
     "entries",
+    "entries_after",
     "positions",
     "read_log",
     "verify",
@@ -312,7 +318,11 @@ async def entries(
     after_seq: int = 0,
     limit: int = 100,
 ) -> list[AuditEntry]:
-    """Entries in ``seq`` order after ``after_seq``, optionally filtered; at most ``limit``."""
+    """Entries in ``seq`` order after ``after_seq``, optionally filtered; at most ``limit``.
+
+    For paging through old history only: ``seq`` is not commit order across lanes, so an entry
+    that commits after a read with a lower seq than one already read is never returned by a
+    later ``after_seq``. Tail the log with :func:`entries_after` and a cursor."""
     rows = await conn.fetch(
         f"SELECT {_COLUMNS} FROM audit_log"
         " WHERE seq > $1 AND ($2::text IS NULL OR subject = $2)"
@@ -325,3 +335,74 @@ async def entries(
         max(0, min(limit, 10_000)),
     )
     return [_entry(r) for r in rows]
+
+
+_AFTER_CURSOR = (
+    "WITH pos AS (SELECT * FROM unnest($1::int[], $2::bigint[]) AS c(lane, pos)),"
+    " found AS ("
+    f" (SELECT {_COLUMNS} FROM audit_log"
+    "   WHERE lane IS NULL AND seq > (SELECT pos FROM pos WHERE lane = 0) AND {filters}"
+    "   ORDER BY seq LIMIT $6)"
+    " UNION ALL"
+    " (SELECT e.* FROM pos CROSS JOIN LATERAL ("
+    f"   SELECT {_COLUMNS} FROM audit_log"
+    "    WHERE lane = pos.lane AND lane_seq > pos.pos AND {filters}"
+    "    ORDER BY lane_seq LIMIT $6) AS e))"
+    " SELECT * FROM found ORDER BY seq LIMIT $6"
+).replace(
+    "{filters}",
+    "($3::text IS NULL OR subject = $3) AND ($4::text IS NULL OR action = $4)"
+    " AND ($5::text IS NULL OR actor = $5)",
+)
+"""A page after a cursor (``kernel.audit.cursor.page``) in the lanes ``$1`` from the positions
+``$2``: each lane's first ``limit`` entries after its position (lane 0 also the entries before
+lanes, whose position is their seq), one index range per lane, and the first ``limit`` of them
+all by seq. By the cursor's F1 (within a lane seq rises with the position) this is the first
+``limit`` by seq of every entry after the cursor in those lanes."""
+
+
+async def entries_after(
+    conn: Connection,
+    cursor: Cursor,
+    *,
+    subject: str | None = None,
+    action: str | None = None,
+    actor: str | None = None,
+    limit: int = 100,
+) -> tuple[list[AuditEntry], Cursor]:
+    """The entries after ``cursor`` in ``seq`` order, optionally filtered, at most ``limit``,
+    and the cursor after them: tailing page by page returns every entry the caller may see
+    exactly once, whatever order the lanes commit in (the proof is in
+    :mod:`kernel.audit.cursor`).
+
+    The lanes' heads are read first (``audit_heads()``, every organisation's, one snapshot),
+    then the page, in a later snapshot, from only the lanes whose head was past the cursor: a
+    lane that gains its first new entries in between is read by the next page (its cursor
+    position does not move), so nothing is skipped, and an idle tail costs one look at the
+    heads. JIT compilation is off for the transaction: the page touches at most ``limit`` rows
+    per lane, and the planner's estimate for a large ``limit`` would otherwise compile it
+    (seconds on a loaded machine, for milliseconds of work)."""
+    limit = max(0, min(limit, 10_000))
+    async with _in_transaction(conn):
+        await conn.execute("SET LOCAL jit = off")
+        heads = {
+            int(r["lane"]): int(r["lane_seq"])
+            for r in await conn.fetch("SELECT lane, lane_seq FROM audit_heads()")
+        }
+        news = [(lane, cursor.position(lane)) for lane, head in sorted(heads.items())]
+        news = [(lane, at) for lane, at in news if heads[lane] > at]
+        rows = (
+            await conn.fetch(
+                _AFTER_CURSOR,
+                [lane for lane, _ in news],
+                [at for _, at in news],
+                subject,
+                action,
+                actor,
+                limit,
+            )
+            if news and limit
+            else []
+        )
+    found = [_entry(r) for r in rows]
+    return found, advance(cursor, found, limit=limit, heads=heads)

@@ -202,6 +202,16 @@ def openapi(routes: Iterable[Route], *, title: str, version: str) -> dict[str, A
             for part in r.path.split("/")
             if part.startswith("{") and part.endswith("}")
         ]
+        params += [
+            {
+                "name": name,
+                "in": "query",
+                "required": False,
+                "description": description,
+                "schema": {"type": "string"},
+            }
+            for name, description in r.query
+        ]
         op: dict[str, Any] = {
             "summary": r.summary,
             "operationId": _operation_id(r),

@@ -15,6 +15,7 @@ from identity import api as staff_api
 from identity import login as auth
 from identity import store as staff_store
 from identity.staff import FAST_HASHING, PasswordHasher
+from kernel.audit import cursor as ac
 from kernel.audit import store as audit_store
 from kernel.roles import Role
 from services.web import http
@@ -228,3 +229,59 @@ async def test_bad_audit_queries(setup: tuple[Client, dict[str, str]], pool: asy
         assert (await resp.json())["error"]["field"] == field, query
     async with pool.acquire() as conn:
         assert await audit_store.entries(conn, action="audit.exported") == []
+
+
+async def test_tailing_the_audit_log_by_cursor(setup: tuple[Client, dict[str, str]]) -> None:
+    """No parameters: the first page and a cursor; the cursor: what came after, each entry once
+    (the export's own entry included); an idle tail reads nothing and keeps its place."""
+    client, tokens = setup
+    admin = bearer(tokens["admin1"])
+    first = await (await client.get("/api/audit?limit=3", headers=admin)).json()
+    assert [e["seq"] for e in first["entries"]] == [1, 2, 3]
+    assert first["next_after_seq"] == 3
+    rest = await (
+        await client.get(f"/api/audit?cursor={first['next_cursor']}", headers=admin)
+    ).json()
+    assert "next_after_seq" not in rest  # a cursor's answer offers no seq to tail by
+    assert [e["action"] for e in rest["entries"]] == ["token.created", "audit.exported"]
+    exported = rest["entries"][-1]["data"]  # the first read's: from the start, 3 entries
+    assert (exported["cursor"], exported["count"]) == (ac.START.encode(), 3)
+    seen = [e["seq"] for e in first["entries"] + rest["entries"]]
+    assert len(seen) == len(set(seen)) == 5
+    more = await (
+        await client.get(f"/api/audit?cursor={rest['next_cursor']}", headers=admin)
+    ).json()
+    assert [e["action"] for e in more["entries"]] == ["audit.exported"]  # the read before
+    by_seq = await (await client.get("/api/audit?after_seq=4", headers=admin)).json()
+    assert "next_cursor" not in by_seq  # a seq gives no cursor: it may have skipped
+
+
+async def test_bad_cursors_are_refused_and_change_nothing(
+    setup: tuple[Client, dict[str, str]], pool: asyncpg.Pool
+) -> None:
+    client, tokens = setup
+    before = await pool.fetchval("SELECT count(*) FROM audit_log")
+    for query, code, field in [
+        ("cursor=", "bad_cursor", "cursor"),
+        ("cursor=x", "bad_cursor", "cursor"),
+        ("cursor=MS4%3D", "bad_cursor", "cursor"),  # "1:" with padding
+        ("cursor=Mjo", "bad_cursor", "cursor"),  # "2:", another version
+        ("cursor=MTozLjUsMi42", "bad_cursor", "cursor"),  # "1:3.5,2.6", lanes out of order
+        ("cursor=MTowLjA", "bad_cursor", "cursor"),  # "1:0.0"
+        ("cursor=MS4&after_seq=0", "cursor_with_after_seq", "after_seq"),
+    ]:
+        resp = await client.get(f"/api/audit?{query}", headers=bearer(tokens["admin1"]))
+        error = (await resp.json())["error"]
+        assert (resp.status, error["code"], error["field"]) == (422, code, field), query
+    assert await pool.fetchval("SELECT count(*) FROM audit_log") == before
+
+
+def test_the_audit_route_publishes_its_cursor() -> None:
+    """OpenAPI names the query parameters and both ways to go on, and says which one tails."""
+    op = http.openapi(staff_api.routes(), title="t", version="0")["paths"]["/api/audit"]["get"]
+    query = {p["name"]: p for p in op["parameters"] if p["in"] == "query"}
+    assert {"cursor", "after_seq", "limit", "subject", "action", "actor", "why"} <= set(query)
+    assert "not for tailing" in query["after_seq"]["description"]
+    answer = op["responses"]["200"]["content"]["application/json"]["schema"]["properties"]
+    assert {"entries", "next_cursor", "next_after_seq"} <= set(answer)
+    assert "Tail with cursor" in op["summary"]
