@@ -9,15 +9,16 @@ from the first publish to the last stored message.
 Baselines in the same run, with the same publishers and messages:
 - ``broker_only``: a bare subscriber that only counts messages (the broker and client ceiling);
   ``registry_over_broker_ratio`` is the registry's rate over it (target: at least 0.5);
-- ``link_only``: the backend's ``MqttLink`` dispatching to a handler that does nothing (the cost
-  of our decode and dispatch without the database);
+- ``link_only``: the backend's ``MqttLink`` giving each message to a sink that only counts
+  (the service's receive path, as the intake gets its messages, without the store);
 - ``single``: the registry as before the intake, one row-locked transaction per message.
 
 Then the re-announce after a broker restart: ``--reannounce`` devices (default 10,000) are on
 record online; the broker is restarted; the backend's link reconnects and publishes its birth,
-and the devices (simulated cheaply: raw MQTT from another process, a few clients) re-announce
-with a new session (``status``, ``meta``, ``health`` each). ``reannounce_s`` is the time from the
-broker listening again to every device online with its new session in the registry.
+and the devices (simulated cheaply: 8 aiomqtt clients in another process, 100 in flight each)
+re-announce with a new session (``status``, ``meta``, ``health`` each). ``reannounce_s`` is the
+time from the broker listening again to every device online with its new session in the
+registry.
 
     .venv/bin/python -m bench.registry [--devices 200] [--messages 20] [--reannounce 10000]
 """
@@ -370,9 +371,10 @@ class Timed:
     """One timed delivery: ``s`` from ``go`` to the last message counted, ``published_s`` from
     ``go`` to the broker having acked every publish (``None`` for the aiomqtt publishers)."""
 
-    def __init__(self, s: float, published_s: float | None) -> None:
+    def __init__(self, s: float, published_s: float | None, cpu_s: float = 0.0) -> None:
         self.s = s
         self.published_s = published_s
+        self.cpu_s = cpu_s  # this process's CPU over ``s`` (the subscriber's, or the registry's)
 
 
 async def _count_until(count: Callable[[], int], target: int, start: float) -> float:
@@ -398,11 +400,12 @@ async def _timed_elsewhere(
     processes (:func:`_raw_publisher`)."""
     pubs = RawPublishers(url, devices, messages, parts)
     try:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         pubs.go()
         s = await _count_until(count, target, start)
+        cpu_s = time.process_time() - cpu
         published = await asyncio.to_thread(pubs.published_s)
-        return Timed(s, published)
+        return Timed(s, published, cpu_s)
     finally:
         pubs.close()
 
@@ -462,10 +465,11 @@ def _link(url: str, handler: DeviceHandler | None) -> MqttLink:
 
 
 async def _link_only(url: str, devices: int, messages: int, parts: int) -> Timed:
+    """The service's receive path without the store: the link's sink, counting."""
     counter = Counter()
     link = _link(url, None)
-    for channel in REGISTRY_CHANNELS:
-        link.subscribe(channel, counted(counter, None))
+    for channel in BATCH_CHANNELS:
+        link.subscribe_sink(channel, lambda _t, _p: counter.add(), share_group=SHARE_GROUP)
     async with link:
         await asyncio.wait_for(link.connected.wait(), 10)
         return await _timed_elsewhere(
@@ -576,6 +580,7 @@ def _rates(n: int, t: Timed) -> dict[str, float | None]:
         "msgs_per_s": round(n / t.s, 1),
         "received_s": round(t.s, 3),
         "published_s": None if t.published_s is None else round(t.published_s, 3),
+        "cpu_us_per_msg": round(t.cpu_s / n * 1e6, 1),
     }
 
 
@@ -658,14 +663,26 @@ async def run(
         "registry_over_link_ratio": round(registry / float(link["msgs_per_s"] or 1), 3),
         "registry_over_single_ratio": round(registry / float(single["msgs_per_s"] or 1), 3),
         "registry_ms_per_msg": round(1e3 / registry, 3),
+        # CPU of this one process per message over each timed window: less at the mercy of the
+        # machine's load than the rates (the publishers and the broker are other processes)
+        "registry_cpu_us_per_msg": batched["cpu_us_per_msg"],
+        "broker_only_cpu_us_per_msg": most["cpu_us_per_msg"],
+        "link_only_cpu_us_per_msg": link["cpu_us_per_msg"],
+        "registry_over_broker_cpu_ratio": round(
+            float(most["cpu_us_per_msg"] or 0) / float(batched["cpu_us_per_msg"] or 1), 3
+        ),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         **again,
         "note": "one backend process; the shared intake stores batches (one transaction each, "
         "in order per device); single: one row-locked transaction per message; raw publishers "
         "(QoS 1 packets encoded before the clock starts, one write each) in other processes, a "
         "device's messages in one of them; broker_only is the bare subscriber's best rate over "
-        "1 and `publishers` publisher processes (aiomqtt, the client library the service uses); "
+        "1 and `publishers` publisher processes (aiomqtt, the client library the service uses: "
+        "the baseline of the 0.5 target); "
         "raw_subscriber: the same without a client library (bench.mqttraw), the broker's own "
-        "ceiling; private mosquitto (queues unbounded)",
+        "ceiling (not the baseline); *_cpu_us_per_msg: this process's CPU over the timed "
+        "window per message, the broker-over-registry CPU ratio beside the rates' ratio; "
+        "load_average at the end; private mosquitto (queues unbounded)",
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     RESULTS.mkdir(exist_ok=True)
