@@ -131,14 +131,22 @@ def _crop_43(y: U8) -> U8:
 
 
 def real_pool(
-    width: int, height: int, *, max_seconds: float | None = None, clips_dir: Path = CLIPS
+    width: int,
+    height: int,
+    *,
+    max_seconds: float | None = None,
+    max_clips: int | None = None,
+    clips_dir: Path = CLIPS,
 ) -> list[Clip]:
-    """Every labelled clip at least ``width`` x ``height`` (after a 4:3 crop), at 5 fps."""
+    """Every labelled clip at least ``width`` x ``height`` (after a 4:3 crop), at 5 fps
+    (the first ``max_clips`` of them when given: the quick run's smoke)."""
     labels_path = clips_dir / "labels.json"
     if not labels_path.exists():
         return []
     out: list[Clip] = []
     for entry in json.loads(labels_path.read_text())["clips"]:
+        if max_clips is not None and len(out) >= max_clips:
+            break
         path = clips_dir / entry["file"]
         w, h = int(entry["width"]), int(entry["height"])
         cw, ch = (w, w * 3 // 4) if w * 3 <= h * 4 else (h * 4 // 3, h)
@@ -183,7 +191,10 @@ def synthetic_pool(width: int, height: int, seconds: float) -> list[Clip]:
 
 
 def pool_for(width: int, height: int, quick: bool) -> tuple[list[Clip], str]:
-    clips = real_pool(width, height, max_seconds=4.0 if quick else None)
+    # quick: the first three clips (quiet and active frames both among them), 4 s each
+    clips = real_pool(
+        width, height, max_seconds=4.0 if quick else None, max_clips=3 if quick else None
+    )
     if clips:
         return clips, "real clips at 5 fps: " + ", ".join(c.name for c in clips)
     return synthetic_pool(width, height, 4.0 if quick else 40.0), "synthetic scenes (no clips)"
@@ -493,7 +504,7 @@ def run(*, quick: bool = False, streams: int = 20, live: int = 20) -> dict[str, 
         vp8 = next(p for p in report["probes"] if p["codec"] == "vp8")
         found = asyncio.run(
             live_figures(
-                live, 3.0 if quick else 15.0, round(vp8["decode_us"] + vp8["y_plane_view_us"], 1)
+                live, 1.0 if quick else 15.0, round(vp8["decode_us"] + vp8["y_plane_view_us"], 1)
             )
         )
         found["streams_per_core_at_5fps_computed"] = found.pop("streams_per_core_at_5fps")

@@ -423,7 +423,7 @@ class Bench:
 
 BENCHES: tuple[Bench, ...] = (
     Bench("motion", "motion kernel vs Frigate (as written, lite) vs the touched-bytes floor",
-          {"quick": False, "streams": 20, "live": 20}, {"quick": True, "streams": 2, "live": 2},
+          {"quick": False, "streams": 20, "live": 20}, {"quick": True, "streams": 2, "live": 1},
           150, _motion),
     Bench("saturation", "N live probe streams into one backend process: who keeps up, CPU",
           {}, {"quick": True}, 240, _saturation, quick_budget_s=60),
@@ -432,7 +432,7 @@ BENCHES: tuple[Bench, ...] = (
           {"sessions": 2, "withdrawals": 2, "homes": 2}, 150, _signalling),
     Bench("presence", "device presence latency (birth, killed, frozen)",
           {"devices": 300, "frozen": 20, "keepalive_s": 2},
-          {"devices": 5, "frozen": 2, "keepalive_s": 2}, 60, _presence),
+          {"devices": 3, "frozen": 1, "keepalive_s": 1}, 60, _presence),
     Bench("reconnect", "reconnect storm after a broker restart",
           {"devices": 1000}, {"devices": 10}, 180, _reconnect),
     Bench("planning", "plan() end to end for 10,000 brukare; the pure planner at 1k and 10k",
@@ -448,7 +448,7 @@ BENCHES: tuple[Bench, ...] = (
           {}, {"quick": True}, 60, _codecs, quick_budget_s=30),
     Bench("audit", "audit append and verify; a night peak with anchoring; 3 processes: lanes",
           {"entries": 1000, "writers": 4, "seconds": 4.0, "peak_writers": 8},
-          {"entries": 40, "writers": 2, "seconds": 0.5, "peak_writers": 2,
+          {"entries": 40, "writers": 2, "seconds": 0.5, "peak_writers": 2, "processes": 2,
            "process_seconds": 0.5, "process_conns": 1, "process_rounds": 1}, 120, _audit),
     Bench("home_probe", "backend CPU per probed home: the home probe vs the WebRTC probe",
           {"homes": 10, "rounds": 2, "concurrency": 5},
