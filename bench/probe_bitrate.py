@@ -9,10 +9,10 @@ go before the check's verdicts change, on the real clips of ``../shared/data/vid
    :func:`bench.motion_eval.thin`) and scaled to the probe's 320x240 (stretched, as a camera
    honouring the probe's stream does; the zones are scaled with it);
 2. the reference is the kernel on those frames as they are (no compression);
-3. per rate, the same frames are encoded once, in order, by aiortc's own VP8 encoder with its
-   settings (``aiortc.codecs.vpx.Vp8Encoder``, its CBR target set to the rate: what an aiortc
-   camera sends at that REMB; its public setter keeps at least 250 kbit/s, so the target is set
-   directly), decoded by ``libvpx`` as aiortc's receiver does, and the kernel runs on the
+3. per rate, the same frames are encoded once, in order, by the devices' own probe encoder
+   (:class:`homeside.encoder.Vp8AtRate`: libvpx with aiortc's real-time settings at the rate
+   the offer's ``b=AS`` asks, a key frame first and every 2 s of stream time: what our devices
+   send a probe), decoded by ``libvpx`` as aiortc's receiver does, and the kernel runs on the
    decoded frames;
 4. every window of every clip is scored as ``bench.motion_eval`` scores it (8 s windows every
    1 s, each from a fresh kernel state) and compared with the reference: the same verdict kind,
@@ -22,7 +22,7 @@ Per rate it reports the bytes and RTP packets a frame (aiortc's packetiser: at m
 packet with the VP8 descriptor) on the same material, the agreement with the reference and the
 motion_eval totals. Writes ``bench/results/probe_bitrate.json``; nothing else is written.
 
-    .venv/bin/python -m bench.probe_bitrate [--rates 150,100,64,48,32]
+    .venv/bin/python -m bench.probe_bitrate [--rates 500,250,150,100,64,48,32]
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ if __package__ in (None, ""):
 
 import av
 import numpy as np
-from aiortc.codecs.vpx import PACKET_MAX, Vp8Encoder, VpxPayloadDescriptor
+from aiortc.codecs.vpx import PACKET_MAX
 
 from bench.motion_eval import (
     DEFAULT_CLIPS,
@@ -54,6 +54,7 @@ from bench.motion_eval import (
     summarise_windows,
     window_starts,
 )
+from homeside.encoder import Vp8AtRate
 from supervision.probe import ProbeConfig, luma_view
 from vision import motion
 from vision.verdict import DEFAULT_THRESHOLDS, decide
@@ -62,7 +63,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "probe_bitrate.json"
 CLOCK = 90_000
 TIME_BASE = fractions.Fraction(1, CLOCK)
-RATES_KBPS = (150, 100, 64, 48, 32)
+RATES_KBPS = (500, 250, 150, 100, 64, 48, 32)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,20 +95,19 @@ def load(folder: Path, clip: dict[str, Any], width: int, height: int, fps: float
 
 
 def compress(clip: Clip, kbps: int) -> tuple[list[av.VideoFrame], list[int]]:
-    """The clip through aiortc's VP8 encoder at ``kbps`` and libvpx's decoder: the decoded
-    frames and the encoded size of each frame."""
-    encoder = Vp8Encoder()
-    encoder._Vp8Encoder__target_bitrate = kbps * 1000  # type: ignore[attr-defined]
+    """The clip through the devices' probe encoder at ``kbps`` and libvpx's decoder: the
+    decoded frames and the encoded size of each frame (0 for a frame the encoder dropped, whose
+    place the last decoded picture takes, as a receiver keeps showing it)."""
+    encoder = Vp8AtRate(kbps)
     decoder = av.CodecContext.create("libvpx", "r")
     decoded: list[av.VideoFrame] = []
     sizes: list[int] = []
-    for i, (t_s, picture) in enumerate(zip(clip.times, clip.pictures, strict=True)):
+    for t_s, picture in zip(clip.times, clip.pictures, strict=True):
         picture.pts = round(t_s * CLOCK)
         picture.time_base = TIME_BASE
-        payloads, _ = encoder.encode(picture, force_keyframe=i == 0)
-        data = b"".join(VpxPayloadDescriptor.parse(p)[1] for p in payloads)
-        sizes.append(len(data))
-        out = decoder.decode(av.Packet(data))
+        packet = encoder.encode(picture)
+        sizes.append(packet.size if packet is not None else 0)
+        out = decoder.decode(packet) if packet is not None else []
         decoded.append(out[-1] if out else decoded[-1])
     return decoded, sizes
 
@@ -182,7 +182,7 @@ def run(folder: Path = DEFAULT_CLIPS, rates: tuple[int, ...] = RATES_KBPS) -> di
         for rate in rates:
             decoded, frame_sizes = compress(clip, rate)
             per_rate[rate].extend(score(clip, decoded))
-            sizes[rate].extend(frame_sizes[1:])  # the key frame apart
+            sizes[rate].extend(frame_sizes[1:])  # the first key frame apart (the 2 s ones are sent)
     out: dict[str, Any] = {
         "folder": str(folder),
         "stream": f"{width}x{height} at {fps:g} fps",

@@ -15,6 +15,16 @@ is whole again within that time. aiortc's sender answers a receiver's PLI or FIR
 flagging its own encoder, which an encoded track does not use, and it offers no public way to
 tell the track, so the periodic key frame is the recovery.
 
+A picture byte-identical to the one before it (a stuck camera, a source that repeats its last
+picture) is sent as an exact repeat of what the receiver shows: the encoder decodes its own
+output and, for such a picture, encodes the decoded one instead, which VP8 codes as unchanged
+(no residual), so the receiver's next picture is identical to its last. Without this, libvpx
+keeps refining a stuck picture at a low rate (and again after each key frame), consecutive
+received pictures differ by 0.1-1.5 luma levels, and the motion check reads a frozen camera as
+``still`` or ``empty`` instead of ``frozen`` (hard rule 7: device trouble; ``bench/frozen_rate.py``
+measures it). A live camera's pictures are never byte-identical (sensor noise), so it is not
+affected. A clock key frame still encodes the picture itself.
+
 :func:`asked_kbps` reads the rate from an offer (pure; it raises :class:`ValueError` on a
 ``b=AS`` that is not a whole number of kbit/s).
 """
@@ -25,6 +35,7 @@ import fractions
 import re
 
 import av
+import numpy as np
 from av.stream import Stream
 from av.video.codeccontext import VideoCodecContext
 
@@ -85,18 +96,27 @@ class Vp8AtRate:
 
     :meth:`encode` is blocking (libvpx): call it from an executor, one call at a time."""
 
-    def __init__(self, kbps: int, *, key_interval_s: float = KEY_INTERVAL_S) -> None:
+    def __init__(
+        self, kbps: int, *, key_interval_s: float = KEY_INTERVAL_S, exact_repeats: bool = True
+    ) -> None:
         if not MIN_KBPS <= kbps <= MAX_KBPS:
             raise ValueError(f"kbps must be {MIN_KBPS}-{MAX_KBPS}")
         if not key_interval_s > 0:
             raise ValueError("key_interval_s must be positive")
         self.kbps = kbps
         self.key_interval_s = key_interval_s
+        #: Send a picture identical to the one before as an exact repeat (off only to measure
+        #: what libvpx alone does: ``bench/frozen_rate.py``'s baseline).
+        self.exact_repeats = exact_repeats
         self.frames = 0  # frames encoded
         self.key_frames = 0  # of them, key frames
         self.bytes = 0  # encoded bytes
+        self.repeats = 0  # of them, pictures identical to the one before, sent as exact repeats
         self._codec: VideoCodecContext | None = None
+        self._decoder: VideoCodecContext | None = None
         self._next_key_s: float | None = None
+        self._last_picture: np.ndarray | None = None  # the previous picture given, I420
+        self._shown: np.ndarray | None = None  # what the receiver shows now, I420
 
     def _open(self, frame: av.VideoFrame, time_base: fractions.Fraction) -> VideoCodecContext:
         bit_rate = self.kbps * 1000
@@ -140,11 +160,23 @@ class Vp8AtRate:
             codec = None
         if codec is None:
             codec = self._codec = self._open(frame, time_base)
+            self._decoder = av.CodecContext.create("libvpx", "r")
             self._next_key_s = None
+            self._last_picture = self._shown = None
+        picture = frame.to_ndarray()
+        repeat = self._last_picture is not None and np.array_equal(picture, self._last_picture)
+        self._last_picture = picture
         t_s = float(pts * time_base)
-        if self._next_key_s is None or t_s >= self._next_key_s:
-            frame.pict_type = av.video.frame.PictureType.I
+        key = self._next_key_s is None or t_s >= self._next_key_s
+        if key:
             self._next_key_s = t_s + self.key_interval_s
+        elif repeat and self.exact_repeats and self._shown is not None:
+            # what the receiver shows, so VP8 codes no change and it shows it again exactly
+            frame = av.VideoFrame.from_ndarray(self._shown, format="yuv420p")
+            frame.pts, frame.time_base = pts, time_base
+            self.repeats += 1
+        if key:
+            frame.pict_type = av.video.frame.PictureType.I
         data = b"".join(bytes(p) for p in codec.encode(frame))
         self.frames += 1
         if not data:
@@ -154,6 +186,10 @@ class Vp8AtRate:
         packet.time_base = time_base
         self.bytes += len(data)
         self.key_frames += _is_key(data)
+        assert self._decoder is not None
+        decoded = self._decoder.decode(av.Packet(data))
+        if decoded:
+            self._shown = decoded[-1].reformat(format="yuv420p").to_ndarray()
         return packet
 
 

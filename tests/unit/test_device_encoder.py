@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+
 import av
+import numpy as np
 import pytest
 
 from devices import envelope as env
@@ -10,6 +13,7 @@ from homeside.encoder import MAX_KBPS, MIN_KBPS, Vp8AtRate, asked_kbps, offers_v
 from homeside.media import VIDEO_TIME_BASE
 from homeside.peer import Refused, probe_kbps
 from simulators.scenes import Scene, SceneKind
+from vision.verdict import DEFAULT_THRESHOLDS
 
 VIDEO = [
     "m=video 9 UDP/TLS/RTP/SAVPF 97 98",
@@ -91,6 +95,39 @@ def test_key_frames_come_first_and_then_every_interval_of_stream_time() -> None:
     first = packets[0]
     assert first is not None
     assert (first.pts, first.time_base) == (0, VIDEO_TIME_BASE)  # aiortc's RTP time from these
+
+
+def received_changes(encoder: Vp8AtRate, pictures: list[av.VideoFrame]) -> list[float]:
+    """The mean absolute luma difference of each received picture from the one before."""
+    decoder = av.CodecContext.create("libvpx", "r")
+    shown = []
+    for picture in pictures:
+        packet = encoder.encode(picture)
+        assert packet is not None
+        shown.append(decoder.decode(packet)[-1].to_ndarray()[:120].astype(np.float32))
+    return [float(np.abs(b - a).mean()) for a, b in itertools.pairwise(shown)]
+
+
+def test_a_stuck_picture_arrives_as_repeats_at_any_rate() -> None:
+    """A camera that repeats its picture must read ``frozen`` (hard rule 7): libvpx alone keeps
+    refining a stuck picture at a low rate, so the receiver's pictures go on changing."""
+    live = frames(10, fps=5)
+    stuck = []  # the camera sticks at its 6th picture for 2 s, then is live again
+    for i in range(10):
+        frame = av.VideoFrame.from_ndarray(live[5].to_ndarray(), format="yuv420p")
+        frame.pts, frame.time_base = round((2 + i / 5) * 90_000), VIDEO_TIME_BASE
+        stuck.append(frame)
+    after = frames(25, fps=5)[20:]  # 4-4.8 s: live, after the 4 s key frame
+    repeat = DEFAULT_THRESHOLDS.repeat_max_mad
+    for kbps in (64, 500):
+        encoder = Vp8AtRate(kbps)
+        changes = received_changes(encoder, [*live, *stuck, *after])
+        assert max(changes[10:19]) <= repeat / 4, kbps  # every stuck picture repeats
+        assert min(changes[:10] + changes[19:]) > repeat, kbps  # live ones never
+        assert encoder.repeats == 9
+        baseline = Vp8AtRate(kbps, exact_repeats=False)
+        changes = received_changes(baseline, [*live, *stuck, *after])
+        assert max(changes[10:19]) > repeat, kbps  # what the rule is for: libvpx alone
 
 
 def test_the_encoder_refuses_what_it_cannot_do() -> None:
