@@ -432,7 +432,7 @@ BENCHES: tuple[Bench, ...] = (
           {"sessions": 2, "withdrawals": 2, "homes": 2}, 150, _signalling),
     Bench("presence", "device presence latency (birth, killed, frozen)",
           {"devices": 300, "frozen": 20, "keepalive_s": 2},
-          {"devices": 3, "frozen": 1, "keepalive_s": 1}, 60, _presence),
+          {"devices": 3, "frozen": 1, "keepalive_s": 2}, 60, _presence),
     Bench("reconnect", "reconnect storm after a broker restart",
           {"devices": 1000}, {"devices": 10}, 180, _reconnect),
     Bench("planning", "plan() end to end for 10,000 brukare; the pure planner at 1k and 10k",
