@@ -3,6 +3,7 @@ that ``json_agg`` returns (timestamps then arrive as ISO strings)."""
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import datetime
 from typing import Any, Protocol
@@ -17,8 +18,10 @@ from consent.model import (
     BindingRequest,
     CarePlan,
     CareRecipient,
+    CheckTime,
     Cohabitant,
     Consent,
+    Deadlines,
     EscalationStep,
     Pause,
     PausedCheckPolicy,
@@ -32,6 +35,7 @@ from consent.model import (
     ReverifyOutcome,
     Suspension,
     SuspensionReason,
+    TimeWindow,
 )
 from kernel.tenancy import DEFAULT_TEAM
 
@@ -54,6 +58,52 @@ def ts_opt(value: Any) -> datetime | None:
 
 def js(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
+
+
+# Planning reads every brukare's plan and consents at once (tens of thousands of rows), and most
+# of them share the same JSON: the agreed times, the deadlines, the windows. Those decode once
+# per distinct text (the values are immutable); a value already decoded (a JSON object from
+# ``json_agg``) decodes as before.
+
+
+@functools.lru_cache(maxsize=4096)
+def _checks(raw: str) -> tuple[CheckTime, ...]:
+    return records.checks_from_json(json.loads(raw))
+
+
+@functools.lru_cache(maxsize=4096)
+def _deadlines(raw: str) -> Deadlines:
+    return records.deadlines_from_json(json.loads(raw))
+
+
+@functools.lru_cache(maxsize=4096)
+def _windows(raw: str) -> tuple[TimeWindow, ...]:
+    return records.windows_from_json(json.loads(raw))
+
+
+@functools.lru_cache(maxsize=256)
+def _escalation(steps: tuple[str, ...]) -> tuple[EscalationStep, ...]:
+    return tuple(EscalationStep(s) for s in steps)
+
+
+_PURPOSES = {p.value: p for p in Purpose}
+_BASES = {b.value: b for b in Basis}
+
+
+def _purpose(value: str) -> Purpose:
+    return _PURPOSES.get(value) or Purpose(value)  # an unknown value raises as before
+
+
+def _plan_checks(value: Any) -> tuple[CheckTime, ...]:
+    return _checks(value) if isinstance(value, str) else records.checks_from_json(value)
+
+
+def _plan_deadlines(value: Any) -> Deadlines:
+    return _deadlines(value) if isinstance(value, str) else records.deadlines_from_json(value)
+
+
+def _consent_windows(value: Any) -> tuple[TimeWindow, ...]:
+    return _windows(value) if isinstance(value, str) else records.windows_from_json(value)
 
 
 def _text_or_empty(d: Row, key: str) -> str:
@@ -94,17 +144,17 @@ def plan(d: Row) -> CarePlan:
         decision_ref=d["decision_ref"],
         valid_from=ts(d["valid_from"]),
         valid_until=ts_opt(d["valid_until"]),
-        checks=records.checks_from_json(js(d["checks"])),
+        checks=_plan_checks(d["checks"]),
         view_cap_s=d["view_cap_s"],
         motion_may_clear=d["motion_may_clear"],
         retry_interval_s=d["retry_interval_s"],
-        escalation=tuple(EscalationStep(s) for s in d["escalation"]),
+        escalation=_escalation(tuple(d["escalation"])),
         instruction=d["instruction"],
         paused_checks=PausedCheckPolicy(d["paused_checks"]),
         call_cap_s=d["call_cap_s"],
         announce_s=d["announce_s"],
         live_countdown=d["live_countdown"],
-        deadlines=records.deadlines_from_json(js(d["deadlines"])),
+        deadlines=_plan_deadlines(d["deadlines"]),
         created_at=ts_opt(d["created_at"]),
         created_by=d["created_by"],
         ended_at=ts_opt(d["ended_at"]),
@@ -117,16 +167,16 @@ def consent(d: Row) -> Consent:
         consent_id=d["consent_id"],
         recipient_id=d["recipient_id"],
         cohabitant_id=d["cohabitant_id"],
-        purpose=Purpose(d["purpose"]),
+        purpose=_purpose(d["purpose"]),
         version=d["version"],
-        basis=Basis(d["basis"]) if d["basis"] else None,
+        basis=(_BASES.get(d["basis"]) or Basis(d["basis"])) if d["basis"] else None,
         basis_ref=d["basis_ref"],
         informed_by=d["informed_by"],
         informed_how=d["informed_how"],
         given_at=ts(d["given_at"]),
         valid_from=ts(d["valid_from"]),
         valid_until=ts_opt(d["valid_until"]),
-        windows=records.windows_from_json(js(d["windows"])),
+        windows=_consent_windows(d["windows"]),
         document_ref=d["document_ref"],
         recorded_at=ts_opt(d["recorded_at"]),
         recorded_by=d["recorded_by"],

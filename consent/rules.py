@@ -165,8 +165,17 @@ def check_date(night: date, t: time) -> date:
 
 def night_windows(plan: CarePlan, night: date, zone: tzinfo) -> tuple[CheckWindow, ...]:
     """The plan's agreed windows on ``night`` as instants (UTC), in the plan's check order."""
+    return check_windows(plan.checks, night, zone)
+
+
+@lru_cache(maxsize=1024)
+def check_windows(
+    checks: tuple[CheckTime, ...], night: date, zone: tzinfo
+) -> tuple[CheckWindow, ...]:
+    """:func:`night_windows` of agreed times ``checks``. Remembered (the values are immutable):
+    planning a night asks it for every brukare, and most share their agreed times."""
     out = []
-    for i, check in enumerate(plan.checks):
+    for i, check in enumerate(checks):
         wall = datetime.combine(check_date(night, check.at), check.at, tzinfo=zone)
         at = wall.astimezone(UTC)
         tol = timedelta(minutes=check.tolerance_min)

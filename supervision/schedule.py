@@ -23,12 +23,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from consent.model import (
     Binding,
     CarePlan,
+    Deadlines,
+    EscalationStep,
     PausedCheckPolicy,
     Purpose,
     Reason,
@@ -134,13 +137,32 @@ class NightPlan:
 
 def policy_of(plan: CarePlan) -> Policy:
     """A check's terms from the care plan."""
+    return _policy(
+        (plan.view_cap_s, plan.motion_may_clear, plan.retry_interval_s),
+        plan.escalation,
+        plan.paused_checks,
+        plan.deadlines,
+    )
+
+
+@lru_cache(maxsize=1024)
+def _policy(
+    numbers: tuple[int, bool, int],
+    escalation: tuple[EscalationStep, ...],
+    paused_checks: PausedCheckPolicy,
+    deadlines: Deadlines,
+) -> Policy:
+    """One :class:`Policy` value per distinct set of terms (immutable, so shared: a night of
+    thousands of brukare has a handful). ``numbers``: the view cap, whether motion may clear, the
+    retry interval."""
+    view_cap_s, motion_may_clear, retry_interval_s = numbers
     return Policy(
-        view_cap_s=plan.view_cap_s,
-        may_clear_without_human=plan.motion_may_clear,
-        retry_interval_s=plan.retry_interval_s,
-        ladder=Policy.ladder_from([s.value for s in plan.escalation]),
-        paused_visit=plan.paused_checks is PausedCheckPolicy.PHYSICAL_VISIT,
-        deadlines=plan.deadlines,
+        view_cap_s=view_cap_s,
+        may_clear_without_human=motion_may_clear,
+        retry_interval_s=retry_interval_s,
+        ladder=Policy.ladder_from([s.value for s in escalation]),
+        paused_visit=paused_checks is PausedCheckPolicy.PHYSICAL_VISIT,
+        deadlines=deadlines,
     )
 
 
@@ -235,12 +257,33 @@ def is_steady(basis: RecipientBasis, start: datetime, end: datetime) -> bool:
 def _plans_in_night(basis: RecipientBasis, bounds: Round) -> list[CarePlan]:
     """Plans in force at some instant of the night (noon to noon; windows never cross noon)."""
     night_start = datetime.combine(bounds.night, NOON, tzinfo=bounds.zone)
+    return _plans_between(basis, night_start, bounds.end)
+
+
+def _plans_between(basis: RecipientBasis, start: datetime, end: datetime) -> list[CarePlan]:
     out = []
     for p in basis.plans:
         until = p.effective_until
-        if p.valid_from < bounds.end and (until is None or until > night_start):
+        if p.valid_from < end and (until is None or until > start):
             out.append(p)
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Bounds:
+    """A round's bounds as UTC instants (comparisons with the stored UTC instants then need no
+    zone look-ups), and the noon that begins its night."""
+
+    start: datetime
+    end: datetime
+    night_start: datetime
+
+
+@lru_cache(maxsize=64)
+def _bounds(night: date, zone: tzinfo, plan_hour: int) -> _Bounds:
+    r = round_of(night, zone, plan_hour)
+    noon = datetime.combine(night, NOON, tzinfo=zone)
+    return _Bounds(r.start.astimezone(UTC), r.end.astimezone(UTC), noon.astimezone(UTC))
 
 
 @dataclass(slots=True)
@@ -280,9 +323,9 @@ def _candidates(
     rec = basis.recipient
     night = b.night
     zone = ZoneInfo(rec.time_zone)
-    bounds = round_of(night, zone, plan_hour)
+    bounds = _bounds(night, zone, plan_hour)
     steady = is_steady(basis, bounds.start, bounds.end)
-    for plan in _plans_in_night(basis, bounds):
+    for plan in _plans_between(basis, bounds.night_start, bounds.end):
         policy: Policy | None = None
         known: Verdict | None = None  # the verdict of every check of a steady night
         for w in night_windows(plan, night, zone):

@@ -84,21 +84,27 @@ INSERT_PLANNED_SQL = (
     " window_start, window_end, policy, state, since, deadline, attempt, ladder_step, reason,"
     " holder, verdict, version, planned_at, organisation_id, team_id)"
     " SELECT i.check_id, i.recipient_id, i.device_id, i.night, i.agreed, i.agreed_at,"
-    " i.window_start, i.window_end, i.policy::jsonb, i.state, i.since, i.deadline, i.attempt,"
-    " i.ladder_step, i.reason, i.holder, i.verdict, i.version, $19, r.organisation_id, r.team_id"
+    " i.window_start, i.window_end, p.policies[i.policy], i.state, i.since, i.deadline,"
+    " i.attempt, i.ladder_step, i.reason, i.holder, i.verdict, i.version, $19, r.organisation_id,"
+    " r.team_id"
     " FROM unnest($1::text[], $2::text[], $3::text[], $4::date[], $5::time[], $6::timestamptz[],"
-    " $7::timestamptz[], $8::timestamptz[], $9::text[], $10::text[], $11::timestamptz[],"
+    " $7::timestamptz[], $8::timestamptz[], $9::int[], $10::text[], $11::timestamptz[],"
     " $12::timestamptz[], $13::int[], $14::int[], $15::text[], $16::text[], $17::text[],"
     " $18::int[]) AS i(check_id, recipient_id, device_id, night, agreed, agreed_at, window_start,"
     " window_end, policy, state, since, deadline, attempt, ladder_step, reason, holder, verdict,"
     " version)"
+    " CROSS JOIN (SELECT array_agg(x::jsonb ORDER BY o) AS policies"
+    " FROM unnest($20::text[]) WITH ORDINALITY AS u(x, o)) AS p"
     " LEFT JOIN care_recipients r ON r.recipient_id = i.recipient_id"
     " ON CONFLICT (check_id) DO NOTHING RETURNING check_id, organisation_id"
 )
 """Planned checks in one statement, from one array per column: each row's organisation and team
 are its brukare's, joined here once for all rows (the per-row triggers of migration 0014 then
 find them set and look nothing up; a brukare this scope cannot see leaves them to the triggers,
-as before). A check id already stored is left as it is (a re-run, or another process)."""
+as before). The checks' terms (``policy``) go once per distinct value (``$20``, parsed once)
+and each row names its own by position (``$9``, from 1): a night of thousands of brukare has a
+handful of distinct terms. A check id already stored is left as it is (a re-run, or another
+process)."""
 SETTLED_PER_ENTRY = 40
 """Planning transitions listed per ``round.settled`` audit entry (entries hold at most 8 KiB)."""
 Teams = Collection[str] | None
@@ -474,8 +480,13 @@ class RoundStore:
     ) -> list[asyncpg.Record]:
         """Insert the checks (in their planned state) that no process inserted before, in one
         statement (:data:`INSERT_PLANNED_SQL`); returns the new ones' ids and organisations."""
-        cols = _columns(rows)
-        return await conn.fetch(INSERT_PLANNED_SQL, *cols, [r.version for r in rows], at)
+        policies: dict[int, tuple[int, str]] = {}
+        cols = _columns(rows, policies)
+        cols[INSERT_COLUMNS.index("policy")] = [policies[id(r.policy)][0] for r in rows]
+        distinct = sorted(policies.values())
+        return await conn.fetch(
+            INSERT_PLANNED_SQL, *cols, [r.version for r in rows], at, [j for _, j in distinct]
+        )
 
     async def _record_planning(
         self,
@@ -1323,7 +1334,15 @@ def _seen_of(event: ch.Event) -> dict[str, float]:
     return {}
 
 
-def _columns(rows: Sequence[Check]) -> list[list[Any]]:
+def _columns(
+    rows: Sequence[Check], policies: dict[int, tuple[int, str]] | None = None
+) -> list[list[Any]]:
+    """One list per column of :data:`INSERT_COLUMNS`. ``policies`` (given empty) is filled with
+    each distinct policy object's position (from 1) and JSON, by ``id``."""
+    seen: dict[int, tuple[int, str]] = {} if policies is None else policies
+    for r in rows:  # the planner shares one Policy object among the checks of the same terms
+        if id(r.policy) not in seen:
+            seen[id(r.policy)] = (len(seen) + 1, policy_json(r.policy))
     return [
         [r.check_id for r in rows],
         [r.recipient_id for r in rows],
@@ -1333,7 +1352,7 @@ def _columns(rows: Sequence[Check]) -> list[list[Any]]:
         [r.agreed_at for r in rows],
         [r.window_start for r in rows],
         [r.window_end for r in rows],
-        [policy_json(r.policy) for r in rows],
+        [seen[id(r.policy)][1] for r in rows],
         [r.state.value for r in rows],
         [r.since for r in rows],
         [r.deadline for r in rows],
