@@ -37,7 +37,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock_time
 from pathlib import Path
@@ -228,14 +228,34 @@ class _TimedStore(RoundStore):
         super().__init__(pool)
         self.took = took
 
-    async def save_plan(
-        self, plan: schedule.NightPlan, *, at: datetime, actor: str = "system"
-    ) -> int:
+    async def save_plan_parts(
+        self,
+        night: date,
+        parts: Iterable[schedule.NightPlan],
+        *,
+        at: datetime,
+        actor: str = "system",
+    ) -> tuple[schedule.NightPlan, int]:
+        """Timed; the planning of the parts (asked for inside) is timed apart and not counted
+        in ``store_s``: the store's own time is what it adds to the planning."""
+        planning = [0.0]
+
+        def timed() -> Iterator[schedule.NightPlan]:
+            it = iter(parts)
+            while True:
+                start = time.perf_counter()
+                part = next(it, None)
+                planning[0] += time.perf_counter() - start
+                if part is None:
+                    return
+                yield part
+
         start = time.perf_counter()
         try:
-            return await super().save_plan(plan, at=at, actor=actor)
+            return await super().save_plan_parts(night, timed(), at=at, actor=actor)
         finally:
-            self.took["store_s"] = time.perf_counter() - start
+            self.took["planning_in_store_s"] = planning[0]
+            self.took["store_s"] = time.perf_counter() - start - planning[0]
 
 
 #: Each brukare keeps 2 or 3 of the demo plan's agreed times (about 2.5 checks a night).
@@ -362,7 +382,10 @@ async def end_to_end(url: str, recipients: int, history_nights: int) -> dict[str
         finally:
             await owner.close()
     total = took["plan_total_s"]
-    parts = {k: round(took[k], 4) for k in ("bases_read_s", "devices_online_s", "store_s")}
+    parts = {
+        k: round(took[k], 4)
+        for k in ("bases_read_s", "devices_online_s", "store_s", "planning_in_store_s")
+    }
     parts["plan_night_s_computed"] = round(
         total - took["bases_read_s"] - took["devices_online_s"] - took["store_s"], 4
     )

@@ -382,6 +382,46 @@ def plan_night(
     return NightPlan(night, tuple(b.checks), tuple(b.transitions), tuple(b.problems))
 
 
+PART_SIZE = 250
+"""Brukare per part of :func:`plan_parts` (a few tens of milliseconds of planning each)."""
+
+
+def plan_parts(
+    bases: Iterable[RecipientBasis],
+    *,
+    night: date,
+    at: datetime,
+    online: Online,
+    plan_hour: int = DEFAULT_PLAN_HOUR,
+    size: int = PART_SIZE,
+) -> Iterator[NightPlan]:
+    """:func:`plan_night` in parts of ``size`` brukare, each planned when asked for (so a store
+    can send one part's checks to the database while the next is planned). The parts joined
+    (:func:`joined`) are :func:`plan_night` of all ``bases``: each brukare is planned alone."""
+    if size < 1:
+        raise ValueError("size must be at least 1")
+    part: list[RecipientBasis] = []
+    for basis in bases:
+        part.append(basis)
+        if len(part) == size:
+            yield plan_night(part, night=night, at=at, online=online, plan_hour=plan_hour)
+            part = []
+    if part:
+        yield plan_night(part, night=night, at=at, online=online, plan_hour=plan_hour)
+
+
+def joined(night: date, parts: Iterable[NightPlan]) -> NightPlan:
+    """One night's plan from its parts, in their order."""
+    checks: list[Check] = []
+    transitions: list[Transition] = []
+    problems: list[PlanProblem] = []
+    for p in parts:
+        checks.extend(p.checks)
+        transitions.extend(p.transitions)
+        problems.extend(p.problems)
+    return NightPlan(night, tuple(checks), tuple(transitions), tuple(problems))
+
+
 @dataclass(frozen=True, slots=True)
 class Replan:
     """What a change during the night does to one brukare's checks."""

@@ -19,6 +19,7 @@ All instants come from the caller's clock; SQL never calls ``now()``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import json
@@ -55,7 +56,7 @@ from supervision.errors import (
     UnknownCheck,
 )
 from supervision.ports import AlarmRaised, Looks
-from supervision.schedule import NightPlan
+from supervision.schedule import NightPlan, joined
 from supervision.sessions import PgLooks
 
 if TYPE_CHECKING:
@@ -448,22 +449,36 @@ class RoundStore:
 
         Idempotent: a check id already stored is left as it is. Returns the number inserted.
         """
-        if not plan.checks:
-            async with self.pool.acquire() as conn:
-                await self._mark_planned(conn, plan.night, at, {"checks": 0})
-            return 0
+        _, inserted = await self.save_plan_parts(plan.night, (plan,), at=at, actor=actor)
+        return inserted
+
+    async def save_plan_parts(
+        self, night: date, parts: Iterable[NightPlan], *, at: datetime, actor: str = "system"
+    ) -> tuple[NightPlan, int]:
+        """:meth:`save_plan` of the parts joined (:func:`supervision.schedule.joined`), which
+        it returns with the number inserted. ``parts`` may be lazy (planned as they are asked
+        for, :func:`supervision.schedule.plan_parts`): the checks planned so far go to the
+        database in one statement while the next parts are planned, so the server inserts on
+        one core while the planner runs on the other. One transaction, as before: all the
+        night's checks, transitions, audit entries and the night's row, or none.
+        """
+        got: list[NightPlan] = []
         async with self.pool.acquire() as conn, conn.transaction():
-            inserted = await self._insert_checks(conn, plan.checks, at)
+            inserted = await self._insert_pipelined(conn, parts, got, at)
+            plan = joined(night, got)
+            if not plan.checks:
+                await self._mark_planned(conn, night, at, {"checks": 0})
+                return plan, 0
             fresh = {r["check_id"]: r["organisation_id"] for r in inserted}
             moved = [t for t in plan.transitions if t.check.check_id in fresh]
             orgs = [fresh[t.check.check_id] for t in moved]
-            await self._record_planning(conn, plan.night, moved, actor=actor, orgs=orgs)
+            await self._record_planning(conn, night, moved, actor=actor, orgs=orgs)
             counts: dict[str, int] = {"checks": len(fresh)}
             for c in plan.checks:
                 if c.check_id in fresh:
                     counts[c.state.value] = counts.get(c.state.value, 0) + 1
             counts["problems"] = len(plan.problems)
-            await self._mark_planned(conn, plan.night, at, counts)
+            await self._mark_planned(conn, night, at, counts)
             if fresh:
                 await self._audit(
                     conn,
@@ -471,9 +486,41 @@ class RoundStore:
                     action="round.planned",
                     subject=None,
                     at=at,
-                    data={"night": plan.night.isoformat(), **counts},
+                    data={"night": night.isoformat(), **counts},
                 )
-        return len(fresh)
+        return plan, len(fresh)
+
+    async def _insert_pipelined(
+        self, conn: Connection, parts: Iterable[NightPlan], got: list[NightPlan], at: datetime
+    ) -> list[asyncpg.Record]:
+        """Insert the checks of ``parts`` (appended to ``got`` as they come): whenever the
+        connection is free, the checks gathered since go in one statement, sent without waiting
+        for it while the next part is asked for. Returns the new checks' ids and organisations.
+        """
+        inserted: list[asyncpg.Record] = []
+        waiting: list[Check] = []
+        sent: asyncio.Future[list[asyncpg.Record]] | None = None
+        try:
+            for part in parts:  # the next part is planned here, while the server inserts
+                got.append(part)
+                waiting.extend(part.checks)
+                if sent is not None and sent.done():
+                    inserted.extend(sent.result())
+                    sent = None
+                if sent is None and waiting:
+                    sent = asyncio.ensure_future(self._insert_checks(conn, waiting, at))
+                    waiting = []
+                await asyncio.sleep(0)  # the statement goes out; a finished one is read
+            if sent is not None:
+                inserted.extend(await sent)
+                sent = None
+            if waiting:
+                inserted.extend(await self._insert_checks(conn, waiting, at))
+        finally:
+            if sent is not None:  # a part failed to plan: the connection free for the rollback
+                with contextlib.suppress(Exception):
+                    await sent
+        return inserted
 
     async def _insert_checks(
         self, conn: Connection, rows: Sequence[Check], at: datetime

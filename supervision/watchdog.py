@@ -112,14 +112,14 @@ class Watchdog:
         night = night or self.tonight(at)
         bases = await self.bases.bases()
         online = await self.devices.online()
-        plan = schedule.plan_night(
+        parts = schedule.plan_parts(  # planned as the store asks, while it inserts the last
             bases.values(),
             night=night,
             at=at,
             online=online.__contains__,
             plan_hour=self.config.plan_hour,
         )
-        inserted = await self.store.save_plan(plan, at=at)
+        plan, inserted = await self.store.save_plan_parts(night, parts, at=at)
         if self.on_planned is not None:
             self.on_planned("night", time.perf_counter() - started)
         for p in plan.problems:

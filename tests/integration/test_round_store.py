@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import date, time, timedelta
 
 import asyncpg
@@ -67,6 +68,34 @@ async def test_planning_twice_stores_each_check_once(pool: asyncpg.Pool) -> None
     assert (await store.planned_nights()) == {NIGHT: None}
     async with pool.acquire() as conn:
         assert (await audit_store.verify(conn)).ok
+
+
+async def test_a_plan_in_parts_is_stored_whole_or_not_at_all(pool: asyncpg.Pool) -> None:
+    """The parts' checks go to the database while the next part is planned, in the one
+    transaction: a part that fails to plan leaves nothing stored; planned again, all of it."""
+    bases = [basis(f"r{i}", camera=i % 2 == 0) for i in range(6)]
+    store = RoundStore(pool)
+
+    def parts(fail: bool) -> Iterator[schedule.NightPlan]:
+        for i, part in enumerate(
+            schedule.plan_parts(bases, night=NIGHT, at=PLAN_AT, online=lambda d: True, size=2)
+        ):
+            if fail and i == 2:
+                raise RuntimeError("planner failed")
+            yield part
+
+    with pytest.raises(RuntimeError, match="planner failed"):
+        await store.save_plan_parts(NIGHT, parts(True), at=PLAN_AT)
+    assert await counts(pool) == (0, 0, 0)
+    assert await store.planned_nights() == {}
+    plan, inserted = await store.save_plan_parts(NIGHT, parts(False), at=PLAN_AT)
+    assert inserted == 6
+    assert plan == schedule.plan_night(bases, night=NIGHT, at=PLAN_AT, online=lambda d: True)
+    assert {c.check_id: c for c in await store.night_checks(NIGHT)} == {
+        c.check_id: c for c in plan.checks
+    }
+    assert (await counts(pool))[:2] == (6, 3)
+    assert await store.save_plan_parts(NIGHT, parts(False), at=PLAN_AT + SEC) == (plan, 0)
 
 
 async def test_planning_moves_are_stored_and_audited_in_batches(pool: asyncpg.Pool) -> None:

@@ -186,6 +186,25 @@ def test_planning_twice_gives_the_same_checks() -> None:
     assert [x.check_id for x in later.checks] == [x.check_id for x in plan(*bases).checks]
 
 
+@pytest.mark.parametrize("size", [1, 2, 5])
+def test_planning_in_parts_gives_the_nights_plan(size: int) -> None:
+    bases = [basis("r1"), basis("r2", consents=()), basis("r3", bound=False), basis("r4")]
+    parts = list(
+        s.plan_parts(bases, night=NIGHT, at=at_local(NIGHT, 18), online=everyone_online, size=size)
+    )
+    assert len(parts) == -(-len(bases) // size)
+    assert s.joined(NIGHT, parts) == plan(*bases)
+
+
+def test_a_part_of_no_brukare_is_refused() -> None:
+    with pytest.raises(ValueError, match="size"):
+        next(
+            s.plan_parts(
+                [basis()], night=NIGHT, at=at_local(NIGHT, 18), online=everyone_online, size=0
+            )
+        )
+
+
 def test_every_check_window_is_one_the_gate_accepts() -> None:
     b = basis()
     for x in plan(b).checks:
