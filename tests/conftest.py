@@ -109,12 +109,13 @@ class Clones:
 
     A ``CREATE DATABASE`` costs a tenth to a third of a second here, mostly waiting on the disk;
     made while the previous test runs, it is ready when the next one asks. A ``DROP DATABASE``
-    costs as much again (``WITH (FORCE)``, as before), so the thread drops on a connection of
-    its own, beside the making: a test waits for neither. The thread keeps ``ahead`` copies
-    waiting."""
+    costs as much again (``WITH (FORCE)``, as before), so the thread drops on ``droppers``
+    connections of their own (two drops at once take little longer than one here), beside the
+    making: a test waits for neither. The thread keeps ``ahead`` copies waiting."""
 
-    def __init__(self, admin_url: str, template: str, *, ahead: int = 2) -> None:
-        self.admin_url, self.template, self.ahead = admin_url, template, ahead
+    def __init__(self, admin_url: str, template: str, *, ahead: int = 2, droppers: int = 2) -> None:
+        self.admin_url, self.template = admin_url, template
+        self.ahead, self.droppers = ahead, droppers
         self.ready: queue.Queue[str] = queue.Queue()
         self._drops: queue.Queue[str] = queue.Queue()
         self._wake = threading.Event()  # make one now
@@ -155,15 +156,16 @@ class Clones:
             self._failed = e
 
     async def _main(self) -> None:
-        maker, dropper = asyncio.create_task(self._make()), asyncio.create_task(self._drop_all())
-        done, _ = await asyncio.wait({maker, dropper}, return_when=asyncio.FIRST_EXCEPTION)
+        maker = asyncio.create_task(self._make())
+        droppers = [asyncio.create_task(self._drop_all()) for _ in range(self.droppers)]
+        tasks = {maker, *droppers}
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         for task in done:
-            if task.exception() is not None:  # either failing fails the next take()
-                for other in (maker, dropper):
+            if task.exception() is not None:  # any failing fails the next take()
+                for other in tasks:
                     other.cancel()
                 raise task.exception()  # type: ignore[misc]
-        await maker
-        await dropper  # it ends once closing and every copy given back is dropped
+        await asyncio.gather(*tasks)  # droppers end once closing and every copy is dropped
 
     async def _make(self) -> None:
         admin = await asyncpg.connect(self.admin_url)
@@ -186,8 +188,12 @@ class Clones:
         try:
             while True:
                 self._drop_wake.clear()
-                while not self._drops.empty():
-                    await self._drop(admin, self._drops.get())
+                while True:
+                    try:
+                        name = self._drops.get_nowait()
+                    except queue.Empty:
+                        break
+                    await self._drop(admin, name)
                 if self._closing:
                     break
                 await asyncio.to_thread(self._drop_wake.wait, 1.0)
