@@ -628,6 +628,7 @@ def build_rounds(
                 pool=rt.pool,
                 zones=zones_of(rt.pool),
                 timing=rt.timing,
+                clock=rt.clock,
             )
     pool = pool or rt.pool
     return Rounds(

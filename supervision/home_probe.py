@@ -473,13 +473,15 @@ def routed(
     pool: asyncpg.Pool,
     zones: ZoneLookup,
     timing: Timing,
+    clock: Callable[[], datetime],
 ) -> ProbeRouter:
     """The composition root's prober: the WebRTC probe, and the home probe for devices that say
     ``home_probe``, whose answers this process hears on ``dev/+/probe`` (every process hears
-    every answer; the one waiting takes it)."""
+    every answer; the one waiting takes it). ``clock`` is the service's: the gate is asked, and
+    the audit entries stamped, at the night's time (a sped-up or stepped night included)."""
     config = HomeProbeConfig(
         indicator_ack_s=timing.indicator_ack_s, command_timeout_s=timing.command_timeout_s
     )
-    home = HomeProber(commands, gate, zones=zones, audit=pg_audit(pool), config=config)
+    home = HomeProber(commands, gate, zones=zones, audit=pg_audit(pool), config=config, clock=clock)
     link.subscribe(topics.Channel.PROBE, home.handle)
     return ProbeRouter(webrtc, home, caps_of(pool))

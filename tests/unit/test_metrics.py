@@ -36,6 +36,7 @@ class Link:
 @dataclass
 class Registry:
     rejected: Counter[str] = field(default_factory=Counter)
+    stored: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass
@@ -71,7 +72,12 @@ async def test_label_values_are_escaped_and_read_back_whole() -> None:
 
         await asyncio.wait({sup.spawn(AWKWARD, broken())})
         assert failed.is_set()
-        parts = Parts(sup, mqtt=Link(7), devices=Registry(Counter({AWKWARD: 2})), signalling=Sig())
+        parts = Parts(
+            sup,
+            mqtt=Link(7),
+            devices=Registry(Counter({AWKWARD: 2}), Counter({AWKWARD: 3})),
+            signalling=Sig(),
+        )
         m = ops_metrics.Metrics()
         m.watch(parts, None)
         text = (await m.exposition()).decode()
@@ -82,6 +88,7 @@ async def test_label_values_are_escaped_and_read_back_whole() -> None:
     got = samples(text)
     assert got[("homecare_task_crashes_total", (("task", AWKWARD),))] == 1
     assert got[("homecare_mqtt_rejected_total", (("reason", AWKWARD),))] == 2
+    assert got[("homecare_device_messages_stored_total", (("channel", AWKWARD),))] == 3
     assert got[("homecare_mqtt_messages_total", ())] == 7
 
 
