@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 #: Enough homes for every scene of the scripted mix several times over; the 200-home night is
 #: ``homecare simulate-night --homes 200`` (the demo's size), not a test.
-HOMES = 50
+HOMES = 40
 
 
 def test_a_night_of_many_homes_through_the_command(pg_admin_url: str) -> None:

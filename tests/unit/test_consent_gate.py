@@ -667,7 +667,7 @@ def scenarios(draw: st.DrawFn) -> tuple[RecipientBasis, datetime]:
     return b, at
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(scenarios())
 def test_gate_agrees_with_a_naive_model(scenario: tuple[RecipientBasis, datetime]) -> None:
     b, at = scenario

@@ -124,7 +124,7 @@ json_values = st.recursive(
         },
     )
 )
-@settings(max_examples=400)
+@settings(max_examples=200)
 def test_arbitrary_objects_raise_only_envelope_errors(obj: dict[str, Any]) -> None:
     try:
         decoded = env.decode(json.dumps(obj))
