@@ -88,7 +88,10 @@ def test_database_pair_as_a_multi_host_url() -> None:
         ("postgresql://u@h1:5432,h2:99999/db", "has an invalid port"),
         ("postgresql://u@h1:5432,:5433/db", "names an empty host in its host list"),
         ("postgresql://u@h1,,h2/db", "names an empty host in its host list"),
-        ("postgresql://u@h1,h2/db?target_session_attrs=master", "has an unknown target_session_attrs"),
+        (
+            "postgresql://u@h1,h2/db?target_session_attrs=master",
+            "has an unknown target_session_attrs",
+        ),
     ],
 )
 def test_a_bad_multi_host_url_is_refused(url: str, says: str) -> None:
