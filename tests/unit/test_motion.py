@@ -307,23 +307,29 @@ def test_time_going_backwards_restarts_activity_runs() -> None:
 
 def test_no_per_frame_allocation_after_warm_up() -> None:
     """Per frame only the small result object is new: no picture-sized temporary, and nothing
-    accumulates from one pass over the frames to the next."""
+    accumulates from one pass over the frames to the next. tracemalloc counts every thread of
+    the process (in the suite the test-database maker runs beside us), so the kernel's figure is
+    the least of three measured passes: another thread's allocation cannot hide in all three."""
     frames = block_motion(0.0, 30.0, 30.0)
     state = MotionState(W, H, (BED, FLOOR))
     for repeat in range(6):  # warm up: buffers exist from the start; interpreter free lists fill
         feed(state, [(t + 30.0 * repeat, f) for t, f in frames])
-    tracemalloc.start()
-    try:
-        before, _ = tracemalloc.get_traced_memory()
-        tracemalloc.reset_peak()
-        currents = []
-        for repeat in range(6, 8):
-            for t, frame in frames:
-                step(state, frame, t + 30.0 * repeat)
-            currents.append(tracemalloc.get_traced_memory()[0])
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    peaks, held = [], []
+    for attempt in range(3):
+        tracemalloc.start()
+        try:
+            before, _ = tracemalloc.get_traced_memory()
+            tracemalloc.reset_peak()
+            currents = []
+            for repeat in range(6 + 2 * attempt, 8 + 2 * attempt):
+                for t, frame in frames:
+                    step(state, frame, t + 30.0 * repeat)
+                currents.append(tracemalloc.get_traced_memory()[0])
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        peaks.append(peak - before)
+        held.append(currents[1] - currents[0])
     work_bytes = state.work_size[0] * state.work_size[1]
-    assert peak - before < work_bytes // 2  # a picture-sized temporary would show here
-    assert currents[1] - currents[0] < 256  # 150 more frames, nothing more held
+    assert min(peaks) < work_bytes // 2, peaks  # a picture-sized temporary would show here
+    assert min(held) < 256, held  # 150 more frames, nothing more held
