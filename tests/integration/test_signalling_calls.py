@@ -62,6 +62,8 @@ async def test_answered_call_has_two_way_media_and_drive_needs_fresh_video(
         await c.send(env.Drive(call.session_id, linear=0.5, angular=0.0))
         await wait_for(lambda: call.result.errors.count("video_stale") == 2, what="stale again")
         assert phone.stats.drives == [(0.3, -0.2)]
+        # two-way media: the phone's video decoded at the caller too (a busy machine is slower)
+        await wait_for(lambda: call.result.frames > 5, what="the phone's video at the caller")
         await call.hang_up()
         result = await asyncio.wait_for(task, 5)
         assert result.bye == "operator"
