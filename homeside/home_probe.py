@@ -59,20 +59,7 @@ def answer_of(probe_id: str, verdict: Verdict, ended: topics.ProbeEnded) -> topi
     """The answer a device sends: the verdict and its numbers (the backend's probe's
     ``verdict_detail`` numbers), finite and rounded."""
     n = verdict.numbers
-    numbers: dict[str, float] = {
-        "frames": n.frames,
-        "span_s": n.span_s,
-        "evidence_frames": n.evidence_frames,
-        "light_changes": n.light_changes,
-        "dark_frac": n.dark_frac,
-        "flat_frac": n.flat_frac,
-        "repeat_frac": n.repeat_frac,
-        "mean_luma": n.mean_luma,
-        "moving_peak": n.moving_peak,
-    }
-    for r in n.regions:
-        numbers[f"{r.name}_active_s"] = r.active_s
-        numbers[f"{r.name}_moving_peak"] = r.moving_peak
+    numbers = n.measures()
     return topics.ProbeAnswer(
         probe_id=probe_id,
         verdict=verdict.kind.value,

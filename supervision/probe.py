@@ -486,20 +486,7 @@ def verdict_detail(verdict: Verdict, *, ended: str | None = None) -> dict[str, A
     window's health shares and, per region, seconds active and peak moving share). JSON-ready,
     finite, rounded; nothing personal, no picture."""
     n = verdict.numbers
-    numbers: dict[str, float] = {
-        "frames": n.frames,
-        "span_s": n.span_s,
-        "evidence_frames": n.evidence_frames,
-        "light_changes": n.light_changes,
-        "dark_frac": n.dark_frac,
-        "flat_frac": n.flat_frac,
-        "repeat_frac": n.repeat_frac,
-        "mean_luma": n.mean_luma,
-        "moving_peak": n.moving_peak,
-    }
-    for r in n.regions:
-        numbers[f"{r.name}_active_s"] = r.active_s
-        numbers[f"{r.name}_moving_peak"] = r.moving_peak
+    numbers = n.measures()
     return {
         "verdict": verdict.kind.value,
         "confidence": _finite(verdict.confidence),

@@ -211,6 +211,26 @@ class VerdictNumbers:
     def region(self, name: str) -> RegionNumbers | None:
         return next((r for r in self.regions if r.name == name), None)
 
+    def measures(self) -> dict[str, float]:
+        """The numbers as one flat mapping (each region's seconds active and peak moving share
+        under ``<region>_active_s`` / ``<region>_moving_peak``): what the backend's probe stores
+        with a check and what a device's home probe answers, the same names both ways."""
+        out: dict[str, float] = {
+            "frames": self.frames,
+            "span_s": self.span_s,
+            "evidence_frames": self.evidence_frames,
+            "light_changes": self.light_changes,
+            "dark_frac": self.dark_frac,
+            "flat_frac": self.flat_frac,
+            "repeat_frac": self.repeat_frac,
+            "mean_luma": self.mean_luma,
+            "moving_peak": self.moving_peak,
+        }
+        for r in self.regions:
+            out[f"{r.name}_active_s"] = r.active_s
+            out[f"{r.name}_moving_peak"] = r.moving_peak
+        return out
+
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
