@@ -33,7 +33,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta
@@ -47,16 +46,12 @@ import pytest
 from consent import enrol
 from consent.model import CarePlan, CareRecipient, CheckTime, Purpose
 from consent.store import PgConsentStore
-from devices.topics import DeviceKind
-from homeside.device import DeviceSpec
 from identity import store as staff_store
 from kernel.roles import Role
 from services import db
-from simulators import homes
 from tests import pg_pair
-from tests.procs import die_with_parent
+from tests.e2e import night_nodes
 from tests.rounds_support import LONG_AGO, STHLM
-from tools.embedded import free_port
 
 pytestmark = [
     pytest.mark.e2e,
@@ -70,10 +65,8 @@ HOMES = EARLY + LATE
 WITHDRAWN = HOMES  # the last late brukare's camera consent is withdrawn before the failover
 FINAL = {"cleared", "documented", "visited", "escalated", "deviation"}
 ADMIN = "staff-admin01"
-ROOT = Path(__file__).resolve().parent.parent.parent
 # the processes and their roles; deploy (compose and Kubernetes) runs the same shapes
 ROLES = {"node-a": "api,signalling", "node-b": "rounds", "node-c": "rounds"}
-ARTIFACTS = ROOT / "test-artifacts"  # git-ignored
 
 
 def _rid(i: int) -> str:
@@ -147,59 +140,6 @@ async def _seed(url: str, t0: datetime) -> str:
             )
 
 
-@contextlib.contextmanager
-def _nodes(
-    url: str, mqtt_url: str, prefix: str, t0: datetime, start: Path
-) -> Iterator[dict[str, tuple[subprocess.Popen[bytes], int]]]:
-    run = uuid.uuid4().hex[:6]
-    roles = ROLES
-    procs: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
-    ARTIFACTS.mkdir(exist_ok=True)
-    logs = {}
-    try:
-        for name, role in roles.items():
-            port = free_port()
-            env = {k: v for k, v in os.environ.items() if not k.startswith("HOMECARE_")}
-            env.update(
-                HOMECARE_DATABASE_URL=url,
-                HOMECARE_MQTT_URL=mqtt_url,
-                HOMECARE_MQTT_TOPIC_PREFIX=prefix,
-                HOMECARE_ROLES=role,
-                HOMECARE_INSTANCE_ID=f"{name}-{run}",
-                HOMECARE_HTTP_PORT=str(port),
-                HOMECARE_LOG_FORMAT="json",
-                HOMECARE_LOG_LEVEL="warning",
-                HOMECARE_MQTT_KEEPALIVE_S="30",
-                HOMECARE_PLAN_HOUR="20",
-            )
-            logs[name] = (ARTIFACTS / f"failover_{name}.log").open("wb")
-            cmd = [sys.executable, "-m", "tests.e2e.scale_out_node", "--t0", t0.isoformat(),
-                   "--start-file", str(start), "--speed", str(SPEED)]  # fmt: skip
-            proc = subprocess.Popen(
-                cmd,
-                cwd=ROOT,
-                env=env,
-                stdout=logs[name],
-                stderr=logs[name],
-                preexec_fn=die_with_parent,
-                start_new_session=True,
-            )
-            procs[name] = (proc, port)
-        yield procs
-    finally:
-        for proc, _ in procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc, _ in procs.values():
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
-        for f in logs.values():
-            f.close()
-
-
 async def _ready(http: aiohttp.ClientSession, port: int) -> bool:
     with contextlib.suppress(aiohttp.ClientError, TimeoutError):
         async with http.get(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
@@ -254,21 +194,10 @@ async def _operator(http: aiohttp.ClientSession, api: str, url: str, stop: async
 
 @pytest.fixture
 async def cameras(mqtt_url: str, topic_prefix: str) -> AsyncIterator[None]:
-    stop = asyncio.Event()
-    specs = [DeviceSpec(_cam(i), DeviceKind.CAMERA) for i in range(1, HOMES + 1)]
-    task = asyncio.create_task(
-        homes.run_devices(
-            specs,
-            mqtt_url=mqtt_url,
-            prefix=topic_prefix,
-            keepalive_s=30,
-            stop=stop,
-            health_interval_s=3600,
-        )
-    )
-    yield
-    stop.set()
-    await asyncio.wait_for(task, 30)
+    async with night_nodes.cameras(
+        mqtt_url, topic_prefix, map(_cam, range(1, HOMES + 1)), stop_within_s=30
+    ):
+        yield
 
 
 async def test_a_night_survives_losing_a_service_process_and_the_primary(
@@ -285,7 +214,16 @@ async def test_a_night_survives_losing_a_service_process_and_the_primary(
     def simulated(wall: float) -> datetime:  # the nodes' clock at a wall-clock instant
         return t0 + timedelta(seconds=(wall - w0) * SPEED)
 
-    with _nodes(url, mqtt_url, topic_prefix, t0, start) as nodes:
+    with night_nodes.nodes(
+        url,
+        mqtt_url,
+        topic_prefix,
+        roles=ROLES,
+        t0=t0,
+        start=start,
+        speed=SPEED,
+        log_prefix="failover",
+    ) as nodes:
         async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
             async with asyncio.timeout(60):
                 for name, (proc, port) in nodes.items():
@@ -375,7 +313,7 @@ async def test_a_night_survives_losing_a_service_process_and_the_primary(
         await conn.close()
     verify = subprocess.run(
         [sys.executable, "-m", "tools.cli", "audit", "verify"],
-        cwd=ROOT,
+        cwd=night_nodes.ROOT,
         env={
             **{k: v for k, v in os.environ.items() if not k.startswith("HOMECARE_")},
             "HOMECARE_DATABASE_URL": url,
@@ -424,6 +362,6 @@ async def test_a_night_survives_losing_a_service_process_and_the_primary(
     figures["first_claim_s"] = since_kill(min(t["at"] for t in claims))
     figures["checks"] = dict(Counter(c["state"] for c in checks))
     figures["wall_s"] = round(time.monotonic() - began, 2)
-    ARTIFACTS.mkdir(exist_ok=True)
-    (ARTIFACTS / "failover_night.json").write_text(json.dumps(figures, indent=2))
+    night_nodes.ARTIFACTS.mkdir(exist_ok=True)
+    (night_nodes.ARTIFACTS / "failover_night.json").write_text(json.dumps(figures, indent=2))
     print(f"\nfailover-json: {json.dumps(figures)}")

@@ -35,13 +35,10 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import subprocess
-import sys
 import time
-import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from datetime import time as local_time
 from pathlib import Path
@@ -53,16 +50,12 @@ import pytest
 from consent import enrol
 from consent.model import CarePlan, CareRecipient, CheckTime, Purpose
 from consent.store import PgConsentStore
-from devices.topics import DeviceKind
-from homeside.device import DeviceSpec
 from identity import store as staff_store
 from kernel.audit import store as audit_store
 from kernel.roles import Role
 from services import db
-from simulators import homes
-from tests.procs import die_with_parent
+from tests.e2e import night_nodes
 from tests.rounds_support import LONG_AGO, STHLM
-from tools.embedded import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -72,7 +65,6 @@ SPEED = 60.0  # simulated seconds per real second
 FINAL = {"cleared", "documented", "visited", "escalated", "deviation"}
 PERFORMED = {"cleared", "documented", "visited"}
 ADMIN = "staff-admin01"
-ROOT = Path(__file__).resolve().parent.parent.parent
 # the processes and their roles; deploy (compose and Kubernetes) runs the same shapes
 ROLES = {"node-a": "api,signalling", "node-b": "rounds", "node-c": "probes"}
 
@@ -139,62 +131,6 @@ async def _seed(database_url: str, t0: datetime) -> str:
             )
 
 
-@contextlib.contextmanager
-def _nodes(
-    database_url: str, mqtt_url: str, prefix: str, t0: datetime, start: Path
-) -> Iterator[dict[str, tuple[subprocess.Popen[bytes], int]]]:
-    run = uuid.uuid4().hex[:6]  # MQTT client ids are unique per run on a shared broker
-    roles = ROLES
-    procs: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
-    logs = {}
-    try:
-        for name, role in roles.items():
-            port = free_port()
-            env = {k: v for k, v in os.environ.items() if not k.startswith("HOMECARE_")}
-            env.update(
-                HOMECARE_DATABASE_URL=database_url,
-                HOMECARE_MQTT_URL=mqtt_url,
-                HOMECARE_MQTT_TOPIC_PREFIX=prefix,
-                HOMECARE_ROLES=role,
-                HOMECARE_INSTANCE_ID=f"{name}-{run}",
-                HOMECARE_HTTP_PORT=str(port),
-                HOMECARE_LOG_FORMAT="json",
-                HOMECARE_LOG_LEVEL="warning",
-                HOMECARE_MQTT_KEEPALIVE_S="30",
-                HOMECARE_PLAN_HOUR="20",
-            )
-            folder = ROOT / "test-artifacts"  # git-ignored; kept for a failed run's post-mortem
-            folder.mkdir(exist_ok=True)
-            logs[name] = (folder / f"scale_out_{name}.log").open("wb")
-            cmd = [sys.executable, "-m", "tests.e2e.scale_out_node", "--t0", t0.isoformat(),
-                   "--start-file", str(start), "--speed", str(SPEED)]  # fmt: skip
-            procs[name] = (
-                subprocess.Popen(
-                    cmd,
-                    cwd=ROOT,
-                    env=env,
-                    stdout=logs[name],
-                    stderr=logs[name],
-                    preexec_fn=die_with_parent,
-                    start_new_session=True,
-                ),
-                port,
-            )
-        yield procs
-    finally:
-        for proc, _ in procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc, _ in procs.values():
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
-        for f in logs.values():
-            f.close()
-
-
 async def _ready(session: aiohttp.ClientSession, port: int, proc: subprocess.Popen[bytes]) -> None:
     async with asyncio.timeout(60):
         while True:
@@ -241,21 +177,8 @@ async def _operator(http: aiohttp.ClientSession, api: str, pool: asyncpg.Pool) -
 
 @pytest.fixture
 async def devices_online(mqtt_url: str, topic_prefix: str) -> AsyncIterator[None]:
-    stop = asyncio.Event()
-    specs = [DeviceSpec(_cam(i), DeviceKind.CAMERA) for i in range(1, HOMES + 1)]
-    task = asyncio.create_task(
-        homes.run_devices(
-            specs,
-            mqtt_url=mqtt_url,
-            prefix=topic_prefix,
-            keepalive_s=30,
-            stop=stop,
-            health_interval_s=3600,
-        )
-    )
-    yield
-    stop.set()
-    await asyncio.wait_for(task, 60)
+    async with night_nodes.cameras(mqtt_url, topic_prefix, map(_cam, range(1, HOMES + 1))):
+        yield
 
 
 async def test_three_processes_share_a_night_exactly_once(
@@ -271,7 +194,16 @@ async def test_three_processes_share_a_night_exactly_once(
 
     start = tmp_path / "start"
     headers = {"Authorization": f"Bearer {token}"}
-    with _nodes(database_url, mqtt_url, topic_prefix, t0, start) as nodes:
+    with night_nodes.nodes(
+        database_url,
+        mqtt_url,
+        topic_prefix,
+        roles=ROLES,
+        t0=t0,
+        start=start,
+        speed=SPEED,
+        log_prefix="scale_out",
+    ) as nodes:
         async with (
             aiohttp.ClientSession(headers=headers) as http,
             db.open_pool(database_url, max_size=3) as pool,
