@@ -256,7 +256,7 @@ json_values = st.recursive(
     lambda children: (
         st.lists(children, max_size=4)
         | st.dictionaries(
-            st.text(min_size=3, max_size=8).filter(str.isidentifier), children, max_size=4
+            st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{2,7}", fullmatch=True), children, max_size=4
         )
     ),
     max_leaves=12,
