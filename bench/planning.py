@@ -9,9 +9,13 @@ demo cases (:mod:`tools.demo_seed`) cloned by SQL (``bench.gate.CLONE_SQL``) to 
 keeping 2 or 3 agreed times (about 25,000 checks), one camera in 25 offline; the previous
 ``--history`` nights (7) are stored first, so tonight's store meets tables that hold last week
 (nothing is truncated): the first of them planned and stored through the same path, the others
-copies of it by SQL with their dates shifted (no audit entries of their own). The parts are
-timed inside that run (bases read, devices online, store); the planner's own share is the rest
-(``_computed``).
+copies of it by SQL with their dates shifted (no audit entries of their own). The bases are read
+in parts (``supervision.watchdog.READ_PART_SIZE``), each planned and stored while the next is
+read, so the parts overlap; each is timed inside that run as what it adds to the wall time:
+``bases_read_s`` the time the planning waited for bases, ``devices_online_s``, ``store_s`` the
+store's time outside asking for parts; the planner's own share is the rest (``_computed``).
+The process's garbage collector is set as the service sets it
+(:func:`services.collector.collect_less`).
 Baseline in the same run: a floor, as the schema's owner with no security: fetch every row of the
 bases' tables once (no model built), and ``COPY`` the same checks into a regular, WAL-logged
 table without indexes, triggers or constraints.
@@ -37,7 +41,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Collection, Iterable
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock_time
 from pathlib import Path
@@ -65,7 +69,7 @@ from consent.model import (
 )
 from consent.rules import night_windows
 from consent.store import PgConsentStore
-from services import db
+from services import collector, db
 from supervision import checks as ch
 from supervision import schedule
 from supervision.service import RegistryDevices
@@ -195,7 +199,9 @@ def _pure(n: int) -> dict[str, Any]:
 
 
 class _TimedBases:
-    """The service's bases port (the consent gate), timed."""
+    """The service's bases port (the consent gate), timed: ``bases_read_s`` is the time the
+    planning waited for its parts (the read of a part overlaps the store's insert of the one
+    before; what overlaps is not counted twice)."""
 
     def __init__(self, inner: Gate, took: dict[str, float]) -> None:
         self.inner, self.took = inner, took
@@ -203,11 +209,21 @@ class _TimedBases:
     async def bases(
         self, recipient_ids: Collection[str] | None = None
     ) -> dict[str, RecipientBasis]:
-        start = time.perf_counter()
+        return await self.inner.bases(recipient_ids)
+
+    async def bases_in_parts(self, size: int) -> AsyncGenerator[list[RecipientBasis], None]:
+        self.took["bases_read_s"] = 0.0
+        read = self.inner.bases_in_parts(size)
         try:
-            return await self.inner.bases(recipient_ids)
+            while True:
+                start = time.perf_counter()
+                part = await anext(read, None)
+                self.took["bases_read_s"] += time.perf_counter() - start
+                if part is None:
+                    return
+                yield part
         finally:
-            self.took["bases_read_s"] = time.perf_counter() - start
+            await read.aclose()
 
 
 class _TimedDevices(RegistryDevices):
@@ -231,20 +247,21 @@ class _TimedStore(RoundStore):
     async def save_plan_parts(
         self,
         night: date,
-        parts: Iterable[schedule.NightPlan],
+        parts: Iterable[schedule.NightPlan] | AsyncIterable[schedule.NightPlan],
         *,
         at: datetime,
         actor: str = "system",
     ) -> tuple[schedule.NightPlan, int]:
-        """Timed; the planning of the parts (asked for inside) is timed apart and not counted
-        in ``store_s``: the store's own time is what it adds to the planning."""
+        """Timed; the parts asked for inside (the bases read and the planning) are timed apart
+        and not counted in ``store_s``: the store's own time is what it adds to them."""
         planning = [0.0]
+        assert isinstance(parts, AsyncIterable)  # as Watchdog.plan gives them
 
-        def timed() -> Iterator[schedule.NightPlan]:
-            it = iter(parts)
+        async def timed() -> AsyncIterator[schedule.NightPlan]:
+            it = aiter(parts)
             while True:
                 start = time.perf_counter()
-                part = next(it, None)
+                part = await anext(it, None)
                 planning[0] += time.perf_counter() - start
                 if part is None:
                     return
@@ -254,7 +271,7 @@ class _TimedStore(RoundStore):
         try:
             return await super().save_plan_parts(night, timed(), at=at, actor=actor)
         finally:
-            self.took["planning_in_store_s"] = planning[0]
+            self.took["read_and_planning_in_store_s"] = planning[0]
             self.took["store_s"] = time.perf_counter() - start - planning[0]
 
 
@@ -343,6 +360,7 @@ async def end_to_end(url: str, recipients: int, history_nights: int) -> dict[str
     tonight = NIGHT
     clock = [datetime.combine(tonight - timedelta(days=history_nights + 1), clock_time(21), ZONE)]
     took: dict[str, float] = {}
+    thresholds = collector.collect_less()  # as services.app.serve does once it has started
     async with db.open_pool(url) as pool:  # the service's pool: its role, its scope, RLS
         consent = PgConsentStore(pool)
         start = time.perf_counter()
@@ -384,7 +402,7 @@ async def end_to_end(url: str, recipients: int, history_nights: int) -> dict[str
     total = took["plan_total_s"]
     parts = {
         k: round(took[k], 4)
-        for k in ("bases_read_s", "devices_online_s", "store_s", "planning_in_store_s")
+        for k in ("bases_read_s", "devices_online_s", "store_s", "read_and_planning_in_store_s")
     }
     parts["plan_night_s_computed"] = round(
         total - took["bases_read_s"] - took["devices_online_s"] - took["store_s"], 4
@@ -398,6 +416,7 @@ async def end_to_end(url: str, recipients: int, history_nights: int) -> dict[str
         "history_nights": history_nights,
         "history_plan_s": history,
         "seed_s": round(seed_s, 2),
+        "gc_thresholds": list(thresholds),
         "plan_s": round(total, 4),
         **parts,
         "baseline": "fetch the bases' rows once + COPY the checks into a plain table (owner)",

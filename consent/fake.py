@@ -10,7 +10,7 @@ devices are registered with :meth:`FakeConsentStore.add_device` (the registry's 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection
+from collections.abc import AsyncGenerator, Collection
 from datetime import datetime
 
 from consent import rules
@@ -71,6 +71,13 @@ class FakeConsentStore(ConsentWrites):
         known = self.tables.recipients
         ids = known.keys() if recipient_ids is None else [i for i in recipient_ids if i in known]
         return {i: self._basis(i) for i in sorted(ids)}
+
+    async def bases_in_parts(self, size: int) -> AsyncGenerator[list[RecipientBasis], None]:
+        if size < 1:
+            raise ValueError("size must be at least 1")
+        every = list((await self.bases()).values())  # one moment: read before the first part
+        for i in range(0, len(every), size):
+            yield every[i : i + size]
 
     async def transitions(self, *, after: datetime, until: datetime) -> list[tuple[str, datetime]]:
         found = {

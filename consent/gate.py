@@ -21,7 +21,7 @@ import contextlib
 import json
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Collection
+from collections.abc import AsyncGenerator, Callable, Collection
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
@@ -165,6 +165,11 @@ class Gate:
     ) -> dict[str, RecipientBasis]:
         """Bases for planning many brukare at once; decide with :func:`consent.rules.decide`."""
         return await self.store.bases(recipient_ids)
+
+    def bases_in_parts(self, size: int) -> AsyncGenerator[list[RecipientBasis], None]:
+        """Every brukare's basis in parts of ``size``, as of one moment, for planning a night
+        part by part while the next part is read (:meth:`ConsentStore.bases_in_parts`)."""
+        return self.store.bases_in_parts(size)
 
     def changes(self) -> ChangeSubscription:
         """Subscribe to consent changes (``async for change in gate.changes(): ...``)."""

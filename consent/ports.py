@@ -18,7 +18,7 @@ read and write exactly what they are told, inside the transaction they were open
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -91,6 +91,12 @@ class ConsentStore(Protocol):
         self, recipient_ids: Collection[str] | None = None
     ) -> dict[str, RecipientBasis]:
         """Bases of many (default all) brukare, for planning a night in one go."""
+        ...
+
+    def bases_in_parts(self, size: int) -> AsyncGenerator[list[RecipientBasis], None]:
+        """Every brukare's basis, in ``recipient_id`` order, in parts of ``size`` (the last may
+        be smaller), all as of one moment: a night's planning plans and stores a part while the
+        next is read."""
         ...
 
     async def binding_requests(self, *, device_id: str | None = None) -> list[BindingRequest]: ...

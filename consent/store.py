@@ -17,7 +17,7 @@ in-process bus) gets it after the commit, so local subscribers need not wait for
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import AsyncGenerator, Collection
 from datetime import datetime
 
 import asyncpg
@@ -58,6 +58,10 @@ class PgConsentStore(ConsentWrites):
         self, recipient_ids: Collection[str] | None = None
     ) -> dict[str, RecipientBasis]:
         return await self._reads.bases(recipient_ids)
+
+    async def bases_in_parts(self, size: int) -> AsyncGenerator[list[RecipientBasis], None]:
+        async for part in self._reads.bases_in_parts(size):
+            yield part
 
     async def transitions(self, *, after: datetime, until: datetime) -> list[tuple[str, datetime]]:
         return await self._reads.transitions(after=after, until=until)

@@ -76,7 +76,7 @@ from kernel.audit import store as audit_store
 from kernel.clock import SYSTEM_CLOCK, Clock, ClockPort
 from kernel.roles import PUBLIC, Route
 from kernel.timing import Timing
-from services import db, retention
+from services import collector, db, retention
 from services.camera_zones import lookup as zones_of
 from services.events import EventBus, Overflow
 from services.mqtt import MqttLink
@@ -676,6 +676,7 @@ async def serve(
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     async with runtime(settings) as rt:
+        collector.collect_less()  # start-up is done: what it made is never scanned again
         runner = web.AppRunner(
             rt.app,
             handle_signals=False,

@@ -23,7 +23,7 @@ Presence and consent changes arrive as async iterators of objects shaped like
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import AsyncGenerator, Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -105,6 +105,11 @@ class Bases(Protocol):
         self, recipient_ids: Collection[str] | None = None
     ) -> dict[str, RecipientBasis]:
         """Everything about many (default all) brukare: ``consent.ports.ConsentStore.bases``."""
+        ...
+
+    def bases_in_parts(self, size: int) -> AsyncGenerator[list[RecipientBasis], None]:
+        """Every brukare's basis in ``recipient_id`` order, in parts of ``size``, as of one
+        moment: ``consent.ports.ConsentStore.bases_in_parts``."""
         ...
 
 

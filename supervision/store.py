@@ -23,7 +23,16 @@ import contextlib
 import dataclasses
 import functools
 import json
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -114,6 +123,15 @@ shows, the system's and an installation's own reads). A check of another team is
 one that does not exist (404 ``unknown_check``)."""
 IN_TEAMS = "($%d::text[] IS NULL OR %steam_id = ANY($%d::text[]))"
 """``IN_TEAMS % (n, alias, n)``: the row's team is one of parameter ``$n`` (NULL: any)."""
+
+
+async def _each(parts: Iterable[NightPlan] | AsyncIterable[NightPlan]) -> AsyncIterator[NightPlan]:
+    if isinstance(parts, AsyncIterable):
+        async for part in parts:
+            yield part
+    else:
+        for part in parts:
+            yield part
 
 
 def _teams(teams: Teams) -> list[str] | None:
@@ -453,14 +471,20 @@ class RoundStore:
         return inserted
 
     async def save_plan_parts(
-        self, night: date, parts: Iterable[NightPlan], *, at: datetime, actor: str = "system"
+        self,
+        night: date,
+        parts: Iterable[NightPlan] | AsyncIterable[NightPlan],
+        *,
+        at: datetime,
+        actor: str = "system",
     ) -> tuple[NightPlan, int]:
         """:meth:`save_plan` of the parts joined (:func:`supervision.schedule.joined`), which
         it returns with the number inserted. ``parts`` may be lazy (planned as they are asked
-        for, :func:`supervision.schedule.plan_parts`): the checks planned so far go to the
-        database in one statement while the next parts are planned, so the server inserts on
-        one core while the planner runs on the other. One transaction, as before: all the
-        night's checks, transitions, audit entries and the night's row, or none.
+        for, :func:`supervision.schedule.plan_parts`; asynchronous when they wait for their
+        bases to be read, ``supervision.watchdog.Watchdog.plan``): the checks planned so far go
+        to the database in one statement while the next parts are planned, so the server
+        inserts on one core while the planner runs on the other. One transaction, as before:
+        all the night's checks, transitions, audit entries and the night's row, or none.
         """
         got: list[NightPlan] = []
         async with self.pool.acquire() as conn, conn.transaction():
@@ -491,7 +515,11 @@ class RoundStore:
         return plan, len(fresh)
 
     async def _insert_pipelined(
-        self, conn: Connection, parts: Iterable[NightPlan], got: list[NightPlan], at: datetime
+        self,
+        conn: Connection,
+        parts: Iterable[NightPlan] | AsyncIterable[NightPlan],
+        got: list[NightPlan],
+        at: datetime,
     ) -> list[asyncpg.Record]:
         """Insert the checks of ``parts`` (appended to ``got`` as they come): whenever the
         connection is free, the checks gathered since go in one statement, sent without waiting
@@ -501,7 +529,9 @@ class RoundStore:
         waiting: list[Check] = []
         sent: asyncio.Future[list[asyncpg.Record]] | None = None
         try:
-            for part in parts:  # the next part is planned here, while the server inserts
+            async for part in _each(
+                parts
+            ):  # the next part is planned here, while the server inserts
                 got.append(part)
                 waiting.extend(part.checks)
                 if sent is not None and sent.done():

@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import AsyncIterable, Callable, Collection
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Collection
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -53,6 +53,9 @@ log = structlog.get_logger(__name__)
 #: plan, store), ``("replan", s)`` for one change's re-plan (``/metrics``).
 PlanningHook = Callable[[str, float], None]
 
+READ_PART_SIZE = 1_000
+"""Brukare per part of the bases read for a night's planning: a part is planned and its checks
+sent to the database while the next part is read (10,000 brukare: ten parts)."""
 OFFLINE = frozenset({"offline", "stopped"})
 UNDER_WAY = (
     State.DUE,
@@ -110,16 +113,23 @@ class Watchdog:
         started = time.perf_counter()
         at = self.clock()
         night = night or self.tonight(at)
-        bases = await self.bases.bases()
         online = await self.devices.online()
-        parts = schedule.plan_parts(  # planned as the store asks, while it inserts the last
-            bases.values(),
-            night=night,
-            at=at,
-            online=online.__contains__,
-            plan_hour=self.config.plan_hour,
-        )
-        plan, inserted = await self.store.save_plan_parts(night, parts, at=at)
+
+        async def parts() -> AsyncGenerator[schedule.NightPlan, None]:
+            """Planned as the store asks, while it inserts the last and the next is read."""
+            async with contextlib.aclosing(self.bases.bases_in_parts(READ_PART_SIZE)) as read:
+                async for bases in read:
+                    for part in schedule.plan_parts(
+                        bases,
+                        night=night,
+                        at=at,
+                        online=online.__contains__,
+                        plan_hour=self.config.plan_hour,
+                    ):
+                        yield part
+
+        async with contextlib.aclosing(parts()) as planned:
+            plan, inserted = await self.store.save_plan_parts(night, planned, at=at)
         if self.on_planned is not None:
             self.on_planned("night", time.perf_counter() - started)
         for p in plan.problems:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Iterable
+from collections.abc import AsyncGenerator, Collection, Iterable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -116,6 +116,11 @@ class BasisGate:
         self, recipient_ids: Collection[str] | None = None
     ) -> dict[str, RecipientBasis]:
         return {k: v for k, v in self.data.items() if recipient_ids is None or k in recipient_ids}
+
+    async def bases_in_parts(self, size: int) -> AsyncGenerator[list[RecipientBasis], None]:
+        every = [self.data[k] for k in sorted(self.data)]
+        for i in range(0, len(every), size):
+            yield every[i : i + size]
 
 
 class FakeDevices:

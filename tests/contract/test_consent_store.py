@@ -910,6 +910,26 @@ async def test_bases_for_planning(h: Harness) -> None:
     assert list(await h.store.bases(["r-2", "r-404"])) == ["r-2"]
 
 
+async def test_bases_in_parts_are_the_bases_in_order(h: Harness) -> None:
+    """A night's planning reads the bases in parts (``Watchdog.plan``): joined, the parts are
+    :meth:`bases` in ``recipient_id`` order, each at most the size asked; a read stopped after
+    its first part leaves the store usable (the PostgreSQL read's snapshot ended)."""
+    await seeded(h)
+    for rid in ("r-2", "r-3", "r-4", "r-5"):
+        await h.store.add_recipient(recipient(rid), actor=ADMIN, at=T0)
+    every = await h.store.bases()
+    for size in (1, 2, 5, 10):
+        parts = [p async for p in h.store.bases_in_parts(size)]
+        assert [len(p) for p in parts] == [min(size, 5 - i) for i in range(0, 5, size)]
+        assert [b for p in parts for b in p] == list(every.values())
+    read = h.store.bases_in_parts(2)
+    assert [b.recipient_id for b in await anext(read)] == ["r-1", "r-2"]
+    await read.aclose()
+    assert await h.store.bases() == every
+    with pytest.raises(ValueError, match="size"):
+        await anext(h.store.bases_in_parts(0))
+
+
 async def test_transitions_name_dated_changes_nobody_writes(h: Harness) -> None:
     """What :meth:`Gate.watch_schedule` turns into change events: a pause that starts later, a
     plan that ends later, a consent that expires, a cohabitant who moves in later."""
