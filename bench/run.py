@@ -102,6 +102,14 @@ def _motion(r: dict[str, Any]) -> list[dict[str, Any]]:
                 figure("motion", f"{name} vs touched-bytes floor, hot", x["kernel_hot_us"],
                        "us", baseline="numpy read of the rows the kernel reads, in cache",
                        baseline_value=x["floor_hot_us"]),
+                # DESIGN's targets for the kernel, as the ratios they are stated in
+                figure("motion", f"{name}: times faster than Frigate as written",
+                       x["frigate_as_written_us"] / x["kernel_us"], "x", better="higher",
+                       target=10),
+                figure("motion", f"{name}: times faster than Frigate-lite",
+                       x["frigate_lite_us"] / x["kernel_us"], "x", better="higher", target=2),
+                figure("motion", f"{name}: times the touched-bytes floor, hot",
+                       x["kernel_hot_us"] / x["floor_hot_us"], "x", target=5),
             ]  # fmt: skip
     out += [
         figure(
