@@ -156,8 +156,10 @@ class Options:
     timing: Timing | None = None
 
     def __post_init__(self) -> None:
-        if self.workers < 1 or self.pool_max < 1:
-            raise ValueError("workers and pool_max are at least 1")
+        if self.workers < 1:
+            raise ValueError("workers is at least 1")
+        if self.pool_max < 2:  # a night's planning reads on one while it stores on another
+            raise ValueError("pool_max is at least 2")
 
 
 @dataclass

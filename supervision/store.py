@@ -126,6 +126,7 @@ IN_TEAMS = "($%d::text[] IS NULL OR %steam_id = ANY($%d::text[]))"
 
 
 async def _each(parts: Iterable[NightPlan] | AsyncIterable[NightPlan]) -> AsyncIterator[NightPlan]:
+    """The parts, planned (and read) as they are asked for, whichever kind of iterable."""
     if isinstance(parts, AsyncIterable):
         async for part in parts:
             yield part
@@ -529,9 +530,8 @@ class RoundStore:
         waiting: list[Check] = []
         sent: asyncio.Future[list[asyncpg.Record]] | None = None
         try:
-            async for part in _each(
-                parts
-            ):  # the next part is planned here, while the server inserts
+            # the next part is read and planned here, while the server inserts
+            async for part in _each(parts):
                 got.append(part)
                 waiting.extend(part.checks)
                 if sent is not None and sent.done():

@@ -268,3 +268,13 @@ async def test_the_device_sweep_survives_an_outage_and_reports_a_crash() -> None
             while not sup.failed:
                 await asyncio.sleep(0.001)
         assert sup.failed == {"device-sweep": "RuntimeError"}
+
+
+def test_options_refuse_a_pool_too_small_to_plan_a_night() -> None:
+    """A night's planning reads the bases on one connection while it stores on another
+    (``Watchdog.plan``): a pool of one would wait for itself."""
+    with pytest.raises(ValueError, match="pool_max is at least 2"):
+        app.Options(pool_max=1)
+    with pytest.raises(ValueError, match="workers is at least 1"):
+        app.Options(workers=0)
+    assert app.Options(pool_max=2).pool_max == 2
