@@ -8,7 +8,8 @@ probe and wake (:class:`Options`), and the benchmarks and tests run it as it is.
 
 Per role (``HOMECARE_ROLES`` / ``--roles``):
 
-- always: ``/healthz``, ``/readyz`` (PostgreSQL, the MQTT connection, every supervised task),
+- always: ``/healthz``, ``/readyz`` (PostgreSQL, the MQTT connection, every change feed the
+  process listens to, every supervised task),
   ``/metrics`` (:class:`services.web.metrics.Metrics`, one registry per runtime); the pool, the
   consent gate and its listener, the device registry on the process's one MQTT connection
   (:class:`services.mqtt.MqttLink`, shared with signalling), and the behaviour that counts toward
@@ -184,6 +185,8 @@ class Runtime:
     rounds: Rounds | None = None
     workers: list[Runner] = field(default_factory=list)  # the round workers of this process
     anchorer: anchoring.Anchorer | None = None  # signs the audit chain's head (issue 18)
+    # the NOTIFY feeds this process listens to, each set while it listens (``/readyz``)
+    feeds: dict[str, asyncio.Event] = field(default_factory=dict)
 
     @property
     def tasks(self) -> list[asyncio.Task[None]]:
@@ -197,11 +200,16 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     """Ready when every dependency of the process's roles answers and no supervised task failed:
-    PostgreSQL, the MQTT connection (where the process has one), the background tasks."""
+    PostgreSQL, the MQTT connection (where the process has one), every change feed the process
+    listens to (consent changes and withdrawals, revoked logins, device presence, other
+    processes' round steps: until each listens, a withdrawal could miss a session this process
+    holds), the background tasks."""
     rt = request.app[RUNTIME]
     checks: dict[str, bool] = {"database": False}
     if rt.mqtt is not None:
         checks["broker"] = rt.mqtt.connected.is_set()
+    waiting = sorted(name for name, listening in rt.feeds.items() if not listening.is_set())
+    checks["feeds"] = not waiting
     checks["tasks"] = rt.supervisor.healthy
     # red while the database is away or fails over (no host of the URL takes writes yet)
     with contextlib.suppress(*kernel_listen.DB_ERRORS):
@@ -209,6 +217,8 @@ async def readyz(request: web.Request) -> web.Response:
             checks["database"] = await rt.pool.fetchval("SELECT 1") == 1
     ok = all(checks.values())
     body: dict[str, object] = {"status": "ready" if ok else "not_ready", "checks": checks}
+    if waiting:
+        body["feeds_not_listening"] = waiting
     if rt.supervisor.failed:
         body["failed_tasks"] = sorted(rt.supervisor.failed)
     return web.json_response(body, status=200 if ok else 503)
@@ -504,19 +514,27 @@ def start_tasks(rt: Runtime, options: Options) -> None:
     """The process's background tasks, supervised; each is cancelled at shutdown."""
     roles = set(rt.settings.roles)
     sup = rt.supervisor
-    sup.spawn("consent-listen", rt.gate.listen(rt.pool))
-    sup.spawn("revocations-listen", rt.app[revocation_feed.REVOCATIONS].listen())
+    sup.spawn("consent-listen", rt.gate.listen(rt.pool, ready=_feed(rt, "consent")))
+    revocations = rt.app[revocation_feed.REVOCATIONS]
+    sup.spawn("revocations-listen", revocations.listen(ready=_feed(rt, "revocations")))
     sup.spawn("consent-covered", report_covered(rt.bus, rt.behaviour))
     assert rt.rounds is not None
     sup.spawn("consent-offline", report_offline(rt.bus, rt.behaviour, rt.rounds.store))
     if "api" in roles:  # other processes' steps, for this process's consoles
-        sup.spawn("rounds-events", rt.rounds.relay_events(rt.bus.publish))
+        ready = _feed(rt, "round_events")
+        sup.spawn("rounds-events", rt.rounds.relay_events(rt.bus.publish, ready=ready))
     if "rounds" in roles or "probes" in roles:
         sup.spawn("rounds", run_rounds(rt.rounds, rt.bus, rt.gate))
         for i, worker in enumerate(rt.workers[1:], start=2):
             sup.spawn(f"rounds-worker-{i}", worker.run(asyncio.Event()))
     if "rounds" in roles:  # once a day; an advisory lock keeps it to one process at a time
         sup.spawn("retention", retention.daily(rt.pool, rt.settings, rt.clock))
+
+
+def _feed(rt: Runtime, name: str) -> asyncio.Event:
+    """A new change feed of the process, set while it listens (``/readyz`` waits for it)."""
+    listening = rt.feeds[name] = asyncio.Event()
+    return listening
 
 
 def start_device_tasks(rt: Runtime) -> None:
@@ -528,6 +546,7 @@ def start_device_tasks(rt: Runtime) -> None:
     if rt.intake is not None:
         sup.spawn("device-intake", rt.intake.run())
     rt.feed = DeviceFeed(rt.pool, rt.bus.publish)  # presence reaches this process's bus here
+    rt.feeds["devices"] = rt.feed.ready
     sup.spawn("device-feed", rt.feed.run())
     if rt.signalling is not None:
         sup.spawn("signal-feed", feed_signalling(rt.bus, rt.signalling))

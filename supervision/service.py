@@ -221,10 +221,11 @@ class Rounds:
             if self.config.run_workers:
                 tasks.create_task(self.runner.run(stop))
 
-    async def relay_events(self, publish: Publish) -> None:
+    async def relay_events(self, publish: Publish, *, ready: asyncio.Event | None = None) -> None:
         """Publish the steps and alarms other processes made on this process's bus (for its
-        consoles) until cancelled; see :mod:`supervision.relay`."""
-        await relay.listen(self.pool, publish, origin=self.config.worker_id)
+        consoles) until cancelled; see :mod:`supervision.relay`. ``ready`` is set while it
+        listens."""
+        await relay.listen(self.pool, publish, origin=self.config.worker_id, ready=ready)
 
     async def _watch(self, feed: AsyncIterable[object], stop: asyncio.Event) -> None:
         watcher = asyncio.ensure_future(self.watchdog.watch(feed))

@@ -45,6 +45,8 @@ async def ready(rt: app.Runtime) -> None:
     assert rt.mqtt is not None
     async with asyncio.timeout(15):
         await rt.mqtt.connected.wait()
+        for listening in rt.feeds.values():
+            await listening.wait()
 
 
 async def test_a_probes_process_serves_no_api_and_no_signalling(
@@ -59,7 +61,12 @@ async def test_a_probes_process_serves_no_api_and_no_signalling(
         assert (await c.get("/healthz")).status == 200
         r = await c.get("/readyz")
         assert r.status == 200, await r.text()
-        assert (await r.json())["checks"] == {"database": True, "broker": True, "tasks": True}
+        assert (await r.json())["checks"] == {
+            "database": True,
+            "broker": True,
+            "feeds": True,
+            "tasks": True,
+        }
         assert (await c.get("/metrics")).status == 200
         assert rt.signalling is not None  # the probe's in-process client
 
@@ -114,6 +121,28 @@ async def test_a_crashed_task_is_logged_counted_and_makes_the_process_unready(
         assert 'homecare_task_failed{task="consent_listen"} 0.0' in metrics
 
 
+async def test_readyz_waits_for_every_change_feed_and_names_one_that_does_not_listen(
+    database_url: str, mqtt_url: str, topic_prefix: str
+) -> None:
+    """Until a feed listens, a withdrawal or a revoked login written by another process would
+    not reach what this process holds: the process is not ready."""
+    settings = settings_for(database_url, mqtt_url, topic_prefix)
+    async with app.runtime(settings) as rt, TestClient(TestServer(rt.app)) as c:
+        assert sorted(rt.feeds) == ["consent", "devices", "revocations", "round_events"]
+        await ready(rt)
+        r = await c.get("/readyz")
+        assert r.status == 200
+        assert (await r.json())["checks"]["feeds"] is True
+        rt.feeds["consent"].clear()  # as kernel.listen does while its connection is lost
+        r = await c.get("/readyz")
+        assert r.status == 503
+        body = await r.json()
+        assert body["checks"]["feeds"] is False
+        assert body["feeds_not_listening"] == ["consent"]
+        rt.feeds["consent"].set()
+        assert (await c.get("/readyz")).status == 200
+
+
 async def test_readyz_names_a_broker_that_is_not_connected(
     database_url: str, topic_prefix: str
 ) -> None:
@@ -124,7 +153,8 @@ async def test_readyz_names_a_broker_that_is_not_connected(
     async with app.runtime(settings) as rt, TestClient(TestServer(rt.app)) as c:
         r = await c.get("/readyz")
         assert r.status == 503
-        assert (await r.json())["checks"] == {"database": True, "broker": False, "tasks": True}
+        checks = (await r.json())["checks"]
+        assert (checks["database"], checks["broker"], checks["tasks"]) == (True, False, True)
 
 
 async def test_the_hard_rule_consumers_never_lose_an_event(
