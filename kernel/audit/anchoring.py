@@ -153,6 +153,9 @@ class Anchorer:
         self._published: Anchor | None = None  # the newest anchor the publisher took
         self._started = False
         self.anchored = asyncio.Condition()  # notified after each anchor written
+        # one tick at a time: a tick that read the heads before another tick's must not write
+        # or publish its older anchor after the newer one (the periodic tick, the shutdown one)
+        self._ticking = asyncio.Lock()
 
     async def _start(self) -> None:
         if self._started:
@@ -164,7 +167,12 @@ class Anchorer:
 
     async def tick(self) -> Anchor | None:
         """Anchor the heads if they changed since the last anchor; the new anchor, else
-        ``None``. A file that cannot be written is logged and tried again at the next tick."""
+        ``None``. A file that cannot be written is logged and tried again at the next tick.
+        Ticks run one at a time, so the anchors go out in the order of the heads they sign."""
+        async with self._ticking:
+            return await self._tick()
+
+    async def _tick(self) -> Anchor | None:
         await self._start()
         try:
             async with self.pool.acquire() as conn:

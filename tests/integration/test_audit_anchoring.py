@@ -10,6 +10,7 @@ import dataclasses
 import os
 import stat
 import sys
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -135,6 +136,58 @@ async def test_a_file_that_cannot_be_written_is_tried_again(
     assert made is not None
     assert made.seq == 2
     assert lines(blocked)[-1] == made
+
+
+class _HeldFiles(anchoring.AnchorFiles):
+    """Anchor files whose first write waits until ``go`` is set (on the writer's thread)."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory)
+        self.go = threading.Event()
+        self.writing = threading.Event()
+        self._first = True
+
+    def write(self, anchor: A.Anchor) -> Path:
+        if self._first:
+            self._first = False
+            self.writing.set()
+            assert self.go.wait(10)
+        return super().write(anchor)
+
+
+async def test_a_tick_that_read_older_heads_never_ends_after_a_newer_one(
+    pool: asyncpg.Pool, key_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The periodic tick and another (the shutdown anchor) at once: the one that read the heads
+    first writes and publishes first, so the newest anchor stays the last in the files, on the
+    retained topic and in ``last`` (a stale one had replaced it)."""
+    files = _HeldFiles(tmp_path / "anchors")
+    published: list[bytes] = []
+
+    async def publish(payload: bytes) -> None:
+        published.append(payload)
+
+    a = anchoring.Anchorer(
+        pool,
+        A.load_private(key_files[0].read_bytes()),
+        files,
+        clock=ScaledClock(speed=0, start=T0),
+        publish=publish,
+    )
+    await fill(pool, 1)
+    first = asyncio.create_task(a.tick())  # reads one entry's heads, then its write is held
+    await asyncio.to_thread(files.writing.wait, 10)
+    await fill(pool, 3, start=1)
+    second = asyncio.create_task(a.tick())
+    await asyncio.sleep(0.2)  # time for the second to run ahead, were it not held back
+    files.go.set()
+    older, newer = await first, await second
+    assert older is not None
+    assert newer is not None
+    assert (older.seq, newer.seq) == (1, 4)
+    assert a.last == newer
+    assert lines(files.directory)[-1] == newer
+    assert published[-1] == newer.encode()
 
 
 async def test_run_anchors_every_interval_while_entries_are_written(
