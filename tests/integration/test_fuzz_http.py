@@ -1,5 +1,8 @@
 """Schemathesis against ``/api/openapi.json`` of the composed application: whatever it sends to any
-route, as an administrator, as an operator and without a login, the answer is never a 5xx.
+route, as an administrator, as an operator, as a technician and without a login, the answer is
+never a 5xx. Together these callers may call every operation of the document
+(:func:`test_every_operation_is_fuzzed_by_a_caller`): the other roles' operations are all an
+administrator's or an operator's too, but the technician's installations are only theirs.
 
 Each caller fuzzes the operations it may call (the document's ``x-roles``; public ones for every
 caller): one it may not is refused by the auth middleware, 401 or 403, before a handler or its
@@ -37,6 +40,8 @@ from services.settings import load
 
 pytestmark = pytest.mark.integration
 
+CALLERS = (Role.ADMINISTRATOR, Role.OPERATOR, Role.TECHNICIAN)
+"""The roles the fuzzer calls as (besides no login)."""
 BUDGET_S = int(os.environ.get("HOMECARE_FUZZ_SECONDS", "0"))  # per caller; 0: the suite's count
 SUITE_EXAMPLES = 2
 """Random cases per operation in the suite, after every operation's examples and coverage cases: a
@@ -63,7 +68,7 @@ async def served(database_url: str, mqtt_url: str, topic_prefix: str) -> AsyncIt
     async with app.runtime(settings) as rt:
         tokens = {}
         async with rt.pool.acquire() as conn:
-            for role in (Role.ADMINISTRATOR, Role.OPERATOR):
+            for role in CALLERS:
                 account = await staff_store.create_staff(
                     conn, username=f"fuzz-{role.value}", role=role, password=None, is_service=True
                 )
@@ -147,13 +152,26 @@ async def _fuzz(served: Served, workdir: Path, who: Role | None) -> tuple[int, s
     return proc.returncode or 0, out.decode(errors="replace")
 
 
-@pytest.mark.parametrize(
-    "who", [Role.ADMINISTRATOR, Role.OPERATOR, None], ids=lambda w: str(w or "anonymous")
-)
+def _operations(doc: dict[str, Any]) -> set[tuple[str, str]]:
+    return {
+        (path, method)
+        for path, ops in doc["paths"].items()
+        for method, op in ops.items()
+        if isinstance(op, dict) and "x-roles" in op
+    }
+
+
+async def test_every_operation_is_fuzzed_by_a_caller(served: Served) -> None:
+    fuzzed = set().union(*(_operations(callable_by(served.doc, w)) for w in (*CALLERS, None)))
+    assert _operations(served.doc) - fuzzed == set()
+
+
+@pytest.mark.parametrize("who", [*CALLERS, None], ids=lambda w: str(w or "anonymous"))
 async def test_no_input_gives_a_server_error(
     served: Served, tmp_path: Path, who: Role | None
 ) -> None:
-    """One caller per test (each within its time budget): administrator, operator, anonymous."""
+    """One caller per test (each within its time budget): administrator, operator, technician,
+    anonymous."""
     rc, out = await _fuzz(served, tmp_path, who)
     tail = out[-15000:]
     assert rc == 0, f"schemathesis as {who or 'anonymous'} found failures:\n{tail}"
