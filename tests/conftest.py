@@ -9,7 +9,8 @@ Hypothesis: under ``CI=true`` (or ``HYPOTHESIS_PROFILE=ci``) the ``ci`` profile 
 per-example deadline and no ``too_slow`` health check, since CI machines are loaded and a slow
 example there is load, not a bug. The example counts stay as each test sets them.
 
-Parallel runs (``./run test`` passes ``-n 4 --dist loadfile`` to pytest-xdist;
+Parallel runs (``./run test`` passes ``-n 4 --dist loadfile --no-loadscope-reorder`` to
+pytest-xdist, the modules in :data:`SLOW_FIRST` order;
 ``HOMECARE_TEST_WORKERS`` changes the count): every test has its own database and topic prefix,
 MQTT client ids carry a hash of the prefix, and servers take free ports, so tests do not share
 state. Each module runs whole on one worker (``loadfile``), so its module fixtures (a served
@@ -245,3 +246,21 @@ async def owner(database_url: str) -> AsyncIterator[asyncpg.Connection]:
 def topic_prefix() -> str:
     """A unique MQTT topic prefix so tests never see each other's retained messages."""
     return f"t{uuid.uuid4().hex[:10]}/hc/v1"
+
+
+#: The suite's folders, slowest first: ``./run test`` hands whole modules to the workers in this
+#: order (``--no-loadscope-reorder``), so the end-to-end modules (served backends, browsers,
+#: processes) start while every worker is fresh and the quick unit modules fill the gaps at the
+#: end, instead of xdist's default order (most tests first), which left a few long modules to
+#: start last and run on alone.
+SLOW_FIRST = ("tests/e2e/", "tests/integration/", "tests/adversarial/", "tests/deploy/")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def weight(item: pytest.Item) -> int:
+        return next(
+            (i for i, folder in enumerate(SLOW_FIRST) if item.nodeid.startswith(folder)),
+            len(SLOW_FIRST),
+        )
+
+    items.sort(key=weight)  # stable: each module's tests keep their order
