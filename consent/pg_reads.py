@@ -213,8 +213,11 @@ class PgReads:
         return {b.recipient_id: b for b in found}
 
     async def bases_in_parts(self, size: int) -> AsyncGenerator[list[RecipientBasis], None]:
-        async with self._core.conn() as conn:
-            async for part in read_bases_in_parts(conn, None, size):
+        async with (
+            self._core.conn() as conn,
+            contextlib.aclosing(read_bases_in_parts(conn, None, size)) as parts,
+        ):  # stopped early, the read ends (its transaction, a query under way) before the conn
+            async for part in parts:
                 yield part
 
     async def transitions(self, *, after: datetime, until: datetime) -> list[tuple[str, datetime]]:
