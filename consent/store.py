@@ -59,9 +59,8 @@ class PgConsentStore(ConsentWrites):
     ) -> dict[str, RecipientBasis]:
         return await self._reads.bases(recipient_ids)
 
-    async def bases_in_parts(self, size: int) -> AsyncGenerator[list[RecipientBasis], None]:
-        async for part in self._reads.bases_in_parts(size):
-            yield part
+    def bases_in_parts(self, size: int) -> AsyncGenerator[list[RecipientBasis], None]:
+        return self._reads.bases_in_parts(size)
 
     async def transitions(self, *, after: datetime, until: datetime) -> list[tuple[str, datetime]]:
         return await self._reads.transitions(after=after, until=until)

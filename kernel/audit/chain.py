@@ -157,87 +157,60 @@ def format_at(at: datetime) -> str:
     return at.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def _normalise(value: Any, path: str) -> Any:
+def _where(path: tuple[Any, ...]) -> str:
+    """The dotted path of :func:`_normalise`'s ``path`` (built only for an error message)."""
+    steps: list[str] = []
+    while len(path) == 2:
+        path, step = path
+        steps.append(f"[{step}]" if isinstance(step, int) else f".{step}")
+    return str(path[0]) + "".join(reversed(steps))
+
+
+def _normalise(value: Any, path: tuple[Any, ...]) -> Any:
+    """``value`` as plain JSON; ``path`` is ``(name,)`` or ``(parent path, key or index)``, so
+    nothing is formatted for the thousands of values that are fine (a night's planning audits
+    every transition)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise AuditDataError(f"{_where(path)} contains a NUL character", _where(path))
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise AuditDataError(f"{_where(path)} is not valid Unicode", _where(path)) from None
+        return str(value)
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int):
         return int(value)
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise AuditDataError(f"{path} is not a finite number", path)
+            raise AuditDataError(f"{_where(path)} is not a finite number", _where(path))
         return int(value) if value.is_integer() else value
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise AuditDataError(f"{path} contains a NUL character", path)
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise AuditDataError(f"{path} is not valid Unicode", path) from None
-        return str(value)
     if isinstance(value, datetime):
         return format_at(value)
     if isinstance(value, Mapping):
         out: dict[str, Any] = {}
         for key, item in value.items():
             if not isinstance(key, str):
-                raise AuditDataError(f"{path} has a non-string key", path)
+                raise AuditDataError(f"{_where(path)} has a non-string key", _where(path))
             if key.lower() in FORBIDDEN_DATA_KEYS:
-                raise AuditDataError(
-                    f"{path}.{key} may not be stored in the audit log", f"{path}.{key}"
-                )
-            out[_normalise(key, path)] = _normalise(item, f"{path}.{key}")
+                where = _where((path, key))
+                raise AuditDataError(f"{where} may not be stored in the audit log", where)
+            out[_normalise(key, path)] = _normalise(item, (path, key))
         return out
     if isinstance(value, list | tuple):
-        return [_normalise(item, f"{path}[{i}]") for i, item in enumerate(value)]
-    raise AuditDataError(f"{path} has a value of type {type(value).__name__}, not JSON", path)
-
-
-class _NotPlain(Exception):
-    """A value :func:`_plain` does not take as it is: :func:`_normalise` converts it or names
-    what is wrong with it."""
-
-
-def _plain(value: Any) -> Any:
-    """``value`` copied when it is already plain JSON that round-trips unchanged (exactly
-    ``dict`` with good ``str`` keys, ``list``, ``tuple``, ``str``, ``int``, ``bool``, ``None``),
-    else :class:`_NotPlain`. The quick pass for what the service writes itself (a night's
-    planning audits thousands of transitions); it builds no path for an error message."""
-    kind = type(value)
-    if kind is str:
-        if "\x00" in value or not (value.isascii() or _encodes(value)):
-            raise _NotPlain
-        return value
-    if kind is int or kind is bool or value is None:
-        return value
-    if kind is list or kind is tuple:
-        return [_plain(item) for item in value]
-    if kind is dict:
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            if type(key) is not str or key.lower() in FORBIDDEN_DATA_KEYS:
-                raise _NotPlain
-            out[_plain(key)] = _plain(item)
-        return out
-    raise _NotPlain  # floats, instants, other mappings and sequences, subclasses
-
-
-def _encodes(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+        return [_normalise(item, (path, i)) for i, item in enumerate(value)]
+    raise AuditDataError(
+        f"{_where(path)} has a value of type {type(value).__name__}, not JSON", _where(path)
+    )
 
 
 def normalise_data(data: Mapping[str, Any]) -> dict[str, Any]:
     """``data`` as plain JSON values that round-trip through ``jsonb`` unchanged."""
     if not isinstance(data, Mapping):
         raise AuditDataError("data must be a JSON object", "data")
-    out: dict[str, Any]
-    try:
-        out = _plain(data)
-    except _NotPlain:
-        out = _normalise(data, "data")
+    out: dict[str, Any] = _normalise(data, ("data",))
     if len(canonical_json(out)) > MAX_DATA_BYTES:
         raise AuditDataError(f"data is larger than {MAX_DATA_BYTES} bytes", "data")
     return out
